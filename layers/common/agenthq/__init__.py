@@ -1,0 +1,3 @@
+"""AgentHQ: the domain and adapters shared by every Lambda function."""
+
+__version__ = "0.1.0"

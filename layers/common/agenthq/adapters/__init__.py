@@ -1,0 +1,2 @@
+"""Adapters to the outside world (AWS services, the model API, WebSocket
+connections), each behind a small interface with one real implementation."""

@@ -1,0 +1,45 @@
+"""ULIDs: 128-bit ids that sort by creation time (Crockford base32, 26 chars)."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PATTERN = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
+_lock = threading.Lock()
+_last = (0, 0)  # (milliseconds, randomness) of the previous id, for monotonicity
+
+
+def new_id(now_ms: int | None = None) -> str:
+    """A new ULID. Ids made in the same millisecond by this process still sort
+    in the order they were made (the random part is incremented)."""
+    global _last
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    with _lock:
+        last_ms, last_rand = _last
+        if ms <= last_ms:
+            ms, rand = last_ms, last_rand + 1
+        else:
+            rand = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for increments
+        _last = (ms, rand)
+    value = (ms << 80) | (rand & ((1 << 80) - 1))
+    out = []
+    for _ in range(26):
+        out.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(out))
+
+
+def is_id(value: str) -> bool:
+    return bool(_PATTERN.match(value or ""))
+
+
+def id_time_ms(value: str) -> int:
+    """The creation time (Unix ms) encoded in a ULID."""
+    n = 0
+    for ch in value[:10]:
+        n = n * 32 + _ALPHABET.index(ch)
+    return n

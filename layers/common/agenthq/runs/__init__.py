@@ -1,0 +1,1 @@
+"""Agent runs: launching, the durable step loop, events and cancellation."""

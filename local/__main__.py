@@ -1,0 +1,62 @@
+"""`make dev`: run AgentHQ on the local cloud until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from local.cloud import DATA_DIR, LocalCloud, LocalCloudConfig
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
+    parser.add_argument("--host", default=os.environ.get("AGENTHQ_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("AGENTHQ_PORT", "3000")),
+                        help="REST API port (default 3000, env AGENTHQ_PORT)")
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("AGENTHQ_DATA_DIR", DATA_DIR)),
+                        help="where DynamoDB Local keeps its data (default .data/)")
+    parser.add_argument("--in-memory", action="store_true", help="keep no data after exit")
+    parser.add_argument("--log-level", default=os.environ.get("AGENTHQ_LOG_LEVEL", "WARNING"))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = LocalCloudConfig(
+        host=args.host,
+        rest_port=args.port,
+        data_dir=None if args.in_memory else args.data_dir,
+        log_level=args.log_level.upper(),
+        anthropic_api_key=os.environ.get("ANTHROPIC_API_KEY") or None,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    started = time.monotonic()
+    print("Starting the AgentHQ local cloud ...", flush=True)
+    cloud = LocalCloud(config)
+    try:
+        cloud.start()
+    except Exception as exc:  # a clear line, not a traceback, for a newcomer
+        print(f"error: the local cloud could not start: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(cloud.banner(time.monotonic() - started), flush=True)
+        stop.wait()
+        print("\nStopping ...", flush=True)
+    finally:
+        cloud.stop()
+    print("Stopped. Data is kept in", config.data_dir or "(memory: discarded)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""The local API Gateway: HTTP in, REST proxy events to the real handlers, HTTP out.
+
+It does what API Gateway does for this template: matches the routes declared
+by the functions' Api events, strips the stage, calls the REQUEST authorizer
+and honours its policy, meters API keys against the usage plans (throttle and
+daily quota), limits payloads to 10 MB, times integrations out at 29 s, and
+answers its own errors with the template's GatewayResponses.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import threading
+import urllib.parse
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from local.events import API_ID, rest_proxy_event
+from local.lambda_runtime import FunctionError, LambdaRuntime
+from local.template import ACCOUNT_ID, RestApiSpec, Route
+
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+INTEGRATION_TIMEOUT_SECONDS = 29
+
+DEFAULT_STATUS = {
+    "MISSING_AUTHENTICATION_TOKEN": 403,
+    "UNAUTHORIZED": 401,
+    "ACCESS_DENIED": 403,
+    "INVALID_API_KEY": 403,
+    "THROTTLED": 429,
+    "QUOTA_EXCEEDED": 429,
+    "REQUEST_TOO_LARGE": 413,
+    "AUTHORIZER_FAILURE": 500,
+    "INTEGRATION_FAILURE": 502,
+    "INTEGRATION_TIMEOUT": 504,
+}
+MESSAGES = {
+    "MISSING_AUTHENTICATION_TOKEN": "Missing Authentication Token",
+    "UNAUTHORIZED": "Unauthorized",
+    "ACCESS_DENIED": "User is not authorized to access this resource",
+    "INVALID_API_KEY": "Forbidden",
+    "THROTTLED": "Too Many Requests",
+    "QUOTA_EXCEEDED": "Limit Exceeded",
+    "REQUEST_TOO_LARGE": "Request Too Long",
+    "AUTHORIZER_FAILURE": "Internal server error",
+    "INTEGRATION_FAILURE": "Internal server error",
+    "INTEGRATION_TIMEOUT": "Endpoint request timed out",
+}
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+class UsagePlanMeter:
+    """Admits or refuses a request by its usage-plan key (see local/usage_plans.py)."""
+
+    def admit(self, key_value: str) -> str | None:  # pragma: no cover - interface
+        """None to admit; else the gateway response type (THROTTLED, ...)."""
+        raise NotImplementedError
+
+
+class RestApiFront:
+    def __init__(self, api: RestApiSpec, runtime: LambdaRuntime, meter: UsagePlanMeter | None = None,
+                 host: str = "127.0.0.1", port: int = 3000, region: str = "us-east-1") -> None:
+        self.api = api
+        self.runtime = runtime
+        self.meter = meter
+        self.region = region
+        self.server = ThreadingHTTPServer((host, port), self._handler_class())
+        self.server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/{self.api.stage}"
+
+    def start(self) -> RestApiFront:
+        self._thread = threading.Thread(target=self.server.serve_forever, name="rest-api", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # ------------------------------------------------------------------ request pipeline
+
+    def handle(self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes,
+               source_ip: str) -> Reply:
+        request_id = str(uuid.uuid4())
+        parsed = urllib.parse.urlsplit(raw_path)
+        path = urllib.parse.unquote(parsed.path)
+        stage_prefix = f"/{self.api.stage}"
+        if path != stage_prefix and not path.startswith(stage_prefix + "/"):
+            return self.gateway_response("MISSING_AUTHENTICATION_TOKEN", request_id)
+        resource_path = path[len(stage_prefix):] or "/"
+        if len(body) > MAX_PAYLOAD_BYTES:
+            return self.gateway_response("REQUEST_TOO_LARGE", request_id)
+        match = self._match(method, resource_path)
+        if match is None:
+            return self.gateway_response("MISSING_AUTHENTICATION_TOKEN", request_id)
+        route, path_params = match
+
+        event = self._proxy_event(method, route, resource_path, path_params, parsed.query, headers, body,
+                                  source_ip, request_id)
+        if route.authorized:
+            denied = self._authorize(route, event, request_id)
+            if denied is not None:
+                return denied
+        return self._integrate(route, event, request_id)
+
+    def _match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        for route in self.api.routes:
+            if route.method not in (method, "ANY"):
+                continue
+            found = route.pattern.match(path)
+            if found:
+                return route, {k: urllib.parse.unquote(v) for k, v in found.groupdict().items()}
+        return None
+
+    def _proxy_event(self, method: str, route: Route, path: str, path_params: dict[str, str], query: str,
+                     headers: list[tuple[str, str]], body: bytes, source_ip: str, request_id: str) -> dict[str, Any]:
+        return rest_proxy_event(method, path, resource=route.path, path_parameters=path_params, query=query,
+                                headers=headers, body=body, stage=self.api.stage, source_ip=source_ip,
+                                request_id=request_id)
+
+    def _method_arn(self, event: dict[str, Any]) -> str:
+        return (f"arn:aws:execute-api:{self.region}:{ACCOUNT_ID}:{API_ID}/{self.api.stage}/"
+                f"{event['httpMethod']}{event['path']}")
+
+    def _authorize(self, route: Route, event: dict[str, Any], request_id: str) -> Reply | None:
+        assert self.api.authorizer_function
+        method_arn = self._method_arn(event)
+        auth_event = {"type": "REQUEST", "methodArn": method_arn, **{k: v for k, v in event.items()
+                                                                      if k not in ("body", "isBase64Encoded")}}
+        try:
+            result = self.runtime.invoke(self.api.authorizer_function, auth_event)
+        except FunctionError as err:
+            if err.message == "Unauthorized":
+                return self.gateway_response("UNAUTHORIZED", request_id)
+            return self.gateway_response("AUTHORIZER_FAILURE", request_id)
+        if not isinstance(result, dict) or "principalId" not in result or "policyDocument" not in result:
+            return self.gateway_response("AUTHORIZER_FAILURE", request_id)
+        if not _policy_allows(result["policyDocument"], method_arn):
+            return self.gateway_response("ACCESS_DENIED", request_id)
+        context = {k: v for k, v in (result.get("context") or {}).items()}
+        context["principalId"] = result["principalId"]
+        event["requestContext"]["authorizer"] = context
+        if route.api_key_required:
+            key = result.get("usageIdentifierKey")
+            if not key or self.meter is None:
+                return self.gateway_response("INVALID_API_KEY", request_id)
+            refusal = self.meter.admit(key)
+            if refusal:
+                return self.gateway_response(refusal, request_id)
+            event["requestContext"]["identity"]["apiKey"] = key
+        return None
+
+    def _integrate(self, route: Route, event: dict[str, Any], request_id: str) -> Reply:
+        try:
+            result = self.runtime.invoke(route.function, event)
+        except FunctionError as err:
+            if err.error_type == "Sandbox.Timedout":
+                return self.gateway_response("INTEGRATION_TIMEOUT", request_id)
+            return self.gateway_response("INTEGRATION_FAILURE", request_id)
+        if not isinstance(result, dict) or "statusCode" not in result:
+            return self.gateway_response("INTEGRATION_FAILURE", request_id)
+        headers: list[tuple[str, str]] = []
+        seen = set()
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            seen.add(name.lower())
+            headers.extend((name, str(v)) for v in values)
+        for name, value in (result.get("headers") or {}).items():
+            if name.lower() not in seen:
+                headers.append((name, str(value)))
+        headers.append(("x-amzn-RequestId", request_id))
+        body = result.get("body") or ""
+        raw = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode("utf-8")
+        return Reply(int(result["statusCode"]), headers, raw)
+
+    # ------------------------------------------------------------------ gateway responses
+
+    def gateway_response(self, kind: str, request_id: str) -> Reply:
+        family = "DEFAULT_5XX" if DEFAULT_STATUS[kind] >= 500 else "DEFAULT_4XX"
+        configured = self.api.gateway_responses.get(kind) or self.api.gateway_responses.get(family) or {}
+        status = int(configured.get("StatusCode", DEFAULT_STATUS[kind]))
+        message = MESSAGES[kind]
+        template = (configured.get("ResponseTemplates") or {}).get("application/json")
+        if template:
+            body = template.replace("$context.requestId", request_id)
+            body = body.replace("$context.error.messageString", json.dumps(message))
+            body = body.replace("$context.error.message", message)
+        else:
+            body = json.dumps({"message": message})
+        headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", request_id),
+                   ("x-amzn-ErrorType", kind)]
+        for name, value in ((configured.get("ResponseParameters") or {}).get("Headers") or {}).items():
+            headers.append((name, value.strip("'")))
+        return Reply(status, headers, body.encode("utf-8"))
+
+    # ------------------------------------------------------------------ HTTP server glue
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "AgentHQ-local-apigateway"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_PAYLOAD_BYTES:
+                    # Don't read a body we will refuse anyway; close the connection after answering.
+                    reply = front.gateway_response("REQUEST_TOO_LARGE", str(uuid.uuid4()))
+                    self.close_connection = True
+                else:
+                    body = self.rfile.read(length) if length else b""
+                    reply = front.handle(self.command, self.path, list(self.headers.items()), body,
+                                         self.client_address[0])
+                self.send_response(reply.status)
+                for name, value in reply.headers:
+                    if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(reply.body)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+        return Handler
+
+
+def _policy_allows(policy: dict[str, Any], method_arn: str) -> bool:
+    """IAM-style evaluation of an authorizer policy: an explicit Deny wins."""
+    allowed = False
+    statements = policy.get("Statement") or []
+    if isinstance(statements, dict):
+        statements = [statements]
+    for statement in statements:
+        resources = statement.get("Resource") or []
+        if isinstance(resources, str):
+            resources = [resources]
+        actions = statement.get("Action") or []
+        if isinstance(actions, str):
+            actions = [actions]
+        if not any(fnmatch.fnmatchcase("execute-api:Invoke", a) for a in actions):
+            continue
+        if any(fnmatch.fnmatchcase(method_arn, r) for r in resources):
+            if statement.get("Effect") == "Deny":
+                return False
+            if statement.get("Effect") == "Allow":
+                allowed = True
+    return allowed

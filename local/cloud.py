@@ -1,0 +1,225 @@
+"""The local cloud: template.yaml running on one machine, no Docker, no AWS account.
+
+- DynamoDB: AWS's DynamoDB Local (Java), data kept in ``.data/`` (or in memory).
+- Step Functions, API Gateway (keys, usage plans), Secrets Manager, STS: moto,
+  in this process; the state machine is the real ``statemachines/*.asl.json``
+  run by moto's ASL interpreter, its Lambda tasks routed to the real handlers.
+- The REST API: ``local.apigateway.RestApiFront`` in front of the real handlers.
+- The model: the offline model server when no ANTHROPIC_API_KEY is set.
+
+Handlers see only standard environment variables (table name, ARNs,
+``AWS_ENDPOINT_URL_DYNAMODB``, ``ANTHROPIC_BASE_URL``), exactly as on AWS.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local.dynamodb_local import DynamoDBLocal
+from local.lambda_runtime import LambdaRuntime
+from local.template import (
+    ROOT,
+    LocalStack,
+    Resolver,
+    functions,
+    load_template,
+    rest_api,
+    state_machines,
+    table_definition,
+    usage_plans,
+)
+
+DATA_DIR = ROOT / ".data"
+ROLE_ARN = "arn:aws:iam::123456789012:role/agenthq-local"
+
+# Set for every handler, as the Lambda service sets its own variables.
+BASE_ENVIRONMENT = {
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SESSION_TOKEN": "local",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+}
+
+
+@dataclass
+class LocalCloudConfig:
+    host: str = "127.0.0.1"
+    rest_port: int = 3000  # 0 = any free port
+    data_dir: Path | None = DATA_DIR  # None = DynamoDB in memory
+    dynamodb_endpoint: str | None = None  # use a DynamoDB Local that is already running
+    stack: LocalStack = field(default_factory=LocalStack)
+    anthropic_api_key: str | None = None  # None = offline model server
+    log_level: str = "WARNING"
+
+
+class LocalCloud:
+    def __init__(self, config: LocalCloudConfig | None = None) -> None:
+        self.config = config or LocalCloudConfig()
+        self.template = load_template()
+        self.resolver = Resolver(self.template, self.config.stack)
+        self.dynamodb: DynamoDBLocal | None = None
+        self.dynamodb_endpoint = self.config.dynamodb_endpoint
+        self.runtime: LambdaRuntime | None = None
+        self.rest = None
+        self._mock: Any = None
+        self._saved_env: dict[str, str | None] = {}
+        self.environment: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> LocalCloud:
+        try:
+            self._start_dynamodb()
+            self._set_environment(BASE_ENVIRONMENT | {"AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint or ""})
+            self._start_moto()
+            self._create_table()
+            self._create_state_machines()
+            self._create_usage_plans()
+            self._start_runtime()
+            self._start_rest_api()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.rest is not None:
+            self.rest.stop()
+            self.rest = None
+        if self.runtime is not None:
+            self.runtime.close()
+            self.runtime = None
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock = None
+        if self.dynamodb is not None:
+            self.dynamodb.stop()
+            self.dynamodb = None
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+        _reset_process_caches()
+
+    def __enter__(self) -> LocalCloud:
+        return self.start()
+
+    @property
+    def rest_url(self) -> str:
+        assert self.rest is not None
+        return self.rest.base_url
+
+    def banner(self, startup_seconds: float) -> str:
+        lines = [
+            f"AgentHQ local cloud is up ({startup_seconds:.1f} s).",
+            f"  REST API       {self.rest_url}        try: curl {self.rest_url}/health",
+            f"  DynamoDB Local {self.dynamodb_endpoint}   data: {self.config.data_dir or 'in memory'}",
+            "Press Ctrl-C to stop.",
+        ]
+        return "\n".join(lines)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ pieces
+
+    def _set_environment(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+        self.environment.update(values)
+
+    def _start_dynamodb(self) -> None:
+        if self.dynamodb_endpoint is None:
+            self.dynamodb = DynamoDBLocal(data_dir=self.config.data_dir and self.config.data_dir / "dynamodb")
+            self.dynamodb.start()
+            self.dynamodb_endpoint = self.dynamodb.endpoint
+
+    def _start_moto(self) -> None:
+        from moto import mock_aws
+
+        self._mock = mock_aws(
+            config={
+                "stepfunctions": {"execute_state_machine": True},
+                "core": {"passthrough": {"services": ["dynamodb", "dynamodbstreams"]}},
+            }
+        )
+        self._mock.start()
+        # moto replaced boto3's default session: credentials and hooks go on the new one.
+        self._set_environment(BASE_ENVIRONMENT)
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, region_name=self.config.stack.region)
+
+    def _create_table(self) -> None:
+        definition = table_definition(self.template, self.config.stack.table_name)
+        ddb = self.client("dynamodb")
+        existing = ddb.list_tables()["TableNames"]
+        if definition["create"]["TableName"] not in existing:
+            ddb.create_table(**definition["create"])
+            ddb.get_waiter("table_exists").wait(TableName=definition["create"]["TableName"])
+            if definition["ttl_attribute"]:
+                ddb.update_time_to_live(
+                    TableName=definition["create"]["TableName"],
+                    TimeToLiveSpecification={"Enabled": True, "AttributeName": definition["ttl_attribute"]},
+                )
+
+    def _create_state_machines(self) -> None:
+        sfn = self.client("stepfunctions")
+        for spec in state_machines(self.template, self.resolver):
+            arn = sfn.create_state_machine(
+                name=spec.name, definition=spec.definition, roleArn=ROLE_ARN, type=spec.type
+            )["stateMachineArn"]
+            self.config.stack.refs[spec.logical_id] = arn
+
+    def _create_usage_plans(self) -> None:
+        apigw = self.client("apigateway")
+        for spec in usage_plans(self.template, self.resolver):
+            kwargs: dict[str, Any] = {"name": spec.name,
+                                      "throttle": {"rateLimit": spec.rate_limit, "burstLimit": spec.burst_limit}}
+            if spec.quota_limit is not None:
+                kwargs["quota"] = {"limit": spec.quota_limit, "period": spec.quota_period}
+            plan = apigw.create_usage_plan(**kwargs)
+            self.config.stack.refs[spec.logical_id] = plan["id"]
+
+    def _start_runtime(self) -> None:
+        specs = functions(self.template, self.resolver)
+        environment: dict[str, str] = {}
+        for spec in specs.values():
+            environment.update(spec.environment)
+        environment["POWERTOOLS_LOG_LEVEL"] = self.config.log_level
+        self._set_environment(environment)
+        _reset_process_caches()
+        self.runtime = LambdaRuntime(specs, region=self.config.stack.region)
+        self.runtime.install_invoke_hook()
+        self.runtime.warm()
+
+    def _start_rest_api(self) -> None:
+        from local.apigateway import RestApiFront
+
+        assert self.runtime is not None
+        self.rest = RestApiFront(rest_api(self.template), self.runtime, meter=None,
+                                 host=self.config.host, port=self.config.rest_port,
+                                 region=self.config.stack.region).start()
+
+
+def _reset_process_caches() -> None:
+    """Forget settings and services built from an earlier environment."""
+    import sys
+
+    settings = sys.modules.get("agenthq.settings")
+    if settings is not None:
+        settings.get_settings.cache_clear()
+    services = sys.modules.get("agenthq.services")
+    if services is not None:
+        services.set_services(None)

@@ -1,0 +1,115 @@
+"""DynamoDB Local: AWS's own emulator (a Java program), run as a child process."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from local.template import ROOT
+
+JAR_DIR = ROOT / ".cache" / "dynamodb-local"
+
+
+class DynamoDBLocalError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DynamoDBLocal:
+    """``with DynamoDBLocal(data_dir=...) as ddb: ddb.endpoint``.
+
+    ``data_dir=None`` keeps everything in memory (tests); otherwise tables
+    persist in ``data_dir`` across restarts (``make dev``). ``-sharedDb`` makes
+    every access key and region see the same tables, as one AWS account would.
+    """
+
+    def __init__(self, port: int | None = None, data_dir: Path | None = None, jar_dir: Path = JAR_DIR) -> None:
+        self.port = port or free_port()
+        self.data_dir = data_dir
+        self.jar_dir = jar_dir
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path: Path | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        java = shutil.which("java")
+        if not java:
+            raise DynamoDBLocalError("Java is required to run DynamoDB Local (Java 17 or newer).")
+        jar = self.jar_dir / "DynamoDBLocal.jar"
+        if not jar.exists():
+            raise DynamoDBLocalError(f"{jar} is missing: run `make setup` to fetch DynamoDB Local.")
+        cmd = [
+            java,
+            "-Xms64m",
+            "-XX:+UseSerialGC",
+            f"-Djava.library.path={self.jar_dir / 'DynamoDBLocal_lib'}",
+            "-jar", str(jar),
+            "-port", str(self.port),
+            "-sharedDb",
+            "-disableTelemetry",
+        ]
+        if self.data_dir is None:
+            cmd.append("-inMemory")
+        else:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            cmd += ["-dbPath", str(self.data_dir)]
+        return cmd
+
+    def start(self, timeout: float = 60.0) -> DynamoDBLocal:
+        log_dir = ROOT / ".cache" / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"dynamodb-local-{self.port}.log"
+        log = open(self.log_path, "wb")  # noqa: SIM115 - owned by the child process
+        self.process = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.jar_dir
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise DynamoDBLocalError(
+                    f"DynamoDB Local exited with code {self.process.returncode}; see {self.log_path}"
+                )
+            if self._answers():
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise DynamoDBLocalError(f"DynamoDB Local did not answer within {timeout:.0f} s; see {self.log_path}")
+
+    def _answers(self) -> bool:
+        # Any HTTP answer (DynamoDB Local says 400 to a bare GET) means it is up.
+        try:
+            urllib.request.urlopen(self.endpoint, timeout=0.5)  # noqa: S310 - loopback
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+
+    def __enter__(self) -> DynamoDBLocal:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

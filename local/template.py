@@ -1,0 +1,333 @@
+"""Read template.yaml — the single source of truth — for the local cloud.
+
+The local cloud never re-declares a resource: the table, the routes, the
+functions and their environment, the state machine, the usage plans and the
+gateway responses all come from here, with CloudFormation intrinsics resolved
+against local values (account 123456789012, a stack name, local ARNs).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_PATH = ROOT / "template.yaml"
+
+ACCOUNT_ID = "123456789012"
+PARTITION = "aws"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML loader that understands CloudFormation's short-form tags."""
+
+
+def _cfn_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{tag_suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+
+
+# --------------------------------------------------------------------------- intrinsic resolution
+
+
+@dataclass
+class LocalStack:
+    """The values intrinsics resolve to in the local cloud."""
+
+    stack_name: str = "agenthq"
+    region: str = "us-east-1"
+    table_name: str = "agenthq-local"
+    parameters: dict[str, str] = field(default_factory=dict)
+    refs: dict[str, str] = field(default_factory=dict)  # logical id -> Ref value (filled in as resources exist)
+
+    def pseudo(self) -> dict[str, str]:
+        return {
+            "AWS::StackName": self.stack_name,
+            "AWS::Region": self.region,
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::Partition": PARTITION,
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+
+
+class Resolver:
+    def __init__(self, template: dict[str, Any], stack: LocalStack) -> None:
+        self.template = template
+        self.stack = stack
+
+    def ref(self, name: str) -> str:
+        pseudo = self.stack.pseudo()
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.stack.parameters:
+            return self.stack.parameters[name]
+        params = self.template.get("Parameters", {})
+        if name in params:
+            return str(params[name].get("Default", ""))
+        if name in self.stack.refs:
+            return self.stack.refs[name]
+        resources = self.template.get("Resources", {})
+        if name == "Table" or resources.get(name, {}).get("Type") == "AWS::DynamoDB::Table":
+            return self.stack.table_name
+        resource = resources.get(name)
+        if resource is None:
+            raise KeyError(f"unknown Ref {name!r}")
+        kind = resource["Type"]
+        if kind == "AWS::Serverless::Function":
+            return function_name(self.stack, name)
+        if kind == "AWS::Serverless::StateMachine":
+            return self.state_machine_arn(name)
+        return f"local-{name}"
+
+    def get_att(self, name: str, attribute: str) -> str:
+        resources = self.template.get("Resources", {})
+        kind = resources.get(name, {}).get("Type")
+        if kind == "AWS::Serverless::Function" and attribute == "Arn":
+            return f"arn:{PARTITION}:lambda:{self.stack.region}:{ACCOUNT_ID}:function:{function_name(self.stack, name)}"
+        if kind == "AWS::DynamoDB::Table" and attribute == "Arn":
+            return f"arn:{PARTITION}:dynamodb:{self.stack.region}:{ACCOUNT_ID}:table/{self.stack.table_name}"
+        if kind == "AWS::Serverless::StateMachine" and attribute == "Name":
+            return self.state_machine_name(name)
+        return f"local-{name}-{attribute}"
+
+    def state_machine_name(self, logical_id: str) -> str:
+        props = self.template["Resources"][logical_id].get("Properties", {})
+        return self.resolve(props.get("Name", logical_id))
+
+    def state_machine_arn(self, logical_id: str) -> str:
+        name = self.state_machine_name(logical_id)
+        return f"arn:{PARTITION}:states:{self.stack.region}:{ACCOUNT_ID}:stateMachine:{name}"
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                return self.ref(arg)
+            if key == "Fn::GetAtt":
+                return self.get_att(arg[0], arg[1])
+            if key == "Fn::Sub":
+                return self._sub(arg)
+            if key == "Fn::Join":
+                sep, items = arg
+                return sep.join(str(self.resolve(i)) for i in items)
+            if key == "Fn::If":
+                raise NotImplementedError("Fn::If is not used by this template")
+        return {k: self.resolve(v) for k, v in value.items()}
+
+    def _sub(self, arg: Any) -> str:
+        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in variables:
+                return str(self.resolve(variables[name]))
+            if "." in name and not name.startswith("AWS::"):
+                logical, attribute = name.split(".", 1)
+                return self.get_att(logical, attribute)
+            return self.ref(name)
+
+        return re.sub(r"\$\{([^}!]+)\}", replace, text)
+
+
+def function_name(stack: LocalStack, logical_id: str) -> str:
+    return f"{stack.stack_name}-{logical_id}"
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def resources_of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template.get("Resources", {}).items() if v.get("Type") == kind}
+
+
+def table_definition(template: dict[str, Any], table_name: str) -> dict[str, Any]:
+    """CreateTable arguments for the template's table (plus its TTL attribute)."""
+    (logical_id, table), = resources_of_type(template, "AWS::DynamoDB::Table").items()
+    props = table["Properties"]
+    definition: dict[str, Any] = {
+        "TableName": table_name,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    if props.get("GlobalSecondaryIndexes"):
+        definition["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    stream = props.get("StreamSpecification")
+    if stream:
+        definition["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
+    ttl = props.get("TimeToLiveSpecification")
+    return {"create": definition, "ttl_attribute": ttl["AttributeName"] if ttl and ttl.get("Enabled") else None}
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str
+    name: str
+    code_uri: Path
+    handler: str
+    timeout: int
+    memory: int
+    environment: dict[str, str]
+
+
+def functions(template: dict[str, Any], resolver: Resolver) -> dict[str, FunctionSpec]:
+    globals_ = template.get("Globals", {}).get("Function", {})
+    specs = {}
+    for logical_id, resource in resources_of_type(template, "AWS::Serverless::Function").items():
+        props = {**globals_, **resource.get("Properties", {})}
+        env = dict(globals_.get("Environment", {}).get("Variables", {}))
+        env.update(resource.get("Properties", {}).get("Environment", {}).get("Variables", {}))
+        specs[logical_id] = FunctionSpec(
+            logical_id=logical_id,
+            name=function_name(resolver.stack, logical_id),
+            code_uri=ROOT / props["CodeUri"],
+            handler=props["Handler"],
+            timeout=int(props.get("Timeout", 3)),
+            memory=int(props.get("MemorySize", 128)),
+            environment={k: str(resolver.resolve(v)) for k, v in env.items()},
+        )
+    return specs
+
+
+@dataclass(frozen=True)
+class Route:
+    function: str  # logical id
+    method: str  # GET, POST, ... or ANY
+    path: str  # /workspaces/{wid}/agents
+    authorized: bool  # goes through the API's authorizer
+    api_key_required: bool  # metered by the usage plans
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        regex = re.sub(r"\\\{([A-Za-z0-9_]+)\\\+\\\}", r"(?P<\1>.+)", re.escape(self.path))
+        regex = re.sub(r"\\\{([A-Za-z0-9_]+)\\\}", r"(?P<\1>[^/]+)", regex)
+        return re.compile(f"^{regex}$")
+
+
+@dataclass(frozen=True)
+class RestApiSpec:
+    logical_id: str
+    stage: str
+    routes: tuple[Route, ...]
+    authorizer_function: str | None
+    gateway_responses: dict[str, dict[str, Any]]
+
+
+def rest_api(template: dict[str, Any]) -> RestApiSpec:
+    (api_id, api), = resources_of_type(template, "AWS::Serverless::Api").items()
+    props = api["Properties"]
+    auth = props.get("Auth", {})
+    default_authorizer = auth.get("DefaultAuthorizer")
+    authorizer_function = None
+    if default_authorizer:
+        arn = auth["Authorizers"][default_authorizer]["FunctionArn"]
+        authorizer_function = arn["Fn::GetAtt"][0]
+    default_key_required = bool(auth.get("ApiKeyRequired", False))
+    routes = []
+    for logical_id, resource in resources_of_type(template, "AWS::Serverless::Function").items():
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            if event.get("Type") != "Api":
+                continue
+            ep = event["Properties"]
+            event_auth = ep.get("Auth", {})
+            authorized = default_authorizer is not None and event_auth.get("Authorizer", default_authorizer) != "NONE"
+            routes.append(
+                Route(
+                    function=logical_id,
+                    method=ep["Method"].upper(),
+                    path=ep["Path"],
+                    authorized=authorized,
+                    api_key_required=bool(event_auth.get("ApiKeyRequired", default_key_required)),
+                )
+            )
+    # Literal segments win over parameters, as in API Gateway.
+    routes.sort(key=lambda r: (r.path.count("{"), -len(r.path)))
+    return RestApiSpec(
+        logical_id=api_id,
+        stage=props["StageName"],
+        routes=tuple(routes),
+        authorizer_function=authorizer_function,
+        gateway_responses=props.get("GatewayResponses", {}),
+    )
+
+
+@dataclass(frozen=True)
+class UsagePlanSpec:
+    logical_id: str
+    name: str
+    rate_limit: float
+    burst_limit: int
+    quota_limit: int | None
+    quota_period: str | None
+
+
+def usage_plans(template: dict[str, Any], resolver: Resolver) -> list[UsagePlanSpec]:
+    plans = []
+    for logical_id, resource in resources_of_type(template, "AWS::ApiGateway::UsagePlan").items():
+        props = resource["Properties"]
+        throttle = props.get("Throttle", {})
+        quota = props.get("Quota", {})
+        plans.append(
+            UsagePlanSpec(
+                logical_id=logical_id,
+                name=resolver.resolve(props.get("UsagePlanName", logical_id)),
+                rate_limit=float(throttle.get("RateLimit", 0)),
+                burst_limit=int(throttle.get("BurstLimit", 0)),
+                quota_limit=int(quota["Limit"]) if quota else None,
+                quota_period=quota.get("Period") if quota else None,
+            )
+        )
+    return plans
+
+
+@dataclass(frozen=True)
+class StateMachineSpec:
+    logical_id: str
+    name: str
+    definition: str  # JSON text with substitutions applied
+    type: str
+
+
+def state_machines(template: dict[str, Any], resolver: Resolver) -> list[StateMachineSpec]:
+    specs = []
+    for logical_id, resource in resources_of_type(template, "AWS::Serverless::StateMachine").items():
+        props = resource["Properties"]
+        text = (ROOT / props["DefinitionUri"]).read_text(encoding="utf-8")
+        for key, value in props.get("DefinitionSubstitutions", {}).items():
+            text = text.replace("${" + key + "}", str(resolver.resolve(value)))
+        json.loads(text)  # fail early on a broken definition
+        specs.append(
+            StateMachineSpec(
+                logical_id=logical_id,
+                name=resolver.state_machine_name(logical_id),
+                definition=text,
+                type=props.get("Type", "STANDARD"),
+            )
+        )
+    return specs

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Fetch AWS's DynamoDB Local (the jar and its native libraries) from the npm
+# package amplify-dynamodb-simulator, which bundles it in emulator/.
+# Usage: scripts/install-dynamodb-local.sh <version> <jar-sha256> <destination>
+set -euo pipefail
+version="$1"
+jar_sha256="$2"
+dest="$3"
+if [ -f "$dest/DynamoDBLocal.jar" ] && [ "$(cat "$dest/.version" 2>/dev/null)" = "$version" ]; then
+  exit 0
+fi
+command -v npm >/dev/null 2>&1 || { echo "error: npm is required to fetch DynamoDB Local (install Node.js 18+ with npm)" >&2; exit 1; }
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+echo "Fetching DynamoDB Local (amplify-dynamodb-simulator@$version) ..."
+(cd "$work" && npm pack --silent "amplify-dynamodb-simulator@$version" >/dev/null)
+tar -xzf "$work"/amplify-dynamodb-simulator-"$version".tgz -C "$work" package/emulator
+# Refuse a jar that is not the one this project was tested with.
+actual="$(python3 -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$work/package/emulator/DynamoDBLocal.jar")"
+if [ "$actual" != "$jar_sha256" ]; then
+  echo "error: DynamoDBLocal.jar from amplify-dynamodb-simulator@$version has sha256 $actual, expected $jar_sha256" >&2
+  exit 1
+fi
+rm -rf "$dest"
+mkdir -p "$(dirname "$dest")"
+mv "$work/package/emulator" "$dest"
+echo "$version" > "$dest/.version"
+echo "DynamoDB Local installed in $dest"

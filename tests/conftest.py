@@ -1,0 +1,36 @@
+"""Shared fixtures.
+
+The test session starts its own DynamoDB Local (in memory) and, for tests that
+need it, one local cloud on top of it: the same code `make dev` runs, with the
+table, state machine and usage plans created from template.yaml.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from local.cloud import LocalCloud, LocalCloudConfig
+from local.dynamodb_local import DynamoDBLocal
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint() -> Iterator[str]:
+    with DynamoDBLocal() as ddb:
+        yield ddb.endpoint
+
+
+@pytest.fixture(scope="session")
+def cloud(dynamodb_endpoint: str) -> Iterator[LocalCloud]:
+    config = LocalCloudConfig(rest_port=0, data_dir=None, dynamodb_endpoint=dynamodb_endpoint)
+    with LocalCloud(config) as running:
+        yield running
+
+
+@pytest.fixture()
+def api(cloud: LocalCloud) -> Iterator[httpx.Client]:
+    """An HTTP client for the local REST API (base URL includes the stage)."""
+    with httpx.Client(base_url=cloud.rest_url, timeout=30) as client:
+        yield client

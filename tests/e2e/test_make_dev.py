@@ -1,0 +1,101 @@
+"""`make dev`'s program as a newcomer runs it: a separate process, real HTTP,
+Ctrl-C, restart. (Its set-up half, the Makefile, is exercised by CI itself.)"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+
+from local.template import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+class DevServer:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.process: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+        self.rest_url = ""
+        self.dynamodb_url = ""
+
+    def start(self, timeout: float = 60) -> float:
+        started = time.monotonic()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "ANTHROPIC_"))}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "local", "--port", "0", "--data-dir", str(self.data_dir)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )
+        assert self.process.stdout is not None
+        while time.monotonic() - started < timeout:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            if m := re.search(r"REST API\s+(http://\S+)", line):
+                self.rest_url = m.group(1)
+            if m := re.search(r"DynamoDB Local\s+(http://\S+)", line):
+                self.dynamodb_url = m.group(1)
+            if "Press Ctrl-C" in line:
+                return time.monotonic() - started
+        raise AssertionError("the local cloud did not come up:\n" + "".join(self.output))
+
+    def interrupt(self, timeout: float = 30) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        out, _ = self.process.communicate(timeout=timeout)
+        self.output.append(out)
+        return self.process.returncode
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture()
+def dev(tmp_path):
+    servers: list[DevServer] = []
+
+    def start() -> DevServer:
+        server = DevServer(tmp_path / "data")
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()
+
+
+def test_make_dev_serves_health_and_stops_cleanly_on_ctrl_c(dev):
+    server = dev()
+    response = httpx.get(f"{server.rest_url}/health", timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"] == {"dynamodb": "ok", "stepfunctions": "ok"}
+    assert server.interrupt() == 0
+    assert "Stopped" in "".join(server.output)
+    assert "Traceback" not in "".join(server.output)
+
+
+def test_restarting_keeps_the_data(dev):
+    server = dev()
+    table = boto3.resource("dynamodb", endpoint_url=server.dynamodb_url, region_name="us-east-1",
+                           aws_access_key_id="x", aws_secret_access_key="y").Table("agenthq-local")
+    table.put_item(Item={"pk": "E2E#persist", "sk": "META", "note": "still here"})
+    assert server.interrupt() == 0
+
+    server = dev()
+    table = boto3.resource("dynamodb", endpoint_url=server.dynamodb_url, region_name="us-east-1",
+                           aws_access_key_id="x", aws_secret_access_key="y").Table("agenthq-local")
+    assert table.get_item(Key={"pk": "E2E#persist", "sk": "META"})["Item"]["note"] == "still here"
+    assert server.interrupt() == 0

@@ -1,0 +1,30 @@
+"""Every sample event in events/ runs through its handler (as `sam local invoke` would)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from local.template import ROOT, LocalStack, Resolver, functions, load_template
+
+EVENTS = sorted((ROOT / "events").glob("*/*.json"))
+TEMPLATE = load_template()
+BY_DIR = {spec.code_uri.name: spec.logical_id for spec in functions(TEMPLATE, Resolver(TEMPLATE, LocalStack())).values()}
+
+
+@pytest.mark.xfail(strict=True, reason="run_steps sample events come with the run engine (issue 4)")
+def test_every_function_has_a_sample_event():
+    with_events = {path.parent.name for path in EVENTS}
+    assert set(BY_DIR) <= with_events, f"functions without a sample event: {set(BY_DIR) - with_events}"
+
+
+@pytest.mark.parametrize("path", EVENTS, ids=[f"{p.parent.name}/{p.name}" for p in EVENTS])
+def test_sample_event_runs_through_its_handler(cloud, path: Path):
+    assert path.parent.name in BY_DIR, f"{path}: no function with CodeUri functions/{path.parent.name}"
+    event = json.loads(path.read_text())
+    result = cloud.runtime.invoke(BY_DIR[path.parent.name], event)
+    if "httpMethod" in event:  # an API Gateway proxy event: a well-formed, non-5xx answer
+        assert result["statusCode"] < 500, result
+        json.loads(result["body"])

@@ -1,0 +1,36 @@
+"""GET /v1/health through the real handler against DynamoDB Local and moto."""
+
+from __future__ import annotations
+
+import json
+
+from agenthq.services import Services, get_services, set_services
+from local.events import rest_proxy_event
+
+
+def invoke_health(cloud):
+    response = cloud.runtime.invoke("HealthFunction", rest_proxy_event("GET", "/health"))
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_health_is_ok_when_dynamodb_and_stepfunctions_answer(cloud):
+    status, body = invoke_health(cloud)
+    assert status == 200
+    assert body["status"] == "ok"
+    assert body["checks"] == {"dynamodb": "ok", "stepfunctions": "ok"}
+    assert body["version"]
+
+
+def test_health_reports_each_failing_dependency(cloud):
+    settings = get_services().settings
+    broken = settings.model_copy(update={"table_name": "no-such-table",
+                                         "state_machine_arn": settings.state_machine_arn + "-gone"})
+    set_services(Services(broken))
+    try:
+        status, body = invoke_health(cloud)
+    finally:
+        set_services(Services(settings))  # and the models are bound to the real table again
+    assert status == 503
+    assert body["status"] == "degraded"
+    assert body["checks"]["dynamodb"].startswith("error")
+    assert body["checks"]["stepfunctions"].startswith("error")

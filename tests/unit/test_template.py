@@ -1,0 +1,93 @@
+"""template.yaml is the single source of truth: the code must agree with it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agenthq.store.base import BaseItem
+from local.template import ROOT, LocalStack, Resolver, functions, load_template, rest_api, state_machines, table_definition
+
+TEMPLATE = load_template()
+
+
+def test_pynamodb_models_match_the_table_in_the_template():
+    definition = table_definition(TEMPLATE, "t")["create"]
+    schema = BaseItem._get_schema()
+    template_keys = {k["AttributeName"]: k["KeyType"] for k in definition["KeySchema"]}
+    model_keys = {k["AttributeName"]: k["KeyType"] for k in schema["key_schema"]}
+    assert model_keys == template_keys
+    template_gsis = {g["IndexName"]: {k["AttributeName"]: k["KeyType"] for k in g["KeySchema"]}
+                     for g in definition["GlobalSecondaryIndexes"]}
+    model_gsis = {g["index_name"]: {k["AttributeName"]: k["KeyType"] for k in g["key_schema"]}
+                  for g in schema["global_secondary_indexes"]}
+    assert model_gsis == template_gsis
+    template_types = {a["AttributeName"]: a["AttributeType"] for a in definition["AttributeDefinitions"]}
+    model_types = {a["AttributeName"]: a["AttributeType"] for a in schema["attribute_definitions"]}
+    assert model_types == template_types
+    assert table_definition(TEMPLATE, "t")["ttl_attribute"] == BaseItem.expires_at.attr_name
+
+
+def test_the_table_keeps_what_production_needs():
+    props = TEMPLATE["Resources"]["Table"]["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["StreamSpecification"]["StreamViewType"] == "NEW_IMAGE"
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert props["TimeToLiveSpecification"]["Enabled"] is True
+    assert TEMPLATE["Resources"]["Table"]["DeletionPolicy"] == "Retain"
+
+
+def test_every_function_has_its_code_and_handler():
+    specs = functions(TEMPLATE, Resolver(TEMPLATE, LocalStack()))
+    assert specs, "no functions in template.yaml"
+    for spec in specs.values():
+        module_file, attribute = spec.handler.rsplit(".", 1)
+        source = spec.code_uri / f"{module_file}.py"
+        assert source.exists(), f"{spec.logical_id}: {source} missing"
+        assert f"def {attribute}" in source.read_text() or f"{attribute} =" in source.read_text()
+        assert not (spec.code_uri / "requirements.txt").exists(), "dependencies belong to the layer"
+
+
+def test_routes_have_a_stage_and_known_functions():
+    api = rest_api(TEMPLATE)
+    assert api.stage == "v1"
+    names = set(functions(TEMPLATE, Resolver(TEMPLATE, LocalStack())))
+    for route in api.routes:
+        assert route.function in names
+        assert route.path.startswith("/") and not route.path.startswith("/v1")
+    assert any(r.path == "/health" and r.method == "GET" and not r.authorized for r in api.routes)
+
+
+def test_unknown_routes_and_gateway_errors_use_the_error_format():
+    responses = rest_api(TEMPLATE).gateway_responses
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == 404
+    for kind, response in responses.items():
+        body = response["ResponseTemplates"]["application/json"]
+        rendered = body.replace("$context.requestId", "r").replace("$context.error.messageString", '"m"')
+        assert set(json.loads(rendered)["error"]) == {"code", "message", "request_id"}, kind
+
+
+def test_state_machine_tasks_are_substituted_and_every_task_is_caught():
+    (spec,) = state_machines(TEMPLATE, Resolver(TEMPLATE, LocalStack()))
+    definition = json.loads(spec.definition)
+    assert "${" not in spec.definition
+    for name, state in definition["States"].items():
+        if state["Type"] == "Task" and name != "RecordFailure":
+            assert any("States.ALL" in c["ErrorEquals"] for c in state.get("Catch", [])), name
+            assert state.get("Retry"), name
+
+
+@pytest.mark.slow
+def test_sam_validate_lint_passes(tmp_path):
+    sam = Path(sys.executable).parent / "sam"
+    assert sam.exists() or shutil.which("sam"), "aws-sam-cli is a dev dependency"
+    result = subprocess.run([str(sam), "validate", "--lint"], cwd=ROOT, capture_output=True, text=True,
+                            env={"SAM_CLI_TELEMETRY": "0", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout
