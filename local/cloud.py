@@ -13,13 +13,17 @@ Handlers see only standard environment variables (table name, ARNs,
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local.bootstrap import ensure_table
 from local.dynamodb_local import DynamoDBLocal
 from local.lambda_runtime import LambdaRuntime
+from local.signing_keys import seed_signing_keys
 from local.template import (
     ROOT,
     LocalStack,
@@ -28,9 +32,10 @@ from local.template import (
     load_template,
     rest_api,
     state_machines,
-    table_definition,
     usage_plans,
 )
+
+logger = logging.getLogger(__name__)
 
 DATA_DIR = ROOT / ".data"
 ROLE_ARN = "arn:aws:iam::123456789012:role/agenthq-local"
@@ -81,6 +86,7 @@ class LocalCloud:
             self._create_table()
             self._create_state_machines()
             self._create_usage_plans()
+            self._restore_gateway_keys()
             self._start_runtime()
             self._start_rest_api()
         except BaseException:
@@ -162,17 +168,7 @@ class LocalCloud:
         return boto3.client(service, region_name=self.config.stack.region)
 
     def _create_table(self) -> None:
-        definition = table_definition(self.template, self.config.stack.table_name)
-        ddb = self.client("dynamodb")
-        existing = ddb.list_tables()["TableNames"]
-        if definition["create"]["TableName"] not in existing:
-            ddb.create_table(**definition["create"])
-            ddb.get_waiter("table_exists").wait(TableName=definition["create"]["TableName"])
-            if definition["ttl_attribute"]:
-                ddb.update_time_to_live(
-                    TableName=definition["create"]["TableName"],
-                    TimeToLiveSpecification={"Enabled": True, "AttributeName": definition["ttl_attribute"]},
-                )
+        ensure_table(self.client("dynamodb"), self.template, self.config.stack.table_name)
 
     def _create_state_machines(self) -> None:
         sfn = self.client("stepfunctions")
@@ -192,6 +188,68 @@ class LocalCloud:
             plan = apigw.create_usage_plan(**kwargs)
             self.config.stack.refs[spec.logical_id] = plan["id"]
 
+    def _restore_gateway_keys(self) -> None:
+        """Give every workspace of the table its API Gateway key again.
+
+        moto keeps API Gateway in memory, so after a restart the workspaces kept in
+        DynamoDB Local have no key at the gateway (on AWS the keys persist). For each
+        Workspace item not being deleted: create (or find) the key with its stored
+        ``usage_key`` value, attach it to its tier's usage plan (USAGE_PLAN_IDS from
+        template.yaml: enterprise uses the pro plan) and store the new key id in
+        ``gateway_key_id``. A Scan is fine here: local tooling, not a request path.
+        """
+        import sys
+
+        from local.lambda_runtime import LAYER_PATH
+
+        if str(LAYER_PATH) not in sys.path:  # the handlers' own adapter, from the layer
+            sys.path.insert(0, str(LAYER_PATH))
+        from agenthq.adapters.apigateway import ApiGatewayKeys
+
+        plan_ids = self._usage_plan_ids()
+        if not plan_ids:
+            return
+        keys = ApiGatewayKeys(self.client("apigateway"), plan_ids)
+        ddb = self.client("dynamodb")
+        table = self.config.stack.table_name
+        pages = ddb.get_paginator("scan").paginate(
+            TableName=table,
+            FilterExpression="#type = :workspace",
+            ProjectionExpression="pk, sk, #id, tier, usage_key, gateway_key_id, deleting",
+            ExpressionAttributeNames={"#type": "type", "#id": "id"},
+            ExpressionAttributeValues={":workspace": {"S": "Workspace"}},
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                if item.get("deleting", {}).get("BOOL") or "usage_key" not in item or "id" not in item:
+                    continue
+                workspace_id = item["id"]["S"]
+                tier = item.get("tier", {}).get("S", "free")
+                try:
+                    key_id = keys.ensure_key(workspace_id, item["usage_key"]["S"], tier)
+                except Exception:  # one odd item must not keep the local cloud from starting
+                    logger.exception("workspace %s: could not restore its API Gateway key", workspace_id)
+                    continue
+                if item.get("gateway_key_id", {}).get("S") == key_id:
+                    continue
+                try:
+                    ddb.update_item(
+                        TableName=table,
+                        Key={"pk": item["pk"], "sk": item["sk"]},
+                        UpdateExpression="SET gateway_key_id = :key",
+                        ConditionExpression="attribute_exists(pk)",
+                        ExpressionAttributeValues={":key": {"S": key_id}},
+                    )
+                except ddb.exceptions.ConditionalCheckFailedException:
+                    pass  # deleted meanwhile
+
+    def _usage_plan_ids(self) -> dict[str, str]:
+        """Tier -> usage plan id, as the functions see it (template.yaml's USAGE_PLAN_IDS)."""
+        variables = self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+        if "USAGE_PLAN_IDS" not in variables:
+            return {}
+        return json.loads(self.resolver.resolve(variables["USAGE_PLAN_IDS"]))
+
     def _start_runtime(self) -> None:
         specs = functions(self.template, self.resolver)
         environment: dict[str, str] = {}
@@ -200,15 +258,19 @@ class LocalCloud:
         environment["POWERTOOLS_LOG_LEVEL"] = self.config.log_level
         self._set_environment(environment)
         _reset_process_caches()
+        seed_signing_keys(self.client("ssm"), environment["JWT_SIGNING_KEY_PARAMETER"],
+                          environment["JWT_PUBLIC_KEYS_PARAMETER"], self.config.data_dir)
         self.runtime = LambdaRuntime(specs, region=self.config.stack.region)
         self.runtime.install_invoke_hook()
         self.runtime.warm()
 
     def _start_rest_api(self) -> None:
         from local.apigateway import RestApiFront
+        from local.usage_plans import GatewayUsagePlanMeter
 
         assert self.runtime is not None
-        self.rest = RestApiFront(rest_api(self.template), self.runtime, meter=None,
+        self.rest = RestApiFront(rest_api(self.template), self.runtime,
+                                 meter=GatewayUsagePlanMeter(self.client("apigateway")),
                                  host=self.config.host, port=self.config.rest_port,
                                  region=self.config.stack.region).start()
 

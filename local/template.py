@@ -110,6 +110,8 @@ class Resolver:
             return f"arn:{PARTITION}:dynamodb:{self.stack.region}:{ACCOUNT_ID}:table/{self.stack.table_name}"
         if kind == "AWS::Serverless::StateMachine" and attribute == "Name":
             return self.state_machine_name(name)
+        if kind == "AWS::IAM::Role" and attribute == "Arn":
+            return f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/{self.stack.stack_name}-{name}"
         return f"local-{name}-{attribute}"
 
     def state_machine_name(self, logical_id: str) -> str:

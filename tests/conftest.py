@@ -7,6 +7,7 @@ table, state machine and usage plans created from template.yaml.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 
 import httpx
@@ -29,8 +30,18 @@ def cloud(dynamodb_endpoint: str) -> Iterator[LocalCloud]:
         yield running
 
 
+def client_for(cloud: LocalCloud, source_ip: str | None = None) -> httpx.Client:
+    """An HTTP client for the local REST API (base URL includes the stage).
+
+    Each client connects from its own loopback address (all of 127.0.0.0/8 is
+    this machine), so per-source-IP protections such as login throttling see
+    each test as a different client, as they would see different users."""
+    source_ip = source_ip or f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
+    transport = httpx.HTTPTransport(local_address=source_ip)
+    return httpx.Client(base_url=cloud.rest_url, timeout=30, transport=transport)
+
+
 @pytest.fixture()
 def api(cloud: LocalCloud) -> Iterator[httpx.Client]:
-    """An HTTP client for the local REST API (base URL includes the stage)."""
-    with httpx.Client(base_url=cloud.rest_url, timeout=30) as client:
+    with client_for(cloud) as client:
         yield client

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from local.lambda_runtime import FunctionError
 from local.template import ROOT, LocalStack, Resolver, functions, load_template
 
 EVENTS = sorted((ROOT / "events").glob("*/*.json"))
@@ -24,7 +25,17 @@ def test_every_function_has_a_sample_event():
 def test_sample_event_runs_through_its_handler(cloud, path: Path):
     assert path.parent.name in BY_DIR, f"{path}: no function with CodeUri functions/{path.parent.name}"
     event = json.loads(path.read_text())
+    if event.get("type") == "REQUEST":  # an authorizer event: a policy, or exactly "Unauthorized" (→ 401)
+        try:
+            result = cloud.runtime.invoke(BY_DIR[path.parent.name], event)
+        except FunctionError as err:
+            assert err.message == "Unauthorized", err
+        else:
+            assert {"principalId", "policyDocument", "context"} <= set(result)
+        return
     result = cloud.runtime.invoke(BY_DIR[path.parent.name], event)
     if "httpMethod" in event:  # an API Gateway proxy event: a well-formed, non-5xx answer
         assert result["statusCode"] < 500, result
-        json.loads(result["body"])
+        body = json.loads(result["body"])
+        if result["statusCode"] >= 400:
+            assert set(body["error"]) >= {"code", "message", "request_id"}

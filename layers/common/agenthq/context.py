@@ -82,10 +82,17 @@ class Principal:
     kind: PrincipalKind
     role: Role | None = None  # users only
     scopes: frozenset[Scope] = field(default_factory=frozenset)
+    session_id: str = ""  # users only: the login session (refresh-token family)
 
     @property
     def user_id(self) -> str | None:
         return self.subject if self.kind is PrincipalKind.user else None
+
+    def require_user(self) -> str:
+        """The user id; API keys act as the workspace and have none."""
+        if self.kind is not PrincipalKind.user:
+            raise Forbidden("This needs a signed-in user, not an API key.")
+        return self.subject
 
     def can(self, scope: Scope) -> bool:
         return scope in self.scopes
@@ -113,6 +120,7 @@ class Principal:
             "kind": self.kind.value,
             "role": self.role.value if self.role else "",
             "scopes": " ".join(sorted(s.value for s in self.scopes)),
+            "session_id": self.session_id,
         }
 
 
@@ -132,4 +140,5 @@ def principal_from_authorizer(authorizer: Mapping[str, Any] | None) -> Principal
         kind=kind,
         role=role,
         scopes=scopes,
+        session_id=str(authorizer.get("session_id") or ""),
     )

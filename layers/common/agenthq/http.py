@@ -62,6 +62,12 @@ def request_id_of(scope: Scope) -> str:
     return state["request_id"]
 
 
+def source_ip(request: Request) -> str:
+    """The client's address as API Gateway saw it."""
+    identity = (aws_event(request).get("requestContext") or {}).get("identity") or {}
+    return str(identity.get("sourceIp") or "unknown")
+
+
 def current_principal(request: Request) -> Principal:
     """The caller, as vouched for by the authorizer (401 when absent)."""
     return principal_from_authorizer((aws_event(request).get("requestContext") or {}).get("authorizer"))

@@ -1,12 +1,15 @@
 """The composition root: the one place where adapters are built and wired.
 
 A Lambda process builds one ``Services`` on its first request (never at import)
-and reuses it while warm. Tests build their own with fakes, which subclass or
-implement the same interfaces.
+and reuses it while warm; each adapter is built on first use, so a function
+pays only for what it touches. Tests build their own, replacing adapters with
+fakes that implement the same interfaces.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -15,8 +18,9 @@ from agenthq.store import configure
 
 
 class Services:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.clock = clock
         configure(settings)
 
     def client(self, service: str) -> Any:
@@ -29,6 +33,36 @@ class Services:
         from agenthq.adapters.stepfunctions import StepFunctionsOrchestrator
 
         return StepFunctionsOrchestrator(self.client("stepfunctions"), self.settings.state_machine_arn)
+
+    @cached_property
+    def gateway_keys(self):  # -> GatewayKeys
+        from agenthq.adapters.apigateway import ApiGatewayKeys
+
+        return ApiGatewayKeys(self.client("apigateway"), self.settings.usage_plan_ids)
+
+    @cached_property
+    def key_store(self):  # -> KeyStore
+        from agenthq.security.tokens import KeyStore
+
+        return KeyStore(self.client("ssm"), self.settings.jwt_signing_key_parameter,
+                        self.settings.jwt_public_keys_parameter)
+
+    @cached_property
+    def token_signer(self):  # -> TokenSigner
+        from agenthq.security.tokens import TokenSigner
+
+        s = self.settings
+        return TokenSigner(self.key_store.signing_keys(), s.jwt_issuer, s.jwt_audience, s.access_token_ttl_seconds)
+
+    def token_verifier(self, refresh: bool = False):  # -> TokenVerifier
+        from agenthq.security.tokens import TokenVerifier
+
+        s = self.settings
+        jwks = self.key_store.public_keys(refresh=refresh)
+        if refresh or getattr(self, "_verifier_jwks", None) is not jwks:
+            self._verifier = TokenVerifier(jwks, s.jwt_issuer, s.jwt_audience)
+            self._verifier_jwks = jwks
+        return self._verifier
 
 
 _services: Services | None = None

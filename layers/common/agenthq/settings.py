@@ -9,6 +9,7 @@ anthropic SDK read their own standard variables, such as
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from functools import lru_cache
@@ -30,6 +31,20 @@ class Settings(BaseModel):
     state_machine_arn: str = Field(default="", alias="STATE_MACHINE_ARN")
     version: str = Field(default=__version__, alias="APP_VERSION")
 
+    # Tenancy: the role assumed (with a workspace_id session tag) for workspace data.
+    tenant_role_arn: str = Field(default="", alias="TENANT_ROLE_ARN")
+
+    # Sessions
+    jwt_issuer: str = Field(default="agenthq", alias="JWT_ISSUER")
+    jwt_audience: str = Field(default="agenthq-api", alias="JWT_AUDIENCE")
+    jwt_signing_key_parameter: str = Field(default="/agenthq/jwt-signing-keys", alias="JWT_SIGNING_KEY_PARAMETER")
+    jwt_public_keys_parameter: str = Field(default="/agenthq/jwt-public-keys", alias="JWT_PUBLIC_KEYS_PARAMETER")
+    access_token_ttl_seconds: int = Field(default=900, alias="ACCESS_TOKEN_TTL_SECONDS", ge=60, le=3600)
+    refresh_token_ttl_seconds: int = Field(default=30 * 86400, alias="REFRESH_TOKEN_TTL_SECONDS", ge=3600)
+
+    # API Gateway usage plans, one per tier: {"free": "<plan id>", ...}
+    usage_plan_ids: dict[str, str] = Field(default_factory=dict, alias="USAGE_PLAN_IDS")
+
     # HTTP edge
     max_request_bytes: int = Field(default=256 * 1024, alias="MAX_REQUEST_BYTES", gt=0)
     cors_allow_origins: tuple[str, ...] = Field(default=(), alias="CORS_ALLOW_ORIGINS")
@@ -43,6 +58,11 @@ class Settings(BaseModel):
         env = dict(os.environ if env is None else env)
         origins = env.get("CORS_ALLOW_ORIGINS", "")
         env["CORS_ALLOW_ORIGINS"] = tuple(o.strip() for o in origins.split(",") if o.strip())  # type: ignore[assignment]
+        plans = env.get("USAGE_PLAN_IDS") or "{}"
+        try:
+            env["USAGE_PLAN_IDS"] = json.loads(plans) if isinstance(plans, str) else plans  # type: ignore[assignment]
+        except ValueError:
+            raise SettingsError("invalid configuration: USAGE_PLAN_IDS is not JSON") from None
         if "AWS_REGION" not in env and "AWS_DEFAULT_REGION" in env:
             env["AWS_REGION"] = env["AWS_DEFAULT_REGION"]
         try:

@@ -1,11 +1,29 @@
-"""The table's base model and the binding of models to a configured table."""
+"""The table's base model, its binding to a configured table, and tenant scoping.
+
+Tenant scoping: when ``TENANT_ROLE_ARN`` is set (on AWS), code running inside
+``tenant_scope(workspace_id)`` talks to DynamoDB with credentials of the tenant
+role assumed with the session tag ``workspace_id=<id>``; that role's policy
+only allows partition keys ``WS#<id>`` and ``WS#<id>#…`` (IAM
+``dynamodb:LeadingKeys``), so even a bug that builds another workspace's key
+is refused by DynamoDB. Global items are reached inside ``global_scope()``
+with the function's own role. Without a tenant role (tests that don't set one)
+both scopes use the function's own credentials: the switch is a no-op.
+"""
 
 from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
 from pynamodb.attributes import DiscriminatorAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.connection import TableConnection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
 
 from agenthq.settings import Settings
 
@@ -19,6 +37,9 @@ class Gsi1(GlobalSecondaryIndex):
 
     gsi1pk = UnicodeAttribute(hash_key=True)
     gsi1sk = UnicodeAttribute(range_key=True)
+
+
+_scoped_connection: ContextVar[TableConnection | None] = ContextVar("agenthq_tenant_connection", default=None)
 
 
 class BaseItem(Model):
@@ -40,11 +61,15 @@ class BaseItem(Model):
 
     gsi1 = Gsi1()
 
+    def owned_partitions(self) -> list[str]:
+        """Other partitions whose items belong to this item (deleted with it)."""
+        return []
+
     @classmethod
     def _get_connection(cls) -> TableConnection:
-        # All item types live in one table: share one connection (and one
-        # botocore client) instead of building one per model class.
-        return Model._get_connection.__func__(BaseItem)  # type: ignore[attr-defined]
+        # Inside tenant_scope(): the tenant's credentials. Otherwise one shared
+        # connection (and botocore client) for every item type of the table.
+        return _scoped_connection.get() or Model._get_connection.__func__(BaseItem)  # type: ignore[attr-defined]
 
 
 def configure(settings: Settings) -> None:
@@ -56,6 +81,7 @@ def configure(settings: Settings) -> None:
         meta.connect_timeout_seconds = int(settings.aws_connect_timeout)
         meta.read_timeout_seconds = int(settings.aws_read_timeout)
         BaseItem._connection = None
+    _tenancy.configure(settings)
 
 
 def ws_pk(workspace_id: str, *parts: str) -> str:
@@ -63,3 +89,100 @@ def ws_pk(workspace_id: str, *parts: str) -> str:
     if not workspace_id or "#" in workspace_id:
         raise ValueError("invalid workspace id")
     return "#".join(("WS", workspace_id, *parts))
+
+
+def get_many(*keys: tuple[str, str]) -> list[BaseItem]:
+    """Items of any types in one BatchGetItem round trip (missing keys are skipped)."""
+    return list(BaseItem.batch_get(keys))
+
+
+def transaction(**kwargs: Any) -> TransactWrite:
+    """A TransactWrite on the connection of the current scope."""
+    return TransactWrite(connection=BaseItem._get_connection().connection, **kwargs)
+
+
+# --------------------------------------------------------------------------- tenant scoping
+
+
+class _Tenancy:
+    """Assumes the tenant role per workspace and caches the scoped connections."""
+
+    RENEW_BEFORE_SECONDS = 120
+
+    def __init__(self) -> None:
+        self.role_arn = ""
+        self.settings: Settings | None = None
+        self._sts: Any = None
+        self._lock = threading.Lock()
+        self._connections: dict[str, tuple[TableConnection, float]] = {}
+
+    def configure(self, settings: Settings) -> None:
+        with self._lock:
+            self.settings = settings
+            self.role_arn = settings.tenant_role_arn
+            self._sts = None
+            self._connections.clear()
+
+    def connection_for(self, workspace_id: str) -> TableConnection | None:
+        if not self.role_arn:
+            return None
+        now = time.time()
+        with self._lock:
+            cached = self._connections.get(workspace_id)
+            if cached and cached[1] - self.RENEW_BEFORE_SECONDS > now:
+                return cached[0]
+        credentials = self._assume(workspace_id)
+        base = Model._get_connection.__func__(BaseItem)  # type: ignore[attr-defined]
+        connection = TableConnection(
+            BaseItem.Meta.table_name,
+            region=BaseItem.Meta.region,
+            connect_timeout_seconds=BaseItem.Meta.connect_timeout_seconds,
+            read_timeout_seconds=BaseItem.Meta.read_timeout_seconds,
+            max_retry_attempts=BaseItem.Meta.max_retry_attempts,
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+            meta_table=base.get_meta_table(),
+        )
+        expires = credentials["Expiration"].timestamp()
+        with self._lock:
+            self._connections[workspace_id] = (connection, expires)
+        return connection
+
+    def _assume(self, workspace_id: str) -> dict[str, Any]:
+        if self._sts is None:
+            from agenthq.adapters.aws import make_client
+
+            assert self.settings is not None
+            self._sts = make_client("sts", self.settings)
+        response = self._sts.assume_role(
+            RoleArn=self.role_arn,
+            RoleSessionName=f"ws-{workspace_id}"[:64],
+            DurationSeconds=900,
+            Tags=[{"Key": "workspace_id", "Value": workspace_id}],
+        )
+        return response["Credentials"]
+
+
+_tenancy = _Tenancy()
+
+
+@contextmanager
+def tenant_scope(workspace_id: str) -> Iterator[None]:
+    """Data access inside is limited (by IAM, on AWS) to this workspace's keys."""
+    ws_pk(workspace_id)  # validates the id
+    token = _scoped_connection.set(_tenancy.connection_for(workspace_id))
+    try:
+        yield
+    finally:
+        _scoped_connection.reset(token)
+
+
+@contextmanager
+def global_scope() -> Iterator[None]:
+    """Data access inside uses the function's own role (global items)."""
+    token = _scoped_connection.set(None)
+    try:
+        yield
+    finally:
+        _scoped_connection.reset(token)

@@ -1,0 +1,45 @@
+"""Timing helpers shared by the benchmarks."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def median_seconds(fn: Callable[[], object], n: int, warmup: int = 0) -> float:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def fresh_process_seconds(code: str, n: int, env: dict[str, str] | None = None) -> float:
+    """Median wall time of ``python -c code`` in fresh processes."""
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, **(env or {})}, cwd=ROOT)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def print_table(title: str, rows: list[tuple[str, float, str]]) -> None:
+    print(f"\n{title}")
+    width = max(len(r[0]) for r in rows)
+    for name, ratio, detail in rows:
+        print(f"  {name.ljust(width)}  {ratio:8.2f}x   {detail}")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"

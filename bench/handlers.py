@@ -1,0 +1,77 @@
+"""A warm GET through the full handler, the authorizer, and cold-start imports.
+
+- warm GET /workspaces/{wid} (proxy event in, response out: FastAPI + Mangum +
+  tenant scope + one GetItem) ÷ one raw DynamoDB GetItem round trip;
+- the authorizer per request, with an access JWT and with an API key ÷ GetItem;
+- the import (cold-start) time of each function module ÷ `python -c pass`.
+"""
+
+from __future__ import annotations
+
+import boto3
+
+from bench.common import ROOT, fresh_process_seconds, median_seconds, ms, print_table
+from local.events import rest_proxy_event
+
+
+def raw_getitem(cloud) -> callable:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    table = cloud.config.stack.table_name
+    return lambda: client.get_item(TableName=table, Key={"pk": {"S": "HEALTH"}, "sk": {"S": "HEALTH"}})
+
+
+def warm_requests(cloud, n: int = 300) -> list[tuple[str, float, str]]:
+    from tests.conftest import client_for
+    from tests.support import signup, with_api_key
+
+    with client_for(cloud) as api:
+        tenant = with_api_key(signup(api, tag="bench", tier="pro"))
+    getitem = median_seconds(raw_getitem(cloud), n, warmup=max(n, 300))  # warm the JVM first
+
+    runtime = cloud.runtime
+    get_event = rest_proxy_event("GET", f"/workspaces/{tenant.workspace_id}", resource="/workspaces/{wid}",
+                                 path_parameters={"wid": tenant.workspace_id})
+    principal = runtime.invoke("AuthorizerFunction", {"type": "REQUEST", "methodArn": "arn:aws:execute-api:us-east-1:1:a/v1/GET/x",
+                                                      **rest_proxy_event("GET", "/x", headers=tenant.headers)})
+    get_event["requestContext"]["authorizer"] = {**principal["context"], "principalId": principal["principalId"]}
+
+    def get_workspace():
+        response = runtime.invoke("WorkspacesFunction", get_event)
+        assert response["statusCode"] == 200, response
+
+    def authorize(headers):
+        event = {"type": "REQUEST", "methodArn": "arn:aws:execute-api:us-east-1:1:a/v1/GET/x",
+                 **rest_proxy_event("GET", "/x", headers=headers)}
+        return lambda: runtime.invoke("AuthorizerFunction", event)
+
+    handler = median_seconds(get_workspace, n, warmup=20)
+    jwt = median_seconds(authorize(tenant.headers), n, warmup=20)
+    key = median_seconds(authorize(tenant.key_headers), n, warmup=20)
+    return [
+        ("raw DynamoDB GetItem (baseline)", 1.0, ms(getitem)),
+        ("warm GET /workspaces/{wid}, full handler", handler / getitem, ms(handler)),
+        ("authorizer, access JWT", jwt / getitem, ms(jwt)),
+        ("authorizer, API key", key / getitem, ms(key)),
+    ]
+
+
+def cold_imports(cloud, n: int = 5) -> list[tuple[str, float, str]]:
+    env = dict(cloud.environment)
+    baseline = fresh_process_seconds("pass", n)
+    rows = [("python -c pass (baseline)", 1.0, ms(baseline))]
+    for spec in sorted(cloud.runtime.specs.values(), key=lambda s: s.logical_id):
+        module, _ = spec.handler.rsplit(".", 1)
+        code = (f"import sys; sys.path[:0] = [{str(ROOT / 'layers' / 'common')!r}, {str(spec.code_uri)!r}]; "
+                f"import {module}")
+        seconds = fresh_process_seconds(code, n, env)
+        rows.append((f"import {spec.code_uri.name}/{module}.py", seconds / baseline, ms(seconds)))
+    return rows
+
+
+def run(cloud, n: int = 300, imports: int = 5) -> dict[str, list[tuple[str, float, str]]]:
+    results = {"Warm requests (median ÷ one raw GetItem)": warm_requests(cloud, n)}
+    if imports:
+        results["Cold start: module import (median ÷ python -c pass)"] = cold_imports(cloud, imports)
+    for title, rows in results.items():
+        print_table(title, rows)
+    return results

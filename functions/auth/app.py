@@ -1,0 +1,46 @@
+"""Accounts and sessions: /v1/auth/* and /v1/me."""
+
+from fastapi import Request, Response
+
+from agenthq import accounts
+from agenthq.accounts import LoginRequest, RefreshRequest, SignupRequest, Tokens
+from agenthq.http import CurrentPrincipal, create_app, lambda_handler, source_ip
+from agenthq.services import get_services
+
+app = create_app("auth")
+
+
+@app.post("/auth/signup", status_code=201)
+def signup(body: SignupRequest) -> dict:
+    return accounts.signup(get_services(), body)
+
+
+@app.post("/auth/login")
+def login(body: LoginRequest, request: Request) -> Tokens:
+    return accounts.login(get_services(), body, source_ip(request))
+
+
+@app.post("/auth/refresh")
+def refresh(body: RefreshRequest) -> Tokens:
+    return accounts.refresh(get_services(), body)
+
+
+@app.post("/auth/logout", status_code=204)
+def logout(principal: CurrentPrincipal) -> Response:
+    principal.require_user()
+    accounts.logout(get_services(), principal.session_id)
+    return Response(status_code=204)
+
+
+@app.get("/auth/jwks")
+def jwks(response: Response) -> dict:
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return get_services().key_store.public_keys(refresh=True)
+
+
+@app.get("/me")
+def me(principal: CurrentPrincipal) -> dict:
+    return accounts.me(principal.require_user())
+
+
+handler = lambda_handler(app)

@@ -1,0 +1,69 @@
+"""The workspace: settings and tier, members and roles, API keys, offboarding."""
+
+from fastapi import Query, Response
+
+from agenthq import workspaces
+from agenthq.http import WorkspacePrincipal, create_app, lambda_handler
+from agenthq.pagination import Page, limit_param
+from agenthq.services import get_services
+from agenthq.workspaces import ApiKeyCreate, MemberInvite, MemberUpdate, WorkspaceUpdate
+
+app = create_app("workspaces")
+Cursor = Query(default=None, max_length=2048)
+Limit = Query(default=None)
+
+
+@app.get("/workspaces/{wid}")
+def get_workspace(principal: WorkspacePrincipal) -> dict:
+    return workspaces.get_workspace(principal)
+
+
+@app.patch("/workspaces/{wid}")
+def update_workspace(body: WorkspaceUpdate, principal: WorkspacePrincipal) -> dict:
+    return workspaces.update_workspace(get_services(), principal, body)
+
+
+@app.delete("/workspaces/{wid}", status_code=204)
+def delete_workspace(principal: WorkspacePrincipal) -> Response:
+    workspaces.delete_workspace(get_services(), principal)
+    return Response(status_code=204)
+
+
+@app.get("/workspaces/{wid}/members")
+def list_members(principal: WorkspacePrincipal, cursor: str | None = Cursor, limit: int | None = Limit) -> Page:
+    return workspaces.list_members(principal, cursor, limit_param(limit))
+
+
+@app.post("/workspaces/{wid}/members", status_code=201)
+def add_member(body: MemberInvite, principal: WorkspacePrincipal) -> dict:
+    return workspaces.add_member(get_services(), principal, body)
+
+
+@app.patch("/workspaces/{wid}/members/{uid}")
+def change_member_role(uid: str, body: MemberUpdate, principal: WorkspacePrincipal) -> dict:
+    return workspaces.change_member_role(principal, uid, body)
+
+
+@app.delete("/workspaces/{wid}/members/{uid}", status_code=204)
+def remove_member(uid: str, principal: WorkspacePrincipal) -> Response:
+    workspaces.remove_member(principal, uid)
+    return Response(status_code=204)
+
+
+@app.get("/workspaces/{wid}/api-keys")
+def list_api_keys(principal: WorkspacePrincipal, cursor: str | None = Cursor, limit: int | None = Limit) -> Page:
+    return workspaces.list_api_keys(principal, cursor, limit_param(limit))
+
+
+@app.post("/workspaces/{wid}/api-keys", status_code=201)
+def create_api_key(body: ApiKeyCreate, principal: WorkspacePrincipal) -> dict:
+    return workspaces.create_api_key(get_services(), principal, body)
+
+
+@app.delete("/workspaces/{wid}/api-keys/{kid}", status_code=204)
+def revoke_api_key(kid: str, principal: WorkspacePrincipal) -> Response:
+    workspaces.revoke_api_key(get_services(), principal, kid)
+    return Response(status_code=204)
+
+
+handler = lambda_handler(app)

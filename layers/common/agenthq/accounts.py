@@ -1,0 +1,364 @@
+"""Accounts and sessions: signup, login, refresh-token rotation, logout, /me.
+
+A session is a *family* of refresh tokens started by a login (or signup).
+Refresh tokens are opaque, stored only as SHA-256 hashes, and rotate on every
+use; presenting a rotated token again (after a short grace period that absorbs
+racing retries) revokes the whole family. Access tokens are 15-minute JWTs
+naming the user, the workspace and the session; the authorizer also checks
+that the session is alive, so logout takes effect at once.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
+
+from agenthq import ids
+from agenthq.context import Role
+from agenthq.errors import Conflict, Forbidden, RateLimited, ServiceUnavailable, Unauthorized
+from agenthq.observability import logger
+from agenthq.security import throttle
+from agenthq.security.passwords import check_password_policy, dummy_hash, hash_password, needs_rehash, verify_password
+from agenthq.security.secrets import REFRESH_TOKEN_PREFIX, fingerprint, new_secret, secret_hash
+from agenthq.services import Services
+from agenthq.store import global_scope, tenant_scope, transaction
+from agenthq.store.items import Member, RefreshToken, SessionFamily, User, UserEmail, Workspace, WorkspaceSession
+
+EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+SIGNUP_RETRY_WINDOW = timedelta(hours=24)
+REFRESH_RACE_GRACE_SECONDS = 10
+INVALID_LOGIN = "Invalid e-mail or password."
+
+
+# --------------------------------------------------------------------------- edge models
+
+
+def normalize_email(value: str) -> str:
+    value = value.strip().lower()
+    if len(value) > 254 or not EMAIL_PATTERN.match(value):
+        raise ValueError("must be a valid e-mail address")
+    return value
+
+
+class SignupRequest(BaseModel):
+    email: str = Field(max_length=254)
+    password: SecretStr = Field(max_length=1024)
+    workspace_name: str = Field(min_length=1, max_length=100)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return normalize_email(value)
+
+    @field_validator("workspace_name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be blank")
+        return value
+
+
+class LoginRequest(BaseModel):
+    email: str = Field(max_length=254)
+    password: SecretStr = Field(max_length=1024)
+    workspace_id: str | None = Field(default=None, max_length=64)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return value.strip().lower()
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: SecretStr = Field(max_length=512)
+
+
+class Tokens(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+    workspace_id: str
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _now(services: Services) -> datetime:
+    return datetime.fromtimestamp(services.clock(), UTC)
+
+
+def user_view(user: User) -> dict[str, Any]:
+    return {"id": user.id, "email": user.email, "created_at": user.created_at.isoformat()}
+
+
+def workspace_view(workspace: Workspace) -> dict[str, Any]:
+    return {"id": workspace.id, "name": workspace.name, "tier": workspace.tier,
+            "created_at": workspace.created_at.isoformat()}
+
+
+def _start_session(services: Services, user_id: str, workspace_id: str) -> tuple[list[Any], str, str]:
+    """Items that start a session (to write in the caller's transaction),
+    the family id and the first refresh token."""
+    now = _now(services)
+    family_id = ids.new_id()
+    token = new_secret(REFRESH_TOKEN_PREFIX)
+    ttl = now + timedelta(seconds=services.settings.refresh_token_ttl_seconds)
+    family = SessionFamily(*SessionFamily.key(family_id), user_id=user_id, workspace_id=workspace_id,
+                           created_at=now, expires_at=ttl)
+    refresh = RefreshToken(*RefreshToken.key(secret_hash(token)), family_id=family_id, user_id=user_id,
+                           workspace_id=workspace_id, issued_at=now, expires_at=ttl)
+    index = WorkspaceSession(*WorkspaceSession.key(workspace_id, family_id), family_id=family_id, user_id=user_id,
+                             expires_at=ttl)
+    return [family, refresh, index], family_id, token
+
+
+def _tokens(services: Services, user_id: str, workspace_id: str, family_id: str, refresh_token: str) -> Tokens:
+    access, expires_in = services.token_signer.issue(user_id, workspace_id, family_id, now=services.clock())
+    return Tokens(access_token=access, refresh_token=refresh_token, expires_in=expires_in, workspace_id=workspace_id)
+
+
+def ensure_gateway_key(services: Services, workspace: Workspace) -> None:
+    """Give the workspace its API Gateway key if it has none yet (first signup,
+    or a signup that failed half-way and is being retried)."""
+    if workspace.gateway_key_id:
+        return
+    try:
+        key_id = services.gateway_keys.ensure_key(workspace.id, workspace.usage_key, workspace.tier)
+    except Exception as exc:
+        logger.exception("could not create the workspace's API Gateway key")
+        raise ServiceUnavailable("Your workspace is not ready yet; please retry.") from exc
+    with tenant_scope(workspace.id):
+        workspace.update(actions=[Workspace.gateway_key_id.set(key_id)])
+
+
+# --------------------------------------------------------------------------- signup
+
+
+def signup(services: Services, request: SignupRequest) -> dict[str, Any]:
+    """Create the user, their workspace (tier free) and the owner membership.
+
+    Retrying the same signup (same e-mail, password and workspace name, within
+    a day) returns the same user and workspace with a new session instead of
+    a second workspace; any other signup with a known e-mail is a 409."""
+    password = request.password.get_secret_value()
+    check_password_policy(password, email=request.email, other_words=(request.workspace_name,))
+    signup_print = fingerprint("signup", request.email, request.workspace_name)
+
+    existing = _signup_retry(services, request, password, signup_print)
+    if existing is not None:
+        return existing
+
+    now = _now(services)
+    user_id, workspace_id = ids.new_id(), ids.new_id()
+    usage_key = new_secret("", 30)
+    user = User(*User.key(user_id), id=user_id, email=request.email, password_hash=hash_password(password),
+                created_at=now)
+    email = UserEmail(*UserEmail.key(request.email), user_id=user_id)
+    workspace = Workspace(*Workspace.key(workspace_id), id=workspace_id, name=request.workspace_name, tier="free",
+                          usage_key=usage_key, created_at=now, created_by=user_id, signup_fingerprint=signup_print)
+    member = Member(*Member.key(workspace_id, user_id), workspace_id=workspace_id, user_id=user_id,
+                    email=request.email, role=Role.owner.value, usage_key=usage_key, joined_at=now,
+                    gsi1pk=f"USER#{user_id}", gsi1sk=f"WS#{workspace_id}")
+    session_items, family_id, refresh_token = _start_session(services, user_id, workspace_id)
+    try:
+        with global_scope(), transaction() as tx:
+            tx.save(email, condition=UserEmail.pk.does_not_exist())
+            tx.save(user, condition=User.pk.does_not_exist())
+            tx.save(workspace, condition=Workspace.pk.does_not_exist())
+            tx.save(member)
+            for item in session_items:
+                tx.save(item)
+    except TransactWriteError:
+        # Lost a race with a concurrent signup for the same e-mail.
+        existing = _signup_retry(services, request, password, signup_print)
+        if existing is not None:
+            return existing
+        raise Conflict("An account with this e-mail address already exists.") from None
+
+    ensure_gateway_key(services, workspace)
+    tokens = _tokens(services, user_id, workspace_id, family_id, refresh_token)
+    return {"user": user_view(user), "workspace": workspace_view(workspace), **tokens.model_dump()}
+
+
+def _signup_retry(services: Services, request: SignupRequest, password: str, signup_print: str) -> dict | None:
+    with global_scope():
+        try:
+            user_id = UserEmail.get(*UserEmail.key(request.email), consistent_read=True).user_id
+            user = User.get(*User.key(user_id), consistent_read=True)
+        except DoesNotExist:
+            return None
+        workspaces = [m for m in Member.gsi1.query(f"USER#{user.id}") if m.role == Role.owner.value]
+    for member in workspaces:
+        with tenant_scope(member.workspace_id):
+            try:
+                workspace = Workspace.get(*Workspace.key(member.workspace_id), consistent_read=True)
+            except DoesNotExist:
+                continue
+        recent = _now(services) - workspace.created_at < SIGNUP_RETRY_WINDOW
+        if workspace.signup_fingerprint == signup_print and recent and verify_password(user.password_hash, password):
+            ensure_gateway_key(services, workspace)
+            session_items, family_id, refresh_token = _start_session(services, user.id, workspace.id)
+            with global_scope(), transaction() as tx:
+                for item in session_items:
+                    tx.save(item)
+            tokens = _tokens(services, user.id, workspace.id, family_id, refresh_token)
+            return {"user": user_view(user), "workspace": workspace_view(workspace), **tokens.model_dump()}
+    raise Conflict("An account with this e-mail address already exists.")
+
+
+# --------------------------------------------------------------------------- login
+
+
+def login(services: Services, request: LoginRequest, source_ip: str) -> Tokens:
+    now = services.clock()
+    waits = [w for w in (throttle.retry_after(throttle.ACCOUNT, request.email, now),
+                         throttle.retry_after(throttle.SOURCE_IP, source_ip, now)) if w]
+    if waits:
+        raise RateLimited("Too many failed logins; try again later.", retry_after=max(waits))
+
+    password = request.password.get_secret_value()
+    user = _user_by_email(request.email)
+    if user is None or not verify_password(user.password_hash, password):
+        if user is None:
+            verify_password(dummy_hash(), password)  # same work, same timing
+        throttle.record_failure(throttle.ACCOUNT, request.email, now)
+        throttle.record_failure(throttle.SOURCE_IP, source_ip, now)
+        raise Unauthorized(INVALID_LOGIN)
+    throttle.reset(throttle.ACCOUNT, request.email)
+    if needs_rehash(user.password_hash):
+        with global_scope():
+            user.update(actions=[User.password_hash.set(hash_password(password))])
+
+    member = _membership(user.id, request.workspace_id)
+    with tenant_scope(member.workspace_id):
+        workspace = Workspace.get(*Workspace.key(member.workspace_id))
+    ensure_gateway_key(services, workspace)
+    session_items, family_id, refresh_token = _start_session(services, user.id, member.workspace_id)
+    with global_scope(), transaction() as tx:
+        for item in session_items:
+            tx.save(item)
+    return _tokens(services, user.id, member.workspace_id, family_id, refresh_token)
+
+
+def _user_by_email(email: str) -> User | None:
+    with global_scope():
+        try:
+            user_id = UserEmail.get(*UserEmail.key(email)).user_id
+            return User.get(*User.key(user_id))
+        except DoesNotExist:
+            return None
+
+
+def _membership(user_id: str, workspace_id: str | None) -> Member:
+    with global_scope():
+        memberships = sorted(Member.gsi1.query(f"USER#{user_id}"), key=lambda m: m.joined_at)
+    if workspace_id is not None:
+        memberships = [m for m in memberships if m.workspace_id == workspace_id]
+    if not memberships:
+        if workspace_id is not None:
+            raise Forbidden("You are not a member of that workspace.")
+        raise Forbidden("You are not a member of any workspace.")
+    return memberships[0]
+
+
+# --------------------------------------------------------------------------- refresh and logout
+
+
+def refresh(services: Services, request: RefreshRequest) -> Tokens:
+    presented = request.refresh_token.get_secret_value()
+    now = _now(services)
+    with global_scope():
+        try:
+            current = RefreshToken.get(*RefreshToken.key(secret_hash(presented)), consistent_read=True)
+            family = SessionFamily.get(*SessionFamily.key(current.family_id), consistent_read=True)
+        except DoesNotExist:
+            raise Unauthorized("The refresh token is not valid.") from None
+    if family.revoked_at is not None or (current.expires_at and current.expires_at <= now):
+        raise Unauthorized("The refresh token is not valid.")
+    if current.used_at is not None:
+        _handle_reuse(current, family, now)
+
+    member = _current_member(current.user_id, current.workspace_id)
+    if member is None:
+        raise Unauthorized("You are no longer a member of this workspace.")
+
+    token = new_secret(REFRESH_TOKEN_PREFIX)
+    token_hash = secret_hash(token)
+    replacement = RefreshToken(*RefreshToken.key(token_hash), family_id=current.family_id,
+                               user_id=current.user_id, workspace_id=current.workspace_id, issued_at=now,
+                               expires_at=family.expires_at)
+    try:
+        with global_scope(), transaction() as tx:
+            tx.update(current, actions=[RefreshToken.used_at.set(now), RefreshToken.replaced_by.set(token_hash)],
+                      condition=RefreshToken.used_at.does_not_exist())
+            tx.condition_check(SessionFamily, family.pk, family.sk,
+                               condition=SessionFamily.revoked_at.does_not_exist())
+            tx.save(replacement)
+    except TransactWriteError:
+        # A concurrent refresh with the same token won; this one gets nothing.
+        raise Unauthorized("The refresh token has already been used.") from None
+    return _tokens(services, current.user_id, current.workspace_id, replacement.family_id, token)
+
+
+def _handle_reuse(token: RefreshToken, family: SessionFamily, now: datetime) -> None:
+    if (now - token.used_at).total_seconds() > REFRESH_RACE_GRACE_SECONDS:
+        revoke_session(family, now, reason="refresh token reuse")
+        logger.warning("refresh token reuse: session revoked", extra={"workspace_id": token.workspace_id})
+    raise Unauthorized("The refresh token has already been used.")
+
+
+def revoke_session(family: SessionFamily, now: datetime, reason: str) -> None:
+    with global_scope():
+        try:
+            family.update(actions=[SessionFamily.revoked_at.set(now), SessionFamily.revoked_reason.set(reason)],
+                          condition=SessionFamily.revoked_at.does_not_exist())
+        except Exception:  # already revoked
+            pass
+
+
+def logout(services: Services, session_id: str) -> None:
+    with global_scope():
+        try:
+            family = SessionFamily.get(*SessionFamily.key(session_id))
+        except DoesNotExist:
+            return
+    revoke_session(family, _now(services), reason="logout")
+
+
+def _current_member(user_id: str, workspace_id: str) -> Member | None:
+    with tenant_scope(workspace_id):
+        try:
+            return Member.get(*Member.key(workspace_id, user_id), consistent_read=True)
+        except DoesNotExist:
+            return None
+
+
+# --------------------------------------------------------------------------- me
+
+
+def me(user_id: str) -> dict[str, Any]:
+    with global_scope():
+        try:
+            user = User.get(*User.key(user_id))
+        except DoesNotExist:
+            raise Unauthorized() from None
+        memberships = sorted(Member.gsi1.query(f"USER#{user_id}"), key=lambda m: m.joined_at)
+        names = {}
+        if memberships:
+            keys = [Workspace.key(m.workspace_id) for m in memberships]
+            names = {w.id: w.name for w in Workspace.batch_get(keys)}
+    return {
+        "user": user_view(user),
+        "memberships": [
+            {"workspace_id": m.workspace_id, "workspace_name": names.get(m.workspace_id, ""), "role": m.role,
+             "joined_at": m.joined_at.isoformat()}
+            for m in memberships
+        ],
+    }
+

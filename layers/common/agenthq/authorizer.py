@@ -1,0 +1,115 @@
+"""The REST API's Lambda REQUEST authorizer: who is calling, for which workspace.
+
+Accepts ``Authorization: Bearer <access JWT>`` or ``x-api-key: <AgentHQ key>``.
+Every request is checked against the table (API Gateway's authorizer cache is
+off, because a request carries one of two alternative headers and REQUEST
+authorizer caching needs all identity sources present): a removed member, a
+logged-out session or a revoked key stops working at once.
+
+Returns an IAM policy allowing the API, the principal in ``context`` (read
+back by ``agenthq.context.principal_from_authorizer``), and the workspace's
+usage-plan key as ``usageIdentifierKey``.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist
+
+from agenthq.context import API_KEY_SCOPES, ROLE_SCOPES, Principal, PrincipalKind, Role, Scope
+from agenthq.errors import Unauthorized
+from agenthq.security.secrets import secret_hash
+from agenthq.security.tokens import InvalidToken
+from agenthq.services import Services
+from agenthq.store import get_many, global_scope
+from agenthq.store.items import ApiKey, ApiKeyLookup, Member, SessionFamily
+
+LAST_USED_RESOLUTION_SECONDS = 60
+_last_used_written: dict[str, float] = {}
+_last_used_lock = threading.Lock()
+
+
+def authorize(services: Services, event: dict[str, Any]) -> dict[str, Any]:
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    api_key = headers.get("x-api-key", "").strip()
+    bearer = headers.get("authorization", "").strip()
+    if api_key:
+        principal, usage_key = _from_api_key(services, api_key)
+    elif bearer[:7].lower() == "bearer " and bearer[7:].strip():
+        principal, usage_key = _from_access_token(services, bearer[7:].strip())
+    else:
+        raise Unauthorized()
+    return {
+        "principalId": f"{principal.kind.value}:{principal.subject}",
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": _api_arn(event)}],
+        },
+        "context": principal.to_authorizer_context(),
+        "usageIdentifierKey": usage_key,
+    }
+
+
+def _api_arn(event: dict[str, Any]) -> str:
+    # arn:aws:execute-api:region:account:api-id/stage/METHOD/path -> the whole stage
+    arn = event.get("methodArn", "")
+    prefix, _, rest = arn.partition("/")
+    stage = rest.split("/", 1)[0]
+    return f"{prefix}/{stage}/*/*"
+
+
+def _from_access_token(services: Services, token: str) -> tuple[Principal, str]:
+    try:
+        claims = services.token_verifier().verify(token)
+    except InvalidToken as exc:
+        if str(exc) != "unknown key":
+            raise Unauthorized() from None
+        try:  # keys may have been rotated since we loaded them
+            claims = services.token_verifier(refresh=True).verify(token)
+        except InvalidToken:
+            raise Unauthorized() from None
+    with global_scope():
+        found = {type(item): item for item in get_many(Member.key(claims.workspace_id, claims.user_id),
+                                                       SessionFamily.key(claims.session_id))}
+    member, session = found.get(Member), found.get(SessionFamily)
+    if member is None or session is None or session.revoked_at is not None:
+        raise Unauthorized()
+    if session.user_id != claims.user_id or session.workspace_id != claims.workspace_id:
+        raise Unauthorized()
+    role = Role(member.role)
+    principal = Principal(workspace_id=claims.workspace_id, subject=claims.user_id, kind=PrincipalKind.user,
+                          role=role, scopes=ROLE_SCOPES[role], session_id=claims.session_id)
+    return principal, member.usage_key
+
+
+def _from_api_key(services: Services, secret: str) -> tuple[Principal, str]:
+    with global_scope():
+        try:
+            lookup = ApiKeyLookup.get(*ApiKeyLookup.key(secret_hash(secret)))
+        except DoesNotExist:
+            raise Unauthorized() from None
+    scopes = frozenset(Scope(s) for s in lookup.scopes if s in {x.value for x in API_KEY_SCOPES})
+    _touch_last_used(services, lookup)
+    principal = Principal(workspace_id=lookup.workspace_id, subject=lookup.key_id, kind=PrincipalKind.api_key,
+                          role=None, scopes=scopes)
+    return principal, lookup.usage_key
+
+
+def _touch_last_used(services: Services, lookup: ApiKeyLookup) -> None:
+    """Record the key's last use, at most once a minute per key per container."""
+    now = services.clock()
+    with _last_used_lock:
+        if now - _last_used_written.get(lookup.key_id, 0) < LAST_USED_RESOLUTION_SECONDS:
+            return
+        _last_used_written[lookup.key_id] = now
+    at = datetime.fromtimestamp(now, UTC)
+    item = ApiKey(*ApiKey.key(lookup.workspace_id, lookup.key_id))
+    with global_scope():
+        try:
+            item.update(actions=[ApiKey.last_used_at.set(at)], condition=ApiKey.pk.exists())
+        except Exception:  # best effort: never fail a request over bookkeeping
+            pass
+

@@ -1,0 +1,1 @@
+"""Credentials: password hashing, signed access tokens, opaque secrets."""

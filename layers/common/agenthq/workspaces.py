@@ -1,0 +1,338 @@
+"""Workspaces: settings and tier, members and roles, API keys, offboarding.
+
+Every function takes the caller's ``Principal``; the workspace is always the
+principal's own (handlers check the path's ``{wid}`` against it first), and
+workspace data is read and written inside ``tenant_scope`` of that workspace.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
+
+from agenthq import ids
+from agenthq.accounts import normalize_email
+from agenthq.context import API_KEY_SCOPES, Principal, Role, Scope
+from agenthq.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from agenthq.observability import logger
+from agenthq.pagination import Page, page
+from agenthq.security.secrets import API_KEY_PREFIX, new_secret, secret_hash
+from agenthq.services import Services
+from agenthq.store import BaseItem, global_scope, tenant_scope, transaction
+from agenthq.store.items import ApiKey, ApiKeyLookup, Member, SessionFamily, User, UserEmail, Workspace, WorkspaceSession
+from agenthq.tiers import Tier, limits_for
+
+# --------------------------------------------------------------------------- edge models
+
+
+class WorkspaceUpdate(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    tier: Tier | None = None
+    limit_overrides: dict[str, Any] | None = None
+
+
+class MemberInvite(BaseModel):
+    email: str = Field(max_length=254)
+    role: Role = Role.member
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return normalize_email(value)
+
+
+class MemberUpdate(BaseModel):
+    role: Role
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: list[Scope]) -> list[Scope]:
+        not_allowed = sorted(s.value for s in value if s not in API_KEY_SCOPES)
+        if not_allowed:
+            raise ValueError(f"an API key cannot hold {', '.join(not_allowed)}; "
+                             f"allowed: {', '.join(sorted(s.value for s in API_KEY_SCOPES))}")
+        return sorted(set(value), key=lambda s: s.value)
+
+
+def _now(services: Services) -> datetime:
+    return datetime.fromtimestamp(services.clock(), UTC)
+
+
+# --------------------------------------------------------------------------- the workspace
+
+
+def _load(workspace_id: str) -> Workspace:
+    try:
+        workspace = Workspace.get(*Workspace.key(workspace_id), consistent_read=True)
+    except DoesNotExist:
+        raise NotFound() from None
+    if workspace.deleting:
+        raise NotFound()
+    return workspace
+
+
+def workspace_view(workspace: Workspace) -> dict[str, Any]:
+    limits = limits_for(workspace.tier, workspace.limit_overrides)
+    return {
+        "id": workspace.id,
+        "name": workspace.name,
+        "tier": workspace.tier,
+        "limits": limits.model_dump(mode="json"),
+        "created_at": workspace.created_at.isoformat(),
+    }
+
+
+def get_workspace(principal: Principal) -> dict[str, Any]:
+    principal.require(Scope.workspace_read)
+    with tenant_scope(principal.workspace_id):
+        return workspace_view(_load(principal.workspace_id))
+
+
+def update_workspace(services: Services, principal: Principal, change: WorkspaceUpdate) -> dict[str, Any]:
+    principal.require(Scope.workspace_write)
+    if change.tier is not None or change.limit_overrides is not None:
+        principal.require_role(Role.owner)  # tier and limits are the owner's
+    with tenant_scope(principal.workspace_id):
+        workspace = _load(principal.workspace_id)
+        actions = []
+        if change.name is not None:
+            actions.append(Workspace.name.set(change.name.strip()))
+        new_tier = change.tier.value if change.tier is not None else workspace.tier
+        if change.limit_overrides is not None:
+            if new_tier != Tier.enterprise.value:
+                raise InvalidRequest("Limit overrides are for the enterprise tier.",
+                                     details=[{"field": "limit_overrides", "message": "enterprise tier only"}])
+            limits_for(Tier.enterprise, change.limit_overrides)  # validates
+            actions.append(Workspace.limit_overrides.set(change.limit_overrides))
+        if new_tier != workspace.tier:
+            if workspace.gateway_key_id:
+                services.gateway_keys.change_plan(workspace.gateway_key_id, workspace.tier, new_tier)
+            actions.append(Workspace.tier.set(new_tier))
+        if actions:
+            workspace.update(actions=actions, condition=Workspace.pk.exists())
+        return workspace_view(workspace)
+
+
+# --------------------------------------------------------------------------- members
+
+
+def member_view(member: Member) -> dict[str, Any]:
+    return {"user_id": member.user_id, "email": member.email, "role": member.role,
+            "joined_at": member.joined_at.isoformat()}
+
+
+def list_members(principal: Principal, cursor: str | None, limit: int) -> Page:
+    principal.require(Scope.members_read)
+    pk = Workspace.key(principal.workspace_id)[0]
+    with tenant_scope(principal.workspace_id):
+        return page(lambda start: Member.query(pk, Member.sk.startswith("MEMBER#"), limit=limit,
+                                               last_evaluated_key=start),
+                    member_view, cursor, partition=pk, sk_prefix="MEMBER#")
+
+
+def add_member(services: Services, principal: Principal, invite: MemberInvite) -> dict[str, Any]:
+    principal.require(Scope.members_write)
+    _may_grant(principal, invite.role)
+    with global_scope():
+        try:
+            user_id = UserEmail.get(*UserEmail.key(invite.email)).user_id
+            User.get(*User.key(user_id))
+        except DoesNotExist:
+            raise NotFound("There is no AgentHQ user with that e-mail address; they must sign up first.") from None
+    with tenant_scope(principal.workspace_id):
+        workspace = _load(principal.workspace_id)
+        member = Member(*Member.key(workspace.id, user_id), workspace_id=workspace.id, user_id=user_id,
+                        email=invite.email, role=invite.role.value, usage_key=workspace.usage_key,
+                        joined_at=_now(services), gsi1pk=f"USER#{user_id}", gsi1sk=f"WS#{workspace.id}")
+        try:
+            member.save(condition=Member.pk.does_not_exist())
+        except PutError:
+            raise Conflict("That user is already a member of this workspace.") from None
+    return member_view(member)
+
+
+def change_member_role(principal: Principal, user_id: str, change: MemberUpdate) -> dict[str, Any]:
+    principal.require(Scope.members_write)
+    with tenant_scope(principal.workspace_id):
+        member = _member(principal.workspace_id, user_id)
+        _may_manage(principal, Role(member.role))
+        _may_grant(principal, change.role)
+        if member.role == Role.owner.value and change.role != Role.owner:
+            _keep_an_owner(principal.workspace_id, member)
+        member.update(actions=[Member.role.set(change.role.value)], condition=Member.pk.exists())
+    return member_view(member)
+
+
+def remove_member(principal: Principal, user_id: str) -> None:
+    if user_id != principal.user_id:  # anyone may leave; removing others takes members:write
+        principal.require(Scope.members_write)
+    with tenant_scope(principal.workspace_id):
+        member = _member(principal.workspace_id, user_id)
+        if user_id != principal.user_id:
+            _may_manage(principal, Role(member.role))
+        if member.role == Role.owner.value:
+            _keep_an_owner(principal.workspace_id, member)
+        member.delete()
+
+
+def _member(workspace_id: str, user_id: str) -> Member:
+    try:
+        return Member.get(*Member.key(workspace_id, user_id), consistent_read=True)
+    except (DoesNotExist, ValueError):
+        raise NotFound() from None
+
+
+def _may_grant(principal: Principal, role: Role) -> None:
+    if principal.role is None or (role == Role.owner and principal.role != Role.owner):
+        raise Forbidden("Only an owner can make someone an owner.")
+    if not principal.role.at_least(role):
+        raise Forbidden("You cannot grant a role above your own.")
+
+
+def _may_manage(principal: Principal, target: Role) -> None:
+    if principal.role is None or (target == Role.owner and principal.role != Role.owner):
+        raise Forbidden("Only an owner can change or remove an owner.")
+
+
+def _keep_an_owner(workspace_id: str, leaving: Member) -> None:
+    """Refuse to demote or remove the last owner. The check and the change are
+    not atomic across items, so the demotion is guarded by a condition on the
+    other owners still existing (a transaction with a condition check)."""
+    owners = [m for m in Member.query(Workspace.key(workspace_id)[0], Member.sk.startswith("MEMBER#"),
+                                      consistent_read=True)
+              if m.role == Role.owner.value and m.user_id != leaving.user_id]
+    if not owners:
+        raise Conflict("A workspace must keep at least one owner.")
+    try:
+        with transaction() as tx:
+            tx.condition_check(Member, owners[0].pk, owners[0].sk, condition=Member.role == Role.owner.value)
+            tx.condition_check(Member, leaving.pk, leaving.sk, condition=Member.pk.exists())
+    except TransactWriteError:
+        raise Conflict("A workspace must keep at least one owner.") from None
+
+
+# --------------------------------------------------------------------------- API keys
+
+
+def api_key_view(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "scopes": sorted(key.scopes),
+        "created_at": key.created_at.isoformat(),
+        "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
+        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+    }
+
+
+def list_api_keys(principal: Principal, cursor: str | None, limit: int) -> Page:
+    principal.require(Scope.keys_read)
+    pk = Workspace.key(principal.workspace_id)[0]
+    with tenant_scope(principal.workspace_id):
+        return page(lambda start: ApiKey.query(pk, ApiKey.sk.startswith("APIKEY#"), limit=limit,
+                                               last_evaluated_key=start),
+                    api_key_view, cursor, partition=pk, sk_prefix="APIKEY#")
+
+
+def create_api_key(services: Services, principal: Principal, request: ApiKeyCreate) -> dict[str, Any]:
+    principal.require(Scope.keys_write)
+    secret = new_secret(API_KEY_PREFIX)
+    now = _now(services)
+    key_id = ids.new_id()
+    scopes = {s.value for s in request.scopes}
+    with tenant_scope(principal.workspace_id):
+        workspace = _load(principal.workspace_id)
+    key = ApiKey(*ApiKey.key(workspace.id, key_id), id=key_id, workspace_id=workspace.id, name=request.name,
+                 prefix=secret[: len(API_KEY_PREFIX) + 6], secret_hash=secret_hash(secret), scopes=scopes,
+                 created_at=now, created_by=principal.subject)
+    lookup = ApiKeyLookup(*ApiKeyLookup.key(key.secret_hash), workspace_id=workspace.id, key_id=key_id,
+                          scopes=scopes, usage_key=workspace.usage_key)
+    with global_scope(), transaction() as tx:
+        tx.save(key, condition=ApiKey.pk.does_not_exist())
+        tx.save(lookup, condition=ApiKeyLookup.pk.does_not_exist())
+    return {**api_key_view(key), "key": secret}
+
+
+def revoke_api_key(services: Services, principal: Principal, key_id: str) -> None:
+    """Revoke at once: the lookup the authorizer reads is deleted. Idempotent."""
+    principal.require(Scope.keys_write)
+    with tenant_scope(principal.workspace_id):
+        try:
+            key = ApiKey.get(*ApiKey.key(principal.workspace_id, key_id), consistent_read=True)
+        except (DoesNotExist, ValueError):
+            raise NotFound() from None
+    if key.revoked_at is not None:
+        return
+    with global_scope(), transaction() as tx:
+        tx.update(key, actions=[ApiKey.revoked_at.set(_now(services))], condition=ApiKey.pk.exists())
+        tx.delete(ApiKeyLookup(*ApiKeyLookup.key(key.secret_hash)))
+
+
+# --------------------------------------------------------------------------- offboarding
+
+
+def delete_workspace(services: Services, principal: Principal) -> None:
+    """Offboarding: every item of the workspace is deleted.
+
+    Access ends first (the workspace is marked deleting, members, API keys,
+    sessions and the API Gateway key go), then the data. The deletion is
+    idempotent: repeating it finishes what an interrupted one left."""
+    principal.require(Scope.workspace_delete)
+    principal.require_role(Role.owner)
+    workspace_id = principal.workspace_id
+    with tenant_scope(workspace_id):
+        try:
+            workspace = Workspace.get(*Workspace.key(workspace_id), consistent_read=True)
+        except DoesNotExist:
+            raise NotFound() from None
+        try:
+            workspace.update(actions=[Workspace.deleting.set(True)], condition=Workspace.pk.exists())
+        except UpdateError:
+            raise NotFound() from None
+    if workspace.gateway_key_id:
+        services.gateway_keys.delete_key(workspace.gateway_key_id)
+    purge_workspace(services, workspace_id)
+    logger.info("workspace deleted", extra={"workspace_id": workspace_id})
+
+
+def purge_workspace(services: Services, workspace_id: str) -> int:
+    """Delete every item of the workspace; returns how many. Access items first."""
+    deleted = 0
+    pk = Workspace.key(workspace_id)[0]
+    with tenant_scope(workspace_id):
+        items = list(BaseItem.query(pk, consistent_read=True))
+    # Access first: members, keys, sessions — then the rest, the workspace item last.
+    order = {Member: 0, ApiKey: 0, WorkspaceSession: 0}
+    items.sort(key=lambda i: (order.get(type(i), 1), isinstance(i, Workspace)))
+    for item in items:
+        if isinstance(item, ApiKey):
+            with global_scope():
+                ApiKeyLookup(*ApiKeyLookup.key(item.secret_hash)).delete()
+        elif isinstance(item, WorkspaceSession):
+            with global_scope():  # the session ends; its refresh tokens find no family (and expire by TTL)
+                SessionFamily(*SessionFamily.key(item.family_id)).delete()
+        for partition in item.owned_partitions():
+            deleted += _delete_partition(workspace_id, partition)
+        with tenant_scope(workspace_id):
+            item.delete()
+        deleted += 1
+    return deleted
+
+
+def _delete_partition(workspace_id: str, pk: str) -> int:
+    with tenant_scope(workspace_id):
+        keys = [(i.pk, i.sk) for i in BaseItem.query(pk, consistent_read=True)]
+        with BaseItem.batch_write() as batch:
+            for hash_key, range_key in keys:
+                batch.delete(BaseItem(hash_key, range_key))
+    return len(keys)
+

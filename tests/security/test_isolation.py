@@ -1,0 +1,103 @@
+"""Tenant isolation matrix, generated from the route table in template.yaml.
+
+For every workspace route, a caller of workspace A (by JWT and by API key)
+aims at workspace B — B's workspace id and B's resource ids — and must get
+404 (or 403) with the documented error body, while B's data stays exactly as
+it was. A new route joins the matrix automatically; it needs an entry in
+SAMPLE_BODIES (if it takes a body) and its path parameters in ``b_ids``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import boto3
+import pytest
+
+from local.template import load_template, rest_api
+from tests.support import assert_error, signup, with_api_key
+
+ROUTES = [r for r in rest_api(load_template()).routes if "{wid}" in r.path]
+
+# A valid body for every route that takes one: a missing check must not hide behind a 400.
+SAMPLE_BODIES: dict[tuple[str, str], dict] = {
+    ("PATCH", "/workspaces/{wid}"): {"name": "Taken over"},
+    ("POST", "/workspaces/{wid}/members"): {"email": "{attacker_email}", "role": "owner"},
+    ("PATCH", "/workspaces/{wid}/members/{uid}"): {"role": "viewer"},
+    ("POST", "/workspaces/{wid}/api-keys"): {"name": "stolen", "scopes": ["runs:read"]},
+}
+
+
+def snapshot(cloud, workspace_id: str) -> list[dict]:
+    """Every item of the workspace (and the global items that point at it), raw."""
+    table = boto3.resource("dynamodb", region_name="us-east-1").Table(cloud.config.stack.table_name)
+    items, start = [], None
+    while True:
+        kwargs = {"ExclusiveStartKey": start} if start else {}
+        page = table.scan(ConsistentRead=True, **kwargs)  # test-only: a full scan is the point here
+        items += [i for i in page["Items"]
+                  if i["pk"].startswith(f"WS#{workspace_id}") or i.get("workspace_id") == workspace_id]
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            break
+    return sorted(items, key=lambda i: (i["pk"], i["sk"]))
+
+
+@pytest.fixture(scope="module")
+def tenants(cloud):
+    from tests.conftest import client_for
+
+    with client_for(cloud) as api:
+        a = with_api_key(signup(api, tag="tenant-a", workspace_name="A Corp", tier="pro"), scopes=(
+            "workspace:read", "agents:read", "agents:write", "runs:read", "runs:write", "usage:read"))
+        b = with_api_key(signup(api, tag="tenant-b", workspace_name="B Corp"))
+        yield a, b
+
+
+def b_ids(b) -> dict[str, str]:
+    """B's id for every path parameter a workspace route may have."""
+    return {"wid": b.workspace_id, "uid": b.user_id, "kid": b.api_key_id}
+
+
+def fill(path: str, ids: dict[str, str]) -> str:
+    params = re.findall(r"\{(\w+)\}", path)
+    missing = [p for p in params if p not in ids]
+    assert not missing, f"{path}: add B's id for {missing} to b_ids() so the route joins the matrix"
+    return re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], path)
+
+
+def body_for(route, attacker) -> dict | None:
+    if route.method in ("GET", "DELETE"):
+        return None
+    key = (route.method, route.path)
+    assert key in SAMPLE_BODIES, f"{key}: add a valid sample body to SAMPLE_BODIES"
+    return {k: (v.replace("{attacker_email}", attacker.email) if isinstance(v, str) else v)
+            for k, v in SAMPLE_BODIES[key].items()}
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=[f"{r.method} {r.path}" for r in ROUTES])
+def test_workspace_a_cannot_reach_workspace_b(cloud, tenants, route):
+    a, b = tenants
+    before = snapshot(cloud, b.workspace_id)
+    foreign_workspace = b_ids(b)
+    own_workspace_foreign_ids = {**b_ids(b), "wid": a.workspace_id}
+    for ids in (foreign_workspace, own_workspace_foreign_ids):
+        if ids is own_workspace_foreign_ids and re.findall(r"\{(\w+)\}", route.path) == ["wid"]:
+            continue  # no foreign ids in it: that is just A's own workspace
+        path = fill(route.path, ids)
+        for credentials in (a.headers, a.key_headers):
+            response = a.api.request(route.method, path, headers=credentials, json=body_for(route, a))
+            assert response.status_code in (403, 404), (
+                f"{route.method} {path}: {response.status_code} {response.text}")
+            assert_error(response, response.status_code)
+    assert snapshot(cloud, b.workspace_id) == before, "B's data changed"
+
+
+def test_the_matrix_covers_every_workspace_route(tenants):
+    assert {(r.method, r.path) for r in ROUTES} >= {
+        ("GET", "/workspaces/{wid}"), ("DELETE", "/workspaces/{wid}"), ("POST", "/workspaces/{wid}/api-keys"),
+    }
+    a, b = tenants
+    for route in ROUTES:
+        fill(route.path, b_ids(b))
+        body_for(route, a)

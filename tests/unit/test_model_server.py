@@ -1,0 +1,347 @@
+"""The offline model server, driven by the real ``anthropic`` SDK over 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+
+from local.model_server import Fault, OfflineModelServer
+
+MODEL = "claude-offline-test"
+LOOKUP = {"name": "lookup", "description": "Look a thing up.", "input_schema": {"type": "object"}}
+CLOCK = {"name": "clock", "description": "Tell the time.", "input_schema": {"type": "object"}}
+
+
+@pytest.fixture(scope="module")
+def server():
+    with OfflineModelServer() as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_faults(server: OfflineModelServer):
+    yield
+    server.faults.clear()
+
+
+@pytest.fixture(scope="module")
+def client(server: OfflineModelServer):
+    sdk = anthropic.Anthropic(api_key="offline-test-key", base_url=server.base_url, max_retries=0, timeout=5)
+    yield sdk
+    sdk.close()
+
+
+@pytest.fixture(scope="module")
+def http():
+    with httpx.Client(timeout=5) as plain_client:
+        yield plain_client
+
+
+def post(
+    http: httpx.Client, server: OfflineModelServer, path: str, body: Any, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    default = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
+    return http.post(server.base_url + path, json=body, headers=default if headers is None else headers)
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+# ------------------------------------------------------------------ answers
+
+
+def test_plain_answer_echoes_the_input_with_usage_and_headers(client: anthropic.Anthropic):
+    raw = client.messages.with_raw_response.create(model=MODEL, max_tokens=200, messages=[user("  Hello there  ")])
+    message = raw.parse()
+
+    assert message.type == "message" and message.role == "assistant"
+    assert message.id.startswith("msg_") and message.model == MODEL
+    assert [block.to_dict() for block in message.content] == [{"type": "text", "text": "Offline answer: Hello there"}]
+    assert message.stop_reason == "end_turn" and message.stop_sequence is None
+    expected_input = -(-len(json.dumps({"messages": [user("  Hello there  ")]})) // 4)
+    assert message.usage.input_tokens == expected_input
+    assert message.usage.output_tokens >= 1
+    assert message.usage.cache_creation_input_tokens == 0 and message.usage.cache_read_input_tokens == 0
+
+    assert raw.headers["request-id"].startswith("req_")
+    assert raw.headers["content-type"] == "application/json"
+    for family in ("requests", "tokens"):
+        assert int(raw.headers[f"anthropic-ratelimit-{family}-limit"]) > 0
+        assert int(raw.headers[f"anthropic-ratelimit-{family}-remaining"]) > 0
+        datetime.fromisoformat(raw.headers[f"anthropic-ratelimit-{family}-reset"])  # RFC 3339
+
+
+def test_tool_directive_then_tool_result_then_final_answer(client: anthropic.Anthropic):
+    question = user('What is the answer?\n/tool lookup {"query": "answer"}')
+    first = client.messages.create(model=MODEL, max_tokens=200, tools=[LOOKUP], messages=[question])
+
+    assert first.stop_reason == "tool_use"
+    [call] = first.content
+    assert call.type == "tool_use" and call.name == "lookup" and call.input == {"query": "answer"}
+    assert call.id.startswith("toolu_")
+
+    history = [
+        question,
+        {"role": "assistant", "content": [block.to_dict() for block in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "42"}]},
+    ]
+    final = client.messages.create(model=MODEL, max_tokens=200, tools=[LOOKUP], messages=history)
+
+    assert final.stop_reason == "end_turn"
+    assert final.content[0].text == "Offline answer: What is the answer?\nlookup: 42"
+
+
+def test_parallel_tools_directive_skips_tools_not_offered(client: anthropic.Anthropic):
+    calls = [
+        {"name": "lookup", "input": {"query": "a"}},
+        {"name": "not_offered", "input": {}},
+        {"name": "clock", "input": {}},
+    ]
+    question = user(f"Do both\n/tool not_offered {{}}\n/tools {json.dumps(calls)}")
+    message = client.messages.create(model=MODEL, max_tokens=200, tools=[LOOKUP, CLOCK], messages=[question])
+
+    assert message.stop_reason == "tool_use"
+    assert [(b.name, b.input) for b in message.content] == [("lookup", {"query": "a"}), ("clock", {})]
+    assert len({b.id for b in message.content}) == 2
+
+    results = [
+        {"type": "tool_result", "tool_use_id": message.content[0].id, "content": [{"type": "text", "text": "found a"}]},
+        {"type": "tool_result", "tool_use_id": message.content[1].id, "content": "noon"},
+    ]
+    history = [
+        question,
+        {"role": "assistant", "content": [b.to_dict() for b in message.content]},
+        {"role": "user", "content": results},
+    ]
+    final = client.messages.create(model=MODEL, max_tokens=200, tools=[LOOKUP, CLOCK], messages=history)
+    assert final.content[0].text == "Offline answer: Do both\nlookup: found a\nclock: noon"
+
+
+def test_stop_directive_sets_the_stop_reason(client: anthropic.Anthropic):
+    message = client.messages.create(model=MODEL, max_tokens=200, messages=[user("Write a lot\n/stop max_tokens")])
+    assert message.stop_reason == "max_tokens"
+
+    history = [
+        user("Write a lot\n/stop max_tokens"),
+        {"role": "assistant", "content": message.content[0].text},
+        user("go on"),
+    ]
+    assert client.messages.create(model=MODEL, max_tokens=200, messages=history).stop_reason == "end_turn"
+
+
+def test_answers_are_deterministic(client: anthropic.Anthropic):
+    request = {"model": MODEL, "max_tokens": 50, "tools": [LOOKUP], "messages": [user("/tool lookup {}")]}
+    first, second = client.messages.create(**request), client.messages.create(**request)
+    assert first.id == second.id and first.content[0].id == second.content[0].id
+
+
+def test_the_request_log_and_status_counters(server: OfflineModelServer, client: anthropic.Anthropic):
+    before = server.status_counts.get(200, 0)
+    client.messages.create(model=MODEL, max_tokens=10, messages=[user("log me: log-marker-7")])
+    assert server.status_counts[200] == before + 1
+    assert server.requests[-1]["messages"][0]["content"] == "log me: log-marker-7"
+
+
+def test_count_tokens_endpoint(client: anthropic.Anthropic):
+    counted = client.messages.count_tokens(model=MODEL, messages=[user("count me")])
+    assert counted.input_tokens == -(-len(json.dumps({"messages": [user("count me")]})) // 4)
+
+
+# --------------------------------------------------------------- validation
+
+
+def _tool_turn(tool_id: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": [{"type": "tool_use", "id": tool_id, "name": "lookup", "input": {}}]}
+
+
+@pytest.mark.parametrize(
+    ("messages", "tools", "expected"),
+    [
+        pytest.param(
+            [user("q"), _tool_turn("toolu_a"), {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_b", "content": "x"}]}],
+            [LOOKUP],
+            "unexpected `tool_use_id`",
+            id="tool-result-id-not-in-previous-message",
+        ),
+        pytest.param([user("a"), user("b")], None, "roles must alternate", id="roles-not-alternating"),
+        pytest.param([{"role": "assistant", "content": "hi"}], None, 'first message must use the "user" role', id="first-not-user"),
+        pytest.param(
+            [user("q"), _tool_turn("toolu_a"), user("no results here")],
+            [LOOKUP],
+            "ids were found without `tool_result` blocks immediately after: toolu_a",
+            id="tool-use-not-answered",
+        ),
+        pytest.param(
+            [
+                user("q"),
+                _tool_turn("toolu_a"),
+                {"role": "user", "content": [{"type": "text", "text": "first"}, {"type": "tool_result", "tool_use_id": "toolu_a", "content": "x"}]},
+            ],
+            [LOOKUP],
+            "immediately after",
+            id="tool-result-not-at-the-start",
+        ),
+        pytest.param([user("q")], [{"name": "broken"}], "input_schema", id="tool-without-input-schema"),
+        pytest.param([user("q")], [{"input_schema": {"type": "object"}}], "name", id="tool-without-name"),
+        pytest.param([], None, "messages", id="no-messages"),
+    ],
+)
+def test_invalid_requests_are_400_bad_request(client: anthropic.Anthropic, messages, tools, expected):
+    extra = {"tools": tools} if tools is not None else {}
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(model=MODEL, max_tokens=50, messages=messages, **extra)
+    assert caught.value.type == "invalid_request_error"
+    assert expected in caught.value.api_message
+    assert caught.value.body["type"] == "error" and caught.value.request_id.startswith("req_")
+
+
+def test_streaming_is_refused(client: anthropic.Anthropic):
+    with pytest.raises(anthropic.BadRequestError, match="streaming"):
+        client.messages.create(model=MODEL, max_tokens=10, messages=[user("q")], stream=True)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"max_tokens": 10, "messages": [user("q")]}, "model: Field required"),
+        ({"model": MODEL, "messages": [user("q")]}, "max_tokens: Field required"),
+        ({"model": MODEL, "max_tokens": "ten", "messages": [user("q")]}, "max_tokens"),
+        ({"model": MODEL, "max_tokens": 10}, "messages: Field required"),
+    ],
+)
+def test_missing_or_invalid_fields_are_400(http, server: OfflineModelServer, body, expected):
+    response = post(http, server, "/v1/messages", body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and expected in error["message"]
+
+
+def test_api_key_and_version_headers_are_required(http, server: OfflineModelServer):
+    body = {"model": MODEL, "max_tokens": 10, "messages": [user("q")]}
+    no_key = post(http, server, "/v1/messages", body, headers={"anthropic-version": "2023-06-01"})
+    assert no_key.status_code == 401 and no_key.json()["error"]["type"] == "authentication_error"
+
+    no_version = post(http, server, "/v1/messages", body, headers={"x-api-key": "k"})
+    assert no_version.status_code == 400 and "anthropic-version" in no_version.json()["error"]["message"]
+
+    # SDK 2.x sends the API key as a bearer token, which the real API accepts too.
+    bearer = post(http, server, "/v1/messages", body, headers={"authorization": "Bearer k", "anthropic-version": "2023-06-01"})
+    assert bearer.status_code == 200
+
+
+# --------------------------------------------------------------- prompt cache
+
+
+def test_cache_write_then_cache_read_for_the_same_prefix(client: anthropic.Anthropic):
+    system = [{"type": "text", "text": "You are the cache test. " * 40 + "cache-marker-1", "cache_control": {"type": "ephemeral"}}]
+    request = {"model": MODEL, "max_tokens": 50, "system": system, "messages": [user("hi")]}
+
+    first = client.messages.create(**request).usage
+    second = client.messages.create(**request).usage
+
+    assert first.cache_creation_input_tokens > 200 and first.cache_read_input_tokens == 0
+    assert second.cache_read_input_tokens == first.cache_creation_input_tokens
+    assert second.cache_creation_input_tokens == 0
+    total = -(-len(json.dumps({"system": system, "messages": [user("hi")]})) // 4)
+    assert first.input_tokens == total - first.cache_creation_input_tokens  # cached tokens are not input tokens
+    assert second.input_tokens == first.input_tokens
+
+
+def test_a_moved_breakpoint_reads_the_earlier_prefix_and_writes_the_rest(client: anthropic.Anthropic):
+    question = "cache-marker-2 " + "a long question " * 50
+    turn_one = [{"role": "user", "content": [{"type": "text", "text": question, "cache_control": {"type": "ephemeral"}}]}]
+    first = client.messages.create(model=MODEL, max_tokens=50, messages=turn_one)
+
+    turn_two = [
+        {"role": "user", "content": [{"type": "text", "text": question}]},
+        {"role": "assistant", "content": [b.to_dict() for b in first.content]},
+        {"role": "user", "content": [{"type": "text", "text": "and then?", "cache_control": {"type": "ephemeral"}}]},
+    ]
+    second = client.messages.create(model=MODEL, max_tokens=50, messages=turn_two).usage
+
+    assert second.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+    assert second.cache_creation_input_tokens > 0
+
+
+# ----------------------------------------------------------------- faults
+
+
+def test_fault_429_carries_retry_after_and_exhausted_rate_limit_headers(server, client: anthropic.Anthropic):
+    server.faults.add(Fault(status=429, retry_after=7, reset_after=30, match="fault-marker-1"))
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        client.messages.create(model=MODEL, max_tokens=10, messages=[user("fault-marker-1")])
+
+    headers = caught.value.response.headers
+    assert caught.value.type == "rate_limit_error"
+    assert headers["retry-after"] == "7"
+    assert headers["anthropic-ratelimit-tokens-remaining"] == "0"
+    reset = datetime.fromisoformat(headers["anthropic-ratelimit-tokens-reset"])
+    assert 25 < reset.timestamp() - datetime.now().timestamp() <= 31
+    # consumed: the next identical request succeeds
+    after = client.messages.create(model=MODEL, max_tokens=10, messages=[user("fault-marker-1")])
+    assert after.stop_reason == "end_turn"
+
+
+@pytest.mark.parametrize(
+    ("status", "error_class", "error_type"),
+    [
+        (529, anthropic.OverloadedError, "overloaded_error"),
+        (500, anthropic.InternalServerError, "api_error"),
+        (503, anthropic.ServiceUnavailableError, "api_error"),
+        (400, anthropic.BadRequestError, "invalid_request_error"),
+    ],
+)
+def test_fault_statuses_use_the_real_error_types(server, client, status, error_class, error_type):
+    server.faults.add({"status": status, "match": f"fault-status-{status}"})
+    with pytest.raises(error_class) as caught:
+        client.messages.create(model=MODEL, max_tokens=10, messages=[user(f"fault-status-{status}")])
+    assert caught.value.status_code == status and caught.value.type == error_type
+
+
+def test_match_limits_a_fault_to_matching_requests(server: OfflineModelServer, client: anthropic.Anthropic):
+    server.faults.add({"status": 529, "times": None, "match": "only-this-run"})
+
+    assert client.messages.create(model=MODEL, max_tokens=10, messages=[user("another run")]).stop_reason == "end_turn"
+    for _ in range(2):
+        with pytest.raises(anthropic.OverloadedError):
+            client.messages.create(model=MODEL, max_tokens=10, messages=[user("only-this-run")])
+    assert server.faults.pending()[0]["times"] is None
+
+
+def test_faults_over_http(http, server: OfflineModelServer, client: anthropic.Anthropic):
+    added = http.post(server.base_url + "/_offline/faults", json=[{"status": 429, "times": 2, "match": "http-fault"}])
+    assert added.status_code == 201 and added.json()["faults"][0]["times"] == 2
+
+    with pytest.raises(anthropic.RateLimitError):
+        client.messages.create(model=MODEL, max_tokens=10, messages=[user("http-fault")])
+    assert http.get(server.base_url + "/_offline/faults").json()["faults"][0]["times"] == 1
+
+    assert http.delete(server.base_url + "/_offline/faults").json() == {"faults": []}
+    client.messages.create(model=MODEL, max_tokens=10, messages=[user("http-fault")])
+
+    refused = http.post(server.base_url + "/_offline/faults", json={"status": 200})
+    assert refused.status_code == 400 and refused.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_stall_longer_than_the_client_timeout_is_a_timeout(server: OfflineModelServer):
+    server.faults.add({"stall_seconds": 1.0, "match": "stall-marker"})
+    impatient = anthropic.Anthropic(api_key="k", base_url=server.base_url, max_retries=0, timeout=0.2)
+    with pytest.raises(anthropic.APITimeoutError):
+        impatient.messages.create(model=MODEL, max_tokens=10, messages=[user("stall-marker")])
+    again = impatient.messages.create(model=MODEL, max_tokens=10, messages=[user("stall-marker")])
+    assert again.stop_reason == "end_turn"
+    impatient.close()
+
+
+def test_latency_option_and_standalone_lifecycle(http):
+    with OfflineModelServer(latency_seconds=0.05) as slow:
+        assert slow.base_url.startswith("http://127.0.0.1:")
+        body = {"model": MODEL, "max_tokens": 10, "messages": [user("slow")]}
+        response = post(http, slow, "/v1/messages", body)
+        assert response.status_code == 200 and response.elapsed.total_seconds() >= 0.05
