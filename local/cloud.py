@@ -61,6 +61,7 @@ class LocalCloudConfig:
     stack: LocalStack = field(default_factory=LocalStack)
     anthropic_api_key: str | None = None  # None = offline model server
     log_level: str = "WARNING"
+    environment: dict[str, str] = field(default_factory=dict)  # overrides for every function's environment
 
 
 class LocalCloud:
@@ -72,6 +73,7 @@ class LocalCloud:
         self.dynamodb_endpoint = self.config.dynamodb_endpoint
         self.runtime: LambdaRuntime | None = None
         self.rest = None
+        self.model_server: Any = None
         self._mock: Any = None
         self._saved_env: dict[str, str | None] = {}
         self.environment: dict[str, str] = {}
@@ -87,6 +89,7 @@ class LocalCloud:
             self._create_state_machines()
             self._create_usage_plans()
             self._restore_gateway_keys()
+            self._start_model()
             self._start_runtime()
             self._start_rest_api()
         except BaseException:
@@ -95,6 +98,9 @@ class LocalCloud:
         return self
 
     def stop(self) -> None:
+        if self.model_server is not None:
+            self.model_server.stop()
+            self.model_server = None
         if self.rest is not None:
             self.rest.stop()
             self.rest = None
@@ -128,6 +134,8 @@ class LocalCloud:
             f"AgentHQ local cloud is up ({startup_seconds:.1f} s).",
             f"  REST API       {self.rest_url}        try: curl {self.rest_url}/health",
             f"  DynamoDB Local {self.dynamodb_endpoint}   data: {self.config.data_dir or 'in memory'}",
+            "  Model          " + (f"offline model server at {self.model_server.base_url} (no ANTHROPIC_API_KEY)"
+                                   if self.model_server else "the Anthropic API (ANTHROPIC_API_KEY)"),
             "Press Ctrl-C to stop.",
         ]
         return "\n".join(lines)
@@ -250,12 +258,28 @@ class LocalCloud:
             return {}
         return json.loads(self.resolver.resolve(variables["USAGE_PLAN_IDS"]))
 
+    def _start_model(self) -> None:
+        """The Anthropic API key goes into (moto's) Secrets Manager, where the
+        functions read it as on AWS. Without a real key, the offline model server
+        answers instead, at ANTHROPIC_BASE_URL."""
+        key = self.config.anthropic_api_key
+        if key is None:
+            from local.model_server import OfflineModelServer
+
+            self.model_server = OfflineModelServer(host="127.0.0.1", port=0)
+            self._set_environment({"ANTHROPIC_BASE_URL": self.model_server.start()})
+            key = "offline-local-key"
+        name = f"{self.config.stack.stack_name}/anthropic-api-key"
+        arn = self.client("secretsmanager").create_secret(Name=name, SecretString=key)["ARN"]
+        self.config.stack.refs["AnthropicApiKeySecret"] = arn
+
     def _start_runtime(self) -> None:
         specs = functions(self.template, self.resolver)
         environment: dict[str, str] = {}
         for spec in specs.values():
             environment.update(spec.environment)
         environment["POWERTOOLS_LOG_LEVEL"] = self.config.log_level
+        environment.update(self.config.environment)
         self._set_environment(environment)
         _reset_process_caches()
         seed_signing_keys(self.client("ssm"), environment["JWT_SIGNING_KEY_PARAMETER"],

@@ -73,6 +73,23 @@ def _give_thread_an_event_loop() -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
 
 
+@dataclass
+class InvocationFault:
+    """A failure the runtime injects, for fault tests (as AWS FIS would):
+    ``when="before"`` fails the invocation without running the handler,
+    ``"after"`` runs it and then reports a failure (a crash after the work was
+    done — what a retried step must survive), ``"none"`` only delays it.
+    ``delay_seconds`` holds the invocation first. Applies to ``times`` invocations that ``match``."""
+
+    function: str  # logical id
+    match: Callable[[Any], bool] = lambda event: True
+    times: int = 1
+    when: str = "before"
+    delay_seconds: float = 0.0
+    error_type: str = "InjectedFault"
+    fired: int = 0
+
+
 class LambdaRuntime:
     def __init__(self, specs: dict[str, FunctionSpec], region: str = "us-east-1", account: str = "123456789012",
                  max_concurrency: int = 64) -> None:
@@ -85,6 +102,8 @@ class LambdaRuntime:
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="lambda",
                                         initializer=_give_thread_an_event_loop)
         self.invocations: dict[str, int] = {}
+        self.faults: list[InvocationFault] = []
+        self._faults_lock = threading.Lock()
         if str(LAYER_PATH) not in sys.path:
             sys.path.insert(0, str(LAYER_PATH))
 
@@ -142,12 +161,21 @@ class LambdaRuntime:
         context = self.context_for(spec)
         self.invocations[spec.logical_id] = self.invocations.get(spec.logical_id, 0) + 1
 
+        fault = self._fault_for(spec.logical_id, event)
+
         def call() -> Any:
+            if fault and fault.delay_seconds:
+                time.sleep(fault.delay_seconds)
+            if fault and fault.when == "before":
+                raise FunctionError(fault.error_type, "injected failure before the handler ran")
             try:
-                return handler(event, context)
+                result = handler(event, context)
             except Exception as exc:
                 stack = traceback.format_exception(type(exc), exc, exc.__traceback__)
                 raise FunctionError(type(exc).__name__, str(exc), stack) from exc
+            if fault and fault.when == "after":
+                raise FunctionError(fault.error_type, "injected failure after the handler ran")
+            return result
 
         future = self._pool.submit(call)
         try:
@@ -160,6 +188,14 @@ class LambdaRuntime:
             # What CloudWatch Logs would show for a failed invocation.
             log.error("%s failed: %s\n%s", spec.name, error, "".join(error.stack))
             raise
+
+    def _fault_for(self, logical_id: str, event: Any) -> InvocationFault | None:
+        with self._faults_lock:
+            for fault in self.faults:
+                if fault.function == logical_id and fault.fired < fault.times and fault.match(event):
+                    fault.fired += 1
+                    return fault
+        return None
 
     def invoke_payload(self, name_or_arn: str, payload: bytes) -> tuple[bytes, str | None]:
         """Invoke with a JSON payload as the Lambda API does: (payload, FunctionError)."""

@@ -25,6 +25,11 @@ SAMPLE_BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/workspaces/{wid}/members"): {"email": "{attacker_email}", "role": "owner"},
     ("PATCH", "/workspaces/{wid}/members/{uid}"): {"role": "viewer"},
     ("POST", "/workspaces/{wid}/api-keys"): {"name": "stolen", "scopes": ["runs:read"]},
+    ("POST", "/workspaces/{wid}/agents"): {"name": "Implant", "personality": "coordinator"},
+    ("PATCH", "/workspaces/{wid}/agents/{aid}"): {"name": "Hijacked", "system_prompt": "Obey workspace A."},
+    ("POST", "/workspaces/{wid}/agents/{aid}/runs"): {"input": "Tell me B's secrets."},
+    ("POST", "/workspaces/{wid}/runs/{rid}/cancel"): {},
+    ("POST", "/workspaces/{wid}/runs/{rid}/resume"): {},
 }
 
 
@@ -51,12 +56,30 @@ def tenants(cloud):
         a = with_api_key(signup(api, tag="tenant-a", workspace_name="A Corp", tier="pro"), scopes=(
             "workspace:read", "agents:read", "agents:write", "runs:read", "runs:write", "usage:read"))
         b = with_api_key(signup(api, tag="tenant-b", workspace_name="B Corp"))
+        agent = b.post("/agents", json={"name": "B's agent", "personality": "sre"})
+        assert agent.status_code == 201, agent.text
+        b.extra["agent_id"] = agent.json()["id"]
+        run = b.post(f"/agents/{b.extra['agent_id']}/runs", json={"input": "B's private work."})
+        assert run.status_code == 202, run.text
+        b.extra["run_id"] = run.json()["id"]
+        _wait_until_ended(b, b.extra["run_id"])  # B's data must hold still while the matrix runs
         yield a, b
+
+
+def _wait_until_ended(tenant, run_id: str) -> None:
+    import time
+
+    for _ in range(300):
+        if tenant.get(f"/runs/{run_id}").json()["status"] in ("succeeded", "failed", "cancelled", "timed_out"):
+            return
+        time.sleep(0.1)
+    raise AssertionError("B's run did not end")
 
 
 def b_ids(b) -> dict[str, str]:
     """B's id for every path parameter a workspace route may have."""
-    return {"wid": b.workspace_id, "uid": b.user_id, "kid": b.api_key_id}
+    return {"wid": b.workspace_id, "uid": b.user_id, "kid": b.api_key_id, "aid": b.extra["agent_id"],
+            "rid": b.extra["run_id"]}
 
 
 def fill(path: str, ids: dict[str, str]) -> str:

@@ -54,6 +54,24 @@ class Services:
         s = self.settings
         return TokenSigner(self.key_store.signing_keys(), s.jwt_issuer, s.jwt_audience, s.access_token_ttl_seconds)
 
+    @cached_property
+    def model(self):  # -> ModelClient
+        from agenthq.adapters.model import AnthropicModel
+
+        s = self.settings
+        api_key = None
+        if s.anthropic_api_key_secret_arn:
+            secret = self.client("secretsmanager").get_secret_value(SecretId=s.anthropic_api_key_secret_arn)
+            api_key = secret["SecretString"]
+        return AnthropicModel(api_key=api_key, timeout_seconds=s.model_timeout_seconds,
+                              max_attempts=s.model_max_attempts, max_wait_seconds=s.model_max_wait_seconds)
+
+    @cached_property
+    def tools(self):  # -> ToolRegistry
+        from agenthq.tools.stateful import run_registry
+
+        return run_registry()
+
     def token_verifier(self, refresh: bool = False):  # -> TokenVerifier
         from agenthq.security.tokens import TokenVerifier
 

@@ -45,6 +45,17 @@ class Settings(BaseModel):
     # API Gateway usage plans, one per tier: {"free": "<plan id>", ...}
     usage_plan_ids: dict[str, str] = Field(default_factory=dict, alias="USAGE_PLAN_IDS")
 
+    # Runs and the model
+    anthropic_api_key_secret_arn: str = Field(default="", alias="ANTHROPIC_API_KEY_SECRET_ARN")
+    model_max_tokens: int = Field(default=4096, alias="MODEL_MAX_TOKENS", ge=1, le=64000)
+    model_timeout_seconds: float = Field(default=60, alias="MODEL_TIMEOUT_SECONDS", gt=0)
+    model_max_attempts: int = Field(default=4, alias="MODEL_MAX_ATTEMPTS", ge=1, le=10)
+    model_max_wait_seconds: float = Field(default=20, alias="MODEL_MAX_WAIT_SECONDS", ge=0)
+    run_timeout_seconds: int = Field(default=3600, alias="RUN_TIMEOUT_SECONDS", ge=10)
+    max_delegation_depth: int = Field(default=3, alias="MAX_DELEGATION_DEPTH", ge=0, le=10)
+    max_run_input_chars: int = Field(default=100_000, alias="MAX_RUN_INPUT_CHARS", ge=1)
+    usage_counter_shards: int = Field(default=8, alias="USAGE_COUNTER_SHARDS", ge=1, le=100)
+
     # HTTP edge
     max_request_bytes: int = Field(default=256 * 1024, alias="MAX_REQUEST_BYTES", gt=0)
     cors_allow_origins: tuple[str, ...] = Field(default=(), alias="CORS_ALLOW_ORIGINS")

@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 class Orchestrator(Protocol):
     def ping(self) -> None: ...
+    def start(self, name: str, payload: dict[str, Any]) -> str: ...
+    def send_next(self, task_token: str, next_step: str) -> bool: ...
 
 
 class StepFunctionsOrchestrator:
@@ -31,6 +33,18 @@ class StepFunctionsOrchestrator:
         except self.client.exceptions.ExecutionAlreadyExists:
             return self.execution_arn(name)
         return response["executionArn"]
+
+    def send_next(self, task_token: str, next_step: str) -> bool:
+        """Complete a waiting task (WaitForChild, Paused) with the step that comes
+        next. False when the token is no longer valid (the task timed out, was
+        retried with a new token, or was already completed)."""
+        try:
+            # The waiting state puts this JSON string at $.loop.next (keeping $.loop.turn).
+            self.client.send_task_success(taskToken=task_token, output=json.dumps(next_step))
+        except (self.client.exceptions.TaskTimedOut, self.client.exceptions.InvalidToken,
+                self.client.exceptions.TaskDoesNotExist):
+            return False
+        return True
 
     def execution_arn(self, name: str) -> str:
         arn = self.state_machine_arn.replace(":stateMachine:", ":execution:", 1)

@@ -69,7 +69,14 @@ class BaseItem(Model):
     def _get_connection(cls) -> TableConnection:
         # Inside tenant_scope(): the tenant's credentials. Otherwise one shared
         # connection (and botocore client) for every item type of the table.
-        return _scoped_connection.get() or Model._get_connection.__func__(BaseItem)  # type: ignore[attr-defined]
+        scoped = _scoped_connection.get()
+        if scoped is not None:
+            return scoped
+        if BaseItem.Meta.table_name is None:  # first use in this process: bind to the settings' table
+            from agenthq.settings import get_settings
+
+            configure(get_settings())
+        return Model._get_connection.__func__(BaseItem)  # type: ignore[attr-defined]
 
 
 def configure(settings: Settings) -> None:
@@ -124,6 +131,10 @@ class _Tenancy:
             self._connections.clear()
 
     def connection_for(self, workspace_id: str) -> TableConnection | None:
+        if self.settings is None:  # first use in this process
+            from agenthq.settings import get_settings
+
+            configure(get_settings())
         if not self.role_arn:
             return None
         now = time.time()

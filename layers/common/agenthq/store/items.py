@@ -130,6 +130,7 @@ class Workspace(BaseItem, discriminator="Workspace"):
     created_at = UTCDateTimeAttribute()
     created_by = UnicodeAttribute()
     signup_fingerprint = UnicodeAttribute(null=True)  # recognises a retried signup
+    agent_count = NumberAttribute(default=0)  # kept in step with Agent items (tier max_agents)
     deleting = BooleanAttribute(default=False)
 
     @staticmethod
@@ -184,3 +185,200 @@ class WorkspaceSession(BaseItem, discriminator="WorkspaceSession"):
     @staticmethod
     def key(workspace_id: str, family_id: str) -> tuple[str, str]:
         return ws_pk(workspace_id), f"SESSION#{family_id}"
+
+
+# --------------------------------------------------------------------------- agents and runs
+
+
+class Agent(BaseItem, discriminator="Agent"):
+    """pk WS#<id>, sk AGENT#<agent_id>."""
+
+    id = UnicodeAttribute()
+    workspace_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    personality = UnicodeAttribute()
+    system_prompt = UnicodeAttribute(null=True)  # the agent's own; else the personality's
+    model = UnicodeAttribute()
+    tools = JSONAttribute()  # allowed tool names, in order
+    max_steps = NumberAttribute()
+    budget_usd = UnicodeAttribute()  # per-run budget, a decimal string
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, agent_id: str) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"AGENT#{agent_id}"
+
+
+class AgentName(BaseItem, discriminator="AgentName"):
+    """pk WS#<id>, sk AGENTNAME#<folded name>: makes agent names unique per workspace
+    (case-insensitively) and finds an agent by name. Written with its agent, in one transaction."""
+
+    agent_id = UnicodeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, folded_name: str) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"AGENTNAME#{folded_name}"
+
+
+class Run(BaseItem, discriminator="Run"):
+    """pk WS#<id>, sk RUN#<run_id>; gsi1: WS#<id>#AGENT#<agent_id> → the agent's runs.
+    Its events, conversation and step records live in partition WS#<id>#RUN#<run_id>."""
+
+    id = UnicodeAttribute()
+    workspace_id = UnicodeAttribute()
+    agent_id = UnicodeAttribute()
+    parent_run_id = UnicodeAttribute(null=True)
+    parent_tool_use_id = UnicodeAttribute(null=True)
+    parent_task_token = UnicodeAttribute(null=True)  # the parent's WaitForChild task
+    depth = NumberAttribute(default=0)
+    status = UnicodeAttribute()
+    input = UnicodeAttribute()
+    output = UnicodeAttribute(null=True)
+    error = JSONAttribute(null=True)  # {"reason", "message"}
+    outcome = JSONAttribute(null=True)  # the end a step decided: {"status", "reason"?, "output"?, ...}
+    agent = JSONAttribute()  # the agent as it was at launch: model, system prompt, tools, limits
+    steps = NumberAttribute(default=0)  # model calls made
+    seq = NumberAttribute(default=0)  # last event seq
+    cancel_requested = BooleanAttribute(default=False)
+    task_token = UnicodeAttribute(null=True)  # while paused
+    input_tokens = NumberAttribute(default=0)
+    output_tokens = NumberAttribute(default=0)
+    cache_write_tokens = NumberAttribute(default=0)
+    cache_read_tokens = NumberAttribute(default=0)
+    cost_micro_usd = NumberAttribute(default=0)  # integer millionths of a dollar: exact sums
+    tool_calls = NumberAttribute(default=0)
+    agent_seconds = NumberAttribute(default=0)
+    created_by = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+    started_at = UTCDateTimeAttribute(null=True)
+    finished_at = UTCDateTimeAttribute(null=True)
+    deadline = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, run_id: str) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"RUN#{run_id}"
+
+    @staticmethod
+    def partition(workspace_id: str, run_id: str) -> str:
+        return ws_pk(workspace_id, "RUN", run_id)
+
+    def owned_partitions(self) -> list[str]:
+        return [self.partition(self.workspace_id, self.id)]
+
+
+class RunLaunch(BaseItem, discriminator="RunLaunch"):
+    """pk WS#<id>, sk LAUNCH#<idempotency key>: makes a launch retry-safe (TTL 24 h)."""
+
+    fingerprint = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, idempotency_key: str) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"LAUNCH#{idempotency_key}"
+
+
+class RunEvent(BaseItem, discriminator="RunEvent"):
+    """pk WS#<id>#RUN#<run_id>, sk EVT#<seq, 10 digits>: dense, from 1."""
+
+    seq = NumberAttribute()
+    event_type = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+    data = JSONAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, run_id: str, seq: int) -> tuple[str, str]:
+        return Run.partition(workspace_id, run_id), f"EVT#{seq:010d}"
+
+
+class ConversationMessage(BaseItem, discriminator="ConversationMessage"):
+    """pk WS#<id>#RUN#<run_id>, sk MSG#<index, 6 digits>: the run's Messages API transcript."""
+
+    index = NumberAttribute()
+    role = UnicodeAttribute()
+    content = JSONAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, run_id: str, index: int) -> tuple[str, str]:
+        return Run.partition(workspace_id, run_id), f"MSG#{index:06d}"
+
+
+class StepRecord(BaseItem, discriminator="StepRecord"):
+    """pk WS#<id>#RUN#<run_id>, sk STEP#<n>#<kind>: a completed step and what comes
+    next; a retried or redelivered step finds it and does nothing again."""
+
+    next = UnicodeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, run_id: str, step: int, kind: str) -> tuple[str, str]:
+        return Run.partition(workspace_id, run_id), f"STEP#{step:06d}#{kind}"
+
+
+class ToolCall(BaseItem, discriminator="ToolCall"):
+    """pk WS#<id>#RUN#<run_id>, sk TOOL#<tool_use_id>: one tool call; ``result`` is
+    set once it finished. Its creation is the (exactly once) tool.called event."""
+
+    tool_use_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    started_at = UTCDateTimeAttribute()
+    result = JSONAttribute(null=True)  # {"content": str, "is_error": bool}
+    child_run_id = UnicodeAttribute(null=True)  # delegate only
+
+    @staticmethod
+    def key(workspace_id: str, run_id: str, tool_use_id: str) -> tuple[str, str]:
+        return Run.partition(workspace_id, run_id), f"TOOL#{tool_use_id}"
+
+
+class AgentMessage(BaseItem, discriminator="AgentMessage"):
+    """pk WS#<id>, sk AMSG#<message_id>; gsi1: WS#<id>#INBOX#<to_agent> → an agent's inbox."""
+
+    id = UnicodeAttribute()
+    workspace_id = UnicodeAttribute()
+    from_agent_id = UnicodeAttribute()
+    from_run_id = UnicodeAttribute()
+    to_agent_id = UnicodeAttribute()
+    body = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    delivered_run_id = UnicodeAttribute(null=True)  # the recipient run that received it
+
+    @staticmethod
+    def key(workspace_id: str, message_id: str) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"AMSG#{message_id}"
+
+    @staticmethod
+    def inbox(workspace_id: str, agent_id: str) -> str:
+        return ws_pk(workspace_id, "INBOX", agent_id)
+
+
+class Note(BaseItem, discriminator="Note"):
+    """pk WS#<id>, sk NOTE#<name>: the workspace's shared notes (agents' memory)."""
+
+    name = UnicodeAttribute()
+    content = UnicodeAttribute()
+    updated_at = UTCDateTimeAttribute()
+    updated_by_run = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(workspace_id: str, name: str) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"NOTE#{name}"
+
+
+class UsageCounter(BaseItem, discriminator="UsageCounter"):
+    """pk WS#<id>#USAGE, sk <DAY|MONTH>#<date>#S#<shard>: a write-sharded usage
+    counter. Readers sum the shards of a period (one Query)."""
+
+    period = UnicodeAttribute()  # "DAY#2026-11-26" or "MONTH#2026-11"
+    runs = NumberAttribute(default=0)
+    model_calls = NumberAttribute(default=0)
+    input_tokens = NumberAttribute(default=0)
+    output_tokens = NumberAttribute(default=0)
+    cache_write_tokens = NumberAttribute(default=0)
+    cache_read_tokens = NumberAttribute(default=0)
+    cost_micro_usd = NumberAttribute(default=0)
+    tool_calls = NumberAttribute(default=0)
+    agent_seconds = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(workspace_id: str, period: str, shard: int) -> tuple[str, str]:
+        return ws_pk(workspace_id, "USAGE"), f"{period}#S#{shard:02d}"

@@ -388,6 +388,8 @@ def _format_offset(zone: timezone, at: datetime) -> str:
 def _now(ctx: ToolContext) -> datetime:
     clock = getattr(ctx.services, "clock", None)
     now = clock() if callable(clock) else datetime.now(UTC)
+    if isinstance(now, (int, float)):  # Services.clock: Unix seconds
+        return datetime.fromtimestamp(now, UTC)
     return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 

@@ -58,6 +58,7 @@ class ToolContext:
     agent_id: str
     depth: int
     services: Any = None
+    call_id: str = ""  # the tool_use id: lets a stateful tool make its writes idempotent
 
 
 Handler = Callable[[dict[str, Any], ToolContext], "str | dict[str, Any]"]

@@ -1,0 +1,89 @@
+"""Agents: the built-in personalities, a workspace's agents, and their messages."""
+
+from fastapi import Header, Query, Response
+
+from agenthq import agents, messaging
+from agenthq.agents import AgentCreate, AgentUpdate
+from agenthq.runs import api as runs
+from agenthq.runs.api import RunLaunchRequest
+from agenthq.http import CurrentPrincipal, WorkspacePrincipal, create_app, lambda_handler
+from agenthq.pagination import Page, limit_param
+from agenthq.services import get_services
+
+app = create_app("agents")
+Cursor = Query(default=None, max_length=2048)
+Limit = Query(default=None)
+
+
+@app.get("/personalities")
+def list_personalities(principal: CurrentPrincipal) -> dict:
+    return agents.list_personality_views()
+
+
+@app.get("/workspaces/{wid}/agents")
+def list_agents(principal: WorkspacePrincipal, cursor: str | None = Cursor, limit: int | None = Limit) -> Page:
+    return agents.list_agents(principal, cursor, limit_param(limit))
+
+
+@app.post("/workspaces/{wid}/agents", status_code=201)
+def create_agent(body: AgentCreate, principal: WorkspacePrincipal) -> dict:
+    return agents.create_agent(get_services(), principal, body)
+
+
+@app.get("/workspaces/{wid}/agents/{aid}")
+def get_agent(aid: str, principal: WorkspacePrincipal) -> dict:
+    return agents.get_agent(principal, aid)
+
+
+@app.patch("/workspaces/{wid}/agents/{aid}")
+def update_agent(aid: str, body: AgentUpdate, principal: WorkspacePrincipal) -> dict:
+    return agents.update_agent(get_services(), principal, aid, body)
+
+
+@app.delete("/workspaces/{wid}/agents/{aid}", status_code=204)
+def delete_agent(aid: str, principal: WorkspacePrincipal) -> Response:
+    agents.delete_agent(principal, aid)
+    return Response(status_code=204)
+
+
+@app.get("/workspaces/{wid}/messages")
+def list_messages(principal: WorkspacePrincipal, agent_id: str | None = Query(default=None, max_length=64),
+                  cursor: str | None = Cursor, limit: int | None = Limit) -> Page:
+    return messaging.list_messages(principal, agent_id, cursor, limit_param(limit))
+
+
+@app.post("/workspaces/{wid}/agents/{aid}/runs", status_code=202)
+def launch_run(aid: str, body: RunLaunchRequest, principal: WorkspacePrincipal,
+               idempotency_key: str | None = Header(default=None, alias="Idempotency-Key")) -> dict:
+    return runs.launch_run(get_services(), principal, aid, body, idempotency_key)
+
+
+@app.get("/workspaces/{wid}/runs")
+def list_runs(principal: WorkspacePrincipal, status: str | None = Query(default=None, max_length=20),
+              agent_id: str | None = Query(default=None, max_length=64), cursor: str | None = Cursor,
+              limit: int | None = Limit) -> Page:
+    return runs.list_runs(principal, status, agent_id, cursor, limit_param(limit))
+
+
+@app.get("/workspaces/{wid}/runs/{rid}")
+def get_run(rid: str, principal: WorkspacePrincipal) -> dict:
+    return runs.get_run(principal, rid)
+
+
+@app.get("/workspaces/{wid}/runs/{rid}/events")
+def list_run_events(rid: str, principal: WorkspacePrincipal, after: int = Query(default=0, ge=0),
+                    limit: int = Query(default=100, ge=1, le=500)) -> dict:
+    return runs.list_events(principal, rid, after, limit)
+
+
+@app.post("/workspaces/{wid}/runs/{rid}/cancel", status_code=202)
+def cancel_run(rid: str, principal: WorkspacePrincipal) -> dict:
+    return runs.cancel_run(get_services(), principal, rid)
+
+
+@app.post("/workspaces/{wid}/runs/{rid}/resume", status_code=202)
+def resume_run(rid: str, principal: WorkspacePrincipal) -> dict:
+    return runs.resume_run(get_services(), principal, rid)
+
+
+handler = lambda_handler(app)

@@ -1,0 +1,422 @@
+"""Agents of a workspace: what they are (personality, prompt, model, tools, limits).
+
+Every function takes the caller's ``Principal`` (reading needs ``agents:read``,
+changing ``agents:write``) and works inside ``tenant_scope`` of the principal's
+workspace.
+
+Two rules are kept atomically, with conditional writes in one transaction:
+
+- **Names are unique per workspace, case-insensitively.** Each agent has a
+  name marker item (``AgentName``, sk ``AGENTNAME#<folded name>``) written,
+  moved and deleted in the same transaction as the agent.
+- **A workspace has at most its tier's ``max_agents`` agents.** Creating an
+  agent increments ``Workspace.agent_count`` on the condition that it is below
+  the limit; deleting decrements it. Parallel creates can never overshoot.
+
+A failed transaction is told apart by re-reading (marker taken → 409, count at
+the limit → 403 ``plan_limit``); anything else (a transaction conflict with a
+concurrent writer) is retried.
+
+What an agent leaves out on creation comes from its personality (system
+prompt, model, tools) or the defaults (20 steps, $1.00 per run). The agent
+stores its model and tools; its system prompt only if it has its own, so an
+agent without one always shows (and runs with) its personality's current
+prompt. A PATCH changes only the fields it names: changing the personality
+alone keeps the stored model and tools.
+
+The run engine and the tools find an agent by id or by name with :func:`find_agent`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import unicodedata
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
+
+from agenthq import ids
+from agenthq.context import Principal, Scope
+from agenthq.errors import Conflict, NotFound, PlanLimit
+from agenthq.pagination import Page, page
+from agenthq.personalities import PERSONALITIES, Personality, list_personalities
+from agenthq.pricing import KNOWN_MODELS
+from agenthq.services import Services
+from agenthq.store import tenant_scope, transaction
+from agenthq.store.items import Agent, AgentName, Workspace
+from agenthq.tiers import limits_for
+from agenthq.tools.registry import BUILTIN_TOOL_NAMES
+
+MAX_NAME_CHARS = 100
+MAX_SYSTEM_PROMPT_CHARS = 20_000
+DEFAULT_MAX_STEPS = 20
+MAX_STEPS = 100
+DEFAULT_BUDGET_USD = Decimal("1.00")
+MAX_BUDGET_USD = Decimal("100")
+
+_ATTEMPTS = 8  # transaction conflicts with concurrent writers are retried this often
+
+# --------------------------------------------------------------------------- validation (shared by both edge models)
+
+
+def fold_name(name: str) -> str:
+    """The form names are compared in: Unicode-normalized and case-folded."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+def _name(value: str) -> str:
+    value = unicodedata.normalize("NFC", value).strip()
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > MAX_NAME_CHARS:
+        raise ValueError(f"must be at most {MAX_NAME_CHARS} characters")
+    if any(unicodedata.category(ch).startswith("C") for ch in value):
+        raise ValueError("must not contain control or invisible format characters")
+    if ids.is_id(value.upper()):
+        raise ValueError("must not look like an agent id")
+    return value
+
+
+def _personality(value: str) -> str:
+    if value not in PERSONALITIES:
+        raise ValueError(f"unknown personality; must be one of: {', '.join(PERSONALITIES)}")
+    return value
+
+
+def _model(value: str) -> str:
+    if value not in KNOWN_MODELS:
+        raise ValueError(f"unknown model; must be one of: {', '.join(KNOWN_MODELS)}")
+    return value
+
+
+def _tools(value: list[str]) -> list[str]:
+    unknown = [name for name in value if name not in BUILTIN_TOOL_NAMES]
+    if unknown:
+        raise ValueError(f"unknown tools {unknown}; must be among: {', '.join(BUILTIN_TOOL_NAMES)}")
+    duplicates = sorted({name for name in value if value.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"tools listed more than once: {duplicates}")
+    return value
+
+
+class _AgentFields(BaseModel):
+    """The checks every agent field gets, on create and on update."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("name", check_fields=False)
+    @classmethod
+    def _valid_name(cls, value: str | None) -> str | None:
+        return None if value is None else _name(value)
+
+    @field_validator("personality", check_fields=False)
+    @classmethod
+    def _valid_personality(cls, value: str | None) -> str | None:
+        return None if value is None else _personality(value)
+
+    @field_validator("model", check_fields=False)
+    @classmethod
+    def _valid_model(cls, value: str | None) -> str | None:
+        return None if value is None else _model(value)
+
+    @field_validator("tools", check_fields=False)
+    @classmethod
+    def _valid_tools(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _tools(value)
+
+
+class AgentCreate(_AgentFields):
+    """A new agent. What it leaves out comes from its personality (prompt, model,
+    tools) or from the defaults (20 steps and $1.00 per run)."""
+
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    personality: str = Field(max_length=64)
+    system_prompt: str | None = Field(default=None, min_length=1, max_length=MAX_SYSTEM_PROMPT_CHARS)
+    model: str | None = Field(default=None, max_length=100)
+    tools: list[str] | None = Field(default=None, max_length=len(BUILTIN_TOOL_NAMES) * 2)
+    max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1, le=MAX_STEPS, strict=True)
+    budget_usd: Decimal = Field(default=DEFAULT_BUDGET_USD, gt=0, le=MAX_BUDGET_USD, decimal_places=6)
+
+
+class AgentUpdate(_AgentFields):
+    """A partial change: only the fields given change. ``system_prompt: null``
+    drops the agent's own prompt (it uses its personality's again); the other
+    fields may not be null."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
+    personality: str | None = Field(default=None, max_length=64)
+    system_prompt: str | None = Field(default=None, min_length=1, max_length=MAX_SYSTEM_PROMPT_CHARS)
+    model: str | None = Field(default=None, max_length=100)
+    tools: list[str] | None = Field(default=None, max_length=len(BUILTIN_TOOL_NAMES) * 2)
+    max_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS, strict=True)
+    budget_usd: Decimal | None = Field(default=None, gt=0, le=MAX_BUDGET_USD, decimal_places=6)
+
+    @field_validator("name", "personality", "model", "tools", "max_steps", "budget_usd", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null (leave the field out to keep it)")
+        return value
+
+
+def money(value: Decimal) -> str:
+    """A USD amount as stored and shown: at least two decimals (``"1.00"``, ``"0.005"``)."""
+    cents = value.quantize(Decimal("0.01"))
+    return str(cents) if cents == value else format(value.normalize(), "f")
+
+
+def _now(services: Services) -> datetime:
+    return datetime.fromtimestamp(services.clock(), UTC)
+
+
+# --------------------------------------------------------------------------- views
+
+
+def personality_view(personality: Personality) -> dict[str, Any]:
+    return {
+        "id": personality.id,
+        "name": personality.name,
+        "description": personality.description,
+        "default_tools": list(personality.default_tools),
+        "default_model": personality.default_model,
+        "system_prompt": personality.system_prompt,
+    }
+
+
+def list_personality_views() -> dict[str, Any]:
+    """``GET /personalities``: the built-ins, as a list like every other."""
+    return {"items": [personality_view(p) for p in list_personalities()], "next_cursor": None}
+
+
+def agent_view(agent: Agent) -> dict[str, Any]:
+    personality = PERSONALITIES.get(agent.personality)
+    return {
+        "id": agent.id,
+        "workspace_id": agent.workspace_id,
+        "name": agent.name,
+        "personality": agent.personality,
+        "system_prompt": agent.system_prompt or (personality.system_prompt if personality else ""),
+        "own_system_prompt": agent.system_prompt is not None,
+        "model": agent.model,
+        "tools": list(agent.tools),
+        "max_steps": int(agent.max_steps),
+        "budget_usd": agent.budget_usd,
+        "created_at": agent.created_at.isoformat(),
+        "updated_at": agent.updated_at.isoformat(),
+    }
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _load(workspace_id: str, agent_id: str) -> Agent:
+    try:
+        return Agent.get(*Agent.key(workspace_id, agent_id), consistent_read=True)
+    except (DoesNotExist, ValueError):
+        raise NotFound("No such agent.") from None
+
+
+def _marker(workspace_id: str, folded: str) -> AgentName | None:
+    try:
+        return AgentName.get(*AgentName.key(workspace_id, folded), consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def find_agent(workspace_id: str, ref: str) -> Agent:
+    """The workspace's agent whose id is ``ref`` or whose name is ``ref``
+    (case-insensitively); :class:`NotFound` otherwise."""
+    ref = (ref or "").strip()
+    if not ref or len(ref) > MAX_NAME_CHARS * 4:
+        raise NotFound("No such agent.")
+    with tenant_scope(workspace_id):
+        if ids.is_id(ref.upper()):
+            try:
+                return Agent.get(*Agent.key(workspace_id, ref.upper()), consistent_read=True)
+            except DoesNotExist:
+                pass
+        marker = _marker(workspace_id, fold_name(unicodedata.normalize("NFC", ref)))
+        if marker is not None:
+            try:
+                return Agent.get(*Agent.key(workspace_id, marker.agent_id), consistent_read=True)
+            except DoesNotExist:
+                pass
+    raise NotFound(f"No agent named or with id '{ref[:120]}' in this workspace.")
+
+
+def get_agent(principal: Principal, agent_id: str) -> dict[str, Any]:
+    principal.require(Scope.agents_read)
+    with tenant_scope(principal.workspace_id):
+        return agent_view(_load(principal.workspace_id, agent_id))
+
+
+def list_agents(principal: Principal, cursor: str | None, limit: int) -> Page:
+    principal.require(Scope.agents_read)
+    pk = Workspace.key(principal.workspace_id)[0]
+    with tenant_scope(principal.workspace_id):
+        return page(lambda start: Agent.query(pk, Agent.sk.startswith("AGENT#"), limit=limit,
+                                              last_evaluated_key=start),
+                    agent_view, cursor, partition=pk, sk_prefix="AGENT#")
+
+
+# --------------------------------------------------------------------------- changing
+
+
+def create_agent(services: Services, principal: Principal, body: AgentCreate) -> dict[str, Any]:
+    principal.require(Scope.agents_write)
+    workspace_id = principal.workspace_id
+    personality = PERSONALITIES[body.personality]
+    now = _now(services)
+    agent_id = ids.new_id()
+    agent = Agent(*Agent.key(workspace_id, agent_id), id=agent_id, workspace_id=workspace_id, name=body.name,
+                  personality=personality.id, system_prompt=body.system_prompt,
+                  model=body.model or personality.default_model,
+                  tools=list(body.tools if body.tools is not None else personality.default_tools),
+                  max_steps=body.max_steps, budget_usd=money(body.budget_usd), created_at=now, updated_at=now)
+    folded = fold_name(body.name)
+    marker = AgentName(*AgentName.key(workspace_id, folded), agent_id=agent_id)
+    with tenant_scope(workspace_id):
+
+        def attempt() -> None:
+            max_agents = _max_agents(workspace_id)
+            with transaction() as tx:
+                tx.save(agent, condition=Agent.pk.does_not_exist())
+                tx.save(marker, condition=AgentName.pk.does_not_exist())
+                tx.update(Workspace(*Workspace.key(workspace_id)), actions=[Workspace.agent_count.add(1)],
+                          condition=Workspace.pk.exists() & _below(max_agents))
+
+        def explain() -> None:
+            max_agents = _max_agents(workspace_id)
+            if _agent_count(workspace_id) >= max_agents:
+                raise _plan_limit(max_agents)
+            if _marker(workspace_id, folded) is not None:
+                raise _name_taken(body.name)
+
+        _transact(attempt, explain)
+    return agent_view(agent)
+
+
+def update_agent(services: Services, principal: Principal, agent_id: str, change: AgentUpdate) -> dict[str, Any]:
+    principal.require(Scope.agents_write)
+    workspace_id = principal.workspace_id
+    given = change.model_fields_set
+    with tenant_scope(workspace_id):
+        def attempt() -> None:
+            agent = _load(workspace_id, agent_id)
+            now = _now(services)
+            actions = [Agent.updated_at.set(now)]
+            if "personality" in given:
+                actions.append(Agent.personality.set(change.personality))
+            if "system_prompt" in given:
+                actions.append(Agent.system_prompt.set(change.system_prompt) if change.system_prompt is not None
+                               else Agent.system_prompt.remove())
+            if "model" in given:
+                actions.append(Agent.model.set(change.model))
+            if "tools" in given:
+                actions.append(Agent.tools.set(list(change.tools or [])))
+            if "max_steps" in given:
+                actions.append(Agent.max_steps.set(change.max_steps))
+            if "budget_usd" in given:
+                actions.append(Agent.budget_usd.set(money(change.budget_usd)))
+            if "name" in given:
+                actions.append(Agent.name.set(change.name))
+            # The name read above must still be the agent's: a concurrent rename or delete fails this.
+            condition = Agent.pk.exists() & (Agent.name == agent.name)
+            old, new = fold_name(agent.name), fold_name(change.name) if "name" in given else None
+            with transaction() as tx:
+                tx.update(agent, actions=actions, condition=condition)
+                if new is not None and new != old:
+                    tx.delete(AgentName(*AgentName.key(workspace_id, old)), condition=AgentName.agent_id == agent.id)
+                    tx.save(AgentName(*AgentName.key(workspace_id, new), agent_id=agent.id),
+                            condition=AgentName.pk.does_not_exist())
+
+        def explain() -> None:
+            agent = _load(workspace_id, agent_id)  # gone → 404
+            if "name" in given and fold_name(change.name) != fold_name(agent.name):
+                taken = _marker(workspace_id, fold_name(change.name))
+                if taken is not None and taken.agent_id != agent.id:
+                    raise _name_taken(change.name)
+
+        _transact(attempt, explain)
+        return agent_view(_load(workspace_id, agent_id))
+
+
+def delete_agent(principal: Principal, agent_id: str) -> None:
+    """Delete the agent and free its name and its plan slot. Its runs keep its id."""
+    principal.require(Scope.agents_write)
+    workspace_id = principal.workspace_id
+    with tenant_scope(workspace_id):
+
+        def attempt() -> None:
+            agent = _load(workspace_id, agent_id)
+            with transaction() as tx:
+                tx.delete(agent, condition=Agent.pk.exists() & (Agent.name == agent.name))
+                tx.delete(AgentName(*AgentName.key(workspace_id, fold_name(agent.name))),
+                          condition=AgentName.agent_id == agent.id)
+                tx.update(Workspace(*Workspace.key(workspace_id)), actions=[Workspace.agent_count.add(-1)],
+                          condition=Workspace.pk.exists())
+
+        def explain() -> None:
+            _load(workspace_id, agent_id)  # gone → 404; else a concurrent change: again
+
+        _transact(attempt, explain)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _workspace(workspace_id: str) -> Workspace:
+    try:
+        workspace = Workspace.get(*Workspace.key(workspace_id), consistent_read=True)
+    except DoesNotExist:
+        raise NotFound() from None
+    if workspace.deleting:
+        raise NotFound()
+    return workspace
+
+
+def _max_agents(workspace_id: str) -> int:
+    workspace = _workspace(workspace_id)
+    max_agents = limits_for(workspace.tier, workspace.limit_overrides).max_agents
+    if max_agents <= 0:
+        raise _plan_limit(max_agents)
+    return max_agents
+
+
+def _agent_count(workspace_id: str) -> int:
+    return int(_workspace(workspace_id).agent_count or 0)
+
+
+def _below(max_agents: int):
+    # A workspace item written before agent_count existed has no count yet: that is 0.
+    return Workspace.agent_count.does_not_exist() | (Workspace.agent_count < max_agents)
+
+
+def _plan_limit(max_agents: int) -> PlanLimit:
+    noun = "agent" if max_agents == 1 else "agents"
+    return PlanLimit(f"Your plan allows {max_agents} {noun}. Delete an agent or upgrade your plan.",
+                     details=[{"field": "max_agents", "message": f"limit is {max_agents}"}])
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"An agent named '{name}' already exists in this workspace.",
+                    details=[{"field": "name", "message": "already taken (names are case-insensitive)"}])
+
+
+def _transact(attempt: Callable[[], None], explain: Callable[[], None]) -> None:
+    """Run ``attempt`` (one transaction); when it is cancelled, ``explain`` raises
+    the reason the caller should see, or returns — then it was a conflict with a
+    concurrent writer and the attempt is repeated (with jittered backoff)."""
+    for round_ in range(_ATTEMPTS):
+        try:
+            attempt()
+            return
+        except TransactWriteError:
+            explain()
+            time.sleep(random.uniform(0.01, 0.05) * (round_ + 1))
+    raise Conflict("The workspace's agents are being changed concurrently; try again.")

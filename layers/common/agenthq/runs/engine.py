@@ -1,0 +1,549 @@
+"""The steps of an agent run, as the agent-run state machine calls them.
+
+    Start → Think → (Act | WaitForChild | Paused)* → Finish      (Catch → RecordFailure)
+
+Each step loads the run from DynamoDB, does its work and commits through
+``records.commit`` (one transaction with a step record), then tells the state
+machine what comes next and in which *turn*: the state machine carries
+``{next, turn}`` and passes the turn back in, so a step knows which think/act
+it is from the orchestrator's state, never from data it changes itself. Step
+Functions may run any step again (retries, redelivery): a step whose record
+for that turn exists returns the recorded answer; tool calls are recorded so
+that no event is appended twice and no usage is counted twice.
+
+How a run ends is decided by the step that notices (``outcome`` on the run:
+succeeded with output, failed with a reason, timed_out, cancelled) and written
+by Finish, which also answers a waiting parent run.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist, UpdateError
+
+from agenthq import pricing
+from agenthq.adapters.model import ModelRequest, ModelRequestRejected, ModelResponse
+from agenthq.observability import logger, metrics, MetricUnit
+from agenthq.runs.records import (
+    TERMINAL,
+    Change,
+    RunConflict,
+    Usage,
+    commit,
+    cost_usd,
+    derived_id,
+    load_run,
+    now_of,
+    step_record,
+)
+from agenthq.services import Services
+from agenthq.store import tenant_scope
+from agenthq.store.items import ConversationMessage, Run, StepRecord, ToolCall
+from agenthq.tools.registry import ToolContext, ToolResult
+
+THINK, ACT, DELEGATE, PAUSE, FINISH = "think", "act", "delegate", "pause", "finish"
+
+
+class RunStepRejected(Exception):
+    """A step that must not be retried: the run does not exist, or the request is malformed."""
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def run_step(services: Services, event: dict[str, Any]) -> dict[str, Any]:
+    step = event.get("step")
+    workspace_id, run_id = event.get("workspace_id"), event.get("run_id")
+    if step not in STEPS or not isinstance(workspace_id, str) or not isinstance(run_id, str):
+        raise RunStepRejected(f"malformed step event: step={step!r}")
+    logger.append_keys(workspace_id=workspace_id, run_id=run_id, step=step)
+    turn = event.get("turn", 0)
+    if not isinstance(turn, int) or turn < 0 or (step in ("think", "act") and turn < 1):
+        raise RunStepRejected(f"malformed step event: turn={turn!r}")
+    with tenant_scope(workspace_id):
+        try:
+            run = load_run(workspace_id, run_id)
+        except Exception as exc:
+            raise RunStepRejected(f"no run {run_id} in workspace {workspace_id}") from exc
+        next_step = STEPS[step](services, run, event)
+    metrics.add_metric(name="RunSteps", unit=MetricUnit.Count, value=1)
+    # think → act stays in the turn; act → think, and think → think (pause_turn), begin the next one.
+    if step == "start":
+        turn = 1
+    elif next_step == THINK and step in ("think", "act"):
+        turn += 1
+    return {"next": next_step, "turn": turn}
+
+
+# --------------------------------------------------------------------------- start
+
+
+def start(services: Services, run: Run, event: dict[str, Any]) -> str:
+    if (done := step_record(run, 0, "start")) is not None:
+        return done.next
+    if run.status in TERMINAL:
+        return FINISH
+    from agenthq.messaging import take_inbox
+
+    inbox = take_inbox(run.workspace_id, run.agent_id, run.id)
+    text = run.input
+    if inbox:
+        lines = "\n".join(f"- from agent {m.from_agent_id}: {m.body}" for m in inbox)
+        text = f"{run.input}\n\nMessages other agents sent you since your last run:\n{lines}"
+    first = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, 1), index=1, role="user",
+                                content=[{"type": "text", "text": text}])
+    at = now_of(services)
+    change = Change(
+        events=[("run.started", {"messages_delivered": len(inbox)})],
+        run_actions=[Run.status.set("running"), Run.started_at.set(at)],
+        run_condition=Run.status == "queued",
+        puts=[first, StepRecord(*StepRecord.key(run.workspace_id, run.id, 0, "start"), next=THINK)],
+    )
+    try:
+        commit(services, run, change)
+    except RunConflict:
+        return _recorded_or(run, 0, "start", FINISH)
+    return THINK
+
+
+# --------------------------------------------------------------------------- think
+
+
+def think(services: Services, run: Run, event: dict[str, Any]) -> str:
+    step = event["turn"]
+    if (done := step_record(run, step, "think")) is not None:
+        return done.next
+    if (ending := _ending_before_a_model_call(services, run)) is not None:
+        return _decide(services, run, step, "think", ending)
+
+    request = _model_request(services, run)
+    try:
+        response = services.model.create_message(request)
+    except ModelRequestRejected as exc:
+        return _decide(services, run, step, "think",
+                       {"status": "failed", "reason": "model_rejected_request", "message": exc.reason})
+    # ModelUnavailable propagates: the state machine retries Think, then fails the run with its reason.
+
+    cost = pricing.cost_usd(request.model, response.usage.input_tokens, response.usage.output_tokens,
+                            response.usage.cache_write_tokens, response.usage.cache_read_tokens)
+    micro = int(cost / Decimal("0.000001"))
+    next_step, outcome = _after_model(response)
+    usage = response.usage
+    index = _message_count(run) + 1
+    answer = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, index), index=index,
+                                 role="assistant", content=response.content)
+    actions = [
+        Run.steps.set(step),
+        Run.input_tokens.add(usage.input_tokens),
+        Run.output_tokens.add(usage.output_tokens),
+        Run.cache_write_tokens.add(usage.cache_write_tokens),
+        Run.cache_read_tokens.add(usage.cache_read_tokens),
+        Run.cost_micro_usd.add(micro),
+    ]
+    if outcome is not None:
+        actions.append(Run.outcome.set(outcome))
+    change = Change(
+        events=[("model.called", {
+            "step": step,
+            "model": request.model,
+            "stop_reason": response.stop_reason,
+            "attempts": response.attempts,
+            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                      "cache_write_tokens": usage.cache_write_tokens, "cache_read_tokens": usage.cache_read_tokens},
+            "cost_usd": f"{cost:.6f}",
+            "tool_uses": [b.get("name") for b in response.content if b.get("type") == "tool_use"],
+        })],
+        run_actions=actions,
+        run_condition=Run.status.is_in("running", "waiting"),
+        puts=[answer, StepRecord(*StepRecord.key(run.workspace_id, run.id, step, "think"), next=next_step)],
+        usage=Usage(model_calls=1, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                    cache_write_tokens=usage.cache_write_tokens, cache_read_tokens=usage.cache_read_tokens,
+                    cost_micro_usd=micro),
+    )
+    try:
+        commit(services, run, change)
+    except RunConflict:
+        return _recorded_or(run, step, "think", FINISH)
+    metrics.add_metric(name="ModelCalls", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="ModelCostMicroUSD", unit=MetricUnit.Count, value=micro)
+    return next_step
+
+
+def _ending_before_a_model_call(services: Services, run: Run) -> dict[str, Any] | None:
+    agent = run.agent
+    if run.cancel_requested:
+        return {"status": "cancelled"}
+    if now_of(services) >= run.deadline:
+        return {"status": "timed_out", "reason": "run_timeout",
+                "message": f"The run did not finish within {services.settings.run_timeout_seconds} s."}
+    if int(run.steps) >= int(agent["max_steps"]):
+        return {"status": "failed", "reason": "max_steps",
+                "message": f"The run reached its limit of {agent['max_steps']} steps."}
+    if cost_usd(run) >= Decimal(agent["budget_usd"]):
+        return {"status": "failed", "reason": "budget_exhausted",
+                "message": f"The run used its budget of ${agent['budget_usd']}."}
+    return None
+
+
+def _after_model(response: ModelResponse) -> tuple[str, dict[str, Any] | None]:
+    text = "".join(b.get("text", "") for b in response.content if b.get("type") == "text").strip()
+    uses_tools = any(b.get("type") == "tool_use" for b in response.content)
+    reason = response.stop_reason
+    if reason == "tool_use" and uses_tools:
+        return ACT, None
+    if reason == "pause_turn":  # the API paused a long turn: send it back as it is to continue
+        return THINK, None
+    if reason in ("end_turn", "stop_sequence"):
+        return FINISH, {"status": "succeeded", "output": text}
+    if reason == "max_tokens":
+        return FINISH, {"status": "succeeded", "output": text, "truncated": True}
+    if reason == "refusal":
+        return FINISH, {"status": "failed", "reason": "refusal", "message": "The model declined to continue.",
+                        "output": text}
+    return FINISH, {"status": "failed", "reason": "unexpected_stop", "message": f"stop_reason {reason!r}"}
+
+
+def _model_request(services: Services, run: Run) -> ModelRequest:
+    agent = run.agent
+    messages = [{"role": m.role, "content": m.content} for m in _conversation(run)]
+    if messages:  # cache the conversation so far (the breakpoint moves with each step)
+        last = messages[-1]
+        blocks = [dict(b) for b in last["content"]]
+        blocks[-1] = {**blocks[-1], "cache_control": {"type": "ephemeral"}}
+        messages[-1] = {**last, "content": blocks}
+    system = [{"type": "text", "text": _system_prompt(run), "cache_control": {"type": "ephemeral"}}]
+    tools = services.tools.definitions(agent["tools"])
+    return ModelRequest(model=agent["model"], system=system, messages=messages, tools=tools,
+                        max_tokens=services.settings.model_max_tokens, metadata_user_id=run.workspace_id)
+
+
+def _system_prompt(run: Run) -> str:
+    agent = run.agent
+    team = [a for a in agent.get("team", []) if a["id"] != run.agent_id]
+    lines = [agent["system_prompt"], "", f"You are the agent \"{agent['name']}\" (id {run.agent_id})."]
+    if team:
+        lines.append("Other agents of your workspace (for delegate and send_message):")
+        lines += [f"- {a['name']} (id {a['id']}, {a['personality']})" for a in team]
+    return "\n".join(lines)
+
+
+def _conversation(run: Run) -> list[ConversationMessage]:
+    return list(ConversationMessage.query(Run.partition(run.workspace_id, run.id),
+                                          ConversationMessage.sk.startswith("MSG#"), consistent_read=True))
+
+
+def _message_count(run: Run) -> int:
+    return ConversationMessage.count(Run.partition(run.workspace_id, run.id),
+                                     ConversationMessage.sk.startswith("MSG#"), consistent_read=True)
+
+
+# --------------------------------------------------------------------------- act
+
+
+def act(services: Services, run: Run, event: dict[str, Any]) -> str:
+    step = event["turn"]
+    if (done := step_record(run, step, "act")) is not None:
+        return done.next
+    if run.cancel_requested:
+        return FINISH
+    if now_of(services) >= run.deadline:
+        return _decide(services, run, step, "act", _ending_before_a_model_call(services, run))
+    conversation = _conversation(run)
+    uses = [b for b in conversation[-1].content if b.get("type") == "tool_use"]
+    calls = _tool_calls(run)
+    for use in uses:
+        call = calls.get(use["id"])
+        if call is not None and call.result is not None:
+            continue
+        if call is None:
+            call = _start_tool_call(services, run, use)
+            if call is None:  # cancelled before it could start
+                return FINISH
+            run = load_run(run.workspace_id, run.id)
+        if use["name"] == "delegate" and "delegate" in run.agent["tools"]:
+            return DELEGATE  # the state machine starts the child run and waits for it
+        result = _execute(services, run, use)
+        run = _finish_tool_call(services, run, call, result)
+    results = [_result_block(calls.get(u["id"]) or _tool_call(run, u["id"]), u["id"]) for u in uses]
+    index = len(conversation) + 1
+    reply = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, index), index=index,
+                                role="user", content=results)
+    change = Change(
+        run_actions=[Run.status.set("running")],
+        run_condition=Run.status.is_in("running", "waiting"),
+        puts=[reply, StepRecord(*StepRecord.key(run.workspace_id, run.id, step, "act"), next=THINK)],
+    )
+    try:
+        commit(services, run, change)
+    except RunConflict:
+        return _recorded_or(run, step, "act", FINISH)
+    return THINK
+
+
+def _tool_calls(run: Run) -> dict[str, ToolCall]:
+    return {c.tool_use_id: c for c in ToolCall.query(Run.partition(run.workspace_id, run.id),
+                                                     ToolCall.sk.startswith("TOOL#"), consistent_read=True)}
+
+
+def _tool_call(run: Run, tool_use_id: str) -> ToolCall:
+    return ToolCall.get(*ToolCall.key(run.workspace_id, run.id, tool_use_id), consistent_read=True)
+
+
+def _start_tool_call(services: Services, run: Run, use: dict[str, Any]) -> ToolCall | None:
+    """Record the call (event tool.called) — unless the run was cancelled: no
+    tool starts once a cancel is recorded (the condition is in the same write)."""
+    call = ToolCall(*ToolCall.key(run.workspace_id, run.id, use["id"]), tool_use_id=use["id"], name=use["name"],
+                    started_at=now_of(services))
+    change = Change(
+        events=[("tool.called", {"tool_use_id": use["id"], "name": use["name"], "input": use.get("input", {})})],
+        run_condition=Run.cancel_requested == False,  # noqa: E712 - a DynamoDB condition, not a comparison
+        puts=[call],
+    )
+    try:
+        commit(services, run, change)
+    except RunConflict:
+        fresh = load_run(run.workspace_id, run.id)
+        if fresh.cancel_requested:
+            return None
+        return _tool_call(run, use["id"])  # a concurrent attempt recorded it
+    return call
+
+
+def _execute(services: Services, run: Run, use: dict[str, Any]) -> ToolResult:
+    context = ToolContext(workspace_id=run.workspace_id, run_id=run.id, agent_id=run.agent_id,
+                          depth=int(run.depth), services=services, call_id=use["id"])
+    # Unknown or not-allowed tools (delegate included) come back as is_error results.
+    return services.tools.execute(use["name"], use.get("input", {}), context, run.agent["tools"])
+
+
+def _finish_tool_call(services: Services, run: Run, call: ToolCall, result: ToolResult) -> Run:
+    """Record a tool's result once (event tool.result, the run's tool_calls + 1)."""
+    outcome = {"content": result.content, "is_error": result.is_error}
+    change = Change(
+        events=[("tool.result", {"tool_use_id": call.tool_use_id, "name": call.name, **outcome})],
+        run_actions=[Run.tool_calls.add(1)],
+        extra=[lambda tx: tx.update(call, actions=[ToolCall.result.set(outcome)],
+                                    condition=ToolCall.result.does_not_exist())],
+        usage=Usage(tool_calls=1),
+    )
+    try:
+        return commit(services, run, change)
+    except RunConflict:
+        return load_run(run.workspace_id, run.id)  # already recorded by an earlier attempt
+
+
+def _result_block(call: ToolCall, tool_use_id: str) -> dict[str, Any]:
+    result = call.result or {"content": "No result.", "is_error": True}
+    return {"type": "tool_result", "tool_use_id": tool_use_id, "content": result["content"],
+            "is_error": bool(result["is_error"])}
+
+
+# --------------------------------------------------------------------------- delegate
+
+
+def delegate(services: Services, run: Run, event: dict[str, Any]) -> str:
+    """Start (or re-attach to) the child run of the pending delegate call. The
+    state machine then waits until the child's last step sends ``task_token``."""
+    from agenthq.agents import find_agent
+    from agenthq.runs.api import create_run_record
+
+    token = event.get("task_token")
+    if not isinstance(token, str) or not token:
+        raise RunStepRejected("delegate needs the task token")
+    conversation = _conversation(run)
+    calls = _tool_calls(run)
+    pending = [b for b in conversation[-1].content if b.get("type") == "tool_use" and b["name"] == "delegate"
+               and (calls.get(b["id"]) is None or calls[b["id"]].result is None)]
+    if not pending or run.cancel_requested:
+        _send_task_success(services, token, ACT)
+        return ACT
+    use = pending[0]
+    call = calls.get(use["id"]) or _start_tool_call(services, run, use)
+    if call is None:
+        _send_task_success(services, token, ACT)
+        return ACT
+    run = load_run(run.workspace_id, run.id)
+    arguments = use.get("input") or {}
+
+    def refuse(message: str) -> str:
+        _finish_tool_call(services, run, call, ToolResult(content=message, is_error=True))
+        _send_task_success(services, token, ACT)
+        return ACT
+
+    if int(run.depth) >= services.settings.max_delegation_depth:
+        return refuse(f"Delegation is limited to {services.settings.max_delegation_depth} levels; "
+                      "do this part yourself.")
+    text = arguments.get("input")
+    if not isinstance(text, str) or not text.strip() or len(text) > 20_000:
+        return refuse("delegate needs 'input': the task for the other agent (1-20,000 characters).")
+    try:
+        target = find_agent(run.workspace_id, str(arguments.get("agent", "")))
+    except Exception:
+        return refuse(f"No agent {arguments.get('agent')!r} in this workspace.")
+    if target.id == run.agent_id:
+        return refuse("An agent cannot delegate to itself.")
+
+    child_id = call.child_run_id or derived_id(run.id, "child", use["id"])
+    child = create_run_record(
+        services, run.workspace_id, target, text, run_id=child_id, created_by=run.created_by,
+        parent=run, parent_tool_use_id=use["id"], parent_task_token=token,
+    )
+    if call.child_run_id is None:
+        try:
+            call.update(actions=[ToolCall.child_run_id.set(child_id)])
+        except UpdateError:
+            pass
+    with_status = Change(events=[] if run.status == "waiting" else [("run.waiting", {"child_run_id": child_id})],
+                         run_actions=[Run.status.set("waiting")], run_condition=Run.status.is_in("running", "waiting"))
+    try:
+        commit(services, run, with_status)
+    except RunConflict:
+        pass
+    if child.status in TERMINAL:  # finished before this (retried) step: answer at once
+        _answer_parent(services, child)
+        _send_task_success(services, token, ACT)
+        return ACT
+    services.orchestrator.start(child.id, {"workspace_id": child.workspace_id, "run_id": child.id})
+    return DELEGATE
+
+
+def _send_task_success(services: Services, token: str, next_step: str) -> None:
+    if not services.orchestrator.send_next(token, next_step):
+        logger.info("task token no longer valid")
+
+
+def _answer_parent(services: Services, child: Run) -> None:
+    """Put a finished child's answer into its parent's delegate call (once)."""
+    if not child.parent_run_id or not child.parent_tool_use_id:
+        return
+    parent = load_run(child.workspace_id, child.parent_run_id)
+    try:
+        call = _tool_call(parent, child.parent_tool_use_id)
+    except DoesNotExist:
+        return
+    if call.result is None:
+        if child.status == "succeeded":
+            result = ToolResult(content=child.output or "", is_error=False)
+        else:
+            reason = (child.error or {}).get("message") or child.status
+            result = ToolResult(content=f"The delegated run {child.id} ended {child.status}: {reason}",
+                                is_error=True)
+        _finish_tool_call(services, parent, call, result)
+
+
+# --------------------------------------------------------------------------- pause
+
+
+def pause(services: Services, run: Run, event: dict[str, Any]) -> str:
+    """Wait for a resume (or a cancel): keep the task token on the run."""
+    token = event.get("task_token")
+    if not isinstance(token, str) or not token:
+        raise RunStepRejected("pause needs the task token")
+    if run.cancel_requested:
+        _send_task_success(services, token, FINISH)
+        return FINISH
+    reason = (event.get("reason") or (run.outcome or {}).get("pause_reason") or "limit_reached")
+    change = Change(
+        events=[] if run.status == "paused" else [("run.paused", {"reason": reason})],
+        run_actions=[Run.status.set("paused"), Run.task_token.set(token)],
+        run_condition=Run.status.is_in("running", "paused"),
+    )
+    commit(services, run, change)
+    return PAUSE
+
+
+# --------------------------------------------------------------------------- finish and fail
+
+
+def finish(services: Services, run: Run, event: dict[str, Any]) -> str:
+    outcome = dict(run.outcome or {})
+    if run.cancel_requested and outcome.get("status") != "failed":
+        outcome = {"status": "cancelled", "reason": "cancelled", "message": "The run was cancelled."}
+    if outcome.get("status") not in TERMINAL:
+        outcome = {"status": "failed", "reason": "no_outcome", "message": "The run ended without an answer."}
+    _settle(services, run, outcome)
+    return "done"
+
+
+def fail(services: Services, run: Run, event: dict[str, Any]) -> str:
+    error = event.get("error") or {}
+    name = str(error.get("Error") or "Error")
+    message = _error_message(error.get("Cause"))
+    reasons = {"ModelUnavailable": "model_unavailable", "States.Timeout": "step_timeout",
+               "Sandbox.Timedout": "step_timeout"}
+    _settle(services, run, {"status": "failed", "reason": reasons.get(name, "internal_error"),
+                            "message": message if name in reasons else f"{name}: {message}"[:1000]})
+    return "failed"
+
+
+def _error_message(cause: Any) -> str:
+    if isinstance(cause, str):
+        try:
+            parsed = json.loads(cause)
+            if isinstance(parsed, dict) and parsed.get("errorMessage"):
+                return str(parsed["errorMessage"])[:1000]
+        except ValueError:
+            pass
+        return cause[:1000]
+    return "The run failed."
+
+
+def _settle(services: Services, run: Run, outcome: dict[str, Any]) -> None:
+    """Write the run's end (once) and answer a waiting parent."""
+    if run.status not in TERMINAL:
+        at = now_of(services)
+        status = outcome["status"]
+        seconds = int((at - run.started_at).total_seconds()) if run.started_at else 0
+        error = None if status == "succeeded" else {"reason": outcome.get("reason", status),
+                                                     "message": outcome.get("message", "")}
+        data: dict[str, Any] = {"status": status}
+        if outcome.get("output") is not None:
+            data["output"] = outcome["output"]
+        if outcome.get("truncated"):
+            data["truncated"] = True
+        if error:
+            data["error"] = error
+        data["usage"] = {"cost_usd": f"{cost_usd(run):.6f}", "steps": int(run.steps),
+                         "tool_calls": int(run.tool_calls), "agent_seconds": seconds}
+        change = Change(
+            events=[(f"run.{status}", data)],
+            run_actions=[Run.status.set(status), Run.finished_at.set(at), Run.agent_seconds.set(seconds),
+                         Run.output.set(outcome.get("output")), Run.error.set(error), Run.task_token.remove()],
+            run_condition=Run.status.is_in("queued", "running", "paused", "waiting"),
+            usage=Usage(agent_seconds=seconds),
+        )
+        try:
+            run = commit(services, run, change)
+        except RunConflict:
+            run = load_run(run.workspace_id, run.id)
+        metrics.add_metric(name=f"Runs{status.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
+    if run.parent_run_id:
+        _answer_parent(services, run)
+        fresh = load_run(run.workspace_id, run.id)  # a retried parent step may have left a newer token
+        if fresh.parent_task_token:
+            _send_task_success(services, fresh.parent_task_token, ACT)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _decide(services: Services, run: Run, step: int, kind: str, outcome: dict[str, Any]) -> str:
+    change = Change(run_actions=[Run.outcome.set(outcome)],
+                    puts=[StepRecord(*StepRecord.key(run.workspace_id, run.id, step, kind), next=FINISH)])
+    try:
+        commit(services, run, change)
+    except RunConflict:
+        return _recorded_or(run, step, kind, FINISH)
+    return FINISH
+
+
+def _recorded_or(run: Run, step: int, kind: str, default: str) -> str:
+    done = step_record(run, step, kind)
+    return done.next if done is not None else default
+
+
+STEPS = {"start": start, "think": think, "act": act, "delegate": delegate, "pause": pause, "finish": finish,
+         "fail": fail}

@@ -1,0 +1,197 @@
+"""Reading and writing a run: its item, its events, and the one commit path.
+
+Every change to a run goes through :func:`commit`: one DynamoDB transaction
+that appends events with the next dense sequence numbers, updates the run item
+on the condition that nobody else appended meanwhile (``seq`` unchanged), and
+writes any other items of the step — a step record above all, created only if
+absent. So a step is all-or-nothing, and a retried step either finds its record
+(and does nothing again) or commits exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
+
+from agenthq.errors import NotFound
+from agenthq.services import Services
+from agenthq.store import BaseItem, transaction
+from agenthq.store.items import Run, RunEvent, StepRecord, UsageCounter
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
+ACTIVE = frozenset({"queued", "running", "paused", "waiting"})
+MICRO = Decimal("0.000001")
+
+
+class RunConflict(Exception):
+    """The run changed under a step in a way the step cannot absorb."""
+
+
+def now_of(services: Services) -> datetime:
+    return datetime.fromtimestamp(services.clock(), UTC)
+
+
+def derived_id(*parts: str) -> str:
+    """A ULID-shaped id derived from ``parts``: the same parts, the same id (for
+    records a retried step must not create twice). Sorts after its first part."""
+    from agenthq import ids
+
+    digest = int.from_bytes(hashlib.sha256("\x00".join(parts).encode()).digest()[:10], "big")
+    base = ids.id_time_ms(parts[0]) if parts and ids.is_id(parts[0]) else 0
+    value = (base << 80) | digest
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    return "".join(alphabet[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+
+
+def load_run(workspace_id: str, run_id: str) -> Run:
+    try:
+        return Run.get(*Run.key(workspace_id, run_id), consistent_read=True)
+    except (DoesNotExist, ValueError):
+        raise NotFound() from None
+
+
+def step_record(run: Run, step: int, kind: str) -> StepRecord | None:
+    try:
+        return StepRecord.get(*StepRecord.key(run.workspace_id, run.id, step, kind), consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def cost_usd(run: Run) -> Decimal:
+    return Decimal(int(run.cost_micro_usd)) * MICRO
+
+
+def run_view(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "workspace_id": run.workspace_id,
+        "agent_id": run.agent_id,
+        "parent_run_id": run.parent_run_id,
+        "status": run.status,
+        "input": run.input,
+        "output": run.output,
+        "error": run.error,
+        "steps": int(run.steps),
+        "cancel_requested": bool(run.cancel_requested),
+        "created_at": run.created_at.isoformat(),
+        "updated_at": run.updated_at.isoformat(),
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "usage": {
+            "input_tokens": int(run.input_tokens),
+            "output_tokens": int(run.output_tokens),
+            "cache_write_tokens": int(run.cache_write_tokens),
+            "cache_read_tokens": int(run.cache_read_tokens),
+            "cost_usd": f"{cost_usd(run):.6f}",
+            "tool_calls": int(run.tool_calls),
+            "agent_seconds": int(run.agent_seconds),
+        },
+    }
+
+
+def event_view(event: RunEvent) -> dict[str, Any]:
+    return {"seq": int(event.seq), "type": event.event_type, "at": event.at.isoformat(), "data": event.data}
+
+
+# --------------------------------------------------------------------------- usage counters
+
+
+@dataclass
+class Usage:
+    runs: int = 0
+    model_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_micro_usd: int = 0
+    tool_calls: int = 0
+    agent_seconds: int = 0
+
+    def actions(self, model: type[BaseItem]) -> list[Any]:
+        return [getattr(model, name).add(value) for name, value in vars(self).items() if value]
+
+
+def count_usage(tx: Any, services: Services, workspace_id: str, usage: Usage, at: datetime) -> None:
+    """Add to the workspace's day and month counters, on a random shard each
+    (write sharding: many runs of one workspace never make one hot item)."""
+    actions = usage.actions(UsageCounter)
+    if not actions:
+        return
+    shard = random.randrange(services.settings.usage_counter_shards)
+    for period in (f"DAY#{at:%Y-%m-%d}", f"MONTH#{at:%Y-%m}"):
+        counter = UsageCounter(*UsageCounter.key(workspace_id, period, shard))
+        tx.update(counter, actions=[*actions, UsageCounter.period.set(period),
+                                    UsageCounter.type.set(UsageCounter)])
+
+
+# --------------------------------------------------------------------------- the commit
+
+
+@dataclass
+class Change:
+    """What a step writes, all at once."""
+
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    run_actions: list[Any] = field(default_factory=list)
+    run_condition: Any = None
+    puts: list[BaseItem] = field(default_factory=list)  # created only if absent
+    extra: list[Callable[[Any], None]] = field(default_factory=list)  # more writes on the transaction
+    usage: Usage | None = None
+
+
+def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -> Run:
+    """Write ``change`` atomically; returns the run as it is after it. Absorbs
+    concurrent appends (retrying with the new seq); raises RunConflict when
+    the run's own condition or an item's absence no longer holds."""
+    for _ in range(attempts):
+        at = now_of(services)
+        seq = int(run.seq)
+        try:
+            with transaction() as tx:
+                for offset, (event_type, data) in enumerate(change.events, start=1):
+                    event = RunEvent(*RunEvent.key(run.workspace_id, run.id, seq + offset), seq=seq + offset,
+                                     event_type=event_type, at=at, data=data)
+                    tx.save(event, condition=RunEvent.pk.does_not_exist())
+                condition = Run.seq == seq
+                if change.run_condition is not None:
+                    condition &= change.run_condition
+                tx.update(run, actions=[Run.seq.set(seq + len(change.events)), Run.updated_at.set(at),
+                                        *change.run_actions], condition=condition)
+                for item in change.puts:
+                    tx.save(item, condition=type(item).pk.does_not_exist())
+                for write in change.extra:
+                    write(tx)
+                if change.usage is not None:
+                    count_usage(tx, services, run.workspace_id, change.usage, at)
+        except TransactWriteError as exc:
+            fresh = load_run(run.workspace_id, run.id)
+            if int(fresh.seq) != seq and not _failed_beyond_the_run(exc, len(change.events)):
+                run = fresh  # someone appended meanwhile: try again after them
+                continue
+            raise RunConflict(str(exc)) from exc
+        return load_run(run.workspace_id, run.id)
+    raise RunConflict("the run kept changing")
+
+
+def _failed_beyond_the_run(exc: TransactWriteError, event_count: int) -> bool:
+    """Whether an item other than the events and the run refused the write."""
+    reasons = getattr(exc, "cancellation_reasons", None) or []
+    return any(reason is not None and getattr(reason, "code", "None") not in ("None", None)
+               for reason in reasons[event_count + 1:])
+
+
+def iter_events(run: Run, after: int, limit: int) -> Iterable[RunEvent]:
+    return RunEvent.query(
+        Run.partition(run.workspace_id, run.id),
+        RunEvent.sk.between(f"EVT#{after + 1:010d}", "EVT#9999999999"),
+        limit=limit,
+        consistent_read=True,
+    )

@@ -1,0 +1,156 @@
+"""Runs under faults: model rate limits and overload, a step that crashes and
+is retried by Step Functions, and a cancel that arrives mid-step."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from local.lambda_runtime import InvocationFault
+from tests.e2e.test_runs import assert_dense, create_agent, events_of, launch, wait_for
+from tests.support import signup
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def tenant(api):
+    return signup(api, tier="pro")
+
+
+def model_calls(events):
+    return [e for e in events if e["type"] == "model.called"]
+
+
+def test_a_429_is_retried_in_the_step_and_counted_once(cloud, tenant):
+    agent = create_agent(tenant, "patient", "architect")
+    marker = "marker-429-" + tenant.workspace_id
+    cloud.model_server.faults.add({"status": 429, "times": 1, "match": marker, "retry_after": 1})
+    run = wait_for(tenant, launch(tenant, agent["id"], f"Summarise {marker}.").json()["id"])
+    assert run["status"] == "succeeded", run
+    events = events_of(tenant, run["id"])
+    assert_dense(events)
+    (call,) = model_calls(events)  # one model.called event for the step
+    assert call["data"]["attempts"] == 2
+    assert run["usage"]["input_tokens"] == call["data"]["usage"]["input_tokens"]  # counted once
+    assert run["steps"] == 1
+
+
+def test_overload_until_retries_are_exhausted_fails_the_run_with_a_reason(cloud, tenant):
+    agent = create_agent(tenant, "unlucky", "architect")
+    marker = "marker-529-" + tenant.workspace_id
+    cloud.model_server.faults.add({"status": 529, "times": None, "match": marker})
+    try:
+        run = wait_for(tenant, launch(tenant, agent["id"], f"Summarise {marker}.").json()["id"], timeout=120)
+    finally:
+        cloud.model_server.faults.clear()
+    assert run["status"] == "failed", run
+    assert run["error"]["reason"] == "model_unavailable"
+    assert "529" in run["error"]["message"]
+    events = events_of(tenant, run["id"])
+    assert_dense(events)
+    assert [e["type"] for e in events] == ["run.queued", "run.started", "run.failed"]
+    assert run["usage"]["input_tokens"] == 0 and run["usage"]["cost_usd"] == "0.000000"
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_step_that_crashes_once_is_retried_without_duplicates(cloud, tenant, when):
+    agent = create_agent(tenant, f"crashy-{when}", "sre")
+    text = 'Check.\n/tools [{"name": "calculator", "input": {"expression": "6*7"}}, ' \
+           '{"name": "current_time", "input": {}}]'
+    fired = []
+
+    def match(event):
+        return event.get("step") in ("act", "think") and event.get("run_id") in fired
+
+    faults = [InvocationFault(function="RunStepsFunction", match=match, times=1, when=when)]
+    cloud.runtime.faults.extend(faults)
+    try:
+        launched = launch(tenant, agent["id"], text).json()
+        fired.append(launched["id"])
+        run = wait_for(tenant, launched["id"])
+    finally:
+        for fault in faults:
+            cloud.runtime.faults.remove(fault)
+    assert faults[0].fired == 1, "the fault was injected"
+    assert run["status"] == "succeeded", run
+    events = events_of(tenant, run["id"])
+    assert_dense(events)
+    types = [e["type"] for e in events]
+    assert types == ["run.queued", "run.started", "model.called", "tool.called", "tool.result", "tool.called",
+                     "tool.result", "model.called", "run.succeeded"]
+    assert run["usage"]["tool_calls"] == 2 and run["steps"] == 2
+    assert run["usage"]["input_tokens"] == sum(e["data"]["usage"]["input_tokens"] for e in model_calls(events))
+
+
+def test_cancel_during_a_tool_step_starts_no_further_tool(cloud, tenant):
+    agent = create_agent(tenant, "slow-hands", "sre")
+    text = 'Check.\n/tools [{"name": "calculator", "input": {"expression": "1+1"}}, ' \
+           '{"name": "current_time", "input": {}}]'
+    runs: list[str] = []
+    # Hold the act step for a moment so the cancel lands while it is under way.
+    hold = InvocationFault(function="RunStepsFunction", when="none", delay_seconds=1.5,
+                           match=lambda e: e.get("step") == "act" and e.get("run_id") in runs)
+    cloud.runtime.faults.append(hold)
+    try:
+        launched = launch(tenant, agent["id"], text).json()
+        runs.append(launched["id"])
+        deadline = time.monotonic() + 30
+        while hold.fired == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hold.fired == 1, "the act step started"
+        cancelled = tenant.post(f"/runs/{launched['id']}/cancel")
+        assert cancelled.status_code == 202 and cancelled.json()["cancel_requested"] is True
+        run = wait_for(tenant, launched["id"])
+    finally:
+        cloud.runtime.faults.remove(hold)
+    assert run["status"] == "cancelled", run
+    events = events_of(tenant, run["id"])
+    assert_dense(events)
+    assert [e["type"] for e in events] == ["run.queued", "run.started", "model.called", "run.cancelled"]
+    assert run["usage"]["tool_calls"] == 0
+    assert run["usage"]["input_tokens"] > 0  # the model call before the cancel is settled on the run
+    assert events[-1]["data"]["usage"]["cost_usd"] == run["usage"]["cost_usd"]
+
+
+def test_a_cancel_arriving_between_two_tools_stops_the_second(cloud, tenant):
+    """The second of two parallel tool calls must not start once the cancel is
+    recorded, even within the same act step (the tool.called write is conditional)."""
+    from agenthq.services import get_services
+    from agenthq.store import tenant_scope
+    from agenthq.store.items import Run
+    from agenthq.tools.registry import ToolRegistry
+
+    agent = create_agent(tenant, "interrupted", "sre")
+    services = get_services()
+    real_tools = services.tools
+
+    class CancelDuringFirstTool(ToolRegistry):
+        """The real registry's tools; the first call records a cancel as it runs."""
+
+        def __init__(self):
+            super().__init__()
+            for name in real_tools.names():
+                self.register(real_tools.get(name))
+            self.calls = []
+
+        def execute(self, name, input, ctx, allowed):
+            self.calls.append(name)
+            if len(self.calls) == 1:
+                with tenant_scope(ctx.workspace_id):
+                    Run(*Run.key(ctx.workspace_id, ctx.run_id)).update(actions=[Run.cancel_requested.set(True)])
+            return super().execute(name, input, ctx, allowed)
+
+    fake = CancelDuringFirstTool()
+    services.__dict__["tools"] = fake
+    try:
+        text = 'Check.\n/tools [{"name": "calculator", "input": {"expression": "1+1"}}, ' \
+               '{"name": "current_time", "input": {}}]'
+        run = wait_for(tenant, launch(tenant, agent["id"], text).json()["id"])
+    finally:
+        services.__dict__["tools"] = real_tools
+    assert fake.calls == ["calculator"], "the second tool never ran"
+    assert run["status"] == "cancelled"
+    types = [e["type"] for e in events_of(tenant, run["id"])]
+    assert types == ["run.queued", "run.started", "model.called", "tool.called", "tool.result", "run.cancelled"]
