@@ -154,3 +154,26 @@ def test_a_cancel_arriving_between_two_tools_stops_the_second(cloud, tenant):
     assert run["status"] == "cancelled"
     types = [e["type"] for e in events_of(tenant, run["id"])]
     assert types == ["run.queued", "run.started", "model.called", "tool.called", "tool.result", "run.cancelled"]
+
+
+def test_a_run_past_its_timeout_ends_timed_out_with_a_reason(cloud, tenant):
+    agent = create_agent(tenant, "dawdler", "sre")
+    runs: list[str] = []
+    hold = InvocationFault(function="RunStepsFunction", when="none", delay_seconds=2.0,
+                           match=lambda e: e.get("step") == "act" and e.get("run_id") in runs)
+    cloud.runtime.faults.append(hold)
+    try:
+        launched = tenant.api.post(tenant.path(f"/agents/{agent['id']}/runs"), headers=tenant.headers,
+                                   json={"input": "Slowly.\n/tool current_time {}", "timeout_seconds": 1})
+        assert launched.status_code == 202, launched.text
+        runs.append(launched.json()["id"])
+        run = wait_for(tenant, launched.json()["id"])
+    finally:
+        cloud.runtime.faults.remove(hold)
+    assert run["status"] == "timed_out", run
+    assert run["error"] == {"reason": "run_timeout", "message": "The run did not finish within 1 s."}
+    types = [e["type"] for e in events_of(tenant, run["id"])]
+    assert types == ["run.queued", "run.started", "model.called", "run.timed_out"]
+    too_long = tenant.api.post(tenant.path(f"/agents/{agent['id']}/runs"), headers=tenant.headers,
+                               json={"input": "x", "timeout_seconds": 10**9})
+    assert too_long.status_code == 400

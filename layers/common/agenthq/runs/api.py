@@ -39,6 +39,7 @@ RUN_STATUSES = ("queued", "running", "paused", "waiting", "succeeded", "failed",
 
 class RunLaunchRequest(BaseModel):
     input: str = Field(min_length=1)
+    timeout_seconds: int | None = Field(default=None, ge=1)  # at most the deployment's RUN_TIMEOUT_SECONDS
 
     @field_validator("input")
     @classmethod
@@ -66,16 +67,20 @@ def launch_run(services: Services, principal: Principal, agent_id: str, request:
     limit = services.settings.max_run_input_chars
     if len(request.input) > limit:
         raise InvalidRequest(details=[{"field": "input", "message": f"must be at most {limit} characters"}])
+    longest = services.settings.run_timeout_seconds
+    if request.timeout_seconds is not None and request.timeout_seconds > longest:
+        raise InvalidRequest(details=[{"field": "timeout_seconds", "message": f"must be at most {longest}"}])
     workspace_id = principal.workspace_id
     with tenant_scope(workspace_id):
         agent = _agent(workspace_id, agent_id)
-        body_print = fingerprint("launch", agent.id, request.input)
+        body_print = fingerprint("launch", agent.id, request.input, str(request.timeout_seconds))
         if idempotency_key is not None:
             earlier = _launched(services, workspace_id, idempotency_key, body_print)
             if earlier is not None:
                 return earlier
         try:
             run = create_run_record(services, workspace_id, agent, request.input, created_by=principal.subject,
+                                    timeout_seconds=request.timeout_seconds,
                                     idempotency=(idempotency_key, body_print) if idempotency_key else None)
         except _SameKeyRace:
             earlier = _launched(services, workspace_id, idempotency_key or "", body_print)
@@ -125,7 +130,7 @@ def agent_snapshot(workspace_id: str, agent: Agent) -> dict[str, Any]:
 
 def create_run_record(services: Services, workspace_id: str, agent: Agent, text: str, *, created_by: str,
                       run_id: str | None = None, parent: Run | None = None, parent_tool_use_id: str | None = None,
-                      parent_task_token: str | None = None,
+                      parent_task_token: str | None = None, timeout_seconds: int | None = None,
                       idempotency: tuple[str, str] | None = None) -> Run:
     """Write a new run (queued, with its run.queued event). For a child run the
     id is derived from the parent's call, so a retried delegation finds the same
@@ -143,7 +148,7 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
         *Run.key(workspace_id, run_id),
         id=run_id, workspace_id=workspace_id, agent_id=agent.id, status="queued", input=text,
         agent=agent_snapshot(workspace_id, agent), seq=1, created_by=created_by, created_at=at, updated_at=at,
-        deadline=at + timedelta(seconds=services.settings.run_timeout_seconds),
+        deadline=_deadline(services, at, timeout_seconds, parent),
         depth=int(parent.depth) + 1 if parent else 0,
         parent_run_id=parent.id if parent else None, parent_tool_use_id=parent_tool_use_id,
         parent_task_token=parent_task_token,
@@ -169,6 +174,11 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
                                      parent_task_token=parent_task_token)
         raise
     return run
+
+
+def _deadline(services: Services, at: Any, timeout_seconds: int | None, parent: Run | None) -> Any:
+    deadline = at + timedelta(seconds=timeout_seconds or services.settings.run_timeout_seconds)
+    return min(deadline, parent.deadline) if parent is not None else deadline  # a child ends with its parent
 
 
 # --------------------------------------------------------------------------- read

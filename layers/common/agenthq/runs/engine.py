@@ -177,8 +177,8 @@ def _ending_before_a_model_call(services: Services, run: Run) -> dict[str, Any] 
     if run.cancel_requested:
         return {"status": "cancelled"}
     if now_of(services) >= run.deadline:
-        return {"status": "timed_out", "reason": "run_timeout",
-                "message": f"The run did not finish within {services.settings.run_timeout_seconds} s."}
+        allowed = int((run.deadline - run.created_at).total_seconds())
+        return {"status": "timed_out", "reason": "run_timeout", "message": f"The run did not finish within {allowed} s."}
     if int(run.steps) >= int(agent["max_steps"]):
         return {"status": "failed", "reason": "max_steps",
                 "message": f"The run reached its limit of {agent['max_steps']} steps."}

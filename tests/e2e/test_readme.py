@@ -1,0 +1,37 @@
+"""The README's first session works as written, against the local cloud."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from local.template import ROOT
+from tests.support import unique_email
+
+pytestmark = pytest.mark.slow
+
+
+def first_session() -> str:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- first-session -->\s*```sh\n(.*?)```\s*<!-- /first-session -->", readme, re.S)
+    assert block, "README.md lost its first-session block"
+    return block.group(1)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the README's session uses curl")
+def test_the_readme_first_session_works(cloud):
+    script = first_session().replace("http://127.0.0.1:3000/v1", cloud.rest_url)
+    script = script.replace("ada@example.com", unique_email("ada"))  # the session signs up once per run
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert '"status":"ok"' in out
+    assert "Coordinator" in out or "coordinator" in out.lower()
+    assert "succeeded" in out
+    events = re.findall(r"^\d+ ([a-z.]+)$", out, re.M)
+    assert events == ["run.queued", "run.started", "model.called", "tool.called", "tool.result", "model.called",
+                      "run.succeeded"]
+    assert "calculator: 43.2" in out
