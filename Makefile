@@ -16,7 +16,8 @@ PYTEST_ARGS ?=
 dev: setup ## Run AgentHQ on the local cloud (REST :3000, WebSocket :3001)
 	$(PY) -m local
 
-test: setup ## Every check: unit, integration, e2e, security, template lint
+test: setup ## Every check: lint, unit, integration, e2e, security, template lint
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 setup: check-tools $(VENV)/.installed $(DYNAMODB_LOCAL_DIR)/DynamoDBLocal.jar

@@ -10,3 +10,15 @@ def test_handler_benchmarks_run(cloud, capsys):
     rows = [row for table in results.values() for row in table]
     assert len(rows) == 4 and all(ratio > 0 for _, ratio, _ in rows)
     assert "full handler" in capsys.readouterr().out
+
+
+def test_run_benchmark_runs(cloud, capsys):
+    from bench import runs
+
+    figures = runs.run(cloud, runs=1, getitem_samples=3)
+    for name in ("transitions_per_step", "write_requests_per_step", "wru_per_step", "rru_per_step",
+                 "wall_seconds_per_step", "wall_per_step_ratio", "total_usd", "langsmith_ratio"):
+        assert figures[name] > 0, name
+    assert all(usd > 0 for usd in figures["cost_usd"].values()), figures["cost_usd"]
+    out = capsys.readouterr().out
+    assert "state transitions" in out and "LangSmith" in out

@@ -8,8 +8,7 @@ import inspect
 
 import pytest
 
-from agenthq.tools import ToolContext, ToolError, default_registry
-from agenthq.tools import builtin
+from agenthq.tools import ToolContext, ToolError, builtin, default_registry
 from agenthq.tools.builtin import evaluate, format_number
 
 CTX = ToolContext(workspace_id="ws1", run_id="run1", agent_id="agent1", depth=0)

@@ -11,7 +11,7 @@ import json
 import pytest
 from pydantic import BaseModel, Field
 
-from agenthq.context import Principal, PrincipalKind, Role, ROLE_SCOPES
+from agenthq.context import ROLE_SCOPES, Principal, PrincipalKind, Role
 from agenthq.errors import Conflict, QuotaExceeded
 from agenthq.http import SECURITY_HEADERS, WorkspacePrincipal, create_app, lambda_handler
 from agenthq.settings import Settings

@@ -39,16 +39,6 @@ class RecordingSleep:
         self.waits.append(seconds)
 
 
-@pytest.fixture(scope="module")
-def server():
-    with OfflineModelServer() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_faults(server: OfflineModelServer):
-    yield
-    server.faults.clear()
 
 
 @pytest.fixture

@@ -17,16 +17,6 @@ LOOKUP = {"name": "lookup", "description": "Look a thing up.", "input_schema": {
 CLOCK = {"name": "clock", "description": "Tell the time.", "input_schema": {"type": "object"}}
 
 
-@pytest.fixture(scope="module")
-def server():
-    with OfflineModelServer() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_faults(server: OfflineModelServer):
-    yield
-    server.faults.clear()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 from agenthq.store.base import BaseItem
-from local.template import ROOT, LocalStack, Resolver, functions, load_template, rest_api, state_machines, table_definition
+from local.template import (
+    ROOT,
+    LocalStack,
+    Resolver,
+    functions,
+    load_template,
+    rest_api,
+    state_machines,
+    table_definition,
+)
 
 TEMPLATE = load_template()
 

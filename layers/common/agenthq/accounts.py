@@ -11,7 +11,7 @@ that the session is alive, so logout takes effect at once.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -89,9 +89,6 @@ class Tokens(BaseModel):
 # --------------------------------------------------------------------------- helpers
 
 
-def _now(services: Services) -> datetime:
-    return datetime.fromtimestamp(services.clock(), UTC)
-
 
 def user_view(user: User) -> dict[str, Any]:
     return {"id": user.id, "email": user.email, "created_at": user.created_at.isoformat()}
@@ -105,7 +102,7 @@ def workspace_view(workspace: Workspace) -> dict[str, Any]:
 def _start_session(services: Services, user_id: str, workspace_id: str) -> tuple[list[Any], str, str]:
     """Items that start a session (to write in the caller's transaction),
     the family id and the first refresh token."""
-    now = _now(services)
+    now = services.now()
     family_id = ids.new_id()
     token = new_secret(REFRESH_TOKEN_PREFIX)
     ttl = now + timedelta(seconds=services.settings.refresh_token_ttl_seconds)
@@ -154,7 +151,7 @@ def signup(services: Services, request: SignupRequest) -> dict[str, Any]:
     if existing is not None:
         return existing
 
-    now = _now(services)
+    now = services.now()
     user_id, workspace_id = ids.new_id(), ids.new_id()
     usage_key = new_secret("", 30)
     user = User(*User.key(user_id), id=user_id, email=request.email, password_hash=hash_password(password),
@@ -200,7 +197,7 @@ def _signup_retry(services: Services, request: SignupRequest, password: str, sig
                 workspace = Workspace.get(*Workspace.key(member.workspace_id), consistent_read=True)
             except DoesNotExist:
                 continue
-        recent = _now(services) - workspace.created_at < SIGNUP_RETRY_WINDOW
+        recent = services.now() - workspace.created_at < SIGNUP_RETRY_WINDOW
         if workspace.signup_fingerprint == signup_print and recent and verify_password(user.password_hash, password):
             ensure_gateway_key(services, workspace)
             session_items, family_id, refresh_token = _start_session(services, user.id, workspace.id)
@@ -272,7 +269,7 @@ def _membership(user_id: str, workspace_id: str | None) -> Member:
 
 def refresh(services: Services, request: RefreshRequest) -> Tokens:
     presented = request.refresh_token.get_secret_value()
-    now = _now(services)
+    now = services.now()
     with global_scope():
         try:
             current = RefreshToken.get(*RefreshToken.key(secret_hash(presented)), consistent_read=True)
@@ -328,7 +325,7 @@ def logout(services: Services, session_id: str) -> None:
             family = SessionFamily.get(*SessionFamily.key(session_id))
         except DoesNotExist:
             return
-    revoke_session(family, _now(services), reason="logout")
+    revoke_session(family, services.now(), reason="logout")
 
 
 def _current_member(user_id: str, workspace_id: str) -> Member | None:

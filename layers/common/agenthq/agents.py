@@ -33,7 +33,6 @@ import random
 import time
 import unicodedata
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -43,7 +42,7 @@ from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from agenthq import ids
 from agenthq.context import Principal, Scope
 from agenthq.errors import Conflict, NotFound, PlanLimit
-from agenthq.pagination import Page, page
+from agenthq.pagination import Page, workspace_page
 from agenthq.personalities import PERSONALITIES, Personality, list_personalities
 from agenthq.pricing import KNOWN_MODELS
 from agenthq.services import Services
@@ -170,9 +169,6 @@ def money(value: Decimal) -> str:
     return str(cents) if cents == value else format(value.normalize(), "f")
 
 
-def _now(services: Services) -> datetime:
-    return datetime.fromtimestamp(services.clock(), UTC)
-
 
 # --------------------------------------------------------------------------- views
 
@@ -257,11 +253,8 @@ def get_agent(principal: Principal, agent_id: str) -> dict[str, Any]:
 
 def list_agents(principal: Principal, cursor: str | None, limit: int) -> Page:
     principal.require(Scope.agents_read)
-    pk = Workspace.key(principal.workspace_id)[0]
     with tenant_scope(principal.workspace_id):
-        return page(lambda start: Agent.query(pk, Agent.sk.startswith("AGENT#"), limit=limit,
-                                              last_evaluated_key=start),
-                    agent_view, cursor, partition=pk, sk_prefix="AGENT#")
+        return workspace_page(Agent, principal.workspace_id, "AGENT#", agent_view, cursor, limit)
 
 
 # --------------------------------------------------------------------------- changing
@@ -271,7 +264,7 @@ def create_agent(services: Services, principal: Principal, body: AgentCreate) ->
     principal.require(Scope.agents_write)
     workspace_id = principal.workspace_id
     personality = PERSONALITIES[body.personality]
-    now = _now(services)
+    now = services.now()
     agent_id = ids.new_id()
     agent = Agent(*Agent.key(workspace_id, agent_id), id=agent_id, workspace_id=workspace_id, name=body.name,
                   personality=personality.id, system_prompt=body.system_prompt,
@@ -308,7 +301,7 @@ def update_agent(services: Services, principal: Principal, agent_id: str, change
     with tenant_scope(workspace_id):
         def attempt() -> None:
             agent = _load(workspace_id, agent_id)
-            now = _now(services)
+            now = services.now()
             actions = [Agent.updated_at.set(now)]
             if "personality" in given:
                 actions.append(Agent.personality.set(change.personality))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -25,12 +26,20 @@ def new_id(now_ms: int | None = None) -> str:
         else:
             rand = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for increments
         _last = (ms, rand)
-    value = (ms << 80) | (rand & ((1 << 80) - 1))
-    out = []
-    for _ in range(26):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+    return _encode((ms << 80) | (rand & ((1 << 80) - 1)))
+
+
+def derived_id(*parts: str) -> str:
+    """A ULID-shaped id derived from ``parts``: the same parts always give the
+    same id (for records a retried step must not create twice). It carries the
+    time of its first part when that is a ULID, so it sorts near it."""
+    digest = int.from_bytes(hashlib.sha256("\x00".join(parts).encode()).digest()[:10], "big")
+    ms = id_time_ms(parts[0]) if parts and is_id(parts[0]) else 0
+    return _encode((ms << 80) | digest)
+
+
+def _encode(value: int) -> str:
+    return "".join(_ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(26)))
 
 
 def is_id(value: str) -> bool:

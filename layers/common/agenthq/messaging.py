@@ -32,10 +32,10 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from agenthq import ids
 from agenthq.context import Principal, Scope
 from agenthq.errors import InvalidRequest
-from agenthq.pagination import Page, page
+from agenthq.pagination import Page, page, workspace_page
 from agenthq.services import Services
 from agenthq.store import tenant_scope
-from agenthq.store.items import AgentMessage, Workspace
+from agenthq.store.items import AgentMessage
 
 MAX_BODY_CHARS = 10_000
 INBOX_BATCH = 20
@@ -43,9 +43,8 @@ INBOX_BATCH = 20
 
 def message_id_for(run_id: str, call_id: str) -> str:
     """The id of the message a run's tool call sends: the same call, the same id."""
-    from agenthq.runs.records import derived_id
 
-    return derived_id(run_id, "message", call_id)
+    return ids.derived_id(run_id, "message", call_id)
 
 
 def message_view(message: AgentMessage) -> dict[str, Any]:
@@ -106,11 +105,8 @@ def list_messages(principal: Principal, agent_id: str | None, cursor: str | None
     workspace_id = principal.workspace_id
     with tenant_scope(workspace_id):
         if agent_id is None:
-            pk = Workspace.key(workspace_id)[0]
-            return page(lambda start: AgentMessage.query(pk, AgentMessage.sk.startswith("AMSG#"),
-                                                         scan_index_forward=False, limit=limit,
-                                                         last_evaluated_key=start),
-                        message_view, cursor, partition=pk, sk_prefix="AMSG#")
+            return workspace_page(AgentMessage, workspace_id, "AMSG#", message_view, cursor, limit,
+                                  scan_index_forward=False)
         if not ids.is_id(agent_id):
             raise InvalidRequest("agent_id is not an agent id.",
                                  details=[{"field": "agent_id", "in": "query", "message": "not an agent id"}])

@@ -32,4 +32,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["logger", "metrics", "tracer", "MetricUnit"]
+__all__ = ["logger", "metrics", "tracer", "MetricUnit"]  # noqa: F822 - tracer is built on first use (__getattr__)

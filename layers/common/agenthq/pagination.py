@@ -85,6 +85,15 @@ def page(
                 next_cursor=encode_cursor(results.last_evaluated_key))
 
 
+def workspace_page(model: Any, workspace_id: str, sk_prefix: str, view: Callable[[Any], dict[str, Any]],
+                   cursor: str | None, limit: int, **query: Any) -> Page:
+    """A page of the workspace's own items of one kind (``WS#<id>``, sk ``<prefix>…``)."""
+    partition = f"WS#{workspace_id}"
+    return page(lambda start: model.query(partition, model.sk.startswith(sk_prefix), limit=limit,
+                                          last_evaluated_key=start, **query),
+                view, cursor, partition=partition, sk_prefix=sk_prefix)
+
+
 def limit_param(limit: int | None) -> int:
     if limit is None:
         return DEFAULT_LIMIT

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -22,6 +23,9 @@ class Services:
         self.settings = settings
         self.clock = clock
         configure(settings)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
 
     def client(self, service: str) -> Any:
         from agenthq.adapters.aws import make_client

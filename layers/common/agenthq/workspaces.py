@@ -7,7 +7,6 @@ workspace data is read and written inside ``tenant_scope`` of that workspace.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -18,11 +17,20 @@ from agenthq.accounts import normalize_email
 from agenthq.context import API_KEY_SCOPES, Principal, Role, Scope
 from agenthq.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from agenthq.observability import logger
-from agenthq.pagination import Page, page
+from agenthq.pagination import Page, workspace_page
 from agenthq.security.secrets import API_KEY_PREFIX, new_secret, secret_hash
 from agenthq.services import Services
 from agenthq.store import BaseItem, global_scope, tenant_scope, transaction
-from agenthq.store.items import ApiKey, ApiKeyLookup, Member, SessionFamily, User, UserEmail, Workspace, WorkspaceSession
+from agenthq.store.items import (
+    ApiKey,
+    ApiKeyLookup,
+    Member,
+    SessionFamily,
+    User,
+    UserEmail,
+    Workspace,
+    WorkspaceSession,
+)
 from agenthq.tiers import Tier, limits_for
 
 # --------------------------------------------------------------------------- edge models
@@ -61,9 +69,6 @@ class ApiKeyCreate(BaseModel):
                              f"allowed: {', '.join(sorted(s.value for s in API_KEY_SCOPES))}")
         return sorted(set(value), key=lambda s: s.value)
 
-
-def _now(services: Services) -> datetime:
-    return datetime.fromtimestamp(services.clock(), UTC)
 
 
 # --------------------------------------------------------------------------- the workspace
@@ -131,11 +136,8 @@ def member_view(member: Member) -> dict[str, Any]:
 
 def list_members(principal: Principal, cursor: str | None, limit: int) -> Page:
     principal.require(Scope.members_read)
-    pk = Workspace.key(principal.workspace_id)[0]
     with tenant_scope(principal.workspace_id):
-        return page(lambda start: Member.query(pk, Member.sk.startswith("MEMBER#"), limit=limit,
-                                               last_evaluated_key=start),
-                    member_view, cursor, partition=pk, sk_prefix="MEMBER#")
+        return workspace_page(Member, principal.workspace_id, "MEMBER#", member_view, cursor, limit)
 
 
 def add_member(services: Services, principal: Principal, invite: MemberInvite) -> dict[str, Any]:
@@ -151,7 +153,7 @@ def add_member(services: Services, principal: Principal, invite: MemberInvite) -
         workspace = _load(principal.workspace_id)
         member = Member(*Member.key(workspace.id, user_id), workspace_id=workspace.id, user_id=user_id,
                         email=invite.email, role=invite.role.value, usage_key=workspace.usage_key,
-                        joined_at=_now(services), gsi1pk=f"USER#{user_id}", gsi1sk=f"WS#{workspace.id}")
+                        joined_at=services.now(), gsi1pk=f"USER#{user_id}", gsi1sk=f"WS#{workspace.id}")
         try:
             member.save(condition=Member.pk.does_not_exist())
         except PutError:
@@ -236,17 +238,14 @@ def api_key_view(key: ApiKey) -> dict[str, Any]:
 
 def list_api_keys(principal: Principal, cursor: str | None, limit: int) -> Page:
     principal.require(Scope.keys_read)
-    pk = Workspace.key(principal.workspace_id)[0]
     with tenant_scope(principal.workspace_id):
-        return page(lambda start: ApiKey.query(pk, ApiKey.sk.startswith("APIKEY#"), limit=limit,
-                                               last_evaluated_key=start),
-                    api_key_view, cursor, partition=pk, sk_prefix="APIKEY#")
+        return workspace_page(ApiKey, principal.workspace_id, "APIKEY#", api_key_view, cursor, limit)
 
 
 def create_api_key(services: Services, principal: Principal, request: ApiKeyCreate) -> dict[str, Any]:
     principal.require(Scope.keys_write)
     secret = new_secret(API_KEY_PREFIX)
-    now = _now(services)
+    now = services.now()
     key_id = ids.new_id()
     scopes = {s.value for s in request.scopes}
     with tenant_scope(principal.workspace_id):
@@ -273,7 +272,7 @@ def revoke_api_key(services: Services, principal: Principal, key_id: str) -> Non
     if key.revoked_at is not None:
         return
     with global_scope(), transaction() as tx:
-        tx.update(key, actions=[ApiKey.revoked_at.set(_now(services))], condition=ApiKey.pk.exists())
+        tx.update(key, actions=[ApiKey.revoked_at.set(services.now())], condition=ApiKey.pk.exists())
         tx.delete(ApiKeyLookup(*ApiKeyLookup.key(key.secret_hash)))
 
 

@@ -24,7 +24,6 @@ from agenthq.runs.records import (
     event_view,
     iter_events,
     load_run,
-    now_of,
     run_view,
 )
 from agenthq.security.secrets import fingerprint
@@ -135,7 +134,7 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
     """Write a new run (queued, with its run.queued event). For a child run the
     id is derived from the parent's call, so a retried delegation finds the same
     child; then only its parent task token is refreshed."""
-    at = now_of(services)
+    at = services.now()
     run_id = run_id or ids.new_id()
     if parent is not None:
         try:

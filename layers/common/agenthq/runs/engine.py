@@ -24,9 +24,9 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from agenthq import pricing
+from agenthq import ids, pricing
 from agenthq.adapters.model import ModelRequest, ModelRequestRejected, ModelResponse
-from agenthq.observability import logger, metrics, MetricUnit
+from agenthq.observability import MetricUnit, logger, metrics
 from agenthq.runs.records import (
     TERMINAL,
     Change,
@@ -34,9 +34,7 @@ from agenthq.runs.records import (
     Usage,
     commit,
     cost_usd,
-    derived_id,
     load_run,
-    now_of,
     step_record,
 )
 from agenthq.services import Services
@@ -95,7 +93,7 @@ def start(services: Services, run: Run, event: dict[str, Any]) -> str:
         text = f"{run.input}\n\nMessages other agents sent you since your last run:\n{lines}"
     first = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, 1), index=1, role="user",
                                 content=[{"type": "text", "text": text}])
-    at = now_of(services)
+    at = services.now()
     change = Change(
         events=[("run.started", {"messages_delivered": len(inbox)})],
         run_actions=[Run.status.set("running"), Run.started_at.set(at)],
@@ -176,7 +174,7 @@ def _ending_before_a_model_call(services: Services, run: Run) -> dict[str, Any] 
     agent = run.agent
     if run.cancel_requested:
         return {"status": "cancelled"}
-    if now_of(services) >= run.deadline:
+    if services.now() >= run.deadline:
         allowed = int((run.deadline - run.created_at).total_seconds())
         return {"status": "timed_out", "reason": "run_timeout", "message": f"The run did not finish within {allowed} s."}
     if int(run.steps) >= int(agent["max_steps"]):
@@ -249,7 +247,7 @@ def act(services: Services, run: Run, event: dict[str, Any]) -> str:
         return done.next
     if run.cancel_requested:
         return FINISH
-    if now_of(services) >= run.deadline:
+    if services.now() >= run.deadline:
         return _decide(services, run, step, "act", _ending_before_a_model_call(services, run))
     conversation = _conversation(run)
     uses = [b for b in conversation[-1].content if b.get("type") == "tool_use"]
@@ -296,7 +294,7 @@ def _start_tool_call(services: Services, run: Run, use: dict[str, Any]) -> ToolC
     """Record the call (event tool.called) — unless the run was cancelled: no
     tool starts once a cancel is recorded (the condition is in the same write)."""
     call = ToolCall(*ToolCall.key(run.workspace_id, run.id, use["id"]), tool_use_id=use["id"], name=use["name"],
-                    started_at=now_of(services))
+                    started_at=services.now())
     change = Change(
         events=[("tool.called", {"tool_use_id": use["id"], "name": use["name"], "input": use.get("input", {})})],
         run_condition=Run.cancel_requested == False,  # noqa: E712 - a DynamoDB condition, not a comparison
@@ -386,7 +384,7 @@ def delegate(services: Services, run: Run, event: dict[str, Any]) -> str:
     if target.id == run.agent_id:
         return refuse("An agent cannot delegate to itself.")
 
-    child_id = call.child_run_id or derived_id(run.id, "child", use["id"])
+    child_id = call.child_run_id or ids.derived_id(run.id, "child", use["id"])
     child = create_run_record(
         services, run.workspace_id, target, text, run_id=child_id, created_by=run.created_by,
         parent=run, parent_tool_use_id=use["id"], parent_task_token=token,
@@ -494,7 +492,7 @@ def _error_message(cause: Any) -> str:
 def _settle(services: Services, run: Run, outcome: dict[str, Any]) -> None:
     """Write the run's end (once) and answer a waiting parent."""
     if run.status not in TERMINAL:
-        at = now_of(services)
+        at = services.now()
         status = outcome["status"]
         seconds = int((at - run.started_at).total_seconds()) if run.started_at else 0
         error = None if status == "succeeded" else {"reason": outcome.get("reason", status),

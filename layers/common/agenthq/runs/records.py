@@ -10,11 +10,10 @@ absent. So a step is all-or-nothing, and a retried step either finds its record
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -33,21 +32,6 @@ MICRO = Decimal("0.000001")
 class RunConflict(Exception):
     """The run changed under a step in a way the step cannot absorb."""
 
-
-def now_of(services: Services) -> datetime:
-    return datetime.fromtimestamp(services.clock(), UTC)
-
-
-def derived_id(*parts: str) -> str:
-    """A ULID-shaped id derived from ``parts``: the same parts, the same id (for
-    records a retried step must not create twice). Sorts after its first part."""
-    from agenthq import ids
-
-    digest = int.from_bytes(hashlib.sha256("\x00".join(parts).encode()).digest()[:10], "big")
-    base = ids.id_time_ms(parts[0]) if parts and ids.is_id(parts[0]) else 0
-    value = (base << 80) | digest
-    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-    return "".join(alphabet[(value >> (5 * i)) & 31] for i in reversed(range(26)))
 
 
 def load_run(workspace_id: str, run_id: str) -> Run:
@@ -152,7 +136,7 @@ def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -
     concurrent appends (retrying with the new seq); raises RunConflict when
     the run's own condition or an item's absence no longer holds."""
     for _ in range(attempts):
-        at = now_of(services)
+        at = services.now()
         seq = int(run.seq)
         try:
             with transaction() as tx:
