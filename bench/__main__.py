@@ -7,18 +7,26 @@ import sys
 
 from local.cloud import LocalCloud, LocalCloudConfig
 
+BENCHMARKS = ("handlers", "runs")
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--only", choices=BENCHMARKS, help="run one benchmark (default: all)")
     parser.add_argument("-n", type=int, default=300, help="samples per warm measurement")
     parser.add_argument("--imports", type=int, default=5, help="fresh processes per import measurement")
+    parser.add_argument("--runs", type=int, default=3, help="timed agent runs (after one accounting run)")
     args = parser.parse_args()
     sys.path.insert(0, "layers/common")
-    from bench import handlers
+    from bench import handlers, runs
 
+    selected = [args.only] if args.only else list(BENCHMARKS)
     with LocalCloud(LocalCloudConfig(rest_port=0, data_dir=None)) as cloud:
         print("AgentHQ benchmarks (figures are ratios to a baseline measured in this run)")
-        handlers.run(cloud, n=args.n, imports=args.imports)
+        if "handlers" in selected:
+            handlers.run(cloud, n=args.n, imports=args.imports)
+        if "runs" in selected:
+            runs.run(cloud, runs=args.runs, getitem_samples=min(args.n, 100))
     return 0
 
 

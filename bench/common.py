@@ -43,3 +43,12 @@ def print_table(title: str, rows: list[tuple[str, float, str]]) -> None:
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms"
+
+
+def print_rows(title: str, rows: list[tuple[str, str, str]]) -> None:
+    """A table of figures that are not ratios: (name, value, detail)."""
+    print(f"\n{title}")
+    width = max(len(r[0]) for r in rows)
+    value_width = max(len(r[1]) for r in rows)
+    for name, value, detail in rows:
+        print(f"  {name.ljust(width)}  {value.rjust(value_width)}   {detail}".rstrip())

@@ -1,0 +1,637 @@
+"""One agent run of five steps on the local cloud, and what orchestrating it costs.
+
+A *step* is one model call. The run is an SRE agent's, whose input holds four
+``/tool current_time {}`` directives: the offline model (latency 0) calls the
+tool in each of four turns and answers in the fifth, so the state machine runs
+Start, Think ×5, Act ×4 and Finish — eleven run_steps invocations. Printed:
+
+- **state transitions per step**, counted in the execution's history as Step
+  Functions bills Standard workflows ("a state transition each time a step of
+  your workflow is executed ... including retries"): every ``*StateEntered``
+  event (Task, Choice, Succeed, ...) plus one per retried task attempt;
+- **DynamoDB requests and request units per step** of the run_steps function:
+  write requests, items written, write request units (WRU) and read request
+  units (RRU), computed from the items' sizes by AWS's rules (see
+  :class:`Recorder`: DynamoDB Local's own ConsumedCapacity is right for single
+  requests but not for transactions);
+- **orchestration wall time per step** (the run's ``created_at`` → ``finished_at``
+  ÷ steps) as a ratio to one raw DynamoDB GetItem round trip in the same run;
+- the run's **modelled AWS cost** from the list prices in ``bench/aws_prices.json``,
+  and that cost as a ratio to LangSmith Deployment's price per agent run.
+
+The counts come from one *accounting* run, during which the bench reads every
+item before and after each write to size it (reads it does not count, but that
+slow the run); the times, Lambda durations and polls from further *timed* runs
+without those reads (their median run). All of it is the local cloud's: moto's
+ASL interpreter, DynamoDB Local and in-process handlers sharing this machine's
+cores. AWS's latencies differ; the counts and request units are what AWS would
+bill for the same requests.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import math
+import statistics
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import boto3
+
+from bench.common import ROOT, median_seconds, ms, print_rows, print_table
+from bench.handlers import raw_getitem
+
+PRICES_FILE = ROOT / "bench" / "aws_prices.json"
+STEPS = 5
+RUN_INPUT = "Incident drill: read the clock at each stage.\n" + "\n".join(["/tool current_time {}"] * (STEPS - 1))
+RUN_STEPS = "RunStepsFunction"
+TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
+WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"})
+READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"})
+KB = 1024
+
+# What the current thread is running: "RunStepsFunction:think", "AgentsFunction:GET", ...
+_invocation: contextvars.ContextVar[str | None] = contextvars.ContextVar("bench_invocation", default=None)
+
+
+# --------------------------------------------------------------------------- item sizes (AWS's rules)
+
+
+def item_size(item: dict[str, Any] | None) -> int:
+    """Bytes of an item in DynamoDB's wire format, as DynamoDB sizes it: attribute
+    names plus values; numbers 1 byte per two significant digits + 1; lists and
+    maps 3 bytes + 1 byte per element (docs: "DynamoDB item sizes and formats")."""
+    if not item:
+        return 0
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def _value_size(value: dict[str, Any]) -> int:
+    (kind, data), = value.items()
+    if kind == "S":
+        return len(data.encode())
+    if kind == "N":
+        return _number_size(data)
+    if kind == "B":
+        return len(data)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(s.encode()) for s in data)
+    if kind == "NS":
+        return sum(_number_size(n) for n in data)
+    if kind == "BS":
+        return sum(len(b) for b in data)
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + _value_size(v) + 1 for k, v in data.items())
+    if kind == "L":
+        return 3 + sum(_value_size(v) + 1 for v in data)
+    raise ValueError(f"unknown attribute type {kind}")
+
+
+def _number_size(text: str) -> int:
+    mantissa = text.lower().lstrip("+-").split("e")[0]
+    digits = mantissa.replace(".", "").strip("0") or "0"
+    return math.ceil(len(digits) / 2) + 1
+
+
+def write_units(size: int) -> int:
+    return math.ceil(size / KB) if size else 0
+
+
+def read_units(size: int) -> int:
+    return max(1, math.ceil(size / (4 * KB)))
+
+
+# --------------------------------------------------------------------------- recording
+
+
+@dataclass
+class Call:
+    """One DynamoDB request PynamoDB made, and what it is billed."""
+
+    label: str
+    operation: str
+    items_written: int = 0
+    wru_table: int = 0
+    wru_index: int = 0
+    wru_by_item: Counter = field(default_factory=Counter)  # item type → WRU (table + index)
+    writes_by_item: Counter = field(default_factory=Counter)  # item type → items written
+    largest_by_item: dict[str, int] = field(default_factory=dict)  # item type → largest size written (bytes)
+    rru: float = 0.0
+    rru_reported: bool = False  # RRU taken from DynamoDB Local's ConsumedCapacity (see _read_units)
+    reported: float = 0.0  # DynamoDB Local's ConsumedCapacity.CapacityUnits
+    failed: bool = False
+
+    @property
+    def wru(self) -> int:
+        return self.wru_table + self.wru_index
+
+
+@dataclass
+class Invocation:
+    label: str
+    seconds: float
+    memory_mb: int
+
+
+@dataclass
+class _Table:
+    keys: tuple[str, ...]
+    indexes: list[tuple[tuple[str, ...], str, tuple[str, ...]]]  # (key attributes, projection type, non-key attributes)
+
+
+class Recorder:
+    """Attributes every DynamoDB request PynamoDB makes, and every handler
+    invocation, to the function that made it (the run step for run_steps, the
+    HTTP method for the HTTP functions), while ``active``.
+
+    With ``sizing``, each write's items are read (consistently, with a client of
+    the bench's own) before and after it, and the write is charged as AWS bills
+    it: per item ``ceil(max(size before, size after) / 1 KB)`` WRU, twice that
+    inside a transaction; plus, per global secondary index the item is (or was)
+    in, one write of the index entry (two when the index key changed), charged
+    as a standard write (a transaction's changes reach GSIs after it commits).
+    DynamoDB Local's own ConsumedCapacity is not used for writes: for
+    TransactWriteItems it reports 4 WRU for a one-item 100-byte transaction
+    (AWS: 2) and does not add up the items of a transaction."""
+
+    def __init__(self, cloud: Any, sizing: bool) -> None:
+        self.cloud = cloud
+        self.sizing = sizing
+        self.active = False
+        self.calls: list[Call] = []
+        self.invocations: list[Invocation] = []
+        self._client = boto3.client("dynamodb", region_name=cloud.config.stack.region)
+        self._tables: dict[str, _Table] = {}
+        self._restore: list[Callable[[], None]] = []
+
+    # ------------------------------------------------------------------ install
+
+    def __enter__(self) -> Recorder:
+        import pynamodb.connection.base as pynamodb_base
+
+        connection = pynamodb_base.Connection
+        dispatch = connection.dispatch
+        recorder = self
+
+        def recording_dispatch(conn: Any, operation_name: str, operation_kwargs: dict) -> dict:
+            label = _invocation.get()
+            if label is None or not recorder.active:
+                return dispatch(conn, operation_name, operation_kwargs)
+            return recorder._record(lambda: dispatch(conn, operation_name, operation_kwargs),
+                                    label, operation_name, operation_kwargs)
+
+        connection.dispatch = recording_dispatch
+        self._restore.append(lambda: setattr(connection, "dispatch", dispatch))
+
+        runtime = self.cloud.runtime
+        for logical_id, spec in runtime.specs.items():
+            module = runtime.module(logical_id)
+            name = spec.handler.rsplit(".", 1)[1]
+            original = getattr(module, name)
+            setattr(module, name, self._timed(logical_id, spec.memory, original))
+            self._restore.append(lambda m=module, n=name, o=original: setattr(m, n, o))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.active = False
+        while self._restore:
+            self._restore.pop()()
+
+    def _timed(self, logical_id: str, memory_mb: int, handler: Callable) -> Callable:
+        def timed_handler(event: Any, context: Any) -> Any:
+            label = _label(logical_id, event)
+            token = _invocation.set(label)
+            started = time.perf_counter()
+            try:
+                return handler(event, context)
+            finally:
+                if self.active:
+                    self.invocations.append(Invocation(label, time.perf_counter() - started, memory_mb))
+                _invocation.reset(token)
+
+        return timed_handler
+
+    # ------------------------------------------------------------------ one request
+
+    def _record(self, send: Callable[[], dict], label: str, operation: str, kwargs: dict) -> dict:
+        call = Call(label, operation)
+        targets = list(self._write_targets(operation, kwargs)) if self.sizing and operation in WRITES else []
+        call.items_written = len(targets)
+        before = [self._get(table, key) for _, table, key, _ in targets]
+        try:
+            data = send()
+        except Exception:
+            call.failed = True
+            self.calls.append(call)
+            raise
+        call.reported = _capacity_units(data.get("ConsumedCapacity"))
+        if targets:
+            for (kind, table, key, transactional), old in zip(targets, before, strict=True):
+                new = old if kind == "ConditionCheck" else None if kind == "Delete" else self._get(table, key)
+                self._charge_write(call, table, old, new, transactional)
+        elif operation in READS:
+            call.rru, call.rru_reported = self._read_units(operation, kwargs, data, call.reported)
+        self.calls.append(call)
+        return data
+
+    def _write_targets(self, operation: str, kwargs: dict) -> Iterator[tuple[str, str, dict, bool]]:
+        """(kind, table, key, transactional) of every item a write request writes."""
+        if operation == "TransactWriteItems":
+            for entry in kwargs["TransactItems"]:
+                (kind, body), = entry.items()
+                yield kind, body["TableName"], body.get("Key") or self._key_of(body["TableName"], body["Item"]), True
+        elif operation == "BatchWriteItem":
+            for table, requests in kwargs["RequestItems"].items():
+                for request in requests:
+                    if "PutRequest" in request:
+                        yield "Put", table, self._key_of(table, request["PutRequest"]["Item"]), False
+                    else:
+                        yield "Delete", table, request["DeleteRequest"]["Key"], False
+        else:
+            kind = {"PutItem": "Put", "UpdateItem": "Update", "DeleteItem": "Delete"}[operation]
+            table = kwargs["TableName"]
+            yield kind, table, kwargs.get("Key") or self._key_of(table, kwargs["Item"]), False
+
+    def _charge_write(self, call: Call, table: str, old: dict | None, new: dict | None, transactional: bool) -> None:
+        schema = self._table(table)
+        kind = ((new or old or {}).get("type") or {}).get("S", "?")
+        size = max(item_size(old), item_size(new), 1)
+        units = write_units(size) * (2 if transactional else 1)
+        call.wru_table += units
+        call.wru_by_item[kind] += units
+        call.writes_by_item[kind] += 1
+        call.largest_by_item[kind] = max(size, call.largest_by_item.get(kind, 0))
+        for index_keys, projection, non_key in schema.indexes:
+            was, now = (_index_entry(item, schema.keys, index_keys, projection, non_key) for item in (old, new))
+            if was is None and now is None:
+                continue
+            if was is not None and now is not None:
+                if all(was[k] == now[k] for k in index_keys):
+                    index_units = write_units(max(item_size(was), item_size(now))) if was != now else 0
+                else:  # the entry moves: a delete and a put
+                    index_units = write_units(item_size(was)) + write_units(item_size(now))
+            else:
+                index_units = write_units(item_size(was or now))
+            call.wru_index += index_units
+            call.wru_by_item[kind] += index_units
+
+    def _read_units(self, operation: str, kwargs: dict, data: dict, reported: float) -> tuple[float, bool]:
+        """RRU of a read, by AWS's rules: strongly consistent 1 per 4 KB (per item
+        for GetItem/BatchGetItem, of the items' total for Query/Scan), eventually
+        consistent half, transactional twice; at least one unit a request (or a
+        key). Queries whose response does not carry every item read (COUNT, a
+        projection, items filtered out) take DynamoDB Local's figure, which
+        follows the same rules for single requests (at least the minimum charge)."""
+        if operation == "GetItem":
+            return _consistency(kwargs) * read_units(item_size(data.get("Item"))), False
+        if operation == "BatchGetItem":
+            total = 0.0
+            for table, request in kwargs["RequestItems"].items():
+                found = data.get("Responses", {}).get(table, [])
+                missing = max(0, len(request["Keys"]) - len(found))
+                total += _consistency(request) * (sum(read_units(item_size(i)) for i in found) + missing)
+            return total, False
+        if operation == "TransactGetItems":
+            return 2.0 * sum(read_units(item_size(r.get("Item"))) for r in data.get("Responses", [])), False
+        factor = _consistency(kwargs)
+        # Every item read is in the response unless it was counted only, projected, or filtered out.
+        complete = (kwargs.get("Select") != "COUNT" and "ProjectionExpression" not in kwargs
+                    and "AttributesToGet" not in kwargs and data.get("ScannedCount") == data.get("Count"))
+        if not complete:
+            return max(reported, factor), True
+        return factor * read_units(sum(item_size(i) for i in data.get("Items", []))), False
+
+    # ------------------------------------------------------------------ the table, read with the bench's own client
+
+    def _table(self, name: str) -> _Table:
+        if name not in self._tables:
+            description = self._client.describe_table(TableName=name)["Table"]
+            keys = tuple(k["AttributeName"] for k in description["KeySchema"])
+            indexes = [(tuple(k["AttributeName"] for k in index["KeySchema"]), index["Projection"]["ProjectionType"],
+                        tuple(index["Projection"].get("NonKeyAttributes", ())))
+                       for index in description.get("GlobalSecondaryIndexes", [])]
+            self._tables[name] = _Table(keys, indexes)
+        return self._tables[name]
+
+    def _key_of(self, table: str, item: dict) -> dict:
+        return {k: item[k] for k in self._table(table).keys}
+
+    def _get(self, table: str, key: dict) -> dict | None:
+        return self._client.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+
+
+def _label(logical_id: str, event: Any) -> str:
+    if logical_id == RUN_STEPS and isinstance(event, dict):
+        return f"{RUN_STEPS}:{event.get('step')}"
+    if isinstance(event, dict) and "httpMethod" in event:
+        return f"{logical_id}:{event['httpMethod']}"
+    return logical_id
+
+
+def _capacity_units(consumed: Any) -> float:
+    if isinstance(consumed, dict):
+        consumed = [consumed]
+    return sum(float(c.get("CapacityUnits", 0)) for c in consumed or [])
+
+
+def _consistency(kwargs: dict) -> float:
+    return 1.0 if kwargs.get("ConsistentRead") else 0.5
+
+
+def _index_entry(item: dict | None, table_keys: tuple[str, ...], index_keys: tuple[str, ...], projection: str,
+                 non_key: tuple[str, ...]) -> dict | None:
+    if item is None or not all(k in item for k in index_keys):
+        return None  # a sparse index: the item is not in it
+    if projection == "ALL":
+        return item
+    names = set(table_keys) | set(index_keys) | (set(non_key) if projection == "INCLUDE" else set())
+    return {k: v for k, v in item.items() if k in names}
+
+
+# --------------------------------------------------------------------------- one run
+
+
+@dataclass
+class MeasuredRun:
+    run: dict[str, Any]
+    polls: int
+    client_seconds: float
+    history: list[dict[str, Any]]
+    calls: list[Call]
+    invocations: list[Invocation]
+
+    @property
+    def wall_seconds(self) -> float:
+        return (_at(self.run["finished_at"]) - _at(self.run["created_at"])).total_seconds()
+
+    def run_steps_calls(self) -> list[Call]:
+        return [c for c in self.calls if c.label.startswith(RUN_STEPS)]
+
+    def run_steps_invocations(self) -> list[Invocation]:
+        return [i for i in self.invocations if i.label.startswith(RUN_STEPS)]
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def measured_run(cloud: Any, tenant: Any, agent_id: str, sizing: bool, poll_interval: float) -> MeasuredRun:
+    """Launch the 5-step run over HTTP, poll its status until it ends, wait for
+    its execution to end, and return what was recorded meanwhile."""
+    from agenthq.adapters.stepfunctions import StepFunctionsOrchestrator
+
+    sfn = cloud.client("stepfunctions")
+    orchestrator = StepFunctionsOrchestrator(sfn, cloud.environment["STATE_MACHINE_ARN"])
+    with Recorder(cloud, sizing) as recorder:
+        recorder.active = True
+        started = time.perf_counter()
+        launched = tenant.api.post(tenant.path(f"/agents/{agent_id}/runs"), json={"input": RUN_INPUT},
+                                   headers=tenant.headers)
+        if launched.status_code != 202:
+            raise RuntimeError(f"launch failed: {launched.status_code} {launched.text}")
+        run_id, polls, deadline = launched.json()["id"], 0, time.monotonic() + 120
+        while True:
+            time.sleep(poll_interval)
+            run = tenant.get(f"/runs/{run_id}").json()
+            polls += 1
+            if run["status"] in TERMINAL:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"run {run_id} still {run['status']} after 120 s")
+        client_seconds = time.perf_counter() - started
+        arn = orchestrator.execution_arn(run_id)
+        while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":  # Finish returning, Done
+            time.sleep(0.02)
+        recorder.active = False
+    if run["status"] != "succeeded" or run["steps"] != STEPS:
+        raise RuntimeError(f"expected a succeeded run of {STEPS} steps, got {run['status']} with {run['steps']}")
+    return MeasuredRun(run, polls, client_seconds, _history(sfn, arn), recorder.calls, recorder.invocations)
+
+
+def _history(sfn: Any, arn: str) -> list[dict[str, Any]]:
+    events, token = [], None
+    while True:
+        page = sfn.get_execution_history(executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {}))
+        events += page["events"]
+        token = page.get("nextToken")
+        if not token:
+            return events
+
+
+def state_transitions(history: list[dict[str, Any]]) -> tuple[Counter, int]:
+    """(states entered by type, retried task attempts): what Step Functions bills."""
+    entered = Counter(e["type"].removesuffix("StateEntered") for e in history if e["type"].endswith("StateEntered"))
+    retries, attempts = 0, 0
+    for event in history:
+        if event["type"] == "TaskStateEntered":
+            attempts = 0
+        elif event["type"] in ("TaskScheduled", "LambdaFunctionScheduled", "ActivityScheduled"):
+            attempts += 1
+            retries += attempts > 1
+    return entered, retries
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+def load_prices() -> dict[str, float]:
+    data = json.loads(PRICES_FILE.read_text())
+    return {name: float(entry["usd"]) for name, entry in data["prices"].items()}
+
+
+def run(cloud: Any, runs: int = 3, getitem_samples: int = 100, poll_interval: float = 0.25) -> dict[str, Any]:
+    """Measure the 5-step run (one accounting run, then ``runs`` timed runs) and print the tables."""
+    from tests.conftest import client_for
+    from tests.support import signup
+
+    if cloud.model_server is None:
+        raise RuntimeError("the runs benchmark needs the offline model server (no ANTHROPIC_API_KEY)")
+    prices = load_prices()
+    latency, cloud.model_server.latency_seconds = cloud.model_server.latency_seconds, 0.0
+    try:
+        with client_for(cloud) as api:
+            tenant = signup(api, tag="bench-runs", tier="pro")
+            created = tenant.post("/agents", json={"name": "bench-sre", "personality": "sre"})
+            if created.status_code != 201:
+                raise RuntimeError(f"could not create the agent: {created.text}")
+            agent_id = created.json()["id"]
+            accounting = measured_run(cloud, tenant, agent_id, sizing=True, poll_interval=poll_interval)
+            timed = [measured_run(cloud, tenant, agent_id, sizing=False, poll_interval=poll_interval)
+                     for _ in range(max(1, runs))]
+    finally:
+        cloud.model_server.latency_seconds = latency
+    getitem = median_seconds(raw_getitem(cloud), getitem_samples, warmup=max(getitem_samples, 300))
+    return report(accounting, timed, getitem, prices, poll_interval)
+
+
+def report(accounting: MeasuredRun, timed: list[MeasuredRun], getitem: float, prices: dict[str, float],
+           poll_interval: float) -> dict[str, Any]:
+    median_run = sorted(timed, key=lambda r: r.wall_seconds)[(len(timed) - 1) // 2]
+    entered, retries = state_transitions(median_run.history)
+    transitions = sum(entered.values()) + retries
+    tasks = len(accounting.run_steps_invocations())
+
+    calls = accounting.run_steps_calls()
+    writes = [c for c in calls if c.operation in WRITES]
+    reads = [c for c in calls if c.operation in READS]
+    write_requests, items_written = len(writes), sum(c.items_written for c in writes)
+    wru_table, wru_index = sum(c.wru_table for c in writes), sum(c.wru_index for c in writes)
+    wru = wru_table + wru_index
+    rru = sum(c.rru for c in reads)
+    failed = sum(c.failed for c in calls)
+    reported_writes = sum(c.reported for c in writes)
+
+    print(f"\nAgent runs: one run of {STEPS} steps (model calls) — an SRE agent, four /tool current_time turns "
+          f"and an answer; offline model, latency 0; {tasks} run_steps invocations")
+    print("  Figures are the local cloud's (moto's interpreter, DynamoDB Local, in-process handlers on this "
+          "machine), not AWS's;\n  counts and request units are what AWS would bill for the same requests.")
+
+    by_type = " + ".join(f"{n} {t}" for t, n in sorted(entered.items(), key=lambda kv: -kv[1]))
+    print_rows(f"Per step ({STEPS} steps)", [
+        ("Step Functions state transitions", f"{transitions / STEPS:.2f}",
+         f"{transitions} = states entered ({by_type}) + {retries} retries"),
+        ("DynamoDB write requests (run_steps)", f"{write_requests / STEPS:.2f}",
+         f"{write_requests} requests ({_operations(writes)}) writing {items_written} items"),
+        ("DynamoDB write request units", f"{wru / STEPS:.2f}",
+         f"{wru} WRU = {wru_table} table + {wru_index} GSI (DynamoDB Local reported {reported_writes:g})"),
+        ("DynamoDB read requests (run_steps)", f"{len(reads) / STEPS:.2f}", f"{len(reads)} requests ({_operations(reads)})"),
+        ("DynamoDB read request units", f"{rru / STEPS:.2f}",
+         f"{rru:g} RRU ({sum(c.rru_reported for c in reads)} COUNT or filtered queries as DynamoDB Local reported them)"),
+    ])
+    if failed:
+        print(f"  ! {failed} DynamoDB requests failed (conflicts, retried by the code); not charged above")
+
+    print_rows("DynamoDB by run step (accounting run)", _by_step(accounting))
+    print_rows("DynamoDB WRU by item written (run_steps)", _by_item(writes, wru))
+
+    walls = [r.wall_seconds for r in timed]
+    wall = statistics.median(walls)
+    handler = sum(i.seconds for i in median_run.run_steps_invocations())
+    client = median_run.client_seconds
+    print_table(f"Orchestration wall time per step (median of {len(timed)} timed runs ÷ one raw GetItem)", [
+        ("raw DynamoDB GetItem (baseline)", 1.0, ms(getitem)),
+        ("run created → finished, per step", wall / STEPS / getitem,
+         f"{ms(wall / STEPS)}  (runs: {', '.join(f'{w:.2f} s' for w in walls)})"),
+        ("  of which in run_steps handlers", handler / STEPS / getitem,
+         f"{ms(handler / STEPS)}  ({tasks} invocations, {ms(handler / tasks)} each)"),
+        ("launch → client saw it end, per step", client / STEPS / getitem,
+         f"{ms(client / STEPS)}  (polling every {poll_interval:g} s)"),
+    ])
+
+    cost = _cost(accounting, median_run, transitions, wru, rru, prices)
+    total = sum(usd for usd, _ in cost.values())
+    langsmith = prices["langsmith_deployment_agent_run"]
+    rows = [(name, f"${usd:.7f}", detail) for name, (usd, detail) in cost.items()]
+    rows.append(("total", f"${total:.7f}",
+                 f"= {total / langsmith:.3f} × LangSmith Deployment's ${langsmith} per agent run "
+                 f"({langsmith / total:.0f} runs for one of theirs)"))
+    print_rows("Modelled AWS cost of the run (us-east-1 list prices, bench/aws_prices.json)", rows)
+    print("  Not modelled: the model's tokens, CloudWatch Logs, X-Ray, Secrets Manager calls, data transfer, "
+          "storage, cold starts,\n  the stream → broadcaster Lambda; free tiers ignored.")
+
+    return {
+        "steps": STEPS,
+        "transitions": transitions,
+        "transitions_per_step": transitions / STEPS,
+        "write_requests_per_step": write_requests / STEPS,
+        "items_written_per_step": items_written / STEPS,
+        "wru_per_step": wru / STEPS,
+        "rru_per_step": rru / STEPS,
+        "getitem_seconds": getitem,
+        "wall_seconds_per_step": wall / STEPS,
+        "wall_per_step_ratio": wall / STEPS / getitem,
+        "polls": median_run.polls,
+        "cost_usd": {name: usd for name, (usd, _) in cost.items()},
+        "total_usd": total,
+        "langsmith_ratio": total / langsmith,
+    }
+
+
+def _operations(calls: list[Call]) -> str:
+    return ", ".join(f"{n} {op}" for op, n in Counter(c.operation for c in calls).most_common())
+
+
+def _by_step(run: MeasuredRun) -> list[tuple[str, str, str]]:
+    invocations = Counter(i.label for i in run.run_steps_invocations())
+    per: dict[str, list[Call]] = defaultdict(list)
+    for call in run.run_steps_calls():
+        per[call.label].append(call)
+    rows = []
+    for label, count in invocations.items():
+        calls = per[label]
+        writes = [c for c in calls if c.operation in WRITES]
+        wru = sum(c.wru for c in writes)
+        rows.append((f"{label.split(':', 1)[1]} ×{count}", f"{wru / count:.1f} WRU",
+                     f"per invocation: {len(writes) / count:.1f} write requests, "
+                     f"{sum(c.items_written for c in writes) / count:.1f} items, "
+                     f"{sum(c.rru for c in calls if c.operation in READS) / count:.1f} RRU in "
+                     f"{sum(c.operation in READS for c in calls) / count:.1f} reads"))
+    return rows
+
+
+def _by_item(writes: list[Call], wru: int) -> list[tuple[str, str, str]]:
+    totals: Counter = Counter()
+    count: Counter = Counter()
+    largest: dict[str, int] = {}
+    for call in writes:
+        totals.update(call.wru_by_item)
+        count.update(call.writes_by_item)
+        for kind, size in call.largest_by_item.items():
+            largest[kind] = max(size, largest.get(kind, 0))
+    return [(kind, f"{units} WRU", f"{100 * units / wru:2.0f}%  {count[kind]} writes, {units / count[kind]:.1f} WRU "
+                                   f"each, up to {largest[kind]:,} bytes")
+            for kind, units in totals.most_common()]
+
+
+def _cost(accounting: MeasuredRun, timed: MeasuredRun, transitions: int, wru: int, rru: float,
+          prices: dict[str, float]) -> dict[str, tuple[float, str]]:
+    """Each part of the run's cost: (USD, how it was worked out)."""
+    gb_second, request = prices["lambda_x86_gb_second"], prices["lambda_request"]
+
+    def lambda_cost(invocations: list[Invocation]) -> tuple[float, float]:
+        gb_seconds = sum(math.ceil(i.seconds * 1000) / 1000 * i.memory_mb / 1024 for i in invocations)
+        return gb_seconds * gb_second + len(invocations) * request, gb_seconds
+
+    steps = timed.run_steps_invocations()
+    steps_usd, steps_gbs = lambda_cost(steps)
+    memory = steps[0].memory_mb
+    billed_ms = sum(math.ceil(i.seconds * 1000) for i in steps)
+
+    # The HTTP side: the launch and the status polls (AgentsFunction + the authorizer), their Lambda time
+    # from the timed run, their DynamoDB units per invocation from the accounting run.
+    http = [i for i in timed.invocations if not i.label.startswith(RUN_STEPS)]
+    http_usd, http_gbs = lambda_cost(http)
+    units: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for call in accounting.calls:
+        if not call.label.startswith(RUN_STEPS):
+            units[call.label][0] += call.wru
+            units[call.label][1] += call.rru
+    made = Counter(i.label for i in accounting.invocations)
+    http_wru = http_rru = 0.0
+    for label, count in Counter(i.label for i in http).items():
+        per_wru, per_rru = (u / made[label] if made[label] else 0.0 for u in units[label])
+        http_wru += count * per_wru
+        http_rru += count * per_rru
+    requests = 1 + timed.polls
+
+    w, r = prices["dynamodb_on_demand_write_request_unit"], prices["dynamodb_on_demand_read_request_unit"]
+    return {
+        "Step Functions": (transitions * prices["stepfunctions_standard_state_transition"],
+                           f"{transitions} state transitions"),
+        "Lambda run_steps": (steps_usd, f"{len(steps)} requests, {billed_ms} ms billed × {memory} MB "
+                                        f"= {steps_gbs:.3f} GB-s (x86)"),
+        "DynamoDB run_steps": (wru * w + rru * r, f"{wru} WRU + {rru:g} RRU on demand"),
+        "API Gateway (REST)": (requests * prices["apigateway_rest_request"],
+                               f"{requests} requests: the launch + {timed.polls} status polls"),
+        "Lambda HTTP side": (http_usd, f"{len(http)} requests (Agents + authorizer, launch and polls) "
+                                       f"= {http_gbs:.3f} GB-s"),
+        "DynamoDB HTTP side": (http_wru * w + http_rru * r, f"{http_wru:g} WRU + {http_rru:g} RRU "
+                                                            "(launch and polls)"),
+    }
