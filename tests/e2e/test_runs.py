@@ -164,3 +164,15 @@ def test_cancel_a_finished_run_is_a_conflict(api):
     assert_error(tenant.post(f"/runs/{run['id']}/cancel"), 409, "conflict")
     assert_error(tenant.post(f"/runs/{run['id']}/resume"), 409, "conflict")
     assert_error(tenant.get("/runs/01NOSUCHRUN000000000000000"), 404, "not_found")
+
+
+def test_a_long_input_is_whole_on_the_run_and_previewed_in_lists(api):
+    tenant = signup(api, tier="pro")
+    agent = create_agent(tenant, "reader", "data_engineer")
+    text = "Read this: " + "é" * 5000  # multi-byte, well over the preview
+    run = launch(tenant, agent["id"], text).json()
+    assert run["input"] == text and run["input_truncated"] is False
+    assert tenant.get(f"/runs/{run['id']}").json()["input"] == text
+    (listed,) = tenant.get("/runs").json()["items"]
+    assert listed["input"] == text[:500] and listed["input_truncated"] is True
+    assert wait_for(tenant, run["id"])["status"] == "succeeded"

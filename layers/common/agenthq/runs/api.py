@@ -16,6 +16,7 @@ from agenthq.errors import Conflict, InvalidRequest, NotFound
 from agenthq.pagination import Page, page
 from agenthq.runs.records import (
     ACTIVE,
+    INPUT_PREVIEW_CHARS,
     TERMINAL,
     Change,
     Usage,
@@ -23,13 +24,14 @@ from agenthq.runs.records import (
     count_usage,
     event_view,
     iter_events,
+    load_body,
     load_run,
     run_view,
 )
 from agenthq.security.secrets import fingerprint
 from agenthq.services import Services
 from agenthq.store import tenant_scope, transaction
-from agenthq.store.items import Agent, Run, RunEvent, RunLaunch, ToolCall, Workspace
+from agenthq.store.items import Agent, Run, RunBody, RunEvent, RunLaunch, ToolCall, Workspace
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -87,7 +89,8 @@ def launch_run(services: Services, principal: Principal, agent_id: str, request:
                 raise Conflict("A request with this Idempotency-Key is in progress; retry.") from None
             return earlier
     services.orchestrator.start(run.id, {"workspace_id": workspace_id, "run_id": run.id})
-    return run_view(run)
+    with tenant_scope(workspace_id):
+        return run_view(run, load_body(run))
 
 
 class _SameKeyRace(Exception):
@@ -104,7 +107,7 @@ def _launched(services: Services, workspace_id: str, key: str, body_print: str) 
     run = load_run(workspace_id, launch.run_id)
     if run.status == "queued":  # the first attempt may have died before starting it; starting is idempotent
         services.orchestrator.start(run.id, {"workspace_id": workspace_id, "run_id": run.id})
-    return run_view(run)
+    return run_view(run, load_body(run))
 
 
 def _agent(workspace_id: str, agent_id: str) -> Agent:
@@ -145,8 +148,8 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
             pass
     run = Run(
         *Run.key(workspace_id, run_id),
-        id=run_id, workspace_id=workspace_id, agent_id=agent.id, status="queued", input=text,
-        agent=agent_snapshot(workspace_id, agent), seq=1, created_by=created_by, created_at=at, updated_at=at,
+        id=run_id, workspace_id=workspace_id, agent_id=agent.id, status="queued",
+        input_preview=text[:INPUT_PREVIEW_CHARS], seq=1, created_by=created_by, created_at=at, updated_at=at,
         deadline=_deadline(services, at, timeout_seconds, parent),
         depth=int(parent.depth) + 1 if parent else 0,
         parent_run_id=parent.id if parent else None, parent_tool_use_id=parent_tool_use_id,
@@ -162,6 +165,8 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
                 tx.save(RunLaunch(*RunLaunch.key(workspace_id, key), fingerprint=body_print, run_id=run_id,
                                   expires_at=at + IDEMPOTENCY_TTL), condition=RunLaunch.pk.does_not_exist())
             tx.save(run, condition=Run.pk.does_not_exist())
+            tx.save(RunBody(*RunBody.key(workspace_id, run_id), input=text, agent=agent_snapshot(workspace_id, agent)),
+                    condition=RunBody.pk.does_not_exist())
             tx.save(queued, condition=RunEvent.pk.does_not_exist())
             count_usage(tx, services, workspace_id, Usage(runs=1), at)
     except TransactWriteError:
@@ -186,7 +191,8 @@ def _deadline(services: Services, at: Any, timeout_seconds: int | None, parent: 
 def get_run(principal: Principal, run_id: str) -> dict[str, Any]:
     principal.require(Scope.runs_read)
     with tenant_scope(principal.workspace_id):
-        return run_view(load_run(principal.workspace_id, run_id))
+        run = load_run(principal.workspace_id, run_id)
+        return run_view(run, load_body(run))
 
 
 def list_runs(principal: Principal, status: str | None, agent_id: str | None, cursor: str | None,
@@ -235,7 +241,8 @@ def cancel_run(services: Services, principal: Principal, run_id: str) -> dict[st
         if run.status in TERMINAL:
             raise Conflict(f"The run already ended ({run.status}).")
         _request_cancel(services, run)
-        return run_view(load_run(principal.workspace_id, run_id))
+        run = load_run(principal.workspace_id, run_id)
+        return run_view(run, load_body(run))
 
 
 def _request_cancel(services: Services, run: Run) -> None:
@@ -265,4 +272,5 @@ def resume_run(services: Services, principal: Principal, run_id: str) -> dict[st
                                      run_actions=[Run.status.set("running"), Run.task_token.remove()],
                                      run_condition=Run.status == "paused"))
         services.orchestrator.send_next(run.task_token, "think")
-        return run_view(load_run(principal.workspace_id, run_id))
+        run = load_run(principal.workspace_id, run_id)
+        return run_view(run, load_body(run))

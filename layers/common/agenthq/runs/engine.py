@@ -34,6 +34,7 @@ from agenthq.runs.records import (
     Usage,
     commit,
     cost_usd,
+    load_body,
     load_run,
     step_record,
 )
@@ -87,10 +88,11 @@ def start(services: Services, run: Run, event: dict[str, Any]) -> str:
     from agenthq.messaging import take_inbox
 
     inbox = take_inbox(run.workspace_id, run.agent_id, run.id)
-    text = run.input
+    text = load_body(run).input
     if inbox:
-        lines = "\n".join(f"- from agent {m.from_agent_id}: {m.body}" for m in inbox)
-        text = f"{run.input}\n\nMessages other agents sent you since your last run:\n{lines}"
+        # Each message is shown up to 2,000 characters, so the first message fits a DynamoDB item.
+        lines = "\n".join(f"- from agent {m.from_agent_id}: {_clip(m.body, 2000)}" for m in inbox)
+        text = f"{text}\n\nMessages other agents sent you since your last run:\n{lines}"
     first = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, 1), index=1, role="user",
                                 content=[{"type": "text", "text": text}])
     at = services.now()
@@ -114,10 +116,11 @@ def think(services: Services, run: Run, event: dict[str, Any]) -> str:
     step = event["turn"]
     if (done := step_record(run, step, "think")) is not None:
         return done.next
-    if (ending := _ending_before_a_model_call(services, run)) is not None:
+    agent = load_body(run).agent
+    if (ending := _ending_before_a_model_call(services, run, agent)) is not None:
         return _decide(services, run, step, "think", ending)
 
-    request = _model_request(services, run)
+    request = _model_request(services, run, agent)
     try:
         response = services.model.create_message(request)
     except ModelRequestRejected as exc:
@@ -170,8 +173,7 @@ def think(services: Services, run: Run, event: dict[str, Any]) -> str:
     return next_step
 
 
-def _ending_before_a_model_call(services: Services, run: Run) -> dict[str, Any] | None:
-    agent = run.agent
+def _ending_before_a_model_call(services: Services, run: Run, agent: dict[str, Any]) -> dict[str, Any] | None:
     if run.cancel_requested:
         return {"status": "cancelled"}
     if services.now() >= run.deadline:
@@ -204,22 +206,20 @@ def _after_model(response: ModelResponse) -> tuple[str, dict[str, Any] | None]:
     return FINISH, {"status": "failed", "reason": "unexpected_stop", "message": f"stop_reason {reason!r}"}
 
 
-def _model_request(services: Services, run: Run) -> ModelRequest:
-    agent = run.agent
+def _model_request(services: Services, run: Run, agent: dict[str, Any]) -> ModelRequest:
     messages = [{"role": m.role, "content": m.content} for m in _conversation(run)]
     if messages:  # cache the conversation so far (the breakpoint moves with each step)
         last = messages[-1]
         blocks = [dict(b) for b in last["content"]]
         blocks[-1] = {**blocks[-1], "cache_control": {"type": "ephemeral"}}
         messages[-1] = {**last, "content": blocks}
-    system = [{"type": "text", "text": _system_prompt(run), "cache_control": {"type": "ephemeral"}}]
+    system = [{"type": "text", "text": _system_prompt(run, agent), "cache_control": {"type": "ephemeral"}}]
     tools = services.tools.definitions(agent["tools"])
     return ModelRequest(model=agent["model"], system=system, messages=messages, tools=tools,
                         max_tokens=services.settings.model_max_tokens, metadata_user_id=run.workspace_id)
 
 
-def _system_prompt(run: Run) -> str:
-    agent = run.agent
+def _system_prompt(run: Run, agent: dict[str, Any]) -> str:
     team = [a for a in agent.get("team", []) if a["id"] != run.agent_id]
     lines = [agent["system_prompt"], "", f"You are the agent \"{agent['name']}\" (id {run.agent_id})."]
     if team:
@@ -247,8 +247,9 @@ def act(services: Services, run: Run, event: dict[str, Any]) -> str:
         return done.next
     if run.cancel_requested:
         return FINISH
+    agent = load_body(run).agent
     if services.now() >= run.deadline:
-        return _decide(services, run, step, "act", _ending_before_a_model_call(services, run))
+        return _decide(services, run, step, "act", _ending_before_a_model_call(services, run, agent))
     conversation = _conversation(run)
     uses = [b for b in conversation[-1].content if b.get("type") == "tool_use"]
     calls = _tool_calls(run)
@@ -261,9 +262,9 @@ def act(services: Services, run: Run, event: dict[str, Any]) -> str:
             if call is None:  # cancelled before it could start
                 return FINISH
             run = load_run(run.workspace_id, run.id)
-        if use["name"] == "delegate" and "delegate" in run.agent["tools"]:
+        if use["name"] == "delegate" and "delegate" in agent["tools"]:
             return DELEGATE  # the state machine starts the child run and waits for it
-        result = _execute(services, run, use)
+        result = _execute(services, run, use, agent["tools"])
         run = _finish_tool_call(services, run, call, result)
     results = [_result_block(calls.get(u["id"]) or _tool_call(run, u["id"]), u["id"]) for u in uses]
     index = len(conversation) + 1
@@ -310,11 +311,11 @@ def _start_tool_call(services: Services, run: Run, use: dict[str, Any]) -> ToolC
     return call
 
 
-def _execute(services: Services, run: Run, use: dict[str, Any]) -> ToolResult:
+def _execute(services: Services, run: Run, use: dict[str, Any], allowed: list[str]) -> ToolResult:
     context = ToolContext(workspace_id=run.workspace_id, run_id=run.id, agent_id=run.agent_id,
                           depth=int(run.depth), services=services, call_id=use["id"])
     # Unknown or not-allowed tools (delegate included) come back as is_error results.
-    return services.tools.execute(use["name"], use.get("input", {}), context, run.agent["tools"])
+    return services.tools.execute(use["name"], use.get("input", {}), context, allowed)
 
 
 def _finish_tool_call(services: Services, run: Run, call: ToolCall, result: ToolResult) -> Run:
@@ -509,7 +510,8 @@ def _settle(services: Services, run: Run, outcome: dict[str, Any]) -> None:
         change = Change(
             events=[(f"run.{status}", data)],
             run_actions=[Run.status.set(status), Run.finished_at.set(at), Run.agent_seconds.set(seconds),
-                         Run.output.set(outcome.get("output")), Run.error.set(error), Run.task_token.remove()],
+                         Run.output.set(outcome.get("output")), Run.error.set(error), Run.task_token.remove(),
+                         Run.outcome.remove()],  # now written out as output / error
             run_condition=Run.status.is_in("queued", "running", "paused", "waiting"),
             usage=Usage(agent_seconds=seconds),
         )
@@ -536,6 +538,10 @@ def _decide(services: Services, run: Run, step: int, kind: str, outcome: dict[st
     except RunConflict:
         return _recorded_or(run, step, kind, FINISH)
     return FINISH
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f" … [{len(text) - limit} more characters]"
 
 
 def _recorded_or(run: Run, step: int, kind: str, default: str) -> str:

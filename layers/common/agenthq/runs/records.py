@@ -22,8 +22,9 @@ from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from agenthq.errors import NotFound
 from agenthq.services import Services
 from agenthq.store import BaseItem, transaction
-from agenthq.store.items import Run, RunEvent, StepRecord, UsageCounter
+from agenthq.store.items import Run, RunBody, RunEvent, StepRecord, UsageCounter
 
+INPUT_PREVIEW_CHARS = 500
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
 ACTIVE = frozenset({"queued", "running", "paused", "waiting"})
 MICRO = Decimal("0.000001")
@@ -52,14 +53,22 @@ def cost_usd(run: Run) -> Decimal:
     return Decimal(int(run.cost_micro_usd)) * MICRO
 
 
-def run_view(run: Run) -> dict[str, Any]:
+def load_body(run: Run) -> RunBody:
+    return RunBody.get(*RunBody.key(run.workspace_id, run.id), consistent_read=True)
+
+
+def run_view(run: Run, body: RunBody | None = None) -> dict[str, Any]:
+    """The run as the API shows it. Lists pass no body: their ``input`` is the
+    first INPUT_PREVIEW_CHARS characters (``input_truncated`` says so)."""
+    text = body.input if body is not None else run.input_preview
     return {
         "id": run.id,
         "workspace_id": run.workspace_id,
         "agent_id": run.agent_id,
         "parent_run_id": run.parent_run_id,
         "status": run.status,
-        "input": run.input,
+        "input": text,
+        "input_truncated": body is None and len(run.input_preview) >= INPUT_PREVIEW_CHARS,
         "output": run.output,
         "error": run.error,
         "steps": int(run.steps),

@@ -233,11 +233,10 @@ class Run(BaseItem, discriminator="Run"):
     parent_task_token = UnicodeAttribute(null=True)  # the parent's WaitForChild task
     depth = NumberAttribute(default=0)
     status = UnicodeAttribute()
-    input = UnicodeAttribute()
+    input_preview = UnicodeAttribute()  # the start of the input; all of it is in the RunBody
     output = UnicodeAttribute(null=True)
     error = JSONAttribute(null=True)  # {"reason", "message"}
     outcome = JSONAttribute(null=True)  # the end a step decided: {"status", "reason"?, "output"?, ...}
-    agent = JSONAttribute()  # the agent as it was at launch: model, system prompt, tools, limits
     steps = NumberAttribute(default=0)  # model calls made
     seq = NumberAttribute(default=0)  # last event seq
     cancel_requested = BooleanAttribute(default=False)
@@ -266,6 +265,20 @@ class Run(BaseItem, discriminator="Run"):
 
     def owned_partitions(self) -> list[str]:
         return [self.partition(self.workspace_id, self.id)]
+
+
+class RunBody(BaseItem, discriminator="RunBody"):
+    """pk WS#<id>#RUN#<run_id>, sk BODY: what a run was launched with and never
+    changes — the whole input and the agent as it was at launch (model, system
+    prompt, tools, limits, team). Kept apart from the Run item, which every
+    step rewrites, so those writes stay small."""
+
+    input = UnicodeAttribute()
+    agent = JSONAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, run_id: str) -> tuple[str, str]:
+        return Run.partition(workspace_id, run_id), "BODY"
 
 
 class RunLaunch(BaseItem, discriminator="RunLaunch"):
