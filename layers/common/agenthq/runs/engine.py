@@ -120,7 +120,8 @@ def think(services: Services, run: Run, event: dict[str, Any]) -> str:
     if (ending := _ending_before_a_model_call(services, run, agent)) is not None:
         return _decide(services, run, step, "think", ending)
 
-    request = _model_request(services, run, agent)
+    conversation = _conversation(run)
+    request = _model_request(services, run, agent, conversation)
     try:
         response = services.model.create_message(request)
     except ModelRequestRejected as exc:
@@ -133,7 +134,7 @@ def think(services: Services, run: Run, event: dict[str, Any]) -> str:
     micro = int(cost / Decimal("0.000001"))
     next_step, outcome = _after_model(response)
     usage = response.usage
-    index = _message_count(run) + 1
+    index = len(conversation) + 1
     answer = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, index), index=index,
                                  role="assistant", content=response.content)
     actions = [
@@ -206,8 +207,9 @@ def _after_model(response: ModelResponse) -> tuple[str, dict[str, Any] | None]:
     return FINISH, {"status": "failed", "reason": "unexpected_stop", "message": f"stop_reason {reason!r}"}
 
 
-def _model_request(services: Services, run: Run, agent: dict[str, Any]) -> ModelRequest:
-    messages = [{"role": m.role, "content": m.content} for m in _conversation(run)]
+def _model_request(services: Services, run: Run, agent: dict[str, Any],
+                   conversation: list[ConversationMessage]) -> ModelRequest:
+    messages = [{"role": m.role, "content": m.content} for m in conversation]
     if messages:  # cache the conversation so far (the breakpoint moves with each step)
         last = messages[-1]
         blocks = [dict(b) for b in last["content"]]
@@ -232,10 +234,6 @@ def _conversation(run: Run) -> list[ConversationMessage]:
     return list(ConversationMessage.query(Run.partition(run.workspace_id, run.id),
                                           ConversationMessage.sk.startswith("MSG#"), consistent_read=True))
 
-
-def _message_count(run: Run) -> int:
-    return ConversationMessage.count(Run.partition(run.workspace_id, run.id),
-                                     ConversationMessage.sk.startswith("MSG#"), consistent_read=True)
 
 
 # --------------------------------------------------------------------------- act
