@@ -11,11 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
 
 from local.template import ROOT
+from tests.support import PASSWORD, bearer, signup
 
 pytestmark = pytest.mark.slow
 
@@ -89,13 +89,20 @@ def test_make_dev_serves_health_and_stops_cleanly_on_ctrl_c(dev):
 
 def test_restarting_keeps_the_data(dev):
     server = dev()
-    table = boto3.resource("dynamodb", endpoint_url=server.dynamodb_url, region_name="us-east-1",
-                           aws_access_key_id="x", aws_secret_access_key="y").Table("agenthq-local")
-    table.put_item(Item={"pk": "E2E#persist", "sk": "META", "note": "still here"})
+    with httpx.Client(base_url=server.rest_url, timeout=30) as api:
+        owner = signup(api, tier="pro")
+        agent = owner.post("/agents", json={"name": "keeper", "personality": "architect"})
+        assert agent.status_code == 201, agent.text
     assert server.interrupt() == 0
 
     server = dev()
-    table = boto3.resource("dynamodb", endpoint_url=server.dynamodb_url, region_name="us-east-1",
-                           aws_access_key_id="x", aws_secret_access_key="y").Table("agenthq-local")
-    assert table.get_item(Key={"pk": "E2E#persist", "sk": "META"})["Item"]["note"] == "still here"
+    with httpx.Client(base_url=server.rest_url, timeout=30) as api:
+        # the token issued before the restart still works: the signing keys were kept
+        assert api.get(f"/workspaces/{owner.workspace_id}/agents", headers=owner.headers).json()["items"][0][
+            "name"] == "keeper"
+        # the account, its workspace and its API Gateway key (restored into moto) are all there
+        login = api.post("/auth/login", json={"email": owner.email, "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        workspace = api.get(f"/workspaces/{owner.workspace_id}", headers=bearer(login.json()["access_token"]))
+        assert workspace.status_code == 200 and workspace.json()["tier"] == "pro"
     assert server.interrupt() == 0

@@ -1,0 +1,70 @@
+"""`sam build` makes the deployable artifacts, and every function imports and
+answers using only what the built layer contains — so a runtime dependency
+missing from layers/common/requirements.txt (present here only through the
+dev virtualenv) fails this test, not a deployment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from local.template import ROOT, LocalStack, Resolver, functions, load_template
+
+pytestmark = pytest.mark.slow
+
+BUILD = ROOT / ".aws-sam" / "build"
+
+CHECK = """
+import json, sys
+sys.path[:0] = [{layer!r}, {code!r}]
+import app
+assert "anthropic" not in sys.modules or {allow_sdk}, "the anthropic SDK is imported at cold start"
+
+class Context:
+    function_name, memory_limit_in_mb, aws_request_id = "check", 256, "r-1"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:check"
+
+event = json.loads({event!r} or "null")
+result = app.handler(event, Context()) if event else {{}}
+print(json.dumps({{"status": result.get("statusCode"), "body": result.get("body")}}))
+"""
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    sam = Path(sys.executable).parent / "sam"
+    home = tmp_path_factory.mktemp("home")
+    result = subprocess.run([str(sam), "build"], cwd=ROOT, capture_output=True, text=True, timeout=900,
+                            env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(home),
+                                 "SAM_CLI_TELEMETRY": "0"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return BUILD
+
+
+def test_every_function_imports_from_the_built_layer_alone(build, cloud):
+    layer = build / "CommonLayer" / "python"
+    assert (layer / "agenthq" / "__init__.py").exists()
+    assert not list(layer.glob("moto*")) and not list(layer.glob("samcli*")), "dev tools leaked into the layer"
+    template = load_template()
+    health_event = (ROOT / "events" / "health" / "get_health.json").read_text()
+    for spec in functions(template, Resolver(template, LocalStack())).values():
+        code = build / spec.logical_id
+        assert (code / "app.py").exists(), spec.logical_id
+        event = health_event if spec.logical_id == "HealthFunction" else ""
+        script = CHECK.format(layer=str(layer), code=str(code), event=event,
+                              allow_sdk=spec.logical_id == "RunStepsFunction")
+        # -S: no site-packages at all — only the standard library, the layer and the function.
+        env = {**cloud.environment, "PATH": os.environ["PATH"], "POWERTOOLS_TRACE_DISABLED": "true",
+               "AWS_ENDPOINT_URL_SFN": "http://127.0.0.1:9"}  # no moto in this process: refused at once
+        result = subprocess.run([sys.executable, "-S", "-c", script], capture_output=True, text=True, env=env,
+                                timeout=120)
+        assert result.returncode == 0, f"{spec.logical_id}: {result.stderr[-3000:]}"
+        outcome = json.loads(result.stdout.strip().splitlines()[-1])
+        if event:  # the whole stack from the layer: FastAPI, Mangum, PynamoDB to DynamoDB Local, boto3
+            assert outcome["status"] in (200, 503), outcome
+            assert json.loads(outcome["body"])["checks"]["dynamodb"] == "ok", outcome
