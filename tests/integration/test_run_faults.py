@@ -177,3 +177,45 @@ def test_a_run_past_its_timeout_ends_timed_out_with_a_reason(cloud, tenant):
     too_long = tenant.api.post(tenant.path(f"/agents/{agent['id']}/runs"), headers=tenant.headers,
                                json={"input": "x", "timeout_seconds": 10**9})
     assert too_long.status_code == 400
+
+
+def test_a_step_that_dies_between_two_tools_finishes_the_second_on_retry(cloud, tenant):
+    """The Lambda dies after the first tool's result is recorded and while the
+    second runs; Step Functions retries the act step, which must keep the first
+    result, run only the second, and answer both."""
+    from agenthq.services import get_services
+    from agenthq.tools.registry import ToolRegistry
+
+    agent = create_agent(tenant, "fragile", "sre")
+    services = get_services()
+    real_tools = services.tools
+
+    class DiesOnce(ToolRegistry):
+        def __init__(self):
+            super().__init__()
+            for name in real_tools.names():
+                self.register(real_tools.get(name))
+            self.calls = []
+
+        def execute(self, name, input, ctx, allowed):
+            self.calls.append(name)
+            if len(self.calls) == 2:
+                raise SystemError("the container died")  # not a tool error: the whole invocation fails
+            return super().execute(name, input, ctx, allowed)
+
+    fake = DiesOnce()
+    services.__dict__["tools"] = fake
+    try:
+        text = 'Check.\n/tools [{"name": "calculator", "input": {"expression": "6*7"}}, ' \
+               '{"name": "calculator", "input": {"expression": "2+3"}}]'
+        run = wait_for(tenant, launch(tenant, agent["id"], text).json()["id"])
+    finally:
+        services.__dict__["tools"] = real_tools
+    assert run["status"] == "succeeded", run
+    assert fake.calls == ["calculator", "calculator", "calculator"]  # first once, second twice (retried)
+    assert "calculator: 42" in run["output"] and "calculator: 5" in run["output"]
+    events = events_of(tenant, run["id"])
+    assert_dense(events)
+    assert [e["type"] for e in events].count("tool.called") == 2
+    assert [e["type"] for e in events].count("tool.result") == 2
+    assert run["usage"]["tool_calls"] == 2

@@ -264,7 +264,8 @@ def act(services: Services, run: Run, event: dict[str, Any]) -> str:
             return DELEGATE  # the state machine starts the child run and waits for it
         result = _execute(services, run, use, agent["tools"])
         run = _finish_tool_call(services, run, call, result)
-    results = [_result_block(calls.get(u["id"]) or _tool_call(run, u["id"]), u["id"]) for u in uses]
+    recorded = _tool_calls(run)  # as they are now, with this invocation's results
+    results = [_result_block(recorded[u["id"]], u["id"]) for u in uses]
     index = len(conversation) + 1
     reply = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, index), index=index,
                                 role="user", content=results)
@@ -333,7 +334,7 @@ def _finish_tool_call(services: Services, run: Run, call: ToolCall, result: Tool
 
 
 def _result_block(call: ToolCall, tool_use_id: str) -> dict[str, Any]:
-    result = call.result or {"content": "No result.", "is_error": True}
+    result = call.result
     return {"type": "tool_result", "tool_use_id": tool_use_id, "content": result["content"],
             "is_error": bool(result["is_error"])}
 
