@@ -176,3 +176,25 @@ def test_a_long_input_is_whole_on_the_run_and_previewed_in_lists(api):
     (listed,) = tenant.get("/runs").json()["items"]
     assert listed["input"] == text[:500] and listed["input_truncated"] is True
     assert wait_for(tenant, run["id"])["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("stop, status, extra", [
+    ("refusal", "failed", {"reason": "refusal"}),
+    ("max_tokens", "succeeded", {"truncated": True}),
+    ("pause_turn", "succeeded", {"steps": 2}),
+])
+def test_stop_reasons(api, stop, status, extra):
+    tenant = signup(api, tier="pro")
+    agent = create_agent(tenant, f"stopper-{stop}", "architect")
+    run = wait_for(tenant, launch(tenant, agent["id"], f"Explain.\n/stop {stop}").json()["id"])
+    assert run["status"] == status, run
+    events = events_of(tenant, run["id"])
+    assert events[2]["data"]["stop_reason"] == stop
+    end = events[-1]
+    assert end["type"] == f"run.{status}"
+    if "reason" in extra:
+        assert run["error"]["reason"] == extra["reason"]
+    if "truncated" in extra:
+        assert end["data"]["truncated"] is True and run["output"].startswith("Offline max_tokens")
+    if "steps" in extra:  # a paused turn is sent back and the model carries on
+        assert run["steps"] == extra["steps"] and run["output"] == "Offline answer: Explain."

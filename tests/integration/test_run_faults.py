@@ -4,9 +4,13 @@ is retried by Step Functions, and a cancel that arrives mid-step."""
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import pytest
 
+from agenthq.store import tenant_scope
+from agenthq.store.items import Run
+from agenthq.tools.registry import ToolRegistry
 from local.lambda_runtime import InvocationFault
 from tests.e2e.test_runs import assert_dense, create_agent, events_of, launch, wait_for
 from tests.support import signup
@@ -17,6 +21,37 @@ pytestmark = pytest.mark.slow
 @pytest.fixture()
 def tenant(api):
     return signup(api, tier="pro")
+
+
+class ObservedTools(ToolRegistry):
+    """The real registry's tools; ``before(call_number, ctx)`` runs before each call."""
+
+    def __init__(self, real: ToolRegistry, before):
+        super().__init__()
+        for name in real.names():
+            self.register(real.get(name))
+        self.before = before
+        self.calls: list[str] = []
+
+    def execute(self, name, input, ctx, allowed):
+        self.calls.append(name)
+        self.before(len(self.calls), ctx)
+        return super().execute(name, input, ctx, allowed)
+
+
+@contextmanager
+def tools_replaced_by(before):
+    """Runs use ObservedTools(before) instead of the real registry, meanwhile."""
+    from agenthq.services import get_services
+
+    services = get_services()
+    real = services.tools
+    fake = ObservedTools(real, before)
+    services.__dict__["tools"] = fake
+    try:
+        yield fake
+    finally:
+        services.__dict__["tools"] = real
 
 
 def model_calls(events):
@@ -117,39 +152,17 @@ def test_cancel_during_a_tool_step_starts_no_further_tool(cloud, tenant):
 def test_a_cancel_arriving_between_two_tools_stops_the_second(cloud, tenant):
     """The second of two parallel tool calls must not start once the cancel is
     recorded, even within the same act step (the tool.called write is conditional)."""
-    from agenthq.services import get_services
-    from agenthq.store import tenant_scope
-    from agenthq.store.items import Run
-    from agenthq.tools.registry import ToolRegistry
-
     agent = create_agent(tenant, "interrupted", "sre")
-    services = get_services()
-    real_tools = services.tools
 
-    class CancelDuringFirstTool(ToolRegistry):
-        """The real registry's tools; the first call records a cancel as it runs."""
+    def cancel_during_the_first(number, ctx):
+        if number == 1:
+            with tenant_scope(ctx.workspace_id):
+                Run(*Run.key(ctx.workspace_id, ctx.run_id)).update(actions=[Run.cancel_requested.set(True)])
 
-        def __init__(self):
-            super().__init__()
-            for name in real_tools.names():
-                self.register(real_tools.get(name))
-            self.calls = []
-
-        def execute(self, name, input, ctx, allowed):
-            self.calls.append(name)
-            if len(self.calls) == 1:
-                with tenant_scope(ctx.workspace_id):
-                    Run(*Run.key(ctx.workspace_id, ctx.run_id)).update(actions=[Run.cancel_requested.set(True)])
-            return super().execute(name, input, ctx, allowed)
-
-    fake = CancelDuringFirstTool()
-    services.__dict__["tools"] = fake
-    try:
+    with tools_replaced_by(cancel_during_the_first) as fake:
         text = 'Check.\n/tools [{"name": "calculator", "input": {"expression": "1+1"}}, ' \
                '{"name": "current_time", "input": {}}]'
         run = wait_for(tenant, launch(tenant, agent["id"], text).json()["id"])
-    finally:
-        services.__dict__["tools"] = real_tools
     assert fake.calls == ["calculator"], "the second tool never ran"
     assert run["status"] == "cancelled"
     types = [e["type"] for e in events_of(tenant, run["id"])]
@@ -183,34 +196,16 @@ def test_a_step_that_dies_between_two_tools_finishes_the_second_on_retry(cloud, 
     """The Lambda dies after the first tool's result is recorded and while the
     second runs; Step Functions retries the act step, which must keep the first
     result, run only the second, and answer both."""
-    from agenthq.services import get_services
-    from agenthq.tools.registry import ToolRegistry
-
     agent = create_agent(tenant, "fragile", "sre")
-    services = get_services()
-    real_tools = services.tools
 
-    class DiesOnce(ToolRegistry):
-        def __init__(self):
-            super().__init__()
-            for name in real_tools.names():
-                self.register(real_tools.get(name))
-            self.calls = []
+    def die_at_the_second(number, ctx):
+        if number == 2:
+            raise SystemError("the container died")  # not a tool error: the whole invocation fails
 
-        def execute(self, name, input, ctx, allowed):
-            self.calls.append(name)
-            if len(self.calls) == 2:
-                raise SystemError("the container died")  # not a tool error: the whole invocation fails
-            return super().execute(name, input, ctx, allowed)
-
-    fake = DiesOnce()
-    services.__dict__["tools"] = fake
-    try:
+    with tools_replaced_by(die_at_the_second) as fake:
         text = 'Check.\n/tools [{"name": "calculator", "input": {"expression": "6*7"}}, ' \
                '{"name": "calculator", "input": {"expression": "2+3"}}]'
         run = wait_for(tenant, launch(tenant, agent["id"], text).json()["id"])
-    finally:
-        services.__dict__["tools"] = real_tools
     assert run["status"] == "succeeded", run
     assert fake.calls == ["calculator", "calculator", "calculator"]  # first once, second twice (retried)
     assert "calculator: 42" in run["output"] and "calculator: 5" in run["output"]
