@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 
 from agenthq import ids
 from agenthq.context import Role
@@ -315,7 +315,7 @@ def revoke_session(family: SessionFamily, now: datetime, reason: str) -> None:
         try:
             family.update(actions=[SessionFamily.revoked_at.set(now), SessionFamily.revoked_reason.set(reason)],
                           condition=SessionFamily.revoked_at.does_not_exist())
-        except Exception:  # already revoked
+        except UpdateError:  # already revoked
             pass
 
 

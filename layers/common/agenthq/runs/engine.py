@@ -26,6 +26,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from agenthq import ids, pricing
 from agenthq.adapters.model import ModelRequest, ModelRequestRejected, ModelResponse
+from agenthq.errors import InvalidRequest, NotFound
 from agenthq.observability import MetricUnit, logger, metrics
 from agenthq.runs.records import (
     TERMINAL,
@@ -54,6 +55,7 @@ class RunStepRejected(Exception):
 
 
 def run_step(services: Services, event: dict[str, Any]) -> dict[str, Any]:
+    metrics.add_metric(name="RunSteps", unit=MetricUnit.Count, value=1)
     step = event.get("step")
     workspace_id, run_id = event.get("workspace_id"), event.get("run_id")
     if step not in STEPS or not isinstance(workspace_id, str) or not isinstance(run_id, str):
@@ -62,13 +64,14 @@ def run_step(services: Services, event: dict[str, Any]) -> dict[str, Any]:
     turn = event.get("turn", 0)
     if not isinstance(turn, int) or turn < 0 or (step in ("think", "act") and turn < 1):
         raise RunStepRejected(f"malformed step event: turn={turn!r}")
+    if not ids.is_id(workspace_id) or not ids.is_id(run_id):
+        raise RunStepRejected("malformed step event: ids")
     with tenant_scope(workspace_id):
         try:
             run = load_run(workspace_id, run_id)
-        except Exception as exc:
-            raise RunStepRejected(f"no run {run_id} in workspace {workspace_id}") from exc
+        except NotFound:  # (a DynamoDB failure is not caught: Step Functions retries it)
+            raise RunStepRejected(f"no run {run_id} in workspace {workspace_id}") from None
         next_step = STEPS[step](services, run, event)
-    metrics.add_metric(name="RunSteps", unit=MetricUnit.Count, value=1)
     # think → act stays in the turn; act → think, and think → think (pause_turn), begin the next one.
     if step == "start":
         turn = 1
@@ -379,7 +382,7 @@ def delegate(services: Services, run: Run, event: dict[str, Any]) -> str:
         return refuse("delegate needs 'input': the task for the other agent (1-20,000 characters).")
     try:
         target = find_agent(run.workspace_id, str(arguments.get("agent", "")))
-    except Exception:
+    except (NotFound, InvalidRequest):
         return refuse(f"No agent {arguments.get('agent')!r} in this workspace.")
     if target.id == run.agent_id:
         return refuse("An agent cannot delegate to itself.")
