@@ -4,15 +4,13 @@ from fastapi import Header, Query, Response
 
 from agenthq import agents, messaging
 from agenthq.agents import AgentCreate, AgentUpdate
-from agenthq.http import CurrentPrincipal, WorkspacePrincipal, create_app, lambda_handler
+from agenthq.http import CurrentPrincipal, Cursor, Limit, WorkspacePrincipal, create_app, lambda_handler
 from agenthq.pagination import Page, limit_param
 from agenthq.runs import api as runs
 from agenthq.runs.api import RunLaunchRequest
 from agenthq.services import get_services
 
 app = create_app("agents")
-Cursor = Query(default=None, max_length=2048)
-Limit = Query(default=None)
 
 
 @app.get("/personalities")

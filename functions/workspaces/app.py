@@ -1,16 +1,14 @@
 """The workspace: settings and tier, members and roles, API keys, offboarding."""
 
-from fastapi import Query, Response
+from fastapi import Response
 
 from agenthq import workspaces
-from agenthq.http import WorkspacePrincipal, create_app, lambda_handler
+from agenthq.http import Cursor, Limit, WorkspacePrincipal, create_app, lambda_handler
 from agenthq.pagination import Page, limit_param
 from agenthq.services import get_services
 from agenthq.workspaces import ApiKeyCreate, MemberInvite, MemberUpdate, WorkspaceUpdate
 
 app = create_app("workspaces")
-Cursor = Query(default=None, max_length=2048)
-Limit = Query(default=None)
 
 
 @app.get("/workspaces/{wid}")

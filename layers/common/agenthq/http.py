@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from mangum import Mangum
@@ -80,6 +80,10 @@ def workspace_principal(wid: str, principal: Annotated[Principal, Depends(curren
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 WorkspacePrincipal = Annotated[Principal, Depends(workspace_principal)]
+
+# The query parameters of every list: `?cursor=…&limit=…` (see agenthq.pagination).
+Cursor = Query(default=None, max_length=2048)
+Limit = Query(default=None)
 
 
 # --------------------------------------------------------------------------- errors → HTTP
