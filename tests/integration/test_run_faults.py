@@ -125,7 +125,7 @@ def test_cancel_during_a_tool_step_starts_no_further_tool(cloud, tenant):
            '{"name": "current_time", "input": {}}]'
     runs: list[str] = []
     # Hold the act step for a moment so the cancel lands while it is under way.
-    hold = InvocationFault(function="RunStepsFunction", when="none", delay_seconds=1.5,
+    hold = InvocationFault(function="RunStepsFunction", when="none", delay_seconds=3.0,
                            match=lambda e: e.get("step") == "act" and e.get("run_id") in runs)
     cloud.runtime.faults.append(hold)
     try:
@@ -172,21 +172,24 @@ def test_a_cancel_arriving_between_two_tools_stops_the_second(cloud, tenant):
 def test_a_run_past_its_timeout_ends_timed_out_with_a_reason(cloud, tenant):
     agent = create_agent(tenant, "dawdler", "sre")
     runs: list[str] = []
-    hold = InvocationFault(function="RunStepsFunction", when="none", delay_seconds=2.0,
+    hold = InvocationFault(function="RunStepsFunction", when="none", delay_seconds=4.0,
                            match=lambda e: e.get("step") == "act" and e.get("run_id") in runs)
     cloud.runtime.faults.append(hold)
     try:
         launched = tenant.api.post(tenant.path(f"/agents/{agent['id']}/runs"), headers=tenant.headers,
-                                   json={"input": "Slowly.\n/tool current_time {}", "timeout_seconds": 1})
+                                   json={"input": "Slowly.\n/tool current_time {}", "timeout_seconds": 3})
         assert launched.status_code == 202, launched.text
         runs.append(launched.json()["id"])
         run = wait_for(tenant, launched.json()["id"])
     finally:
         cloud.runtime.faults.remove(hold)
     assert run["status"] == "timed_out", run
-    assert run["error"] == {"reason": "run_timeout", "message": "The run did not finish within 1 s."}
+    assert run["error"] == {"reason": "run_timeout", "message": "The run did not finish within 3 s."}
     types = [e["type"] for e in events_of(tenant, run["id"])]
-    assert types == ["run.queued", "run.started", "model.called", "run.timed_out"]
+    # The act step, held past the deadline, starts no tool. (On a very busy machine the first
+    # think may itself come after the deadline: then the run ends before any model call.)
+    assert types in (["run.queued", "run.started", "model.called", "run.timed_out"],
+                     ["run.queued", "run.started", "run.timed_out"]), types
     too_long = tenant.api.post(tenant.path(f"/agents/{agent['id']}/runs"), headers=tenant.headers,
                                json={"input": "x", "timeout_seconds": 10**9})
     assert too_long.status_code == 400
