@@ -10,7 +10,9 @@ that the session is alive, so logout takes effect at once.
 
 from __future__ import annotations
 
+import random
 import re
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -290,17 +292,25 @@ def refresh(services: Services, request: RefreshRequest) -> Tokens:
     replacement = RefreshToken(*RefreshToken.key(token_hash), family_id=current.family_id,
                                user_id=current.user_id, workspace_id=current.workspace_id, issued_at=now,
                                expires_at=family.expires_at)
-    try:
-        with global_scope(), transaction() as tx:
-            tx.update(current, actions=[RefreshToken.used_at.set(now), RefreshToken.replaced_by.set(token_hash)],
-                      condition=RefreshToken.used_at.does_not_exist())
-            tx.condition_check(SessionFamily, family.pk, family.sk,
-                               condition=SessionFamily.revoked_at.does_not_exist())
-            tx.save(replacement)
-    except TransactWriteError:
-        # A concurrent refresh with the same token won; this one gets nothing.
-        raise Unauthorized("The refresh token has already been used.") from None
+    for attempt in range(5):
+        try:
+            with global_scope(), transaction() as tx:
+                tx.update(current, actions=[RefreshToken.used_at.set(now), RefreshToken.replaced_by.set(token_hash)],
+                          condition=RefreshToken.used_at.does_not_exist())
+                tx.condition_check(SessionFamily, family.pk, family.sk,
+                                   condition=SessionFamily.revoked_at.does_not_exist())
+                tx.save(replacement)
+            break
+        except TransactWriteError as exc:
+            if _refused_by_a_condition(exc) or attempt == 4:
+                # A concurrent refresh with the same token won (or the session ended): nothing for this one.
+                raise Unauthorized("The refresh token has already been used.") from None
+            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # a transaction conflict: try again
     return _tokens(services, current.user_id, current.workspace_id, replacement.family_id, token)
+
+
+def _refused_by_a_condition(exc: TransactWriteError) -> bool:
+    return any(r is not None and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons)
 
 
 def _handle_reuse(token: RefreshToken, family: SessionFamily, now: datetime) -> None:
