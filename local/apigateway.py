@@ -67,6 +67,11 @@ class UsagePlanMeter:
         raise NotImplementedError
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default backlog (5) resets connections when many clients connect at once
+
+
 class RestApiFront:
     def __init__(self, api: RestApiSpec, runtime: LambdaRuntime, meter: UsagePlanMeter | None = None,
                  host: str = "127.0.0.1", port: int = 3000, region: str = "us-east-1") -> None:
@@ -74,8 +79,7 @@ class RestApiFront:
         self.runtime = runtime
         self.meter = meter
         self.region = region
-        self.server = ThreadingHTTPServer((host, port), self._handler_class())
-        self.server.daemon_threads = True
+        self.server = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
 
     @property

@@ -698,6 +698,7 @@ class _HTTPServer(ThreadingHTTPServer):
     """A threading HTTP server that can close its open keep-alive connections."""
 
     daemon_threads = True
+    request_queue_size = 256  # many runs call the model at once: the default backlog of 5 resets connections
 
     def __init__(
         self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], app: OfflineModelServer
