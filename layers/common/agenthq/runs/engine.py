@@ -259,10 +259,9 @@ def act(services: Services, run: Run, event: dict[str, Any]) -> str:
         if call is not None and call.result is not None:
             continue
         if call is None:
-            call = _start_tool_call(services, run, use)
+            call, run = _start_tool_call(services, run, use)
             if call is None:  # cancelled before it could start
                 return FINISH
-            run = load_run(run.workspace_id, run.id)
         if use["name"] == "delegate" and "delegate" in agent["tools"]:
             return DELEGATE  # the state machine starts the child run and waits for it
         result = _execute(services, run, use, agent["tools"])
@@ -293,9 +292,10 @@ def _tool_call(run: Run, tool_use_id: str) -> ToolCall:
     return ToolCall.get(*ToolCall.key(run.workspace_id, run.id, tool_use_id), consistent_read=True)
 
 
-def _start_tool_call(services: Services, run: Run, use: dict[str, Any]) -> ToolCall | None:
+def _start_tool_call(services: Services, run: Run, use: dict[str, Any]) -> tuple[ToolCall | None, Run]:
     """Record the call (event tool.called) — unless the run was cancelled: no
-    tool starts once a cancel is recorded (the condition is in the same write)."""
+    tool starts once a cancel is recorded (the condition is in the same write).
+    Returns the call (None when cancelled) and the run as it is now."""
     call = ToolCall(*ToolCall.key(run.workspace_id, run.id, use["id"]), tool_use_id=use["id"], name=use["name"],
                     started_at=services.now())
     change = Change(
@@ -304,13 +304,12 @@ def _start_tool_call(services: Services, run: Run, use: dict[str, Any]) -> ToolC
         puts=[call],
     )
     try:
-        commit(services, run, change)
+        return call, commit(services, run, change)
     except RunConflict:
         fresh = load_run(run.workspace_id, run.id)
         if fresh.cancel_requested:
-            return None
-        return _tool_call(run, use["id"])  # a concurrent attempt recorded it
-    return call
+            return None, fresh
+        return _tool_call(run, use["id"]), fresh  # a concurrent attempt recorded it
 
 
 def _execute(services: Services, run: Run, use: dict[str, Any], allowed: list[str]) -> ToolResult:
@@ -362,11 +361,12 @@ def delegate(services: Services, run: Run, event: dict[str, Any]) -> str:
         _send_task_success(services, token, ACT)
         return ACT
     use = pending[0]
-    call = calls.get(use["id"]) or _start_tool_call(services, run, use)
+    call = calls.get(use["id"])
     if call is None:
-        _send_task_success(services, token, ACT)
-        return ACT
-    run = load_run(run.workspace_id, run.id)
+        call, run = _start_tool_call(services, run, use)
+        if call is None:  # cancelled
+            _send_task_success(services, token, ACT)
+            return ACT
     arguments = use.get("input") or {}
 
     def refuse(message: str) -> str:
