@@ -13,11 +13,12 @@ PYTEST_ARGS ?=
 
 .PHONY: dev test setup check-tools lint-template build bench clean
 
-dev: setup ## Run AgentHQ on the local cloud (REST :3000, WebSocket :3001)
+dev: setup ## Run AgentHQ on the local cloud (REST API on :3000)
 	$(PY) -m local
 
-test: setup ## Every check: lint, unit, integration, e2e, security, template lint
+test: setup ## Every check: lint, types, unit, integration, e2e, security, template lint
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 setup: check-tools $(VENV)/.installed $(DYNAMODB_LOCAL_DIR)/DynamoDBLocal.jar

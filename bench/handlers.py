@@ -21,8 +21,7 @@ def raw_getitem(cloud) -> callable:
 
 
 def warm_requests(cloud, n: int = 300) -> list[tuple[str, float, str]]:
-    from tests.conftest import client_for
-    from tests.support import signup, with_api_key
+    from tests.support import client_for, signup, with_api_key
 
     with client_for(cloud) as api:
         tenant = with_api_key(signup(api, tag="bench", tier="pro"))

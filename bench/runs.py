@@ -448,8 +448,7 @@ def load_prices() -> dict[str, float]:
 
 def run(cloud: Any, runs: int = 3, getitem_samples: int = 100, poll_interval: float = 0.25) -> dict[str, Any]:
     """Measure the 5-step run (one accounting run, then ``runs`` timed runs) and print the tables."""
-    from tests.conftest import client_for
-    from tests.support import signup
+    from tests.support import client_for, signup
 
     if cloud.model_server is None:
         raise RuntimeError("the runs benchmark needs the offline model server (no ANTHROPIC_API_KEY)")

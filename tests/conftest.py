@@ -7,7 +7,6 @@ table, state machine and usage plans created from template.yaml.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 
 import httpx
@@ -15,6 +14,7 @@ import pytest
 
 from local.cloud import LocalCloud, LocalCloudConfig
 from local.dynamodb_local import DynamoDBLocal
+from tests.support import client_for
 
 
 @pytest.fixture(scope="session")
@@ -28,17 +28,6 @@ def cloud(dynamodb_endpoint: str) -> Iterator[LocalCloud]:
     config = LocalCloudConfig(rest_port=0, data_dir=None, dynamodb_endpoint=dynamodb_endpoint)
     with LocalCloud(config) as running:
         yield running
-
-
-def client_for(cloud: LocalCloud, source_ip: str | None = None) -> httpx.Client:
-    """An HTTP client for the local REST API (base URL includes the stage).
-
-    Each client connects from its own loopback address (all of 127.0.0.0/8 is
-    this machine), so per-source-IP protections such as login throttling see
-    each test as a different client, as they would see different users."""
-    source_ip = source_ip or f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
-    transport = httpx.HTTPTransport(local_address=source_ip)
-    return httpx.Client(base_url=cloud.rest_url, timeout=30, transport=transport)
 
 
 @pytest.fixture()

@@ -1,15 +1,48 @@
-"""Helpers for tests that talk to the local cloud over HTTP."""
+"""Every helper tests share: HTTP clients of the local cloud, signed-up
+tenants, runs launched and watched, a fixed clock, and fakes installed through
+``Services(settings, **fakes)``. Test modules import from here, never from
+each other."""
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from agenthq import ids
+from agenthq.tools.registry import ToolContext, ToolRegistry, ToolResult
+
+if TYPE_CHECKING:
+    from local.cloud import LocalCloud
 
 PASSWORD = "correct-horse-battery-staple-42"
+
+
+def client_for(cloud: LocalCloud, source_ip: str | None = None) -> httpx.Client:
+    """An HTTP client for the local REST API (base URL includes the stage).
+
+    Each client connects from its own loopback address (all of 127.0.0.0/8 is
+    this machine), so per-source-IP protections such as login throttling see
+    each test as a different client, as they would see different users."""
+    source_ip = source_ip or f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
+    transport = httpx.HTTPTransport(local_address=source_ip)
+    return httpx.Client(base_url=cloud.rest_url, timeout=30, transport=transport)
+
+
+@dataclass(frozen=True)
+class FixedClock:
+    """A ``Clock`` that always tells ``at``."""
+
+    at: datetime
+
+    def now(self) -> datetime:
+        return self.at
 
 
 def unique_email(tag: str = "user") -> str:
@@ -85,3 +118,82 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     if code is not None:
         assert body["error"]["code"] == code, body
     return body["error"]
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def create_agent(tenant: Tenant, name: str, personality: str, **extra: Any) -> dict[str, Any]:
+    response = tenant.post("/agents", json={"name": name, "personality": personality, **extra})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def launch(tenant: Tenant, agent_id: str, text: str, key: str | None = None,
+           headers: dict[str, str] | None = None) -> httpx.Response:
+    extra = {"Idempotency-Key": key} if key else {}
+    return tenant.api.post(tenant.path(f"/agents/{agent_id}/runs"), json={"input": text},
+                           headers={**(headers or tenant.headers), **extra})
+
+
+def wait_for(tenant: Tenant, run_id: str, statuses: tuple[str, ...] = ("succeeded", "failed", "cancelled", "timed_out"),
+             timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    run: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        run = tenant.get(f"/runs/{run_id}").json()
+        if run["status"] in statuses:
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} still {run.get('status')} after {timeout} s")
+
+
+def events_of(tenant: Tenant, run_id: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = tenant.get(f"/runs/{run_id}/events", params={"after": after}).json()
+        items += page["items"]
+        if page["next_after"] is None:
+            return items
+        after = page["next_after"]
+
+
+def assert_dense(events: list[dict[str, Any]]) -> None:
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+# --------------------------------------------------------------------------- fakes
+
+
+class ObservedTools(ToolRegistry):
+    """The real registry's tools; ``before(call_number, ctx)`` runs before each call."""
+
+    def __init__(self, real: ToolRegistry, before: Callable[[int, ToolContext], None]) -> None:
+        super().__init__()
+        for name in real.names():
+            tool = real.get(name)
+            assert tool is not None
+            self.register(tool)
+        self.before = before
+        self.calls: list[str] = []
+
+    def execute(self, name: str, input: Any, ctx: ToolContext, allowed: Any) -> ToolResult:
+        self.calls.append(name)
+        self.before(len(self.calls), ctx)
+        return super().execute(name, input, ctx, allowed)
+
+
+@contextmanager
+def tools_replaced_by(before: Callable[[int, ToolContext], None]) -> Iterator[ObservedTools]:
+    """Runs use ObservedTools(before) instead of the real registry, meanwhile:
+    the process's services are rebuilt with the fake passed in, then restored."""
+    from agenthq.services import Services, get_services, set_services
+
+    real = get_services()
+    fake = ObservedTools(real.tools, before)
+    set_services(Services(real.settings, real.clock, tools=fake))
+    try:
+        yield fake
+    finally:
+        set_services(real)

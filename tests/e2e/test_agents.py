@@ -13,9 +13,8 @@ from agenthq import ids
 from agenthq.pagination import encode_cursor
 from agenthq.personalities import PERSONALITIES
 from agenthq.pricing import KNOWN_MODELS
-from agenthq.tools import BUILTIN_TOOL_NAMES
-from tests.conftest import client_for
-from tests.support import PASSWORD, assert_error, bearer, signup, with_api_key
+from agenthq.tools.catalog import BUILTIN_TOOL_NAMES
+from tests.support import PASSWORD, assert_error, bearer, client_for, signup, with_api_key
 
 
 def table(cloud):

@@ -137,7 +137,7 @@ def test_login_never_says_whether_the_email_exists_and_locks_out(api):
 
 
 def test_many_failures_from_one_address_are_throttled(cloud):
-    from tests.conftest import client_for
+    from tests.support import client_for
 
     with client_for(cloud) as attacker:
         statuses = [attacker.post("/auth/login", json={"email": unique_email("victim"), "password": PASSWORD}
@@ -244,7 +244,7 @@ def test_lists_paginate_with_opaque_cursors(api):
 def test_the_free_plan_is_throttled_at_the_gateway(api, cloud):
     from concurrent.futures import ThreadPoolExecutor
 
-    from tests.conftest import client_for
+    from tests.support import client_for
 
     owner = signup(api)  # free: 5 requests/s, burst 10
 

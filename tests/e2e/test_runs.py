@@ -5,51 +5,22 @@ anthropic SDK → the offline model server, and back."""
 from __future__ import annotations
 
 import json
-import time
 from decimal import Decimal
 
 import pytest
 
-from tests.support import assert_error, signup, with_api_key
+from tests.support import (
+    assert_dense,
+    assert_error,
+    create_agent,
+    events_of,
+    launch,
+    signup,
+    wait_for,
+    with_api_key,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def create_agent(tenant, name: str, personality: str, **extra) -> dict:
-    response = tenant.post("/agents", json={"name": name, "personality": personality, **extra})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def launch(tenant, agent_id: str, text: str, key: str | None = None, headers: dict | None = None):
-    extra = {"Idempotency-Key": key} if key else {}
-    return tenant.api.post(tenant.path(f"/agents/{agent_id}/runs"), json={"input": text},
-                           headers={**(headers or tenant.headers), **extra})
-
-
-def wait_for(tenant, run_id: str, statuses=("succeeded", "failed", "cancelled", "timed_out"),
-             timeout: float = 90) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = tenant.get(f"/runs/{run_id}").json()
-        if run["status"] in statuses:
-            return run
-        time.sleep(0.2)
-    raise AssertionError(f"run {run_id} still {run['status']} after {timeout} s")
-
-
-def events_of(tenant, run_id: str) -> list[dict]:
-    items, after = [], 0
-    while True:
-        page = tenant.get(f"/runs/{run_id}/events", params={"after": after}).json()
-        items += page["items"]
-        if page["next_after"] is None:
-            return items
-        after = page["next_after"]
-
-
-def assert_dense(events: list[dict]) -> None:
-    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
 
 
 def test_coordinator_delegates_to_an_sre_who_uses_a_tool_and_sends_a_message(api):

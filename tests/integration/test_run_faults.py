@@ -4,16 +4,13 @@ is retried by Step Functions, and a cancel that arrives mid-step."""
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 
 import pytest
 
 from agenthq.store import tenant_scope
 from agenthq.store.items import Run
-from agenthq.tools.registry import ToolRegistry
 from local.lambda_runtime import InvocationFault
-from tests.e2e.test_runs import assert_dense, create_agent, events_of, launch, wait_for
-from tests.support import signup
+from tests.support import assert_dense, create_agent, events_of, launch, signup, tools_replaced_by, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -21,37 +18,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture()
 def tenant(api):
     return signup(api, tier="pro")
-
-
-class ObservedTools(ToolRegistry):
-    """The real registry's tools; ``before(call_number, ctx)`` runs before each call."""
-
-    def __init__(self, real: ToolRegistry, before):
-        super().__init__()
-        for name in real.names():
-            self.register(real.get(name))
-        self.before = before
-        self.calls: list[str] = []
-
-    def execute(self, name, input, ctx, allowed):
-        self.calls.append(name)
-        self.before(len(self.calls), ctx)
-        return super().execute(name, input, ctx, allowed)
-
-
-@contextmanager
-def tools_replaced_by(before):
-    """Runs use ObservedTools(before) instead of the real registry, meanwhile."""
-    from agenthq.services import get_services
-
-    services = get_services()
-    real = services.tools
-    fake = ObservedTools(real, before)
-    services.__dict__["tools"] = fake
-    try:
-        yield fake
-    finally:
-        services.__dict__["tools"] = real
 
 
 def model_calls(events):

@@ -12,10 +12,9 @@ from agenthq.messaging import take_inbox
 from agenthq.services import get_services
 from agenthq.store import tenant_scope
 from agenthq.store.items import AgentMessage, Note
-from agenthq.tools import BUILTIN_TOOL_NAMES, STATEFUL_TOOL_NAMES, ToolContext
-from agenthq.tools.stateful import run_registry
-from tests.conftest import client_for
-from tests.support import assert_error, signup
+from agenthq.tools.catalog import BUILTIN_TOOL_NAMES, STATEFUL_TOOL_NAMES, run_registry
+from agenthq.tools.registry import ToolContext
+from tests.support import assert_error, client_for, signup
 
 ALL_TOOLS = list(BUILTIN_TOOL_NAMES)
 
@@ -37,7 +36,7 @@ def team(cloud):
 
 def context(workspace_id: str, agent_id: str, run_id: str | None = None, call_id: str = "toolu_01") -> ToolContext:
     return ToolContext(workspace_id=workspace_id, run_id=run_id or ids.new_id(), agent_id=agent_id, depth=0,
-                       services=get_services(), call_id=call_id)
+                       clock=get_services(), call_id=call_id)
 
 
 def inbox(workspace_id: str, agent_id: str) -> list[AgentMessage]:

@@ -6,8 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 
-from tests.conftest import client_for
-from tests.support import PASSWORD, signup, unique_email
+from tests.support import PASSWORD, client_for, signup, unique_email
 
 
 def scan(cloud, **conditions) -> list[dict]:

@@ -50,7 +50,7 @@ def snapshot(cloud, workspace_id: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def tenants(cloud):
-    from tests.conftest import client_for
+    from tests.support import client_for
 
     with client_for(cloud) as api:
         a = with_api_key(signup(api, tag="tenant-a", workspace_name="A Corp", tier="pro"), scopes=(

@@ -9,8 +9,10 @@ from pydantic import ValidationError
 from pynamodb.exceptions import TransactWriteError
 
 from agenthq import agents
-from agenthq.agents import AgentCreate, AgentUpdate, fold_name, money
+from agenthq.agent_lookup import fold_name
+from agenthq.agents import AgentCreate, AgentUpdate, money
 from agenthq.errors import Conflict, PlanLimit
+from agenthq.store import retry_transaction
 
 
 def test_money_keeps_at_least_cents():
@@ -31,29 +33,33 @@ def test_update_refuses_nulls_except_for_the_system_prompt():
     assert exc.value.errors()[0]["loc"] == ("tools",)
 
 
-def test_a_cancelled_transaction_is_retried_until_it_commits(monkeypatch):
-    monkeypatch.setattr(agents.time, "sleep", lambda s: None)
+def test_a_cancelled_transaction_is_retried_until_it_commits():
     outcomes = [TransactWriteError("conflict"), TransactWriteError("conflict"), None]
+    pauses: list[float] = []
 
     def attempt():
         outcome = outcomes.pop(0)
         if outcome is not None:
             raise outcome
+        return "committed"
 
-    agents._transact(attempt, lambda: None)
-    assert outcomes == []
+    result = retry_transaction(attempt, lambda exc: None, attempts=8, exhausted=lambda: Conflict(),
+                               sleep=pauses.append)
+    assert result == "committed" and outcomes == []
+    assert len(pauses) == 2 and all(0 < p <= 0.05 * 2 for p in pauses)  # jittered, growing bound
 
 
-def test_the_explanation_of_a_cancelled_transaction_is_what_the_caller_sees(monkeypatch):
-    monkeypatch.setattr(agents.time, "sleep", lambda s: None)
-
+def test_the_explanation_of_a_cancelled_transaction_is_what_the_caller_sees():
     def attempt():
         raise TransactWriteError("cancelled")
 
-    def explain():
+    def explain(exc):
         raise agents._plan_limit(3)
 
     with pytest.raises(PlanLimit, match="Your plan allows 3 agents"):
-        agents._transact(attempt, explain)
+        retry_transaction(attempt, explain, attempts=8, exhausted=lambda: Conflict(), sleep=lambda s: None)
+    tries = []
     with pytest.raises(Conflict, match="concurrently"):
-        agents._transact(attempt, lambda: None)
+        retry_transaction(lambda: tries.append(1) or attempt(), lambda exc: None, attempts=3,
+                          exhausted=lambda: Conflict("changed concurrently"), sleep=lambda s: None)
+    assert len(tries) == 3

@@ -8,8 +8,10 @@ import inspect
 
 import pytest
 
-from agenthq.tools import ToolContext, ToolError, builtin, default_registry
+from agenthq.tools import builtin
 from agenthq.tools.builtin import evaluate, format_number
+from agenthq.tools.catalog import pure_registry
+from agenthq.tools.registry import ToolContext, ToolError
 
 CTX = ToolContext(workspace_id="ws1", run_id="run1", agent_id="agent1", depth=0)
 
@@ -172,7 +174,7 @@ def test_format_number(value, text):
 
 
 def test_calculator_through_the_registry():
-    registry = default_registry()
+    registry = pure_registry()
     ok = registry.execute("calculator", {"expression": "(3 + 4) * 6"}, CTX, ["calculator"])
     assert (ok.content, ok.is_error) == ("42", False)
     zero = registry.execute("calculator", {"expression": "1/0"}, CTX, ["calculator"])

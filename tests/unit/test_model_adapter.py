@@ -19,7 +19,7 @@ from agenthq.adapters.model import (
     ModelRequestRejected,
     ModelResponse,
     ModelUnavailable,
-    ModelUsage,
+    TokenUsage,
     server_suggested_wait,
 )
 from local.model_server import OfflineModelServer
@@ -86,7 +86,7 @@ def test_success_returns_plain_content_usage_and_attempts(make_model, sleep):
     assert first.request_id and first.request_id.startswith("req_")
     assert first.usage.cache_write_tokens > 0 and first.usage.cache_read_tokens == 0
     assert first.usage.input_tokens > 0 and first.usage.output_tokens > 0
-    assert second.usage == ModelUsage(
+    assert second.usage == TokenUsage(
         input_tokens=first.usage.input_tokens,
         output_tokens=second.usage.output_tokens,
         cache_write_tokens=0,

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from agenthq.errors import NotFound
 from agenthq.personalities import PERSONALITIES, Personality, get_personality, list_personalities
 from agenthq.pricing import KNOWN_MODELS
-from agenthq.tools import BUILTIN_TOOL_NAMES
+from agenthq.tools.catalog import BUILTIN_TOOL_NAMES
 
 EXPECTED_TOOLS = {
     "coordinator": ("delegate", "send_message", "notes_read", "notes_write", "current_time"),

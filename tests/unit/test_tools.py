@@ -9,16 +9,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agenthq.tools import (
-    BUILTIN_TOOL_NAMES,
+from agenthq.tools.catalog import BUILTIN_TOOL_NAMES, pure_registry
+from agenthq.tools.registry import (
     Tool,
     ToolContext,
     ToolError,
     ToolRegistry,
     ToolResult,
-    default_registry,
     validate,
 )
+from tests.support import FixedClock
 
 CTX = ToolContext(workspace_id="ws1", run_id="run1", agent_id="agent1", depth=0)
 
@@ -66,8 +66,8 @@ def test_definitions_follow_the_allowed_order_and_skip_unknown_names():
     assert names == ["beta", "alpha"]
 
 
-def test_default_registry_has_the_pure_builtins_with_object_schemas():
-    registry = default_registry()
+def test_the_pure_registry_has_the_pure_builtins_with_object_schemas():
+    registry = pure_registry()
     assert registry.names() == ["calculator", "current_time"]
     for definition in registry.definitions(BUILTIN_TOOL_NAMES):
         assert set(definition) == {"name", "description", "input_schema"}
@@ -266,13 +266,8 @@ def test_context_is_immutable():
 
 
 def test_current_time_uses_the_injected_clock():
-    class Services:
-        @staticmethod
-        def clock():
-            return datetime(2026, 3, 1, 23, 30, 15, 999, tzinfo=UTC)
-
-    ctx = dataclasses.replace(CTX, services=Services())
-    registry = default_registry()
+    ctx = dataclasses.replace(CTX, clock=FixedClock(datetime(2026, 3, 1, 23, 30, 15, 999, tzinfo=UTC)))
+    registry = pure_registry()
     result = registry.execute("current_time", {"timezone": "+02:00"}, ctx, ["current_time"])
     assert not result.is_error
     assert result.content == (
@@ -282,7 +277,7 @@ def test_current_time_uses_the_injected_clock():
 
 
 def test_current_time_defaults_to_utc_and_the_real_clock():
-    result = default_registry().execute("current_time", {}, CTX, ["current_time"])
+    result = pure_registry().execute("current_time", {}, CTX, ["current_time"])
     assert not result.is_error
     assert '"timezone": "UTC"' in result.content
     assert '"local": "' in result.content and 'Z"' in result.content
@@ -290,6 +285,6 @@ def test_current_time_defaults_to_utc_and_the_real_clock():
 
 @pytest.mark.parametrize("zone", ["Europe/Paris", "+2", "+15:00", "+02:60", "02:00"])
 def test_current_time_refuses_anything_but_fixed_offsets(zone):
-    result = default_registry().execute("current_time", {"timezone": zone}, CTX, ["current_time"])
+    result = pure_registry().execute("current_time", {"timezone": zone}, CTX, ["current_time"])
     assert result.is_error
     assert "timezone" in result.content

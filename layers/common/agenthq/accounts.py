@@ -10,14 +10,12 @@ that the session is alive, so logout takes effect at once.
 
 from __future__ import annotations
 
-import random
 import re
-import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
-from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from agenthq import ids
 from agenthq.context import Role
@@ -26,9 +24,11 @@ from agenthq.observability import logger
 from agenthq.security import throttle
 from agenthq.security.passwords import check_password_policy, dummy_hash, hash_password, needs_rehash, verify_password
 from agenthq.security.secrets import REFRESH_TOKEN_PREFIX, fingerprint, new_secret, secret_hash
-from agenthq.services import Services
-from agenthq.store import global_scope, tenant_scope, transaction
+from agenthq.store import global_scope, retry_transaction, tenant_scope, transaction
 from agenthq.store.items import Member, RefreshToken, SessionFamily, User, UserEmail, Workspace, WorkspaceSession
+
+if TYPE_CHECKING:
+    from agenthq.services import Services
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 SIGNUP_RETRY_WINDOW = timedelta(hours=24)
@@ -96,7 +96,8 @@ def user_view(user: User) -> dict[str, Any]:
     return {"id": user.id, "email": user.email, "created_at": user.created_at.isoformat()}
 
 
-def workspace_view(workspace: Workspace) -> dict[str, Any]:
+def workspace_summary(workspace: Workspace) -> dict[str, Any]:
+    """The workspace as signup shows it (``GET /workspaces/{wid}`` adds its limits)."""
     return {"id": workspace.id, "name": workspace.name, "tier": workspace.tier,
             "created_at": workspace.created_at.isoformat()}
 
@@ -120,6 +121,15 @@ def _start_session(services: Services, user_id: str, workspace_id: str) -> tuple
 def _tokens(services: Services, user_id: str, workspace_id: str, family_id: str, refresh_token: str) -> Tokens:
     access, expires_in = services.token_signer.issue(user_id, workspace_id, family_id, now=services.clock())
     return Tokens(access_token=access, refresh_token=refresh_token, expires_in=expires_in, workspace_id=workspace_id)
+
+
+def _new_session(services: Services, user_id: str, workspace_id: str) -> Tokens:
+    """Start a session of the user in the workspace (a login): its items and its tokens."""
+    session_items, family_id, refresh_token = _start_session(services, user_id, workspace_id)
+    with global_scope(), transaction() as tx:
+        for item in session_items:
+            tx.save(item)
+    return _tokens(services, user_id, workspace_id, family_id, refresh_token)
 
 
 def ensure_gateway_key(services: Services, workspace: Workspace) -> None:
@@ -182,32 +192,26 @@ def signup(services: Services, request: SignupRequest) -> dict[str, Any]:
 
     ensure_gateway_key(services, workspace)
     tokens = _tokens(services, user_id, workspace_id, family_id, refresh_token)
-    return {"user": user_view(user), "workspace": workspace_view(workspace), **tokens.model_dump()}
+    return {"user": user_view(user), "workspace": workspace_summary(workspace), **tokens.model_dump()}
 
 
-def _signup_retry(services: Services, request: SignupRequest, password: str, signup_print: str) -> dict | None:
+def _signup_retry(services: Services, request: SignupRequest, password: str, signup_print: str) -> dict[str, Any] | None:
     with global_scope():
-        try:
-            user_id = UserEmail.get(*UserEmail.key(request.email), consistent_read=True).user_id
-            user = User.get(*User.key(user_id), consistent_read=True)
-        except DoesNotExist:
+        email = UserEmail.get_or_none(*UserEmail.key(request.email))
+        user = User.get_or_none(*User.key(email.user_id)) if email is not None else None
+        if user is None:
             return None
         workspaces = [m for m in Member.gsi1.query(f"USER#{user.id}") if m.role == Role.owner.value]
     for member in workspaces:
         with tenant_scope(member.workspace_id):
-            try:
-                workspace = Workspace.get(*Workspace.key(member.workspace_id), consistent_read=True)
-            except DoesNotExist:
-                continue
+            workspace = Workspace.get_or_none(*Workspace.key(member.workspace_id))
+        if workspace is None:
+            continue
         recent = services.now() - workspace.created_at < SIGNUP_RETRY_WINDOW
         if workspace.signup_fingerprint == signup_print and recent and verify_password(user.password_hash, password):
             ensure_gateway_key(services, workspace)
-            session_items, family_id, refresh_token = _start_session(services, user.id, workspace.id)
-            with global_scope(), transaction() as tx:
-                for item in session_items:
-                    tx.save(item)
-            tokens = _tokens(services, user.id, workspace.id, family_id, refresh_token)
-            return {"user": user_view(user), "workspace": workspace_view(workspace), **tokens.model_dump()}
+            tokens = _new_session(services, user.id, workspace.id)
+            return {"user": user_view(user), "workspace": workspace_summary(workspace), **tokens.model_dump()}
     raise Conflict("An account with this e-mail address already exists.")
 
 
@@ -238,20 +242,13 @@ def login(services: Services, request: LoginRequest, source_ip: str) -> Tokens:
     with tenant_scope(member.workspace_id):
         workspace = Workspace.get(*Workspace.key(member.workspace_id))
     ensure_gateway_key(services, workspace)
-    session_items, family_id, refresh_token = _start_session(services, user.id, member.workspace_id)
-    with global_scope(), transaction() as tx:
-        for item in session_items:
-            tx.save(item)
-    return _tokens(services, user.id, member.workspace_id, family_id, refresh_token)
+    return _new_session(services, user.id, member.workspace_id)
 
 
 def _user_by_email(email: str) -> User | None:
     with global_scope():
-        try:
-            user_id = UserEmail.get(*UserEmail.key(email)).user_id
-            return User.get(*User.key(user_id))
-        except DoesNotExist:
-            return None
+        entry = UserEmail.get_or_none(*UserEmail.key(email), consistent_read=False)
+        return User.get_or_none(*User.key(entry.user_id), consistent_read=False) if entry is not None else None
 
 
 def _membership(user_id: str, workspace_id: str | None) -> Member:
@@ -263,7 +260,8 @@ def _membership(user_id: str, workspace_id: str | None) -> Member:
         if workspace_id is not None:
             raise Forbidden("You are not a member of that workspace.")
         raise Forbidden("You are not a member of any workspace.")
-    return memberships[0]
+    first: Member = memberships[0]
+    return first
 
 
 # --------------------------------------------------------------------------- refresh and logout
@@ -272,14 +270,14 @@ def _membership(user_id: str, workspace_id: str | None) -> Member:
 def refresh(services: Services, request: RefreshRequest) -> Tokens:
     presented = request.refresh_token.get_secret_value()
     now = services.now()
+    invalid = "The refresh token is not valid."
     with global_scope():
-        try:
-            current = RefreshToken.get(*RefreshToken.key(secret_hash(presented)), consistent_read=True)
-            family = SessionFamily.get(*SessionFamily.key(current.family_id), consistent_read=True)
-        except DoesNotExist:
-            raise Unauthorized("The refresh token is not valid.") from None
+        current = RefreshToken.get_or_none(*RefreshToken.key(secret_hash(presented)))
+        family = SessionFamily.get_or_none(*SessionFamily.key(current.family_id)) if current else None
+    if current is None or family is None:
+        raise Unauthorized(invalid)
     if family.revoked_at is not None or (current.expires_at and current.expires_at <= now):
-        raise Unauthorized("The refresh token is not valid.")
+        raise Unauthorized(invalid)
     if current.used_at is not None:
         _handle_reuse(current, family, now)
 
@@ -292,20 +290,21 @@ def refresh(services: Services, request: RefreshRequest) -> Tokens:
     replacement = RefreshToken(*RefreshToken.key(token_hash), family_id=current.family_id,
                                user_id=current.user_id, workspace_id=current.workspace_id, issued_at=now,
                                expires_at=family.expires_at)
-    for attempt in range(5):
-        try:
-            with global_scope(), transaction() as tx:
-                tx.update(current, actions=[RefreshToken.used_at.set(now), RefreshToken.replaced_by.set(token_hash)],
-                          condition=RefreshToken.used_at.does_not_exist())
-                tx.condition_check(SessionFamily, family.pk, family.sk,
-                                   condition=SessionFamily.revoked_at.does_not_exist())
-                tx.save(replacement)
-            break
-        except TransactWriteError as exc:
-            if _refused_by_a_condition(exc) or attempt == 4:
-                # A concurrent refresh with the same token won (or the session ended): nothing for this one.
-                raise Unauthorized("The refresh token has already been used.") from None
-            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # a transaction conflict: try again
+    used = "The refresh token has already been used."
+
+    def rotate() -> None:
+        with global_scope(), transaction() as tx:
+            tx.update(current, actions=[RefreshToken.used_at.set(now), RefreshToken.replaced_by.set(token_hash)],
+                      condition=RefreshToken.used_at.does_not_exist())
+            tx.condition_check(SessionFamily, family.pk, family.sk,
+                               condition=SessionFamily.revoked_at.does_not_exist())
+            tx.save(replacement)
+
+    def explain(exc: TransactWriteError) -> None:
+        if _refused_by_a_condition(exc):  # a concurrent refresh with the same token won, or the session ended
+            raise Unauthorized(used)
+
+    retry_transaction(rotate, explain, attempts=5, exhausted=lambda: Unauthorized(used))
     return _tokens(services, current.user_id, current.workspace_id, replacement.family_id, token)
 
 
@@ -331,19 +330,15 @@ def revoke_session(family: SessionFamily, now: datetime, reason: str) -> None:
 
 def logout(services: Services, session_id: str) -> None:
     with global_scope():
-        try:
-            family = SessionFamily.get(*SessionFamily.key(session_id))
-        except DoesNotExist:
-            return
+        family = SessionFamily.get_or_none(*SessionFamily.key(session_id), consistent_read=False)
+    if family is None:
+        return
     revoke_session(family, services.now(), reason="logout")
 
 
 def _current_member(user_id: str, workspace_id: str) -> Member | None:
     with tenant_scope(workspace_id):
-        try:
-            return Member.get(*Member.key(workspace_id, user_id), consistent_read=True)
-        except DoesNotExist:
-            return None
+        return Member.get_or_none(*Member.key(workspace_id, user_id))
 
 
 # --------------------------------------------------------------------------- me
@@ -351,10 +346,9 @@ def _current_member(user_id: str, workspace_id: str) -> Member | None:
 
 def me(user_id: str) -> dict[str, Any]:
     with global_scope():
-        try:
-            user = User.get(*User.key(user_id))
-        except DoesNotExist:
-            raise Unauthorized() from None
+        user = User.get_or_none(*User.key(user_id), consistent_read=False)
+        if user is None:
+            raise Unauthorized()
         memberships = sorted(Member.gsi1.query(f"USER#{user_id}"), key=lambda m: m.joined_at)
         names = {}
         if memberships:

@@ -24,34 +24,35 @@ agent without one always shows (and runs with) its personality's current
 prompt. A PATCH changes only the fields it names: changing the personality
 alone keeps the stored model and tools.
 
-The run engine and the tools find an agent by id or by name with :func:`find_agent`.
+The run engine and the tools find an agent by id or by name with
+``agenthq.agent_lookup.find_agent``; this module is the HTTP side.
 """
 
 from __future__ import annotations
 
-import random
-import time
 import unicodedata
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
 
 from agenthq import ids
+from agenthq.agent_lookup import MAX_NAME_CHARS, fold_name, load_agent, name_marker
+from agenthq.clock import Clock
 from agenthq.context import Principal, Scope
-from agenthq.errors import Conflict, NotFound, PlanLimit
+from agenthq.errors import Conflict, PlanLimit
 from agenthq.pagination import Page, workspace_page
 from agenthq.personalities import PERSONALITIES, Personality, list_personalities
 from agenthq.pricing import KNOWN_MODELS
-from agenthq.services import Services
-from agenthq.store import tenant_scope, transaction
+from agenthq.store import retry_transaction, tenant_scope, transaction
 from agenthq.store.items import Agent, AgentName, Workspace
 from agenthq.tiers import limits_for
-from agenthq.tools.registry import BUILTIN_TOOL_NAMES
+from agenthq.tools.catalog import BUILTIN_TOOL_NAMES
 
-MAX_NAME_CHARS = 100
 MAX_SYSTEM_PROMPT_CHARS = 20_000
 DEFAULT_MAX_STEPS = 20
 MAX_STEPS = 100
@@ -61,11 +62,6 @@ MAX_BUDGET_USD = Decimal("100")
 _ATTEMPTS = 8  # transaction conflicts with concurrent writers are retried this often
 
 # --------------------------------------------------------------------------- validation (shared by both edge models)
-
-
-def fold_name(name: str) -> str:
-    """The form names are compared in: Unicode-normalized and case-folded."""
-    return unicodedata.normalize("NFKC", name).casefold()
 
 
 def _name(value: str) -> str:
@@ -210,45 +206,10 @@ def agent_view(agent: Agent) -> dict[str, Any]:
 # --------------------------------------------------------------------------- reading
 
 
-def _load(workspace_id: str, agent_id: str) -> Agent:
-    try:
-        return Agent.get(*Agent.key(workspace_id, agent_id), consistent_read=True)
-    except (DoesNotExist, ValueError):
-        raise NotFound("No such agent.") from None
-
-
-def _marker(workspace_id: str, folded: str) -> AgentName | None:
-    try:
-        return AgentName.get(*AgentName.key(workspace_id, folded), consistent_read=True)
-    except DoesNotExist:
-        return None
-
-
-def find_agent(workspace_id: str, ref: str) -> Agent:
-    """The workspace's agent whose id is ``ref`` or whose name is ``ref``
-    (case-insensitively); :class:`NotFound` otherwise."""
-    ref = (ref or "").strip()
-    if not ref or len(ref) > MAX_NAME_CHARS * 4:
-        raise NotFound("No such agent.")
-    with tenant_scope(workspace_id):
-        if ids.is_id(ref.upper()):
-            try:
-                return Agent.get(*Agent.key(workspace_id, ref.upper()), consistent_read=True)
-            except DoesNotExist:
-                pass
-        marker = _marker(workspace_id, fold_name(unicodedata.normalize("NFC", ref)))
-        if marker is not None:
-            try:
-                return Agent.get(*Agent.key(workspace_id, marker.agent_id), consistent_read=True)
-            except DoesNotExist:
-                pass
-    raise NotFound(f"No agent named or with id '{ref[:120]}' in this workspace.")
-
-
 def get_agent(principal: Principal, agent_id: str) -> dict[str, Any]:
     principal.require(Scope.agents_read)
     with tenant_scope(principal.workspace_id):
-        return agent_view(_load(principal.workspace_id, agent_id))
+        return agent_view(load_agent(principal.workspace_id, agent_id))
 
 
 def list_agents(principal: Principal, cursor: str | None, limit: int) -> Page:
@@ -260,11 +221,11 @@ def list_agents(principal: Principal, cursor: str | None, limit: int) -> Page:
 # --------------------------------------------------------------------------- changing
 
 
-def create_agent(services: Services, principal: Principal, body: AgentCreate) -> dict[str, Any]:
+def create_agent(clock: Clock, principal: Principal, body: AgentCreate) -> dict[str, Any]:
     principal.require(Scope.agents_write)
     workspace_id = principal.workspace_id
     personality = PERSONALITIES[body.personality]
-    now = services.now()
+    now = clock.now()
     agent_id = ids.new_id()
     agent = Agent(*Agent.key(workspace_id, agent_id), id=agent_id, workspace_id=workspace_id, name=body.name,
                   personality=personality.id, system_prompt=body.system_prompt,
@@ -287,40 +248,31 @@ def create_agent(services: Services, principal: Principal, body: AgentCreate) ->
             max_agents = _max_agents(workspace_id)
             if _agent_count(workspace_id) >= max_agents:
                 raise _plan_limit(max_agents)
-            if _marker(workspace_id, folded) is not None:
+            if name_marker(workspace_id, folded) is not None:
                 raise _name_taken(body.name)
 
         _transact(attempt, explain)
     return agent_view(agent)
 
 
-def update_agent(services: Services, principal: Principal, agent_id: str, change: AgentUpdate) -> dict[str, Any]:
+def update_agent(clock: Clock, principal: Principal, agent_id: str, change: AgentUpdate) -> dict[str, Any]:
     principal.require(Scope.agents_write)
     workspace_id = principal.workspace_id
-    given = change.model_fields_set
+    given: dict[str, Any] = change.model_dump(exclude_unset=True)  # only what the PATCH names (none null but
+    new_name: str | None = given.get("name")                        # system_prompt: null drops the agent's own)
     with tenant_scope(workspace_id):
         def attempt() -> None:
-            agent = _load(workspace_id, agent_id)
-            now = services.now()
-            actions = [Agent.updated_at.set(now)]
-            if "personality" in given:
-                actions.append(Agent.personality.set(change.personality))
-            if "system_prompt" in given:
-                actions.append(Agent.system_prompt.set(change.system_prompt) if change.system_prompt is not None
-                               else Agent.system_prompt.remove())
-            if "model" in given:
-                actions.append(Agent.model.set(change.model))
-            if "tools" in given:
-                actions.append(Agent.tools.set(list(change.tools or [])))
-            if "max_steps" in given:
-                actions.append(Agent.max_steps.set(change.max_steps))
-            if "budget_usd" in given:
-                actions.append(Agent.budget_usd.set(money(change.budget_usd)))
-            if "name" in given:
-                actions.append(Agent.name.set(change.name))
+            agent = load_agent(workspace_id, agent_id)
+            actions: list[Action] = [Agent.updated_at.set(clock.now())]
+            for field, value in given.items():
+                attribute = getattr(Agent, field)
+                if value is None:
+                    actions.append(attribute.remove())
+                else:
+                    actions.append(attribute.set(money(value) if field == "budget_usd" else value))
             # The name read above must still be the agent's: a concurrent rename or delete fails this.
             condition = Agent.pk.exists() & (Agent.name == agent.name)
-            old, new = fold_name(agent.name), fold_name(change.name) if "name" in given else None
+            old, new = fold_name(agent.name), fold_name(new_name) if new_name is not None else None
             with transaction() as tx:
                 tx.update(agent, actions=actions, condition=condition)
                 if new is not None and new != old:
@@ -329,14 +281,14 @@ def update_agent(services: Services, principal: Principal, agent_id: str, change
                             condition=AgentName.pk.does_not_exist())
 
         def explain() -> None:
-            agent = _load(workspace_id, agent_id)  # gone → 404
-            if "name" in given and fold_name(change.name) != fold_name(agent.name):
-                taken = _marker(workspace_id, fold_name(change.name))
+            agent = load_agent(workspace_id, agent_id)  # gone → 404
+            if new_name is not None and fold_name(new_name) != fold_name(agent.name):
+                taken = name_marker(workspace_id, fold_name(new_name))
                 if taken is not None and taken.agent_id != agent.id:
-                    raise _name_taken(change.name)
+                    raise _name_taken(new_name)
 
         _transact(attempt, explain)
-        return agent_view(_load(workspace_id, agent_id))
+        return agent_view(load_agent(workspace_id, agent_id))
 
 
 def delete_agent(principal: Principal, agent_id: str) -> None:
@@ -346,7 +298,7 @@ def delete_agent(principal: Principal, agent_id: str) -> None:
     with tenant_scope(workspace_id):
 
         def attempt() -> None:
-            agent = _load(workspace_id, agent_id)
+            agent = load_agent(workspace_id, agent_id)
             with transaction() as tx:
                 tx.delete(agent, condition=Agent.pk.exists() & (Agent.name == agent.name))
                 tx.delete(AgentName(*AgentName.key(workspace_id, fold_name(agent.name))),
@@ -355,7 +307,7 @@ def delete_agent(principal: Principal, agent_id: str) -> None:
                           condition=Workspace.pk.exists())
 
         def explain() -> None:
-            _load(workspace_id, agent_id)  # gone → 404; else a concurrent change: again
+            load_agent(workspace_id, agent_id)  # gone → 404; else a concurrent change: again
 
         _transact(attempt, explain)
 
@@ -363,18 +315,8 @@ def delete_agent(principal: Principal, agent_id: str) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-def _workspace(workspace_id: str) -> Workspace:
-    try:
-        workspace = Workspace.get(*Workspace.key(workspace_id), consistent_read=True)
-    except DoesNotExist:
-        raise NotFound() from None
-    if workspace.deleting:
-        raise NotFound()
-    return workspace
-
-
 def _max_agents(workspace_id: str) -> int:
-    workspace = _workspace(workspace_id)
+    workspace = Workspace.load(workspace_id)
     max_agents = limits_for(workspace.tier, workspace.limit_overrides).max_agents
     if max_agents <= 0:
         raise _plan_limit(max_agents)
@@ -382,12 +324,13 @@ def _max_agents(workspace_id: str) -> int:
 
 
 def _agent_count(workspace_id: str) -> int:
-    return int(_workspace(workspace_id).agent_count or 0)
+    return int(Workspace.load(workspace_id).agent_count or 0)
 
 
-def _below(max_agents: int):
+def _below(max_agents: int) -> Condition:
     # A workspace item written before agent_count existed has no count yet: that is 0.
-    return Workspace.agent_count.does_not_exist() | (Workspace.agent_count < max_agents)
+    below: Condition = Workspace.agent_count.does_not_exist() | (Workspace.agent_count < max_agents)
+    return below
 
 
 def _plan_limit(max_agents: int) -> PlanLimit:
@@ -404,12 +347,10 @@ def _name_taken(name: str) -> Conflict:
 def _transact(attempt: Callable[[], None], explain: Callable[[], None]) -> None:
     """Run ``attempt`` (one transaction); when it is cancelled, ``explain`` raises
     the reason the caller should see, or returns — then it was a conflict with a
-    concurrent writer and the attempt is repeated (with jittered backoff)."""
-    for round_ in range(_ATTEMPTS):
-        try:
-            attempt()
-            return
-        except TransactWriteError:
-            explain()
-            time.sleep(random.uniform(0.01, 0.05) * (round_ + 1))
-    raise Conflict("The workspace's agents are being changed concurrently; try again.")
+    concurrent writer and the attempt is repeated."""
+
+    def explained(_: TransactWriteError) -> None:
+        explain()
+
+    retry_transaction(attempt, explained, attempts=_ATTEMPTS, exhausted=lambda: Conflict(
+        "The workspace's agents are being changed concurrently; try again."))

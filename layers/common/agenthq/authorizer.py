@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
-from typing import Any
-
-from pynamodb.exceptions import DoesNotExist
+from typing import TYPE_CHECKING, Any
 
 from agenthq.context import API_KEY_SCOPES, ROLE_SCOPES, Principal, PrincipalKind, Role, Scope
 from agenthq.errors import Unauthorized
 from agenthq.security.secrets import secret_hash
 from agenthq.security.tokens import InvalidToken
-from agenthq.services import Services
 from agenthq.store import get_many, global_scope
 from agenthq.store.items import ApiKey, ApiKeyLookup, Member, SessionFamily
+
+if TYPE_CHECKING:
+    from agenthq.services import Services
 
 LAST_USED_RESOLUTION_SECONDS = 60
 _last_used_written: dict[str, float] = {}
@@ -72,9 +72,9 @@ def _from_access_token(services: Services, token: str) -> tuple[Principal, str]:
         except InvalidToken:
             raise Unauthorized() from None
     with global_scope():
-        found = {type(item): item for item in get_many(Member.key(claims.workspace_id, claims.user_id),
-                                                       SessionFamily.key(claims.session_id))}
-    member, session = found.get(Member), found.get(SessionFamily)
+        found = get_many(Member.key(claims.workspace_id, claims.user_id), SessionFamily.key(claims.session_id))
+    member = next((item for item in found if isinstance(item, Member)), None)
+    session = next((item for item in found if isinstance(item, SessionFamily)), None)
     if member is None or session is None or session.revoked_at is not None:
         raise Unauthorized()
     if session.user_id != claims.user_id or session.workspace_id != claims.workspace_id:
@@ -87,10 +87,9 @@ def _from_access_token(services: Services, token: str) -> tuple[Principal, str]:
 
 def _from_api_key(services: Services, secret: str) -> tuple[Principal, str]:
     with global_scope():
-        try:
-            lookup = ApiKeyLookup.get(*ApiKeyLookup.key(secret_hash(secret)))
-        except DoesNotExist:
-            raise Unauthorized() from None
+        lookup = ApiKeyLookup.get_or_none(*ApiKeyLookup.key(secret_hash(secret)), consistent_read=False)
+    if lookup is None:
+        raise Unauthorized()
     scopes = frozenset(Scope(s) for s in lookup.scopes if s in {x.value for x in API_KEY_SCOPES})
     _touch_last_used(services, lookup)
     principal = Principal(workspace_id=lookup.workspace_id, subject=lookup.key_id, kind=PrincipalKind.api_key,

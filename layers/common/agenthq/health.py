@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from pydantic import BaseModel
 
 from agenthq.observability import logger
-from agenthq.services import Services
 from agenthq.store.items import HealthProbe
+
+if TYPE_CHECKING:
+    from agenthq.services import Services
 
 
 class HealthReport(BaseModel):

@@ -59,7 +59,7 @@ def request_id_of(scope: Scope) -> str:
     if "request_id" not in state:
         rid = (aws_event(scope).get("requestContext") or {}).get("requestId")
         state["request_id"] = rid or str(uuid.uuid4())
-    return state["request_id"]
+    return str(state["request_id"])
 
 
 def source_ip(request: Request) -> str:
@@ -89,7 +89,7 @@ Limit = Query(default=None)
 # --------------------------------------------------------------------------- errors → HTTP
 
 
-def error_response(scope: Scope, status: int, code: str, message: str, details: list | None = None,
+def error_response(scope: Scope, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
         error_body(code, message, request_id_of(scope), details), status_code=status, headers=headers
@@ -239,12 +239,12 @@ def create_app(name: str, settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def lambda_handler(app: FastAPI) -> Callable[[dict, Any], dict]:
+def lambda_handler(app: FastAPI) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """The Lambda entry point for an API Gateway REST proxy event."""
     adapter = Mangum(app, lifespan="off")
 
     @logger.inject_lambda_context(clear_state=True)
-    def handler(event: dict, context: Any) -> dict:
-        return adapter(event, context)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return dict(adapter(event, context))
 
     return handler

@@ -24,16 +24,16 @@ reads it at the start of its **next run** (the run engine calls
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import PutError, UpdateError
 
 from agenthq import ids
+from agenthq.agent_lookup import find_agent
+from agenthq.clock import Clock
 from agenthq.context import Principal, Scope
 from agenthq.errors import InvalidRequest
 from agenthq.pagination import Page, page, workspace_page
-from agenthq.services import Services
 from agenthq.store import tenant_scope
 from agenthq.store.items import AgentMessage
 
@@ -60,7 +60,7 @@ def message_view(message: AgentMessage) -> dict[str, Any]:
     }
 
 
-def send_message(services: Services, workspace_id: str, from_agent_id: str, from_run_id: str, to_agent_ref: str,
+def send_message(clock: Clock, workspace_id: str, from_agent_id: str, from_run_id: str, to_agent_ref: str,
                  body: str, message_id: str) -> AgentMessage:
     """Store a message to the workspace's agent ``to_agent_ref`` (id or name).
 
@@ -68,15 +68,13 @@ def send_message(services: Services, workspace_id: str, from_agent_id: str, from
     returned. Raises :class:`NotFound` for an unknown recipient (including any
     agent of another workspace) and :class:`InvalidRequest` for a bad body or a
     message to oneself."""
-    from agenthq.agents import find_agent
-
     if not isinstance(body, str) or not body.strip() or len(body) > MAX_BODY_CHARS:
         raise InvalidRequest(f"A message needs a body of 1 to {MAX_BODY_CHARS:,} characters.",
                              details=[{"field": "body", "message": f"1 to {MAX_BODY_CHARS} characters"}])
     if not ids.is_id(message_id):
         raise ValueError("message_id must be a ULID-shaped id")
     with tenant_scope(workspace_id):
-        existing = _get(workspace_id, message_id)
+        existing = AgentMessage.get_or_none(*AgentMessage.key(workspace_id, message_id))
         if existing is not None:
             return existing
         recipient = find_agent(workspace_id, to_agent_ref)
@@ -86,13 +84,13 @@ def send_message(services: Services, workspace_id: str, from_agent_id: str, from
         message = AgentMessage(
             *AgentMessage.key(workspace_id, message_id), id=message_id, workspace_id=workspace_id,
             from_agent_id=from_agent_id, from_run_id=from_run_id, to_agent_id=recipient.id, body=body,
-            created_at=datetime.fromtimestamp(services.clock(), UTC),
+            created_at=clock.now(),
             gsi1pk=AgentMessage.inbox(workspace_id, recipient.id), gsi1sk=f"AMSG#{message_id}",
         )
         try:
             message.save(condition=AgentMessage.pk.does_not_exist())
         except PutError:
-            existing = _get(workspace_id, message_id)  # a concurrent retry stored it first
+            existing = AgentMessage.get_or_none(*AgentMessage.key(workspace_id, message_id))  # a concurrent retry stored it first
             if existing is None:
                 raise
             return existing
@@ -147,11 +145,3 @@ def take_inbox(workspace_id: str, agent_id: str, run_id: str, limit: int = INBOX
 
 def _in_order(messages: list[AgentMessage]) -> list[AgentMessage]:
     return sorted(messages, key=lambda m: (m.created_at, m.id))
-
-
-def _get(workspace_id: str, message_id: str) -> AgentMessage | None:
-    try:
-        return AgentMessage.get(*AgentMessage.key(workspace_id, message_id), consistent_read=True)
-    except DoesNotExist:
-        return None
-

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from agenthq.errors import NotFound
 from agenthq.pricing import DEFAULT_MODEL, KNOWN_MODELS
-from agenthq.tools.registry import BUILTIN_TOOL_NAMES
+from agenthq.tools.catalog import BUILTIN_TOOL_NAMES
 
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 

@@ -2,8 +2,12 @@
 
 A Lambda process builds one ``Services`` on its first request (never at import)
 and reuses it while warm; each adapter is built on first use, so a function
-pays only for what it touches. Tests build their own, replacing adapters with
-fakes that implement the same interfaces.
+pays only for what it touches. Tests pass fakes as arguments —
+``Services(settings, model=fake_model, tools=observed_tools)`` — like
+cosmicpython's ``bootstrap``; a fake implements the same interface.
+
+Domain modules do not import this module at run time (only for type hints):
+they take ``Services`` from their caller, or something narrower (a ``Clock``).
 """
 
 from __future__ import annotations
@@ -12,17 +16,30 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agenthq.settings import Settings, get_settings
 from agenthq.store import configure
 
+if TYPE_CHECKING:
+    from agenthq.adapters.apigateway import GatewayKeys
+    from agenthq.adapters.model import ModelClient
+    from agenthq.adapters.stepfunctions import Orchestrator
+    from agenthq.security.tokens import KeyStore, TokenSigner, TokenVerifier
+    from agenthq.tools.registry import ToolRegistry
+
 
 class Services:
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time, *,
+                 orchestrator: Orchestrator | None = None, gateway_keys: GatewayKeys | None = None,
+                 model: ModelClient | None = None, tools: ToolRegistry | None = None) -> None:
         self.settings = settings
         self.clock = clock
         configure(settings)
+        given = {"orchestrator": orchestrator, "gateway_keys": gateway_keys, "model": model, "tools": tools}
+        for name, adapter in given.items():
+            if adapter is not None:
+                self.__dict__[name] = adapter  # what cached_property would have built
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -33,33 +50,33 @@ class Services:
         return make_client(service, self.settings)
 
     @cached_property
-    def orchestrator(self):  # -> StepFunctionsOrchestrator
+    def orchestrator(self) -> Orchestrator:
         from agenthq.adapters.stepfunctions import StepFunctionsOrchestrator
 
         return StepFunctionsOrchestrator(self.client("stepfunctions"), self.settings.state_machine_arn)
 
     @cached_property
-    def gateway_keys(self):  # -> GatewayKeys
+    def gateway_keys(self) -> GatewayKeys:
         from agenthq.adapters.apigateway import ApiGatewayKeys
 
         return ApiGatewayKeys(self.client("apigateway"), self.settings.usage_plan_ids)
 
     @cached_property
-    def key_store(self):  # -> KeyStore
+    def key_store(self) -> KeyStore:
         from agenthq.security.tokens import KeyStore
 
         return KeyStore(self.client("ssm"), self.settings.jwt_signing_key_parameter,
                         self.settings.jwt_public_keys_parameter)
 
     @cached_property
-    def token_signer(self):  # -> TokenSigner
+    def token_signer(self) -> TokenSigner:
         from agenthq.security.tokens import TokenSigner
 
         s = self.settings
         return TokenSigner(self.key_store.signing_keys(), s.jwt_issuer, s.jwt_audience, s.access_token_ttl_seconds)
 
     @cached_property
-    def model(self):  # -> ModelClient
+    def model(self) -> ModelClient:
         from agenthq.adapters.model import AnthropicModel
 
         s = self.settings
@@ -71,12 +88,12 @@ class Services:
                               max_attempts=s.model_max_attempts, max_wait_seconds=s.model_max_wait_seconds)
 
     @cached_property
-    def tools(self):  # -> ToolRegistry
-        from agenthq.tools.stateful import run_registry
+    def tools(self) -> ToolRegistry:
+        from agenthq.tools.catalog import run_registry
 
         return run_registry()
 
-    def token_verifier(self, refresh: bool = False):  # -> TokenVerifier
+    def token_verifier(self, refresh: bool = False) -> TokenVerifier:
         from agenthq.security.tokens import TokenVerifier
 
         s = self.settings

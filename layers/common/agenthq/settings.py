@@ -71,7 +71,7 @@ class Settings(BaseModel):
         env["CORS_ALLOW_ORIGINS"] = tuple(o.strip() for o in origins.split(",") if o.strip())  # type: ignore[assignment]
         plans = env.get("USAGE_PLAN_IDS") or "{}"
         try:
-            env["USAGE_PLAN_IDS"] = json.loads(plans) if isinstance(plans, str) else plans  # type: ignore[assignment]
+            env["USAGE_PLAN_IDS"] = json.loads(plans) if isinstance(plans, str) else plans
         except ValueError:
             raise SettingsError("invalid configuration: USAGE_PLAN_IDS is not JSON") from None
         if "AWS_REGION" not in env and "AWS_DEFAULT_REGION" in env:

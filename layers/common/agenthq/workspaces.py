@@ -7,10 +7,11 @@ workspace data is read and written inside ``tenant_scope`` of that workspace.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, field_validator
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.expressions.update import Action
 
 from agenthq import ids
 from agenthq.accounts import normalize_email
@@ -19,7 +20,6 @@ from agenthq.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from agenthq.observability import logger
 from agenthq.pagination import Page, workspace_page
 from agenthq.security.secrets import API_KEY_PREFIX, new_secret, secret_hash
-from agenthq.services import Services
 from agenthq.store import BaseItem, global_scope, tenant_scope, transaction
 from agenthq.store.items import (
     ApiKey,
@@ -32,6 +32,9 @@ from agenthq.store.items import (
     WorkspaceSession,
 )
 from agenthq.tiers import Tier, limits_for
+
+if TYPE_CHECKING:
+    from agenthq.services import Services
 
 # --------------------------------------------------------------------------- edge models
 
@@ -74,16 +77,6 @@ class ApiKeyCreate(BaseModel):
 # --------------------------------------------------------------------------- the workspace
 
 
-def _load(workspace_id: str) -> Workspace:
-    try:
-        workspace = Workspace.get(*Workspace.key(workspace_id), consistent_read=True)
-    except DoesNotExist:
-        raise NotFound() from None
-    if workspace.deleting:
-        raise NotFound()
-    return workspace
-
-
 def workspace_view(workspace: Workspace) -> dict[str, Any]:
     limits = limits_for(workspace.tier, workspace.limit_overrides)
     return {
@@ -98,7 +91,7 @@ def workspace_view(workspace: Workspace) -> dict[str, Any]:
 def get_workspace(principal: Principal) -> dict[str, Any]:
     principal.require(Scope.workspace_read)
     with tenant_scope(principal.workspace_id):
-        return workspace_view(_load(principal.workspace_id))
+        return workspace_view(Workspace.load(principal.workspace_id))
 
 
 def update_workspace(services: Services, principal: Principal, change: WorkspaceUpdate) -> dict[str, Any]:
@@ -106,8 +99,8 @@ def update_workspace(services: Services, principal: Principal, change: Workspace
     if change.tier is not None or change.limit_overrides is not None:
         principal.require_role(Role.owner)  # tier and limits are the owner's
     with tenant_scope(principal.workspace_id):
-        workspace = _load(principal.workspace_id)
-        actions = []
+        workspace = Workspace.load(principal.workspace_id)
+        actions: list[Action] = []
         if change.name is not None:
             actions.append(Workspace.name.set(change.name.strip()))
         new_tier = change.tier.value if change.tier is not None else workspace.tier
@@ -144,13 +137,13 @@ def add_member(services: Services, principal: Principal, invite: MemberInvite) -
     principal.require(Scope.members_write)
     _may_grant(principal, invite.role)
     with global_scope():
-        try:
-            user_id = UserEmail.get(*UserEmail.key(invite.email)).user_id
-            User.get(*User.key(user_id))
-        except DoesNotExist:
-            raise NotFound("There is no AgentHQ user with that e-mail address; they must sign up first.") from None
+        entry = UserEmail.get_or_none(*UserEmail.key(invite.email), consistent_read=False)
+        user = User.get_or_none(*User.key(entry.user_id), consistent_read=False) if entry is not None else None
+    if user is None:
+        raise NotFound("There is no AgentHQ user with that e-mail address; they must sign up first.")
+    user_id = user.id
     with tenant_scope(principal.workspace_id):
-        workspace = _load(principal.workspace_id)
+        workspace = Workspace.load(principal.workspace_id)
         member = Member(*Member.key(workspace.id, user_id), workspace_id=workspace.id, user_id=user_id,
                         email=invite.email, role=invite.role.value, usage_key=workspace.usage_key,
                         joined_at=services.now(), gsi1pk=f"USER#{user_id}", gsi1sk=f"WS#{workspace.id}")
@@ -186,10 +179,7 @@ def remove_member(principal: Principal, user_id: str) -> None:
 
 
 def _member(workspace_id: str, user_id: str) -> Member:
-    try:
-        return Member.get(*Member.key(workspace_id, user_id), consistent_read=True)
-    except (DoesNotExist, ValueError):
-        raise NotFound() from None
+    return Member.get_or_404(*Member.key(workspace_id, user_id))
 
 
 def _may_grant(principal: Principal, role: Role) -> None:
@@ -249,7 +239,7 @@ def create_api_key(services: Services, principal: Principal, request: ApiKeyCrea
     key_id = ids.new_id()
     scopes = {s.value for s in request.scopes}
     with tenant_scope(principal.workspace_id):
-        workspace = _load(principal.workspace_id)
+        workspace = Workspace.load(principal.workspace_id)
     key = ApiKey(*ApiKey.key(workspace.id, key_id), id=key_id, workspace_id=workspace.id, name=request.name,
                  prefix=secret[: len(API_KEY_PREFIX) + 6], secret_hash=secret_hash(secret), scopes=scopes,
                  created_at=now, created_by=principal.subject)
@@ -265,10 +255,7 @@ def revoke_api_key(services: Services, principal: Principal, key_id: str) -> Non
     """Revoke at once: the lookup the authorizer reads is deleted. Idempotent."""
     principal.require(Scope.keys_write)
     with tenant_scope(principal.workspace_id):
-        try:
-            key = ApiKey.get(*ApiKey.key(principal.workspace_id, key_id), consistent_read=True)
-        except (DoesNotExist, ValueError):
-            raise NotFound() from None
+        key = ApiKey.get_or_404(*ApiKey.key(principal.workspace_id, key_id))
     if key.revoked_at is not None:
         return
     with global_scope(), transaction() as tx:
@@ -289,10 +276,7 @@ def delete_workspace(services: Services, principal: Principal) -> None:
     principal.require_role(Role.owner)
     workspace_id = principal.workspace_id
     with tenant_scope(workspace_id):
-        try:
-            workspace = Workspace.get(*Workspace.key(workspace_id), consistent_read=True)
-        except DoesNotExist:
-            raise NotFound() from None
+        workspace = Workspace.get_or_404(*Workspace.key(workspace_id))
         try:
             workspace.update(actions=[Workspace.deleting.set(True)], condition=Workspace.pk.exists())
         except UpdateError:

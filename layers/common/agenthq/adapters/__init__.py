@@ -1,2 +1,2 @@
-"""Adapters to the outside world (AWS services, the model API, WebSocket
-connections), each behind a small interface with one real implementation."""
+"""Adapters to the outside world (AWS services, the model API), each behind a
+small interface with one real implementation."""

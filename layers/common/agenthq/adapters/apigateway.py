@@ -40,7 +40,7 @@ class ApiGatewayKeys:
             self.client.create_usage_plan_key(usagePlanId=self._plan(tier), keyId=key["id"], keyType="API_KEY")
         except self.client.exceptions.ConflictException:
             pass  # already attached
-        return key["id"]
+        return str(key["id"])
 
     def change_plan(self, key_id: str, old_tier: str, new_tier: str) -> None:
         old, new = self._plan(old_tier), self._plan(new_tier)

@@ -25,4 +25,4 @@ def make_client(service: str, settings: Settings) -> Any:
         retries={"mode": "standard", "max_attempts": 3},
     )
     with _lock:  # boto3's default session is not safe to share while creating clients
-        return boto3.client(service, config=config)
+        return boto3.client(service, config=config)  # type: ignore[call-overload]  # any service by name

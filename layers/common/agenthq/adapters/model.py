@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from agenthq.usage.vector import TokenUsage
+
 if TYPE_CHECKING:  # pragma: no cover
     import anthropic
 
@@ -61,16 +63,6 @@ class ModelRequest:
 
 
 @dataclass(frozen=True)
-class ModelUsage:
-    """Tokens of one call, in the four classes the price table bills."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_read_tokens: int = 0
-
-
-@dataclass(frozen=True)
 class ModelResponse:
     """The assistant message; ``content`` holds plain JSON blocks as the API sent them."""
 
@@ -78,7 +70,7 @@ class ModelResponse:
     model: str
     content: list[dict[str, Any]]
     stop_reason: str | None
-    usage: ModelUsage = field(default_factory=ModelUsage)
+    usage: TokenUsage = field(default_factory=TokenUsage)
     attempts: int = 1
     request_id: str | None = None
 
@@ -167,6 +159,7 @@ class AnthropicModel:
         attempt = 0
         while True:
             attempt += 1
+            cause: anthropic.APIError
             try:
                 raw = client.messages.with_raw_response.create(**arguments)
             except anthropic.APIStatusError as exc:
@@ -304,7 +297,7 @@ def _to_response(raw: Any, attempts: int) -> ModelResponse:
             model=data["model"],
             content=list(data["content"]),
             stop_reason=data.get("stop_reason"),
-            usage=ModelUsage(
+            usage=TokenUsage(
                 input_tokens=usage.get("input_tokens") or 0,
                 output_tokens=usage.get("output_tokens") or 0,
                 cache_write_tokens=usage.get("cache_creation_input_tokens") or 0,

@@ -32,7 +32,7 @@ class StepFunctionsOrchestrator:
             )
         except self.client.exceptions.ExecutionAlreadyExists:
             return self.execution_arn(name)
-        return response["executionArn"]
+        return str(response["executionArn"])
 
     def send_next(self, task_token: str, next_step: str) -> bool:
         """Complete a waiting task (WaitForChild, Paused) with the step that comes

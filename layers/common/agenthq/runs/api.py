@@ -4,24 +4,21 @@ cancel and resume. The steps themselves are in ``agenthq.runs.engine``."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, field_validator
-from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.exceptions import UpdateError
 
-from agenthq import ids
+from agenthq.agent_lookup import load_agent
 from agenthq.context import Principal, Scope
 from agenthq.errors import Conflict, InvalidRequest, NotFound
 from agenthq.pagination import Page, page
+from agenthq.runs.launch import LaunchRace, create_run_record
 from agenthq.runs.records import (
     ACTIVE,
-    INPUT_PREVIEW_CHARS,
     TERMINAL,
     Change,
-    Usage,
     commit,
-    count_usage,
     event_view,
     iter_events,
     load_body,
@@ -29,12 +26,13 @@ from agenthq.runs.records import (
     run_view,
 )
 from agenthq.security.secrets import fingerprint
-from agenthq.services import Services
-from agenthq.store import tenant_scope, transaction
-from agenthq.store.items import Agent, Run, RunBody, RunEvent, RunLaunch, ToolCall, Workspace
+from agenthq.store import tenant_scope
+from agenthq.store.items import Run, RunLaunch, ToolCall, Workspace
+
+if TYPE_CHECKING:
+    from agenthq.services import Services
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
-IDEMPOTENCY_TTL = timedelta(hours=24)
 RUN_STATUSES = ("queued", "running", "paused", "waiting", "succeeded", "failed", "cancelled", "timed_out")
 
 
@@ -73,7 +71,7 @@ def launch_run(services: Services, principal: Principal, agent_id: str, request:
         raise InvalidRequest(details=[{"field": "timeout_seconds", "message": f"must be at most {longest}"}])
     workspace_id = principal.workspace_id
     with tenant_scope(workspace_id):
-        agent = _agent(workspace_id, agent_id)
+        agent = load_agent(workspace_id, agent_id)
         body_print = fingerprint("launch", agent.id, request.input, str(request.timeout_seconds))
         if idempotency_key is not None:
             earlier = _launched(services, workspace_id, idempotency_key, body_print)
@@ -83,7 +81,7 @@ def launch_run(services: Services, principal: Principal, agent_id: str, request:
             run = create_run_record(services, workspace_id, agent, request.input, created_by=principal.subject,
                                     timeout_seconds=request.timeout_seconds,
                                     idempotency=(idempotency_key, body_print) if idempotency_key else None)
-        except _SameKeyRace:
+        except LaunchRace:
             earlier = _launched(services, workspace_id, idempotency_key or "", body_print)
             if earlier is None:
                 raise Conflict("A request with this Idempotency-Key is in progress; retry.") from None
@@ -93,14 +91,9 @@ def launch_run(services: Services, principal: Principal, agent_id: str, request:
         return run_view(run, load_body(run))
 
 
-class _SameKeyRace(Exception):
-    pass
-
-
 def _launched(services: Services, workspace_id: str, key: str, body_print: str) -> dict[str, Any] | None:
-    try:
-        launch = RunLaunch.get(*RunLaunch.key(workspace_id, key), consistent_read=True)
-    except DoesNotExist:
+    launch = RunLaunch.get_or_none(*RunLaunch.key(workspace_id, key))
+    if launch is None:
         return None
     if launch.fingerprint != body_print:
         raise Conflict("This Idempotency-Key was used for a different request.")
@@ -108,81 +101,6 @@ def _launched(services: Services, workspace_id: str, key: str, body_print: str) 
     if run.status == "queued":  # the first attempt may have died before starting it; starting is idempotent
         services.orchestrator.start(run.id, {"workspace_id": workspace_id, "run_id": run.id})
     return run_view(run, load_body(run))
-
-
-def _agent(workspace_id: str, agent_id: str) -> Agent:
-    try:
-        return Agent.get(*Agent.key(workspace_id, agent_id), consistent_read=True)
-    except (DoesNotExist, ValueError):
-        raise NotFound("No such agent.") from None
-
-
-def agent_snapshot(workspace_id: str, agent: Agent) -> dict[str, Any]:
-    """The agent as a run uses it, fixed at launch (editing the agent later
-    does not change a run in flight), with its team for delegation."""
-    from agenthq.agents import agent_view
-
-    view = agent_view(agent)
-    team = [{"id": a.id, "name": a.name, "personality": a.personality}
-            for a in Agent.query(Workspace.key(workspace_id)[0], Agent.sk.startswith("AGENT#"))]
-    return {"name": view["name"], "personality": view["personality"], "system_prompt": view["system_prompt"],
-            "model": view["model"], "tools": view["tools"], "max_steps": view["max_steps"],
-            "budget_usd": view["budget_usd"], "team": team}
-
-
-def create_run_record(services: Services, workspace_id: str, agent: Agent, text: str, *, created_by: str,
-                      run_id: str | None = None, parent: Run | None = None, parent_tool_use_id: str | None = None,
-                      parent_task_token: str | None = None, timeout_seconds: int | None = None,
-                      idempotency: tuple[str, str] | None = None) -> Run:
-    """Write a new run (queued, with its run.queued event). For a child run the
-    id is derived from the parent's call, so a retried delegation finds the same
-    child; then only its parent task token is refreshed."""
-    at = services.now()
-    run_id = run_id or ids.new_id()
-    if parent is not None:
-        try:
-            existing = Run.get(*Run.key(workspace_id, run_id), consistent_read=True)
-            existing.update(actions=[Run.parent_task_token.set(parent_task_token)])
-            return existing
-        except DoesNotExist:
-            pass
-    run = Run(
-        *Run.key(workspace_id, run_id),
-        id=run_id, workspace_id=workspace_id, agent_id=agent.id, status="queued",
-        input_preview=text[:INPUT_PREVIEW_CHARS], seq=1, created_by=created_by, created_at=at, updated_at=at,
-        deadline=_deadline(services, at, timeout_seconds, parent),
-        depth=int(parent.depth) + 1 if parent else 0,
-        parent_run_id=parent.id if parent else None, parent_tool_use_id=parent_tool_use_id,
-        parent_task_token=parent_task_token,
-        gsi1pk=f"WS#{workspace_id}#AGENT#{agent.id}", gsi1sk=f"RUN#{run_id}",
-    )
-    queued = RunEvent(*RunEvent.key(workspace_id, run_id, 1), seq=1, event_type="run.queued", at=at,
-                      data={"agent_id": agent.id, "parent_run_id": run.parent_run_id})
-    try:
-        with transaction() as tx:
-            if idempotency is not None:
-                key, body_print = idempotency
-                tx.save(RunLaunch(*RunLaunch.key(workspace_id, key), fingerprint=body_print, run_id=run_id,
-                                  expires_at=at + IDEMPOTENCY_TTL), condition=RunLaunch.pk.does_not_exist())
-            tx.save(run, condition=Run.pk.does_not_exist())
-            tx.save(RunBody(*RunBody.key(workspace_id, run_id), input=text, agent=agent_snapshot(workspace_id, agent)),
-                    condition=RunBody.pk.does_not_exist())
-            tx.save(queued, condition=RunEvent.pk.does_not_exist())
-            count_usage(tx, services, workspace_id, Usage(runs=1), at)
-    except TransactWriteError:
-        if idempotency is not None:
-            raise _SameKeyRace() from None
-        if parent is not None:  # a concurrent delegation attempt created it
-            return create_run_record(services, workspace_id, agent, text, created_by=created_by, run_id=run_id,
-                                     parent=parent, parent_tool_use_id=parent_tool_use_id,
-                                     parent_task_token=parent_task_token)
-        raise
-    return run
-
-
-def _deadline(services: Services, at: Any, timeout_seconds: int | None, parent: Run | None) -> Any:
-    deadline = at + timedelta(seconds=timeout_seconds or services.settings.run_timeout_seconds)
-    return min(deadline, parent.deadline) if parent is not None else deadline  # a child ends with its parent
 
 
 # --------------------------------------------------------------------------- read

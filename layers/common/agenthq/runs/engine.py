@@ -18,33 +18,42 @@ by Finish, which also answers a waiting parent run.
 
 from __future__ import annotations
 
-import json
-from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.exceptions import UpdateError
+from pynamodb.expressions.update import Action
 
-from agenthq import ids, pricing
-from agenthq.adapters.model import ModelRequest, ModelRequestRejected, ModelResponse
+from agenthq import ids
+from agenthq.adapters.model import ModelRequest, ModelRequestRejected
+from agenthq.agent_lookup import find_agent
 from agenthq.errors import InvalidRequest, NotFound
+from agenthq.messaging import take_inbox
 from agenthq.observability import MetricUnit, logger, metrics
+from agenthq.runs import decisions
+from agenthq.runs.decisions import ACT, DELEGATE, FINISH, PAUSE, THINK, Outcome
+from agenthq.runs.launch import create_run_record
 from agenthq.runs.records import (
     TERMINAL,
     Change,
     RunConflict,
-    Usage,
     commit,
     cost_usd,
     load_body,
     load_run,
     step_record,
 )
-from agenthq.services import Services
 from agenthq.store import tenant_scope
 from agenthq.store.items import ConversationMessage, Run, StepRecord, ToolCall
+from agenthq.text import clip
 from agenthq.tools.registry import ToolContext, ToolResult
+from agenthq.tools.stateful import MAX_DELEGATE_INPUT_CHARS
+from agenthq.usage import Usage
 
-THINK, ACT, DELEGATE, PAUSE, FINISH = "think", "act", "delegate", "pause", "finish"
+if TYPE_CHECKING:
+    from agenthq.services import Services
+
+#: Each inbox message is shown up to this many characters, so the first message fits a DynamoDB item.
+INBOX_MESSAGE_CHARS = 2000
 
 
 class RunStepRejected(Exception):
@@ -88,13 +97,10 @@ def start(services: Services, run: Run, event: dict[str, Any]) -> str:
         return done.next
     if run.status in TERMINAL:
         return FINISH
-    from agenthq.messaging import take_inbox
-
     inbox = take_inbox(run.workspace_id, run.agent_id, run.id)
     text = load_body(run).input
     if inbox:
-        # Each message is shown up to 2,000 characters, so the first message fits a DynamoDB item.
-        lines = "\n".join(f"- from agent {m.from_agent_id}: {_clip(m.body, 2000)}" for m in inbox)
+        lines = "\n".join(f"- from agent {m.from_agent_id}: {clip(m.body, INBOX_MESSAGE_CHARS)}" for m in inbox)
         text = f"{text}\n\nMessages other agents sent you since your last run:\n{lines}"
     first = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, 1), index=1, role="user",
                                 content=[{"type": "text", "text": text}])
@@ -132,22 +138,12 @@ def think(services: Services, run: Run, event: dict[str, Any]) -> str:
                        {"status": "failed", "reason": "model_rejected_request", "message": exc.reason})
     # ModelUnavailable propagates: the state machine retries Think, then fails the run with its reason.
 
-    cost = pricing.cost_usd(request.model, response.usage.input_tokens, response.usage.output_tokens,
-                            response.usage.cache_write_tokens, response.usage.cache_read_tokens)
-    micro = int(cost / Decimal("0.000001"))
-    next_step, outcome = _after_model(response)
-    usage = response.usage
+    usage = Usage.model_call(request.model, response.usage)
+    next_step, outcome = decisions.after_model(response.content, response.stop_reason)
     index = len(conversation) + 1
     answer = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, index), index=index,
                                  role="assistant", content=response.content)
-    actions = [
-        Run.steps.set(step),
-        Run.input_tokens.add(usage.input_tokens),
-        Run.output_tokens.add(usage.output_tokens),
-        Run.cache_write_tokens.add(usage.cache_write_tokens),
-        Run.cache_read_tokens.add(usage.cache_read_tokens),
-        Run.cost_micro_usd.add(micro),
-    ]
+    actions = [Run.steps.set(step)]
     if outcome is not None:
         actions.append(Run.outcome.set(outcome))
     change = Change(
@@ -156,81 +152,38 @@ def think(services: Services, run: Run, event: dict[str, Any]) -> str:
             "model": request.model,
             "stop_reason": response.stop_reason,
             "attempts": response.attempts,
-            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
-                      "cache_write_tokens": usage.cache_write_tokens, "cache_read_tokens": usage.cache_read_tokens},
-            "cost_usd": f"{cost:.6f}",
+            "usage": usage.tokens.view(),
+            "cost_usd": f"{usage.cost_usd:.6f}",
             "tool_uses": [b.get("name") for b in response.content if b.get("type") == "tool_use"],
         })],
         run_actions=actions,
         run_condition=Run.status.is_in("running", "waiting"),
         puts=[answer, StepRecord(*StepRecord.key(run.workspace_id, run.id, step, "think"), next=next_step)],
-        usage=Usage(model_calls=1, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                    cache_write_tokens=usage.cache_write_tokens, cache_read_tokens=usage.cache_read_tokens,
-                    cost_micro_usd=micro),
+        usage=usage,
     )
     try:
         commit(services, run, change)
     except RunConflict:
         return _recorded_or(run, step, "think", FINISH)
     metrics.add_metric(name="ModelCalls", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="ModelCostMicroUSD", unit=MetricUnit.Count, value=micro)
+    metrics.add_metric(name="ModelCostMicroUSD", unit=MetricUnit.Count, value=usage.cost_micro_usd)
     return next_step
 
 
-def _ending_before_a_model_call(services: Services, run: Run, agent: dict[str, Any]) -> dict[str, Any] | None:
-    if run.cancel_requested:
-        return {"status": "cancelled"}
-    if services.now() >= run.deadline:
-        allowed = int((run.deadline - run.created_at).total_seconds())
-        return {"status": "timed_out", "reason": "run_timeout", "message": f"The run did not finish within {allowed} s."}
-    if int(run.steps) >= int(agent["max_steps"]):
-        return {"status": "failed", "reason": "max_steps",
-                "message": f"The run reached its limit of {agent['max_steps']} steps."}
-    if cost_usd(run) >= Decimal(agent["budget_usd"]):
-        return {"status": "failed", "reason": "budget_exhausted",
-                "message": f"The run used its budget of ${agent['budget_usd']}."}
-    return None
-
-
-def _after_model(response: ModelResponse) -> tuple[str, dict[str, Any] | None]:
-    text = "".join(b.get("text", "") for b in response.content if b.get("type") == "text").strip()
-    uses_tools = any(b.get("type") == "tool_use" for b in response.content)
-    reason = response.stop_reason
-    if reason == "tool_use" and uses_tools:
-        return ACT, None
-    if reason == "pause_turn":  # the API paused a long turn: send it back as it is to continue
-        return THINK, None
-    if reason in ("end_turn", "stop_sequence"):
-        return FINISH, {"status": "succeeded", "output": text}
-    if reason == "max_tokens":
-        return FINISH, {"status": "succeeded", "output": text, "truncated": True}
-    if reason == "refusal":
-        return FINISH, {"status": "failed", "reason": "refusal", "message": "The model declined to continue.",
-                        "output": text}
-    return FINISH, {"status": "failed", "reason": "unexpected_stop", "message": f"stop_reason {reason!r}"}
+def _ending_before_a_model_call(services: Services, run: Run, agent: dict[str, Any]) -> Outcome | None:
+    return decisions.ending_before_a_model_call(
+        cancel_requested=bool(run.cancel_requested), now=services.now(), created_at=run.created_at,
+        deadline=run.deadline, steps=int(run.steps), spent=Usage.of(run), agent=agent)
 
 
 def _model_request(services: Services, run: Run, agent: dict[str, Any],
                    conversation: list[ConversationMessage]) -> ModelRequest:
-    messages = [{"role": m.role, "content": m.content} for m in conversation]
-    if messages:  # cache the conversation so far (the breakpoint moves with each step)
-        last = messages[-1]
-        blocks = [dict(b) for b in last["content"]]
-        blocks[-1] = {**blocks[-1], "cache_control": {"type": "ephemeral"}}
-        messages[-1] = {**last, "content": blocks}
-    system = [{"type": "text", "text": _system_prompt(run, agent), "cache_control": {"type": "ephemeral"}}]
-    tools = services.tools.definitions(agent["tools"])
-    return ModelRequest(model=agent["model"], system=system, messages=messages, tools=tools,
+    messages = decisions.with_cache_breakpoint([{"role": m.role, "content": m.content} for m in conversation])
+    system = [{"type": "text", "text": decisions.system_prompt(run.agent_id, agent),
+               "cache_control": {"type": "ephemeral"}}]
+    return ModelRequest(model=agent["model"], system=system, messages=messages,
+                        tools=services.tools.definitions(agent["tools"]),
                         max_tokens=services.settings.model_max_tokens, metadata_user_id=run.workspace_id)
-
-
-def _system_prompt(run: Run, agent: dict[str, Any]) -> str:
-    team = [a for a in agent.get("team", []) if a["id"] != run.agent_id]
-    lines = [agent["system_prompt"], "", f"You are the agent \"{agent['name']}\" (id {run.agent_id})."]
-    if team:
-        lines.append("Other agents of your workspace (for delegate and send_message):")
-        lines += [f"- {a['name']} (id {a['id']}, {a['personality']})" for a in team]
-    return "\n".join(lines)
 
 
 def _conversation(run: Run) -> list[ConversationMessage]:
@@ -250,7 +203,7 @@ def act(services: Services, run: Run, event: dict[str, Any]) -> str:
         return FINISH
     agent = load_body(run).agent
     if services.now() >= run.deadline:
-        return _decide(services, run, step, "act", _ending_before_a_model_call(services, run, agent))
+        return _decide(services, run, step, "act", decisions.timed_out(run.created_at, run.deadline))
     conversation = _conversation(run)
     uses = [b for b in conversation[-1].content if b.get("type") == "tool_use"]
     calls = _tool_calls(run)
@@ -288,8 +241,8 @@ def _tool_calls(run: Run) -> dict[str, ToolCall]:
                                                      ToolCall.sk.startswith("TOOL#"), consistent_read=True)}
 
 
-def _tool_call(run: Run, tool_use_id: str) -> ToolCall:
-    return ToolCall.get(*ToolCall.key(run.workspace_id, run.id, tool_use_id), consistent_read=True)
+def _tool_call(run: Run, tool_use_id: str) -> ToolCall | None:
+    return ToolCall.get_or_none(*ToolCall.key(run.workspace_id, run.id, tool_use_id))
 
 
 def _start_tool_call(services: Services, run: Run, use: dict[str, Any]) -> tuple[ToolCall | None, Run]:
@@ -309,12 +262,15 @@ def _start_tool_call(services: Services, run: Run, use: dict[str, Any]) -> tuple
         fresh = load_run(run.workspace_id, run.id)
         if fresh.cancel_requested:
             return None, fresh
-        return _tool_call(run, use["id"]), fresh  # a concurrent attempt recorded it
+        recorded = _tool_call(run, use["id"])  # a concurrent attempt recorded it
+        if recorded is None:
+            raise
+        return recorded, fresh
 
 
 def _execute(services: Services, run: Run, use: dict[str, Any], allowed: list[str]) -> ToolResult:
     context = ToolContext(workspace_id=run.workspace_id, run_id=run.id, agent_id=run.agent_id,
-                          depth=int(run.depth), services=services, call_id=use["id"])
+                          depth=int(run.depth), clock=services, call_id=use["id"])
     # Unknown or not-allowed tools (delegate included) come back as is_error results.
     return services.tools.execute(use["name"], use.get("input", {}), context, allowed)
 
@@ -324,7 +280,6 @@ def _finish_tool_call(services: Services, run: Run, call: ToolCall, result: Tool
     outcome = {"content": result.content, "is_error": result.is_error}
     change = Change(
         events=[("tool.result", {"tool_use_id": call.tool_use_id, "name": call.name, **outcome})],
-        run_actions=[Run.tool_calls.add(1)],
         extra=[lambda tx: tx.update(call, actions=[ToolCall.result.set(outcome)],
                                     condition=ToolCall.result.does_not_exist())],
         usage=Usage(tool_calls=1),
@@ -347,9 +302,6 @@ def _result_block(call: ToolCall, tool_use_id: str) -> dict[str, Any]:
 def delegate(services: Services, run: Run, event: dict[str, Any]) -> str:
     """Start (or re-attach to) the child run of the pending delegate call. The
     state machine then waits until the child's last step sends ``task_token``."""
-    from agenthq.agents import find_agent
-    from agenthq.runs.api import create_run_record
-
     token = event.get("task_token")
     if not isinstance(token, str) or not token:
         raise RunStepRejected("delegate needs the task token")
@@ -378,8 +330,9 @@ def delegate(services: Services, run: Run, event: dict[str, Any]) -> str:
         return refuse(f"Delegation is limited to {services.settings.max_delegation_depth} levels; "
                       "do this part yourself.")
     text = arguments.get("input")
-    if not isinstance(text, str) or not text.strip() or len(text) > 20_000:
-        return refuse("delegate needs 'input': the task for the other agent (1-20,000 characters).")
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_DELEGATE_INPUT_CHARS:
+        return refuse("delegate needs 'input': the task for the other agent "
+                      f"(1-{MAX_DELEGATE_INPUT_CHARS:,} characters).")
     try:
         target = find_agent(run.workspace_id, str(arguments.get("agent", "")))
     except (NotFound, InvalidRequest):
@@ -421,11 +374,8 @@ def _answer_parent(services: Services, child: Run) -> None:
     if not child.parent_run_id or not child.parent_tool_use_id:
         return
     parent = load_run(child.workspace_id, child.parent_run_id)
-    try:
-        call = _tool_call(parent, child.parent_tool_use_id)
-    except DoesNotExist:
-        return
-    if call.result is None:
+    call = _tool_call(parent, child.parent_tool_use_id)
+    if call is not None and call.result is None:
         if child.status == "succeeded":
             result = ToolResult(content=child.output or "", is_error=False)
         else:
@@ -460,36 +410,13 @@ def pause(services: Services, run: Run, event: dict[str, Any]) -> str:
 
 
 def finish(services: Services, run: Run, event: dict[str, Any]) -> str:
-    outcome = dict(run.outcome or {})
-    if run.cancel_requested and outcome.get("status") != "failed":
-        outcome = {"status": "cancelled", "reason": "cancelled", "message": "The run was cancelled."}
-    if outcome.get("status") not in TERMINAL:
-        outcome = {"status": "failed", "reason": "no_outcome", "message": "The run ended without an answer."}
-    _settle(services, run, outcome)
+    _settle(services, run, decisions.final_outcome(run.outcome, bool(run.cancel_requested)))
     return "done"
 
 
 def fail(services: Services, run: Run, event: dict[str, Any]) -> str:
-    error = event.get("error") or {}
-    name = str(error.get("Error") or "Error")
-    message = _error_message(error.get("Cause"))
-    reasons = {"ModelUnavailable": "model_unavailable", "States.Timeout": "step_timeout",
-               "Sandbox.Timedout": "step_timeout"}
-    _settle(services, run, {"status": "failed", "reason": reasons.get(name, "internal_error"),
-                            "message": message if name in reasons else f"{name}: {message}"[:1000]})
+    _settle(services, run, decisions.failure_outcome(event.get("error") or {}))
     return "failed"
-
-
-def _error_message(cause: Any) -> str:
-    if isinstance(cause, str):
-        try:
-            parsed = json.loads(cause)
-            if isinstance(parsed, dict) and parsed.get("errorMessage"):
-                return str(parsed["errorMessage"])[:1000]
-        except ValueError:
-            pass
-        return cause[:1000]
-    return "The run failed."
 
 
 def _settle(services: Services, run: Run, outcome: dict[str, Any]) -> None:
@@ -511,8 +438,9 @@ def _settle(services: Services, run: Run, outcome: dict[str, Any]) -> None:
                          "tool_calls": int(run.tool_calls), "agent_seconds": seconds}
         change = Change(
             events=[(f"run.{status}", data)],
-            run_actions=[Run.status.set(status), Run.finished_at.set(at), Run.agent_seconds.set(seconds),
-                         Run.output.set(outcome.get("output")), Run.error.set(error), Run.task_token.remove(),
+            run_actions=[Run.status.set(status), Run.finished_at.set(at),
+                         _set_or_remove(Run.output, outcome.get("output")), Run.error.set(error),
+                         Run.task_token.remove(),
                          Run.outcome.remove()],  # now written out as output / error
             run_condition=Run.status.is_in("queued", "running", "paused", "waiting"),
             usage=Usage(agent_seconds=seconds),
@@ -532,6 +460,11 @@ def _settle(services: Services, run: Run, outcome: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
+def _set_or_remove(attribute: Any, value: Any) -> Action:
+    action: Action = attribute.remove() if value is None else attribute.set(value)
+    return action
+
+
 def _decide(services: Services, run: Run, step: int, kind: str, outcome: dict[str, Any]) -> str:
     change = Change(run_actions=[Run.outcome.set(outcome)],
                     puts=[StepRecord(*StepRecord.key(run.workspace_id, run.id, step, kind), next=FINISH)])
@@ -540,10 +473,6 @@ def _decide(services: Services, run: Run, step: int, kind: str, outcome: dict[st
     except RunConflict:
         return _recorded_or(run, step, kind, FINISH)
     return FINISH
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + f" … [{len(text) - limit} more characters]"
 
 
 def _recorded_or(run: Run, step: int, kind: str, default: str) -> str:

@@ -10,24 +10,23 @@ absent. So a step is all-or-nothing, and a retried step either finds its record
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.exceptions import TransactWriteError
 
-from agenthq.errors import NotFound
-from agenthq.services import Services
 from agenthq.store import BaseItem, transaction
-from agenthq.store.items import Run, RunBody, RunEvent, StepRecord, UsageCounter
+from agenthq.store.items import Run, RunBody, RunEvent, StepRecord
+from agenthq.usage import Usage, counters
+
+if TYPE_CHECKING:
+    from agenthq.services import Services
 
 INPUT_PREVIEW_CHARS = 500
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
 ACTIVE = frozenset({"queued", "running", "paused", "waiting"})
-MICRO = Decimal("0.000001")
 
 
 class RunConflict(Exception):
@@ -36,21 +35,15 @@ class RunConflict(Exception):
 
 
 def load_run(workspace_id: str, run_id: str) -> Run:
-    try:
-        return Run.get(*Run.key(workspace_id, run_id), consistent_read=True)
-    except (DoesNotExist, ValueError):
-        raise NotFound() from None
+    return Run.get_or_404(*Run.key(workspace_id, run_id))
 
 
 def step_record(run: Run, step: int, kind: str) -> StepRecord | None:
-    try:
-        return StepRecord.get(*StepRecord.key(run.workspace_id, run.id, step, kind), consistent_read=True)
-    except DoesNotExist:
-        return None
+    return StepRecord.get_or_none(*StepRecord.key(run.workspace_id, run.id, step, kind))
 
 
 def cost_usd(run: Run) -> Decimal:
-    return Decimal(int(run.cost_micro_usd)) * MICRO
+    return Usage.of(run).cost_usd
 
 
 def load_body(run: Run) -> RunBody:
@@ -77,15 +70,7 @@ def run_view(run: Run, body: RunBody | None = None) -> dict[str, Any]:
         "updated_at": run.updated_at.isoformat(),
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "usage": {
-            "input_tokens": int(run.input_tokens),
-            "output_tokens": int(run.output_tokens),
-            "cache_write_tokens": int(run.cache_write_tokens),
-            "cache_read_tokens": int(run.cache_read_tokens),
-            "cost_usd": f"{cost_usd(run):.6f}",
-            "tool_calls": int(run.tool_calls),
-            "agent_seconds": int(run.agent_seconds),
-        },
+        "usage": usage_view(Usage.of(run)),
     }
 
 
@@ -93,36 +78,10 @@ def event_view(event: RunEvent) -> dict[str, Any]:
     return {"seq": int(event.seq), "type": event.event_type, "at": event.at.isoformat(), "data": event.data}
 
 
-# --------------------------------------------------------------------------- usage counters
-
-
-@dataclass
-class Usage:
-    runs: int = 0
-    model_calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_read_tokens: int = 0
-    cost_micro_usd: int = 0
-    tool_calls: int = 0
-    agent_seconds: int = 0
-
-    def actions(self, model: type[BaseItem]) -> list[Any]:
-        return [getattr(model, name).add(value) for name, value in vars(self).items() if value]
-
-
-def count_usage(tx: Any, services: Services, workspace_id: str, usage: Usage, at: datetime) -> None:
-    """Add to the workspace's day and month counters, on a random shard each
-    (write sharding: many runs of one workspace never make one hot item)."""
-    actions = usage.actions(UsageCounter)
-    if not actions:
-        return
-    shard = random.randrange(services.settings.usage_counter_shards)
-    for period in (f"DAY#{at:%Y-%m-%d}", f"MONTH#{at:%Y-%m}"):
-        counter = UsageCounter(*UsageCounter.key(workspace_id, period, shard))
-        tx.update(counter, actions=[*actions, UsageCounter.period.set(period),
-                                    UsageCounter.type.set(UsageCounter)])
+def usage_view(usage: Usage) -> dict[str, Any]:
+    """A run's usage as the API shows it (cost as a decimal string of dollars)."""
+    return {**usage.tokens.view(), "cost_usd": f"{usage.cost_usd:.6f}", "tool_calls": usage.tool_calls,
+            "agent_seconds": usage.agent_seconds}
 
 
 # --------------------------------------------------------------------------- the commit
@@ -137,7 +96,7 @@ class Change:
     run_condition: Any = None
     puts: list[BaseItem] = field(default_factory=list)  # created only if absent
     extra: list[Callable[[Any], None]] = field(default_factory=list)  # more writes on the transaction
-    usage: Usage | None = None
+    usage: Usage | None = None  # added to the run's totals and to the workspace's counters
 
 
 def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -> Run:
@@ -156,14 +115,15 @@ def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -
                 condition = Run.seq == seq
                 if change.run_condition is not None:
                     condition &= change.run_condition
+                counted = change.usage.add_actions(Run) if change.usage is not None else []
                 tx.update(run, actions=[Run.seq.set(seq + len(change.events)), Run.updated_at.set(at),
-                                        *change.run_actions], condition=condition)
+                                        *change.run_actions, *counted], condition=condition)
                 for item in change.puts:
                     tx.save(item, condition=type(item).pk.does_not_exist())
                 for write in change.extra:
                     write(tx)
                 if change.usage is not None:
-                    count_usage(tx, services, run.workspace_id, change.usage, at)
+                    counters.count(tx, run.workspace_id, change.usage, at, services.settings.usage_counter_shards)
         except TransactWriteError as exc:
             fresh = load_run(run.workspace_id, run.id)
             if int(fresh.seq) != seq and not _failed_beyond_the_run(exc, len(change.events)):

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 from agenthq.errors import InvalidRequest
 
@@ -31,7 +35,7 @@ _SEQUENCES = ("0123456789012345678901234567890", "abcdefghijklmnopqrstuvwxyzabcd
 
 
 @lru_cache(maxsize=1)
-def _hasher():  # -> argon2.PasswordHasher
+def _hasher() -> PasswordHasher:
     from argon2 import PasswordHasher
 
     return PasswordHasher(time_cost=ARGON2_TIME_COST, memory_cost=ARGON2_MEMORY_KIB,
@@ -46,13 +50,13 @@ def verify_password(password_hash: str, password: str) -> bool:
     from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
     try:
-        return _hasher().verify(password_hash, password)
+        return bool(_hasher().verify(password_hash, password))
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
 
 def needs_rehash(password_hash: str) -> bool:
-    return _hasher().check_needs_rehash(password_hash)
+    return bool(_hasher().check_needs_rehash(password_hash))
 
 
 @lru_cache(maxsize=1)

@@ -7,6 +7,7 @@ says nothing about which addresses are registered.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from pynamodb.exceptions import PutError, UpdateError
 
@@ -37,10 +38,9 @@ def subject_key(policy: ThrottlePolicy, value: str) -> str:
 def retry_after(policy: ThrottlePolicy, value: str, now: float) -> int | None:
     """Seconds to wait before another attempt is allowed, or None."""
     with global_scope():
-        try:
-            item = LoginThrottle.get(*LoginThrottle.key(subject_key(policy, value)), consistent_read=True)
-        except LoginThrottle.DoesNotExist:
-            return None
+        item = LoginThrottle.get_or_none(*LoginThrottle.key(subject_key(policy, value)))
+    if item is None:
+        return None
     if now - item.window_start > policy.window_seconds:
         return None
     failures = int(item.failures)
@@ -80,7 +80,5 @@ def reset(policy: ThrottlePolicy, value: str) -> None:
         LoginThrottle(*LoginThrottle.key(subject_key(policy, value))).delete()
 
 
-def _epoch(seconds: float):  # -> datetime for the TTL attribute
-    from datetime import UTC, datetime
-
+def _epoch(seconds: float) -> datetime:  # for the TTL attribute
     return datetime.fromtimestamp(seconds, UTC)

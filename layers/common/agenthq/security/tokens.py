@@ -44,11 +44,17 @@ def generate_signing_key() -> dict[str, str]:
     return {"kid": uuid.uuid4().hex[:16], "private_pem": pem, "created_at": datetime.now(UTC).isoformat()}
 
 
+def _private_key(entry: dict[str, str]) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(entry["private_pem"].encode(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError("a signing key is not an Ed25519 key")
+    return key
+
+
 def public_jwks(signing_keys: list[dict[str, str]]) -> dict[str, Any]:
     keys = []
     for entry in signing_keys:
-        private = serialization.load_pem_private_key(entry["private_pem"].encode(), password=None)
-        jwk = json.loads(OKPAlgorithm.to_jwk(private.public_key()))
+        jwk = json.loads(OKPAlgorithm.to_jwk(_private_key(entry).public_key()))
         keys.append({**jwk, "kid": entry["kid"], "alg": ALGORITHM, "use": "sig"})
     return {"keys": keys}
 
@@ -61,7 +67,7 @@ class TokenSigner:
             raise ValueError("no signing key")
         newest = signing_keys[0]
         self.kid = newest["kid"]
-        self._key = serialization.load_pem_private_key(newest["private_pem"].encode(), password=None)
+        self._key = _private_key(newest)
         self.issuer = issuer
         self.audience = audience
         self.ttl_seconds = ttl_seconds
@@ -91,7 +97,9 @@ class TokenVerifier:
         self.keys: dict[str, Ed25519PublicKey] = {}
         for jwk in jwks.get("keys", []):
             if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519" and jwk.get("kid"):
-                self.keys[jwk["kid"]] = OKPAlgorithm.from_jwk(json.dumps(jwk))
+                key = OKPAlgorithm.from_jwk(json.dumps(jwk))
+                if isinstance(key, Ed25519PublicKey):
+                    self.keys[jwk["kid"]] = key
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway_seconds
@@ -172,4 +180,4 @@ class KeyStore:
         # Publish the public halves (idempotent: same keys, same value).
         self.ssm.put_parameter(Name=self.public_parameter, Type="String", Overwrite=True,
                                Value=json.dumps(public_jwks(keys)))
-        return keys
+        return list(keys)

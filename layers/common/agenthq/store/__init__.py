@@ -6,6 +6,16 @@ code reaches such items only through functions that take the workspace id of
 the authenticated principal.
 """
 
-from agenthq.store.base import BaseItem, configure, get_many, global_scope, tenant_scope, transaction, ws_pk
+from agenthq.store.base import (
+    BaseItem,
+    configure,
+    get_many,
+    global_scope,
+    retry_transaction,
+    tenant_scope,
+    transaction,
+    ws_pk,
+)
 
-__all__ = ["BaseItem", "configure", "get_many", "global_scope", "tenant_scope", "transaction", "ws_pk"]
+__all__ = ["BaseItem", "configure", "get_many", "global_scope", "retry_transaction", "tenant_scope", "transaction",
+           "ws_pk"]

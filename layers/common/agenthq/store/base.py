@@ -12,23 +12,34 @@ both scopes use the function's own credentials: the switch is a no-op.
 
 from __future__ import annotations
 
+import builtins
+import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 from pynamodb.attributes import DiscriminatorAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.connection import TableConnection
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from agenthq.errors import NotFound
 from agenthq.settings import Settings
 
+_Item = TypeVar("_Item", bound="BaseItem")
+_T = TypeVar("_T")
 
-class Gsi1(GlobalSecondaryIndex):
+#: DynamoDB's key size limits (bytes, UTF-8): a longer key can name no item.
+MAX_PARTITION_KEY_BYTES = 2048
+MAX_SORT_KEY_BYTES = 1024
+
+
+class Gsi1(GlobalSecondaryIndex):  # type: ignore[type-arg,no-untyped-call]  # pynamodb's generic Index
     """Secondary access paths (a user's memberships, runs of an agent, ...)."""
 
     class Meta:
@@ -61,6 +72,26 @@ class BaseItem(Model):
 
     gsi1 = Gsi1()
 
+    @classmethod
+    def get_or_none(cls: builtins.type[_Item], hash_key: str, range_key: str, *, consistent_read: bool = True) -> _Item | None:
+        """The item at this key, or None. A key DynamoDB could not store (over
+        its size limits) names no item, so it is None too, not an error."""
+        if len(hash_key.encode()) > MAX_PARTITION_KEY_BYTES or len(range_key.encode()) > MAX_SORT_KEY_BYTES:
+            return None
+        try:
+            return cls.get(hash_key, range_key, consistent_read=consistent_read)
+        except DoesNotExist:
+            return None
+
+    @classmethod
+    def get_or_404(cls: builtins.type[_Item], hash_key: str, range_key: str, message: str | None = None, *,
+                   consistent_read: bool = True) -> _Item:
+        """The item at this key, or :class:`NotFound` (the API's 404) with ``message``."""
+        item = cls.get_or_none(hash_key, range_key, consistent_read=consistent_read)
+        if item is None:
+            raise NotFound(message)
+        return item
+
     def owned_partitions(self) -> list[str]:
         """Other partitions whose items belong to this item (deleted with it)."""
         return []
@@ -76,7 +107,13 @@ class BaseItem(Model):
             from agenthq.settings import get_settings
 
             configure(get_settings())
-        return Model._get_connection.__func__(BaseItem)  # type: ignore[attr-defined]
+        return _model_connection()
+
+
+def _model_connection() -> TableConnection:
+    """The shared connection pynamodb's own ``Model._get_connection`` gives BaseItem."""
+    connection: TableConnection = Model._get_connection.__func__(BaseItem)  # type: ignore[attr-defined]
+    return connection
 
 
 def configure(settings: Settings) -> None:
@@ -106,6 +143,23 @@ def get_many(*keys: tuple[str, str]) -> list[BaseItem]:
 def transaction(**kwargs: Any) -> TransactWrite:
     """A TransactWrite on the connection of the current scope."""
     return TransactWrite(connection=BaseItem._get_connection().connection, **kwargs)
+
+
+def retry_transaction(attempt: Callable[[], _T], explain: Callable[[TransactWriteError], None], *,
+                      attempts: int, exhausted: Callable[[], Exception],
+                      sleep: Callable[[float], None] = time.sleep) -> _T:
+    """Run ``attempt`` (one transaction). When DynamoDB cancels it, ``explain``
+    raises what the caller should see, or returns: then it was a conflict with
+    a concurrent writer, and the attempt is repeated after a jittered backoff.
+    After ``attempts`` rounds, raises ``exhausted()``."""
+    for round_ in range(attempts):
+        try:
+            return attempt()
+        except TransactWriteError as exc:
+            explain(exc)
+            if round_ + 1 < attempts:
+                sleep(random.uniform(0.01, 0.05) * (round_ + 1))
+    raise exhausted()
 
 
 # --------------------------------------------------------------------------- tenant scoping
@@ -143,7 +197,8 @@ class _Tenancy:
             if cached and cached[1] - self.RENEW_BEFORE_SECONDS > now:
                 return cached[0]
         credentials = self._assume(workspace_id)
-        base = Model._get_connection.__func__(BaseItem)  # type: ignore[attr-defined]
+        base = _model_connection()
+        assert BaseItem.Meta.table_name is not None
         connection = TableConnection(
             BaseItem.Meta.table_name,
             region=BaseItem.Meta.region,
@@ -172,7 +227,7 @@ class _Tenancy:
             DurationSeconds=900,
             Tags=[{"Key": "workspace_id", "Value": workspace_id}],
         )
-        return response["Credentials"]
+        return dict(response["Credentials"])
 
 
 _tenancy = _Tenancy()

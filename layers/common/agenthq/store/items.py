@@ -16,6 +16,7 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
 )
 
+from agenthq.errors import NotFound
 from agenthq.store.base import BaseItem, ws_pk
 
 
@@ -25,10 +26,7 @@ class HealthProbe(BaseItem, discriminator="HealthProbe"):
     @classmethod
     def probe(cls) -> None:
         """One consistent GetItem round trip; raises if DynamoDB can't answer."""
-        try:
-            cls.get("HEALTH", "HEALTH", consistent_read=True)
-        except cls.DoesNotExist:
-            pass
+        cls.get_or_none("HEALTH", "HEALTH")
 
 
 # --------------------------------------------------------------------------- people (global)
@@ -136,6 +134,14 @@ class Workspace(BaseItem, discriminator="Workspace"):
     @staticmethod
     def key(workspace_id: str) -> tuple[str, str]:
         return ws_pk(workspace_id), "META"
+
+    @classmethod
+    def load(cls, workspace_id: str) -> Workspace:
+        """The workspace; :class:`NotFound` if it does not exist or is being deleted."""
+        workspace = cls.get_or_404(*cls.key(workspace_id))
+        if workspace.deleting:
+            raise NotFound()
+        return workspace
 
     def owned_partitions(self) -> list[str]:
         return [ws_pk(self.id, "USAGE")]

@@ -1,27 +1,8 @@
-"""Tools the agents can call: the registry, its safety rails, and the built-ins."""
+"""Tools the agents can call.
 
-from agenthq.tools.registry import (
-    BUILTIN_TOOL_NAMES,
-    PURE_TOOL_NAMES,
-    STATEFUL_TOOL_NAMES,
-    Tool,
-    ToolContext,
-    ToolError,
-    ToolRegistry,
-    ToolResult,
-    default_registry,
-    validate,
-)
-
-__all__ = [
-    "BUILTIN_TOOL_NAMES",
-    "PURE_TOOL_NAMES",
-    "STATEFUL_TOOL_NAMES",
-    "Tool",
-    "ToolContext",
-    "ToolError",
-    "ToolRegistry",
-    "ToolResult",
-    "default_registry",
-    "validate",
-]
+- ``registry``: the bottom — ``Tool``, ``ToolContext``, ``ToolResult`` and the
+  one safe way to run a tool (schema check, timeout, bounded result).
+- ``builtin`` (pure tools) and ``stateful`` (notes, messages, delegation):
+  handlers and definitions.
+- ``catalog``: which tools exist; builds the registries runs use.
+"""

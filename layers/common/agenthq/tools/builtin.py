@@ -385,18 +385,10 @@ def _format_offset(zone: timezone, at: datetime) -> str:
     return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
-def _now(ctx: ToolContext) -> datetime:
-    clock = getattr(ctx.services, "clock", None)
-    now = clock() if callable(clock) else datetime.now(UTC)
-    if isinstance(now, (int, float)):  # Services.clock: Unix seconds
-        return datetime.fromtimestamp(now, UTC)
-    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
-
-
 def current_time(input: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     """Tool handler: the current time in UTC (and in ``input["timezone"]`` if given)."""
     zone = _parse_offset(input.get("timezone", "UTC"))
-    now = _now(ctx).replace(microsecond=0)
+    now = ctx.clock.now().astimezone(UTC).replace(microsecond=0)
     local = now.astimezone(zone)
     return {
         "utc": now.isoformat().replace("+00:00", "Z"),

@@ -9,7 +9,7 @@ raises or hangs, an oversized result) becomes a :class:`ToolResult` with
 
 A handler receives only its validated input and a :class:`ToolContext`. The
 context carries the workspace of the run; a tool has no way to name another
-workspace, and stateful tools reach storage only through ``ctx.services``.
+workspace, and stateful tools tell the time only through ``ctx.clock``.
 
 Timeouts: the handler runs in a daemon worker thread and the caller waits at
 most ``timeout_seconds``. Python cannot stop a thread, so a handler that times
@@ -29,20 +29,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agenthq.clock import SYSTEM_CLOCK, Clock
+from agenthq.text import clip
+
 logger = logging.getLogger(__name__)
 
 TOOL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 TOOL_KINDS = ("pure", "stateful")
 
-#: Built-in tools without state, registered by :func:`default_registry`.
-PURE_TOOL_NAMES: tuple[str, ...] = ("calculator", "current_time")
-#: Built-in tools that need workspace services; registered by the run machinery.
-STATEFUL_TOOL_NAMES: tuple[str, ...] = ("notes_read", "notes_write", "send_message", "delegate")
-#: Every built-in tool name: what agent validation accepts as a "known tool".
-BUILTIN_TOOL_NAMES: tuple[str, ...] = PURE_TOOL_NAMES + STATEFUL_TOOL_NAMES
-
 _MAX_ERROR_CHARS = 500
-_TRUNCATION_MARKER = "… [truncated {n} chars]"
 
 
 class ToolError(Exception):
@@ -57,7 +52,7 @@ class ToolContext:
     run_id: str
     agent_id: str
     depth: int
-    services: Any = None
+    clock: Clock = SYSTEM_CLOCK
     call_id: str = ""  # the tool_use id: lets a stateful tool make its writes idempotent
 
 
@@ -141,7 +136,7 @@ class ToolRegistry:
         """Run tool ``name`` with ``input``. Never raises for a tool's problems."""
         tool = self._tools.get(name)
         if tool is None:
-            return ToolResult(f"Unknown tool '{_clip(name, 80)}'.", is_error=True)
+            return ToolResult(f"Unknown tool '{clip(name, 80)}'.", is_error=True)
         if name not in set(_names(allowed)):
             return ToolResult(f"Tool '{name}' is not allowed for this agent.", is_error=True)
         if not isinstance(input, dict):
@@ -154,24 +149,14 @@ class ToolRegistry:
         except _Timeout:
             return ToolResult(f"Tool '{name}' timed out after {tool.timeout_seconds:g}s.", is_error=True)
         except ToolError as exc:
-            return ToolResult(_clip(str(exc) or "The tool failed.", _MAX_ERROR_CHARS), is_error=True)
+            return ToolResult(clip(str(exc) or "The tool failed.", _MAX_ERROR_CHARS), is_error=True)
         except Exception as exc:  # noqa: BLE001 - any handler failure goes back to the model
             logger.warning("tool %s failed", name, exc_info=True)
-            return ToolResult(_clip(f"{type(exc).__name__}: {exc}", _MAX_ERROR_CHARS), is_error=True)
+            return ToolResult(clip(f"{type(exc).__name__}: {exc}", _MAX_ERROR_CHARS), is_error=True)
         content = _encode(value)
         if content is None:
             return ToolResult(f"Tool '{name}' returned a result that is not text or a JSON object.", is_error=True)
-        return ToolResult(_truncate(content, tool.max_result_chars))
-
-
-def default_registry() -> ToolRegistry:
-    """A registry with the pure built-in tools (the stateful ones are added by the run machinery)."""
-    from agenthq.tools.builtin import pure_tools
-
-    registry = ToolRegistry()
-    for tool in pure_tools():
-        registry.register(tool)
-    return registry
+        return ToolResult(clip(content, tool.max_result_chars))
 
 
 def _names(allowed: Iterable[str]) -> Iterable[str]:
@@ -216,16 +201,6 @@ def _encode(value: Any) -> str | None:
         except (TypeError, ValueError):
             return None
     return None
-
-
-def _truncate(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return text[:limit] + _TRUNCATION_MARKER.format(n=len(text) - limit)
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --- a small JSON Schema validator ------------------------------------------------------

@@ -1,7 +1,7 @@
 """The stateful built-in tools: workspace notes, messages to other agents, delegation.
 
 Their handlers use only what the :class:`ToolContext` carries — the run's
-workspace, run, agent and tool-call ids, and ``ctx.services`` for the clock —
+workspace, run, agent and tool-call ids, and ``ctx.clock`` —
 and touch storage only inside ``tenant_scope(ctx.workspace_id)``. No input of
 theirs names a workspace, so a tool can never reach another workspace's data.
 
@@ -15,31 +15,18 @@ the other agent as a child run.
 from __future__ import annotations
 
 import re
-import time
-from datetime import UTC, datetime
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist
-
-from agenthq import ids
+from agenthq import ids, messaging
 from agenthq.errors import AppError
 from agenthq.store import tenant_scope
 from agenthq.store.items import Note, Workspace
-from agenthq.tools.registry import Tool, ToolContext, ToolError, ToolRegistry, default_registry
+from agenthq.tools.registry import Tool, ToolContext, ToolError
 
 NOTE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 MAX_NOTE_CHARS = 16_000
 MAX_LISTED_NOTES = 500
-MAX_MESSAGE_CHARS = 10_000
 MAX_DELEGATE_INPUT_CHARS = 20_000
-
-
-def _now(ctx: ToolContext) -> datetime:
-    clock = getattr(ctx.services, "clock", None)
-    value = clock() if callable(clock) else time.time()
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return datetime.fromtimestamp(value, UTC)
 
 
 def _note_name(name: str) -> str:
@@ -57,7 +44,7 @@ def notes_write(input: dict[str, Any], ctx: ToolContext) -> str:
     name = _note_name(input["name"])
     content = input["content"]
     with tenant_scope(ctx.workspace_id):
-        Note(*Note.key(ctx.workspace_id, name), name=name, content=content, updated_at=_now(ctx),
+        Note(*Note.key(ctx.workspace_id, name), name=name, content=content, updated_at=ctx.clock.now(),
              updated_by_run=ctx.run_id).save()
     return f"Saved note '{name}' ({len(content)} characters)."
 
@@ -74,11 +61,10 @@ def notes_read(input: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
                 listing["truncated"] = True
             return listing
         name = _note_name(input["name"])
-        try:
-            note = Note.get(*Note.key(ctx.workspace_id, name), consistent_read=True)
-        except DoesNotExist:
-            raise ToolError(f"There is no note named '{name}'. Call notes_read without a name "
-                            "to list the notes that exist.") from None
+        note = Note.get_or_none(*Note.key(ctx.workspace_id, name))
+    if note is None:
+        raise ToolError(f"There is no note named '{name}'. Call notes_read without a name "
+                        "to list the notes that exist.")
     return {"name": note.name, "content": note.content,
             "updated_at": note.updated_at.isoformat().replace("+00:00", "Z")}
 
@@ -88,12 +74,10 @@ def notes_read(input: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
 
 def send_message(input: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     """Tool handler: leave a message for another agent of the workspace."""
-    from agenthq import messaging
-
     # Without a call id (never in a run) the message gets a fresh id: no retry to recognise.
     message_id = messaging.message_id_for(ctx.run_id, ctx.call_id) if ctx.call_id else ids.new_id()
     try:
-        message = messaging.send_message(_ClockOf(ctx), ctx.workspace_id, ctx.agent_id, ctx.run_id,
+        message = messaging.send_message(ctx.clock, ctx.workspace_id, ctx.agent_id, ctx.run_id,
                                          input["to_agent"], input["body"], message_id)
     except AppError as exc:
         raise ToolError(exc.message) from None
@@ -103,16 +87,6 @@ def send_message(input: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         "to_agent_id": message.to_agent_id,
         "delivery": "The recipient reads it at the start of its next run.",
     }
-
-
-class _ClockOf:
-    """The services messaging needs (a clock returning Unix seconds), from the context."""
-
-    def __init__(self, ctx: ToolContext) -> None:
-        self._ctx = ctx
-
-    def clock(self) -> float:
-        return _now(self._ctx).timestamp()
 
 
 # --------------------------------------------------------------------------- delegation
@@ -188,7 +162,7 @@ def stateful_tools() -> list[Tool]:
                     "to_agent": {"type": "string", "description": "The recipient agent's name or id.",
                                  "minLength": 1, "maxLength": 400},
                     "body": {"type": "string", "description": "The message text.",
-                             "minLength": 1, "maxLength": MAX_MESSAGE_CHARS},
+                             "minLength": 1, "maxLength": messaging.MAX_BODY_CHARS},
                 },
                 "required": ["to_agent", "body"],
                 "additionalProperties": False,
@@ -222,11 +196,3 @@ def stateful_tools() -> list[Tool]:
             max_result_chars=MAX_DELEGATE_INPUT_CHARS,
         ),
     ]
-
-
-def run_registry() -> ToolRegistry:
-    """Every built-in tool: the pure ones and the stateful ones. What runs use."""
-    registry = default_registry()
-    for tool in stateful_tools():
-        registry.register(tool)
-    return registry

@@ -1,0 +1,44 @@
+"""A workspace's usage counters: one per day and one per month, write-sharded.
+
+Counting adds to a random shard of each period (``WS#<id>#USAGE``, sk
+``<DAY|MONTH>#<date>#S#<shard>``), so many runs of one workspace never make one
+hot item; reading a period sums its shards with one Query.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+from typing import Any
+
+from agenthq.store.base import ws_pk
+from agenthq.store.items import UsageCounter
+from agenthq.usage.vector import Usage
+
+
+def day(at: datetime) -> str:
+    return f"DAY#{at:%Y-%m-%d}"
+
+
+def month(at: datetime) -> str:
+    return f"MONTH#{at:%Y-%m}"
+
+
+def count(tx: Any, workspace_id: str, usage: Usage, at: datetime, shards: int) -> None:
+    """Add ``usage`` to the workspace's day and month counters in transaction ``tx``."""
+    actions = usage.add_actions(UsageCounter)
+    if not actions:
+        return
+    shard = random.randrange(shards)
+    for period in (day(at), month(at)):
+        counter = UsageCounter(*UsageCounter.key(workspace_id, period, shard))
+        tx.update(counter, actions=[*actions, UsageCounter.period.set(period), UsageCounter.type.set(UsageCounter)])
+
+
+def read(workspace_id: str, period: str) -> Usage:
+    """The period's usage (``day(at)`` or ``month(at)``): the sum of its shards."""
+    total = Usage()
+    for shard in UsageCounter.query(ws_pk(workspace_id, "USAGE"), UsageCounter.sk.startswith(f"{period}#S#"),
+                                    consistent_read=True):
+        total += Usage.of(shard)
+    return total
