@@ -23,6 +23,7 @@ from typing import Any
 from local.bootstrap import ensure_table
 from local.dynamodb_local import DynamoDBLocal
 from local.lambda_runtime import LambdaRuntime
+from local.schedules import LocalSchedules, schedules
 from local.signing_keys import seed_signing_keys
 from local.template import (
     ROOT,
@@ -30,6 +31,7 @@ from local.template import (
     Resolver,
     functions,
     load_template,
+    resources_of_type,
     rest_api,
     state_machines,
     usage_plans,
@@ -74,6 +76,7 @@ class LocalCloud:
         self.runtime: LambdaRuntime | None = None
         self.rest = None
         self.model_server: Any = None
+        self.schedules: LocalSchedules | None = None
         self._mock: Any = None
         self._saved_env: dict[str, str | None] = {}
         self.environment: dict[str, str] = {}
@@ -88,16 +91,21 @@ class LocalCloud:
             self._create_table()
             self._create_state_machines()
             self._create_usage_plans()
+            self._create_event_buses()
             self._restore_gateway_keys()
             self._start_model()
             self._start_runtime()
             self._start_rest_api()
+            self._start_schedules()
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
+        if self.schedules is not None:
+            self.schedules.stop()
+            self.schedules = None
         if self.model_server is not None:
             self.model_server.stop()
             self.model_server = None
@@ -195,6 +203,15 @@ class LocalCloud:
                 kwargs["quota"] = {"limit": spec.quota_limit, "period": spec.quota_period}
             plan = apigw.create_usage_plan(**kwargs)
             self.config.stack.refs[spec.logical_id] = plan["id"]
+
+    def _create_event_buses(self) -> None:
+        events = self.client("events")
+        for logical_id in resources_of_type(self.template, "AWS::Events::EventBus"):
+            events.create_event_bus(Name=self.resolver.ref(logical_id))
+
+    def _start_schedules(self) -> None:
+        assert self.runtime is not None
+        self.schedules = LocalSchedules(schedules(self.template), self.runtime, self.config.stack.region).start()
 
     def _restore_gateway_keys(self) -> None:
         """Give every workspace of the table its API Gateway key again.

@@ -682,7 +682,7 @@ class OfflineModelServer:
             return
         content, stop_reason = reply_to(body)
         message = {
-            "id": f"msg_{_digest(body)}",
+            "id": f"msg_{secrets.token_hex(12)}",  # every call is a new message, as with the real API
             "type": "message",
             "role": "assistant",
             "model": body["model"],

@@ -99,6 +99,8 @@ class Resolver:
             return function_name(self.stack, name)
         if kind == "AWS::Serverless::StateMachine":
             return self.state_machine_arn(name)
+        if kind == "AWS::Events::EventBus":
+            return str(self.resolve(resource.get("Properties", {}).get("Name", name)))
         return f"local-{name}"
 
     def get_att(self, name: str, attribute: str) -> str:
@@ -110,6 +112,8 @@ class Resolver:
             return f"arn:{PARTITION}:dynamodb:{self.stack.region}:{ACCOUNT_ID}:table/{self.stack.table_name}"
         if kind == "AWS::Serverless::StateMachine" and attribute == "Name":
             return self.state_machine_name(name)
+        if kind == "AWS::Events::EventBus" and attribute == "Arn":
+            return f"arn:{PARTITION}:events:{self.stack.region}:{ACCOUNT_ID}:event-bus/{self.ref(name)}"
         if kind == "AWS::IAM::Role" and attribute == "Arn":
             return f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/{self.stack.stack_name}-{name}"
         return f"local-{name}-{attribute}"

@@ -125,10 +125,11 @@ def test_stop_directive_sets_the_stop_reason(client: anthropic.Anthropic):
     assert client.messages.create(model=MODEL, max_tokens=200, messages=history).stop_reason == "end_turn"
 
 
-def test_answers_are_deterministic(client: anthropic.Anthropic):
+def test_answers_are_deterministic_and_each_call_is_a_new_message(client: anthropic.Anthropic):
     request = {"model": MODEL, "max_tokens": 50, "tools": [LOOKUP], "messages": [user("/tool lookup {}")]}
     first, second = client.messages.create(**request), client.messages.create(**request)
-    assert first.id == second.id and first.content[0].id == second.content[0].id
+    assert first.content == second.content and first.content[0].id == second.content[0].id
+    assert first.id != second.id, "as with the real API, each call is billed as its own message"
 
 
 def test_the_request_log_and_status_counters(server: OfflineModelServer, client: anthropic.Anthropic):

@@ -23,6 +23,7 @@ from agenthq.store import configure
 
 if TYPE_CHECKING:
     from agenthq.adapters.apigateway import GatewayKeys
+    from agenthq.adapters.events import OperatorEvents
     from agenthq.adapters.model import ModelClient
     from agenthq.adapters.stepfunctions import Orchestrator
     from agenthq.security.tokens import KeyStore, TokenSigner, TokenVerifier
@@ -32,11 +33,13 @@ if TYPE_CHECKING:
 class Services:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time, *,
                  orchestrator: Orchestrator | None = None, gateway_keys: GatewayKeys | None = None,
-                 model: ModelClient | None = None, tools: ToolRegistry | None = None) -> None:
+                 model: ModelClient | None = None, tools: ToolRegistry | None = None,
+                 operator_events: OperatorEvents | None = None) -> None:
         self.settings = settings
         self.clock = clock
         configure(settings)
-        given = {"orchestrator": orchestrator, "gateway_keys": gateway_keys, "model": model, "tools": tools}
+        given = {"orchestrator": orchestrator, "gateway_keys": gateway_keys, "model": model, "tools": tools,
+                 "operator_events": operator_events}
         for name, adapter in given.items():
             if adapter is not None:
                 self.__dict__[name] = adapter  # what cached_property would have built
@@ -60,6 +63,12 @@ class Services:
         from agenthq.adapters.apigateway import ApiGatewayKeys
 
         return ApiGatewayKeys(self.client("apigateway"), self.settings.usage_plan_ids)
+
+    @cached_property
+    def operator_events(self) -> OperatorEvents:
+        from agenthq.adapters.events import EventBridgeEvents
+
+        return EventBridgeEvents(self.client("events"), self.settings.event_bus_name)
 
     @cached_property
     def key_store(self) -> KeyStore:

@@ -55,6 +55,7 @@ class Settings(BaseModel):
     max_delegation_depth: int = Field(default=3, alias="MAX_DELEGATION_DEPTH", ge=0, le=10)
     max_run_input_chars: int = Field(default=100_000, alias="MAX_RUN_INPUT_CHARS", ge=1)
     usage_counter_shards: int = Field(default=8, alias="USAGE_COUNTER_SHARDS", ge=1, le=100)
+    event_bus_name: str = Field(default="", alias="EVENT_BUS_NAME")  # operator events (usage alerts)
 
     # HTTP edge
     max_request_bytes: int = Field(default=256 * 1024, alias="MAX_REQUEST_BYTES", gt=0)

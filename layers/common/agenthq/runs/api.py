@@ -13,12 +13,11 @@ from agenthq.agent_lookup import load_agent
 from agenthq.context import Principal, Scope
 from agenthq.errors import Conflict, InvalidRequest, NotFound
 from agenthq.pagination import Page, page
+from agenthq.runs import pausing
 from agenthq.runs.launch import LaunchRace, create_run_record
 from agenthq.runs.records import (
     ACTIVE,
     TERMINAL,
-    Change,
-    commit,
     event_view,
     iter_events,
     load_body,
@@ -184,11 +183,5 @@ def resume_run(services: Services, principal: Principal, run_id: str) -> dict[st
     principal.require(Scope.runs_write)
     with tenant_scope(principal.workspace_id):
         run = load_run(principal.workspace_id, run_id)
-        if run.status != "paused" or not run.task_token:
-            raise Conflict(f"Only a paused run can be resumed; this one is {run.status}.")
-        commit(services, run, Change(events=[("run.resumed", {})],
-                                     run_actions=[Run.status.set("running"), Run.task_token.remove()],
-                                     run_condition=Run.status == "paused"))
-        services.orchestrator.send_next(run.task_token, "think")
-        run = load_run(principal.workspace_id, run_id)
+        run = pausing.resume(services, run, by=principal.subject)
         return run_view(run, load_body(run))

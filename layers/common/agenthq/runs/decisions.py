@@ -114,7 +114,7 @@ def final_outcome(outcome: Outcome | None, cancel_requested: bool) -> Outcome:
     """What Finish writes: a recorded cancel wins over anything but a failure;
     a run that reached Finish without an outcome failed."""
     outcome = dict(outcome or {})
-    if cancel_requested and outcome.get("status") != "failed":
+    if cancel_requested and outcome.get("status") not in ("failed", "cancelled"):
         return {"status": "cancelled", "reason": "cancelled", "message": "The run was cancelled."}
     if outcome.get("status") not in ("succeeded", "failed", "cancelled", "timed_out"):
         return {"status": "failed", "reason": "no_outcome", "message": "The run ended without an answer."}

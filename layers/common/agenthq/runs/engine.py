@@ -18,18 +18,19 @@ by Finish, which also answers a waiting parent run.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 
 from agenthq import ids
-from agenthq.adapters.model import ModelRequest, ModelRequestRejected
+from agenthq.adapters.model import ModelRequest, ModelRequestRejected, ModelUnavailable
 from agenthq.agent_lookup import find_agent
 from agenthq.errors import InvalidRequest, NotFound
 from agenthq.messaging import take_inbox
 from agenthq.observability import MetricUnit, logger, metrics
-from agenthq.runs import decisions
+from agenthq.runs import decisions, pausing
 from agenthq.runs.decisions import ACT, DELEGATE, FINISH, PAUSE, THINK, Outcome
 from agenthq.runs.launch import create_run_record
 from agenthq.runs.records import (
@@ -42,12 +43,13 @@ from agenthq.runs.records import (
     load_run,
     step_record,
 )
-from agenthq.store import tenant_scope
-from agenthq.store.items import ConversationMessage, Run, StepRecord, ToolCall
+from agenthq.store import tenant_scope, transaction
+from agenthq.store.items import ConversationMessage, LedgerEntry, Reservation, Run, StepRecord, ToolCall
 from agenthq.text import clip
+from agenthq.tiers import TierLimits
 from agenthq.tools.registry import ToolContext, ToolResult
 from agenthq.tools.stateful import MAX_DELEGATE_INPUT_CHARS
-from agenthq.usage import Usage
+from agenthq.usage import Usage, alerts, counters, ledger, quota
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -131,14 +133,23 @@ def think(services: Services, run: Run, event: dict[str, Any]) -> str:
 
     conversation = _conversation(run)
     request = _model_request(services, run, agent, conversation)
+    at = services.now()
+    limits = quota.workspace_limits(run.workspace_id)
+    blocked = quota.reserve(run.workspace_id, run.id, step, quota.hold_for(request, at), limits, at)
+    if blocked is not None:
+        return _pause_at(services, run, blocked)
     try:
         response = services.model.create_message(request)
     except ModelRequestRejected as exc:
+        quota.release(run.workspace_id, run.id, step)
         return _decide(services, run, step, "think",
                        {"status": "failed", "reason": "model_rejected_request", "message": exc.reason})
-    # ModelUnavailable propagates: the state machine retries Think, then fails the run with its reason.
+    except ModelUnavailable:
+        quota.release(run.workspace_id, run.id, step)
+        raise  # the state machine retries Think, then fails the run with its reason
 
-    usage = Usage.model_call(request.model, response.usage)
+    usage = Usage.model_call(request.model, response.usage, at.date())
+    _meter_model_call(services, run, step, request.model, response.id, usage, limits, at)
     next_step, outcome = decisions.after_model(response.content, response.stop_reason)
     index = len(conversation) + 1
     answer = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, index), index=index,
@@ -159,7 +170,6 @@ def think(services: Services, run: Run, event: dict[str, Any]) -> str:
         run_actions=actions,
         run_condition=Run.status.is_in("running", "waiting"),
         puts=[answer, StepRecord(*StepRecord.key(run.workspace_id, run.id, step, "think"), next=next_step)],
-        usage=usage,
     )
     try:
         commit(services, run, change)
@@ -168,6 +178,44 @@ def think(services: Services, run: Run, event: dict[str, Any]) -> str:
     metrics.add_metric(name="ModelCalls", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="ModelCostMicroUSD", unit=MetricUnit.Count, value=usage.cost_micro_usd)
     return next_step
+
+
+def _meter_model_call(services: Services, run: Run, step: int, model: str, message_id: str, usage: Usage,
+                      limits: TierLimits, at: datetime) -> None:
+    """Count a model call Anthropic answered, before anything else can fail: its
+    ledger entry, the run's totals, the workspace's counters, and the month's
+    quota (the reservation replaced by the actual cost) — in one transaction,
+    once per message."""
+    entry = ledger.model_entry(message_id)
+    reservation = Reservation.get_or_none(*Reservation.key(run.workspace_id, run.id, step))
+    try:
+        with transaction() as tx:
+            ledger.record(tx, run.workspace_id, run.id, entry, usage, at, services.settings.usage_counter_shards,
+                          step=step, model=model)
+            tx.update(run, actions=usage.add_actions(Run))
+            quota.settle(tx, run.workspace_id, reservation, usage, at)
+    except TransactWriteError:
+        if LedgerEntry.get_or_none(*LedgerEntry.key(run.workspace_id, run.id, entry)) is not None:
+            return  # metered already
+        raise
+    month = quota.month_quota(run.workspace_id, at)
+    if month is not None:
+        period = counters.month(at)
+        alerts.check(services.operator_events, run.workspace_id, quota.TOKENS, int(month.used_tokens),
+                     limits.tokens_per_month, period, at)
+        alerts.check(services.operator_events, run.workspace_id, quota.BUDGET, int(month.used_micro_usd),
+                     quota.budget_micro_usd(limits), period, at)
+
+
+def _pause_at(services: Services, run: Run, limit: str) -> str:
+    """The month's ``limit`` has no room for the next model call: the run waits
+    (the Paused state) until a resume; the same turn thinks again then."""
+    try:
+        commit(services, run, Change(run_actions=[Run.pause_reason.set(limit)],
+                                     run_condition=Run.status.is_in("running", "waiting")))
+    except RunConflict:
+        return FINISH
+    return PAUSE
 
 
 def _ending_before_a_model_call(services: Services, run: Run, agent: dict[str, Any]) -> Outcome | None:
@@ -283,6 +331,7 @@ def _finish_tool_call(services: Services, run: Run, call: ToolCall, result: Tool
         extra=[lambda tx: tx.update(call, actions=[ToolCall.result.set(outcome)],
                                     condition=ToolCall.result.does_not_exist())],
         usage=Usage(tool_calls=1),
+        ledger=ledger.tool_entry(call.tool_use_id),
     )
     try:
         return commit(services, run, change)
@@ -396,13 +445,7 @@ def pause(services: Services, run: Run, event: dict[str, Any]) -> str:
     if run.cancel_requested:
         _send_task_success(services, token, FINISH)
         return FINISH
-    reason = (event.get("reason") or (run.outcome or {}).get("pause_reason") or "limit_reached")
-    change = Change(
-        events=[] if run.status == "paused" else [("run.paused", {"reason": reason})],
-        run_actions=[Run.status.set("paused"), Run.task_token.set(token)],
-        run_condition=Run.status.is_in("running", "paused"),
-    )
-    commit(services, run, change)
+    pausing.mark_paused(services, run, token)
     return PAUSE
 
 
@@ -420,11 +463,14 @@ def fail(services: Services, run: Run, event: dict[str, Any]) -> str:
 
 
 def _settle(services: Services, run: Run, outcome: dict[str, Any]) -> None:
-    """Write the run's end (once) and answer a waiting parent."""
+    """Write the run's end (once), give back what it held, answer a waiting parent."""
+    was_paused = run.paused_at is not None
     if run.status not in TERMINAL:
         at = services.now()
         status = outcome["status"]
-        seconds = int((at - run.started_at).total_seconds()) if run.started_at else 0
+        # agent time: from start to end, less the time it spent paused at a limit
+        paused = int(run.paused_seconds or 0) + (int((at - run.paused_at).total_seconds()) if run.paused_at else 0)
+        seconds = max(0, int((at - run.started_at).total_seconds()) - paused) if run.started_at else 0
         error = None if status == "succeeded" else {"reason": outcome.get("reason", status),
                                                      "message": outcome.get("message", "")}
         data: dict[str, Any] = {"status": status}
@@ -440,16 +486,20 @@ def _settle(services: Services, run: Run, outcome: dict[str, Any]) -> None:
             events=[(f"run.{status}", data)],
             run_actions=[Run.status.set(status), Run.finished_at.set(at),
                          _set_or_remove(Run.output, outcome.get("output")), Run.error.set(error),
-                         Run.task_token.remove(),
+                         Run.task_token.remove(), Run.pause_reason.remove(), Run.paused_at.remove(),
                          Run.outcome.remove()],  # now written out as output / error
             run_condition=Run.status.is_in("queued", "running", "paused", "waiting"),
             usage=Usage(agent_seconds=seconds),
+            ledger=ledger.SECONDS,
         )
         try:
             run = commit(services, run, change)
         except RunConflict:
             run = load_run(run.workspace_id, run.id)
         metrics.add_metric(name=f"Runs{status.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
+    quota.release_all(run.workspace_id, run.id)  # reservations a crashed step left
+    if was_paused:
+        pausing.forget(run.workspace_id, run.id)
     if run.parent_run_id:
         _answer_parent(services, run)
         fresh = load_run(run.workspace_id, run.id)  # a retried parent step may have left a newer token

@@ -1,6 +1,7 @@
 """Creating a run: the Run item (queued), its body (the input and the agent as
-it is at launch), its ``run.queued`` event and the workspace's ``runs``
-counter, in one transaction.
+it is at launch), its ``run.queued`` event, its ``run`` ledger entry with the
+workspace's ``runs`` counters, and today's run quota (the tier's runs per day,
+enforced by a condition), in one transaction.
 
 Both sides create runs here: the HTTP side (a launch) and the run engine (a
 delegation's child run).
@@ -15,19 +16,25 @@ from pynamodb.exceptions import TransactWriteError
 
 from agenthq import ids
 from agenthq.agents import agent_view
+from agenthq.errors import ServiceUnavailable
 from agenthq.runs.records import INPUT_PREVIEW_CHARS
-from agenthq.store import transaction
+from agenthq.store import retry_transaction, transaction
 from agenthq.store.items import Agent, Run, RunBody, RunEvent, RunLaunch, Workspace
-from agenthq.usage import Usage, counters
+from agenthq.usage import Usage, alerts, counters, ledger, quota
 
 if TYPE_CHECKING:
     from agenthq.services import Services
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+LAUNCH_ATTEMPTS = 10  # transaction conflicts with concurrent launches are retried this often
 
 
 class LaunchRace(Exception):
     """Another request with the same Idempotency-Key created its run first."""
+
+
+class _ChildExists(Exception):
+    pass
 
 
 def agent_snapshot(workspace_id: str, agent: Agent) -> dict[str, Any]:
@@ -50,7 +57,8 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
     child; then only its parent task token is refreshed.
 
     With ``idempotency`` (key, request fingerprint) the launch record is written
-    in the same transaction; :class:`LaunchRace` says another request won."""
+    in the same transaction; :class:`LaunchRace` says another request won.
+    Past the tier's runs per day: :class:`QuotaExceeded` (429, Retry-After)."""
     at = services.now()
     run_id = run_id or ids.new_id()
     if parent is not None:
@@ -68,9 +76,11 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
         parent_task_token=parent_task_token,
         gsi1pk=f"WS#{workspace_id}#AGENT#{agent.id}", gsi1sk=f"RUN#{run_id}",
     )
+    limits = quota.workspace_limits(workspace_id)
     queued = RunEvent(*RunEvent.key(workspace_id, run_id, 1), seq=1, event_type="run.queued", at=at,
                       data={"agent_id": agent.id, "parent_run_id": run.parent_run_id})
-    try:
+
+    def attempt() -> None:
         with transaction() as tx:
             if idempotency is not None:
                 key, body_print = idempotency
@@ -80,16 +90,33 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
             tx.save(RunBody(*RunBody.key(workspace_id, run_id), input=text, agent=agent_snapshot(workspace_id, agent)),
                     condition=RunBody.pk.does_not_exist())
             tx.save(queued, condition=RunEvent.pk.does_not_exist())
-            counters.count(tx, workspace_id, Usage(runs=1), at, services.settings.usage_counter_shards)
-    except TransactWriteError:
-        if idempotency is not None:
-            raise LaunchRace() from None
-        if parent is not None:  # a concurrent delegation attempt created it
-            return create_run_record(services, workspace_id, agent, text, created_by=created_by, run_id=run_id,
-                                     parent=parent, parent_tool_use_id=parent_tool_use_id,
-                                     parent_task_token=parent_task_token)
-        raise
+            ledger.record(tx, workspace_id, run_id, ledger.RUN, Usage(runs=1), at,
+                          services.settings.usage_counter_shards)
+            quota.count_launch(tx, workspace_id, limits, at)
+
+    def explain(_: TransactWriteError) -> None:
+        if idempotency is not None and RunLaunch.get_or_none(*RunLaunch.key(workspace_id, idempotency[0])):
+            raise LaunchRace()
+        if parent is not None and Run.get_or_none(*Run.key(workspace_id, run_id)):
+            raise _ChildExists()  # a concurrent delegation attempt created it
+        if quota.runs_today(workspace_id, at) >= limits.runs_per_day:
+            raise quota.runs_exhausted(limits, at)
+        # else: a conflict with concurrent launches (the day's quota item): try again
+
+    try:
+        retry_transaction(attempt, explain, attempts=LAUNCH_ATTEMPTS,
+                          exhausted=lambda: ServiceUnavailable("Too many launches at once; please retry."))
+    except _ChildExists:
+        return create_run_record(services, workspace_id, agent, text, created_by=created_by, run_id=run_id,
+                                 parent=parent, parent_tool_use_id=parent_tool_use_id,
+                                 parent_task_token=parent_task_token)
+    _alert_runs(services, workspace_id, limits, at)
     return run
+
+
+def _alert_runs(services: Services, workspace_id: str, limits: Any, at: datetime) -> None:
+    alerts.check(services.operator_events, workspace_id, quota.RUNS, quota.runs_today(workspace_id, at),
+                 limits.runs_per_day, counters.day(at), at)
 
 
 def run_deadline(at: datetime, timeout_seconds: int, parent: Run | None) -> datetime:

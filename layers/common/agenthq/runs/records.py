@@ -19,7 +19,7 @@ from pynamodb.exceptions import TransactWriteError
 
 from agenthq.store import BaseItem, transaction
 from agenthq.store.items import Run, RunBody, RunEvent, StepRecord
-from agenthq.usage import Usage, counters
+from agenthq.usage import Usage, ledger
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -96,7 +96,8 @@ class Change:
     run_condition: Any = None
     puts: list[BaseItem] = field(default_factory=list)  # created only if absent
     extra: list[Callable[[Any], None]] = field(default_factory=list)  # more writes on the transaction
-    usage: Usage | None = None  # added to the run's totals and to the workspace's counters
+    usage: Usage | None = None  # added to the run's totals and the workspace's counters, with a ledger entry
+    ledger: str = ""  # the entry's deterministic id (required with usage): counted once
 
 
 def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -> Run:
@@ -123,7 +124,9 @@ def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -
                 for write in change.extra:
                     write(tx)
                 if change.usage is not None:
-                    counters.count(tx, run.workspace_id, change.usage, at, services.settings.usage_counter_shards)
+                    assert change.ledger, "usage is counted under a ledger entry id"
+                    ledger.record(tx, run.workspace_id, run.id, change.ledger, change.usage, at,
+                                  services.settings.usage_counter_shards)
         except TransactWriteError as exc:
             fresh = load_run(run.workspace_id, run.id)
             if int(fresh.seq) != seq and not _failed_beyond_the_run(exc, len(change.events)):

@@ -247,6 +247,9 @@ class Run(BaseItem, discriminator="Run"):
     seq = NumberAttribute(default=0)  # last event seq
     cancel_requested = BooleanAttribute(default=False)
     task_token = UnicodeAttribute(null=True)  # while paused
+    pause_reason = UnicodeAttribute(null=True)  # the limit a think step could not reserve within
+    paused_at = UTCDateTimeAttribute(null=True)
+    paused_seconds = NumberAttribute(default=0)  # time spent paused: not agent time, not against the timeout
     input_tokens = NumberAttribute(default=0)
     output_tokens = NumberAttribute(default=0)
     cache_write_tokens = NumberAttribute(default=0)
@@ -401,3 +404,93 @@ class UsageCounter(BaseItem, discriminator="UsageCounter"):
     @staticmethod
     def key(workspace_id: str, period: str, shard: int) -> tuple[str, str]:
         return ws_pk(workspace_id, "USAGE"), f"{period}#S#{shard:02d}"
+
+
+# --------------------------------------------------------------------------- cost control
+
+
+class Quota(BaseItem, discriminator="Quota"):
+    """pk WS#<id>#QUOTA, sk DAY#<date> | MONTH#<yyyy-mm>: what the tier's limits
+    are enforced against, atomically (conditional updates; one item per period,
+    not sharded: see data-model.md for why its write rate stays low).
+
+    ``committed_*`` is what is used plus what is reserved for model calls under
+    way; a reservation is admitted only while committed + it ≤ the limit."""
+
+    runs = NumberAttribute(default=0)  # DAY: runs launched
+    used_tokens = NumberAttribute(default=0)  # MONTH: tokens of settled model calls (all four classes)
+    used_micro_usd = NumberAttribute(default=0)  # MONTH: model cost of settled calls
+    committed_tokens = NumberAttribute(default=0)  # MONTH: used + reserved
+    committed_micro_usd = NumberAttribute(default=0)  # MONTH: used + reserved
+
+    @staticmethod
+    def key(workspace_id: str, period: str) -> tuple[str, str]:
+        return ws_pk(workspace_id, "QUOTA"), period
+
+
+class Reservation(BaseItem, discriminator="Reservation"):
+    """pk WS#<id>#RUN#<run_id>, sk RESERVE#<step>: the budget and tokens a think
+    step reserved before its model call, until the call is settled or released."""
+
+    period = UnicodeAttribute()  # the MONTH# quota it was taken from
+    tokens = NumberAttribute()
+    micro_usd = NumberAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, run_id: str, step: int) -> tuple[str, str]:
+        return Run.partition(workspace_id, run_id), f"RESERVE#{step:06d}"
+
+
+class LedgerEntry(BaseItem, discriminator="LedgerEntry"):
+    """pk WS#<id>#RUN#<run_id>, sk LEDGER#<entry>: one metered quantity of a run,
+    under a deterministic id (``run``, ``model#<message id>``, ``tool#<tool use
+    id>``, ``seconds``), written with the counters it moves: counted once."""
+
+    entry = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+    step = NumberAttribute(default=0)
+    model = UnicodeAttribute(null=True)
+    runs = NumberAttribute(default=0)
+    model_calls = NumberAttribute(default=0)
+    input_tokens = NumberAttribute(default=0)
+    output_tokens = NumberAttribute(default=0)
+    cache_write_tokens = NumberAttribute(default=0)
+    cache_read_tokens = NumberAttribute(default=0)
+    cost_micro_usd = NumberAttribute(default=0)
+    tool_calls = NumberAttribute(default=0)
+    agent_seconds = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(workspace_id: str, run_id: str, entry: str) -> tuple[str, str]:
+        return Run.partition(workspace_id, run_id), f"LEDGER#{entry}"
+
+
+class Alert(BaseItem, discriminator="Alert"):
+    """pk WS#<id>, sk ALERT#<period>#<limit>#<percent>: a limit crossed 80% or
+    100% in a period. Created at most once (a conditional put decides)."""
+
+    limit = UnicodeAttribute()
+    threshold = NumberAttribute()  # 80 or 100
+    period = UnicodeAttribute()
+    used = NumberAttribute()
+    allowed = NumberAttribute()
+    at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, period: str, limit: str, threshold: int) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"ALERT#{period}#{limit}#{threshold:03d}"
+
+
+class PausedRun(BaseItem, discriminator="PausedRun"):
+    """pk PAUSED (global), sk WS#<id>#RUN#<run_id>: a run paused at a limit, so
+    the period-reset schedule and a tier raise find what to resume without a
+    Scan. Written and deleted with the run's pause and resume."""
+
+    workspace_id = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    reason = UnicodeAttribute()
+    paused_at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, run_id: str) -> tuple[str, str]:
+        return "PAUSED", f"WS#{workspace_id}#RUN#{run_id}"

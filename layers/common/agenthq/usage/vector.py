@@ -29,6 +29,11 @@ class TokenUsage(_Counts):
     cache_write_tokens: int = 0
     cache_read_tokens: int = 0
 
+    @property
+    def total(self) -> int:
+        """Every token of the call: what ``tokens_per_month`` counts."""
+        return self.input_tokens + self.output_tokens + self.cache_write_tokens + self.cache_read_tokens
+
     def cost_usd(self, model: str, on: date | None = None) -> Decimal:
         """What these tokens cost on ``model`` (rounded up to the micro-dollar)."""
         return pricing.cost_usd(model, self.input_tokens, self.output_tokens, self.cache_write_tokens,

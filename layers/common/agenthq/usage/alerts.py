@@ -1,0 +1,59 @@
+"""Alerts at 80% and 100% of each limit, exactly once per limit per period.
+
+After a write moves a limited quantity, :func:`check` compares it with the
+limit; crossing a threshold creates the ``Alert`` item on the condition that
+it does not exist, so when many runs cross it together one of them creates it
+and tells the operator (an ``agenthq.usage.alert`` event on the EventBridge
+bus). The stored alert is what ``GET …/alerts`` lists and what live status will
+deliver to the workspace as a ``usage.alert`` event.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pynamodb.exceptions import PutError
+
+from agenthq.observability import logger
+from agenthq.pagination import Page, workspace_page
+from agenthq.store.items import Alert
+
+if TYPE_CHECKING:
+    from agenthq.adapters.events import OperatorEvents
+
+THRESHOLDS = (80, 100)
+DETAIL_TYPE = "agenthq.usage.alert"
+
+
+def alert_view(alert: Alert) -> dict[str, Any]:
+    return {"id": alert.sk.removeprefix("ALERT#"), "limit": alert.limit, "threshold_percent": int(alert.threshold),
+            "period": alert.period, "used": int(alert.used), "allowed": int(alert.allowed),
+            "at": alert.at.isoformat()}
+
+
+def check(events: OperatorEvents, workspace_id: str, limit: str, used: int, allowed: int, period: str,
+          at: datetime) -> list[Alert]:
+    """Create the alerts ``used`` of ``allowed`` crosses (once each); returns the ones this call created."""
+    created = []
+    for threshold in THRESHOLDS:
+        if allowed <= 0 or used * 100 < allowed * threshold:
+            continue
+        alert = Alert(*Alert.key(workspace_id, period, limit, threshold), limit=limit, threshold=threshold,
+                      period=period, used=used, allowed=allowed, at=at)
+        try:
+            alert.save(condition=Alert.pk.does_not_exist())
+        except PutError:
+            continue  # another writer crossed it first: it alerted
+        created.append(alert)
+    for alert in created:
+        try:
+            events.publish(DETAIL_TYPE, {"workspace_id": workspace_id, **alert_view(alert)})
+        except Exception:  # noqa: BLE001 - the stored alert stands; the operator's copy is best effort
+            logger.exception("could not publish a usage alert", extra={"workspace_id": workspace_id})
+    return created
+
+
+def list_alerts(workspace_id: str, cursor: str | None, limit: int) -> Page:
+    """The workspace's alerts, newest period first."""
+    return workspace_page(Alert, workspace_id, "ALERT#", alert_view, cursor, limit, scan_index_forward=False)

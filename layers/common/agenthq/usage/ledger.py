@@ -1,0 +1,52 @@
+"""The usage ledger (DESIGN §5): every metered quantity of a run is an entry
+under a deterministic id, written in the same transaction as the counters it
+moves (the run's totals, the workspace's day and month counters), on the
+condition that the entry does not exist yet. So a retried or redelivered step
+is counted once, and the ledger, the counters and the run's totals agree.
+
+Entry ids: ``run`` (the launch), ``model#<message id>`` (a model call Anthropic
+answered — a step that calls the model twice pays twice, and both are here),
+``tool#<tool use id>``, ``seconds`` (agent-seconds, when the run ends).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from agenthq.store.items import LedgerEntry, Run
+from agenthq.usage import counters
+from agenthq.usage.vector import Usage
+
+RUN = "run"
+SECONDS = "seconds"
+
+
+def model_entry(message_id: str) -> str:
+    return f"model#{message_id}"
+
+
+def tool_entry(tool_use_id: str) -> str:
+    return f"tool#{tool_use_id}"
+
+
+def record(tx: Any, workspace_id: str, run_id: str, entry: str, usage: Usage, at: datetime, shards: int, *,
+           step: int = 0, model: str | None = None) -> None:
+    """In ``tx``: the entry (only if new) and the workspace's counters. The
+    caller adds ``usage`` to the run's totals in the same transaction."""
+    item = LedgerEntry(*LedgerEntry.key(workspace_id, run_id, entry), entry=entry, at=at, step=step, model=model)
+    for name, value in usage.view().items():
+        setattr(item, name, value)
+    tx.save(item, condition=LedgerEntry.pk.does_not_exist())
+    counters.count(tx, workspace_id, usage, at, shards)
+
+
+def entries(workspace_id: str, run_id: str) -> Iterator[LedgerEntry]:
+    return LedgerEntry.query(Run.partition(workspace_id, run_id), LedgerEntry.sk.startswith("LEDGER#"),
+                             consistent_read=True)
+
+
+def total(workspace_id: str, run_id: str) -> Usage:
+    """The sum of the run's ledger entries."""
+    return sum((Usage.of(e) for e in entries(workspace_id, run_id)), Usage())

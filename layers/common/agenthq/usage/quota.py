@@ -1,0 +1,190 @@
+"""Enforcing a workspace's tier limits (DESIGN §5), atomically under concurrency.
+
+- **Runs per day**: a launch adds 1 to the day's ``Quota`` item on the
+  condition that it is below the limit, in the same transaction that creates
+  the run (:func:`count_launch`).
+- **Tokens and budget per month**: before each model call a think step
+  *reserves* the most the call can cost (:func:`hold_for`): its prompt,
+  bounded by its size in bytes (a token is at least one byte), plus
+  ``max_tokens`` of output, at the model's highest prompt rate. The month's
+  ``committed_*`` (used + reserved) may grow only while it stays within the
+  limit (:func:`reserve`), so concurrent runs can never push spend past it.
+  When the call is answered, :func:`settle` swaps the reservation for what it
+  actually cost, in the metering transaction; :func:`release` gives a
+  reservation back when no call was made.
+
+A limit of 0 admits nothing. Enterprise overrides arrive here already applied
+(``tiers.limits_for``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pynamodb.exceptions import TransactWriteError
+
+from agenthq import pricing
+from agenthq.errors import QuotaExceeded
+from agenthq.store import transaction
+from agenthq.store.items import Quota, Reservation, Run, Workspace
+from agenthq.tiers import TierLimits, limits_for
+from agenthq.usage.counters import day, month
+from agenthq.usage.vector import Usage
+
+if TYPE_CHECKING:
+    from agenthq.adapters.model import ModelRequest
+
+TOKENS = "tokens_per_month"
+BUDGET = "budget_usd_per_month"
+RUNS = "runs_per_day"
+
+
+def workspace_limits(workspace_id: str) -> TierLimits:
+    """The limits the workspace is held to now (its tier, with enterprise overrides)."""
+    workspace = Workspace.load(workspace_id)
+    return limits_for(workspace.tier, workspace.limit_overrides)
+
+
+def budget_micro_usd(limits: TierLimits) -> int:
+    return int(limits.budget_usd_per_month / pricing.MICRO_DOLLAR)
+
+
+# --------------------------------------------------------------------------- runs per day
+
+
+def launch_condition(limits: TierLimits) -> Any:
+    return Quota.runs.does_not_exist() | (Quota.runs < limits.runs_per_day)
+
+
+def count_launch(tx: Any, workspace_id: str, limits: TierLimits, at: datetime) -> None:
+    """In the launch's transaction: one more run today, if the day allows it."""
+    if limits.runs_per_day <= 0:
+        raise runs_exhausted(limits, at)
+    tx.update(Quota(*Quota.key(workspace_id, day(at))), actions=[Quota.runs.add(1)],
+              condition=launch_condition(limits))
+
+
+def runs_exhausted(limits: TierLimits, at: datetime) -> QuotaExceeded:
+    noun = "run" if limits.runs_per_day == 1 else "runs"
+    return QuotaExceeded(f"Your plan allows {limits.runs_per_day} {noun} a day; the next day starts at 00:00 UTC.",
+                         retry_after=seconds_to_next_day(at),
+                         details=[{"field": RUNS, "message": f"limit is {limits.runs_per_day}"}])
+
+
+def runs_today(workspace_id: str, at: datetime) -> int:
+    quota = Quota.get_or_none(*Quota.key(workspace_id, day(at)))
+    return int(quota.runs) if quota is not None else 0
+
+
+def seconds_to_next_day(at: datetime) -> int:
+    midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, math.ceil(86400 - (at - midnight).total_seconds()))
+
+
+# --------------------------------------------------------------------------- tokens and budget per month
+
+
+@dataclass(frozen=True)
+class Hold:
+    """What a model call is reserved: the most it can use and cost."""
+
+    tokens: int
+    micro_usd: int
+
+
+def hold_for(request: ModelRequest, at: datetime) -> Hold:
+    """The most ``request`` can use: every byte of its prompt as a token (a token
+    is at least one byte) at the highest prompt rate, plus ``max_tokens`` of output."""
+    prompt = {"system": request.system, "messages": request.messages, "tools": request.tools}
+    prompt_tokens = len(json.dumps(prompt, ensure_ascii=False, separators=(",", ":")).encode())
+    rates = pricing.price_for(request.model, at.date()).rates_for(prompt_tokens)
+    prompt_rate = max(rates.input, rates.cache_write, rates.cache_read)
+    usd = (prompt_tokens * prompt_rate + request.max_tokens * rates.output) / pricing.MILLION
+    return Hold(tokens=prompt_tokens + request.max_tokens, micro_usd=math.ceil(usd / pricing.MICRO_DOLLAR))
+
+
+def reserve(workspace_id: str, run_id: str, step: int, hold: Hold, limits: TierLimits, at: datetime,
+            attempts: int = 8) -> str | None:
+    """Reserve ``hold`` for the model call of ``step``: None when reserved (or
+    already reserved by an earlier attempt of the same step), else the limit it
+    does not fit in (``tokens_per_month`` or ``budget_usd_per_month``)."""
+    budget = budget_micro_usd(limits)
+    if hold.tokens > limits.tokens_per_month:
+        return TOKENS
+    if hold.micro_usd > budget:
+        return BUDGET
+    period = month(at)
+    key = Reservation.key(workspace_id, run_id, step)
+    fits = ((Quota.committed_tokens.does_not_exist() | (Quota.committed_tokens <= limits.tokens_per_month - hold.tokens))
+            & (Quota.committed_micro_usd.does_not_exist() | (Quota.committed_micro_usd <= budget - hold.micro_usd)))
+    for _ in range(attempts):
+        try:
+            with transaction() as tx:
+                tx.save(Reservation(*key, period=period, tokens=hold.tokens, micro_usd=hold.micro_usd),
+                        condition=Reservation.pk.does_not_exist())
+                tx.update(Quota(*Quota.key(workspace_id, period)),
+                          actions=[Quota.committed_tokens.add(hold.tokens),
+                                   Quota.committed_micro_usd.add(hold.micro_usd)], condition=fits)
+            return None
+        except TransactWriteError:
+            if Reservation.get_or_none(*key) is not None:
+                return None  # an earlier attempt of this step reserved it
+            quota = Quota.get_or_none(*Quota.key(workspace_id, period))
+            if quota is not None and int(quota.committed_tokens) + hold.tokens > limits.tokens_per_month:
+                return TOKENS
+            if quota is not None and int(quota.committed_micro_usd) + hold.micro_usd > budget:
+                return BUDGET
+            # a transaction conflict with a concurrent writer: try again
+    raise TransactWriteError("the month's quota kept changing")
+
+
+def settle(tx: Any, workspace_id: str, reservation: Reservation | None, usage: Usage, at: datetime) -> None:
+    """In the metering transaction: the call's actual use replaces its reservation."""
+    tokens = usage.tokens.total
+    reserved_tokens = int(reservation.tokens) if reservation else 0
+    reserved_micro = int(reservation.micro_usd) if reservation else 0
+    period = reservation.period if reservation else month(at)
+    tx.update(Quota(*Quota.key(workspace_id, period)), actions=[
+        Quota.used_tokens.add(tokens), Quota.used_micro_usd.add(usage.cost_micro_usd),
+        Quota.committed_tokens.add(tokens - reserved_tokens),
+        Quota.committed_micro_usd.add(usage.cost_micro_usd - reserved_micro)])
+    if reservation is not None:
+        tx.delete(reservation, condition=Reservation.pk.exists())
+
+
+def release(workspace_id: str, run_id: str, step: int) -> None:
+    """Give back the reservation of ``step`` (no model call was answered). Idempotent."""
+    reservation = Reservation.get_or_none(*Reservation.key(workspace_id, run_id, step))
+    if reservation is None:
+        return
+    try:
+        with transaction() as tx:
+            tx.delete(reservation, condition=Reservation.pk.exists())
+            tx.update(Quota(*Quota.key(workspace_id, reservation.period)),
+                      actions=[Quota.committed_tokens.add(-int(reservation.tokens)),
+                               Quota.committed_micro_usd.add(-int(reservation.micro_usd))])
+    except TransactWriteError:
+        pass  # released (or settled) meanwhile
+
+
+def release_all(workspace_id: str, run_id: str) -> None:
+    """Give back every reservation of the run (it ended without settling them)."""
+    for reservation in Reservation.query(Run.partition(workspace_id, run_id), Reservation.sk.startswith("RESERVE#"),
+                                         consistent_read=True):
+        release(workspace_id, run_id, int(reservation.sk.removeprefix("RESERVE#")))
+
+
+def month_quota(workspace_id: str, at: datetime) -> Quota | None:
+    return Quota.get_or_none(*Quota.key(workspace_id, month(at)))
+
+
+def has_room(workspace_id: str, limit: str, limits: TierLimits, at: datetime) -> bool:
+    """Whether the month's ``limit`` (tokens or budget) has any room left now."""
+    quota = month_quota(workspace_id, at)
+    if limit == TOKENS:
+        return (int(quota.committed_tokens) if quota else 0) < limits.tokens_per_month
+    return (int(quota.committed_micro_usd) if quota else 0) < budget_micro_usd(limits)
