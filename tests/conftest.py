@@ -12,9 +12,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from botocore.credentials import Credentials
 
+from agenthq_cli.signing import SigV4
 from local.cloud import LocalCloud, LocalCloudConfig
 from local.dynamodb_local import DynamoDBLocal
+from tests.support import LocalApi
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +33,7 @@ def cloud(dynamodb_endpoint: str) -> Iterator[LocalCloud]:
         yield running
 
 
-def client_for(cloud: LocalCloud, source_ip: str | None = None) -> httpx.Client:
+def client_for(cloud: LocalCloud, source_ip: str | None = None) -> LocalApi:
     """An HTTP client for the local REST API (base URL includes the stage).
 
     Each client connects from its own loopback address (all of 127.0.0.0/8 is
@@ -38,10 +41,17 @@ def client_for(cloud: LocalCloud, source_ip: str | None = None) -> httpx.Client:
     each test as a different client, as they would see different users."""
     source_ip = source_ip or f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
     transport = httpx.HTTPTransport(local_address=source_ip)
-    return httpx.Client(base_url=cloud.rest_url, timeout=30, transport=transport)
+    return LocalApi(base_url=cloud.rest_url, timeout=30, transport=transport, operator=operator_auth(cloud))
+
+
+def operator_auth(cloud: LocalCloud) -> SigV4:
+    """Signs requests as the local cloud's operator (the operator routes, /v1/admin/…)."""
+    assert cloud.operator is not None
+    return SigV4(Credentials(cloud.operator.access_key_id, cloud.operator.secret_access_key),
+                 cloud.config.stack.region)
 
 
 @pytest.fixture()
-def api(cloud: LocalCloud) -> Iterator[httpx.Client]:
+def api(cloud: LocalCloud) -> Iterator[LocalApi]:
     with client_for(cloud) as client:
         yield client

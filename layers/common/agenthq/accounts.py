@@ -28,7 +28,16 @@ from agenthq.security.passwords import check_password_policy, dummy_hash, hash_p
 from agenthq.security.secrets import REFRESH_TOKEN_PREFIX, fingerprint, new_secret, secret_hash
 from agenthq.services import Services
 from agenthq.store import global_scope, tenant_scope, transaction
-from agenthq.store.items import Member, RefreshToken, SessionFamily, User, UserEmail, Workspace, WorkspaceSession
+from agenthq.store.items import (
+    Member,
+    RefreshToken,
+    SessionFamily,
+    User,
+    UserEmail,
+    Workspace,
+    WorkspaceDirectoryEntry,
+    WorkspaceSession,
+)
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 SIGNUP_RETRY_WINDOW = timedelta(hours=24)
@@ -170,6 +179,8 @@ def signup(services: Services, request: SignupRequest) -> dict[str, Any]:
             tx.save(email, condition=UserEmail.pk.does_not_exist())
             tx.save(user, condition=User.pk.does_not_exist())
             tx.save(workspace, condition=Workspace.pk.does_not_exist())
+            tx.save(WorkspaceDirectoryEntry(*WorkspaceDirectoryEntry.key(workspace_id), workspace_id=workspace_id,
+                                            created_at=now))
             tx.save(member)
             for item in session_items:
                 tx.save(item)
