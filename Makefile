@@ -29,10 +29,11 @@ check-tools:
 	@command -v java >/dev/null 2>&1 || { echo "error: Java 17+ is required to run DynamoDB Local (e.g. apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@command -v npm >/dev/null 2>&1 || { echo "error: npm is required to fetch DynamoDB Local (install Node.js 18+ with npm)"; exit 1; }
 
-$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
+$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .  # the agenthq command (cli/)
 	@touch $@
 
 $(DYNAMODB_LOCAL_DIR)/DynamoDBLocal.jar:

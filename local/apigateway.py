@@ -2,9 +2,11 @@
 
 It does what API Gateway does for this template: matches the routes declared
 by the functions' Api events, strips the stage, calls the REQUEST authorizer
-and honours its policy, meters API keys against the usage plans (throttle and
-daily quota), limits payloads to 10 MB, times integrations out at 29 s, and
-answers its own errors with the template's GatewayResponses.
+and honours its policy, checks the SigV4 signature of ``AWS_IAM`` routes
+against the local credentials (local/sigv4.py), meters API keys against the
+usage plans (throttle and daily quota), limits payloads to 10 MB, times
+integrations out at 29 s, and answers its own errors with the template's
+GatewayResponses.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ DEFAULT_STATUS = {
     "MISSING_AUTHENTICATION_TOKEN": 403,
     "UNAUTHORIZED": 401,
     "ACCESS_DENIED": 403,
+    "INVALID_SIGNATURE": 403,
+    "EXPIRED_TOKEN": 403,
     "INVALID_API_KEY": 403,
     "THROTTLED": 429,
     "QUOTA_EXCEEDED": 429,
@@ -42,6 +46,8 @@ MESSAGES = {
     "MISSING_AUTHENTICATION_TOKEN": "Missing Authentication Token",
     "UNAUTHORIZED": "Unauthorized",
     "ACCESS_DENIED": "User is not authorized to access this resource",
+    "INVALID_SIGNATURE": "The request signature we calculated does not match the signature you provided.",
+    "EXPIRED_TOKEN": "The security token included in the request is expired",
     "INVALID_API_KEY": "Forbidden",
     "THROTTLED": "Too Many Requests",
     "QUOTA_EXCEEDED": "Limit Exceeded",
@@ -67,6 +73,23 @@ class UsagePlanMeter:
         raise NotImplementedError
 
 
+class SignatureRefused(Exception):
+    """An ``AWS_IAM`` request is not (validly) signed; ``kind`` is the gateway response type."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(f"{kind}: {reason}")
+        self.kind = kind
+        self.reason = reason
+
+
+class SignatureVerifier:
+    """Checks the SigV4 signature of an ``AWS_IAM`` route's request (see local/sigv4.py)."""
+
+    def verify(self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes) -> Any:
+        """The signer (with ``identity()``: ``requestContext.identity``), or :class:`SignatureRefused`."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # the default backlog (5) resets connections when many clients connect at once
@@ -74,10 +97,12 @@ class _Server(ThreadingHTTPServer):
 
 class RestApiFront:
     def __init__(self, api: RestApiSpec, runtime: LambdaRuntime, meter: UsagePlanMeter | None = None,
-                 host: str = "127.0.0.1", port: int = 3000, region: str = "us-east-1") -> None:
+                 host: str = "127.0.0.1", port: int = 3000, region: str = "us-east-1",
+                 signatures: SignatureVerifier | None = None) -> None:
         self.api = api
         self.runtime = runtime
         self.meter = meter
+        self.signatures = signatures
         self.region = region
         self.server = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
@@ -120,6 +145,10 @@ class RestApiFront:
 
         event = self._proxy_event(method, route, resource_path, path_params, parsed.query, headers, body,
                                   source_ip, request_id)
+        if route.iam_auth:
+            refused = self._check_signature(method, raw_path, headers, body, event, request_id)
+            if refused is not None:
+                return refused
         if route.authorized:
             denied = self._authorize(route, event, request_id)
             if denied is not None:
@@ -171,6 +200,19 @@ class RestApiFront:
             if refusal:
                 return self.gateway_response(refusal, request_id)
             event["requestContext"]["identity"]["apiKey"] = key
+        return None
+
+    def _check_signature(self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes,
+                         event: dict[str, Any], request_id: str) -> Reply | None:
+        """AWS_IAM: a valid SigV4 signature of known credentials, whose identity the
+        integration sees in ``requestContext.identity``; else the gateway's refusal."""
+        if self.signatures is None:
+            return self.gateway_response("MISSING_AUTHENTICATION_TOKEN", request_id)
+        try:
+            signer = self.signatures.verify(method, raw_path, headers, body)
+        except SignatureRefused as refusal:
+            return self.gateway_response(refusal.kind, request_id)
+        event["requestContext"]["identity"].update(signer.identity())
         return None
 
     def _integrate(self, route: Route, event: dict[str, Any], request_id: str) -> Reply:

@@ -18,7 +18,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local.bootstrap import ensure_table
 from local.dynamodb_local import DynamoDBLocal
@@ -36,6 +36,9 @@ from local.template import (
     state_machines,
     usage_plans,
 )
+
+if TYPE_CHECKING:
+    from local.sigv4 import LocalCredentials
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +83,7 @@ class LocalCloud:
         self._mock: Any = None
         self._saved_env: dict[str, str | None] = {}
         self.environment: dict[str, str] = {}
+        self.operator: LocalCredentials | None = None  # signs the operator routes (/v1/admin/…)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -144,9 +148,21 @@ class LocalCloud:
             f"  DynamoDB Local {self.dynamodb_endpoint}   data: {self.config.data_dir or 'in memory'}",
             "  Model          " + (f"offline model server at {self.model_server.base_url} (no ANTHROPIC_API_KEY)"
                                    if self.model_server else "the Anthropic API (ANTHROPIC_API_KEY)"),
+            *self.operator_banner(),
             "Press Ctrl-C to stop.",
         ]
         return "\n".join(lines)
+
+    def operator_banner(self) -> list[str]:
+        """Which local credentials sign the operator routes, and how to use them."""
+        assert self.operator is not None
+        return [
+            f"  Operator       {self.operator.arn}: /v1/admin/* need SigV4 with its local credentials",
+            f"                 export AWS_ACCESS_KEY_ID={self.operator.access_key_id} "
+            f"AWS_SECRET_ACCESS_KEY={self.operator.secret_access_key} AWS_REGION={self.config.stack.region} "
+            f"AGENTHQ_API_URL={self.rest_url}",
+            "                 then: .venv/bin/agenthq admin workspace get <workspace id>",
+        ]
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -220,8 +236,10 @@ class LocalCloud:
         DynamoDB Local have no key at the gateway (on AWS the keys persist). For each
         Workspace item not being deleted: create (or find) the key with its stored
         ``usage_key`` value, attach it to its tier's usage plan (USAGE_PLAN_IDS from
-        template.yaml: enterprise uses the pro plan) and store the new key id in
-        ``gateway_key_id``. A Scan is fine here: local tooling, not a request path.
+        template.yaml: enterprise uses the pro plan) — or to a usage plan of its own,
+        made again, when its enterprise overrides call for one — and store the key
+        (and plan) id. A workspace made before the operator's directory existed gets
+        its directory entry. A Scan is fine here: local tooling, not a request path.
         """
         import sys
 
@@ -230,6 +248,7 @@ class LocalCloud:
         if str(LAYER_PATH) not in sys.path:  # the handlers' own adapter, from the layer
             sys.path.insert(0, str(LAYER_PATH))
         from agenthq.adapters.apigateway import ApiGatewayKeys
+        from agenthq.admin.workspaces import own_plan_limits
 
         plan_ids = self._usage_plan_ids()
         if not plan_ids:
@@ -240,7 +259,8 @@ class LocalCloud:
         pages = ddb.get_paginator("scan").paginate(
             TableName=table,
             FilterExpression="#type = :workspace",
-            ProjectionExpression="pk, sk, #id, tier, usage_key, gateway_key_id, deleting",
+            ProjectionExpression="pk, sk, #id, tier, usage_key, gateway_key_id, gateway_plan_id, limit_overrides, "
+                                 "created_at, deleting",
             ExpressionAttributeNames={"#type": "type", "#id": "id"},
             ExpressionAttributeValues={":workspace": {"S": "Workspace"}},
         )
@@ -250,23 +270,45 @@ class LocalCloud:
                     continue
                 workspace_id = item["id"]["S"]
                 tier = item.get("tier", {}).get("S", "free")
+                own = own_plan_limits(tier, json.loads(item.get("limit_overrides", {}).get("S") or "null"))
                 try:
                     key_id = keys.ensure_key(workspace_id, item["usage_key"]["S"], tier)
+                    plan_id = keys.ensure_workspace_plan(workspace_id, tier, *own) if own else None
+                    if plan_id:
+                        keys.move_key(key_id, keys.tier_plan(tier), plan_id)
                 except Exception:  # one odd item must not keep the local cloud from starting
                     logger.exception("workspace %s: could not restore its API Gateway key", workspace_id)
                     continue
-                if item.get("gateway_key_id", {}).get("S") == key_id:
+                self._put_directory_entry(ddb, table, workspace_id, item.get("created_at", {}).get("S"))
+                if (item.get("gateway_key_id", {}).get("S"), item.get("gateway_plan_id", {}).get("S")) == (
+                        key_id, plan_id):
                     continue
                 try:
                     ddb.update_item(
                         TableName=table,
                         Key={"pk": item["pk"], "sk": item["sk"]},
-                        UpdateExpression="SET gateway_key_id = :key",
+                        UpdateExpression="SET gateway_key_id = :key" + (", gateway_plan_id = :plan" if plan_id
+                                                                        else " REMOVE gateway_plan_id"),
                         ConditionExpression="attribute_exists(pk)",
-                        ExpressionAttributeValues={":key": {"S": key_id}},
+                        ExpressionAttributeValues={":key": {"S": key_id}, **({":plan": {"S": plan_id}}
+                                                                            if plan_id else {})},
                     )
                 except ddb.exceptions.ConditionalCheckFailedException:
                     pass  # deleted meanwhile
+
+    @staticmethod
+    def _put_directory_entry(ddb: Any, table: str, workspace_id: str, created_at: str | None) -> None:
+        """The workspace's entry in the operator's directory, unless it has one."""
+        from agenthq.store.items import WorkspaceDirectoryEntry
+
+        pk, sk = WorkspaceDirectoryEntry.key(workspace_id)
+        try:
+            ddb.put_item(TableName=table, ConditionExpression="attribute_not_exists(pk)", Item={
+                "pk": {"S": pk}, "sk": {"S": sk}, "type": {"S": "WorkspaceDirectoryEntry"},
+                "workspace_id": {"S": workspace_id},
+                "created_at": {"S": created_at or "1970-01-01T00:00:00.000000+0000"}})
+        except ddb.exceptions.ConditionalCheckFailedException:
+            pass
 
     def _usage_plan_ids(self) -> dict[str, str]:
         """Tier -> usage plan id, as the functions see it (template.yaml's USAGE_PLAN_IDS)."""
@@ -307,13 +349,16 @@ class LocalCloud:
 
     def _start_rest_api(self) -> None:
         from local.apigateway import RestApiFront
+        from local.sigv4 import SigV4Verifier, operator_credentials
         from local.usage_plans import GatewayUsagePlanMeter
 
         assert self.runtime is not None
+        self.operator = operator_credentials(self.config.data_dir)
         self.rest = RestApiFront(rest_api(self.template), self.runtime,
                                  meter=GatewayUsagePlanMeter(self.client("apigateway")),
                                  host=self.config.host, port=self.config.rest_port,
-                                 region=self.config.stack.region).start()
+                                 region=self.config.stack.region,
+                                 signatures=SigV4Verifier([self.operator], self.config.stack.region)).start()
 
 
 def _reset_process_caches() -> None:

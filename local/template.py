@@ -226,8 +226,9 @@ class Route:
     function: str  # logical id
     method: str  # GET, POST, ... or ANY
     path: str  # /workspaces/{wid}/agents
-    authorized: bool  # goes through the API's authorizer
+    authorized: bool  # goes through the API's (Lambda) authorizer
     api_key_required: bool  # metered by the usage plans
+    iam_auth: bool = False  # AWS_IAM: the caller signs with SigV4 (operator routes)
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -262,14 +263,15 @@ def rest_api(template: dict[str, Any]) -> RestApiSpec:
                 continue
             ep = event["Properties"]
             event_auth = ep.get("Auth", {})
-            authorized = default_authorizer is not None and event_auth.get("Authorizer", default_authorizer) != "NONE"
+            authorizer = event_auth.get("Authorizer", default_authorizer)
             routes.append(
                 Route(
                     function=logical_id,
                     method=ep["Method"].upper(),
                     path=ep["Path"],
-                    authorized=authorized,
+                    authorized=authorizer is not None and authorizer not in ("NONE", "AWS_IAM"),
                     api_key_required=bool(event_auth.get("ApiKeyRequired", default_key_required)),
+                    iam_auth=authorizer == "AWS_IAM",
                 )
             )
     # Literal segments win over parameters, as in API Gateway.

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from local.cloud import LocalCloud, LocalCloudConfig
 from local.dynamodb_local import DynamoDBLocal
-from tests.support import client_for
+from tests.support import LocalApi, client_for
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +30,6 @@ def cloud(dynamodb_endpoint: str) -> Iterator[LocalCloud]:
 
 
 @pytest.fixture()
-def api(cloud: LocalCloud) -> Iterator[httpx.Client]:
+def api(cloud: LocalCloud) -> Iterator[LocalApi]:
     with client_for(cloud) as client:
         yield client

@@ -14,9 +14,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from botocore.credentials import Credentials
 
 from agenthq import ids
 from agenthq.tools.registry import ToolContext, ToolRegistry, ToolResult
+from agenthq_cli.signing import SigV4
 
 if TYPE_CHECKING:
     from local.cloud import LocalCloud
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 PASSWORD = "correct-horse-battery-staple-42"
 
 
-def client_for(cloud: LocalCloud, source_ip: str | None = None) -> httpx.Client:
+def client_for(cloud: LocalCloud, source_ip: str | None = None) -> LocalApi:
     """An HTTP client for the local REST API (base URL includes the stage).
 
     Each client connects from its own loopback address (all of 127.0.0.0/8 is
@@ -32,7 +34,14 @@ def client_for(cloud: LocalCloud, source_ip: str | None = None) -> httpx.Client:
     each test as a different client, as they would see different users."""
     source_ip = source_ip or f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
     transport = httpx.HTTPTransport(local_address=source_ip)
-    return httpx.Client(base_url=cloud.rest_url, timeout=30, transport=transport)
+    return LocalApi(base_url=cloud.rest_url, timeout=30, transport=transport, operator=operator_auth(cloud))
+
+
+def operator_auth(cloud: LocalCloud) -> SigV4:
+    """Signs requests as the local cloud's operator (the operator routes, /v1/admin/…)."""
+    assert cloud.operator is not None
+    return SigV4(Credentials(cloud.operator.access_key_id, cloud.operator.secret_access_key),
+                 cloud.config.stack.region)
 
 
 @dataclass(frozen=True)
@@ -85,10 +94,29 @@ class Tenant:
         return self.api.post(self.path(suffix), headers={**self.headers, **kw.pop("headers", {})}, json=json, **kw)
 
 
+class LocalApi(httpx.Client):
+    """An HTTP client for a local cloud's REST API that can also act as its operator."""
+
+    def __init__(self, *, operator: httpx.Auth, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.operator = operator
+
+
+def set_tier(api: httpx.Client, workspace_id: str, tier: str, operator: httpx.Auth | None = None,
+             **change: Any) -> dict[str, Any]:
+    """The operator sets a workspace's tier (a signed PATCH /admin/workspaces/{wid})."""
+    operator = operator or getattr(api, "operator", None)
+    assert operator is not None, "an operator's credentials are needed to change a tier"
+    changed = api.patch(f"/admin/workspaces/{workspace_id}", json={"tier": tier, **change}, auth=operator)
+    assert changed.status_code == 200, changed.text
+    return changed.json()
+
+
 def signup(api: httpx.Client, tag: str = "owner", workspace_name: str = "Acme Robotics",
-           tier: str | None = None) -> Tenant:
+           tier: str | None = None, operator: httpx.Auth | None = None) -> Tenant:
     """Sign up a new workspace. ``tier`` moves it off the free plan (whose 5 requests
-    per second would throttle a test that talks fast)."""
+    per second would throttle a test that talks fast): the operator's change, signed
+    with ``operator`` (by default the client's, see ``LocalApi``)."""
     email = unique_email(tag)
     response = api.post("/auth/signup", json={"email": email, "password": PASSWORD, "workspace_name": workspace_name})
     assert response.status_code == 201, response.text
@@ -96,8 +124,7 @@ def signup(api: httpx.Client, tag: str = "owner", workspace_name: str = "Acme Ro
     tenant = Tenant(api=api, email=email, user_id=body["user"]["id"], workspace_id=body["workspace"]["id"],
                     access_token=body["access_token"], refresh_token=body["refresh_token"])
     if tier:
-        changed = api.patch(tenant.path(), headers=tenant.headers, json={"tier": tier})
-        assert changed.status_code == 200, changed.text
+        set_tier(api, tenant.workspace_id, tier, operator)
     return tenant
 
 

@@ -18,7 +18,7 @@ def get_workspace(principal: WorkspacePrincipal) -> dict:
 
 @app.patch("/workspaces/{wid}")
 def update_workspace(body: WorkspaceUpdate, principal: WorkspacePrincipal) -> dict:
-    return workspaces.update_workspace(get_services(), principal, body)
+    return workspaces.update_workspace(principal, body)
 
 
 @app.delete("/workspaces/{wid}", status_code=204)

@@ -199,17 +199,18 @@ def test_members_and_roles(api):
     assert {m["role"] for m in owner.get("/members").json()["items"]} == {"owner"}
 
 
-def test_owner_changes_the_tier_and_the_gateway_plan_follows(api, cloud):
+def test_the_owner_sees_the_tier_but_cannot_change_it(api):
     owner = signup(api)
-    changed = api.patch(owner.path(), headers=owner.headers, json={"tier": "starter"})
-    assert changed.status_code == 200 and changed.json()["tier"] == "starter"
-    assert changed.json()["limits"]["max_agents"] == 10
-    apigw = cloud.client("apigateway")
-    plans = {p["id"]: p["name"] for p in apigw.get_usage_plans()["items"]}
-    key_id = _gateway_key_id(owner.workspace_id)
-    in_plans = [plans[p] for p in plans if any(k["id"] == key_id for k in apigw.get_usage_plan_keys(usagePlanId=p)["items"])]
-    assert in_plans == ["agenthq-starter"]
-    assert_error(api.patch(owner.path(), headers=owner.headers, json={"tier": "platinum"}), 400)
+    before = owner.get("").json()
+    assert before["tier"] == "free" and before["limits"]["price_usd_per_month"] == "0"
+    for body in ({"tier": "enterprise"}, {"limit_overrides": {"max_agents": 1000}}, {"tier": None},
+                 {"name": "Renamed", "tier": "pro"}, {"tier": "platinum"}):
+        error = assert_error(api.patch(owner.path(), headers=owner.headers, json=body), 403, "forbidden")
+        assert "operator" in error["message"], error
+    assert owner.get("").json() == before, "a refused tier change changed nothing, not even the name"
+    renamed = api.patch(owner.path(), headers=owner.headers, json={"name": "Renamed"})
+    assert renamed.status_code == 200 and renamed.json()["name"] == "Renamed"
+    assert renamed.json()["tier"] == "free"
 
 
 def _gateway_key_id(workspace_id: str) -> str:

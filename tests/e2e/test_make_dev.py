@@ -13,7 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from botocore.credentials import Credentials
 
+from agenthq_cli.signing import SigV4
 from local.template import ROOT
 from tests.support import PASSWORD, bearer, signup
 
@@ -27,6 +29,7 @@ class DevServer:
         self.output: list[str] = []
         self.rest_url = ""
         self.dynamodb_url = ""
+        self.operator_key = ("", "")  # the local operator's access key id and secret, as printed
 
     def start(self, timeout: float = 60) -> float:
         started = time.monotonic()
@@ -45,9 +48,17 @@ class DevServer:
                 self.rest_url = m.group(1)
             if m := re.search(r"DynamoDB Local\s+(http://\S+)", line):
                 self.dynamodb_url = m.group(1)
+            if m := re.search(r"AWS_ACCESS_KEY_ID=(\S+) AWS_SECRET_ACCESS_KEY=(\S+)", line):
+                self.operator_key = (m.group(1), m.group(2))
             if "Press Ctrl-C" in line:
                 return time.monotonic() - started
         raise AssertionError("the local cloud did not come up:\n" + "".join(self.output))
+
+    @property
+    def operator(self) -> SigV4:
+        """Signs as the operator with the credentials the banner printed."""
+        assert all(self.operator_key), "make dev prints the operator's local credentials:\n" + "".join(self.output)
+        return SigV4(Credentials(*self.operator_key), "us-east-1")
 
     def interrupt(self, timeout: float = 30) -> int:
         assert self.process is not None
@@ -90,12 +101,14 @@ def test_make_dev_serves_health_and_stops_cleanly_on_ctrl_c(dev):
 def test_restarting_keeps_the_data(dev):
     server = dev()
     with httpx.Client(base_url=server.rest_url, timeout=30) as api:
-        owner = signup(api, tier="pro")
+        owner = signup(api, tier="pro", operator=server.operator)
         agent = owner.post("/agents", json={"name": "keeper", "personality": "architect"})
         assert agent.status_code == 201, agent.text
     assert server.interrupt() == 0
 
+    operator_key = server.operator_key
     server = dev()
+    assert server.operator_key == operator_key, "the operator's local credentials are kept in the data folder"
     with httpx.Client(base_url=server.rest_url, timeout=30) as api:
         # the token issued before the restart still works: the signing keys were kept
         assert api.get(f"/workspaces/{owner.workspace_id}/agents", headers=owner.headers).json()["items"][0][

@@ -79,3 +79,27 @@ def test_functions_see_the_usage_plans_moto_created(cloud):
         "pro": refs["ProUsagePlan"], "enterprise": refs["ProUsagePlan"],
     }
     assert get_services().settings.usage_plan_ids == json.loads(cloud.environment["USAGE_PLAN_IDS"])
+
+
+def test_restore_makes_an_enterprise_workspaces_own_plan_again(cloud):
+    workspace = put_workspace("enterprise", limit_overrides={"api_rps": 42, "api_calls_per_day": 4242},
+                              gateway_plan_id="plan-id-from-before-the-restart")
+
+    cloud._restore_gateway_keys()
+
+    key = gateway_key(cloud, workspace.usage_key)
+    (plan_id,) = plans_of(cloud, key["id"])
+    plan = cloud.client("apigateway").get_usage_plan(usagePlanId=plan_id)
+    assert plan["name"] == f"agenthq-ws-{workspace.id}"
+    assert plan["throttle"]["rateLimit"] == 42 and int(plan["quota"]["limit"]) == 4242
+    workspace.refresh(consistent_read=True)
+    assert (workspace.gateway_key_id, workspace.gateway_plan_id) == (key["id"], plan_id)
+
+
+def test_restore_gives_a_workspace_made_before_the_directory_its_entry(cloud):
+    from agenthq.store.items import WorkspaceDirectoryEntry
+
+    workspace = put_workspace("free")
+    cloud._restore_gateway_keys()
+    entry = WorkspaceDirectoryEntry.get(*WorkspaceDirectoryEntry.key(workspace.id), consistent_read=True)
+    assert entry.workspace_id == workspace.id and entry.created_at == workspace.created_at

@@ -22,6 +22,7 @@ ROUTES = [r for r in rest_api(load_template()).routes if "{wid}" in r.path]
 # A valid body for every route that takes one: a missing check must not hide behind a 400.
 SAMPLE_BODIES: dict[tuple[str, str], dict] = {
     ("PATCH", "/workspaces/{wid}"): {"name": "Taken over"},
+    ("PATCH", "/admin/workspaces/{wid}"): {"tier": "enterprise", "limit_overrides": {"api_rps": 10000}},
     ("POST", "/workspaces/{wid}/members"): {"email": "{attacker_email}", "role": "owner"},
     ("PATCH", "/workspaces/{wid}/members/{uid}"): {"role": "viewer"},
     ("POST", "/workspaces/{wid}/api-keys"): {"name": "stolen", "scopes": ["runs:read"]},

@@ -12,9 +12,9 @@ from agenthq.tiers import TIERS, Tier, TierLimits, limits_for
 
 # DESIGN.md §5: agents, runs/day, concurrent, tokens/month, budget/month, rps, burst, calls/day, price
 DESIGN_TABLE = {
-    "free": (3, 50, 1, 200_000, "2", 5, 10, 1_000, "0"),
-    "starter": (10, 500, 5, 5_000_000, "50", 20, 40, 20_000, "49"),
-    "pro": (50, 5_000, 25, 50_000_000, "500", 100, 200, 200_000, "149"),
+    "free": (3, 50, 1, 200_000, "1", 5, 10, 1_000, "0"),
+    "starter": (10, 500, 5, 5_000_000, "15", 20, 40, 20_000, "49"),
+    "pro": (50, 2_000, 25, 20_000_000, "40", 100, 200, 200_000, "149"),
 }
 
 
@@ -83,3 +83,8 @@ def test_unknown_tier_is_invalid_request():
 def test_limits_are_frozen():
     with pytest.raises(ValidationError):
         TIERS[Tier.free].max_agents = 100  # type: ignore[misc]
+
+
+def test_enterprise_price_is_the_contracts():
+    assert limits_for("enterprise").price_usd_per_month == TIERS[Tier.pro].price_usd_per_month
+    assert limits_for("enterprise", {"price_usd_per_month": "4800"}).price_usd_per_month == Decimal("4800")

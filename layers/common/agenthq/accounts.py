@@ -25,7 +25,16 @@ from agenthq.security import throttle
 from agenthq.security.passwords import check_password_policy, dummy_hash, hash_password, needs_rehash, verify_password
 from agenthq.security.secrets import REFRESH_TOKEN_PREFIX, fingerprint, new_secret, secret_hash
 from agenthq.store import global_scope, retry_transaction, tenant_scope, transaction
-from agenthq.store.items import Member, RefreshToken, SessionFamily, User, UserEmail, Workspace, WorkspaceSession
+from agenthq.store.items import (
+    Member,
+    RefreshToken,
+    SessionFamily,
+    User,
+    UserEmail,
+    Workspace,
+    WorkspaceDirectoryEntry,
+    WorkspaceSession,
+)
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -180,6 +189,8 @@ def signup(services: Services, request: SignupRequest) -> dict[str, Any]:
             tx.save(email, condition=UserEmail.pk.does_not_exist())
             tx.save(user, condition=User.pk.does_not_exist())
             tx.save(workspace, condition=Workspace.pk.does_not_exist())
+            tx.save(WorkspaceDirectoryEntry(*WorkspaceDirectoryEntry.key(workspace_id), workspace_id=workspace_id,
+                                            created_at=now))
             tx.save(member)
             for item in session_items:
                 tx.save(item)

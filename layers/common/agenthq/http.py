@@ -7,7 +7,8 @@ responses here and nowhere else.
 
 Handlers get the caller with ``Depends(workspace_principal)``: the principal
 the authorizer put into the request context, checked against the ``{wid}`` of
-the path (another workspace's id is a 404).
+the path (another workspace's id is a 404). Operator routes (``AWS_IAM``) get
+the operator with ``CurrentOperator`` instead.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from agenthq.errors import (
     error_body,
 )
 from agenthq.observability import logger
+from agenthq.operators import Operator, operator_from_identity
 from agenthq.settings import Settings, get_settings
 
 SECURITY_HEADERS: dict[str, str] = {
@@ -78,8 +80,14 @@ def workspace_principal(wid: str, principal: Annotated[Principal, Depends(curren
     return principal.for_workspace(wid)
 
 
+def current_operator(request: Request) -> Operator:
+    """The operator of an ``AWS_IAM`` route, as API Gateway verified them (401 when absent)."""
+    return operator_from_identity((aws_event(request).get("requestContext") or {}).get("identity"))
+
+
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 WorkspacePrincipal = Annotated[Principal, Depends(workspace_principal)]
+CurrentOperator = Annotated[Operator, Depends(current_operator)]
 
 # The query parameters of every list: `?cursor=…&limit=…` (see agenthq.pagination).
 Cursor = Query(default=None, max_length=2048)

@@ -5,9 +5,11 @@ carry the same ``api_rps`` / ``api_burst`` / ``api_calls_per_day`` numbers, and 
 test checks that they agree.
 
 Enterprise has no row of its own: it is the pro limits with per-workspace
-overrides applied (:func:`limits_for`). Overrides are ignored for the other
-tiers, so a workspace that moves down from enterprise simply gets its new
-tier's limits.
+overrides applied (:func:`limits_for`) — its price is the contract's, set as
+the ``price_usd_per_month`` override (until it is set, the pro price stands in).
+Overrides are ignored for the other tiers, so a workspace that moves down from
+enterprise simply gets its new tier's limits. Only the operator sets a tier or
+overrides (``agenthq.admin``).
 """
 
 from __future__ import annotations
@@ -48,17 +50,17 @@ class TierLimits(BaseModel):
 TIERS: dict[Tier, TierLimits] = {
     Tier.free: TierLimits(
         max_agents=3, runs_per_day=50, concurrent_runs=1, tokens_per_month=200_000,
-        budget_usd_per_month=Decimal("2"), api_rps=5, api_burst=10, api_calls_per_day=1_000,
+        budget_usd_per_month=Decimal("1"), api_rps=5, api_burst=10, api_calls_per_day=1_000,
         price_usd_per_month=Decimal("0"),
     ),
     Tier.starter: TierLimits(
         max_agents=10, runs_per_day=500, concurrent_runs=5, tokens_per_month=5_000_000,
-        budget_usd_per_month=Decimal("50"), api_rps=20, api_burst=40, api_calls_per_day=20_000,
+        budget_usd_per_month=Decimal("15"), api_rps=20, api_burst=40, api_calls_per_day=20_000,
         price_usd_per_month=Decimal("49"),
     ),
     Tier.pro: TierLimits(
-        max_agents=50, runs_per_day=5_000, concurrent_runs=25, tokens_per_month=50_000_000,
-        budget_usd_per_month=Decimal("500"), api_rps=100, api_burst=200, api_calls_per_day=200_000,
+        max_agents=50, runs_per_day=2_000, concurrent_runs=25, tokens_per_month=20_000_000,
+        budget_usd_per_month=Decimal("40"), api_rps=100, api_burst=200, api_calls_per_day=200_000,
         price_usd_per_month=Decimal("149"),
     ),
 }

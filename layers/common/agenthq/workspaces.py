@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, field_validator
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
-from pynamodb.expressions.update import Action
 
 from agenthq import ids
 from agenthq.accounts import normalize_email
 from agenthq.context import API_KEY_SCOPES, Principal, Role, Scope
-from agenthq.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from agenthq.errors import Conflict, Forbidden, NotFound
 from agenthq.observability import logger
 from agenthq.pagination import Page, workspace_page
 from agenthq.security.secrets import API_KEY_PREFIX, new_secret, secret_hash
@@ -29,9 +28,10 @@ from agenthq.store.items import (
     User,
     UserEmail,
     Workspace,
+    WorkspaceDirectoryEntry,
     WorkspaceSession,
 )
-from agenthq.tiers import Tier, limits_for
+from agenthq.tiers import limits_for
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -41,8 +41,13 @@ if TYPE_CHECKING:
 
 class WorkspaceUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=100)
-    tier: Tier | None = None
-    limit_overrides: dict[str, Any] | None = None
+    # The tier and its overrides are the operator's (agenthq.admin): named here
+    # only so that an attempt to set them is refused (403) rather than ignored.
+    tier: Any = None
+    limit_overrides: Any = None
+
+    def touches_the_tier(self) -> bool:
+        return bool({"tier", "limit_overrides"} & self.model_fields_set)
 
 
 class MemberInvite(BaseModel):
@@ -94,28 +99,16 @@ def get_workspace(principal: Principal) -> dict[str, Any]:
         return workspace_view(Workspace.load(principal.workspace_id))
 
 
-def update_workspace(services: Services, principal: Principal, change: WorkspaceUpdate) -> dict[str, Any]:
+def update_workspace(principal: Principal, change: WorkspaceUpdate) -> dict[str, Any]:
+    """Rename the workspace. Its tier and limits are the operator's: an attempt
+    to set them is refused as a whole (403), and nothing changes."""
     principal.require(Scope.workspace_write)
-    if change.tier is not None or change.limit_overrides is not None:
-        principal.require_role(Role.owner)  # tier and limits are the owner's
+    if change.touches_the_tier():
+        raise Forbidden("The tier and its limits are set by the AgentHQ operator; contact them to change your plan.")
     with tenant_scope(principal.workspace_id):
         workspace = Workspace.load(principal.workspace_id)
-        actions: list[Action] = []
         if change.name is not None:
-            actions.append(Workspace.name.set(change.name.strip()))
-        new_tier = change.tier.value if change.tier is not None else workspace.tier
-        if change.limit_overrides is not None:
-            if new_tier != Tier.enterprise.value:
-                raise InvalidRequest("Limit overrides are for the enterprise tier.",
-                                     details=[{"field": "limit_overrides", "message": "enterprise tier only"}])
-            limits_for(Tier.enterprise, change.limit_overrides)  # validates
-            actions.append(Workspace.limit_overrides.set(change.limit_overrides))
-        if new_tier != workspace.tier:
-            if workspace.gateway_key_id:
-                services.gateway_keys.change_plan(workspace.gateway_key_id, workspace.tier, new_tier)
-            actions.append(Workspace.tier.set(new_tier))
-        if actions:
-            workspace.update(actions=actions, condition=Workspace.pk.exists())
+            workspace.update(actions=[Workspace.name.set(change.name.strip())], condition=Workspace.pk.exists())
         return workspace_view(workspace)
 
 
@@ -270,7 +263,8 @@ def delete_workspace(services: Services, principal: Principal) -> None:
     """Offboarding: every item of the workspace is deleted.
 
     Access ends first (the workspace is marked deleting, members, API keys,
-    sessions and the API Gateway key go), then the data. The deletion is
+    sessions and the API Gateway key — and its own usage plan, if it has
+    one — go), then the data, then its entry in the operator's directory. The deletion is
     idempotent: repeating it finishes what an interrupted one left."""
     principal.require(Scope.workspace_delete)
     principal.require_role(Role.owner)
@@ -283,7 +277,11 @@ def delete_workspace(services: Services, principal: Principal) -> None:
             raise NotFound() from None
     if workspace.gateway_key_id:
         services.gateway_keys.delete_key(workspace.gateway_key_id)
+    if workspace.gateway_plan_id:
+        services.gateway_keys.delete_plan(workspace.gateway_plan_id)
     purge_workspace(services, workspace_id)
+    with global_scope():  # last: an interrupted offboarding stays on the operator's list
+        WorkspaceDirectoryEntry(*WorkspaceDirectoryEntry.key(workspace_id)).delete()
     logger.info("workspace deleted", extra={"workspace_id": workspace_id})
 
 

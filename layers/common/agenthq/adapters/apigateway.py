@@ -3,6 +3,10 @@
 The key's value is the workspace's ``usage_key``; the authorizer returns it as
 ``usageIdentifierKey`` and API Gateway meters the request against the plan.
 Clients never see it (they authenticate with JWTs or AgentHQ API keys).
+
+An enterprise workspace whose overrides change the API rate, burst or daily
+quota gets a usage plan of its own (:meth:`ApiGatewayKeys.ensure_workspace_plan`),
+on the same API stages as its tier's plan, and its key moves there.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ from typing import Any, Protocol
 
 class GatewayKeys(Protocol):
     def ensure_key(self, workspace_id: str, value: str, tier: str) -> str: ...
-    def change_plan(self, key_id: str, old_tier: str, new_tier: str) -> None: ...
     def delete_key(self, key_id: str) -> None: ...
+    def tier_plan(self, tier: str) -> str: ...
+    def move_key(self, key_id: str, from_plan: str, to_plan: str) -> None: ...
+    def ensure_workspace_plan(self, workspace_id: str, tier: str, rate: float, burst: int, quota: int) -> str: ...
+    def delete_plan(self, plan_id: str) -> None: ...
 
 
 class ApiGatewayKeys:
@@ -21,7 +28,8 @@ class ApiGatewayKeys:
         self.client = client
         self.plan_ids = plan_ids
 
-    def _plan(self, tier: str) -> str:
+    def tier_plan(self, tier: str) -> str:
+        """The usage plan of a tier (enterprise: the pro plan)."""
         try:
             return self.plan_ids[tier]
         except KeyError:
@@ -37,21 +45,51 @@ class ApiGatewayKeys:
             key = self.client.create_api_key(name=name, value=value, enabled=True,
                                              description=f"AgentHQ workspace {workspace_id}")
         try:
-            self.client.create_usage_plan_key(usagePlanId=self._plan(tier), keyId=key["id"], keyType="API_KEY")
+            self.client.create_usage_plan_key(usagePlanId=self.tier_plan(tier), keyId=key["id"], keyType="API_KEY")
         except self.client.exceptions.ConflictException:
             pass  # already attached
         return str(key["id"])
 
-    def change_plan(self, key_id: str, old_tier: str, new_tier: str) -> None:
-        old, new = self._plan(old_tier), self._plan(new_tier)
-        if old == new:
+    def move_key(self, key_id: str, from_plan: str, to_plan: str) -> None:
+        """Attach the key to ``to_plan``, then detach it from ``from_plan``. Idempotent."""
+        if from_plan == to_plan:
             return
         try:
-            self.client.create_usage_plan_key(usagePlanId=new, keyId=key_id, keyType="API_KEY")
+            self.client.create_usage_plan_key(usagePlanId=to_plan, keyId=key_id, keyType="API_KEY")
         except self.client.exceptions.ConflictException:
             pass
         try:
-            self.client.delete_usage_plan_key(usagePlanId=old, keyId=key_id)
+            self.client.delete_usage_plan_key(usagePlanId=from_plan, keyId=key_id)
+        except self.client.exceptions.NotFoundException:
+            pass
+
+    def ensure_workspace_plan(self, workspace_id: str, tier: str, rate: float, burst: int, quota: int) -> str:
+        """The workspace's own usage plan with this throttle and daily quota, on
+        the API stages of ``tier``'s plan: created, or found by name and updated
+        (so a retried change finds the plan an interrupted one made). Returns its id."""
+        name = f"agenthq-ws-{workspace_id}"
+        existing = next((p for page in self.client.get_paginator("get_usage_plans").paginate()
+                         for p in page.get("items", []) if p.get("name") == name), None)
+        if existing is None:
+            stages = self.client.get_usage_plan(usagePlanId=self.tier_plan(tier)).get("apiStages", [])
+            created = self.client.create_usage_plan(
+                name=name, description=f"AgentHQ workspace {workspace_id}: enterprise API limits",
+                apiStages=[{"apiId": s["apiId"], "stage": s["stage"]} for s in stages],
+                throttle={"rateLimit": float(rate), "burstLimit": int(burst)},
+                quota={"limit": int(quota), "period": "DAY"},
+            )
+            return str(created["id"])
+        self.client.update_usage_plan(usagePlanId=existing["id"], patchOperations=[
+            {"op": "replace", "path": "/throttle/rateLimit", "value": f"{float(rate):g}"},
+            {"op": "replace", "path": "/throttle/burstLimit", "value": str(int(burst))},
+            {"op": "replace", "path": "/quota/limit", "value": str(int(quota))},
+        ])
+        return str(existing["id"])
+
+    def delete_plan(self, plan_id: str) -> None:
+        """Delete a workspace's own plan (its key already moved away). Idempotent."""
+        try:
+            self.client.delete_usage_plan(usagePlanId=plan_id)
         except self.client.exceptions.NotFoundException:
             pass
 

@@ -125,6 +125,7 @@ class Workspace(BaseItem, discriminator="Workspace"):
     limit_overrides = JSONAttribute(null=True)  # enterprise only
     usage_key = UnicodeAttribute()  # the API Gateway key value of this workspace (never shown)
     gateway_key_id = UnicodeAttribute(null=True)  # set once the API Gateway key exists
+    gateway_plan_id = UnicodeAttribute(null=True)  # its own usage plan (enterprise overrides); else its tier's
     created_at = UTCDateTimeAttribute()
     created_by = UnicodeAttribute()
     signup_fingerprint = UnicodeAttribute(null=True)  # recognises a retried signup
@@ -145,6 +146,23 @@ class Workspace(BaseItem, discriminator="Workspace"):
 
     def owned_partitions(self) -> list[str]:
         return [ws_pk(self.id, "USAGE")]
+
+
+class WorkspaceDirectoryEntry(BaseItem, discriminator="WorkspaceDirectoryEntry"):
+    """pk WORKSPACES, sk WS#<id>: the operator's list of every workspace (a global item).
+
+    Written with the workspace at signup, deleted when offboarding has removed
+    the workspace's items, so the operator lists workspaces with a Query, never
+    a Scan. It holds only the id: the workspace item is the truth about the rest."""
+
+    workspace_id = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+
+    PARTITION = "WORKSPACES"
+
+    @classmethod
+    def key(cls, workspace_id: str) -> tuple[str, str]:
+        return cls.PARTITION, ws_pk(workspace_id)
 
 
 class Member(BaseItem, discriminator="Member"):

@@ -1,0 +1,3 @@
+from agenthq_cli.main import app
+
+app(prog_name="agenthq")

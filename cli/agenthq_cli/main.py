@@ -1,0 +1,33 @@
+"""The ``agenthq`` command (console script ``agenthq = agenthq_cli.main:app``).
+
+One Typer app; each audience has a sub-app: ``agenthq admin …`` for the
+operator (:mod:`agenthq_cli.admin`). User commands (login, runs) join as
+sub-apps of their own.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from agenthq_cli import __version__
+from agenthq_cli.admin import admin_app
+
+app = typer.Typer(name="agenthq", help="AgentHQ from the command line.", no_args_is_help=True,
+                  add_completion=False)
+app.add_typer(admin_app, name="admin")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"agenthq {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    """AgentHQ: Claude agents as a service."""
+
+
+if __name__ == "__main__":
+    app()
