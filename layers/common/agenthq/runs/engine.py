@@ -18,6 +18,7 @@ by Finish, which also answers a waiting parent run.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from pynamodb.expressions.update import Action
 from agenthq import ids
 from agenthq.adapters.model import ModelRequest, ModelRequestRejected, ModelUnavailable
 from agenthq.agent_lookup import find_agent
-from agenthq.errors import InvalidRequest, NotFound
+from agenthq.errors import InvalidRequest, NotFound, QuotaExceeded
 from agenthq.messaging import take_inbox
 from agenthq.observability import MetricUnit, logger, metrics
 from agenthq.runs import decisions, pausing
@@ -135,9 +136,10 @@ def think(services: Services, run: Run, event: dict[str, Any]) -> str:
     request = _model_request(services, run, agent, conversation)
     at = services.now()
     limits = quota.workspace_limits(run.workspace_id)
-    blocked = quota.reserve(run.workspace_id, run.id, step, quota.hold_for(request, at), limits, at)
+    hold = quota.hold_for(request, at)
+    blocked = quota.reserve(run.workspace_id, run.id, step, hold, limits, at)
     if blocked is not None:
-        return _pause_at(services, run, blocked)
+        return _pause_at(services, run, blocked, hold)
     try:
         response = services.model.create_message(request)
     except ModelRequestRejected as exc:
@@ -207,11 +209,11 @@ def _meter_model_call(services: Services, run: Run, step: int, model: str, messa
                      quota.budget_micro_usd(limits), period, at)
 
 
-def _pause_at(services: Services, run: Run, limit: str) -> str:
-    """The month's ``limit`` has no room for the next model call: the run waits
-    (the Paused state) until a resume; the same turn thinks again then."""
+def _pause_at(services: Services, run: Run, limit: str, hold: quota.Hold) -> str:
+    """The month's ``limit`` has no room for the next model call (``hold``): the
+    run waits (the Paused state) until a resume; the same turn thinks again then."""
     try:
-        commit(services, run, Change(run_actions=[Run.pause_reason.set(limit)],
+        commit(services, run, Change(run_actions=[Run.pause_reason.set(limit), Run.pause_hold.set(asdict(hold))],
                                      run_condition=Run.status.is_in("running", "waiting")))
     except RunConflict:
         return FINISH
@@ -390,10 +392,13 @@ def delegate(services: Services, run: Run, event: dict[str, Any]) -> str:
         return refuse("An agent cannot delegate to itself.")
 
     child_id = call.child_run_id or ids.derived_id(run.id, "child", use["id"])
-    child = create_run_record(
-        services, run.workspace_id, target, text, run_id=child_id, created_by=run.created_by,
-        parent=run, parent_tool_use_id=use["id"], parent_task_token=token,
-    )
+    try:
+        child = create_run_record(
+            services, run.workspace_id, target, text, run_id=child_id, created_by=run.created_by,
+            parent=run, parent_tool_use_id=use["id"], parent_task_token=token,
+        )
+    except QuotaExceeded as exc:  # a child run counts against the workspace's runs per day
+        return refuse(f"Cannot delegate: {exc.message}")
     if call.child_run_id is None:
         try:
             call.update(actions=[ToolCall.child_run_id.set(child_id)])
@@ -486,7 +491,8 @@ def _settle(services: Services, run: Run, outcome: dict[str, Any]) -> None:
             events=[(f"run.{status}", data)],
             run_actions=[Run.status.set(status), Run.finished_at.set(at),
                          _set_or_remove(Run.output, outcome.get("output")), Run.error.set(error),
-                         Run.task_token.remove(), Run.pause_reason.remove(), Run.paused_at.remove(),
+                         Run.task_token.remove(), Run.pause_reason.remove(), Run.pause_hold.remove(),
+                         Run.paused_at.remove(),
                          Run.outcome.remove()],  # now written out as output / error
             run_condition=Run.status.is_in("queued", "running", "paused", "waiting"),
             usage=Usage(agent_seconds=seconds),

@@ -55,7 +55,8 @@ def resume(services: Services, run: Run, by: str) -> Run:
         raise Conflict(f"Only a paused run can be resumed; this one is {run.status}.")
     at = services.now()
     reason = run.pause_reason or quota.BUDGET
-    if not quota.has_room(run.workspace_id, reason, quota.workspace_limits(run.workspace_id), at):
+    hold = quota.Hold(**(run.pause_hold or {"tokens": 0, "micro_usd": 0}))
+    if not quota.has_room(run.workspace_id, hold, quota.workspace_limits(run.workspace_id), at):
         raise Conflict(f"The workspace's {LIMIT_NAMES.get(reason, reason)} is still used up; the run resumes "
                        "by itself when the period resets or the plan is raised.",
                        details=[{"field": "reason", "message": reason}])
@@ -65,6 +66,7 @@ def resume(services: Services, run: Run, by: str) -> Run:
         run = commit(services, run, Change(
             events=[("run.resumed", {"by": by, "paused_seconds": int(paused_for.total_seconds())})],
             run_actions=[Run.status.set("running"), Run.task_token.remove(), Run.pause_reason.remove(),
+                         Run.pause_hold.remove(),
                          Run.paused_at.remove(), Run.deadline.set(run.deadline + paused_for),
                          Run.paused_seconds.add(int(paused_for.total_seconds()))],
             run_condition=Run.status == "paused"))

@@ -266,6 +266,7 @@ class Run(BaseItem, discriminator="Run"):
     cancel_requested = BooleanAttribute(default=False)
     task_token = UnicodeAttribute(null=True)  # while paused
     pause_reason = UnicodeAttribute(null=True)  # the limit a think step could not reserve within
+    pause_hold = JSONAttribute(null=True)  # what it could not reserve: {"tokens", "micro_usd"}
     paused_at = UTCDateTimeAttribute(null=True)
     paused_seconds = NumberAttribute(default=0)  # time spent paused: not agent time, not against the timeout
     input_tokens = NumberAttribute(default=0)

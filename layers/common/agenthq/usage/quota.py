@@ -182,9 +182,9 @@ def month_quota(workspace_id: str, at: datetime) -> Quota | None:
     return Quota.get_or_none(*Quota.key(workspace_id, month(at)))
 
 
-def has_room(workspace_id: str, limit: str, limits: TierLimits, at: datetime) -> bool:
-    """Whether the month's ``limit`` (tokens or budget) has any room left now."""
+def has_room(workspace_id: str, hold: Hold, limits: TierLimits, at: datetime) -> bool:
+    """Whether the month has room for ``hold`` now (tokens and budget)."""
     quota = month_quota(workspace_id, at)
-    if limit == TOKENS:
-        return (int(quota.committed_tokens) if quota else 0) < limits.tokens_per_month
-    return (int(quota.committed_micro_usd) if quota else 0) < budget_micro_usd(limits)
+    tokens = int(quota.committed_tokens) if quota else 0
+    micro = int(quota.committed_micro_usd) if quota else 0
+    return tokens + hold.tokens <= limits.tokens_per_month and micro + hold.micro_usd <= budget_micro_usd(limits)

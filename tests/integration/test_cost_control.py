@@ -1,0 +1,234 @@
+"""Cost control on the local cloud (DESIGN §5): the usage ledger, runs per day,
+budget reserved before each model call, runs paused at a limit and resumed,
+and alerts at 80% / 100% — under concurrency."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+
+from agenthq.services import Services, get_services, set_services
+from agenthq.store import tenant_scope
+from agenthq.store.items import Alert, Quota, Reservation, Run
+from agenthq.usage import Usage, counters, ledger
+from tests.support import (
+    assert_error,
+    client_for,
+    create_agent,
+    events_of,
+    launch,
+    set_tier,
+    signup,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+TOOLS = 'Check.\n/tools [{"name": "calculator", "input": {"expression": "6*7"}}, {"name": "current_time", "input": {}}]'
+
+
+def enterprise(tenant, **limits):
+    """The operator gives the workspace enterprise limits (a signed admin request)."""
+    return set_tier(tenant.api, tenant.workspace_id, "enterprise", limit_overrides=limits)
+
+
+def ledger_of(workspace_id: str, run_id: str) -> list:
+    with tenant_scope(workspace_id):
+        return list(ledger.entries(workspace_id, run_id))
+
+
+def month_quota(workspace_id: str) -> Quota | None:
+    with tenant_scope(workspace_id):
+        return Quota.get_or_none(*Quota.key(workspace_id, counters.month(get_services().now())))
+
+
+def reservations(workspace_id: str, run_id: str) -> list:
+    with tenant_scope(workspace_id):
+        return list(Reservation.query(Run.partition(workspace_id, run_id), Reservation.sk.startswith("RESERVE#")))
+
+
+class RecordedEvents:
+    """An OperatorEvents fake: what would go to the EventBridge bus."""
+
+    def __init__(self):
+        self.published = []
+
+    def publish(self, detail_type, detail):
+        self.published.append((detail_type, detail))
+
+
+# --------------------------------------------------------------------------- the ledger
+
+
+def test_every_metered_quantity_is_one_ledger_entry_and_ledger_run_and_counters_agree(api):
+    tenant = signup(api, tier="pro")
+    agent = create_agent(tenant, "metered", "sre")
+    run = wait_for(tenant, launch(tenant, agent["id"], TOOLS).json()["id"])
+    assert run["status"] == "succeeded", run
+
+    entries = ledger_of(tenant.workspace_id, run["id"])
+    assert sorted(e.entry.split("#")[0] for e in entries) == ["model", "model", "run", "seconds", "tool", "tool"]
+    total = sum((Usage.of(e) for e in entries), Usage())
+    assert total.runs == 1 and total.model_calls == 2 == run["steps"] and total.tool_calls == 2
+    assert {**total.tokens.view(), "cost_usd": f"{total.cost_usd:.6f}", "tool_calls": total.tool_calls,
+            "agent_seconds": total.agent_seconds} == run["usage"]
+    model_events = [e for e in events_of(tenant, run["id"]) if e["type"] == "model.called"]
+    assert sum(int(e["data"]["cost_usd"].replace(".", "")) for e in model_events) == total.cost_micro_usd
+
+    with tenant_scope(tenant.workspace_id):  # a fresh workspace: its month is this one run
+        month = counters.read(tenant.workspace_id, counters.month(get_services().now()))
+    assert month == total
+    quota = month_quota(tenant.workspace_id)
+    assert int(quota.used_micro_usd) == int(quota.committed_micro_usd) == total.cost_micro_usd
+    assert int(quota.used_tokens) == int(quota.committed_tokens) == total.tokens.total
+    assert reservations(tenant.workspace_id, run["id"]) == []  # every reservation was settled
+
+
+# --------------------------------------------------------------------------- runs per day
+
+
+def test_a_launch_past_runs_per_day_is_429_quota_exceeded_until_the_next_day(api):
+    tenant = signup(api, tier="pro")
+    enterprise(tenant, runs_per_day=2)
+    agent = create_agent(tenant, "daily", "architect")
+    assert [launch(tenant, agent["id"], f"Task {i}.").status_code for i in range(2)] == [202, 202]
+    refused = launch(tenant, agent["id"], "One too many.")
+    error = assert_error(refused, 429, "quota_exceeded")
+    assert "2 runs a day" in error["message"]
+    assert 0 < int(refused.headers["Retry-After"]) <= 86400
+    runs = tenant.get("/runs").json()["items"]
+    assert len(runs) == 2, "the refused launch created nothing"
+    assert all(wait_for(tenant, r["id"])["status"] == "succeeded" for r in runs)
+
+
+def test_200_parallel_launches_against_50_runs_a_day_accept_exactly_50(cloud, api):
+    tenant = signup(api, tier="pro")
+    enterprise(tenant, runs_per_day=50, api_rps=1000, api_burst=1000)  # the gateway does not get in the way
+    agent = create_agent(tenant, "busy", "architect")
+
+    def one(i):
+        with client_for(cloud) as client:
+            response = client.post(tenant.path(f"/agents/{agent['id']}/runs"), headers=tenant.headers,
+                                   json={"input": f"Task {i}."})
+            return response.status_code, response.headers.get("Retry-After"), response.json()
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        answers = list(pool.map(one, range(200)))
+    statuses = [status for status, _, _ in answers]
+    assert statuses.count(202) == 50, sorted(set(statuses))
+    refused = [(retry, body) for status, retry, body in answers if status != 202]
+    assert len(refused) == 150
+    assert all(body["error"]["code"] == "quota_exceeded" and int(retry) > 0 for retry, body in refused)
+    for _, _, body in answers:
+        if "id" in body:
+            assert wait_for(tenant, body["id"], timeout=180)["status"] == "succeeded"
+
+
+# --------------------------------------------------------------------------- budget, pause and resume
+
+
+def test_a_run_that_does_not_fit_the_budget_pauses_and_resumes_after_a_tier_raise(api):
+    tenant = signup(api, tier="pro")
+    enterprise(tenant, budget_usd_per_month="0.01")  # less than one model call may cost
+    agent = create_agent(tenant, "thrifty", "sre")
+    run = wait_for(tenant, launch(tenant, agent["id"], TOOLS).json()["id"], statuses=("paused",))
+    events = events_of(tenant, run["id"])
+    assert [e["type"] for e in events] == ["run.queued", "run.started", "run.paused"]
+    assert events[-1]["data"]["reason"] == "budget_usd_per_month"
+    assert month_quota(tenant.workspace_id) is None or int(month_quota(tenant.workspace_id).committed_micro_usd) == 0
+
+    still = tenant.post(f"/runs/{run['id']}/resume")
+    assert_error(still, 409, "conflict")
+    assert tenant.get(f"/runs/{run['id']}").json()["status"] == "paused", "a refused resume changes nothing"
+
+    enterprise(tenant, budget_usd_per_month="40")  # the operator raises the limit: paused runs resume
+    done = wait_for(tenant, run["id"])
+    assert done["status"] == "succeeded", done
+    types = [e["type"] for e in events_of(tenant, run["id"])]
+    assert types[:4] == ["run.queued", "run.started", "run.paused", "run.resumed"]
+    assert types.count("model.called") == 2 and types[-1] == "run.succeeded"
+    resumed = next(e for e in events_of(tenant, run["id"]) if e["type"] == "run.resumed")
+    assert resumed["data"]["by"] == "tier_change"
+
+
+def test_parallel_model_calls_never_spend_past_the_budget_and_runs_that_do_not_fit_pause(cloud, api):
+    tenant = signup(api, tier="pro")
+    enterprise(tenant, budget_usd_per_month="0.30", api_rps=1000, api_burst=1000)  # a handful of calls at once
+    agent = create_agent(tenant, "crowd", "architect")
+    cloud.model_server.latency_seconds = 1.0  # the calls overlap: reservations compete
+    try:
+        launched = [launch(tenant, agent["id"], "Summarise the plan.").json()["id"] for _ in range(30)]
+        ended = [wait_for(tenant, rid, statuses=("succeeded", "paused", "failed"), timeout=180) for rid in launched]
+    finally:
+        cloud.model_server.latency_seconds = 0.0
+    statuses = [r["status"] for r in ended]
+    assert "failed" not in statuses
+    assert statuses.count("paused") > 0, "some calls did not fit while others held the budget"
+    spent = sum(e.cost_micro_usd for rid in launched for e in ledger_of(tenant.workspace_id, rid))
+    quota = month_quota(tenant.workspace_id)
+    assert spent == int(quota.used_micro_usd) <= 300_000
+    assert int(quota.committed_micro_usd) <= 300_000
+
+    enterprise(tenant, budget_usd_per_month="40")  # the rest resume and finish
+    assert all(wait_for(tenant, rid, timeout=180)["status"] == "succeeded" for rid in launched)
+    quota = month_quota(tenant.workspace_id)
+    assert int(quota.committed_micro_usd) == int(quota.used_micro_usd), "no reservation is left behind"
+
+
+def test_the_period_reset_resumes_paused_runs_and_cancels_those_paused_a_week(cloud, api):
+    """Time passes as data: the month's tokens are used up (its quota item says
+    so), a pause is dated 8 days back, then a new month's quota starts empty."""
+    tenant = signup(api, tier="pro")
+    used_up = 20_000_000  # pro's tokens per month
+    month = Quota(*Quota.key(tenant.workspace_id, counters.month(get_services().now())),
+                  used_tokens=used_up, committed_tokens=used_up)
+    with tenant_scope(tenant.workspace_id):
+        month.save()
+    agent = create_agent(tenant, "patient", "sre")
+    first, second = (wait_for(tenant, launch(tenant, agent["id"], f"Task {i}.").json()["id"], statuses=("paused",))
+                     for i in range(2))
+    assert events_of(tenant, first["id"])[-1]["data"]["reason"] == "tokens_per_month"
+    cloud.schedules.fire("PeriodResetFunction")  # nothing has room yet: both stay paused
+    assert [tenant.get(f"/runs/{r['id']}").json()["status"] for r in (first, second)] == ["paused", "paused"]
+
+    with tenant_scope(tenant.workspace_id):
+        stale = Run.get(*Run.key(tenant.workspace_id, second["id"]))
+        stale.update(actions=[Run.paused_at.set(stale.paused_at - timedelta(days=8))])
+        month.delete()  # the new month's quota starts empty
+    cloud.schedules.fire("PeriodResetFunction")
+    resumed = wait_for(tenant, first["id"])
+    assert resumed["status"] == "succeeded", resumed
+    assert next(e for e in events_of(tenant, first["id"]) if e["type"] == "run.resumed")["data"]["by"] == "schedule"
+    cancelled = wait_for(tenant, second["id"])
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["error"]["reason"] == "paused_too_long"
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+def test_twenty_runs_crossing_80_and_100_percent_together_alert_once_each(cloud, api):
+    tenant = signup(api, tier="pro")
+    enterprise(tenant, runs_per_day=20, api_rps=1000, api_burst=1000)
+    agent = create_agent(tenant, "herd", "architect")
+    real = get_services()
+    recorded = RecordedEvents()
+    set_services(Services(real.settings, real.clock, operator_events=recorded))
+    try:
+        def one(i):
+            with client_for(cloud) as client:
+                return client.post(tenant.path(f"/agents/{agent['id']}/runs"), headers=tenant.headers,
+                                   json={"input": f"Task {i}."}).status_code
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            assert list(pool.map(one, range(20))) == [202] * 20
+    finally:
+        set_services(real)
+    with tenant_scope(tenant.workspace_id):
+        alerts = [a for a in Alert.query(f"WS#{tenant.workspace_id}", Alert.sk.startswith("ALERT#"))
+                  if a.limit == "runs_per_day"]
+    assert sorted(int(a.threshold) for a in alerts) == [80, 100]
+    runs_alerts = [d for t, d in recorded.published if t == "agenthq.usage.alert" and d["limit"] == "runs_per_day"]
+    assert sorted(d["threshold_percent"] for d in runs_alerts) == [80, 100], "the operator is told once each"
