@@ -162,7 +162,7 @@ def _arn_like(pattern: Sequence[tuple[str, bool]], value: str) -> bool:
     value_components = value.split(":", 5)
     if len(pattern_components) != 6 or len(value_components) != 6:
         return _wildcard_regex(pattern).fullmatch(value) is not None
-    return all(_wildcard_regex(p).fullmatch(v) is not None for p, v in zip(pattern_components, value_components))
+    return all(_wildcard_regex(p).fullmatch(v) is not None for p, v in zip(pattern_components, value_components, strict=True))
 
 
 def _split_components(pattern: Sequence[tuple[str, bool]]) -> list[list[tuple[str, bool]]]:
