@@ -64,6 +64,8 @@ class Principal:
     session_name: str
     tags: Mapping[str, str] = field(default_factory=dict)
     function: str | None = None  # the function whose own role this is
+    assumed: bool = False  # credentials STS issued (AssumeRole)
+    issued_to: str | None = None  # the function that assumed them (None: the local cloud or a test)
 
     @property
     def arn(self) -> str:
@@ -124,7 +126,24 @@ class LocalIam:
         role = self.roles.by_arn.get(role_arn)
         if role is not None:
             with self._lock:
-                self._sessions[access_key] = Principal(role, session_name, dict(tags))
+                self._sessions[access_key] = Principal(role, session_name, dict(tags), assumed=True,
+                                                       issued_to=self.running_function())
+
+    def may_hold(self, session: Principal) -> None:
+        """Raise AccessDenied if the running function could not have assumed these credentials.
+
+        All functions share this process (and agenthq's cache of tenant
+        credentials); on AWS each function assumes the tenant role itself, so
+        one whose policy does not allow that never holds such credentials."""
+        function = self.running_function()
+        if function is None or function == session.issued_to or function not in self.roles.of_function:
+            return
+        own = Principal(self.roles.of_function[function], self.function_names.get(function, function),
+                        function=function)
+        tags = [{"Key": k, "Value": v} for k, v in session.tags.items()]
+        assume = Call("sts", "sts", "AssumeRole", {"RoleArn": session.role.arn, "RoleSessionName": session.session_name,
+                                                   **({"Tags": tags} if tags else {})}, "us-east-1", ACCOUNT_ID)
+        self.authorize(own, assume)
 
     # ------------------------------------------------------------------ may it
 
@@ -179,6 +198,9 @@ def install_hooks() -> None:
     if not _installed:
         BUILTIN_HANDLERS.append(("before-parameter-build", _remember_params))
         BUILTIN_HANDLERS.append(("before-call", _authorize_call))
+        # botocore calls the most specific handlers first: the Lambda runtime's own
+        # before-call.lambda.Invoke would answer before the generic hook runs.
+        BUILTIN_HANDLERS.append(("before-call.lambda.Invoke", _authorize_call))
         BUILTIN_HANDLERS.append(("after-call.sts.AssumeRole", _record_assumed_role))
         _installed = True
 
@@ -214,6 +236,8 @@ def _authorize_call(model: Any, params: Mapping[str, Any], request_signer: Any, 
                 account=ACCOUNT_ID, method=params.get("method", "POST"),
                 path=params.get("url_path", "/").split("?", 1)[0])
     try:
+        if principal.assumed:
+            iam.may_hold(principal)
         iam.authorize(principal, call)
     except AccessDenied as denied:
         return _refusal(service.service_name, params.get("url", ""), str(denied))

@@ -191,3 +191,34 @@ def _without_global_writes(role):
     policies = [{**p, "Statement": [s for s in p["Statement"] if "dynamodb:PutItem" not in s.get("Action", [])]}
                 for p in role.policies]
     return replace(role, policies=tuple(policies))
+
+
+def test_the_state_machine_may_invoke_run_steps_only(cloud):
+    """moto's Step Functions interpreter signs its Lambda calls with its own key: they are the state machine's."""
+    as_the_state_machine = boto3.client("lambda", region_name="us-east-1", aws_access_key_id="ak",
+                                        aws_secret_access_key="sk")
+    outcome = attempt(lambda: as_the_state_machine.invoke(FunctionName="agenthq-AgentsFunction", Payload=b"{}"))
+    assert outcome == (
+        f"{DENIED}: User: arn:aws:sts::123456789012:assumed-role/agenthq-AgentRunStateMachineRole/"
+        "AgentRunStateMachine-execution is not authorized to perform: lambda:InvokeFunction on resource: "
+        "arn:aws:lambda:us-east-1:123456789012:function:agenthq-AgentsFunction because no identity-based policy "
+        "allows the lambda:InvokeFunction action")
+
+
+def test_a_function_cannot_use_tenant_credentials_it_could_not_have_assumed(cloud, api, handler_of):
+    """The functions share one process, and agenthq caches tenant credentials per
+    workspace; on AWS a function gets them only by assuming the role itself."""
+    owner = signup(api, tag="iam-cache")
+    with tenant_scope(owner.workspace_id):  # the credentials are now in the process's cache
+        Workspace.get(*Workspace.key(owner.workspace_id))
+
+    def handler(event, context):
+        with tenant_scope(owner.workspace_id):
+            return attempt(lambda: Workspace.get(*Workspace.key(owner.workspace_id)))
+
+    handler_of("HealthFunction", handler)  # no sts:AssumeRole in its policy
+    assert cloud.runtime.invoke("HealthFunction", {}).startswith(  # refused as the DynamoDB call it is
+        f"{DENIED}: User: arn:aws:sts::123456789012:assumed-role/agenthq-HealthFunctionRole/agenthq-HealthFunction "
+        "is not authorized to perform: sts:AssumeRole")
+    handler_of("AgentsFunction", handler)  # may assume it
+    assert cloud.runtime.invoke("AgentsFunction", {}) == "ok"
