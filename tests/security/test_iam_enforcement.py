@@ -222,3 +222,12 @@ def test_a_function_cannot_use_tenant_credentials_it_could_not_have_assumed(clou
         "is not authorized to perform: sts:AssumeRole")
     handler_of("AgentsFunction", handler)  # may assume it
     assert cloud.runtime.invoke("AgentsFunction", {}) == "ok"
+
+
+def test_enforcement_is_on_in_the_tests_and_in_make_dev(cloud):
+    from local.__main__ import parse_args
+    from local.cloud import LocalCloudConfig
+    from local.iam import active
+
+    assert cloud.iam is not None and active() is cloud.iam
+    assert LocalCloudConfig().iam and not parse_args([]).no_iam
