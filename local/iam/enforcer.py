@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,7 +95,7 @@ class LocalIam:
     """Authorizes the AWS calls of the local cloud's functions against their roles."""
 
     def __init__(self, roles: Roles, lookups: Lookups, function_names: Mapping[str, str],
-                 running_function: Any, function_access_key: str) -> None:
+                 running_function: Callable[[], str | None], function_access_key: str) -> None:
         self.roles = roles
         self.lookups = lookups
         self.function_names = dict(function_names)  # logical id -> function name (its role session name)
@@ -112,11 +112,7 @@ class LocalIam:
         if session is not None:
             return session
         if access_key == self.function_access_key:
-            function = self.running_function()
-            if function is None or function not in self.roles.of_function:
-                return None  # the local cloud itself, or a test acting as the operator
-            return Principal(self.roles.of_function[function], self.function_names.get(function, function),
-                             function=function)
+            return self._running_function_role()  # None: the local cloud itself, or a test acting as the operator
         if access_key == STEP_FUNCTIONS_ACCESS_KEY and len(self.roles.of_state_machine) == 1:
             (name, role), = self.roles.of_state_machine.items()
             return Principal(role, f"{name}-execution")
@@ -135,15 +131,20 @@ class LocalIam:
         All functions share this process (and agenthq's cache of tenant
         credentials); on AWS each function assumes the tenant role itself, so
         one whose policy does not allow that never holds such credentials."""
-        function = self.running_function()
-        if function is None or function == session.issued_to or function not in self.roles.of_function:
+        own = self._running_function_role()
+        if own is None or own.function == session.issued_to:
             return
-        own = Principal(self.roles.of_function[function], self.function_names.get(function, function),
-                        function=function)
         tags = [{"Key": k, "Value": v} for k, v in session.tags.items()]
         assume = Call("sts", "sts", "AssumeRole", {"RoleArn": session.role.arn, "RoleSessionName": session.session_name,
                                                    **({"Tags": tags} if tags else {})}, "us-east-1", ACCOUNT_ID)
         self.authorize(own, assume)
+
+    def _running_function_role(self) -> Principal | None:
+        function = self.running_function()
+        if function not in self.roles.of_function:
+            return None
+        return Principal(self.roles.of_function[function], self.function_names.get(function, function),
+                         function=function)
 
     # ------------------------------------------------------------------ may it
 
@@ -163,7 +164,7 @@ class LocalIam:
         request = Request(check.action, check.resource, {**principal.context(), **check.context},
                           principal=principal.role.arn)
         decision = evaluate(principal.role.policies, request)
-        if decision.allowed and check.action.startswith("sts:") and check.action != "sts:GetCallerIdentity":
+        if decision.allowed and check.action in ("sts:AssumeRole", "sts:TagSession"):
             decision = self._trusted(check, request)
         return decision
 
