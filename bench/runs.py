@@ -16,7 +16,7 @@ Start, Think ×5, Act ×4 and Finish — eleven run_steps invocations. Printed:
   requests but not for transactions);
 - **orchestration wall time per step** (the run's ``created_at`` → ``finished_at``
   ÷ steps) as a ratio to one raw DynamoDB GetItem round trip in the same run;
-- the run's **modelled AWS cost** from the list prices in ``bench/aws_prices.json``,
+- the run's **modelled AWS cost** from the list prices in ``layers/common/agenthq/aws_prices.json``,
   and that cost as a ratio to LangSmith Deployment's price per agent run.
 
 The counts come from one *accounting* run, during which the bench reads every
@@ -46,7 +46,7 @@ import boto3
 from bench.common import ROOT, median_seconds, ms, print_rows, print_table
 from bench.handlers import raw_getitem
 
-PRICES_FILE = ROOT / "bench" / "aws_prices.json"
+PRICES_FILE = ROOT / "layers" / "common" / "agenthq" / "aws_prices.json"
 STEPS = 5
 RUN_INPUT = "Incident drill: read the clock at each stage.\n" + "\n".join(["/tool current_time {}"] * (STEPS - 1))
 RUN_STEPS = "RunStepsFunction"
@@ -534,7 +534,7 @@ def report(accounting: MeasuredRun, timed: list[MeasuredRun], getitem: float, pr
     rows.append(("total", f"${total:.7f}",
                  f"= {total / langsmith:.3f} × LangSmith Deployment's ${langsmith} per agent run "
                  f"({langsmith / total:.0f} runs for one of theirs)"))
-    print_rows("Modelled AWS cost of the run (us-east-1 list prices, bench/aws_prices.json)", rows)
+    print_rows("Modelled AWS cost of the run (us-east-1 list prices, layers/common/agenthq/aws_prices.json)", rows)
     print("  Not modelled: the model's tokens, CloudWatch Logs, X-Ray, Secrets Manager calls, data transfer, "
           "storage, cold starts,\n  the stream → broadcaster Lambda; free tiers ignored.")
 

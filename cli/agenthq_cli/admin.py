@@ -149,5 +149,3 @@ def usage(ctx: typer.Context, month: str = typer.Option(None, help="YYYY-MM (def
                    f"{r['infra_cost_usd']:>12} {r['margin_usd']:>12}")
     typer.echo(f"{'total (' + str(report.get('month')) + ')':<39} {totals['price_usd']:>10} "
                f"{totals['model_cost_usd']:>12} {totals['infra_cost_usd']:>12} {totals['margin_usd']:>12}")
-    if rows and not rows[0].get("infra_cost_metered", True):
-        typer.echo("infra cost is not metered yet (0 until the usage ledger records it)")

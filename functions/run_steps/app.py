@@ -1,12 +1,16 @@
 """The steps of an agent run, invoked by the agent-run state machine."""
 
+from typing import Any
+
 from agenthq.observability import logger, metrics, tracer
 from agenthq.runs.engine import run_step
 from agenthq.services import get_services
+from agenthq.usage import infra
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def handler(event: dict, context: object) -> dict:
-    return run_step(get_services(), event)
+def handler(event: dict, context: Any) -> dict:
+    with infra.metering(memory_mb=int(context.memory_limit_in_mb)):  # this invocation's AWS cost, per commit
+        return run_step(get_services(), event)

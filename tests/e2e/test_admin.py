@@ -216,7 +216,7 @@ def test_the_usage_report_sums_the_month_counters_against_each_price(api):
     get_services()
     for shard, micro in ((0, 1_250_000), (3, 500_001), (7, 3)):  # three of the write shards
         UsageCounter(*UsageCounter.key(owner.workspace_id, f"MONTH#{month}", shard), period=f"MONTH#{month}",
-                     cost_micro_usd=micro, model_calls=1, runs=1).save()
+                     cost_micro_usd=micro, model_calls=1, runs=1, infra_micro_usd=micro // 1000).save()
     UsageCounter(*UsageCounter.key(owner.workspace_id, "MONTH#2001-01", 0), period="MONTH#2001-01",
                  cost_micro_usd=999_000_000).save()  # another month: not counted
 
@@ -233,8 +233,8 @@ def test_the_usage_report_sums_the_month_counters_against_each_price(api):
     (row,) = [r for r in rows if r["workspace_id"] == owner.workspace_id]
     assert row["tier"] == "starter" and row["price_usd"] == "49.000000"
     assert row["model_cost_usd"] == "1.750004"
-    assert row["infra_cost_usd"] == "0.000000" and row["infra_cost_metered"] is False
-    assert row["cost_usd"] == "1.750004" and row["margin_usd"] == "47.249996"
+    assert row["infra_cost_usd"] == "0.001750"  # 1,250 + 500 + 0 µ$
+    assert row["cost_usd"] == "1.751754" and row["margin_usd"] == "47.248246"
     assert row["usage"]["model_calls"] == 3 and row["usage"]["runs"] == 3
     one = api.get(admin_path(owner.workspace_id), auth=api.operator).json()["this_month"]
     assert one["model_cost_usd"] == "1.750004"

@@ -69,11 +69,14 @@ def test_every_metered_quantity_is_one_ledger_entry_and_ledger_run_and_counters_
     assert run["status"] == "succeeded", run
 
     entries = ledger_of(tenant.workspace_id, run["id"])
-    assert sorted(e.entry.split("#")[0] for e in entries) == ["model", "model", "run", "seconds", "tool", "tool"]
+    kinds = ["infra", "model", "model", "run", "seconds", "tool", "tool"]
+    assert sorted(e.entry.split("#")[0] for e in entries) == kinds
     total = sum((Usage.of(e) for e in entries), Usage())
     assert total.runs == 1 and total.model_calls == 2 == run["steps"] and total.tool_calls == 2
     assert {**total.tokens.view(), "cost_usd": f"{total.cost_usd:.6f}", "tool_calls": total.tool_calls,
-            "agent_seconds": total.agent_seconds} == run["usage"]
+            "agent_seconds": total.agent_seconds, "infra_cost_usd": f"{total.infra_cost_usd:.6f}"} == run["usage"]
+    # 6 step invocations (start, think, act, think, finish + …): at least their state transitions are metered
+    assert total.infra_micro_usd >= 6 * 2 * 25
     model_events = [e for e in events_of(tenant, run["id"]) if e["type"] == "model.called"]
     assert sum(int(e["data"]["cost_usd"].replace(".", "")) for e in model_events) == total.cost_micro_usd
 

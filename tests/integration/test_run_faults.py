@@ -183,3 +183,72 @@ def test_a_step_that_dies_between_two_tools_finishes_the_second_on_retry(cloud, 
     assert [e["type"] for e in events].count("tool.called") == 2
     assert [e["type"] for e in events].count("tool.result") == 2
     assert run["usage"]["tool_calls"] == 2
+
+
+# --------------------------------------------------------------------------- metering under faults
+
+
+def ledger_entries(workspace_id: str, run_id: str) -> list:
+    from agenthq.usage import ledger
+
+    with tenant_scope(workspace_id):
+        return list(ledger.entries(workspace_id, run_id))
+
+
+def test_a_think_step_redelivered_three_times_is_metered_once(cloud, tenant):
+    agent = create_agent(tenant, "redelivered", "architect")
+    runs: list[str] = []
+    # The step did its work (model call, metering, commit); then "the Lambda died" before answering, 3 times.
+    fault = InvocationFault(function="RunStepsFunction", when="after", times=3,
+                            match=lambda e: e.get("step") == "think" and e.get("run_id") in runs)
+    cloud.runtime.faults.append(fault)
+    try:
+        launched = launch(tenant, agent["id"], "Summarise the plan.").json()
+        runs.append(launched["id"])
+        run = wait_for(tenant, launched["id"])
+    finally:
+        cloud.runtime.faults.remove(fault)
+    assert fault.fired == 3
+    assert run["status"] == "succeeded", run
+    entries = ledger_entries(tenant.workspace_id, run["id"])
+    model = [e for e in entries if e.entry.startswith("model#")]
+    assert len(model) == 1, "one model call, metered once"
+    assert run["usage"]["input_tokens"] == int(model[0].input_tokens)
+    assert [e["type"] for e in events_of(tenant, run["id"])].count("model.called") == 1
+
+
+class OversizedOnce:
+    """The real model, except its first answer is too large to store: the step's
+    commit fails after the model call was answered (and paid)."""
+
+    def __init__(self, real, match: str):
+        self.real, self.match, self.done = real, match, False
+
+    def create_message(self, request):
+        import dataclasses
+
+        response = self.real.create_message(request)
+        if not self.done and self.match in str(request.messages[0]):
+            self.done = True
+            return dataclasses.replace(response, content=[{"type": "text", "text": "x" * 450_000}],
+                                       stop_reason="end_turn")
+        return response
+
+
+def test_a_step_that_fails_after_its_model_call_leaves_that_calls_usage_in_the_ledger_once(cloud, tenant):
+    from agenthq.services import Services, get_services, set_services
+
+    agent = create_agent(tenant, "oversized", "architect")
+    marker = "marker-oversized-" + tenant.workspace_id
+    real = get_services()
+    set_services(Services(real.settings, real.clock, model=OversizedOnce(real.model, marker)))
+    try:
+        run = wait_for(tenant, launch(tenant, agent["id"], f"Summarise {marker}.").json()["id"])
+    finally:
+        set_services(real)
+    assert run["status"] == "succeeded", run  # the retried step called the model again and stored its answer
+    model = [e for e in ledger_entries(tenant.workspace_id, run["id"]) if e.entry.startswith("model#")]
+    assert len(model) == 2, "both calls were answered and paid: both are metered, each once"
+    assert run["usage"]["input_tokens"] == sum(int(e.input_tokens) for e in model)
+    assert run["usage"]["cost_usd"] == f"{sum(int(e.cost_micro_usd) for e in model) / 1_000_000:.6f}"
+    assert [e["type"] for e in events_of(tenant, run["id"])].count("model.called") == 1, "one answer was kept"

@@ -2,9 +2,8 @@
 
 Model cost comes from the workspace's month usage counters (``UsageCounter``
 items ``MONTH#<yyyy-mm>#S#<n>``, write-sharded; one Query sums the shards).
-Infrastructure cost is not metered yet: :func:`infra_cost_micro_usd` is the
-seam the usage ledger fills, and until then it is 0 and the report says so
-(``infra_cost_metered: false``).
+Infrastructure cost (the modelled AWS cost of the runs' steps, metered by
+``agenthq.usage.infra``) is in the same counters, added when each run ends.
 """
 
 from __future__ import annotations
@@ -17,8 +16,6 @@ from agenthq.errors import InvalidRequest
 from agenthq.pricing import MICRO_DOLLAR as MICRO
 from agenthq.tiers import TierLimits
 from agenthq.usage import Usage, counters
-
-INFRA_COST_METERED = False  # True once infra_cost_micro_usd reads the ledger
 
 
 def month_of(now: datetime, month: str | None) -> str:
@@ -37,16 +34,6 @@ def month_usage(workspace_id: str, month: str) -> Usage:
     return counters.read(workspace_id, f"MONTH#{month}")
 
 
-def infra_cost_micro_usd(workspace_id: str, month: str) -> int:
-    """The modelled AWS cost of the workspace's month (state transitions, Lambda
-    GB-s, DynamoDB request units), in micro-dollars.
-
-    Not metered yet: it is 0 until the usage ledger records each step's
-    infrastructure cost; then this sums the workspace's ledger for ``month``
-    (and ``INFRA_COST_METERED`` turns True)."""
-    return 0
-
-
 def usd(micro: int) -> str:
     return str((Decimal(micro) * MICRO).quantize(MICRO))
 
@@ -54,7 +41,7 @@ def usd(micro: int) -> str:
 def cost_against_price(workspace_id: str, month: str, limits: TierLimits) -> dict[str, Any]:
     """The month's model + infrastructure cost of a workspace against its price."""
     usage = month_usage(workspace_id, month)
-    infra = infra_cost_micro_usd(workspace_id, month)
+    infra = usage.infra_micro_usd
     price = int(limits.price_usd_per_month / MICRO)
     cost = usage.cost_micro_usd + infra
     return {
@@ -62,9 +49,8 @@ def cost_against_price(workspace_id: str, month: str, limits: TierLimits) -> dic
         "price_usd": usd(price),
         "model_cost_usd": usd(usage.cost_micro_usd),
         "infra_cost_usd": usd(infra),
-        "infra_cost_metered": INFRA_COST_METERED,
         "cost_usd": usd(cost),
         "margin_usd": usd(price - cost),
         "cost_percent_of_price": (str((Decimal(cost) * 100 / price).quantize(Decimal("0.1"))) if price else None),
-        "usage": {name: value for name, value in usage.view().items() if name != "cost_micro_usd"},
+        "usage": {name: value for name, value in usage.view().items() if name not in ("cost_micro_usd", "infra_micro_usd")},
     }

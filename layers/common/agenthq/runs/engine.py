@@ -354,8 +354,7 @@ def _finish_tool_call(services: Services, run: Run, call: ToolCall, result: Tool
         events=[("tool.result", {"tool_use_id": call.tool_use_id, "name": call.name, **outcome})],
         extra=[lambda tx: tx.update(call, actions=[ToolCall.result.set(outcome)],
                                     condition=ToolCall.result.does_not_exist())],
-        usage=Usage(tool_calls=1),
-        ledger=ledger.tool_entry(call.tool_use_id),
+        metered={ledger.tool_entry(call.tool_use_id): Usage(tool_calls=1)},
     )
     try:
         return commit(services, run, change)
@@ -520,8 +519,8 @@ def _settle(services: Services, run: Run, outcome: dict[str, Any]) -> None:
                              Run.outcome.remove()],  # now written out as output / error
                 run_condition=Run.status.is_in("queued", "running", "paused", "waiting"),
                 extra=slot_writes,
-                usage=Usage(agent_seconds=seconds),
-                ledger=ledger.SECONDS,
+                metered={ledger.SECONDS: Usage(agent_seconds=seconds)},
+                closes_infra=True,
             )
             try:
                 run = commit(services, run, change)

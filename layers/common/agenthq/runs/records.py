@@ -10,6 +10,8 @@ absent. So a step is all-or-nothing, and a retried step either finds its record
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -19,7 +21,7 @@ from pynamodb.exceptions import TransactWriteError
 
 from agenthq.store import BaseItem, transaction
 from agenthq.store.items import Run, RunBody, RunEvent, StepRecord
-from agenthq.usage import Usage, ledger
+from agenthq.usage import Usage, counters, infra, ledger
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -79,9 +81,10 @@ def event_view(event: RunEvent) -> dict[str, Any]:
 
 
 def usage_view(usage: Usage) -> dict[str, Any]:
-    """A run's usage as the API shows it (cost as a decimal string of dollars)."""
+    """A run's usage as the API shows it: money as decimal strings of dollars — ``cost_usd`` the
+    model's, ``infra_cost_usd`` the modelled AWS cost of its steps so far."""
     return {**usage.tokens.view(), "cost_usd": f"{usage.cost_usd:.6f}", "tool_calls": usage.tool_calls,
-            "agent_seconds": usage.agent_seconds}
+            "agent_seconds": usage.agent_seconds, "infra_cost_usd": f"{usage.infra_cost_usd:.6f}"}
 
 
 # --------------------------------------------------------------------------- the commit
@@ -96,17 +99,24 @@ class Change:
     run_condition: Any = None
     puts: list[BaseItem] = field(default_factory=list)  # created only if absent
     extra: list[Callable[[Any], None]] = field(default_factory=list)  # more writes on the transaction
-    usage: Usage | None = None  # added to the run's totals and the workspace's counters, with a ledger entry
-    ledger: str = ""  # the entry's deterministic id (required with usage): counted once
+    metered: dict[str, Usage] = field(default_factory=dict)  # ledger entry id → usage: counted once, on the
+    #   run's totals and the workspace's counters
+    closes_infra: bool = False  # the run's end: its accrued infrastructure cost becomes its ``infra`` entry
 
 
 def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -> Run:
     """Write ``change`` atomically; returns the run as it is after it. Absorbs
     concurrent appends (retrying with the new seq); raises RunConflict when
     the run's own condition or an item's absence no longer holds."""
+    infra_micro = infra.take()  # what this invocation's infrastructure cost since its last commit
     for _ in range(attempts):
         at = services.now()
         seq = int(run.seq)
+        run_usage = sum(change.metered.values(), Usage()) + Usage(infra_micro_usd=infra_micro)
+        counted = run_usage
+        if change.closes_infra:
+            closing = Usage(infra_micro_usd=int(run.infra_micro_usd or 0) + infra_micro)
+            counted = sum(change.metered.values(), Usage()) + closing  # the run's total infra, once
         try:
             with transaction() as tx:
                 for offset, (event_type, data) in enumerate(change.events, start=1):
@@ -116,25 +126,40 @@ def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -
                 condition = Run.seq == seq
                 if change.run_condition is not None:
                     condition &= change.run_condition
-                counted = change.usage.add_actions(Run) if change.usage is not None else []
                 tx.update(run, actions=[Run.seq.set(seq + len(change.events)), Run.updated_at.set(at),
-                                        *change.run_actions, *counted], condition=condition)
+                                        *change.run_actions, *run_usage.add_actions(Run)], condition=condition)
                 for item in change.puts:
                     tx.save(item, condition=type(item).pk.does_not_exist())
                 for write in change.extra:
                     write(tx)
-                if change.usage is not None:
-                    assert change.ledger, "usage is counted under a ledger entry id"
-                    ledger.record(tx, run.workspace_id, run.id, change.ledger, change.usage, at,
-                                  services.settings.usage_counter_shards)
+                for entry, usage in change.metered.items():
+                    ledger.put(tx, run.workspace_id, run.id, entry, usage, at)
+                if change.closes_infra:
+                    ledger.put(tx, run.workspace_id, run.id, ledger.INFRA, closing, at)
+                counters.count(tx, run.workspace_id, counted.without_infra() if not change.closes_infra else counted,
+                               at, services.settings.usage_counter_shards)
         except TransactWriteError as exc:
+            codes = _reason_codes(exc)
+            if "ConditionalCheckFailed" not in codes:
+                if "TransactionConflict" in codes:  # a concurrent transaction on one of the items: again
+                    time.sleep(random.uniform(0.005, 0.03))
+                    continue
+                infra.give_back(infra_micro)
+                raise  # DynamoDB failed the write (not a refusal): the step fails, and is retried
             fresh = load_run(run.workspace_id, run.id)
             if int(fresh.seq) != seq and not _failed_beyond_the_run(exc, len(change.events)):
                 run = fresh  # someone appended meanwhile: try again after them
                 continue
+            infra.give_back(infra_micro)
             raise RunConflict(str(exc)) from exc
         return load_run(run.workspace_id, run.id)
+    infra.give_back(infra_micro)
     raise RunConflict("the run kept changing")
+
+
+def _reason_codes(exc: TransactWriteError) -> set[str]:
+    reasons = getattr(exc, "cancellation_reasons", None) or []
+    return {str(reason.code) for reason in reasons if reason is not None and reason.code not in ("None", None)}
 
 
 def _failed_beyond_the_run(exc: TransactWriteError, event_count: int) -> bool:

@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from pynamodb.attributes import DiscriminatorAttribute, TTLAttribute, UnicodeAttribute
-from pynamodb.connection import TableConnection
+from pynamodb.connection import Connection, TableConnection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -30,6 +30,7 @@ from pynamodb.transactions import TransactWrite
 
 from agenthq.errors import NotFound
 from agenthq.settings import Settings
+from agenthq.usage import infra
 
 _Item = TypeVar("_Item", bound="BaseItem")
 _T = TypeVar("_T")
@@ -110,10 +111,28 @@ class BaseItem(Model):
         return _model_connection()
 
 
+class _MeteredConnection(Connection):
+    """pynamodb's Connection, telling the current run step's meter what each call
+    consumed (pynamodb already asks for ``ReturnConsumedCapacity=TOTAL``)."""
+
+    def dispatch(self, operation_name: str, operation_kwargs: dict[str, Any]) -> dict[str, Any]:
+        data: dict[str, Any] = super().dispatch(operation_name, operation_kwargs)
+        if data:
+            infra.consumed(operation_name, data.get("ConsumedCapacity"))
+        return data
+
+
+def _metered(table: TableConnection) -> TableConnection:
+    # The subclass adds behaviour only, no state: swapping the class keeps pynamodb's own construction.
+    if type(table.connection) is Connection:
+        table.connection.__class__ = _MeteredConnection
+    return table
+
+
 def _model_connection() -> TableConnection:
     """The shared connection pynamodb's own ``Model._get_connection`` gives BaseItem."""
     connection: TableConnection = Model._get_connection.__func__(BaseItem)  # type: ignore[attr-defined]
-    return connection
+    return _metered(connection)
 
 
 def configure(settings: Settings) -> None:
@@ -210,6 +229,7 @@ class _Tenancy:
             aws_session_token=credentials["SessionToken"],
             meta_table=base.get_meta_table(),
         )
+        _metered(connection)
         expires = credentials["Expiration"].timestamp()
         with self._lock:
             self._connections[workspace_id] = (connection, expires)

@@ -277,6 +277,7 @@ class Run(BaseItem, discriminator="Run"):
     cost_micro_usd = NumberAttribute(default=0)  # integer millionths of a dollar: exact sums
     tool_calls = NumberAttribute(default=0)
     agent_seconds = NumberAttribute(default=0)
+    infra_micro_usd = NumberAttribute(default=0)  # modelled AWS cost of the steps
     created_by = UnicodeAttribute()
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
@@ -420,6 +421,7 @@ class UsageCounter(BaseItem, discriminator="UsageCounter"):
     cost_micro_usd = NumberAttribute(default=0)
     tool_calls = NumberAttribute(default=0)
     agent_seconds = NumberAttribute(default=0)
+    infra_micro_usd = NumberAttribute(default=0)  # modelled AWS cost of the steps
 
     @staticmethod
     def key(workspace_id: str, period: str, shard: int) -> tuple[str, str]:
@@ -479,6 +481,7 @@ class LedgerEntry(BaseItem, discriminator="LedgerEntry"):
     cost_micro_usd = NumberAttribute(default=0)
     tool_calls = NumberAttribute(default=0)
     agent_seconds = NumberAttribute(default=0)
+    infra_micro_usd = NumberAttribute(default=0)  # modelled AWS cost of the steps
 
     @staticmethod
     def key(workspace_id: str, run_id: str, entry: str) -> tuple[str, str]:

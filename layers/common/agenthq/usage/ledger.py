@@ -6,7 +6,8 @@ is counted once, and the ledger, the counters and the run's totals agree.
 
 Entry ids: ``run`` (the launch), ``model#<message id>`` (a model call Anthropic
 answered — a step that calls the model twice pays twice, and both are here),
-``tool#<tool use id>``, ``seconds`` (agent-seconds, when the run ends).
+``tool#<tool use id>``, ``seconds`` (agent-seconds) and ``infra`` (the modelled
+AWS cost of its steps, accrued on the run as it goes), both when the run ends.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from agenthq.usage.vector import Usage
 
 RUN = "run"
 SECONDS = "seconds"
+INFRA = "infra"
 
 
 def model_entry(message_id: str) -> str:
@@ -35,11 +37,17 @@ def record(tx: Any, workspace_id: str, run_id: str, entry: str, usage: Usage, at
            step: int = 0, model: str | None = None) -> None:
     """In ``tx``: the entry (only if new) and the workspace's counters. The
     caller adds ``usage`` to the run's totals in the same transaction."""
+    put(tx, workspace_id, run_id, entry, usage, at, step=step, model=model)
+    counters.count(tx, workspace_id, usage, at, shards)
+
+
+def put(tx: Any, workspace_id: str, run_id: str, entry: str, usage: Usage, at: datetime, *, step: int = 0,
+        model: str | None = None) -> None:
+    """In ``tx``: the entry alone, only if new (the caller counts the usage once for all its entries)."""
     item = LedgerEntry(*LedgerEntry.key(workspace_id, run_id, entry), entry=entry, at=at, step=step, model=model)
     for name, value in usage.view().items():
         setattr(item, name, value)
     tx.save(item, condition=LedgerEntry.pk.does_not_exist())
-    counters.count(tx, workspace_id, usage, at, shards)
 
 
 def entries(workspace_id: str, run_id: str) -> Iterator[LedgerEntry]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any, Self
@@ -53,6 +53,7 @@ class Usage(_Counts):
     cost_micro_usd: int = 0
     tool_calls: int = 0
     agent_seconds: int = 0
+    infra_micro_usd: int = 0  # the modelled AWS cost of the run's steps (agenthq.usage.infra)
 
     @classmethod
     def model_call(cls, model: str, tokens: TokenUsage, on: date | None = None) -> Usage:
@@ -72,6 +73,14 @@ class Usage(_Counts):
     @property
     def cost_usd(self) -> Decimal:
         return Decimal(self.cost_micro_usd) * pricing.MICRO_DOLLAR
+
+    @property
+    def infra_cost_usd(self) -> Decimal:
+        return Decimal(self.infra_micro_usd) * pricing.MICRO_DOLLAR
+
+    def without_infra(self) -> Usage:
+        """The same usage with no infrastructure cost (the workspace counts a run's infra once, at its end)."""
+        return replace(self, infra_micro_usd=0)
 
     def add_actions(self, item_class: type[Any]) -> list[Any]:
         """DynamoDB ADD actions for the non-zero quantities ``item_class`` counts

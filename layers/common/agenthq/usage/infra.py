@@ -1,0 +1,111 @@
+"""The modelled AWS cost of a run's steps, metered as they run.
+
+Each Step Functions task is one ``run_steps`` invocation, and AWS bills it as:
+its state transitions (the Task state and the Choice or end state after it:
+2), one Lambda request, its duration × memory (GB-s), and the DynamoDB request
+units its calls consumed (pynamodb asks for ``ReturnConsumedCapacity=TOTAL``
+on every call; ``store`` hands what each call consumed to :func:`consumed`).
+Prices come from one file, ``agenthq/aws_prices.json`` (the benchmark reads the
+same one).
+
+An invocation meters into a :class:`StepMeter` (a context variable set by
+:func:`metering`); each commit of the run takes what accrued since the last one
+(:func:`take`, in micro-dollars, rounded up) and adds it to the run's
+``infra_micro_usd``; the run's end writes the total as its ``infra`` ledger
+entry and into the workspace's counters. Work after an invocation's last
+commit (a few ms: answering the state machine) is not metered.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+PRICES_FILE = Path(__file__).resolve().parent.parent / "aws_prices.json"
+TRANSITIONS_PER_STEP = 2  # the Task state, and the Choice (or Succeed/Fail) state it hands to
+READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"})
+
+
+@lru_cache(maxsize=1)
+def prices() -> dict[str, float]:
+    """USD per unit, by name (``stepfunctions_standard_state_transition``, …)."""
+    data = json.loads(PRICES_FILE.read_text())
+    return {name: float(entry["usd"]) for name, entry in data["prices"].items()}
+
+
+@dataclass
+class StepMeter:
+    memory_mb: int
+    since: float = field(default_factory=time.monotonic)
+    read_units: float = 0.0
+    write_units: float = 0.0
+    invocation_counted: bool = False
+    carried_micro_usd: int = 0  # taken by a commit that then failed
+    lock: threading.Lock = field(default_factory=threading.Lock)  # tools run in threads of the invocation
+
+
+_meter: ContextVar[StepMeter | None] = ContextVar("agenthq_step_meter", default=None)
+
+
+@contextmanager
+def metering(memory_mb: int) -> Iterator[StepMeter]:
+    """Meter this invocation of a run step."""
+    meter = StepMeter(memory_mb=memory_mb)
+    token = _meter.set(meter)
+    try:
+        yield meter
+    finally:
+        _meter.reset(token)
+
+
+def consumed(operation: str, capacity: Any) -> None:
+    """A DynamoDB call's ``ConsumedCapacity`` (one entry or a list, per table)."""
+    meter = _meter.get()
+    if meter is None or not capacity:
+        return
+    entries = capacity if isinstance(capacity, list) else [capacity]
+    units = sum(float(entry.get("CapacityUnits") or 0) for entry in entries if isinstance(entry, dict))
+    with meter.lock:
+        if operation in READS:
+            meter.read_units += units
+        else:
+            meter.write_units += units
+
+
+def take() -> int:
+    """Micro-dollars of infrastructure the current invocation accrued since the
+    last take (0 outside a metered invocation), rounded up."""
+    meter = _meter.get()
+    if meter is None:
+        return 0
+    price = prices()
+    with meter.lock:
+        now = time.monotonic()
+        gb_seconds = (now - meter.since) * meter.memory_mb / 1024
+        usd = (gb_seconds * price["lambda_x86_gb_second"]
+               + meter.read_units * price["dynamodb_on_demand_read_request_unit"]
+               + meter.write_units * price["dynamodb_on_demand_write_request_unit"])
+        if not meter.invocation_counted:
+            usd += (TRANSITIONS_PER_STEP * price["stepfunctions_standard_state_transition"]
+                    + price["lambda_request"])
+            meter.invocation_counted = True
+        meter.since, meter.read_units, meter.write_units = now, 0.0, 0.0
+        carried, meter.carried_micro_usd = meter.carried_micro_usd, 0
+    return math.ceil(usd * 1_000_000) + carried
+
+
+def give_back(micro_usd: int) -> None:
+    """A commit that took ``micro_usd`` failed: the next take carries it."""
+    meter = _meter.get()
+    if meter is not None and micro_usd > 0:
+        with meter.lock:
+            meter.carried_micro_usd += micro_usd
