@@ -7,7 +7,7 @@ import sys
 
 from local.cloud import LocalCloud, LocalCloudConfig
 
-BENCHMARKS = ("handlers", "runs")
+BENCHMARKS = ("handlers", "runs", "cost_control")
 
 
 def main() -> int:
@@ -18,7 +18,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="timed agent runs (after one accounting run)")
     args = parser.parse_args()
     sys.path.insert(0, "layers/common")
-    from bench import handlers, runs
+    from bench import cost_control, handlers, runs
 
     selected = [args.only] if args.only else list(BENCHMARKS)
     with LocalCloud(LocalCloudConfig(rest_port=0, data_dir=None)) as cloud:
@@ -27,6 +27,8 @@ def main() -> int:
             handlers.run(cloud, n=args.n, imports=args.imports)
         if "runs" in selected:
             runs.run(cloud, runs=args.runs, getitem_samples=min(args.n, 100))
+        if "cost_control" in selected:
+            cost_control.run(cloud, samples=max(100, args.n))
     return 0
 
 

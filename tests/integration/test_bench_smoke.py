@@ -22,3 +22,14 @@ def test_run_benchmark_runs(cloud, capsys):
     assert all(usd > 0 for usd in figures["cost_usd"].values()), figures["cost_usd"]
     out = capsys.readouterr().out
     assert "state transitions" in out and "LangSmith" in out
+
+
+def test_cost_control_benchmark_runs(cloud, capsys):
+    from bench import cost_control
+
+    figures = cost_control.run(cloud, samples=10)
+    assert figures["metering_wru"] > 0 and figures["run_infra_usd"] > 0
+    assert figures["launch_p99_ratio"] > 0 and figures["reservation_p99_ratio"] > 0
+    assert set(figures["worst_case"]) == {"free", "starter", "pro"}
+    out = capsys.readouterr().out
+    assert "WRU per metered model call" in out and "worst case" in out
