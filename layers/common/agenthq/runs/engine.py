@@ -245,7 +245,8 @@ def _pause_at(services: Services, run: Run, limit: str, hold: quota.Hold) -> str
 def _ending_before_a_model_call(services: Services, run: Run, agent: dict[str, Any]) -> Outcome | None:
     return decisions.ending_before_a_model_call(
         cancel_requested=bool(run.cancel_requested), now=services.now(), created_at=run.created_at,
-        deadline=run.deadline, steps=int(run.steps), spent=Usage.of(run), agent=agent)
+        deadline=run.deadline, steps=int(run.steps),
+        spent=Usage.of(run) + Usage(cost_micro_usd=int(run.children_micro_usd or 0)), agent=agent)
 
 
 def _model_request(services: Services, run: Run, agent: dict[str, Any],
@@ -347,11 +348,14 @@ def _execute(services: Services, run: Run, use: dict[str, Any], allowed: list[st
     return services.tools.execute(use["name"], use.get("input", {}), context, allowed)
 
 
-def _finish_tool_call(services: Services, run: Run, call: ToolCall, result: ToolResult) -> Run:
-    """Record a tool's result once (event tool.result, the run's tool_calls + 1)."""
+def _finish_tool_call(services: Services, run: Run, call: ToolCall, result: ToolResult,
+                      child_cost_micro_usd: int = 0) -> Run:
+    """Record a tool's result once (event tool.result, the run's tool_calls + 1;
+    for a delegation, the child's model cost joins what the run's budget covers)."""
     outcome = {"content": result.content, "is_error": result.is_error}
     change = Change(
         events=[("tool.result", {"tool_use_id": call.tool_use_id, "name": call.name, **outcome})],
+        run_actions=[Run.children_micro_usd.add(child_cost_micro_usd)] if child_cost_micro_usd else [],
         extra=[lambda tx: tx.update(call, actions=[ToolCall.result.set(outcome)],
                                     condition=ToolCall.result.does_not_exist())],
         metered={ledger.tool_entry(call.tool_use_id): Usage(tool_calls=1)},
@@ -457,7 +461,7 @@ def _answer_parent(services: Services, child: Run) -> None:
             reason = (child.error or {}).get("message") or child.status
             result = ToolResult(content=f"The delegated run {child.id} ended {child.status}: {reason}",
                                 is_error=True)
-        _finish_tool_call(services, parent, call, result)
+        _finish_tool_call(services, parent, call, result, child_cost_micro_usd=int(child.cost_micro_usd or 0))
 
 
 # --------------------------------------------------------------------------- pause

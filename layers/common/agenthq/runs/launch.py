@@ -10,11 +10,12 @@ delegation's child run).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import TransactWriteError
 
-from agenthq import ids
+from agenthq import ids, pricing
 from agenthq.agents import agent_view
 from agenthq.errors import ServiceUnavailable
 from agenthq.runs import slots
@@ -78,6 +79,9 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
         gsi1pk=f"WS#{workspace_id}#AGENT#{agent.id}", gsi1sk=f"RUN#{run_id}",
     )
     limits = quota.workspace_limits(workspace_id)
+    snapshot = agent_snapshot(workspace_id, agent)
+    if parent is not None:  # a child spends from what is left of its parent's per-run budget
+        snapshot["budget_usd"] = str(min(Decimal(snapshot["budget_usd"]), parent_budget_left(parent)))
     queued = RunEvent(*RunEvent.key(workspace_id, run_id, 1), seq=1, event_type="run.queued", at=at,
                       data={"agent_id": agent.id, "parent_run_id": run.parent_run_id})
 
@@ -88,7 +92,7 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
                 tx.save(RunLaunch(*RunLaunch.key(workspace_id, key), fingerprint=body_print, run_id=run_id,
                                   expires_at=at + IDEMPOTENCY_TTL), condition=RunLaunch.pk.does_not_exist())
             tx.save(run, condition=Run.pk.does_not_exist())
-            tx.save(RunBody(*RunBody.key(workspace_id, run_id), input=text, agent=agent_snapshot(workspace_id, agent)),
+            tx.save(RunBody(*RunBody.key(workspace_id, run_id), input=text, agent=snapshot),
                     condition=RunBody.pk.does_not_exist())
             tx.save(queued, condition=RunEvent.pk.does_not_exist())
             ledger.record(tx, workspace_id, run_id, ledger.RUN, Usage(runs=1), at,
@@ -122,6 +126,15 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
 def _alert_runs(services: Services, workspace_id: str, limits: Any, at: datetime) -> None:
     alerts.check(services.operator_events, workspace_id, quota.RUNS, quota.runs_today(workspace_id, at),
                  limits.runs_per_day, counters.day(at), at)
+
+
+def parent_budget_left(parent: Run) -> Decimal:
+    """What the parent's per-run budget has left for a child: its budget less its
+    own model cost and that of its earlier children (at least one micro-dollar,
+    so the child starts and ends at once on ``budget_exhausted``)."""
+    budget = Decimal(RunBody.get(*RunBody.key(parent.workspace_id, parent.id), consistent_read=True).agent["budget_usd"])
+    spent = Decimal(int(parent.cost_micro_usd or 0) + int(parent.children_micro_usd or 0)) * pricing.MICRO_DOLLAR
+    return max(pricing.MICRO_DOLLAR, budget - spent)
 
 
 def run_deadline(at: datetime, timeout_seconds: int, parent: Run | None) -> datetime:

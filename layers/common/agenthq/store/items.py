@@ -270,6 +270,7 @@ class Run(BaseItem, discriminator="Run"):
     paused_at = UTCDateTimeAttribute(null=True)
     paused_seconds = NumberAttribute(default=0)  # time spent paused: not agent time, not against the timeout
     slot = UnicodeAttribute(null=True)  # "own" while it holds one of the workspace's run slots; "parent" for a child
+    children_micro_usd = NumberAttribute(default=0)  # model cost of its finished child runs (its budget covers them)
     input_tokens = NumberAttribute(default=0)
     output_tokens = NumberAttribute(default=0)
     cache_write_tokens = NumberAttribute(default=0)
