@@ -224,3 +224,19 @@ def tools_replaced_by(before: Callable[[int, ToolContext], None]) -> Iterator[Ob
         yield fake
     finally:
         set_services(real)
+
+
+def table_items(cloud: LocalCloud, **conditions: Any) -> list[dict[str, Any]]:
+    """Every item of the local cloud's table (all pages: a Scan page stops at
+    1 MB) whose attributes equal ``conditions``. Tests only: no request path scans."""
+    import boto3
+
+    table = boto3.resource("dynamodb", region_name=cloud.config.stack.region).Table(cloud.config.stack.table_name)
+    items: list[dict[str, Any]] = []
+    start: dict[str, Any] = {}
+    while True:
+        page = table.scan(ConsistentRead=True, **start)
+        items += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return [i for i in items if all(i.get(k) == v for k, v in conditions.items())]
+        start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}

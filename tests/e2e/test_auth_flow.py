@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.support import PASSWORD, assert_error, bearer, signup, unique_email, with_api_key
+from tests.support import PASSWORD, assert_error, bearer, signup, table_items, unique_email, with_api_key
 
 
 def test_signup_login_key_revoke_refresh_and_reuse_detection(api):
@@ -263,7 +263,6 @@ def test_the_free_plan_is_throttled_at_the_gateway(api, cloud):
 
 
 def test_offboarding_deletes_every_item_of_the_workspace(api, cloud):
-    import boto3
 
     owner = with_api_key(signup(api, tier="pro"))
     colleague = signup(api, tag="colleague")
@@ -277,8 +276,7 @@ def test_offboarding_deletes_every_item_of_the_workspace(api, cloud):
 
     assert api.delete(owner.path(), headers=owner.headers).status_code == 204
 
-    table = boto3.resource("dynamodb", region_name="us-east-1").Table(cloud.config.stack.table_name)
-    leftovers = [i for i in table.scan(ConsistentRead=True)["Items"]  # test-only scan
+    leftovers = [i for i in table_items(cloud)
                  if i["pk"].startswith(f"WS#{owner.workspace_id}") or i.get("workspace_id") == owner.workspace_id
                  and not i["pk"].startswith("REFRESH#")]  # hashed, useless without their session; TTL removes them
     assert leftovers == []

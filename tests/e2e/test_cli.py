@@ -51,7 +51,7 @@ def test_the_operator_sets_a_tier_with_the_cli_and_the_workspace_gets_its_limits
     rows = {r["workspace_id"]: r for r in json.loads(usage.stdout)["items"]}
     assert rows[owner.workspace_id]["price_usd"] == "4800.500000"
     table = agenthq("admin", "usage")
-    assert owner.workspace_id in table.stdout and "not metered yet" in table.stdout
+    assert owner.workspace_id in table.stdout and "infra" in table.stdout
 
     listed = agenthq("admin", "workspace", "list")
     assert owner.workspace_id in {w["id"] for w in json.loads(listed.stdout)["items"]}

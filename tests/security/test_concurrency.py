@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
-
-from tests.support import PASSWORD, client_for, signup, unique_email
-
-
-def scan(cloud, **conditions) -> list[dict]:
-    table = boto3.resource("dynamodb", region_name="us-east-1").Table(cloud.config.stack.table_name)
-    items = table.scan(ConsistentRead=True)["Items"]  # test-only
-    return [i for i in items if all(i.get(k) == v for k, v in conditions.items())]
+from tests.support import PASSWORD, client_for, signup, table_items, unique_email
 
 
 def test_twenty_parallel_signups_with_one_email_make_one_user_and_one_workspace(cloud):
@@ -30,10 +22,10 @@ def test_twenty_parallel_signups_with_one_email_make_one_user_and_one_workspace(
     assert created, "at least one signup succeeds"
     assert len({c["user"]["id"] for c in created}) == 1
     assert len({c["workspace"]["id"] for c in created}) == 1
-    users = scan(cloud, type="User", email=email)
+    users = table_items(cloud, type="User", email=email)
     assert len(users) == 1
-    assert len(scan(cloud, type="Workspace", created_by=users[0]["id"])) == 1
-    assert len(scan(cloud, type="Member", user_id=users[0]["id"])) == 1
+    assert len(table_items(cloud, type="Workspace", created_by=users[0]["id"])) == 1
+    assert len(table_items(cloud, type="Member", user_id=users[0]["id"])) == 1
 
 
 def test_twenty_parallel_refreshes_of_one_token_yield_exactly_one_pair(cloud, api):
@@ -65,4 +57,4 @@ def test_parallel_invites_of_one_user_make_one_membership(cloud, api):
     with ThreadPoolExecutor(10) as pool:
         statuses = sorted(r.status_code for r in pool.map(attempt, range(10)))
     assert statuses.count(201) == 1 and statuses.count(409) + statuses.count(429) == 9, statuses
-    assert len([m for m in scan(cloud, type="Member", workspace_id=owner.workspace_id)]) == 2
+    assert len([m for m in table_items(cloud, type="Member", workspace_id=owner.workspace_id)]) == 2
