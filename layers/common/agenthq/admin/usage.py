@@ -15,10 +15,10 @@ from typing import Any
 
 from agenthq.errors import InvalidRequest
 from agenthq.pricing import MICRO_DOLLAR as MICRO
+from agenthq.pricing import usd
 from agenthq.tiers import TierLimits
 from agenthq.usage import Usage, counters
-
-INFRA_COST_METERED = False  # True once infra_cost_micro_usd reads the ledger
+from agenthq.usage.report import INFRA_COST_METERED  # True once the ledger records infrastructure cost
 
 
 def month_of(now: datetime, month: str | None) -> str:
@@ -45,10 +45,6 @@ def infra_cost_micro_usd(workspace_id: str, month: str) -> int:
     infrastructure cost; then this sums the workspace's ledger for ``month``
     (and ``INFRA_COST_METERED`` turns True)."""
     return 0
-
-
-def usd(micro: int) -> str:
-    return str((Decimal(micro) * MICRO).quantize(MICRO))
 
 
 def cost_against_price(workspace_id: str, month: str, limits: TierLimits) -> dict[str, Any]:
