@@ -83,6 +83,12 @@ def test_bad_date_ranges_are_invalid_requests_naming_the_field(first, last, fiel
     assert raised.value.details[0]["field"] == field
 
 
+def test_both_bad_dates_are_named():
+    with pytest.raises(InvalidRequest) as raised:
+        report.date_range("0001-01-01", "2026-02-29", date(2026, 12, 31), 92)
+    assert [d["field"] for d in raised.value.details] == ["from", "to"]
+
+
 def test_bad_periods_and_formats_are_invalid_requests():
     for bad in ("week", "", "DAY"):
         with pytest.raises(InvalidRequest):

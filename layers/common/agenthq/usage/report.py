@@ -92,25 +92,28 @@ def period_bounds(period: str, at: datetime) -> tuple[datetime, datetime]:
     return month_start(at), next_month(at)
 
 
-def date_param(value: str, name: str) -> date:
-    """A ``YYYY-MM-DD`` query parameter."""
-    if _DATE.match(value):
-        try:
-            parsed = date.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
-            if EARLIEST <= parsed <= LATEST:
-                return parsed
-    raise InvalidRequest(f"'{name}' is not a date.", details=[
-        {"field": name, "in": "query", "message": f"must be a date YYYY-MM-DD from {EARLIEST} to {LATEST}"}])
+def _date(value: str) -> date | None:
+    """``value`` as a ``YYYY-MM-DD`` date from EARLIEST to LATEST, else None."""
+    if not _DATE.match(value):
+        return None
+    try:
+        parsed = date.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if EARLIEST <= parsed <= LATEST else None
 
 
 def date_range(first: str | None, last: str | None, today: date, max_days: int) -> tuple[date, date]:
-    """``from`` and ``to`` (inclusive UTC dates). ``to`` defaults to today and
-    ``from`` to the first day of ``to``'s month; at most ``max_days`` days."""
-    end = date_param(last, "to") if last is not None else today
-    start = date_param(first, "from") if first is not None else end.replace(day=1)
+    """``from`` and ``to`` (inclusive UTC dates, ``YYYY-MM-DD``). ``to`` defaults
+    to today and ``from`` to the first day of ``to``'s month; at most ``max_days`` days."""
+    parsed = {name: _date(value) for name, value in (("from", first), ("to", last)) if value is not None}
+    bad = [name for name, value in parsed.items() if value is None]
+    if bad:
+        raise InvalidRequest(f"'{bad[0]}' is not a date.", details=[
+            {"field": name, "in": "query", "message": f"must be a date YYYY-MM-DD from {EARLIEST} to {LATEST}"}
+            for name in bad])
+    end = parsed.get("to") or today
+    start = parsed.get("from") or end.replace(day=1)
     if start > end:
         raise InvalidRequest("'from' is after 'to'.",
                              details=[{"field": "from", "in": "query", "message": "must not be after 'to'"}])
