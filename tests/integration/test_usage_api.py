@@ -47,7 +47,8 @@ def micro(dollars: str) -> int:
 
 @pytest.fixture(scope="module")
 def busy(cloud):
-    """A pro workspace with two agents and four ended runs (one a delegated child)."""
+    """A pro workspace with two agents and four ended runs (one a delegated child),
+    and the runs' ledger entries (``extra["ledger"]``)."""
     with client_for(cloud) as api:
         tenant = signup(api, tag="usage", tier="pro")
         coordinator = create_agent(tenant, "coordinator", "coordinator")
@@ -57,6 +58,9 @@ def busy(cloud):
         runs = tenant.get("/runs").json()["items"]
         assert len(runs) == 4 and all(r["status"] == "succeeded" for r in runs), runs
         tenant.extra["runs"] = {r["id"]: r for r in runs}
+        with tenant_scope(tenant.workspace_id):
+            tenant.extra["ledger"] = [e for rid in tenant.extra["runs"]
+                                      for e in ledger.entries(tenant.workspace_id, rid)]
         yield tenant
 
 
@@ -66,50 +70,68 @@ def run_totals(runs: list[dict]) -> dict[str, int]:
     return {**totals, "cost_micro_usd": sum(micro(r["usage"]["cost_usd"]) for r in runs)}
 
 
-def ledger_total(workspace_id: str, run_ids) -> Usage:
-    with tenant_scope(workspace_id):
-        return sum((ledger.total(workspace_id, rid) for rid in run_ids), Usage())
+def ledger_total(entries, within=lambda at: True) -> Usage:
+    """The ledger entries' sum — of those counted at a time ``within`` a period."""
+    return sum((Usage.of(e) for e in entries if within(e.at)), Usage())
+
+
+def metered(usage: Usage) -> dict:
+    """A Usage as the API shows metered totals (cost in micro-dollars here)."""
+    return {**{name: getattr(usage, name) for name in ("runs", "model_calls", *USAGE_COLUMNS)},
+            "model_cost_usd": usage.cost_micro_usd}
+
+
+def shown(body: dict) -> dict:
+    return {**{name: body[name] for name in ("runs", "model_calls", *USAGE_COLUMNS)},
+            "model_cost_usd": micro(body["model_cost_usd"])}
 
 
 # --------------------------------------------------------------------------- the summary
 
 
 def test_the_summary_matches_what_the_runs_used(busy):
-    runs = list(busy.extra["runs"].values())
-    used = run_totals(runs)
+    """What the runs used is their ledger: counted in the day and month of each
+    entry (a run may straddle midnight), and equal to the run records in all."""
+    runs, entries = list(busy.extra["runs"].values()), busy.extra["ledger"]
+    everything = ledger_total(entries)
+    recorded = run_totals(runs)
+    assert {name: getattr(everything, name) for name in USAGE_COLUMNS} == {name: recorded[name] for name in USAGE_COLUMNS}
+    assert everything.runs == 4 and everything.model_calls == sum(r["steps"] for r in runs)
+    assert everything.cost_micro_usd == recorded["cost_micro_usd"] > 0
+
     month = busy.get("/usage", params={"period": "month"})
     assert month.status_code == 200, month.text
     body = month.json()
     assert body["workspace_id"] == busy.workspace_id and body["tier"] == "pro" and body["period"] == "month"
-
     now = datetime.fromisoformat(body["as_of"])
     first_of_next = date(now.year + now.month // 12, now.month % 12 + 1, 1)
     assert body["resets_at"] == f"{first_of_next}T00:00:00+00:00"
     assert body["starts_at"] == f"{now.date().replace(day=1)}T00:00:00+00:00"
 
-    metered = body["usage"]
-    assert metered["runs"] == 4 and metered["model_calls"] == sum(r["steps"] for r in runs)
-    assert {name: metered[name] for name in USAGE_COLUMNS} == {name: used[name] for name in USAGE_COLUMNS}
-    assert micro(metered["model_cost_usd"]) == used["cost_micro_usd"] > 0
-    assert metered["infra_cost_usd"] == "0.000000"
+    this_month = ledger_total(entries, lambda at: (at.year, at.month) == (now.year, now.month))
+    assert shown(body["usage"]) == metered(this_month)
+    assert body["usage"]["infra_cost_usd"] == "0.000000"
 
     limits = body["limits"]
-    tokens = sum(used[name] for name in USAGE_COLUMNS[:4])
+    tokens = this_month.tokens.total
     assert limits["tokens_per_month"] == {
         "period": "month", "used": tokens, "reserved": 0, "limit": 20_000_000,
-        "percent": float(int(tokens * 1000 / 20_000_000)) / 10, "resets_at": body["resets_at"]}
+        "percent": float(tokens * 1000 // 20_000_000) / 10, "resets_at": body["resets_at"]}
     budget = limits["budget_usd_per_month"]
-    assert micro(budget["used"]) == used["cost_micro_usd"] and budget["reserved"] == "0.000000"
+    assert micro(budget["used"]) == this_month.cost_micro_usd and budget["reserved"] == "0.000000"
     assert budget["limit"] == "40.000000" and budget["resets_at"] == body["resets_at"]
-    assert budget["percent"] == float(int(used["cost_micro_usd"] * 1000 / 40_000_000)) / 10
+    assert budget["percent"] == float(this_month.cost_micro_usd * 1000 // 40_000_000) / 10
     assert limits["max_agents"] == {"period": None, "used": 2, "limit": 50, "percent": 4.0, "resets_at": None}
     assert "concurrent_runs" not in limits  # not cheap to count: docs/api.md says why
 
     day = busy.get("/usage", params={"period": "day"}).json()
-    assert day["period"] == "day" and day["starts_at"] == f"{now.date()}T00:00:00+00:00"
-    assert day["limits"]["runs_per_day"] == {"period": "day", "used": 4, "limit": 2000, "percent": 0.2,
-                                             "resets_at": day["resets_at"]}
-    assert day["usage"] == metered, "a fresh workspace: today is its whole month"
+    today = datetime.fromisoformat(day["as_of"]).date()
+    assert day["period"] == "day" and day["starts_at"] == f"{today}T00:00:00+00:00"
+    launched_today = sum(1 for r in runs if r["created_at"][:10] == str(today))  # a launch counts on its day
+    assert day["limits"]["runs_per_day"] == {
+        "period": "day", "used": launched_today, "limit": 2000, "percent": float(launched_today * 1000 // 2000) / 10,
+        "resets_at": f"{date.fromordinal(today.toordinal() + 1)}T00:00:00+00:00"}
+    assert shown(day["usage"]) == metered(ledger_total(entries, lambda at: at.date() == today))
     assert busy.get("/usage").json()["period"] == "month", "month is the default period"
 
 
@@ -131,11 +153,15 @@ def test_the_daily_rows_of_the_month_sum_to_the_month(busy):
     expected = {name: value for name, value in month["usage"].items() if not name.endswith("_usd")}
     assert summed == {**expected, "model_cost_usd": micro(month["usage"]["model_cost_usd"])}
     assert body["totals"] == month["usage"]
-    quiet = [r for r in rows if r["runs"] == 0]
-    assert len(quiet) == len(rows) - 1 and all(micro(r["model_cost_usd"]) == 0 for r in quiet)
+    by_day: dict[str, Usage] = {}
+    for entry in busy.extra["ledger"]:
+        by_day[str(entry.at.date())] = by_day.get(str(entry.at.date()), Usage()) + Usage.of(entry)
+    for row in rows:  # each day is its ledger entries; a quiet day is a row of zeros
+        assert shown(row) == metered(by_day.get(row["date"], Usage())) and row["infra_cost_usd"] == "0.000000"
+    assert sum(1 for r in rows if r["runs"]) >= 1
 
     default = busy.get("/usage/daily").json()  # this month so far
-    assert default["from"] == str(start) and default["to"] == month["as_of"][:10]
+    assert default["from"] == default["to"][:8] + "01" and default["to"] >= month["as_of"][:10]
 
 
 # --------------------------------------------------------------------------- the export
@@ -143,12 +169,12 @@ def test_the_daily_rows_of_the_month_sum_to_the_month(busy):
 
 def test_the_export_totals_equal_the_ledger_and_the_run_records_to_the_micro_dollar(busy):
     runs = busy.extra["runs"]
-    today = busy.get("/usage").json()["as_of"][:10]
-    exported = busy.get("/usage/export", params={"format": "json", "from": today, "to": today})
+    first = min(r["created_at"][:10] for r in runs.values())
+    last = max(r["created_at"][:10] for r in runs.values())
+    exported = busy.get("/usage/export", params={"format": "json", "from": first, "to": last})
     assert exported.status_code == 200, exported.text
     body = exported.json()
-    assert sorted(item["run_id"] for item in body["items"]) == sorted(runs)
-    assert [item["run_id"] for item in body["items"]] == sorted(runs), "oldest first"
+    assert [item["run_id"] for item in body["items"]] == sorted(runs), "every run once, oldest first"
     child = next(item for item in body["items"] if item["parent_run_id"])
     assert child["agent_name"] == "sre-bot" and child["parent_run_id"] in runs
     for item in body["items"]:
@@ -158,7 +184,7 @@ def test_the_export_totals_equal_the_ledger_and_the_run_records_to_the_micro_dol
         assert (item["status"], item["created_at"]) == (record["status"], record["created_at"])
 
     totals = body["totals"]
-    from_ledger = ledger_total(busy.workspace_id, runs)
+    from_ledger = ledger_total(busy.extra["ledger"])
     from_records = run_totals(list(runs.values()))
     assert totals["runs"] == from_ledger.runs == 4
     assert micro(totals["model_cost_usd"]) == from_ledger.cost_micro_usd == from_records["cost_micro_usd"] > 0
@@ -166,20 +192,21 @@ def test_the_export_totals_equal_the_ledger_and_the_run_records_to_the_micro_dol
         assert totals[name] == getattr(from_ledger, name) == from_records[name], name
     assert totals["infra_cost_usd"] == "0.000000" and totals["infra_cost_metered"] is False
 
-    as_csv = busy.get("/usage/export", params={"format": "csv", "from": today, "to": today})
+    as_csv = busy.get("/usage/export", params={"format": "csv", "from": first, "to": last})
     assert as_csv.status_code == 200, as_csv.text
     assert as_csv.headers["content-type"].startswith("text/csv")
     assert as_csv.headers["content-disposition"] == (
-        f'attachment; filename="agenthq-usage-{busy.workspace_id}-{today}-{today}.csv"')
+        f'attachment; filename="agenthq-usage-{busy.workspace_id}-{first}-{last}.csv"')
     rows = list(csv.DictReader(io.StringIO(as_csv.text)))
     assert [r["run_id"] for r in rows] == [item["run_id"] for item in body["items"]]
     assert sum(micro(r["model_cost_usd"]) for r in rows) == from_ledger.cost_micro_usd
     for name in USAGE_COLUMNS:
         assert sum(int(r[name]) for r in rows) == getattr(from_ledger, name), name
 
-    yesterday = date.fromordinal(date.fromisoformat(today).toordinal() - 1)
-    before = busy.get("/usage/export", params={"from": str(yesterday), "to": str(yesterday)}).json()
-    assert before["items"] == [] and before["totals"]["runs"] == 0 and before["totals"]["model_cost_usd"] == "0.000000"
+    before = str(date.fromordinal(date.fromisoformat(first).toordinal() - 1))
+    earlier = busy.get("/usage/export", params={"from": before, "to": before}).json()
+    assert earlier["items"] == [] and earlier["totals"]["runs"] == 0
+    assert earlier["totals"]["model_cost_usd"] == "0.000000"
 
 
 # --------------------------------------------------------------------------- alerts
