@@ -23,18 +23,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="where DynamoDB Local keeps its data (default .data/)")
     parser.add_argument("--in-memory", action="store_true", help="keep no data after exit")
     parser.add_argument("--log-level", default=os.environ.get("AGENTHQ_LOG_LEVEL", "WARNING"))
+    parser.add_argument("--no-iam", action="store_true",
+                        help="do not check the functions' AWS calls against their IAM policies (AWS always does)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("local").setLevel(args.log_level.upper())  # DEBUG shows every IAM decision (local.iam)
     config = LocalCloudConfig(
         host=args.host,
         rest_port=args.port,
         data_dir=None if args.in_memory else args.data_dir,
         log_level=args.log_level.upper(),
         anthropic_api_key=os.environ.get("ANTHROPIC_API_KEY") or None,
+        iam=not args.no_iam,
     )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -6,6 +6,8 @@
   run by moto's ASL interpreter, its Lambda tasks routed to the real handlers.
 - The REST API: ``local.apigateway.RestApiFront`` in front of the real handlers.
 - The model: the offline model server when no ANTHROPIC_API_KEY is set.
+- IAM: every AWS call a function makes is checked against its role's
+  policies from the template (``local.iam``), and refused as AWS refuses it.
 
 Handlers see only standard environment variables (table name, ARNs,
 ``AWS_ENDPOINT_URL_DYNAMODB``, ``ANTHROPIC_BASE_URL``), exactly as on AWS.
@@ -22,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from local.bootstrap import ensure_table
 from local.dynamodb_local import DynamoDBLocal
-from local.lambda_runtime import LambdaRuntime
+from local.iam import activate, install_hooks, local_iam
+from local.lambda_runtime import LambdaRuntime, running_function
 from local.schedules import LocalSchedules, schedules
 from local.signing_keys import seed_signing_keys
 from local.template import (
@@ -67,6 +70,7 @@ class LocalCloudConfig:
     anthropic_api_key: str | None = None  # None = offline model server
     log_level: str = "WARNING"
     environment: dict[str, str] = field(default_factory=dict)  # overrides for every function's environment
+    iam: bool = True  # check every AWS call of a function against its role's policies
 
 
 class LocalCloud:
@@ -84,11 +88,14 @@ class LocalCloud:
         self._saved_env: dict[str, str | None] = {}
         self.environment: dict[str, str] = {}
         self.operator: LocalCredentials | None = None  # signs the operator routes (/v1/admin/…)
+        self.iam: Any = None  # local.iam.LocalIam while enforcing
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> LocalCloud:
         try:
+            if self.config.iam:
+                install_hooks()  # before any AWS client exists: every botocore session gets them
             self._start_dynamodb()
             self._set_environment(BASE_ENVIRONMENT | {"AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint or ""})
             self._start_moto()
@@ -110,6 +117,9 @@ class LocalCloud:
         if self.schedules is not None:
             self.schedules.stop()
             self.schedules = None
+        if self.iam is not None:
+            activate(None)
+            self.iam = None
         if self.model_server is not None:
             self.model_server.stop()
             self.model_server = None
@@ -344,6 +354,10 @@ class LocalCloud:
         seed_signing_keys(self.client("ssm"), environment["JWT_SIGNING_KEY_PARAMETER"],
                           environment["JWT_PUBLIC_KEYS_PARAMETER"], self.config.data_dir)
         self.runtime = LambdaRuntime(specs, region=self.config.stack.region)
+        if self.config.iam:
+            self.iam = local_iam(self.template, self.resolver, specs, running_function,
+                                 function_access_key=BASE_ENVIRONMENT["AWS_ACCESS_KEY_ID"])
+            activate(self.iam)
         self.runtime.install_invoke_hook()
         self.runtime.warm()
 
@@ -371,3 +385,6 @@ def _reset_process_caches() -> None:
     services = sys.modules.get("agenthq.services")
     if services is not None:
         services.set_services(None)
+    store = sys.modules.get("agenthq.store.base")
+    if store is not None:  # its botocore session may predate the IAM hooks
+        store.BaseItem._connection = None

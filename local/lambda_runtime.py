@@ -21,6 +21,7 @@ import urllib.parse
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
@@ -29,6 +30,36 @@ from local.template import ROOT, FunctionSpec
 
 LAYER_PATH = ROOT / "layers" / "common"
 log = logging.getLogger("local.lambda")
+
+_running: ContextVar[str | None] = ContextVar("local_lambda_running_function", default=None)
+_THREAD_FUNCTION = "_local_lambda_function"
+
+
+def running_function() -> str | None:
+    """The logical id of the function whose handler this code runs in, or None.
+
+    Set for the handler's invocation, and inherited by the threads the handler
+    starts (on Lambda they run in the function's sandbox, with its role)."""
+    return _running.get() or getattr(threading.current_thread(), _THREAD_FUNCTION, None)
+
+
+def _threads_inherit_the_running_function() -> None:
+    """Make a thread started during an invocation belong to that function.
+
+    Threads of moto's Step Functions interpreter are excepted: an execution a
+    handler starts runs as the state machine, not as the handler."""
+    original = threading.Thread.start
+    if getattr(original, "_local_lambda", False):
+        return
+
+    def start(self: threading.Thread) -> None:
+        target = getattr(self, "_target", None)
+        if not str(getattr(target, "__module__", "") or "").startswith("moto."):
+            setattr(self, _THREAD_FUNCTION, running_function())
+        original(self)
+
+    start._local_lambda = True  # type: ignore[attr-defined]
+    threading.Thread.start = start  # type: ignore[method-assign]
 
 
 @dataclass
@@ -106,6 +137,7 @@ class LambdaRuntime:
         self._faults_lock = threading.Lock()
         if str(LAYER_PATH) not in sys.path:
             sys.path.insert(0, str(LAYER_PATH))
+        _threads_inherit_the_running_function()
 
     # ------------------------------------------------------------------ lookup and loading
 
@@ -164,6 +196,13 @@ class LambdaRuntime:
         fault = self._fault_for(spec.logical_id, event)
 
         def call() -> Any:
+            running = _running.set(spec.logical_id)
+            try:
+                return run()
+            finally:
+                _running.reset(running)
+
+        def run() -> Any:
             if fault and fault.delay_seconds:
                 time.sleep(fault.delay_seconds)
             if fault and fault.when == "before":

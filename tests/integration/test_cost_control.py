@@ -232,3 +232,65 @@ def test_twenty_runs_crossing_80_and_100_percent_together_alert_once_each(cloud,
     assert sorted(int(a.threshold) for a in alerts) == [80, 100]
     runs_alerts = [d for t, d in recorded.published if t == "agenthq.usage.alert" and d["limit"] == "runs_per_day"]
     assert sorted(d["threshold_percent"] for d in runs_alerts) == [80, 100], "the operator is told once each"
+
+
+# --------------------------------------------------------------------------- concurrent runs
+
+
+def run_interval(tenant, run_id):
+    events = events_of(tenant, run_id)
+    started = next((e["at"] for e in events if e["type"] == "run.started"), None)
+    return started, events[-1]["at"], events[-1]["type"]
+
+
+def test_with_one_slot_twenty_parallel_launches_run_one_at_a_time_first_in_first_out(cloud, api):
+    tenant = signup(api, tier="pro")
+    enterprise(tenant, concurrent_runs=1, api_rps=1000, api_burst=1000)
+    agent = create_agent(tenant, "single-file", "sre")
+
+    def one(i):
+        with client_for(cloud) as client:
+            response = client.post(tenant.path(f"/agents/{agent['id']}/runs"), headers=tenant.headers,
+                                   json={"input": f"Task {i}.\n/tool calculator {{\"expression\": \"{i}+1\"}}"})
+            assert response.status_code == 202, response.text
+            return response.json()["id"]
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        launched = list(pool.map(one, range(20)))
+    ended = [wait_for(tenant, rid, timeout=240) for rid in launched]
+    assert [r["status"] for r in ended] == ["succeeded"] * 20
+    intervals = sorted(run_interval(tenant, rid) for rid in launched)
+    for (_, end, _), (next_start, _, _) in zip(intervals, intervals[1:], strict=False):
+        assert next_start >= end, "two runs of a one-slot workspace ran at once"
+    queued_order = sorted(launched)  # run ids are ULIDs: launch order
+    started_order = [rid for _, rid in sorted((run_interval(tenant, rid)[0], rid) for rid in launched)]
+    assert started_order[1:] == [r for r in queued_order if r != started_order[0]], "the queue is FIFO"
+    with tenant_scope(tenant.workspace_id):
+        from agenthq.store.items import RunSlots
+
+        slots = RunSlots.get(*RunSlots.key(tenant.workspace_id))
+    assert (int(slots.pending), int(slots.running), int(slots.waiting)) == (0, 0, 0), "no slot leaked"
+
+
+def test_a_cancelled_queued_run_leaves_the_queue_and_a_failed_run_frees_its_slot(cloud, api):
+    tenant = signup(api, tier="pro")
+    enterprise(tenant, concurrent_runs=1)
+    agent = create_agent(tenant, "unlucky", "sre")
+    marker = "marker-slot-" + tenant.workspace_id
+    cloud.model_server.faults.add({"status": 400, "times": 1, "match": marker})  # the third run fails for good
+    cloud.model_server.latency_seconds = 0.5
+    try:
+        first = launch(tenant, agent["id"], TOOLS).json()["id"]  # holds the slot for a few model calls
+        second, third, fourth = (launch(tenant, agent["id"], text).json()["id"]
+                                 for text in ("Wait your turn.", f"Fail {marker}.", "Then me."))
+        assert tenant.post(f"/runs/{second}/cancel").status_code == 202
+        ended = {rid: wait_for(tenant, rid, timeout=120) for rid in (first, second, third, fourth)}
+    finally:
+        cloud.model_server.latency_seconds = 0.0
+        cloud.model_server.faults.clear()
+    assert ended[first]["status"] == "succeeded"
+    assert ended[second]["status"] == "cancelled" and ended[second]["started_at"] is None, "it never started"
+    assert ended[third]["status"] == "failed" and ended[third]["error"]["reason"] == "model_rejected_request"
+    assert ended[fourth]["status"] == "succeeded", "the failed run's slot went to the next in line"
+    assert ended[third]["started_at"] >= ended[first]["finished_at"]
+    assert ended[fourth]["started_at"] >= ended[third]["finished_at"]

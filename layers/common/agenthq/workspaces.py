@@ -226,6 +226,10 @@ def list_api_keys(principal: Principal, cursor: str | None, limit: int) -> Page:
 
 
 def create_api_key(services: Services, principal: Principal, request: ApiKeyCreate) -> dict[str, Any]:
+    """The key item is the workspace's (tenant role); the lookup the authorizer
+    reads is global (this function's role), and no role may write both, so they
+    are two writes: the key first, then the lookup that makes it work. A failed
+    lookup write removes the key again (decisions.md, "API keys across roles")."""
     principal.require(Scope.keys_write)
     secret = new_secret(API_KEY_PREFIX)
     now = services.now()
@@ -233,27 +237,41 @@ def create_api_key(services: Services, principal: Principal, request: ApiKeyCrea
     scopes = {s.value for s in request.scopes}
     with tenant_scope(principal.workspace_id):
         workspace = Workspace.load(principal.workspace_id)
-    key = ApiKey(*ApiKey.key(workspace.id, key_id), id=key_id, workspace_id=workspace.id, name=request.name,
-                 prefix=secret[: len(API_KEY_PREFIX) + 6], secret_hash=secret_hash(secret), scopes=scopes,
-                 created_at=now, created_by=principal.subject)
+        key = ApiKey(*ApiKey.key(workspace.id, key_id), id=key_id, workspace_id=workspace.id, name=request.name,
+                     prefix=secret[: len(API_KEY_PREFIX) + 6], secret_hash=secret_hash(secret), scopes=scopes,
+                     created_at=now, created_by=principal.subject)
+        key.save(condition=ApiKey.pk.does_not_exist())
     lookup = ApiKeyLookup(*ApiKeyLookup.key(key.secret_hash), workspace_id=workspace.id, key_id=key_id,
                           scopes=scopes, usage_key=workspace.usage_key)
-    with global_scope(), transaction() as tx:
-        tx.save(key, condition=ApiKey.pk.does_not_exist())
-        tx.save(lookup, condition=ApiKeyLookup.pk.does_not_exist())
+    try:
+        with global_scope():
+            lookup.save(condition=ApiKeyLookup.pk.does_not_exist())
+    except Exception:
+        try:
+            with tenant_scope(workspace.id):
+                key.delete()
+        except Exception:  # the key stays listed, never usable; revoking it is harmless
+            logger.exception("API key %s: could not remove it after its lookup failed", key_id)
+        raise
     return {**api_key_view(key), "key": secret}
 
 
 def revoke_api_key(services: Services, principal: Principal, key_id: str) -> None:
-    """Revoke at once: the lookup the authorizer reads is deleted. Idempotent."""
+    """Revoke at once: the lookup the authorizer reads is deleted first (access
+    ends there), then the key is marked revoked. Idempotent, and a retry after
+    a failure between the two finishes the job."""
     principal.require(Scope.keys_write)
     with tenant_scope(principal.workspace_id):
         key = ApiKey.get_or_404(*ApiKey.key(principal.workspace_id, key_id))
     if key.revoked_at is not None:
         return
-    with global_scope(), transaction() as tx:
-        tx.update(key, actions=[ApiKey.revoked_at.set(services.now())], condition=ApiKey.pk.exists())
-        tx.delete(ApiKeyLookup(*ApiKeyLookup.key(key.secret_hash)))
+    with global_scope():
+        ApiKeyLookup(*ApiKeyLookup.key(key.secret_hash)).delete()
+    with tenant_scope(principal.workspace_id):
+        try:
+            key.update(actions=[ApiKey.revoked_at.set(services.now())], condition=ApiKey.pk.exists())
+        except UpdateError:
+            raise NotFound() from None  # deleted meanwhile (offboarding)
 
 
 # --------------------------------------------------------------------------- offboarding

@@ -13,7 +13,7 @@ from agenthq.agent_lookup import load_agent
 from agenthq.context import Principal, Scope
 from agenthq.errors import Conflict, InvalidRequest, NotFound
 from agenthq.pagination import Page, page
-from agenthq.runs import pausing
+from agenthq.runs import pausing, slots
 from agenthq.runs.launch import LaunchRace, create_run_record
 from agenthq.runs.records import (
     ACTIVE,
@@ -169,6 +169,8 @@ def _request_cancel(services: Services, run: Run) -> None:
         return  # it ended meanwhile
     if run.status == "paused" and run.task_token:
         services.orchestrator.send_next(run.task_token, "finish")
+    if run.status == "queued":  # waiting for a slot: wake it to end
+        slots.leave_queue(services, run)
     if run.status == "waiting":  # cancel the child it waits for; its end wakes this run, which then ends
         for call in ToolCall.query(Run.partition(run.workspace_id, run.id), ToolCall.sk.startswith("TOOL#"),
                                    consistent_read=True):

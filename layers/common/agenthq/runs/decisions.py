@@ -19,6 +19,7 @@ from typing import Any
 from agenthq.usage import Usage
 
 THINK, ACT, DELEGATE, PAUSE, FINISH = "think", "act", "delegate", "pause", "finish"
+START, QUEUE = "start", "queue"
 
 Outcome = dict[str, Any]
 

@@ -31,8 +31,8 @@ from agenthq.agent_lookup import find_agent
 from agenthq.errors import InvalidRequest, NotFound, QuotaExceeded
 from agenthq.messaging import take_inbox
 from agenthq.observability import MetricUnit, logger, metrics
-from agenthq.runs import decisions, pausing
-from agenthq.runs.decisions import ACT, DELEGATE, FINISH, PAUSE, THINK, Outcome
+from agenthq.runs import decisions, pausing, slots
+from agenthq.runs.decisions import ACT, DELEGATE, FINISH, PAUSE, QUEUE, START, THINK, Outcome
 from agenthq.runs.launch import create_run_record
 from agenthq.runs.records import (
     TERMINAL,
@@ -98,8 +98,10 @@ def run_step(services: Services, event: dict[str, Any]) -> dict[str, Any]:
 def start(services: Services, run: Run, event: dict[str, Any]) -> str:
     if (done := step_record(run, 0, "start")) is not None:
         return done.next
-    if run.status in TERMINAL:
+    if run.status in TERMINAL or run.cancel_requested:
         return FINISH
+    if not run.parent_run_id and not slots.acquire(run, quota.workspace_limits(run.workspace_id)):
+        return QUEUE  # all the workspace's slots are taken, or others wait before it
     inbox = take_inbox(run.workspace_id, run.agent_id, run.id)
     text = load_body(run).input
     if inbox:
@@ -119,6 +121,26 @@ def start(services: Services, run: Run, event: dict[str, Any]) -> str:
     except RunConflict:
         return _recorded_or(run, 0, "start", FINISH)
     return THINK
+
+
+def queue(services: Services, run: Run, event: dict[str, Any]) -> str:
+    """Wait for a slot (the WaitForSlot state): in the workspace's queue with
+    this task token, answered ``start`` when a slot is handed over — or at once
+    if one is free now. A cancelled run is answered ``finish``."""
+    token = event.get("task_token")
+    if not isinstance(token, str) or not token:
+        raise RunStepRejected("queue needs the task token")
+    if run.status in TERMINAL or run.cancel_requested:
+        _send_task_success(services, token, FINISH)
+        return FINISH
+    limits = quota.workspace_limits(run.workspace_id)
+    for _ in range(5):
+        if slots.enqueue(services, run, token, limits):
+            return QUEUE
+        if slots.acquire(run, limits):
+            _send_task_success(services, token, START)
+            return START
+    raise RunConflict("the workspace's slots kept changing")  # Step Functions retries the step
 
 
 # --------------------------------------------------------------------------- think
@@ -487,22 +509,33 @@ def _settle(services: Services, run: Run, outcome: dict[str, Any]) -> None:
             data["error"] = error
         data["usage"] = {"cost_usd": f"{cost_usd(run):.6f}", "steps": int(run.steps),
                          "tool_calls": int(run.tool_calls), "agent_seconds": seconds}
-        change = Change(
-            events=[(f"run.{status}", data)],
-            run_actions=[Run.status.set(status), Run.finished_at.set(at),
-                         _set_or_remove(Run.output, outcome.get("output")), Run.error.set(error),
-                         Run.task_token.remove(), Run.pause_reason.remove(), Run.pause_hold.remove(),
-                         Run.paused_at.remove(),
-                         Run.outcome.remove()],  # now written out as output / error
-            run_condition=Run.status.is_in("queued", "running", "paused", "waiting"),
-            usage=Usage(agent_seconds=seconds),
-            ledger=ledger.SECONDS,
-        )
-        try:
-            run = commit(services, run, change)
-        except RunConflict:
-            run = load_run(run.workspace_id, run.id)
-        metrics.add_metric(name=f"Runs{status.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
+        for _ in range(5):  # the slots may change under the end (a run queued meanwhile): decide again
+            slot_writes, successor = slots.on_end(run)
+            change = Change(
+                events=[(f"run.{status}", data)],
+                run_actions=[Run.status.set(status), Run.finished_at.set(at),
+                             _set_or_remove(Run.output, outcome.get("output")), Run.error.set(error),
+                             Run.task_token.remove(), Run.pause_reason.remove(), Run.pause_hold.remove(),
+                             Run.paused_at.remove(), Run.slot.remove(),
+                             Run.outcome.remove()],  # now written out as output / error
+                run_condition=Run.status.is_in("queued", "running", "paused", "waiting"),
+                extra=slot_writes,
+                usage=Usage(agent_seconds=seconds),
+                ledger=ledger.SECONDS,
+            )
+            try:
+                run = commit(services, run, change)
+            except RunConflict:
+                run = load_run(run.workspace_id, run.id)
+                if run.status in TERMINAL:
+                    break
+                continue
+            if successor is not None:  # the oldest queued run holds this run's slot now: it starts
+                _send_task_success(services, successor, START)
+            metrics.add_metric(name=f"Runs{status.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
+            break
+        else:
+            raise RunConflict("the run's end kept conflicting")  # Step Functions retries Finish
     quota.release_all(run.workspace_id, run.id)  # reservations a crashed step left
     if was_paused:
         pausing.forget(run.workspace_id, run.id)
@@ -536,5 +569,5 @@ def _recorded_or(run: Run, step: int, kind: str, default: str) -> str:
     return done.next if done is not None else default
 
 
-STEPS = {"start": start, "think": think, "act": act, "delegate": delegate, "pause": pause, "finish": finish,
+STEPS = {"start": start, "queue": queue, "think": think, "act": act, "delegate": delegate, "pause": pause, "finish": finish,
          "fail": fail}

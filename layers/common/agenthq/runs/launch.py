@@ -17,6 +17,7 @@ from pynamodb.exceptions import TransactWriteError
 from agenthq import ids
 from agenthq.agents import agent_view
 from agenthq.errors import ServiceUnavailable
+from agenthq.runs import slots
 from agenthq.runs.records import INPUT_PREVIEW_CHARS
 from agenthq.store import retry_transaction, transaction
 from agenthq.store.items import Agent, Run, RunBody, RunEvent, RunLaunch, Workspace
@@ -73,7 +74,7 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
         deadline=run_deadline(at, timeout_seconds or services.settings.run_timeout_seconds, parent),
         depth=int(parent.depth) + 1 if parent else 0,
         parent_run_id=parent.id if parent else None, parent_tool_use_id=parent_tool_use_id,
-        parent_task_token=parent_task_token,
+        parent_task_token=parent_task_token, slot=slots.PARENT if parent else None,
         gsi1pk=f"WS#{workspace_id}#AGENT#{agent.id}", gsi1sk=f"RUN#{run_id}",
     )
     limits = quota.workspace_limits(workspace_id)
@@ -93,6 +94,8 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
             ledger.record(tx, workspace_id, run_id, ledger.RUN, Usage(runs=1), at,
                           services.settings.usage_counter_shards)
             quota.count_launch(tx, workspace_id, limits, at)
+            if parent is None:
+                slots.count_pending(tx, workspace_id, limits)
 
     def explain(_: TransactWriteError) -> None:
         if idempotency is not None and RunLaunch.get_or_none(*RunLaunch.key(workspace_id, idempotency[0])):
@@ -101,6 +104,8 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
             raise _ChildExists()  # a concurrent delegation attempt created it
         if quota.runs_today(workspace_id, at) >= limits.runs_per_day:
             raise quota.runs_exhausted(limits, at)
+        if parent is None and slots.is_full(workspace_id, limits):
+            raise slots.queue_full(limits)
         # else: a conflict with concurrent launches (the day's quota item): try again
 
     try:

@@ -145,7 +145,7 @@ class Workspace(BaseItem, discriminator="Workspace"):
         return workspace
 
     def owned_partitions(self) -> list[str]:
-        return [ws_pk(self.id, "USAGE")]
+        return [ws_pk(self.id, "USAGE"), ws_pk(self.id, "QUOTA"), ws_pk(self.id, "QUEUE")]
 
 
 class WorkspaceDirectoryEntry(BaseItem, discriminator="WorkspaceDirectoryEntry"):
@@ -269,6 +269,7 @@ class Run(BaseItem, discriminator="Run"):
     pause_hold = JSONAttribute(null=True)  # what it could not reserve: {"tokens", "micro_usd"}
     paused_at = UTCDateTimeAttribute(null=True)
     paused_seconds = NumberAttribute(default=0)  # time spent paused: not agent time, not against the timeout
+    slot = UnicodeAttribute(null=True)  # "own" while it holds one of the workspace's run slots; "parent" for a child
     input_tokens = NumberAttribute(default=0)
     output_tokens = NumberAttribute(default=0)
     cache_write_tokens = NumberAttribute(default=0)
@@ -519,3 +520,29 @@ class PausedRun(BaseItem, discriminator="PausedRun"):
     @staticmethod
     def key(workspace_id: str, run_id: str) -> tuple[str, str]:
         return "PAUSED", f"WS#{workspace_id}#RUN#{run_id}"
+
+
+class RunSlots(BaseItem, discriminator="RunSlots"):
+    """pk WS#<id>#QUOTA, sk SLOTS: the tier's concurrent runs, enforced atomically.
+    ``pending`` runs were launched and have not ended (at most the limit plus
+    the queue's bound); ``running`` hold a slot; ``waiting`` are in the queue."""
+
+    pending = NumberAttribute(default=0)
+    running = NumberAttribute(default=0)
+    waiting = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(workspace_id: str) -> tuple[str, str]:
+        return ws_pk(workspace_id, "QUOTA"), "SLOTS"
+
+
+class QueuedRun(BaseItem, discriminator="QueuedRun"):
+    """pk WS#<id>#QUEUE, sk <run_id>: a run waiting for a slot. Run ids are ULIDs,
+    so the partition reads oldest first: the queue is first-in, first-out."""
+
+    run_id = UnicodeAttribute()
+    task_token = UnicodeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, run_id: str) -> tuple[str, str]:
+        return ws_pk(workspace_id, "QUEUE"), run_id
