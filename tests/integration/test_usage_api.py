@@ -122,7 +122,8 @@ def test_the_summary_matches_what_the_runs_used(busy):
     assert budget["limit"] == "40.000000" and budget["resets_at"] == body["resets_at"]
     assert budget["percent"] == float(this_month.cost_micro_usd * 1000 // 40_000_000) / 10
     assert limits["max_agents"] == {"period": None, "used": 2, "limit": 50, "percent": 4.0, "resets_at": None}
-    assert "concurrent_runs" not in limits  # not cheap to count: docs/api.md says why
+    assert limits["concurrent_runs"] == {"period": None, "used": 0, "queued": 0, "limit": 25, "percent": 0.0,
+                                         "resets_at": None}, "every run ended: no slot is held"
 
     day = busy.get("/usage", params={"period": "day"}).json()
     today = datetime.fromisoformat(day["as_of"]).date()
@@ -133,6 +134,27 @@ def test_the_summary_matches_what_the_runs_used(busy):
         "resets_at": f"{date.fromordinal(today.toordinal() + 1)}T00:00:00+00:00"}
     assert shown(day["usage"]) == metered(ledger_total(entries, lambda at: at.date() == today))
     assert busy.get("/usage").json()["period"] == "month", "month is the default period"
+
+
+def test_concurrent_runs_show_the_runs_holding_a_slot_and_those_queued(cloud, api):
+    tenant = signup(api, tag="slots", tier="pro")
+    set_tier(api, tenant.workspace_id, "enterprise", limit_overrides={"concurrent_runs": 1})
+    agent = create_agent(tenant, "slow", "architect")
+    cloud.model_server.latency_seconds = 2.0  # the first run holds its slot while the second is launched
+    try:
+        launched = [launch(tenant, agent["id"], f"Task {i}.").json()["id"] for i in range(2)]
+        seen = []
+        for _ in range(100):  # until the first run is running and the second waits for its slot
+            seen.append(tenant.get("/usage").json()["limits"]["concurrent_runs"])
+            if seen[-1]["used"] == 1 and seen[-1]["queued"] == 1:
+                break
+        assert seen[-1] == {"period": None, "used": 1, "queued": 1, "limit": 1, "percent": 100.0,
+                            "resets_at": None}, seen
+    finally:
+        cloud.model_server.latency_seconds = 0.0
+    assert all(wait_for(tenant, rid)["status"] == "succeeded" for rid in launched)
+    after = tenant.get("/usage").json()["limits"]["concurrent_runs"]
+    assert (after["used"], after["queued"]) == (0, 0)
 
 
 # --------------------------------------------------------------------------- the daily series

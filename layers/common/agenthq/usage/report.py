@@ -151,14 +151,16 @@ def percent(used: int, limit: int) -> float:
 @dataclass(frozen=True)
 class Measured:
     """One enforced limit and how much of it is used (``reserved``: held for
-    model calls under way, where the limit reserves before it spends)."""
+    model calls under way, where the limit reserves before it spends;
+    ``queued``: runs waiting for one of the concurrent slots)."""
 
     name: str
-    period: str | None  # "day", "month", or None for a standing limit (agents)
+    period: str | None  # "day", "month", or None for a standing limit (agents, concurrent runs)
     used: int
     limit: int
     resets_at: datetime | None
     reserved: int | None = None
+    queued: int | None = None
     money: bool = False  # micro-dollars, shown as dollars
 
     def view(self) -> dict[str, Any]:
@@ -166,6 +168,8 @@ class Measured:
         body: dict[str, Any] = {"period": self.period, "used": show(self.used)}
         if self.reserved is not None:
             body["reserved"] = show(self.reserved)
+        if self.queued is not None:
+            body["queued"] = self.queued
         return {**body, "limit": show(self.limit), "percent": percent(self.used, self.limit),
                 "resets_at": self.resets_at.isoformat() if self.resets_at else None}
 
@@ -180,14 +184,24 @@ class MonthQuota:
     committed_micro_usd: int = 0
 
 
-def measured_limits(limits: TierLimits, at: datetime, runs_today: int, month: MonthQuota,
+@dataclass(frozen=True)
+class Slots:
+    """The workspace's ``RunSlots`` item in numbers: runs holding a slot, runs queued."""
+
+    running: int = 0
+    waiting: int = 0
+
+
+def measured_limits(limits: TierLimits, at: datetime, runs_today: int, month: MonthQuota, slots: Slots,
                     agents: int) -> list[Measured]:
     """Every limit enforced in code, measured the way it is enforced: runs per
     day from the day's quota; tokens and budget from the month's quota (used =
-    settled model calls; reserved = held for calls under way); agents from the
-    workspace's count. (Concurrent runs are not here: docs/api.md says why.)"""
+    settled model calls; reserved = held for calls under way); concurrent runs
+    from the workspace's run slots (used = running, queued = waiting for a
+    slot); agents from the workspace's count."""
     return [
         Measured("runs_per_day", "day", runs_today, limits.runs_per_day, next_day(at)),
+        Measured("concurrent_runs", None, slots.running, limits.concurrent_runs, None, queued=slots.waiting),
         Measured("tokens_per_month", "month", month.used_tokens, limits.tokens_per_month, next_month(at),
                  reserved=max(0, month.committed_tokens - month.used_tokens)),
         Measured("budget_usd_per_month", "month", month.used_micro_usd, quota.budget_micro_usd(limits),
