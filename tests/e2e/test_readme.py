@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
+from decimal import Decimal
 
 import pytest
 
@@ -35,3 +37,5 @@ def test_the_readme_first_session_works(cloud):
     assert events == ["run.queued", "run.started", "model.called", "tool.called", "tool.result", "model.called",
                       "run.succeeded"]
     assert "calculator: 43.2" in out
+    budget = ast.literal_eval(out.strip().splitlines()[-1])  # the month's model budget, as the usage API shows it
+    assert budget["limit"] == "1.000000" and budget["period"] == "month" and Decimal(budget["used"]) > 0

@@ -43,6 +43,10 @@ def test_sample_event_runs_through_its_handler(cloud, path: Path):
     result = cloud.runtime.invoke(BY_DIR[path.parent.name], event)
     if "httpMethod" in event:  # an API Gateway proxy event: a well-formed, non-5xx answer
         assert result["statusCode"] < 500, result
+        headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
+        if headers.get("content-type", "").startswith("text/csv"):  # a download (the usage export)
+            assert headers["content-disposition"].startswith("attachment;"), headers
+            return
         body = json.loads(result["body"])
         if result["statusCode"] >= 400:
             assert set(body["error"]) >= {"code", "message", "request_id"}

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from mangum import Mangum
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -92,6 +92,12 @@ CurrentOperator = Annotated[Operator, Depends(current_operator)]
 # The query parameters of every list: `?cursor=…&limit=…` (see agenthq.pagination).
 Cursor = Query(default=None, max_length=2048)
 Limit = Query(default=None)
+
+
+def download(content: str, media_type: str, filename: str) -> Response:
+    """A text file the client saves (``Content-Disposition: attachment``)."""
+    return Response(content, media_type=media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 # --------------------------------------------------------------------------- errors → HTTP

@@ -46,6 +46,12 @@ def is_id(value: str) -> bool:
     return bool(_PATTERN.match(value or ""))
 
 
+def time_prefix(ms: int) -> str:
+    """The first 10 characters of every ULID made at ``ms`` (Unix ms): ids
+    made between two times sort between their prefixes."""
+    return _encode(ms << 80)[:10]
+
+
 def id_time_ms(value: str) -> int:
     """The creation time (Unix ms) encoded in a ULID."""
     n = 0

@@ -158,3 +158,8 @@ def cost_usd(
         + cache_read_tokens * rates.cache_read
     ) / MILLION
     return total.quantize(MICRO_DOLLAR, rounding=ROUND_CEILING)
+
+
+def usd(micro_usd: int) -> str:
+    """Micro-dollars as the API shows money: a decimal string of dollars with 6 places."""
+    return str((Decimal(micro_usd) * MICRO_DOLLAR).quantize(MICRO_DOLLAR))

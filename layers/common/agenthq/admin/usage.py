@@ -14,6 +14,7 @@ from typing import Any
 
 from agenthq.errors import InvalidRequest
 from agenthq.pricing import MICRO_DOLLAR as MICRO
+from agenthq.pricing import usd
 from agenthq.tiers import TierLimits
 from agenthq.usage import Usage, counters
 
@@ -32,10 +33,6 @@ def month_of(now: datetime, month: str | None) -> str:
 def month_usage(workspace_id: str, month: str) -> Usage:
     """The workspace's month counters, summed over their shards (one Query)."""
     return counters.read(workspace_id, f"MONTH#{month}")
-
-
-def usd(micro: int) -> str:
-    return str((Decimal(micro) * MICRO).quantize(MICRO))
 
 
 def cost_against_price(workspace_id: str, month: str, limits: TierLimits) -> dict[str, Any]:

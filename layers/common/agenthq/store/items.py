@@ -491,7 +491,8 @@ class LedgerEntry(BaseItem, discriminator="LedgerEntry"):
 
 class Alert(BaseItem, discriminator="Alert"):
     """pk WS#<id>, sk ALERT#<period>#<limit>#<percent>: a limit crossed 80% or
-    100% in a period. Created at most once (a conditional put decides)."""
+    100% in a period. Created at most once (a conditional put decides).
+    gsi1: WS#<id>#ALERTS / ALERT#<at> → the workspace's alerts in time order."""
 
     limit = UnicodeAttribute()
     threshold = NumberAttribute()  # 80 or 100
@@ -503,6 +504,11 @@ class Alert(BaseItem, discriminator="Alert"):
     @staticmethod
     def key(workspace_id: str, period: str, limit: str, threshold: int) -> tuple[str, str]:
         return ws_pk(workspace_id), f"ALERT#{period}#{limit}#{threshold:03d}"
+
+    @staticmethod
+    def timeline(workspace_id: str) -> str:
+        """The gsi1 partition of the workspace's alerts (sorted by ``at``)."""
+        return ws_pk(workspace_id, "ALERTS")
 
 
 class PausedRun(BaseItem, discriminator="PausedRun"):

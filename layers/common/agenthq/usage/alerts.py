@@ -4,7 +4,8 @@ After a write moves a limited quantity, :func:`check` compares it with the
 limit; crossing a threshold creates the ``Alert`` item on the condition that
 it does not exist, so when many runs cross it together one of them creates it
 and tells the operator (an ``agenthq.usage.alert`` event on the EventBridge
-bus). The stored alert is what ``GET …/alerts`` lists and what live status will
+bus). The stored alert is what ``GET …/alerts`` lists (newest first, through
+its gsi1 entry ``WS#<id>#ALERTS`` / ``ALERT#<at>``) and what live status will
 deliver to the workspace as a ``usage.alert`` event.
 """
 
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pynamodb.exceptions import PutError
 
 from agenthq.observability import logger
-from agenthq.pagination import Page, workspace_page
+from agenthq.pagination import Page, page
 from agenthq.store.items import Alert
 
 if TYPE_CHECKING:
@@ -40,7 +41,8 @@ def check(events: OperatorEvents, workspace_id: str, limit: str, used: int, allo
         if allowed <= 0 or used * 100 < allowed * threshold:
             continue
         alert = Alert(*Alert.key(workspace_id, period, limit, threshold), limit=limit, threshold=threshold,
-                      period=period, used=used, allowed=allowed, at=at)
+                      period=period, used=used, allowed=allowed, at=at,
+                      gsi1pk=Alert.timeline(workspace_id), gsi1sk=f"ALERT#{at:%Y-%m-%dT%H:%M:%S.%fZ}")
         try:
             alert.save(condition=Alert.pk.does_not_exist())
         except PutError:
@@ -55,5 +57,8 @@ def check(events: OperatorEvents, workspace_id: str, limit: str, used: int, allo
 
 
 def list_alerts(workspace_id: str, cursor: str | None, limit: int) -> Page:
-    """The workspace's alerts, newest period first."""
-    return workspace_page(Alert, workspace_id, "ALERT#", alert_view, cursor, limit, scan_index_forward=False)
+    """The workspace's alerts, newest first (gsi1 ``WS#<id>#ALERTS``, by ``at``)."""
+    partition = Alert.timeline(workspace_id)
+    return page(lambda start: Alert.gsi1.query(partition, Alert.gsi1sk.startswith("ALERT#"),
+                                               scan_index_forward=False, limit=limit, last_evaluated_key=start),
+                alert_view, cursor, partition=partition, sk_prefix="ALERT#", index="gsi1")

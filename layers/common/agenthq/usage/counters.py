@@ -8,7 +8,7 @@ hot item; reading a period sums its shards with one Query.
 from __future__ import annotations
 
 import random
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from agenthq.store.base import ws_pk
@@ -42,3 +42,15 @@ def read(workspace_id: str, period: str) -> Usage:
                                     consistent_read=True):
         total += Usage.of(shard)
     return total
+
+
+def read_days(workspace_id: str, first: date, last: date) -> dict[date, Usage]:
+    """The usage of each day from ``first`` to ``last`` (inclusive) that counted
+    anything: one Query over the days' shards (``DAY#<first>`` … ``DAY#<last>#S#…``)."""
+    by_day: dict[date, Usage] = {}
+    for shard in UsageCounter.query(ws_pk(workspace_id, "USAGE"),
+                                    UsageCounter.sk.between(f"DAY#{first:%Y-%m-%d}#", f"DAY#{last:%Y-%m-%d}#~"),
+                                    consistent_read=True):
+        day_ = date.fromisoformat(shard.period.removeprefix("DAY#"))
+        by_day[day_] = by_day.get(day_, Usage()) + Usage.of(shard)
+    return by_day
