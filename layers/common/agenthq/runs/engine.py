@@ -135,7 +135,7 @@ def queue(services: Services, run: Run, event: dict[str, Any]) -> str:
         return FINISH
     limits = quota.workspace_limits(run.workspace_id)
     for _ in range(5):
-        if slots.enqueue(services, run, token, limits):
+        if slots.enqueue(run, token, limits):
             return QUEUE
         if slots.acquire(run, limits):
             _send_task_success(services, token, START)

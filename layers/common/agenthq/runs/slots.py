@@ -83,7 +83,7 @@ def acquire(run: Run, limits: TierLimits) -> bool:
     return True
 
 
-def enqueue(services: Services, run: Run, task_token: str, limits: TierLimits) -> bool:
+def enqueue(run: Run, task_token: str, limits: TierLimits) -> bool:
     """Put ``run`` in the queue with its task token; False when a slot is free
     and nobody waits (the caller takes it instead)."""
     key = QueuedRun.key(run.workspace_id, run.id)

@@ -408,11 +408,10 @@ class Note(BaseItem, discriminator="Note"):
         return ws_pk(workspace_id), f"NOTE#{name}"
 
 
-class UsageCounter(BaseItem, discriminator="UsageCounter"):
-    """pk WS#<id>#USAGE, sk <DAY|MONTH>#<date>#S#<shard>: a write-sharded usage
-    counter. Readers sum the shards of a period (one Query)."""
+class UsageCounts:
+    """The usage vector's quantities as attributes (``agenthq.usage.Usage``): of a
+    counter and of a ledger entry."""
 
-    period = UnicodeAttribute()  # "DAY#2026-11-26" or "MONTH#2026-11"
     runs = NumberAttribute(default=0)
     model_calls = NumberAttribute(default=0)
     input_tokens = NumberAttribute(default=0)
@@ -423,6 +422,13 @@ class UsageCounter(BaseItem, discriminator="UsageCounter"):
     tool_calls = NumberAttribute(default=0)
     agent_seconds = NumberAttribute(default=0)
     infra_micro_usd = NumberAttribute(default=0)  # modelled AWS cost of the steps
+
+
+class UsageCounter(BaseItem, UsageCounts, discriminator="UsageCounter"):
+    """pk WS#<id>#USAGE, sk <DAY|MONTH>#<date>#S#<shard>: a write-sharded usage
+    counter. Readers sum the shards of a period (one Query)."""
+
+    period = UnicodeAttribute()  # "DAY#2026-11-26" or "MONTH#2026-11"
 
     @staticmethod
     def key(workspace_id: str, period: str, shard: int) -> tuple[str, str]:
@@ -464,7 +470,7 @@ class Reservation(BaseItem, discriminator="Reservation"):
         return Run.partition(workspace_id, run_id), f"RESERVE#{step:06d}"
 
 
-class LedgerEntry(BaseItem, discriminator="LedgerEntry"):
+class LedgerEntry(BaseItem, UsageCounts, discriminator="LedgerEntry"):
     """pk WS#<id>#RUN#<run_id>, sk LEDGER#<entry>: one metered quantity of a run,
     under a deterministic id (``run``, ``model#<message id>``, ``tool#<tool use
     id>``, ``seconds``), written with the counters it moves: counted once."""
@@ -473,16 +479,6 @@ class LedgerEntry(BaseItem, discriminator="LedgerEntry"):
     at = UTCDateTimeAttribute()
     step = NumberAttribute(default=0)
     model = UnicodeAttribute(null=True)
-    runs = NumberAttribute(default=0)
-    model_calls = NumberAttribute(default=0)
-    input_tokens = NumberAttribute(default=0)
-    output_tokens = NumberAttribute(default=0)
-    cache_write_tokens = NumberAttribute(default=0)
-    cache_read_tokens = NumberAttribute(default=0)
-    cost_micro_usd = NumberAttribute(default=0)
-    tool_calls = NumberAttribute(default=0)
-    agent_seconds = NumberAttribute(default=0)
-    infra_micro_usd = NumberAttribute(default=0)  # modelled AWS cost of the steps
 
     @staticmethod
     def key(workspace_id: str, run_id: str, entry: str) -> tuple[str, str]:
