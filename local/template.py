@@ -46,7 +46,7 @@ _CfnLoader.add_multi_constructor("!", _cfn_tag)
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
-        return yaml.load(f, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(f, Loader=_CfnLoader)  # nosec B506  # _CfnLoader is a SafeLoader subclass
 
 
 # --------------------------------------------------------------------------- intrinsic resolution

@@ -124,7 +124,8 @@ def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -
                 for write in change.extra:
                     write(tx)
                 if change.usage is not None:
-                    assert change.ledger, "usage is counted under a ledger entry id"
+                    if not change.ledger:  # an invariant that must hold under python -O too
+                        raise ValueError("usage is counted under a ledger entry id")
                     ledger.record(tx, run.workspace_id, run.id, change.ledger, change.usage, at,
                                   services.settings.usage_counter_shards)
         except TransactWriteError as exc:
