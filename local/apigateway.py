@@ -29,11 +29,11 @@ MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 INTEGRATION_TIMEOUT_SECONDS = 29
 
 DEFAULT_STATUS = {
-    "MISSING_AUTHENTICATION_TOKEN": 403,
+    "MISSING_AUTHENTICATION_TOKEN": 403,  # nosec B105  # a gateway response type, not a password
     "UNAUTHORIZED": 401,
     "ACCESS_DENIED": 403,
     "INVALID_SIGNATURE": 403,
-    "EXPIRED_TOKEN": 403,
+    "EXPIRED_TOKEN": 403,  # nosec B105  # a gateway response type, not a password
     "INVALID_API_KEY": 403,
     "THROTTLED": 429,
     "QUOTA_EXCEEDED": 429,
@@ -43,11 +43,11 @@ DEFAULT_STATUS = {
     "INTEGRATION_TIMEOUT": 504,
 }
 MESSAGES = {
-    "MISSING_AUTHENTICATION_TOKEN": "Missing Authentication Token",
+    "MISSING_AUTHENTICATION_TOKEN": "Missing Authentication Token",  # nosec B105  # AWS's message
     "UNAUTHORIZED": "Unauthorized",
     "ACCESS_DENIED": "User is not authorized to access this resource",
     "INVALID_SIGNATURE": "The request signature we calculated does not match the signature you provided.",
-    "EXPIRED_TOKEN": "The security token included in the request is expired",
+    "EXPIRED_TOKEN": "The security token included in the request is expired",  # nosec B105  # AWS's message
     "INVALID_API_KEY": "Forbidden",
     "THROTTLED": "Too Many Requests",
     "QUOTA_EXCEEDED": "Limit Exceeded",
@@ -175,7 +175,7 @@ class RestApiFront:
                 f"{event['httpMethod']}{event['path']}")
 
     def _authorize(self, route: Route, event: dict[str, Any], request_id: str) -> Reply | None:
-        assert self.api.authorizer_function
+        assert self.api.authorizer_function  # nosec B101  # type narrowing: authorized routes imply one
         method_arn = self._method_arn(event)
         auth_event = {"type": "REQUEST", "methodArn": method_arn, **{k: v for k, v in event.items()
                                                                       if k not in ("body", "isBase64Encoded")}}

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # DynamoDB Local accepts any credentials (and -sharedDb ignores them): don't require real ones.
     dynamodb = boto3.client("dynamodb", endpoint_url=args.dynamodb, region_name=args.region,
-                            aws_access_key_id="local", aws_secret_access_key="local")  # noqa: S106
+                            aws_access_key_id="local", aws_secret_access_key="local")  # nosec B106  # dummy, local
     try:
         created = ensure_table(dynamodb, load_template(), args.table)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:

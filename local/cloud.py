@@ -53,8 +53,8 @@ BASE_ENVIRONMENT = {
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_SESSION_TOKEN": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",  # nosec B105  # dummy credentials for the emulated services
+    "AWS_SESSION_TOKEN": "local",  # nosec B105  # dummy credentials for the emulated services
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_DISABLED": "true",
 }
@@ -148,7 +148,7 @@ class LocalCloud:
 
     @property
     def rest_url(self) -> str:
-        assert self.rest is not None
+        assert self.rest is not None  # nosec B101  # type narrowing; set by start()
         return self.rest.base_url
 
     def banner(self, startup_seconds: float) -> str:
@@ -165,7 +165,7 @@ class LocalCloud:
 
     def operator_banner(self) -> list[str]:
         """Which local credentials sign the operator routes, and how to use them."""
-        assert self.operator is not None
+        assert self.operator is not None  # nosec B101  # type narrowing; set by start()
         return [
             f"  Operator       {self.operator.arn}: /v1/admin/* need SigV4 with its local credentials",
             f"                 export AWS_ACCESS_KEY_ID={self.operator.access_key_id} "
@@ -236,7 +236,7 @@ class LocalCloud:
             events.create_event_bus(Name=self.resolver.ref(logical_id))
 
     def _start_schedules(self) -> None:
-        assert self.runtime is not None
+        assert self.runtime is not None  # nosec B101  # type narrowing; set by start()
         self.schedules = LocalSchedules(schedules(self.template), self.runtime, self.config.stack.region).start()
 
     def _restore_gateway_keys(self) -> None:
@@ -366,7 +366,7 @@ class LocalCloud:
         from local.sigv4 import SigV4Verifier, operator_credentials
         from local.usage_plans import GatewayUsagePlanMeter
 
-        assert self.runtime is not None
+        assert self.runtime is not None  # nosec B101  # type narrowing; set by start()
         self.operator = operator_credentials(self.config.data_dir)
         self.rest = RestApiFront(rest_api(self.template), self.runtime,
                                  meter=GatewayUsagePlanMeter(self.client("apigateway")),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
+import subprocess  # nosec B404  # starts DynamoDB Local (java), argv built here
 import time
 import urllib.error
 import urllib.request
@@ -73,7 +73,7 @@ class DynamoDBLocal:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"dynamodb-local-{self.port}.log"
         log = open(self.log_path, "wb")  # noqa: SIM115 - owned by the child process
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # nosec B603  # java with a fixed argv, no shell
             self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.jar_dir
         )
         deadline = time.monotonic() + timeout
@@ -91,7 +91,7 @@ class DynamoDBLocal:
     def _answers(self) -> bool:
         # Any HTTP answer (DynamoDB Local says 400 to a bare GET) means it is up.
         try:
-            urllib.request.urlopen(self.endpoint, timeout=0.5)  # noqa: S310 - loopback
+            urllib.request.urlopen(self.endpoint, timeout=0.5)  # nosec B310  # http://127.0.0.1:<port>, built here
         except urllib.error.HTTPError:
             return True
         except OSError:

@@ -158,7 +158,7 @@ class LambdaRuntime:
                 path = spec.code_uri / f"{module_file}.py"
                 module_name = f"_lambda_{logical_id}"
                 loader_spec = importlib.util.spec_from_file_location(module_name, path)
-                assert loader_spec and loader_spec.loader
+                assert loader_spec and loader_spec.loader  # nosec B101  # type narrowing of importlib's API
                 module = importlib.util.module_from_spec(loader_spec)
                 sys.modules[module_name] = module
                 loader_spec.loader.exec_module(module)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ _CfnLoader.add_multi_constructor("!", _cfn_tag)
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
-        return yaml.load(f, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(f, Loader=_CfnLoader)  # nosec B506  # _CfnLoader is a SafeLoader subclass
 
 
 # --------------------------------------------------------------------------- intrinsic resolution
@@ -101,6 +102,8 @@ class Resolver:
             return self.state_machine_arn(name)
         if kind == "AWS::Events::EventBus":
             return str(self.resolve(resource.get("Properties", {}).get("Name", name)))
+        if kind == "AWS::KMS::Key":  # a key id is a UUID
+            return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.stack.stack_name}/{name}"))
         return f"local-{name}"
 
     def get_att(self, name: str, attribute: str) -> str:
@@ -116,6 +119,8 @@ class Resolver:
             return f"arn:{PARTITION}:events:{self.stack.region}:{ACCOUNT_ID}:event-bus/{self.ref(name)}"
         if kind == "AWS::IAM::Role" and attribute == "Arn":
             return f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/{self.stack.stack_name}-{name}"
+        if kind == "AWS::KMS::Key" and attribute == "Arn":
+            return f"arn:{PARTITION}:kms:{self.stack.region}:{ACCOUNT_ID}:key/{self.ref(name)}"
         return f"local-{name}-{attribute}"
 
     def state_machine_name(self, logical_id: str) -> str:

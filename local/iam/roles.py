@@ -76,7 +76,12 @@ def roles_from_template(template: dict[str, Any], resolver: Resolver) -> Roles:
             documents, managed = sam_policies(props.get("Policies", []), resolver)
             mapping[logical_id] = roles.add(Role(logical_id=f"{logical_id}Role", name=f"{stack}-{logical_id}Role",
                                                  policies=tuple(documents), managed_policies=tuple(managed)))
+    acted_as = {r.arn for r in (*roles.of_function.values(), *roles.of_state_machine.values())}
     for role in roles.by_arn.values():
+        # a role only an AWS service assumes (API Gateway's logging role) is never acted as locally
+        trusted = [st.get("Principal", {}) for st in (role.trust_policy or {}).get("Statement", [])]
+        if role.arn not in acted_as and not any(isinstance(p, dict) and "AWS" in p for p in trusted):
+            continue
         if role.managed_policies:
             log.warning("role %s: managed policies %s are not evaluated locally (they grant nothing here)",
                         role.name, ", ".join(role.managed_policies))

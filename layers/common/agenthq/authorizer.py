@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from agenthq.context import API_KEY_SCOPES, ROLE_SCOPES, Principal, PrincipalKind, Role, Scope
 from agenthq.errors import Unauthorized
+from agenthq.observability import logger
 from agenthq.security.secrets import secret_hash
 from agenthq.security.tokens import InvalidToken
 from agenthq.store import get_many, global_scope
@@ -109,6 +110,7 @@ def _touch_last_used(services: Services, lookup: ApiKeyLookup) -> None:
     with global_scope():
         try:
             item.update(actions=[ApiKey.last_used_at.set(at)], condition=ApiKey.pk.exists())
-        except Exception:  # best effort: never fail a request over bookkeeping
-            pass
+        except Exception:  # best effort: never fail a request over bookkeeping, but say so
+            logger.warning("could not record an API key's last use", exc_info=True,
+                           extra={"workspace_id": lookup.workspace_id, "api_key_id": lookup.key_id})
 

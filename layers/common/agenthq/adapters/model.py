@@ -145,7 +145,7 @@ class AnthropicModel:
         self._max_wait_seconds = max_wait_seconds
         self._sleep = sleep
         self._clock = clock
-        self._rng = rng or random.Random()
+        self._rng = rng or random.Random()  # nosec B311  # retry jitter, not a secret
         self._lock = threading.Lock()
         self._client: anthropic.Anthropic | None = None
 

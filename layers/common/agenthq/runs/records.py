@@ -142,7 +142,7 @@ def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -
             codes = _reason_codes(exc)
             if "ConditionalCheckFailed" not in codes:
                 if "TransactionConflict" in codes:  # a concurrent transaction on one of the items: again
-                    time.sleep(random.uniform(0.005, 0.03))
+                    time.sleep(random.uniform(0.005, 0.03))  # nosec B311  # retry jitter, not a secret
                     continue
                 infra.give_back(infra_micro)
                 raise  # DynamoDB failed the write (not a refusal): the step fails, and is retried

@@ -7,7 +7,7 @@ import hmac
 import secrets
 
 API_KEY_PREFIX = "ahq_"
-REFRESH_TOKEN_PREFIX = "ahr_"
+REFRESH_TOKEN_PREFIX = "ahr_"  # nosec B105  # the public prefix of refresh tokens, not a secret
 
 
 def new_secret(prefix: str, nbytes: int = 32) -> str:

@@ -177,7 +177,7 @@ def retry_transaction(attempt: Callable[[], _T], explain: Callable[[TransactWrit
         except TransactWriteError as exc:
             explain(exc)
             if round_ + 1 < attempts:
-                sleep(random.uniform(0.01, 0.05) * (round_ + 1))
+                sleep(random.uniform(0.01, 0.05) * (round_ + 1))  # nosec B311  # backoff jitter, not a secret
     raise exhausted()
 
 
@@ -217,7 +217,8 @@ class _Tenancy:
                 return cached[0]
         credentials = self._assume(workspace_id)
         base = _model_connection()
-        assert BaseItem.Meta.table_name is not None
+        if BaseItem.Meta.table_name is None:
+            raise RuntimeError("the store is not configured (no table name)")
         connection = TableConnection(
             BaseItem.Meta.table_name,
             region=BaseItem.Meta.region,
@@ -239,7 +240,8 @@ class _Tenancy:
         if self._sts is None:
             from agenthq.adapters.aws import make_client
 
-            assert self.settings is not None
+            if self.settings is None:
+                raise RuntimeError("the store is not configured (no settings)")
             self._sts = make_client("sts", self.settings)
         response = self._sts.assume_role(
             RoleArn=self.role_arn,

@@ -29,7 +29,7 @@ def count(tx: Any, workspace_id: str, usage: Usage, at: datetime, shards: int) -
     actions = usage.add_actions(UsageCounter)
     if not actions:
         return
-    shard = random.randrange(shards)
+    shard = random.randrange(shards)  # nosec B311  # spreads writes over shards, not a secret
     for period in (day(at), month(at)):
         counter = UsageCounter(*UsageCounter.key(workspace_id, period, shard))
         tx.update(counter, actions=[*actions, UsageCounter.period.set(period), UsageCounter.type.set(UsageCounter)])
