@@ -48,7 +48,7 @@ from agenthq.adapters.stepfunctions import RUNNING, SUCCEEDED, Execution
 from agenthq.observability import logger
 from agenthq.runs.api import request_cancel
 from agenthq.runs.records import ACTIVE
-from agenthq.store import BaseItem, get_many, global_scope, tenant_scope
+from agenthq.store import BaseItem, get_many, global_scope, partition_page, tenant_scope
 from agenthq.store.items import (
     ApiKey,
     ApiKeyLookup,
@@ -134,7 +134,9 @@ def _keep_going(services: Services, workspace: Workspace) -> Workspace:
                 return Workspace.get_or_404(*Workspace.key(workspace.id))
         logger.info("offboarding resumed", extra={"workspace_id": workspace.id, "attempt": attempt,
                                                   "previous": execution.status})
-    services.offboarding_jobs.start(job_name(workspace.id, attempt), {"workspace_id": workspace.id})
+    # The same name and input for the same attempt: a repeated start is StartExecution's idempotent case.
+    services.offboarding_jobs.start(job_name(workspace.id, attempt),
+                                    {"workspace_id": workspace.id, "started_at": job.started_at.isoformat()})
     return workspace
 
 
@@ -152,19 +154,25 @@ def job_view(workspace: Workspace) -> dict[str, Any] | None:
             "items_deleted": int(job.items_deleted), "finished_at": None, "error": job.error}
 
 
-def finished_job(services: Services, workspace_id: str) -> dict[str, Any] | None:
-    """The offboarding that removed ``workspace_id``, read from its executions
-    (Step Functions keeps them 90 days); None if it has none that finished."""
-    first = services.offboarding_jobs.describe(job_name(workspace_id, 1))
-    last: Execution | None = first
-    attempt = 1
-    while last is not None and last.status != SUCCEEDED and attempt < MAX_ATTEMPTS_LISTED:
-        attempt += 1
-        last = services.offboarding_jobs.describe(job_name(workspace_id, attempt))
-    if first is None or last is None or last.status != SUCCEEDED:
+def ended_job(services: Services, workspace_id: str) -> dict[str, Any] | None:
+    """The offboarding whose last step removed ``workspace_id``, read from its
+    executions (Step Functions keeps them 90 days): ``finished``, or
+    ``finishing`` in the moment between the workspace item's deletion and the
+    execution's end. None if the workspace was never offboarded."""
+    if not ids.is_id(workspace_id):
         return None
+    executions: list[Execution] = []
+    while len(executions) < MAX_ATTEMPTS_LISTED:
+        execution = services.offboarding_jobs.describe(job_name(workspace_id, len(executions) + 1))
+        if execution is None:
+            break
+        executions.append(execution)
+    if not executions or executions[-1].status not in (SUCCEEDED, RUNNING):
+        return None
+    first, last = executions[0], executions[-1]
     result = (last.output or {}).get("result") or {}
-    return {"status": "finished", "attempt": attempt, "started_at": first.started_at.isoformat(),
+    return {"status": "finished" if last.status == SUCCEEDED else "finishing", "attempt": len(executions),
+            "started_at": str(first.input.get("started_at") or first.started_at.isoformat()),
             "items_deleted": int(result.get("items_deleted", 0)),
             "finished_at": last.stopped_at.isoformat() if last.stopped_at else None, "error": None}
 
@@ -299,11 +307,11 @@ def delete(services: Services, workspace_id: str, event: dict[str, Any], check_t
     try:
         for partition in workspace.owned_partitions():
             deleted += _delete_partition(workspace_id, partition, check_time)
-        while True:
+        more = True
+        while more:
             check_time()
             with tenant_scope(workspace_id):
-                page = list(BaseItem.query(workspace.pk, BaseItem.sk > after if after else None, limit=PAGE,
-                                           consistent_read=True))
+                page, more = partition_page(workspace.pk, after, PAGE)
             items = [i for i in page if not isinstance(i, Workspace)]
             for item in items:  # what an item owns goes before it
                 for partition in item.owned_partitions():
@@ -312,9 +320,8 @@ def delete(services: Services, workspace_id: str, event: dict[str, Any], check_t
             for item in items:  # what a run's last step wrote meanwhile (it can write nothing once its run is gone)
                 for partition in item.owned_partitions():
                     deleted += _delete_partition(workspace_id, partition, check_time)
-            if len(page) < PAGE:
-                break
-            after = page[-1].sk
+            if page:
+                after = page[-1].sk
         deleted += _delete_paused_markers(workspace_id)
     except _SliceOver:
         return _progress(DELETE, {"after": after} if after else None)
@@ -327,14 +334,14 @@ def delete(services: Services, workspace_id: str, event: dict[str, Any], check_t
 
 
 def _delete_partition(workspace_id: str, partition: str, check_time: Callable[[], None]) -> int:
-    deleted = 0
-    while True:
+    """Every item of ``partition``, whatever its type (what is deleted is not listed again)."""
+    deleted, more = 0, True
+    while more:
         check_time()
         with tenant_scope(workspace_id):
-            page = list(BaseItem.query(partition, limit=PAGE, consistent_read=True))
+            page, more = partition_page(partition, limit=PAGE)
         deleted += _delete_items(workspace_id, page)
-        if len(page) < PAGE:
-            return deleted
+    return deleted
 
 
 def _delete_items(workspace_id: str, items: Iterable[BaseItem]) -> int:

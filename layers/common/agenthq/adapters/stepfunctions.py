@@ -19,6 +19,7 @@ class Execution:
     status: str  # RUNNING | SUCCEEDED | FAILED | TIMED_OUT | ABORTED (| PENDING_REDRIVE)
     started_at: datetime
     stopped_at: datetime | None
+    input: dict[str, Any]
     output: dict[str, Any] | None  # the final state, once it succeeded
 
 
@@ -72,7 +73,8 @@ class StepFunctionsOrchestrator:
             return None
         output = found.get("output")
         return Execution(name=name, status=found["status"], started_at=found["startDate"],
-                         stopped_at=found.get("stopDate"), output=json.loads(output) if output else None)
+                         stopped_at=found.get("stopDate"), input=json.loads(found.get("input") or "{}"),
+                         output=json.loads(output) if output else None)
 
     def stop(self, name: str, cause: str) -> None:
         """Stop the execution named ``name`` (a task already running finishes on its own). Idempotent."""

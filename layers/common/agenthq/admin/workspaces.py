@@ -96,10 +96,11 @@ def get_workspace(services: Services, operator: Operator, workspace_id: str) -> 
     try:
         workspace = _load(workspace_id)
     except NotFound:
-        finished = offboarding.finished_job(services, workspace_id)
-        if finished is None:
+        ended = offboarding.ended_job(services, workspace_id)
+        if ended is None:
             raise
-        return offboarding.workspace_view(workspace_id, finished, status="offboarded")
+        return offboarding.workspace_view(workspace_id, ended,
+                                          status="offboarded" if ended["status"] == "finished" else "offboarding")
     with tenant_scope(workspace_id):
         month = cost_against_price(workspace_id, month_of(services.now(), None), setting_of(workspace).limits)
     return {**operator_view(workspace), "this_month": month}
