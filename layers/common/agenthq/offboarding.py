@@ -85,7 +85,7 @@ class _SliceOver(Exception):
     """The step's time slice ended: hand back to the state machine."""
 
 
-Step = Callable[["Services", str, dict[str, Any], Callable[[], None]], dict[str, Any]]
+Step = Callable[["Services", str, dict[str, Any], "TimeSlice"], dict[str, Any]]
 
 
 def job_name(workspace_id: str, attempt: int) -> str:
@@ -186,13 +186,23 @@ def run_step(services: Services, event: dict[str, Any], time_left_seconds: Calla
     if step not in STEPS or not isinstance(workspace_id, str) or not ids.is_id(workspace_id):
         raise OffboardingStepRejected(f"malformed offboarding step: step={step!r}")
     logger.append_keys(workspace_id=workspace_id, offboarding_step=step)
-    until = services.clock() + min(SLICE_SECONDS, max(1.0, time_left_seconds() - MARGIN_SECONDS))
+    seconds = min(SLICE_SECONDS, max(1.0, time_left_seconds() - MARGIN_SECONDS))
+    return STEPS[step](services, workspace_id, event, TimeSlice(services.clock, services.clock() + seconds))
 
-    def check_time() -> None:
-        if services.clock() >= until:
+
+class TimeSlice:
+    """The time a step may work: over at ``until`` — but never before the step
+    has deleted something, so that every slice makes progress."""
+
+    def __init__(self, clock: Callable[[], float], until: float) -> None:
+        self.clock = clock
+        self.until = until
+        self.deleted = 0
+
+    def check(self) -> None:
+        """Raise :class:`_SliceOver` when the slice is over: the step hands back."""
+        if self.deleted and self.clock() >= self.until:
             raise _SliceOver()
-
-    return STEPS[step](services, workspace_id, event, check_time)
 
 
 def _progress(phase: str, cursor: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -222,22 +232,21 @@ def _count(workspace_id: str, deleted: int) -> None:
             pass  # the workspace item is gone: the job is finishing
 
 
-def revoke(services: Services, workspace_id: str, event: dict[str, Any], check_time: Callable[[], None]) -> dict[str, Any]:
+def revoke(services: Services, workspace_id: str, event: dict[str, Any], time: TimeSlice) -> dict[str, Any]:
     """API keys (lookup first), sessions (family first) and memberships; then the gateway key and own plan."""
     workspace = _offboarded_workspace(workspace_id)
     if workspace is None:
         return _progress(FINISH)
-    deleted = 0
     try:
         for prefix in ACCESS:
             while page := _page(workspace_id, workspace.pk, prefix):
                 for item in page:
-                    check_time()
-                    deleted += _revoke(workspace_id, item)
+                    time.check()
+                    time.deleted += _revoke(workspace_id, item)
     except _SliceOver:
         return _progress(REVOKE)
     finally:
-        _count(workspace_id, deleted)
+        _count(workspace_id, time.deleted)
     if workspace.gateway_key_id:
         services.gateway_keys.delete_key(workspace.gateway_key_id)
     if workspace.gateway_plan_id:
@@ -266,8 +275,7 @@ def _revoke(workspace_id: str, item: BaseItem) -> int:
     return deleted
 
 
-def cancel_runs(services: Services, workspace_id: str, event: dict[str, Any],
-                check_time: Callable[[], None]) -> dict[str, Any]:
+def cancel_runs(services: Services, workspace_id: str, event: dict[str, Any], time: TimeSlice) -> dict[str, Any]:
     """Cancel every run that has not ended, then wait (the state machine's WaitForRuns) until none is left."""
     workspace = _offboarded_workspace(workspace_id)
     if workspace is None:
@@ -296,52 +304,51 @@ def cancel_runs(services: Services, workspace_id: str, event: dict[str, Any],
     return _progress(WAIT_FOR_RUNS, {"since": since.isoformat(), "runs": [r.id for r in active]})
 
 
-def delete(services: Services, workspace_id: str, event: dict[str, Any], check_time: Callable[[], None]) -> dict[str, Any]:
-    """Every item of the workspace but the workspace item, page by page; the cursor
-    (``after``: the last sort key of ``WS#<wid>`` done) skips what is gone."""
+def delete(services: Services, workspace_id: str, event: dict[str, Any], time: TimeSlice) -> dict[str, Any]:
+    """Every item of the workspace but the workspace item, page by page: the partition
+    ``WS#<wid>`` (each item after what it owns), then the partitions the workspace owns,
+    then its runs' PAUSED markers. The cursor says where a slice stopped: ``partition``
+    (0 is ``WS#<wid>``, then :meth:`Workspace.owned_partitions`) and ``after`` (a sort key)."""
     workspace = _offboarded_workspace(workspace_id)
     if workspace is None:
         return _progress(FINISH)
-    after = (event.get("cursor") or {}).get("after")
-    deleted = 0
+    partitions = [workspace.pk, *workspace.owned_partitions()]
+    cursor = event.get("cursor") or {}
+    index, after = int(cursor.get("partition", 0)), cursor.get("after")
     try:
-        for partition in workspace.owned_partitions():
-            deleted += _delete_partition(workspace_id, partition, check_time)
-        more = True
-        while more:
-            check_time()
-            with tenant_scope(workspace_id):
-                page, more = partition_page(workspace.pk, after, PAGE)
-            items = [i for i in page if not isinstance(i, Workspace)]
-            for item in items:  # what an item owns goes before it
-                for partition in item.owned_partitions():
-                    deleted += _delete_partition(workspace_id, partition, check_time)
-            deleted += _delete_items(workspace_id, items)
-            for item in items:  # what a run's last step wrote meanwhile (it can write nothing once its run is gone)
-                for partition in item.owned_partitions():
-                    deleted += _delete_partition(workspace_id, partition, check_time)
-            if page:
-                after = page[-1].sk
-        deleted += _delete_paused_markers(workspace_id)
+        while index < len(partitions):
+            more = True
+            while more:
+                time.check()
+                with tenant_scope(workspace_id):
+                    page, more = partition_page(partitions[index], after, PAGE)
+                items = [i for i in page if not isinstance(i, Workspace)]  # the workspace item goes last (finish)
+                _delete_owned(workspace_id, items, time)  # what an item owns goes before it
+                time.deleted += _delete_items(workspace_id, items)
+                _delete_owned(workspace_id, items, time)  # what a run's last step wrote meanwhile (nothing after)
+                after = page[-1].sk if page else after
+            index, after = index + 1, None
+        time.deleted += _delete_paused_markers(workspace_id)
     except _SliceOver:
-        return _progress(DELETE, {"after": after} if after else None)
+        return _progress(DELETE, {"partition": index, "after": after})
     finally:
-        _count(workspace_id, deleted)
+        _count(workspace_id, time.deleted)
     with tenant_scope(workspace_id):
         job = Workspace.get(*Workspace.key(workspace_id)).offboarding
     logger.info("offboarding: items deleted")
     return _progress(FINISH, {"items_deleted": int(job.items_deleted) if job else 0})
 
 
-def _delete_partition(workspace_id: str, partition: str, check_time: Callable[[], None]) -> int:
-    """Every item of ``partition``, whatever its type (what is deleted is not listed again)."""
-    deleted, more = 0, True
-    while more:
-        check_time()
-        with tenant_scope(workspace_id):
-            page, more = partition_page(partition, limit=PAGE)
-        deleted += _delete_items(workspace_id, page)
-    return deleted
+def _delete_owned(workspace_id: str, items: Iterable[BaseItem], time: TimeSlice) -> None:
+    """Every item of the partitions ``items`` own (a run's events, conversation, ledger …)."""
+    for item in items:
+        for partition in item.owned_partitions():
+            more = True
+            while more:
+                time.check()
+                with tenant_scope(workspace_id):
+                    page, more = partition_page(partition, limit=PAGE)
+                time.deleted += _delete_items(workspace_id, page)
 
 
 def _delete_items(workspace_id: str, items: Iterable[BaseItem]) -> int:
@@ -363,7 +370,7 @@ def _delete_paused_markers(workspace_id: str) -> int:
     return len(markers)
 
 
-def finish(services: Services, workspace_id: str, event: dict[str, Any], check_time: Callable[[], None]) -> dict[str, Any]:
+def finish(services: Services, workspace_id: str, event: dict[str, Any], time: TimeSlice) -> dict[str, Any]:
     """The directory entry, then the workspace item: nothing of the workspace is left."""
     _offboarded_workspace(workspace_id)
     with global_scope():
@@ -375,7 +382,7 @@ def finish(services: Services, workspace_id: str, event: dict[str, Any], check_t
     return {**_progress(DONE), "items_deleted": items_deleted}
 
 
-def fail(services: Services, workspace_id: str, event: dict[str, Any], check_time: Callable[[], None]) -> dict[str, Any]:
+def fail(services: Services, workspace_id: str, event: dict[str, Any], time: TimeSlice) -> dict[str, Any]:
     """The execution failed (a step kept failing): record why; a repeated DELETE starts the next attempt."""
     error = event.get("error") or {}
     reason = str(error.get("Error") or "unknown")[:200]
