@@ -4,15 +4,15 @@ offboarded is touched."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agenthq import offboarding
+from agenthq import ids, offboarding
 from agenthq.offboarding import OffboardingStepRejected, run_step
 from agenthq.services import Services, get_services
 from agenthq.store import tenant_scope
-from agenthq.store.items import Note, OffboardingJob, Quota, Workspace
+from agenthq.store.items import Note, OffboardingJob, Quota, Run, Workspace
 from tests.support import signup, workspace_leftovers
 
 
@@ -87,3 +87,27 @@ def test_malformed_steps_are_refused(cloud):
         with pytest.raises(OffboardingStepRejected):
             run_step(get_services(), event, lambda: 100.0)
     assert offboarding.job_name("01JD0000000000000000000000", 2) == "offboarding-01JD0000000000000000000000-2"
+
+
+def test_runs_that_do_not_end_are_stopped_after_the_wait_and_deleted_all_the_same(cloud, api):
+    """A run whose execution is gone (a restarted local cloud forgets them) never ends by itself."""
+    owner = signup(api, tag="stuck")
+    get_services()
+    now = datetime.now(UTC)
+    run_id = ids.new_id()
+    with tenant_scope(owner.workspace_id):
+        Run(*Run.key(owner.workspace_id, run_id), id=run_id, workspace_id=owner.workspace_id, agent_id=ids.new_id(),
+            status="running", input_preview="…", created_by="test", created_at=now, updated_at=now,
+            deadline=now + timedelta(hours=1)).save()
+    _being_offboarded(owner.workspace_id)
+    step = {"step": "cancel_runs", "workspace_id": owner.workspace_id}
+
+    waiting = run_step(get_services(), step, lambda: 100.0)
+    assert waiting["phase"] == "wait_for_runs" and waiting["cursor"]["runs"] == [run_id]
+    with tenant_scope(owner.workspace_id):
+        assert Run.get(*Run.key(owner.workspace_id, run_id)).cancel_requested  # asked, as POST …/cancel asks
+    still = run_step(get_services(), {**step, "cursor": waiting["cursor"]}, lambda: 100.0)
+    assert still["phase"] == "wait_for_runs" and still["cursor"] == waiting["cursor"]
+    long_ago = (now - offboarding.CANCEL_WAIT - timedelta(seconds=1)).isoformat()
+    stopped = run_step(get_services(), {**step, "cursor": {**waiting["cursor"], "since": long_ago}}, lambda: 100.0)
+    assert stopped == {"phase": "delete", "cursor": None}
