@@ -72,6 +72,11 @@ def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
         in_flight.append(running["id"])
         _until(lambda: hold_run.fired, "the run's first model call")
 
+        kinds = {item.get("type") for item in workspace_leftovers(cloud, owner.workspace_id)}
+        assert kinds >= {"Workspace", "Member", "WorkspaceSession", "SessionFamily", "ApiKey", "ApiKeyLookup",
+                         "Agent", "Run", "RunEvent", "ConversationMessage", "LedgerEntry", "UsageCounter", "Alert",
+                         "Note", "AgentMessage", "WorkspaceDirectoryEntry",
+                         None}, kinds  # None: quota and run-slot counters, which only updates write
         started = api.delete(owner.path(), headers=owner.headers)
         assert started.status_code == 202, started.text
         body = started.json()
