@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from local.bootstrap import ensure_table
 from local.dynamodb_local import DynamoDBLocal
 from local.iam import activate, install_hooks, local_iam
-from local.lambda_runtime import LambdaRuntime, running_function
+from local.lambda_runtime import LambdaRuntime, running_function, running_state_machine
 from local.schedules import LocalSchedules, schedules
 from local.signing_keys import seed_signing_keys
 from local.template import (
@@ -356,7 +356,8 @@ class LocalCloud:
         self.runtime = LambdaRuntime(specs, region=self.config.stack.region)
         if self.config.iam:
             self.iam = local_iam(self.template, self.resolver, specs, running_function,
-                                 function_access_key=BASE_ENVIRONMENT["AWS_ACCESS_KEY_ID"])
+                                 function_access_key=BASE_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
+                                 running_state_machine=running_state_machine)
             activate(self.iam)
         self.runtime.install_invoke_hook()
         self.runtime.warm()

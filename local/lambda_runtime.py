@@ -33,6 +33,7 @@ log = logging.getLogger("local.lambda")
 
 _running: ContextVar[str | None] = ContextVar("local_lambda_running_function", default=None)
 _THREAD_FUNCTION = "_local_lambda_function"
+_THREAD_STATE_MACHINE = "_local_state_machine"
 
 
 def running_function() -> str | None:
@@ -43,11 +44,20 @@ def running_function() -> str | None:
     return _running.get() or getattr(threading.current_thread(), _THREAD_FUNCTION, None)
 
 
+def running_state_machine() -> str | None:
+    """The name of the state machine whose execution this thread of moto's
+    interpreter works for, or None (not an interpreter thread)."""
+    return getattr(threading.current_thread(), _THREAD_STATE_MACHINE, None)
+
+
 def _threads_inherit_the_running_function() -> None:
     """Make a thread started during an invocation belong to that function.
 
     Threads of moto's Step Functions interpreter are excepted: an execution a
-    handler starts runs as the state machine, not as the handler."""
+    handler starts runs as the state machine, not as the handler. They are
+    marked with their execution's state machine instead (an execution's first
+    thread is its worker's; the threads it starts for states inherit the mark),
+    so local IAM knows which state machine's role signs their calls."""
     original = threading.Thread.start
     if getattr(original, "_local_lambda", False):
         return
@@ -56,10 +66,18 @@ def _threads_inherit_the_running_function() -> None:
         target = getattr(self, "_target", None)
         if not str(getattr(target, "__module__", "") or "").startswith("moto."):
             setattr(self, _THREAD_FUNCTION, running_function())
+        else:
+            setattr(self, _THREAD_STATE_MACHINE, _state_machine_of(target) or running_state_machine())
         original(self)
 
     start._local_lambda = True  # type: ignore[attr-defined]
     threading.Thread.start = start  # type: ignore[method-assign]
+
+
+def _state_machine_of(target: Any) -> str | None:
+    """The state machine name of an execution worker's thread target (moto's ExecutionWorker)."""
+    details = getattr(getattr(target, "__self__", None), "_evaluation_details", None)
+    return getattr(getattr(details, "state_machine_details", None), "name", None)
 
 
 @dataclass

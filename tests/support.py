@@ -112,6 +112,40 @@ def set_tier(api: httpx.Client, workspace_id: str, tier: str, operator: httpx.Au
     return changed.json()
 
 
+def wait_for_offboarding(api: LocalApi, workspace_id: str, timeout: float = 120) -> dict[str, Any]:
+    """Watch the workspace's offboarding as the operator does (GET /admin/workspaces/{wid})
+    until it finished; its job (status, started_at, items_deleted, finished_at)."""
+    deadline = time.monotonic() + timeout
+    seen: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = api.get(f"/admin/workspaces/{workspace_id}", auth=api.operator)
+        assert response.status_code == 200, response.text
+        seen = response.json()
+        assert seen["status"] in ("offboarding", "offboarded"), seen
+        if seen["status"] == "offboarded":
+            return dict(seen["offboarding"])
+        assert seen["offboarding"]["status"] in ("running", "finishing"), seen
+        time.sleep(0.2)
+    raise AssertionError(f"workspace {workspace_id} still offboarding after {timeout} s: {seen}")
+
+
+def workspace_leftovers(cloud: LocalCloud, workspace_id: str) -> list[dict[str, Any]]:
+    """Every item of the table that is the workspace's or points into it (a test-only Scan):
+    its id in a key or in an attribute. Refresh tokens are left out: hashed, useless
+    without their deleted session, removed by their TTL (decisions.md)."""
+    import boto3
+
+    table = boto3.resource("dynamodb", region_name=cloud.config.stack.region).Table(cloud.config.stack.table_name)
+    found, start = [], None
+    while True:
+        page = table.scan(ConsistentRead=True, **({"ExclusiveStartKey": start} if start else {}))
+        found += [item for item in page["Items"] if not item["pk"].startswith("REFRESH#")
+                  and any(workspace_id in str(value) for value in item.values())]
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return found
+
+
 def signup(api: httpx.Client, tag: str = "owner", workspace_name: str = "Acme Robotics",
            tier: str | None = None, operator: httpx.Auth | None = None) -> Tenant:
     """Sign up a new workspace. ``tier`` moves it off the free plan (whose 5 requests

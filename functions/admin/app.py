@@ -1,4 +1,4 @@
-"""The operator's routes (/v1/admin/…, AWS_IAM): workspaces, tiers, cost against price."""
+"""The operator's routes (/v1/admin/…, AWS_IAM): workspaces, tiers, offboarding, cost against price."""
 
 from fastapi import Query
 
@@ -24,6 +24,11 @@ def get_workspace(wid: str, operator: CurrentOperator) -> dict:
 @app.patch("/admin/workspaces/{wid}")
 def change_tier(wid: str, body: TierChange, operator: CurrentOperator) -> dict:
     return admin.change_tier(get_services(), operator, wid, body)
+
+
+@app.delete("/admin/workspaces/{wid}", status_code=202)
+def offboard_workspace(wid: str, operator: CurrentOperator) -> dict:
+    return admin.offboard(get_services(), operator, wid)
 
 
 @app.get("/admin/usage")

@@ -21,10 +21,9 @@ def update_workspace(body: WorkspaceUpdate, principal: WorkspacePrincipal) -> di
     return workspaces.update_workspace(principal, body)
 
 
-@app.delete("/workspaces/{wid}", status_code=204)
-def delete_workspace(principal: WorkspacePrincipal) -> Response:
-    workspaces.delete_workspace(get_services(), principal)
-    return Response(status_code=204)
+@app.delete("/workspaces/{wid}", status_code=202)
+def delete_workspace(principal: WorkspacePrincipal) -> dict:
+    return workspaces.delete_workspace(get_services(), principal)
 
 
 @app.get("/workspaces/{wid}/members")

@@ -24,7 +24,8 @@ __all__ = ["LocalIam", "activate", "active", "install_hooks", "local_iam"]
 
 
 def local_iam(template: dict[str, Any], resolver: Resolver, functions: dict[str, FunctionSpec],
-              running_function: Callable[[], str | None], function_access_key: str) -> LocalIam:
+              running_function: Callable[[], str | None], function_access_key: str,
+              running_state_machine: Callable[[], str | None] = lambda: None) -> LocalIam:
     """The enforcer for ``template``'s roles, resolved against the local stack."""
     return LocalIam(
         roles=roles_from_template(template, resolver),
@@ -33,6 +34,9 @@ def local_iam(template: dict[str, Any], resolver: Resolver, functions: dict[str,
         function_names={logical_id: spec.name for logical_id, spec in functions.items()},
         running_function=running_function,
         function_access_key=function_access_key,
+        state_machine_names={logical_id: resolver.state_machine_name(logical_id)
+                             for logical_id in resources_of_type(template, "AWS::Serverless::StateMachine")},
+        running_state_machine=running_state_machine,
     )
 
 

@@ -16,8 +16,9 @@ Who is calling is read from the credentials that sign the call:
 - credentials STS issued (``AssumeRole``): the role and session tags they were
   issued for — so code inside ``tenant_scope`` is checked as the tenant role
   with its ``workspace_id`` tag (``${aws:PrincipalTag/workspace_id}``);
-- the credentials moto's Step Functions interpreter signs with: the state
-  machine's role.
+- the credentials moto's Step Functions interpreter signs with: the role of
+  the state machine whose execution the calling thread works for
+  (``local.lambda_runtime.running_state_machine``).
 
 Calls made outside any function with the environment's credentials are the
 local cloud's own (creating the table, seeding parameters) or a test's, the
@@ -95,12 +96,17 @@ class LocalIam:
     """Authorizes the AWS calls of the local cloud's functions against their roles."""
 
     def __init__(self, roles: Roles, lookups: Lookups, function_names: Mapping[str, str],
-                 running_function: Callable[[], str | None], function_access_key: str) -> None:
+                 running_function: Callable[[], str | None], function_access_key: str,
+                 state_machine_names: Mapping[str, str] | None = None,
+                 running_state_machine: Callable[[], str | None] = lambda: None) -> None:
         self.roles = roles
         self.lookups = lookups
         self.function_names = dict(function_names)  # logical id -> function name (its role session name)
         self.running_function = running_function  # () -> logical id of the handler running here, or None
         self.function_access_key = function_access_key
+        # state machine name -> logical id; () -> the name of the state machine whose execution calls, or None
+        self.state_machines = {name: logical_id for logical_id, name in (state_machine_names or {}).items()}
+        self.running_state_machine = running_state_machine
         self._sessions: dict[str, Principal] = {}
         self._lock = threading.Lock()
 
@@ -113,10 +119,18 @@ class LocalIam:
             return session
         if access_key == self.function_access_key:
             return self._running_function_role()  # None: the local cloud itself, or a test acting as the operator
-        if access_key == STEP_FUNCTIONS_ACCESS_KEY and len(self.roles.of_state_machine) == 1:
-            (name, role), = self.roles.of_state_machine.items()
-            return Principal(role, f"{name}-execution")
+        if access_key == STEP_FUNCTIONS_ACCESS_KEY:
+            return self._running_state_machine_role()
         return None
+
+    def _running_state_machine_role(self) -> Principal | None:
+        """The role of the state machine whose execution makes the call (the only
+        one, when the template has one); None when it cannot be told."""
+        logical_id = self.state_machines.get(self.running_state_machine() or "")
+        if logical_id is None and len(self.roles.of_state_machine) == 1:
+            (logical_id, _), = self.roles.of_state_machine.items()
+        role = self.roles.of_state_machine.get(logical_id or "")
+        return None if role is None else Principal(role, f"{logical_id}-execution")
 
     def record_session(self, access_key: str, role_arn: str, session_name: str, tags: Mapping[str, str]) -> None:
         role = self.roles.by_arn.get(role_arn)

@@ -17,7 +17,7 @@ from agenthq.services import get_services
 from agenthq.store.items import UsageCounter, Workspace
 from agenthq_cli.signing import SigV4, sign
 from local.template import load_template, rest_api
-from tests.support import assert_error, set_tier, signup, with_api_key
+from tests.support import assert_error, set_tier, signup, wait_for_offboarding, with_api_key
 
 GATEWAY_RESPONSES = rest_api(load_template()).gateway_responses
 
@@ -178,11 +178,25 @@ def test_enterprise_without_api_overrides_stays_on_the_pro_plan(api, cloud):
 def test_offboarding_removes_an_enterprise_workspaces_own_plan_and_its_directory_entry(api, cloud):
     owner = signup(api)
     plan_id = set_tier(api, owner.workspace_id, "enterprise", limit_overrides={"api_rps": 300})["usage_plan"]["id"]
-    assert api.delete(owner.path(), headers=owner.headers).status_code == 204
+    assert api.delete(owner.path(), headers=owner.headers).status_code == 202
+    job = wait_for_offboarding(api, owner.workspace_id)
     assert plan_id not in {p["id"] for p in cloud.client("apigateway").get_usage_plans()["items"]}
-    assert_error(api.get(admin_path(owner.workspace_id), auth=api.operator), 404)
+    gone = api.get(admin_path(owner.workspace_id), auth=api.operator).json()
+    assert gone == {"id": owner.workspace_id, "status": "offboarded", "offboarding": job}
     listed = _all_workspaces(api)
     assert owner.workspace_id not in {w["id"] for w in listed}
+
+
+def test_the_operator_offboards_a_workspace_and_unknown_ones_are_404(api):
+    owner = signup(api)
+    started = api.delete(admin_path(owner.workspace_id), auth=api.operator)
+    assert started.status_code == 202, started.text
+    assert started.json()["offboarding"]["status"] == "running"
+    assert wait_for_offboarding(api, owner.workspace_id)["status"] == "finished"
+    assert_error(owner.get(), 401)
+    for unknown in ("01JD0000000000000000000000", "not-an-id", "x" * 1100):
+        assert_error(api.get(admin_path(unknown), auth=api.operator), 404)
+        assert_error(api.delete(admin_path(unknown), auth=api.operator), 404)
 
 
 # --------------------------------------------------------------------------- lists and usage

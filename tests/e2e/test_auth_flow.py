@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import json
 
-from tests.support import PASSWORD, assert_error, bearer, signup, table_items, unique_email, with_api_key
+from tests.support import (
+    PASSWORD,
+    assert_error,
+    bearer,
+    signup,
+    unique_email,
+    wait_for_offboarding,
+    with_api_key,
+    workspace_leftovers,
+)
 
 
 def test_signup_login_key_revoke_refresh_and_reuse_detection(api):
@@ -263,7 +272,6 @@ def test_the_free_plan_is_throttled_at_the_gateway(api, cloud):
 
 
 def test_offboarding_deletes_every_item_of_the_workspace(api, cloud):
-
     owner = with_api_key(signup(api, tier="pro"))
     colleague = signup(api, tag="colleague")
     assert owner.post("/members", json={"email": colleague.email, "role": "admin"}).status_code == 201
@@ -274,12 +282,13 @@ def test_offboarding_deletes_every_item_of_the_workspace(api, cloud):
                                           "workspace_id": owner.workspace_id}).json()
     assert_error(api.delete(owner.path(), headers=bearer(login["access_token"])), 403)
 
-    assert api.delete(owner.path(), headers=owner.headers).status_code == 204
+    started = api.delete(owner.path(), headers=owner.headers)
+    assert started.status_code == 202, started.text
+    assert started.json()["offboarding"]["status"] == "running"
+    job = wait_for_offboarding(api, owner.workspace_id)
+    assert job["items_deleted"] >= 8 and job["finished_at"] >= job["started_at"]
 
-    leftovers = [i for i in table_items(cloud)
-                 if i["pk"].startswith(f"WS#{owner.workspace_id}") or i.get("workspace_id") == owner.workspace_id
-                 and not i["pk"].startswith("REFRESH#")]  # hashed, useless without their session; TTL removes them
-    assert leftovers == []
+    assert workspace_leftovers(cloud, owner.workspace_id) == []
     # access is gone: the owner's token, the colleague's, the API key; the gateway key too
     assert_error(owner.get(), 401)
     assert_error(api.get(owner.path(), headers=bearer(login["access_token"])), 401)

@@ -193,16 +193,42 @@ def _without_global_writes(role):
     return replace(role, policies=tuple(policies))
 
 
-def test_the_state_machine_may_invoke_run_steps_only(cloud):
-    """moto's Step Functions interpreter signs its Lambda calls with its own key: they are the state machine's."""
+def _as_an_execution_of(state_machine: str, call):
+    """``call`` from a thread of moto's interpreter working for ``state_machine`` (it signs with its own key)."""
+    import threading
+
+    from local.lambda_runtime import _THREAD_STATE_MACHINE
+
+    thread = threading.current_thread()
+    setattr(thread, _THREAD_STATE_MACHINE, state_machine)
+    try:
+        return call()
+    finally:
+        delattr(thread, _THREAD_STATE_MACHINE)
+
+
+@pytest.mark.parametrize(("machine", "role", "allowed"), [
+    ("agenthq-agent-run", "AgentRunStateMachine", "RunStepsFunction"),
+    ("agenthq-offboarding", "OffboardingStateMachine", "OffboardingFunction"),
+])
+def test_each_state_machine_may_invoke_its_own_function_only(cloud, machine, role, allowed):
+    """moto's Step Functions interpreter signs its Lambda calls with its own key: they are the calls of
+    the state machine whose execution the thread works for."""
     as_the_state_machine = boto3.client("lambda", region_name="us-east-1", aws_access_key_id="ak",
                                         aws_secret_access_key="sk")
-    outcome = attempt(lambda: as_the_state_machine.invoke(FunctionName="agenthq-AgentsFunction", Payload=b"{}"))
+    outcome = _as_an_execution_of(machine, lambda: attempt(
+        lambda: as_the_state_machine.invoke(FunctionName="agenthq-AgentsFunction", Payload=b"{}")))
     assert outcome == (
-        f"{DENIED}: User: arn:aws:sts::123456789012:assumed-role/agenthq-AgentRunStateMachineRole/"
-        "AgentRunStateMachine-execution is not authorized to perform: lambda:InvokeFunction on resource: "
+        f"{DENIED}: User: arn:aws:sts::123456789012:assumed-role/agenthq-{role}Role/"
+        f"{role}-execution is not authorized to perform: lambda:InvokeFunction on resource: "
         "arn:aws:lambda:us-east-1:123456789012:function:agenthq-AgentsFunction because no identity-based policy "
         "allows the lambda:InvokeFunction action")
+    other = "OffboardingFunction" if allowed == "RunStepsFunction" else "RunStepsFunction"
+    outcome = _as_an_execution_of(machine, lambda: attempt(
+        lambda: as_the_state_machine.invoke(FunctionName=f"agenthq-{other}", Payload=b"{}")))
+    assert outcome.startswith(f"{DENIED}: User: arn:aws:sts::123456789012:assumed-role/agenthq-{role}Role/")
+    assert _as_an_execution_of(machine, lambda: attempt(  # allowed (the handler refuses the empty event)
+        lambda: as_the_state_machine.invoke(FunctionName=f"agenthq-{allowed}", Payload=b"{}"))) == "ok"
 
 
 def test_a_function_cannot_use_tenant_credentials_it_could_not_have_assumed(cloud, api, handler_of):

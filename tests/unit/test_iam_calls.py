@@ -110,10 +110,12 @@ def test_every_function_and_state_machine_has_its_role_from_the_template():
     functions = {k for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
     assert set(roles.of_function) == functions
     assert roles.of_function["HealthFunction"].name == "agenthq-HealthFunctionRole"
-    (machine,) = roles.of_state_machine.values()  # SAM's LambdaInvokePolicy, expanded and resolved
-    (statement,) = machine.policies[0]["Statement"]
-    assert statement["Action"] == ["lambda:InvokeFunction"]
-    assert statement["Resource"] == "arn:aws:lambda:us-east-1:123456789012:function:agenthq-RunStepsFunction*"
+    invokes = {"AgentRunStateMachine": "RunStepsFunction", "OffboardingStateMachine": "OffboardingFunction"}
+    assert set(roles.of_state_machine) == set(invokes)
+    for machine, function in invokes.items():  # SAM's LambdaInvokePolicy, expanded and resolved
+        (statement,) = roles.of_state_machine[machine].policies[0]["Statement"]
+        assert statement["Action"] == ["lambda:InvokeFunction"]
+        assert statement["Resource"] == f"arn:aws:lambda:us-east-1:123456789012:function:agenthq-{function}*"
     tenant = roles.by_arn["arn:aws:iam::123456789012:role/agenthq-TenantDataRole"]
     assert tenant.trust_policy["Statement"][0]["Principal"] == {"AWS": "arn:aws:iam::123456789012:root"}
     # every intrinsic resolved to a local resource (Resolver answers "local-…" for what it cannot)

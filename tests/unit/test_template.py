@@ -81,8 +81,8 @@ def test_unknown_routes_and_gateway_errors_use_the_error_format():
         assert set(json.loads(rendered)["error"]) == {"code", "message", "request_id"}, kind
 
 
-def test_state_machine_tasks_are_substituted_and_every_task_is_caught():
-    (spec,) = state_machines(TEMPLATE, Resolver(TEMPLATE, LocalStack()))
+@pytest.mark.parametrize("spec", state_machines(TEMPLATE, Resolver(TEMPLATE, LocalStack())), ids=lambda s: s.logical_id)
+def test_state_machine_tasks_are_substituted_and_every_task_is_caught(spec):
     definition = json.loads(spec.definition)
     assert "${" not in spec.definition
     for name, state in definition["States"].items():

@@ -34,12 +34,12 @@ class Services:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time, *,
                  orchestrator: Orchestrator | None = None, gateway_keys: GatewayKeys | None = None,
                  model: ModelClient | None = None, tools: ToolRegistry | None = None,
-                 operator_events: OperatorEvents | None = None) -> None:
+                 operator_events: OperatorEvents | None = None, offboarding_jobs: Orchestrator | None = None) -> None:
         self.settings = settings
         self.clock = clock
         configure(settings)
         given = {"orchestrator": orchestrator, "gateway_keys": gateway_keys, "model": model, "tools": tools,
-                 "operator_events": operator_events}
+                 "operator_events": operator_events, "offboarding_jobs": offboarding_jobs}
         for name, adapter in given.items():
             if adapter is not None:
                 self.__dict__[name] = adapter  # what cached_property would have built
@@ -57,6 +57,12 @@ class Services:
         from agenthq.adapters.stepfunctions import StepFunctionsOrchestrator
 
         return StepFunctionsOrchestrator(self.client("stepfunctions"), self.settings.state_machine_arn)
+
+    @cached_property
+    def offboarding_jobs(self) -> Orchestrator:
+        from agenthq.adapters.stepfunctions import StepFunctionsOrchestrator
+
+        return StepFunctionsOrchestrator(self.client("stepfunctions"), self.settings.offboarding_state_machine_arn)
 
     @cached_property
     def gateway_keys(self) -> GatewayKeys:

@@ -29,6 +29,7 @@ class Settings(BaseModel):
     table_name: str = Field(alias="TABLE_NAME", min_length=3)
     region: str = Field(default="us-east-1", alias="AWS_REGION")
     state_machine_arn: str = Field(default="", alias="STATE_MACHINE_ARN")
+    offboarding_state_machine_arn: str = Field(default="", alias="OFFBOARDING_STATE_MACHINE_ARN")
     version: str = Field(default=__version__, alias="APP_VERSION")
 
     # Tenancy: the role assumed (with a workspace_id session tag) for workspace data.

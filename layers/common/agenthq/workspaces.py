@@ -1,4 +1,4 @@
-"""Workspaces: settings and tier, members and roles, API keys, offboarding.
+"""Workspaces: settings and tier, members and roles, API keys, offboarding (started here, done by the job).
 
 Every function takes the caller's ``Principal``; the workspace is always the
 principal's own (handlers check the path's ``{wid}`` against it first), and
@@ -12,24 +12,21 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field, field_validator
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 
-from agenthq import ids
+from agenthq import ids, offboarding
 from agenthq.accounts import normalize_email
 from agenthq.context import API_KEY_SCOPES, Principal, Role, Scope
 from agenthq.errors import Conflict, Forbidden, NotFound
 from agenthq.observability import logger
 from agenthq.pagination import Page, workspace_page
 from agenthq.security.secrets import API_KEY_PREFIX, new_secret, secret_hash
-from agenthq.store import BaseItem, global_scope, tenant_scope, transaction
+from agenthq.store import global_scope, tenant_scope, transaction
 from agenthq.store.items import (
     ApiKey,
     ApiKeyLookup,
     Member,
-    SessionFamily,
     User,
     UserEmail,
     Workspace,
-    WorkspaceDirectoryEntry,
-    WorkspaceSession,
 )
 from agenthq.tiers import limits_for
 
@@ -277,61 +274,10 @@ def revoke_api_key(services: Services, principal: Principal, key_id: str) -> Non
 # --------------------------------------------------------------------------- offboarding
 
 
-def delete_workspace(services: Services, principal: Principal) -> None:
-    """Offboarding: every item of the workspace is deleted.
-
-    Access ends first (the workspace is marked deleting, members, API keys,
-    sessions and the API Gateway key — and its own usage plan, if it has
-    one — go), then the data, then its entry in the operator's directory. The deletion is
-    idempotent: repeating it finishes what an interrupted one left."""
+def delete_workspace(services: Services, principal: Principal) -> dict[str, Any]:
+    """Offboarding: start the job that deletes every item of the workspace
+    (``agenthq.offboarding``); from now on the workspace answers 404. Repeating
+    it while the job runs changes nothing; after a failed job it starts the next attempt."""
     principal.require(Scope.workspace_delete)
     principal.require_role(Role.owner)
-    workspace_id = principal.workspace_id
-    with tenant_scope(workspace_id):
-        workspace = Workspace.get_or_404(*Workspace.key(workspace_id))
-        try:
-            workspace.update(actions=[Workspace.deleting.set(True)], condition=Workspace.pk.exists())
-        except UpdateError:
-            raise NotFound() from None
-    if workspace.gateway_key_id:
-        services.gateway_keys.delete_key(workspace.gateway_key_id)
-    if workspace.gateway_plan_id:
-        services.gateway_keys.delete_plan(workspace.gateway_plan_id)
-    purge_workspace(services, workspace_id)
-    with global_scope():  # last: an interrupted offboarding stays on the operator's list
-        WorkspaceDirectoryEntry(*WorkspaceDirectoryEntry.key(workspace_id)).delete()
-    logger.info("workspace deleted", extra={"workspace_id": workspace_id})
-
-
-def purge_workspace(services: Services, workspace_id: str) -> int:
-    """Delete every item of the workspace; returns how many. Access items first."""
-    deleted = 0
-    pk = Workspace.key(workspace_id)[0]
-    with tenant_scope(workspace_id):
-        items = list(BaseItem.query(pk, consistent_read=True))
-    # Access first: members, keys, sessions — then the rest, the workspace item last.
-    order = {Member: 0, ApiKey: 0, WorkspaceSession: 0}
-    items.sort(key=lambda i: (order.get(type(i), 1), isinstance(i, Workspace)))
-    for item in items:
-        if isinstance(item, ApiKey):
-            with global_scope():
-                ApiKeyLookup(*ApiKeyLookup.key(item.secret_hash)).delete()
-        elif isinstance(item, WorkspaceSession):
-            with global_scope():  # the session ends; its refresh tokens find no family (and expire by TTL)
-                SessionFamily(*SessionFamily.key(item.family_id)).delete()
-        for partition in item.owned_partitions():
-            deleted += _delete_partition(workspace_id, partition)
-        with tenant_scope(workspace_id):
-            item.delete()
-        deleted += 1
-    return deleted
-
-
-def _delete_partition(workspace_id: str, pk: str) -> int:
-    with tenant_scope(workspace_id):
-        keys = [(i.pk, i.sk) for i in BaseItem.query(pk, consistent_read=True)]
-        with BaseItem.batch_write() as batch:
-            for hash_key, range_key in keys:
-                batch.delete(BaseItem(hash_key, range_key))
-    return len(keys)
-
+    return offboarding.start(services, principal.workspace_id, by=principal.subject)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, model_validator
 from pynamodb.expressions.update import Action
 
+from agenthq import offboarding
 from agenthq.admin.usage import cost_against_price, month_of
 from agenthq.errors import InvalidRequest, NotFound
 from agenthq.observability import logger
@@ -75,6 +76,7 @@ def operator_view(workspace: Workspace) -> dict[str, Any]:
         "limits": setting.limits.model_dump(mode="json"),
         "usage_plan": {"own": bool(workspace.gateway_plan_id), "id": workspace.gateway_plan_id},
         "status": "offboarding" if workspace.deleting else "active",
+        "offboarding": offboarding.job_view(workspace),
         "created_at": workspace.created_at.isoformat(),
     }
 
@@ -89,8 +91,16 @@ def _load(workspace_id: str) -> Workspace:
 
 
 def get_workspace(services: Services, operator: Operator, workspace_id: str) -> dict[str, Any]:
-    """The workspace with its tier, overrides, usage plan, and this month's cost against its price."""
-    workspace = _load(workspace_id)
+    """The workspace with its tier, overrides, usage plan, offboarding, and this month's cost against
+    its price. Once offboarded, only its offboarding: when it started and finished, what it deleted."""
+    try:
+        workspace = _load(workspace_id)
+    except NotFound:
+        ended = offboarding.ended_job(services, workspace_id)
+        if ended is None:
+            raise
+        return offboarding.workspace_view(workspace_id, ended,
+                                          status="offboarded" if ended["status"] == "finished" else "offboarding")
     with tenant_scope(workspace_id):
         month = cost_against_price(workspace_id, month_of(services.now(), None), setting_of(workspace).limits)
     return {**operator_view(workspace), "this_month": month}
@@ -126,6 +136,14 @@ def usage_report(services: Services, operator: Operator, month: str | None, curs
 
     listed = _directory_page(cursor, limit, view)
     return {"period": "month", "month": month, "items": listed.items, "next_cursor": listed.next_cursor}
+
+
+def offboard(services: Services, operator: Operator, workspace_id: str) -> dict[str, Any]:
+    """Start the workspace's offboarding, or go on with one that failed (as its owner's DELETE does)."""
+    _load(workspace_id)  # a malformed id is a 404 too
+    started = offboarding.start(services, workspace_id, by=operator.arn)
+    logger.info("offboarding requested", extra={"workspace_id": workspace_id, **operator.log_keys()})
+    return started
 
 
 # --------------------------------------------------------------------------- the tier change

@@ -157,12 +157,13 @@ def cancel_run(services: Services, principal: Principal, run_id: str) -> dict[st
         run = load_run(principal.workspace_id, run_id)
         if run.status in TERMINAL:
             raise Conflict(f"The run already ended ({run.status}).")
-        _request_cancel(services, run)
+        request_cancel(services, run)
         run = load_run(principal.workspace_id, run_id)
         return run_view(run, load_body(run))
 
 
-def _request_cancel(services: Services, run: Run) -> None:
+def request_cancel(services: Services, run: Run) -> None:
+    """Record the cancel of an active ``run`` and wake it wherever it waits (also offboarding's)."""
     try:
         run.update(actions=[Run.cancel_requested.set(True)], condition=Run.status.is_in(*ACTIVE))
     except UpdateError:
@@ -176,7 +177,7 @@ def _request_cancel(services: Services, run: Run) -> None:
                                    consistent_read=True):
             if call.child_run_id and call.result is None:
                 try:
-                    _request_cancel(services, load_run(run.workspace_id, call.child_run_id))
+                    request_cancel(services, load_run(run.workspace_id, call.child_run_id))
                 except NotFound:
                     pass
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from agenthq.errors import Conflict
+from agenthq.errors import Conflict, NotFound
 from agenthq.observability import logger
 from agenthq.runs.decisions import FINISH, THINK
 from agenthq.runs.records import Change, RunConflict, commit
@@ -99,6 +99,8 @@ def resume_paused(services: Services, workspace_id: str | None = None) -> dict[s
                 resume(services, run, by="schedule" if workspace_id is None else "tier_change")
                 done["resumed"] += 1
             except Conflict:
+                done["still_paused"] += 1
+            except NotFound:  # its workspace is being offboarded: the job cancels its runs
                 done["still_paused"] += 1
     logger.info("paused runs checked", extra=done)
     return done

@@ -11,11 +11,12 @@ from agenthq.store.base import (
     configure,
     get_many,
     global_scope,
+    partition_page,
     retry_transaction,
     tenant_scope,
     transaction,
     ws_pk,
 )
 
-__all__ = ["BaseItem", "configure", "get_many", "global_scope", "retry_transaction", "tenant_scope", "transaction",
+__all__ = ["BaseItem", "configure", "get_many", "global_scope", "partition_page", "retry_transaction", "tenant_scope", "transaction",
            "ws_pk"]

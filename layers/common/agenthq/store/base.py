@@ -159,6 +159,16 @@ def get_many(*keys: tuple[str, str]) -> list[BaseItem]:
     return list(BaseItem.batch_get(keys))
 
 
+def partition_page(pk: str, after: str | None = None, limit: int = 100) -> tuple[list[BaseItem], bool]:
+    """One page (up to ``limit``) of the items of partition ``pk`` after sort key
+    ``after``, of every type, and whether more follow. Unlike a model's query,
+    it does not filter on ``type``: items only ever written by updates (counters,
+    quotas) have none, and come back as plain ``BaseItem``."""
+    data = BaseItem._get_connection().query(pk, range_key_condition=BaseItem.sk > after if after else None,
+                                            limit=limit, consistent_read=True)
+    return [BaseItem.from_raw_data(raw) for raw in data.get("Items", [])], bool(data.get("LastEvaluatedKey"))
+
+
 def transaction(**kwargs: Any) -> TransactWrite:
     """A TransactWrite on the connection of the current scope."""
     return TransactWrite(connection=BaseItem._get_connection().connection, **kwargs)

@@ -7,9 +7,13 @@ hashes, login throttles) are reached only by the functions that need them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pynamodb.attributes import (
+    Attribute,
     BooleanAttribute,
     JSONAttribute,
+    MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
     UnicodeSetAttribute,
@@ -116,6 +120,19 @@ class ApiKeyLookup(BaseItem, discriminator="ApiKeyLookup"):
 # --------------------------------------------------------------------------- workspace-owned
 
 
+class OffboardingJob(MapAttribute):  # type: ignore[type-arg]  # pynamodb's generic MapAttribute
+    """The workspace's offboarding, on its Workspace item while the job runs
+    (``agenthq.offboarding``). ``attempt`` numbers the job's executions: a
+    repeated DELETE after a failed one starts the next."""
+
+    status = UnicodeAttribute()  # running | failed
+    attempt = NumberAttribute(default=1)
+    started_at = UTCDateTimeAttribute()
+    started_by = UnicodeAttribute()  # the owner's user id, or the operator's ARN
+    items_deleted = NumberAttribute(default=0)
+    error = UnicodeAttribute(null=True)  # why the last execution failed
+
+
 class Workspace(BaseItem, discriminator="Workspace"):
     """pk WS#<id>, sk META."""
 
@@ -130,7 +147,15 @@ class Workspace(BaseItem, discriminator="Workspace"):
     created_by = UnicodeAttribute()
     signup_fingerprint = UnicodeAttribute(null=True)  # recognises a retried signup
     agent_count = NumberAttribute(default=0)  # kept in step with Agent items (tier max_agents)
-    deleting = BooleanAttribute(default=False)
+    deleting = BooleanAttribute(default=False)  # offboarding: every workspace route answers 404
+    offboarding = OffboardingJob(null=True)  # type: ignore[no-untyped-call]
+
+    @staticmethod
+    def job_field(name: str) -> Attribute[Any]:
+        """A field of ``offboarding`` for an update or condition expression
+        (pynamodb types a nested attribute by its value)."""
+        field: Attribute[Any] = getattr(Workspace.offboarding, name)
+        return field
 
     @staticmethod
     def key(workspace_id: str) -> tuple[str, str]:
