@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from botocore.credentials import Credentials
+from botocore.exceptions import EndpointConnectionError
 
 from agenthq import ids
+from agenthq.adapters.stepfunctions import StepFunctionsOrchestrator
 from agenthq.tools.registry import ToolContext, ToolRegistry, ToolResult
 from agenthq_cli.signing import SigV4
 
@@ -212,15 +214,41 @@ class ObservedTools(ToolRegistry):
 
 
 @contextmanager
-def tools_replaced_by(before: Callable[[int, ToolContext], None]) -> Iterator[ObservedTools]:
-    """Runs use ObservedTools(before) instead of the real registry, meanwhile:
-    the process's services are rebuilt with the fake passed in, then restored."""
+def services_with(**fakes: Any) -> Iterator[None]:
+    """Meanwhile the process's services (the local cloud's functions run in this
+    process) are rebuilt with ``fakes`` (``Services(settings, **fakes)``), then restored."""
     from agenthq.services import Services, get_services, set_services
 
     real = get_services()
-    fake = ObservedTools(real.tools, before)
-    set_services(Services(real.settings, real.clock, tools=fake))
+    set_services(Services(real.settings, real.clock, **fakes))
     try:
-        yield fake
+        yield
     finally:
         set_services(real)
+
+
+@contextmanager
+def tools_replaced_by(before: Callable[[int, ToolContext], None]) -> Iterator[ObservedTools]:
+    """Runs use ObservedTools(before) instead of the real registry, meanwhile."""
+    from agenthq.services import get_services
+
+    fake = ObservedTools(get_services().tools, before)
+    with services_with(tools=fake):
+        yield fake
+
+
+class UnreachableStepFunctions(StepFunctionsOrchestrator):
+    """The real orchestrator, except that StartExecution fails as when Step
+    Functions is unreachable or refuses (throttled, a service error)."""
+
+    def __init__(self) -> None:
+        from agenthq.services import get_services
+
+        real = get_services().orchestrator
+        assert isinstance(real, StepFunctionsOrchestrator)
+        super().__init__(real.client, real.state_machine_arn)
+        self.refused: list[str] = []
+
+    def start(self, name: str, payload: dict[str, Any]) -> str:
+        self.refused.append(name)
+        raise EndpointConnectionError(endpoint_url="https://states.us-east-1.amazonaws.com/")

@@ -4,10 +4,10 @@ from fastapi import Header, Query, Response
 
 from agenthq import agents, messaging
 from agenthq.agents import AgentCreate, AgentUpdate
-from agenthq.http import CurrentPrincipal, Cursor, Limit, WorkspacePrincipal, create_app, lambda_handler
+from agenthq.http import AgentIdFilter, CurrentPrincipal, Cursor, Limit, WorkspacePrincipal, create_app, lambda_handler
 from agenthq.pagination import Page, limit_param
 from agenthq.runs import api as runs
-from agenthq.runs.api import RunLaunchRequest
+from agenthq.runs.api import RunLaunchRequest, RunStatus
 from agenthq.services import get_services
 
 app = create_app("agents")
@@ -45,7 +45,7 @@ def delete_agent(aid: str, principal: WorkspacePrincipal) -> Response:
 
 
 @app.get("/workspaces/{wid}/messages")
-def list_messages(principal: WorkspacePrincipal, agent_id: str | None = Query(default=None, max_length=64),
+def list_messages(principal: WorkspacePrincipal, agent_id: str | None = AgentIdFilter,
                   cursor: str | None = Cursor, limit: int | None = Limit) -> Page:
     return messaging.list_messages(principal, agent_id, cursor, limit_param(limit))
 
@@ -57,8 +57,8 @@ def launch_run(aid: str, body: RunLaunchRequest, principal: WorkspacePrincipal,
 
 
 @app.get("/workspaces/{wid}/runs")
-def list_runs(principal: WorkspacePrincipal, status: str | None = Query(default=None, max_length=20),
-              agent_id: str | None = Query(default=None, max_length=64), cursor: str | None = Cursor,
+def list_runs(principal: WorkspacePrincipal, status: RunStatus | None = None,
+              agent_id: str | None = AgentIdFilter, cursor: str | None = Cursor,
               limit: int | None = Limit) -> Page:
     return runs.list_runs(principal, status, agent_id, cursor, limit_param(limit))
 

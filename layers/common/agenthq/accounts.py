@@ -35,6 +35,7 @@ from agenthq.store.items import (
     WorkspaceDirectoryEntry,
     WorkspaceSession,
 )
+from agenthq.text import NOT_BLANK, display_name
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -58,7 +59,7 @@ def normalize_email(value: str) -> str:
 class SignupRequest(BaseModel):
     email: str = Field(max_length=254)
     password: SecretStr = Field(max_length=1024)
-    workspace_name: str = Field(min_length=1, max_length=100)
+    workspace_name: str = Field(min_length=1, max_length=100, pattern=NOT_BLANK)
 
     @field_validator("email")
     @classmethod
@@ -68,10 +69,7 @@ class SignupRequest(BaseModel):
     @field_validator("workspace_name")
     @classmethod
     def _name(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("must not be blank")
-        return value
+        return display_name(value)
 
 
 class LoginRequest(BaseModel):

@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agenthq import ids
 from agenthq.context import Principal, principal_from_authorizer
 from agenthq.errors import (
     AppError,
@@ -36,6 +37,7 @@ from agenthq.errors import (
 )
 from agenthq.observability import logger
 from agenthq.operators import Operator, operator_from_identity
+from agenthq.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from agenthq.settings import Settings, get_settings
 
 SECURITY_HEADERS: dict[str, str] = {
@@ -90,8 +92,10 @@ WorkspacePrincipal = Annotated[Principal, Depends(workspace_principal)]
 CurrentOperator = Annotated[Operator, Depends(current_operator)]
 
 # The query parameters of every list: `?cursor=…&limit=…` (see agenthq.pagination).
-Cursor = Query(default=None, max_length=2048)
-Limit = Query(default=None)
+Cursor = Query(default=None, max_length=2048, description="From the previous page's `next_cursor`.")
+Limit = Query(default=None, ge=1, le=MAX_LIMIT, description=f"Items per page (default {DEFAULT_LIMIT}).")
+# `?agent_id=` on lists that can be narrowed to one agent.
+AgentIdFilter = Query(default=None, pattern=ids.ID_PATTERN, description="Only this agent's.")
 
 
 # --------------------------------------------------------------------------- errors → HTTP

@@ -31,6 +31,7 @@ from agenthq.store.items import (
     WorkspaceDirectoryEntry,
     WorkspaceSession,
 )
+from agenthq.text import NOT_BLANK, display_name
 from agenthq.tiers import limits_for
 
 if TYPE_CHECKING:
@@ -40,11 +41,16 @@ if TYPE_CHECKING:
 
 
 class WorkspaceUpdate(BaseModel):
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    name: str | None = Field(default=None, min_length=1, max_length=100, pattern=NOT_BLANK)
     # The tier and its overrides are the operator's (agenthq.admin): named here
     # only so that an attempt to set them is refused (403) rather than ignored.
     tier: Any = None
     limit_overrides: Any = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else display_name(value)
 
     def touches_the_tier(self) -> bool:
         return bool({"tier", "limit_overrides"} & self.model_fields_set)
@@ -65,8 +71,13 @@ class MemberUpdate(BaseModel):
 
 
 class ApiKeyCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=NOT_BLANK)
     scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return display_name(value)
 
     @field_validator("scopes")
     @classmethod
