@@ -11,7 +11,7 @@ DYNAMODB_LOCAL_JAR_SHA256 := 454305e9bc3e6ebcca5b62569869e31563b8d7e346474e94557
 DYNAMODB_LOCAL_DIR := .cache/dynamodb-local
 PYTEST_ARGS ?=
 
-.PHONY: dev test setup check-tools lint-template build bench clean
+.PHONY: dev test setup check-tools lint-template build bench clean openapi
 
 dev: setup ## Run AgentHQ on the local cloud (REST API on :3000)
 	$(PY) -m local
@@ -38,6 +38,9 @@ $(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt pyprojec
 
 $(DYNAMODB_LOCAL_DIR)/DynamoDBLocal.jar:
 	scripts/install-dynamodb-local.sh $(DYNAMODB_LOCAL_NPM_VERSION) $(DYNAMODB_LOCAL_JAR_SHA256) $(DYNAMODB_LOCAL_DIR)
+
+openapi: setup ## Write functions/openapi/openapi.json (the contract) from the functions' apps
+	$(PY) -m scripts.openapi
 
 lint-template: setup ## sam validate --lint
 	$(VENV)/bin/sam validate --lint

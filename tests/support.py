@@ -14,13 +14,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import requests
 from botocore.credentials import Credentials
 from botocore.exceptions import EndpointConnectionError
 
 from agenthq import ids
 from agenthq.adapters.stepfunctions import StepFunctionsOrchestrator
 from agenthq.tools.registry import ToolContext, ToolRegistry, ToolResult
-from agenthq_cli.signing import SigV4
+from agenthq_cli.signing import SigV4, sign
 
 if TYPE_CHECKING:
     from local.cloud import LocalCloud
@@ -44,6 +45,24 @@ def operator_auth(cloud: LocalCloud) -> SigV4:
     assert cloud.operator is not None
     return SigV4(Credentials(cloud.operator.access_key_id, cloud.operator.secret_access_key),
                  cloud.config.stack.region)
+
+
+class OperatorSigning(requests.auth.AuthBase):
+    """``operator_auth``'s SigV4 for a ``requests`` request (what schemathesis sends)."""
+
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.signer = operator_auth(cloud)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        body = request.body or b""
+        content = body.encode() if isinstance(body, str) else bytes(body)  # type: ignore[arg-type]
+        headers = {name: request.headers[name] for name in ("content-type",) if name in request.headers}
+        signed = sign(httpx.Request(str(request.method), str(request.url), headers=headers, content=content),
+                      self.signer.credentials, self.signer.region)
+        for name in ("x-amz-date", "x-amz-security-token", "authorization"):
+            if name in signed.headers:
+                request.headers[name] = signed.headers[name]
+        return request
 
 
 @dataclass(frozen=True)

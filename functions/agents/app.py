@@ -4,13 +4,26 @@ from fastapi import Header, Query, Response
 
 from agenthq import agents, messaging
 from agenthq.agents import AgentCreate, AgentUpdate
-from agenthq.http import AgentIdFilter, CurrentPrincipal, Cursor, Limit, WorkspacePrincipal, create_app, lambda_handler
+from agenthq.errors import Conflict, PlanLimit, ServiceUnavailable
+from agenthq.http import (
+    AgentIdFilter,
+    CurrentPrincipal,
+    Cursor,
+    Limit,
+    WorkspacePrincipal,
+    create_app,
+    documented,
+    lambda_handler,
+)
 from agenthq.pagination import Page, limit_param
 from agenthq.runs import api as runs
-from agenthq.runs.api import RunLaunchRequest, RunStatus
+from agenthq.runs.api import IDEMPOTENCY_KEY, RunLaunchRequest, RunStatus
 from agenthq.services import get_services
 
 app = create_app("agents")
+
+IdempotencyKey = Header(default=None, alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY.pattern,
+                        description="The same key and body give back the same run, for 24 hours.")
 
 
 @app.get("/personalities")
@@ -23,7 +36,7 @@ def list_agents(principal: WorkspacePrincipal, cursor: str | None = Cursor, limi
     return agents.list_agents(principal, cursor, limit_param(limit))
 
 
-@app.post("/workspaces/{wid}/agents", status_code=201)
+@app.post("/workspaces/{wid}/agents", status_code=201, responses=documented(PlanLimit, Conflict))
 def create_agent(body: AgentCreate, principal: WorkspacePrincipal) -> dict:
     return agents.create_agent(get_services(), principal, body)
 
@@ -33,12 +46,12 @@ def get_agent(aid: str, principal: WorkspacePrincipal) -> dict:
     return agents.get_agent(principal, aid)
 
 
-@app.patch("/workspaces/{wid}/agents/{aid}")
+@app.patch("/workspaces/{wid}/agents/{aid}", responses=documented(Conflict))
 def update_agent(aid: str, body: AgentUpdate, principal: WorkspacePrincipal) -> dict:
     return agents.update_agent(get_services(), principal, aid, body)
 
 
-@app.delete("/workspaces/{wid}/agents/{aid}", status_code=204)
+@app.delete("/workspaces/{wid}/agents/{aid}", status_code=204, responses=documented(Conflict))
 def delete_agent(aid: str, principal: WorkspacePrincipal) -> Response:
     agents.delete_agent(principal, aid)
     return Response(status_code=204)
@@ -50,9 +63,10 @@ def list_messages(principal: WorkspacePrincipal, agent_id: str | None = AgentIdF
     return messaging.list_messages(principal, agent_id, cursor, limit_param(limit))
 
 
-@app.post("/workspaces/{wid}/agents/{aid}/runs", status_code=202)
+@app.post("/workspaces/{wid}/agents/{aid}/runs", status_code=202,
+          responses=documented(Conflict, ServiceUnavailable))
 def launch_run(aid: str, body: RunLaunchRequest, principal: WorkspacePrincipal,
-               idempotency_key: str | None = Header(default=None, alias="Idempotency-Key")) -> dict:
+               idempotency_key: str | None = IdempotencyKey) -> dict:
     return runs.launch_run(get_services(), principal, aid, body, idempotency_key)
 
 
@@ -74,12 +88,12 @@ def list_run_events(rid: str, principal: WorkspacePrincipal, after: int = Query(
     return runs.list_events(principal, rid, after, limit)
 
 
-@app.post("/workspaces/{wid}/runs/{rid}/cancel", status_code=202)
+@app.post("/workspaces/{wid}/runs/{rid}/cancel", status_code=202, responses=documented(Conflict))
 def cancel_run(rid: str, principal: WorkspacePrincipal) -> dict:
     return runs.cancel_run(get_services(), principal, rid)
 
 
-@app.post("/workspaces/{wid}/runs/{rid}/resume", status_code=202)
+@app.post("/workspaces/{wid}/runs/{rid}/resume", status_code=202, responses=documented(Conflict))
 def resume_run(rid: str, principal: WorkspacePrincipal) -> dict:
     return runs.resume_run(get_services(), principal, rid)
 

@@ -14,7 +14,7 @@ import re
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from agenthq import ids
@@ -57,6 +57,9 @@ def normalize_email(value: str) -> str:
 
 
 class SignupRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"email": "ada@example.com", "password": "analytical-engine-1843", "workspace_name": "Engines Ltd"}]})
+
     email: str = Field(max_length=254)
     password: SecretStr = Field(max_length=1024)
     workspace_name: str = Field(min_length=1, max_length=100, pattern=NOT_BLANK)
@@ -73,6 +76,9 @@ class SignupRequest(BaseModel):
 
 
 class LoginRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"email": "ada@example.com", "password": "analytical-engine-1843"}]})
+
     email: str = Field(max_length=254)
     password: SecretStr = Field(max_length=1024)
     workspace_id: str | None = Field(default=None, max_length=64)

@@ -123,6 +123,11 @@ class AgentCreate(_AgentFields):
     """A new agent. What it leaves out comes from its personality (prompt, model,
     tools) or from the defaults (20 steps and $1.00 per run)."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "sre-bot", "personality": "sre"},
+        {"name": "reviewer", "personality": "architect", "system_prompt": "Review designs for failure modes.",
+         "tools": ["calculator", "notes_read"], "max_steps": 10, "budget_usd": "0.50"}]})
+
     name: str = Field(min_length=1, max_length=MAX_NAME_CHARS, pattern=NOT_BLANK)
     personality: str = Field(max_length=64)
     system_prompt: str | None = Field(default=None, min_length=1, max_length=MAX_SYSTEM_PROMPT_CHARS)

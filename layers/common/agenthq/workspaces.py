@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 
 from agenthq import ids
@@ -71,6 +71,8 @@ class MemberUpdate(BaseModel):
 
 
 class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "ci", "scopes": ["runs:read", "runs:write"]}]})
+
     name: str = Field(min_length=1, max_length=100, pattern=NOT_BLANK)
     scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pynamodb.exceptions import UpdateError
 
 from agenthq.agent_lookup import load_agent
@@ -28,6 +28,7 @@ from agenthq.runs.records import (
 from agenthq.security.secrets import fingerprint
 from agenthq.store import tenant_scope
 from agenthq.store.items import Run, RunLaunch, ToolCall, Workspace
+from agenthq.text import NOT_BLANK
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -38,7 +39,10 @@ RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 
 
 class RunLaunchRequest(BaseModel):
-    input: str = Field(min_length=1)
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"input": "What is our monthly error budget at 99.9%?", "timeout_seconds": 600}]})
+
+    input: str = Field(min_length=1, pattern=NOT_BLANK)
     timeout_seconds: int | None = Field(default=None, ge=1)  # at most the deployment's RUN_TIMEOUT_SECONDS
 
     @field_validator("input")
