@@ -6,12 +6,13 @@ from agenthq import accounts
 from agenthq.accounts import LoginRequest, RefreshRequest, SignupRequest, Tokens
 from agenthq.errors import Conflict, ServiceUnavailable, Unauthorized
 from agenthq.http import CurrentPrincipal, create_app, documented, lambda_handler, source_ip
+from agenthq.responses import Me, Signup
 from agenthq.services import get_services
 
 app = create_app("auth")
 
 
-@app.post("/auth/signup", status_code=201, responses=documented(Conflict, ServiceUnavailable))
+@app.post("/auth/signup", status_code=201, response_model=Signup, responses=documented(Conflict, ServiceUnavailable))
 def signup(body: SignupRequest) -> dict:
     return accounts.signup(get_services(), body)
 
@@ -39,7 +40,7 @@ def jwks(response: Response) -> dict:
     return get_services().key_store.public_keys(refresh=True)
 
 
-@app.get("/me")
+@app.get("/me", response_model=Me)
 def me(principal: CurrentPrincipal) -> dict:
     return accounts.me(principal.require_user())
 
