@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 CHECKOV_VENV := .cache/checkov-venv
 BANDIT_TARGETS := layers/common/agenthq functions local cli bench
 
-.PHONY: dev test setup check-tools lint-template scan build bench clean
+.PHONY: dev test setup check-tools lint-template scan build bench clean openapi
 
 dev: setup ## Run AgentHQ on the local cloud (REST API on :3000)
 	$(PY) -m local
@@ -47,6 +47,9 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 
 $(DYNAMODB_LOCAL_DIR)/DynamoDBLocal.jar:
 	scripts/install-dynamodb-local.sh $(DYNAMODB_LOCAL_NPM_VERSION) $(DYNAMODB_LOCAL_JAR_SHA256) $(DYNAMODB_LOCAL_DIR)
+
+openapi: setup ## Write functions/openapi/openapi.json (the contract) from the functions' apps
+	$(PY) -m scripts.openapi
 
 lint-template: setup ## sam validate --lint
 	$(VENV)/bin/sam validate --lint

@@ -14,11 +14,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import requests
 from botocore.credentials import Credentials
+from botocore.exceptions import EndpointConnectionError
 
 from agenthq import ids
+from agenthq.adapters.stepfunctions import StepFunctionsOrchestrator
 from agenthq.tools.registry import ToolContext, ToolRegistry, ToolResult
-from agenthq_cli.signing import SigV4
+from agenthq_cli.signing import SigV4, sign
 
 if TYPE_CHECKING:
     from local.cloud import LocalCloud
@@ -42,6 +45,24 @@ def operator_auth(cloud: LocalCloud) -> SigV4:
     assert cloud.operator is not None
     return SigV4(Credentials(cloud.operator.access_key_id, cloud.operator.secret_access_key),
                  cloud.config.stack.region)
+
+
+class OperatorSigning(requests.auth.AuthBase):
+    """``operator_auth``'s SigV4 for a ``requests`` request (what schemathesis sends)."""
+
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.signer = operator_auth(cloud)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        body = request.body or b""
+        content = body.encode() if isinstance(body, str) else bytes(body)  # type: ignore[arg-type]
+        headers = {name: request.headers[name] for name in ("content-type",) if name in request.headers}
+        signed = sign(httpx.Request(str(request.method), str(request.url), headers=headers, content=content),
+                      self.signer.credentials, self.signer.region)
+        for name in ("x-amz-date", "x-amz-security-token", "authorization"):
+            if name in signed.headers:
+                request.headers[name] = signed.headers[name]
+        return request
 
 
 @dataclass(frozen=True)
@@ -246,16 +267,15 @@ class ObservedTools(ToolRegistry):
 
 
 @contextmanager
-def tools_replaced_by(before: Callable[[int, ToolContext], None]) -> Iterator[ObservedTools]:
-    """Runs use ObservedTools(before) instead of the real registry, meanwhile:
-    the process's services are rebuilt with the fake passed in, then restored."""
+def services_with(**fakes: Any) -> Iterator[None]:
+    """Meanwhile the process's services (the local cloud's functions run in this
+    process) are rebuilt with ``fakes`` (``Services(settings, **fakes)``), then restored."""
     from agenthq.services import Services, get_services, set_services
 
     real = get_services()
-    fake = ObservedTools(real.tools, before)
-    set_services(Services(real.settings, real.clock, tools=fake))
+    set_services(Services(real.settings, real.clock, **fakes))
     try:
-        yield fake
+        yield
     finally:
         set_services(real)
 
@@ -274,3 +294,30 @@ def table_items(cloud: LocalCloud, **conditions: Any) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in page:
             return [i for i in items if all(i.get(k) == v for k, v in conditions.items())]
         start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+
+@contextmanager
+def tools_replaced_by(before: Callable[[int, ToolContext], None]) -> Iterator[ObservedTools]:
+    """Runs use ObservedTools(before) instead of the real registry, meanwhile."""
+    from agenthq.services import get_services
+
+    fake = ObservedTools(get_services().tools, before)
+    with services_with(tools=fake):
+        yield fake
+
+
+class UnreachableStepFunctions(StepFunctionsOrchestrator):
+    """The real orchestrator, except that StartExecution fails as when Step
+    Functions is unreachable or refuses (throttled, a service error)."""
+
+    def __init__(self) -> None:
+        from agenthq.services import get_services
+
+        real = get_services().orchestrator
+        assert isinstance(real, StepFunctionsOrchestrator)
+        super().__init__(real.client, real.state_machine_arn)
+        self.refused: list[str] = []
+
+    def start(self, name: str, payload: dict[str, Any]) -> str:
+        self.refused.append(name)
+        raise EndpointConnectionError(endpoint_url="https://states.us-east-1.amazonaws.com/")

@@ -4,82 +4,97 @@ from fastapi import Header, Query, Response
 
 from agenthq import agents, messaging
 from agenthq.agents import AgentCreate, AgentUpdate
-from agenthq.http import CurrentPrincipal, Cursor, Limit, WorkspacePrincipal, create_app, lambda_handler
+from agenthq.errors import Conflict, PlanLimit, ServiceUnavailable
+from agenthq.http import (
+    AgentIdFilter,
+    CurrentPrincipal,
+    Cursor,
+    Limit,
+    WorkspacePrincipal,
+    create_app,
+    documented,
+    lambda_handler,
+)
 from agenthq.pagination import Page, limit_param
+from agenthq.responses import Agent, ListOf, Message, Personality, Run, RunEvents
 from agenthq.runs import api as runs
-from agenthq.runs.api import RunLaunchRequest
+from agenthq.runs.api import IDEMPOTENCY_KEY, RunLaunchRequest, RunStatus
 from agenthq.services import get_services
 
 app = create_app("agents")
 
+IdempotencyKey = Header(default=None, alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY.pattern,
+                        description="The same key and body give back the same run, for 24 hours.")
 
-@app.get("/personalities")
+
+@app.get("/personalities", response_model=ListOf[Personality])
 def list_personalities(principal: CurrentPrincipal) -> dict:
     return agents.list_personality_views()
 
 
-@app.get("/workspaces/{wid}/agents")
+@app.get("/workspaces/{wid}/agents", response_model=ListOf[Agent])
 def list_agents(principal: WorkspacePrincipal, cursor: str | None = Cursor, limit: int | None = Limit) -> Page:
     return agents.list_agents(principal, cursor, limit_param(limit))
 
 
-@app.post("/workspaces/{wid}/agents", status_code=201)
+@app.post("/workspaces/{wid}/agents", status_code=201, response_model=Agent, responses=documented(PlanLimit, Conflict))
 def create_agent(body: AgentCreate, principal: WorkspacePrincipal) -> dict:
     return agents.create_agent(get_services(), principal, body)
 
 
-@app.get("/workspaces/{wid}/agents/{aid}")
+@app.get("/workspaces/{wid}/agents/{aid}", response_model=Agent)
 def get_agent(aid: str, principal: WorkspacePrincipal) -> dict:
     return agents.get_agent(principal, aid)
 
 
-@app.patch("/workspaces/{wid}/agents/{aid}")
+@app.patch("/workspaces/{wid}/agents/{aid}", response_model=Agent, responses=documented(Conflict))
 def update_agent(aid: str, body: AgentUpdate, principal: WorkspacePrincipal) -> dict:
     return agents.update_agent(get_services(), principal, aid, body)
 
 
-@app.delete("/workspaces/{wid}/agents/{aid}", status_code=204)
+@app.delete("/workspaces/{wid}/agents/{aid}", status_code=204, responses=documented(Conflict))
 def delete_agent(aid: str, principal: WorkspacePrincipal) -> Response:
     agents.delete_agent(principal, aid)
     return Response(status_code=204)
 
 
-@app.get("/workspaces/{wid}/messages")
-def list_messages(principal: WorkspacePrincipal, agent_id: str | None = Query(default=None, max_length=64),
+@app.get("/workspaces/{wid}/messages", response_model=ListOf[Message])
+def list_messages(principal: WorkspacePrincipal, agent_id: str | None = AgentIdFilter,
                   cursor: str | None = Cursor, limit: int | None = Limit) -> Page:
     return messaging.list_messages(principal, agent_id, cursor, limit_param(limit))
 
 
-@app.post("/workspaces/{wid}/agents/{aid}/runs", status_code=202)
+@app.post("/workspaces/{wid}/agents/{aid}/runs", status_code=202, response_model=Run,
+          responses=documented(Conflict, ServiceUnavailable))
 def launch_run(aid: str, body: RunLaunchRequest, principal: WorkspacePrincipal,
-               idempotency_key: str | None = Header(default=None, alias="Idempotency-Key")) -> dict:
+               idempotency_key: str | None = IdempotencyKey) -> dict:
     return runs.launch_run(get_services(), principal, aid, body, idempotency_key)
 
 
-@app.get("/workspaces/{wid}/runs")
-def list_runs(principal: WorkspacePrincipal, status: str | None = Query(default=None, max_length=20),
-              agent_id: str | None = Query(default=None, max_length=64), cursor: str | None = Cursor,
+@app.get("/workspaces/{wid}/runs", response_model=ListOf[Run])
+def list_runs(principal: WorkspacePrincipal, status: RunStatus | None = None,
+              agent_id: str | None = AgentIdFilter, cursor: str | None = Cursor,
               limit: int | None = Limit) -> Page:
     return runs.list_runs(principal, status, agent_id, cursor, limit_param(limit))
 
 
-@app.get("/workspaces/{wid}/runs/{rid}")
+@app.get("/workspaces/{wid}/runs/{rid}", response_model=Run)
 def get_run(rid: str, principal: WorkspacePrincipal) -> dict:
     return runs.get_run(principal, rid)
 
 
-@app.get("/workspaces/{wid}/runs/{rid}/events")
+@app.get("/workspaces/{wid}/runs/{rid}/events", response_model=RunEvents)
 def list_run_events(rid: str, principal: WorkspacePrincipal, after: int = Query(default=0, ge=0),
                     limit: int = Query(default=100, ge=1, le=500)) -> dict:
     return runs.list_events(principal, rid, after, limit)
 
 
-@app.post("/workspaces/{wid}/runs/{rid}/cancel", status_code=202)
+@app.post("/workspaces/{wid}/runs/{rid}/cancel", status_code=202, response_model=Run, responses=documented(Conflict))
 def cancel_run(rid: str, principal: WorkspacePrincipal) -> dict:
     return runs.cancel_run(get_services(), principal, rid)
 
 
-@app.post("/workspaces/{wid}/runs/{rid}/resume", status_code=202)
+@app.post("/workspaces/{wid}/runs/{rid}/resume", status_code=202, response_model=Run, responses=documented(Conflict))
 def resume_run(rid: str, principal: WorkspacePrincipal) -> dict:
     return runs.resume_run(get_services(), principal, rid)
 

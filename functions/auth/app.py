@@ -4,23 +4,25 @@ from fastapi import Request, Response
 
 from agenthq import accounts
 from agenthq.accounts import LoginRequest, RefreshRequest, SignupRequest, Tokens
-from agenthq.http import CurrentPrincipal, create_app, lambda_handler, source_ip
+from agenthq.errors import Conflict, ServiceUnavailable, Unauthorized
+from agenthq.http import CurrentPrincipal, create_app, documented, lambda_handler, source_ip
+from agenthq.responses import Me, Signup
 from agenthq.services import get_services
 
 app = create_app("auth")
 
 
-@app.post("/auth/signup", status_code=201)
+@app.post("/auth/signup", status_code=201, response_model=Signup, responses=documented(Conflict, ServiceUnavailable))
 def signup(body: SignupRequest) -> dict:
     return accounts.signup(get_services(), body)
 
 
-@app.post("/auth/login")
+@app.post("/auth/login", responses=documented(Unauthorized, ServiceUnavailable))
 def login(body: LoginRequest, request: Request) -> Tokens:
     return accounts.login(get_services(), body, source_ip(request))
 
 
-@app.post("/auth/refresh")
+@app.post("/auth/refresh", responses=documented(Unauthorized))
 def refresh(body: RefreshRequest) -> Tokens:
     return accounts.refresh(get_services(), body)
 
@@ -38,7 +40,7 @@ def jwks(response: Response) -> dict:
     return get_services().key_store.public_keys(refresh=True)
 
 
-@app.get("/me")
+@app.get("/me", response_model=Me)
 def me(principal: CurrentPrincipal) -> dict:
     return accounts.me(principal.require_user())
 

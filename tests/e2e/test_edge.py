@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support import PASSWORD, assert_error, signup, unique_email
+from tests.support import PASSWORD, assert_error, create_agent, events_of, launch, signup, unique_email, wait_for
 
 
 def test_unknown_routes_and_methods_are_json_404s(api):
@@ -43,3 +43,82 @@ def test_wrong_types_in_query_and_path_are_400_or_404(api):
     assert_error(owner.get("/runs/not-a-run/events", params={"after": "-1"}), 400, "invalid_request")
     assert_error(owner.get("/agents/%00%01"), 404, "not_found")
     assert_error(owner.get("/runs/" + "x" * 300), 404, "not_found")
+
+
+# --------------------------------------------------------------------------- 5xx a user could trigger (regressions)
+
+
+def test_events_after_the_last_seq_are_an_empty_page_however_large(api):
+    owner = signup(api, tier="pro")
+    agent = create_agent(owner, "counter", "sre")
+    run = wait_for(owner, launch(owner, agent["id"], "Say hi.").json()["id"])
+    for after in (run_seq(owner, run["id"]), 9_999_999_999, 99_999_999_998, 10**30):
+        response = owner.get(f"/runs/{run['id']}/events", params={"after": after})
+        assert response.status_code == 200, (after, response.text)
+        assert response.json() == {"items": [], "next_after": None}
+
+
+def run_seq(owner, run_id):
+    return events_of(owner, run_id)[-1]["seq"]
+
+
+LONG_IDS = ["x" * 1100, "é" * 600, "Z" * 2100]  # past DynamoDB's 1,024-byte sort key (and 2,048-byte partition key)
+
+
+def test_path_ids_longer_than_a_key_can_be_are_404_on_every_route(api):
+    owner = signup(api, tier="pro")
+    agent = create_agent(owner, "real", "sre")
+    for long_id in LONG_IDS:
+        for method, suffix, body in [
+            ("GET", f"/agents/{long_id}", None), ("PATCH", f"/agents/{long_id}", {"max_steps": 3}),
+            ("DELETE", f"/agents/{long_id}", None), ("POST", f"/agents/{long_id}/runs", {"input": "hi"}),
+            ("GET", f"/runs/{long_id}", None), ("GET", f"/runs/{long_id}/events", None),
+            ("POST", f"/runs/{long_id}/cancel", None), ("POST", f"/runs/{long_id}/resume", None),
+            ("PATCH", f"/members/{long_id}", {"role": "viewer"}), ("DELETE", f"/members/{long_id}", None),
+            ("DELETE", f"/api-keys/{long_id}", None),
+        ]:
+            response = api.request(method, owner.path(suffix), headers=owner.headers, json=body)
+            assert_error(response, 404, "not_found")
+        for method, body in [("GET", None), ("PATCH", {"tier": "pro"})]:
+            response = api.request(method, f"/admin/workspaces/{long_id}", json=body, auth=api.operator)
+            assert_error(response, 404, "not_found")
+        assert_error(owner.get(f"/workspaces/{long_id}"), 404, "not_found")
+    assert owner.get(f"/agents/{agent['id']}").status_code == 200
+
+
+def test_an_agent_id_filter_that_is_not_an_id_is_a_400_on_runs_and_messages(api):
+    owner = signup(api, tier="pro")
+    for suffix in ("/runs", "/messages"):
+        for bad in ("x" * 2000, "not-an-id", "01ARZ3NDEKTSV4RRFFQ69G5FA\x00"):
+            error = assert_error(owner.get(suffix, params={"agent_id": bad}), 400, "invalid_request")
+            assert error["details"][0]["field"] == "agent_id"
+    assert_error(owner.get("/runs", params={"status": "sleeping"}), 400, "invalid_request")
+
+
+BAD_NAMES = ["   ", "\t\n", "Acme\x00Corp", "line\nbreak", "zero\u200bwidth"]
+
+
+def test_blank_or_control_character_names_are_400_and_store_nothing(api):
+    owner = signup(api, tier="pro")
+    for name in BAD_NAMES:
+        response = api.post("/auth/signup", json={"email": unique_email(), "password": PASSWORD,
+                                                   "workspace_name": name})
+        assert_error(response, 400, "invalid_request")
+        assert_error(api.patch(owner.path(), headers=owner.headers, json={"name": name}), 400, "invalid_request")
+        assert_error(owner.post("/api-keys", json={"name": name, "scopes": ["runs:read"]}), 400, "invalid_request")
+        assert_error(owner.post("/agents", json={"name": name, "personality": "sre"}), 400, "invalid_request")
+    assert owner.get("").json()["name"] == "Acme Robotics"
+    assert owner.get("/api-keys").json()["items"] == []
+    assert owner.get("/agents").json()["items"] == []
+    renamed = api.patch(owner.path(), headers=owner.headers, json={"name": "  Acme Rockets  "})
+    assert renamed.status_code == 200 and renamed.json()["name"] == "Acme Rockets"
+
+
+def test_methods_no_route_has_get_the_error_body_as_on_api_gateway(api):
+    # API Gateway (REST) answers a method a resource does not define with MISSING_AUTHENTICATION_TOKEN,
+    # as for an unknown route: our 404 gateway response, whatever the method.
+    for method in ("TRACE", "PUT", "PROPFIND", "BREW"):
+        for path in ("/health", "/workspaces/x", "/nope"):
+            response = api.request(method, path)
+            assert_error(response, 404, "not_found")
+            assert response.headers["content-type"].startswith("application/json")

@@ -129,6 +129,31 @@ def test_200_parallel_launches_against_50_runs_a_day_accept_exactly_50(cloud, ap
             assert wait_for(tenant, body["id"], timeout=180)["status"] == "succeeded"
 
 
+def test_only_a_real_race_for_an_idempotency_key_answers_with_that_key(cloud, api):
+    """A launch transaction refused by anything but its key's record (here: the
+    day's last run) is that refusal (429), never the key's 409; parallel
+    launches with one key all get the run the winner created."""
+    tenant = signup(api, tier="pro")
+    enterprise(tenant, runs_per_day=2, api_rps=1000, api_burst=1000)
+    agent = create_agent(tenant, "racer", "architect")
+    assert launch(tenant, agent["id"], "First.").status_code == 202
+
+    def one(_):
+        with client_for(cloud) as client:
+            response = client.post(tenant.path(f"/agents/{agent['id']}/runs"), json={"input": "The last one."},
+                                   headers={**tenant.headers, "Idempotency-Key": "last-of-the-day"})
+            return response.status_code, response.json()
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        answers = list(pool.map(one, range(10)))
+    assert {status for status, _ in answers} == {202}, answers
+    assert len({body["id"] for _, body in answers}) == 1
+    refused = tenant.post(f"/agents/{agent['id']}/runs", json={"input": "Past the day."},
+                          headers={"Idempotency-Key": "one-too-many"})
+    assert_error(refused, 429, "quota_exceeded")
+    assert len(tenant.get("/runs").json()["items"]) == 2
+
+
 # --------------------------------------------------------------------------- budget, pause and resume
 
 

@@ -8,9 +8,21 @@ import time
 import pytest
 
 from agenthq.store import tenant_scope
-from agenthq.store.items import Run
+from agenthq.store.items import Run, RunSlots
 from local.lambda_runtime import InvocationFault
-from tests.support import assert_dense, create_agent, events_of, launch, signup, tools_replaced_by, wait_for
+from tests.support import (
+    UnreachableStepFunctions,
+    assert_dense,
+    assert_error,
+    create_agent,
+    events_of,
+    launch,
+    services_with,
+    set_tier,
+    signup,
+    tools_replaced_by,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -252,3 +264,43 @@ def test_a_step_that_fails_after_its_model_call_leaves_that_calls_usage_in_the_l
     assert run["usage"]["input_tokens"] == sum(int(e.input_tokens) for e in model)
     assert run["usage"]["cost_usd"] == f"{sum(int(e.cost_micro_usd) for e in model) / 1_000_000:.6f}"
     assert [e["type"] for e in events_of(tenant, run["id"])].count("model.called") == 1, "one answer was kept"
+
+
+# --------------------------------------------------------------------------- Step Functions refuses to start a run
+
+
+def slots_pending(workspace_id):
+    with tenant_scope(workspace_id):
+        slots = RunSlots.get_or_none(*RunSlots.key(workspace_id))
+        return int(slots.pending or 0) if slots else 0
+
+
+def test_a_launch_without_a_key_that_cannot_start_is_503_and_its_run_fails_giving_back_its_slot(cloud, tenant):
+    set_tier(tenant.api, tenant.workspace_id, "enterprise", limit_overrides={"concurrent_runs": 1})
+    agent = create_agent(tenant, "grounded", "sre")
+    unreachable = UnreachableStepFunctions()
+    with services_with(orchestrator=unreachable):
+        refused = launch(tenant, agent["id"], "Start me.")
+    assert_error(refused, 503, "service_unavailable")
+    assert len(unreachable.refused) == 1
+    (run,) = tenant.get("/runs").json()["items"]
+    assert run["status"] == "failed" and run["error"]["reason"] == "start_failed", run
+    assert [e["type"] for e in events_of(tenant, run["id"])] == ["run.queued", "run.failed"]
+    assert slots_pending(tenant.workspace_id) == 0, "the run that never started holds no place"
+    again = wait_for(tenant, launch(tenant, agent["id"], "Start me.").json()["id"])
+    assert again["status"] == "succeeded", "the one slot is free"
+
+
+def test_a_launch_with_a_key_that_cannot_start_is_503_and_the_retry_with_that_key_starts_the_same_run(cloud, tenant):
+    agent = create_agent(tenant, "patient", "sre")
+    with services_with(orchestrator=UnreachableStepFunctions()):
+        refused = launch(tenant, agent["id"], "Start me later.", key="start-later-1")
+        assert_error(refused, 503, "service_unavailable")
+        assert_error(launch(tenant, agent["id"], "Start me later.", key="start-later-1"), 503,
+                     "service_unavailable")  # still down: still the one queued run
+    (queued,) = tenant.get("/runs").json()["items"]
+    assert queued["status"] == "queued"
+    retried = launch(tenant, agent["id"], "Start me later.", key="start-later-1")
+    assert retried.status_code == 202 and retried.json()["id"] == queued["id"]
+    assert wait_for(tenant, queued["id"])["status"] == "succeeded"
+    assert len(tenant.get("/runs").json()["items"]) == 1

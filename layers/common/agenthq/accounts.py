@@ -14,7 +14,7 @@ import re
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from agenthq import ids
@@ -35,6 +35,7 @@ from agenthq.store.items import (
     WorkspaceDirectoryEntry,
     WorkspaceSession,
 )
+from agenthq.text import NOT_BLANK, display_name
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -56,9 +57,13 @@ def normalize_email(value: str) -> str:
 
 
 class SignupRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"email": "ada@example.com", "password": "analytical-engine-1843",  # nosec B105  # a documented example
+         "workspace_name": "Engines Ltd"}]})
+
     email: str = Field(max_length=254)
     password: SecretStr = Field(max_length=1024)
-    workspace_name: str = Field(min_length=1, max_length=100)
+    workspace_name: str = Field(min_length=1, max_length=100, pattern=NOT_BLANK)
 
     @field_validator("email")
     @classmethod
@@ -68,13 +73,13 @@ class SignupRequest(BaseModel):
     @field_validator("workspace_name")
     @classmethod
     def _name(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("must not be blank")
-        return value
+        return display_name(value)
 
 
 class LoginRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"email": "ada@example.com", "password": "analytical-engine-1843"}]})  # nosec B105  # a documented example
+
     email: str = Field(max_length=254)
     password: SecretStr = Field(max_length=1024)
     workspace_id: str | None = Field(default=None, max_length=64)

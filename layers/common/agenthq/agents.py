@@ -30,7 +30,6 @@ The run engine and the tools find an agent by id or by name with
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -50,6 +49,7 @@ from agenthq.personalities import PERSONALITIES, Personality, list_personalities
 from agenthq.pricing import KNOWN_MODELS
 from agenthq.store import retry_transaction, tenant_scope, transaction
 from agenthq.store.items import Agent, AgentName, Workspace
+from agenthq.text import NOT_BLANK, display_name
 from agenthq.tiers import limits_for
 from agenthq.tools.catalog import BUILTIN_TOOL_NAMES
 
@@ -65,13 +65,7 @@ _ATTEMPTS = 8  # transaction conflicts with concurrent writers are retried this 
 
 
 def _name(value: str) -> str:
-    value = unicodedata.normalize("NFC", value).strip()
-    if not value:
-        raise ValueError("must not be empty")
-    if len(value) > MAX_NAME_CHARS:
-        raise ValueError(f"must be at most {MAX_NAME_CHARS} characters")
-    if any(unicodedata.category(ch).startswith("C") for ch in value):
-        raise ValueError("must not contain control or invisible format characters")
+    value = display_name(value, MAX_NAME_CHARS)
     if ids.is_id(value.upper()):
         raise ValueError("must not look like an agent id")
     return value
@@ -129,7 +123,12 @@ class AgentCreate(_AgentFields):
     """A new agent. What it leaves out comes from its personality (prompt, model,
     tools) or from the defaults (20 steps and $1.00 per run)."""
 
-    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "sre-bot", "personality": "sre"},
+        {"name": "reviewer", "personality": "architect", "system_prompt": "Review designs for failure modes.",
+         "tools": ["calculator", "notes_read"], "max_steps": 10, "budget_usd": "0.50"}]})
+
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS, pattern=NOT_BLANK)
     personality: str = Field(max_length=64)
     system_prompt: str | None = Field(default=None, min_length=1, max_length=MAX_SYSTEM_PROMPT_CHARS)
     model: str | None = Field(default=None, max_length=100)
@@ -143,7 +142,7 @@ class AgentUpdate(_AgentFields):
     drops the agent's own prompt (it uses its personality's again); the other
     fields may not be null."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS, pattern=NOT_BLANK)
     personality: str | None = Field(default=None, max_length=64)
     system_prompt: str | None = Field(default=None, min_length=1, max_length=MAX_SYSTEM_PROMPT_CHARS)
     model: str | None = Field(default=None, max_length=100)

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from mangum import Mangum
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agenthq import ids
 from agenthq.context import Principal, principal_from_authorizer
 from agenthq.errors import (
     AppError,
@@ -36,6 +38,7 @@ from agenthq.errors import (
 )
 from agenthq.observability import logger
 from agenthq.operators import Operator, operator_from_identity
+from agenthq.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from agenthq.settings import Settings, get_settings
 
 SECURITY_HEADERS: dict[str, str] = {
@@ -90,8 +93,55 @@ WorkspacePrincipal = Annotated[Principal, Depends(workspace_principal)]
 CurrentOperator = Annotated[Operator, Depends(current_operator)]
 
 # The query parameters of every list: `?cursor=…&limit=…` (see agenthq.pagination).
-Cursor = Query(default=None, max_length=2048)
-Limit = Query(default=None)
+Cursor = Query(default=None, max_length=2048, description="From the previous page's `next_cursor`.")
+Limit = Query(default=None, ge=1, le=MAX_LIMIT, description=f"Items per page (default {DEFAULT_LIMIT}).")
+# `?agent_id=` on lists that can be narrowed to one agent.
+AgentIdFilter = Query(default=None, pattern=ids.ID_PATTERN, description="Only this agent's.")
+
+
+# --------------------------------------------------------------------------- the error body
+
+
+class ErrorDetail(BaseModel):
+    """What is wrong with one field of the request."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    field: str = Field(examples=["name"])
+    in_: Literal["body", "query", "path", "header"] | None = Field(default=None, alias="in")
+    message: str = Field(examples=["must not be blank"])
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="What went wrong, for programs: `invalid_request`, `unauthorized`, `forbidden`, "
+                                  "`plan_limit`, `not_found`, `conflict`, `payload_too_large`, `rate_limited`, "
+                                  "`quota_exceeded`, `service_unavailable`, `internal_error`.",
+                      examples=["invalid_request"])
+    message: str = Field(description="What went wrong, for people.", examples=["The request is not valid."])
+    request_id: str = Field(description="Quote it when you report a problem.",
+                            examples=["c0a8012e-7d4b-4f51-9a55-8f1f3d3c2a10"])
+    details: list[ErrorDetail] | None = Field(default=None, description="The fields at fault (400).")
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers, whatever its status."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"error": {
+        "code": "invalid_request", "message": "The request is not valid.",
+        "request_id": "c0a8012e-7d4b-4f51-9a55-8f1f3d3c2a10",
+        "details": [{"field": "name", "in": "body", "message": "must not be blank"}]}}]})
+
+    error: ErrorInfo
+
+
+def documented(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
+    """A route's own errors for its ``responses=`` (the schema; what every route
+    of its kind can answer is added by ``agenthq.openapi``)."""
+    by_status: dict[int, list[type[AppError]]] = {}
+    for error in errors:
+        by_status.setdefault(error.status, []).append(error)
+    return {status: {"model": ErrorBody, "description": " ".join(f"`{e.code}`: {e.message}" for e in listed)}
+            for status, listed in sorted(by_status.items())}
 
 
 def download(content: str, media_type: str, filename: str) -> Response:

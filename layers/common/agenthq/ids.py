@@ -9,7 +9,8 @@ import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_PATTERN = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
+ID_PATTERN = r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$"  # also in the API's schema (an id filter)
+_PATTERN = re.compile(ID_PATTERN)
 _lock = threading.Lock()
 _last = (0, 0)  # (milliseconds, randomness) of the previous id, for monotonicity
 

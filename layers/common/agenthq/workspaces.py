@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 
 from agenthq import ids, offboarding
@@ -28,6 +28,7 @@ from agenthq.store.items import (
     UserEmail,
     Workspace,
 )
+from agenthq.text import NOT_BLANK, display_name
 from agenthq.tiers import limits_for
 
 if TYPE_CHECKING:
@@ -37,11 +38,16 @@ if TYPE_CHECKING:
 
 
 class WorkspaceUpdate(BaseModel):
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    name: str | None = Field(default=None, min_length=1, max_length=100, pattern=NOT_BLANK)
     # The tier and its overrides are the operator's (agenthq.admin): named here
     # only so that an attempt to set them is refused (403) rather than ignored.
     tier: Any = None
     limit_overrides: Any = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else display_name(value)
 
     def touches_the_tier(self) -> bool:
         return bool({"tier", "limit_overrides"} & self.model_fields_set)
@@ -62,8 +68,15 @@ class MemberUpdate(BaseModel):
 
 
 class ApiKeyCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "ci", "scopes": ["runs:read", "runs:write"]}]})
+
+    name: str = Field(min_length=1, max_length=100, pattern=NOT_BLANK)
     scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return display_name(value)
 
     @field_validator("scopes")
     @classmethod

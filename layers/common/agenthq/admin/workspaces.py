@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, model_validator
 from pynamodb.expressions.update import Action
 
-from agenthq import offboarding
+from agenthq import ids, offboarding
 from agenthq.admin.usage import cost_against_price, month_of
 from agenthq.errors import InvalidRequest, NotFound
 from agenthq.observability import logger
 from agenthq.operators import Operator
 from agenthq.pagination import Page, page
 from agenthq.store import get_many, tenant_scope
-from agenthq.store.base import ws_pk
 from agenthq.store.items import Workspace, WorkspaceDirectoryEntry
 from agenthq.tier_changes import TierSetting, on_tier_changed
 from agenthq.tiers import Tier, limits_for
@@ -82,10 +81,8 @@ def operator_view(workspace: Workspace) -> dict[str, Any]:
 
 
 def _load(workspace_id: str) -> Workspace:
-    try:
-        ws_pk(workspace_id)
-    except ValueError:
-        raise NotFound() from None
+    if not ids.is_id(workspace_id):  # workspace ids are ULIDs; anything else (as a session tag) names none
+        raise NotFound()
     with tenant_scope(workspace_id):
         return Workspace.get_or_404(*Workspace.key(workspace_id))
 

@@ -4,16 +4,17 @@ cancel and resume. The steps themselves are in ``agenthq.runs.engine``."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pynamodb.exceptions import UpdateError
 
 from agenthq.agent_lookup import load_agent
 from agenthq.context import Principal, Scope
-from agenthq.errors import Conflict, InvalidRequest, NotFound
+from agenthq.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
+from agenthq.observability import logger
 from agenthq.pagination import Page, page
-from agenthq.runs import pausing, slots
+from agenthq.runs import decisions, pausing, slots
 from agenthq.runs.launch import LaunchRace, create_run_record
 from agenthq.runs.records import (
     ACTIVE,
@@ -27,16 +28,21 @@ from agenthq.runs.records import (
 from agenthq.security.secrets import fingerprint
 from agenthq.store import tenant_scope
 from agenthq.store.items import Run, RunLaunch, ToolCall, Workspace
+from agenthq.text import NOT_BLANK
 
 if TYPE_CHECKING:
     from agenthq.services import Services
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
-RUN_STATUSES = ("queued", "running", "paused", "waiting", "succeeded", "failed", "cancelled", "timed_out")
+RunStatus = Literal["queued", "running", "paused", "waiting", "succeeded", "failed", "cancelled", "timed_out"]
+RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 
 
 class RunLaunchRequest(BaseModel):
-    input: str = Field(min_length=1)
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"input": "What is our monthly error budget at 99.9%?", "timeout_seconds": 600}]})
+
+    input: str = Field(min_length=1, pattern=NOT_BLANK)
     timeout_seconds: int | None = Field(default=None, ge=1)  # at most the deployment's RUN_TIMEOUT_SECONDS
 
     @field_validator("input")
@@ -85,9 +91,28 @@ def launch_run(services: Services, principal: Principal, agent_id: str, request:
             if earlier is None:
                 raise Conflict("A request with this Idempotency-Key is in progress; retry.") from None
             return earlier
-    services.orchestrator.start(run.id, {"workspace_id": workspace_id, "run_id": run.id})
+    _start(services, run, retry_with_key=idempotency_key is not None)
     with tenant_scope(workspace_id):
         return run_view(run, load_body(run))
+
+
+def _start(services: Services, run: Run, *, retry_with_key: bool) -> None:
+    """Start the run's execution. If Step Functions refuses or cannot be
+    reached, the launch answers 503 (retry). Launched with an Idempotency-Key,
+    the run stays queued: the retry with that key finds it and starts it.
+    Without one a retry would be a second run, so this one ends ``failed``
+    (reason ``start_failed``), giving back its place among the concurrent runs."""
+    try:
+        services.orchestrator.start(run.id, {"workspace_id": run.workspace_id, "run_id": run.id})
+    except Exception as exc:  # whatever failed, the run did not start
+        logger.exception("the run's execution could not be started", extra={"run_id": run.id})
+        if retry_with_key:
+            raise ServiceUnavailable("The run could not be started yet; retry with the same Idempotency-Key.") from exc
+        from agenthq.runs import engine  # the failure path of a run; only this rare case needs it
+
+        with tenant_scope(run.workspace_id):
+            engine.fail(services, run, {"error": {"Error": decisions.NOT_STARTED, "Cause": str(exc)[:500]}})
+        raise ServiceUnavailable("The run could not be started and has failed; launch it again.") from exc
 
 
 def _launched(services: Services, workspace_id: str, key: str, body_print: str) -> dict[str, Any] | None:
@@ -98,7 +123,7 @@ def _launched(services: Services, workspace_id: str, key: str, body_print: str) 
         raise Conflict("This Idempotency-Key was used for a different request.")
     run = load_run(workspace_id, launch.run_id)
     if run.status == "queued":  # the first attempt may have died before starting it; starting is idempotent
-        services.orchestrator.start(run.id, {"workspace_id": workspace_id, "run_id": run.id})
+        _start(services, run, retry_with_key=True)
     return run_view(run, load_body(run))
 
 

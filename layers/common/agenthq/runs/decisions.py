@@ -24,8 +24,9 @@ START, QUEUE = "start", "queue"
 Outcome = dict[str, Any]
 
 #: Step Functions error names that have a reason of their own; any other error is an internal error.
+NOT_STARTED = "RunNotStarted"  # its execution could not be started (launch)
 FAILURE_REASONS = {"ModelUnavailable": "model_unavailable", "States.Timeout": "step_timeout",
-                   "Sandbox.Timedout": "step_timeout"}
+                   "Sandbox.Timedout": "step_timeout", NOT_STARTED: "start_failed"}
 MAX_ERROR_MESSAGE_CHARS = 1000
 
 

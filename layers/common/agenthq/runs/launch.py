@@ -101,9 +101,12 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
             if parent is None:
                 slots.count_pending(tx, workspace_id, limits)
 
-    def explain(_: TransactWriteError) -> None:
-        if idempotency is not None and RunLaunch.get_or_none(*RunLaunch.key(workspace_id, idempotency[0])):
-            raise LaunchRace()
+    def explain(exc: TransactWriteError) -> None:
+        reasons = exc.cancellation_reasons or []
+        if not reasons:  # refused outright, not cancelled: no race to retry or to report
+            raise exc
+        if idempotency is not None and reasons[0] is not None and reasons[0].code == "ConditionalCheckFailed":
+            raise LaunchRace()  # the launch record (the transaction's first write) exists: that key's race
         if parent is not None and Run.get_or_none(*Run.key(workspace_id, run_id)):
             raise _ChildExists()  # a concurrent delegation attempt created it
         if quota.runs_today(workspace_id, at) >= limits.runs_per_day:

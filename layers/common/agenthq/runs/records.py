@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from agenthq.services import Services
 
 INPUT_PREVIEW_CHARS = 500
+LAST_SEQ = 9_999_999_999  # event sort keys hold 10 digits
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
 ACTIVE = frozenset({"queued", "running", "paused", "waiting"})
 
@@ -170,9 +171,14 @@ def _failed_beyond_the_run(exc: TransactWriteError, event_count: int) -> bool:
 
 
 def iter_events(run: Run, after: int, limit: int) -> Iterable[RunEvent]:
+    """The run's events after seq ``after`` (none past its last one: the query's
+    bounds would invert once ``after + 1`` needs more than the key's 10 digits)."""
+    if after >= int(run.seq):
+        return []
     return RunEvent.query(
         Run.partition(run.workspace_id, run.id),
-        RunEvent.sk.between(f"EVT#{after + 1:010d}", "EVT#9999999999"),
+        RunEvent.sk.between(RunEvent.key(run.workspace_id, run.id, after + 1)[1],
+                            RunEvent.key(run.workspace_id, run.id, LAST_SEQ)[1]),
         limit=limit,
         consistent_read=True,
     )

@@ -1,0 +1,285 @@
+"""The API's response bodies as the contract (``GET /v1/openapi.json``) shows them.
+
+Routes name them with ``response_model=``; the domain's views (``run_view``,
+``agent_view`` …) build the dicts they describe. A view may carry a field a
+model does not name yet (``extra="allow"``: it is passed on, never dropped),
+but every field named here is checked on the way out, so a view that stops
+giving one is a failing test, not a silent break of the contract.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agenthq.runs.api import RunStatus
+
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+Money = Annotated[str, Field(description="US dollars, a decimal string (micro-dollar precision).",
+                             examples=["0.003214"])]
+Item = TypeVar("Item")
+
+
+class View(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ListOf(View, Generic[Item]):
+    """A page of a list; pass ``next_cursor`` as ``cursor`` for the next one (null: the end)."""
+
+    items: list[Item]
+    next_cursor: str | None = None
+
+
+# --------------------------------------------------------------------------- accounts and workspaces
+
+
+class User(View):
+    id: str
+    email: str
+    created_at: Timestamp
+
+
+class Limits(View):
+    """The tier's limits (with an enterprise workspace's overrides)."""
+
+    max_agents: int
+    runs_per_day: int
+    concurrent_runs: int
+    tokens_per_month: int
+    budget_usd_per_month: Money
+    api_rps: int
+    api_burst: int
+    api_calls_per_day: int
+    price_usd_per_month: Money
+
+
+class WorkspaceSummary(View):
+    id: str
+    name: str
+    tier: str
+    created_at: Timestamp
+
+
+class Workspace(WorkspaceSummary):
+    limits: Limits
+
+
+class Signup(View):
+    user: User
+    workspace: WorkspaceSummary
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+    workspace_id: str
+
+
+class Offboarding(View):
+    """A workspace's offboarding job (``null`` before it started)."""
+
+    status: str
+    attempt: int
+    started_at: Timestamp | None = None
+    items_deleted: int = 0
+    finished_at: Timestamp | None = None
+    error: Any = None
+
+
+class OffboardingWorkspace(View):
+    """``DELETE /workspaces/{wid}``: the workspace is being offboarded (202)."""
+
+    id: str
+    status: str = Field(examples=["offboarding"])
+    offboarding: Offboarding | None
+
+
+class Membership(View):
+    workspace_id: str
+    workspace_name: str
+    role: str
+    joined_at: Timestamp
+
+
+class Me(View):
+    user: User
+    memberships: list[Membership]
+
+
+class Member(View):
+    user_id: str
+    email: str
+    role: str
+    joined_at: Timestamp
+
+
+class ApiKey(View):
+    id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: Timestamp
+    last_used_at: Timestamp | None
+    revoked_at: Timestamp | None
+
+
+class NewApiKey(ApiKey):
+    key: str = Field(description="The secret: shown only in this answer.")
+
+
+# --------------------------------------------------------------------------- agents and runs
+
+
+class Personality(View):
+    id: str
+    name: str
+    description: str
+    system_prompt: str
+    default_tools: list[str]
+    default_model: str
+
+
+class Agent(View):
+    id: str
+    workspace_id: str
+    name: str
+    personality: str
+    system_prompt: str
+    own_system_prompt: bool
+    model: str
+    tools: list[str]
+    max_steps: int
+    budget_usd: Money
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class RunUsage(View):
+    input_tokens: int
+    output_tokens: int
+    cache_write_tokens: int
+    cache_read_tokens: int
+    cost_usd: Money
+    tool_calls: int
+    agent_seconds: int
+
+
+class RunError(View):
+    reason: str = Field(examples=["max_steps"])
+    message: str
+
+
+class Run(View):
+    id: str
+    workspace_id: str
+    agent_id: str
+    parent_run_id: str | None
+    status: RunStatus
+    input: str
+    input_truncated: bool
+    output: str | None
+    error: RunError | None
+    steps: int
+    cancel_requested: bool
+    created_at: Timestamp
+    updated_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    usage: RunUsage
+
+
+class RunEvent(View):
+    seq: int = Field(ge=1)
+    type: str = Field(examples=["model.called"])
+    at: Timestamp
+    data: dict[str, Any]
+
+
+class RunEvents(View):
+    items: list[RunEvent]
+    next_after: int | None = Field(description="Pass as `after` for the next page (null: the end).")
+
+
+class Message(View):
+    id: str
+    workspace_id: str
+    from_agent_id: str
+    from_run_id: str | None
+    to_agent_id: str
+    body: str
+    created_at: Timestamp
+    delivered_run_id: str | None
+
+
+# --------------------------------------------------------------------------- usage
+
+
+class Metered(View):
+    """Metered totals of a period, a day or an export (money in dollars)."""
+
+    runs: int
+    input_tokens: int
+    output_tokens: int
+    cache_write_tokens: int
+    cache_read_tokens: int
+    model_cost_usd: Money
+    infra_cost_usd: Money
+    tool_calls: int
+    agent_seconds: int
+
+
+class LimitUse(View):
+    """One limit of the tier: how much of it is used."""
+
+    used: Any
+    limit: Any
+    percent: Any = None
+    resets_at: Timestamp | None = None
+
+
+class UsageSummary(View):
+    """``GET …/usage``: the period's metered totals and every enforced limit."""
+
+    workspace_id: str
+    period: str = Field(examples=["month"])
+    tier: str
+    usage: Metered
+    limits: dict[str, LimitUse]
+
+
+class UsageDay(Metered):
+    date: str = Field(examples=["2026-11-27"])
+
+
+class DailyUsage(View):
+    """``GET …/usage/daily``: one row per day (quiet days are zero rows)."""
+
+    items: list[UsageDay]
+    totals: Metered
+
+
+class ExportedRun(View):
+    run_id: str
+    agent_id: str
+    status: RunStatus
+    created_at: Timestamp
+    model_cost_usd: Money
+    infra_cost_usd: Money
+
+
+class UsageExport(View):
+    """``GET …/usage/export?format=json``: one row per run, and their totals (CSV: the rows as a file)."""
+
+    items: list[ExportedRun]
+    totals: Metered
+
+
+class Alert(View):
+    id: str
+    limit: str = Field(examples=["budget_usd_per_month"])
+    threshold_percent: int = Field(examples=[80])
+    period: str
+    used: int
+    allowed: int
+    at: Timestamp
