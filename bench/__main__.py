@@ -21,7 +21,7 @@ def main() -> int:
     from bench import cost_control, handlers, runs
 
     selected = [args.only] if args.only else list(BENCHMARKS)
-    with LocalCloud(LocalCloudConfig(rest_port=0, data_dir=None)) as cloud:
+    with LocalCloud(LocalCloudConfig(rest_port=0, ws_port=0, data_dir=None)) as cloud:
         print("AgentHQ benchmarks (figures are ratios to a baseline measured in this run)")
         if "handlers" in selected:
             handlers.run(cloud, n=args.n, imports=args.imports)

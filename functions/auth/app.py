@@ -5,6 +5,7 @@ from fastapi import Request, Response
 from agenthq import accounts
 from agenthq.accounts import LoginRequest, RefreshRequest, SignupRequest, Tokens
 from agenthq.http import CurrentPrincipal, create_app, lambda_handler, source_ip
+from agenthq.live import access
 from agenthq.services import get_services
 
 app = create_app("auth")
@@ -41,6 +42,12 @@ def jwks(response: Response) -> dict:
 @app.get("/me")
 def me(principal: CurrentPrincipal) -> dict:
     return accounts.me(principal.require_user())
+
+
+@app.post("/ws-tickets", status_code=201)
+def ws_ticket(principal: CurrentPrincipal) -> dict:
+    """A one-time ticket (60 s) for a browser's WebSocket connect: wss://…/v1?ticket=<ticket>."""
+    return access.issue_ticket(get_services(), principal)
 
 
 handler = lambda_handler(app)
