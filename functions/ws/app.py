@@ -1,27 +1,17 @@
-"""The WebSocket API (live status): the $connect authorizer and the routes.
+"""The WebSocket API (live status): $connect, $disconnect, subscribe, unsubscribe, ping and $default.
 
-``authorize`` is the $connect REQUEST authorizer (LiveAuthorizerFunction);
-``handler`` serves $connect, $disconnect, subscribe, unsubscribe, ping and
-$default (LiveFunction). A bad frame is answered with an error frame; the
-connection stays.
+A bad frame is answered with an error frame; the connection stays. (The $connect
+authorizer is functions/ws_authorizer.)
 """
 
 from agenthq.context import principal_from_authorizer
-from agenthq.errors import AppError, Unauthorized
-from agenthq.live import access, connections
+from agenthq.errors import AppError
+from agenthq.live import connections
 from agenthq.live.protocol import error_frame
 from agenthq.observability import logger
 from agenthq.services import get_services
 
 MESSAGES = {"subscribe": connections.subscribe, "unsubscribe": connections.unsubscribe, "ping": connections.ping}
-
-
-@logger.inject_lambda_context(clear_state=True)
-def authorize(event: dict, context: object) -> dict:
-    try:
-        return access.authorize_connect(get_services(), event)
-    except Unauthorized:
-        raise Exception("Unauthorized") from None  # noqa: TRY002 - API Gateway answers exactly this with a 401
 
 
 @logger.inject_lambda_context(clear_state=True)
