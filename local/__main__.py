@@ -19,6 +19,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default=os.environ.get("AGENTHQ_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("AGENTHQ_PORT", "3000")),
                         help="REST API port (default 3000, env AGENTHQ_PORT)")
+    parser.add_argument("--ws-port", type=int, default=int(os.environ.get("AGENTHQ_WS_PORT", "3001")),
+                        help="WebSocket API port (default 3001, env AGENTHQ_WS_PORT)")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("AGENTHQ_DATA_DIR", DATA_DIR)),
                         help="where DynamoDB Local keeps its data (default .data/)")
     parser.add_argument("--in-memory", action="store_true", help="keep no data after exit")
@@ -35,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     config = LocalCloudConfig(
         host=args.host,
         rest_port=args.port,
+        ws_port=args.ws_port,
         data_dir=None if args.in_memory else args.data_dir,
         log_level=args.log_level.upper(),
         anthropic_api_key=os.environ.get("ANTHROPIC_API_KEY") or None,

@@ -64,6 +64,10 @@ BASE_ENVIRONMENT = {
 class LocalCloudConfig:
     host: str = "127.0.0.1"
     rest_port: int = 3000  # 0 = any free port
+    ws_port: int = 3001  # the WebSocket API; 0 = any free port
+    ws_idle_timeout: float = 10 * 60  # API Gateway's limits (tests may shorten them, never lengthen)
+    ws_max_connection_seconds: float = 2 * 3600
+    ws_send_queue_frames: int = 1000  # frames waiting for a client before it is closed as not reading
     data_dir: Path | None = DATA_DIR  # None = DynamoDB in memory
     dynamodb_endpoint: str | None = None  # use a DynamoDB Local that is already running
     stack: LocalStack = field(default_factory=LocalStack)
@@ -82,6 +86,8 @@ class LocalCloud:
         self.dynamodb_endpoint = self.config.dynamodb_endpoint
         self.runtime: LambdaRuntime | None = None
         self.rest = None
+        self.websocket: Any = None  # local.websocket.WebSocketFront
+        self.stream_mappings: list[Any] = []  # local.streams.StreamMapping
         self.model_server: Any = None
         self.schedules: LocalSchedules | None = None
         self._mock: Any = None
@@ -107,6 +113,8 @@ class LocalCloud:
             self._start_model()
             self._start_runtime()
             self._start_rest_api()
+            self._start_websocket_api()
+            self._start_stream_mappings()
             self._start_schedules()
         except BaseException:
             self.stop()
@@ -123,6 +131,12 @@ class LocalCloud:
         if self.model_server is not None:
             self.model_server.stop()
             self.model_server = None
+        for mapping in self.stream_mappings:
+            mapping.stop()
+        self.stream_mappings = []
+        if self.websocket is not None:
+            self.websocket.stop()
+            self.websocket = None
         if self.rest is not None:
             self.rest.stop()
             self.rest = None
@@ -151,10 +165,17 @@ class LocalCloud:
         assert self.rest is not None  # nosec B101  # type narrowing; set by start()
         return self.rest.base_url
 
+    @property
+    def ws_url(self) -> str:
+        assert self.websocket is not None  # nosec B101  # type narrowing; set by start()
+        return str(self.websocket.url)
+
     def banner(self, startup_seconds: float) -> str:
         lines = [
             f"AgentHQ local cloud is up ({startup_seconds:.1f} s).",
             f"  REST API       {self.rest_url}        try: curl {self.rest_url}/health",
+            *([f"  WebSocket API  {self.ws_url}         try: .venv/bin/agenthq runs watch <run id>"]
+              if self.websocket else []),
             f"  DynamoDB Local {self.dynamodb_endpoint}   data: {self.config.data_dir or 'in memory'}",
             "  Model          " + (f"offline model server at {self.model_server.base_url} (no ANTHROPIC_API_KEY)"
                                    if self.model_server else "the Anthropic API (ANTHROPIC_API_KEY)"),
@@ -374,6 +395,38 @@ class LocalCloud:
                                  host=self.config.host, port=self.config.rest_port,
                                  region=self.config.stack.region,
                                  signatures=SigV4Verifier([self.operator], self.config.stack.region)).start()
+
+
+    def _start_websocket_api(self) -> None:
+        """The WebSocket API and its @connections API; the functions reach the latter at LIVE_CONNECTIONS_URL."""
+        from local.template import websocket_api
+        from local.websocket import WebSocketFront
+
+        spec = websocket_api(self.template)
+        if spec is None:
+            return
+        assert self.runtime is not None  # nosec B101  # type narrowing; started before
+        self.websocket = WebSocketFront(spec, self.runtime, host=self.config.host, port=self.config.ws_port,
+                                        region=self.config.stack.region, idle_timeout=self.config.ws_idle_timeout,
+                                        max_connection_seconds=self.config.ws_max_connection_seconds,
+                                        send_queue_frames=self.config.ws_send_queue_frames).start()
+        self._set_environment({"LIVE_CONNECTIONS_URL": self.websocket.connections_url})
+        _reset_process_caches()
+
+    def _start_stream_mappings(self) -> None:
+        """The table's stream → its consumers, as Lambda's event-source mappings (DynamoDB Local's stream)."""
+        import boto3
+
+        from local.streams import StreamMapping
+        from local.template import stream_mappings
+
+        assert self.runtime is not None  # nosec B101  # type narrowing; started before
+        streams = boto3.client("dynamodbstreams", region_name=self.config.stack.region,
+                               endpoint_url=self.dynamodb_endpoint)
+        for spec in stream_mappings(self.template):
+            self.stream_mappings.append(StreamMapping(spec, self.runtime, self.client("dynamodb"), streams,
+                                                      self.config.stack.table_name,
+                                                      region=self.config.stack.region).start())
 
 
 def _reset_process_caches() -> None:

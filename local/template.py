@@ -22,6 +22,7 @@ TEMPLATE_PATH = ROOT / "template.yaml"
 
 ACCOUNT_ID = "123456789012"
 PARTITION = "aws"
+LIVE_API_ID = "agenthqlive"  # the WebSocket API's id in the local cloud (its ARNs and @connections URL)
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -104,6 +105,8 @@ class Resolver:
             return str(self.resolve(resource.get("Properties", {}).get("Name", name)))
         if kind == "AWS::KMS::Key":  # a key id is a UUID
             return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.stack.stack_name}/{name}"))
+        if kind == "AWS::ApiGatewayV2::Api":
+            return LIVE_API_ID
         return f"local-{name}"
 
     def get_att(self, name: str, attribute: str) -> str:
@@ -111,6 +114,8 @@ class Resolver:
         kind = resources.get(name, {}).get("Type")
         if kind == "AWS::Serverless::Function" and attribute == "Arn":
             return f"arn:{PARTITION}:lambda:{self.stack.region}:{ACCOUNT_ID}:function:{function_name(self.stack, name)}"
+        if kind == "AWS::DynamoDB::Table" and attribute == "StreamArn":
+            return f"arn:{PARTITION}:dynamodb:{self.stack.region}:{ACCOUNT_ID}:table/{self.stack.table_name}/stream/local"
         if kind == "AWS::DynamoDB::Table" and attribute == "Arn":
             return f"arn:{PARTITION}:dynamodb:{self.stack.region}:{ACCOUNT_ID}:table/{self.stack.table_name}"
         if kind == "AWS::Serverless::StateMachine" and attribute == "Name":
@@ -344,3 +349,95 @@ def state_machines(template: dict[str, Any], resolver: Resolver) -> list[StateMa
             )
         )
     return specs
+
+
+# --------------------------------------------------------------------------- the WebSocket API
+
+
+@dataclass(frozen=True)
+class WebSocketRoute:
+    key: str  # $connect, $disconnect, $default, or an action
+    function: str  # logical id of the integration's function
+    authorizer_function: str | None  # $connect's REQUEST authorizer
+    two_way: bool  # the integration's answer is sent back on the connection
+
+
+@dataclass(frozen=True)
+class WebSocketApiSpec:
+    logical_id: str
+    stage: str
+    route_selection: str  # $request.body.<field>
+    routes: dict[str, WebSocketRoute]
+
+
+def _function_of_uri(uri: Any) -> str:
+    """The logical id of the function a Lambda integration or authorizer URI names."""
+    text = json.dumps(uri)
+    found = re.search(r"\$\{([A-Za-z0-9]+)\.Arn\}", text) or re.search(r'"Fn::GetAtt": \["([A-Za-z0-9]+)"', text)
+    if not found:
+        raise ValueError(f"cannot tell the function of {uri!r}")
+    return found.group(1)
+
+
+def websocket_api(template: dict[str, Any]) -> WebSocketApiSpec | None:
+    """The template's WebSocket API (AWS::ApiGatewayV2, protocol WEBSOCKET), if it has one."""
+    apis = {k: v for k, v in resources_of_type(template, "AWS::ApiGatewayV2::Api").items()
+            if v.get("Properties", {}).get("ProtocolType") == "WEBSOCKET"}
+    if not apis:
+        return None
+    (api_id, api), = apis.items()
+
+    def of_api(kind: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in resources_of_type(template, kind).items()
+                if v.get("Properties", {}).get("ApiId") == {"Ref": api_id}}
+
+    integrations = {k: _function_of_uri(v["Properties"]["IntegrationUri"])
+                    for k, v in of_api("AWS::ApiGatewayV2::Integration").items()}
+    authorizers = {k: _function_of_uri(v["Properties"]["AuthorizerUri"])
+                   for k, v in of_api("AWS::ApiGatewayV2::Authorizer").items()}
+    responded = {v["Properties"]["RouteId"]["Ref"] for v in of_api("AWS::ApiGatewayV2::RouteResponse").values()}
+    routes = {}
+    for logical_id, resource in of_api("AWS::ApiGatewayV2::Route").items():
+        props = resource["Properties"]
+        target = props["Target"]
+        target_text = target["Fn::Sub"] if isinstance(target, dict) else target
+        integration = re.search(r"integrations/\$\{([A-Za-z0-9]+)\}", str(target_text))
+        if integration is None:
+            raise ValueError(f"route {logical_id}: unsupported target {target!r}")
+        authorizer = props.get("AuthorizerId", {}).get("Ref") if props.get("AuthorizationType") == "CUSTOM" else None
+        routes[props["RouteKey"]] = WebSocketRoute(
+            key=props["RouteKey"], function=integrations[integration.group(1)],
+            authorizer_function=authorizers[authorizer] if authorizer else None,
+            two_way=logical_id in responded)
+    stages = of_api("AWS::ApiGatewayV2::Stage")
+    stage = next(iter(stages.values()))["Properties"]["StageName"] if stages else "v1"
+    return WebSocketApiSpec(logical_id=api_id, stage=stage,
+                            route_selection=api["Properties"].get("RouteSelectionExpression", "$request.body.action"),
+                            routes=routes)
+
+
+@dataclass(frozen=True)
+class StreamMappingSpec:
+    function: str  # logical id
+    batch_size: int
+    maximum_retry_attempts: int  # -1: until the record expires
+    report_item_failures: bool
+    filters: tuple[dict[str, Any], ...]  # FilterCriteria patterns
+    starting_position: str
+
+
+def stream_mappings(template: dict[str, Any]) -> list[StreamMappingSpec]:
+    """The functions' DynamoDB stream event sources (Lambda event-source mappings)."""
+    found = []
+    for logical_id, resource in resources_of_type(template, "AWS::Serverless::Function").items():
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            if event.get("Type") != "DynamoDB":
+                continue
+            props = event["Properties"]
+            filters = tuple(json.loads(f["Pattern"]) for f in props.get("FilterCriteria", {}).get("Filters", []))
+            found.append(StreamMappingSpec(
+                function=logical_id, batch_size=int(props.get("BatchSize", 100)),
+                maximum_retry_attempts=int(props.get("MaximumRetryAttempts", -1)),
+                report_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                filters=filters, starting_position=props.get("StartingPosition", "LATEST")))
+    return found

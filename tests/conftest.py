@@ -24,7 +24,7 @@ def dynamodb_endpoint() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def cloud(dynamodb_endpoint: str) -> Iterator[LocalCloud]:
-    config = LocalCloudConfig(rest_port=0, data_dir=None, dynamodb_endpoint=dynamodb_endpoint)
+    config = LocalCloudConfig(rest_port=0, ws_port=0, data_dir=None, dynamodb_endpoint=dynamodb_endpoint)
     with LocalCloud(config) as running:
         yield running
 

@@ -5,7 +5,9 @@ each other."""
 
 from __future__ import annotations
 
+import json
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -321,3 +323,86 @@ class UnreachableStepFunctions(StepFunctionsOrchestrator):
     def start(self, name: str, payload: dict[str, Any]) -> str:
         self.refused.append(name)
         raise EndpointConnectionError(endpoint_url="https://states.us-east-1.amazonaws.com/")
+
+
+# --------------------------------------------------------------------------- live status (WebSocket API)
+
+
+class LiveClient:
+    """A WebSocket client of the local cloud's live status API that reads every frame on a thread
+    (``frames`` fills as they arrive; ``reading=False`` stops reading, as a stuck client would)."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None, query: str = "") -> None:
+        import queue
+
+        from websockets.sync.client import connect
+
+        self.frames: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.reading = True
+        self.closed: Any = None  # the close frame's code, once closed
+        self.ws = connect(url + (f"?{query}" if query else ""), additional_headers=headers or {}, proxy=None, legacy=True,
+                          open_timeout=30, max_size=2 ** 20)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            while True:
+                while not self.reading:
+                    time.sleep(0.05)
+                self.frames.put(json.loads(self.ws.recv()))
+        except ConnectionClosed as closed:
+            self.closed = closed.rcvd.code if closed.rcvd else 1006
+        except Exception:  # noqa: BLE001 - a test inspects `closed`
+            self.closed = 1006
+
+    def send(self, frame: dict[str, Any] | str) -> None:
+        self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
+
+    def next(self, timeout: float = 30, type_: str | None = None) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = self.frames.get(timeout=max(0.01, deadline - time.monotonic()))
+            if type_ is None or frame.get("type") == type_:
+                return frame
+
+    def run_events(self, run_id: str, until_seq: int | None = None, timeout: float = 90,
+                   terminal: bool = True) -> list[dict[str, Any]]:
+        """``run.event`` frames of ``run_id`` as received (duplicates included), until the run's last
+        event (``run.succeeded`` …) or ``until_seq``."""
+        got: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            frame = self.next(timeout=deadline - time.monotonic())
+            if frame.get("type") != "run.event" or frame.get("run_id") != run_id:
+                continue
+            got.append(frame)
+            if until_seq is not None and frame["seq"] >= until_seq:
+                return got
+            if terminal and until_seq is None and frame["event"]["type"] in TERMINAL_EVENTS:
+                return got
+        raise AssertionError(f"timed out with {[f['seq'] for f in got]}")
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+TERMINAL_EVENTS = ("run.succeeded", "run.failed", "run.cancelled", "run.timed_out")
+
+
+def shown_in_order(frames: list[dict[str, Any]], after: int = 0) -> list[int]:
+    """The seqs a client shows from these frames: each once, in seq order — it drops a seq it already
+    has and holds one that comes early until the seqs before it arrive (as the CLI's watcher does)."""
+    shown: list[int] = []
+    held: set[int] = set()
+    expected = after + 1
+    for frame in frames:
+        if frame["seq"] >= expected:
+            held.add(frame["seq"])
+        while expected in held:
+            held.discard(expected)
+            shown.append(expected)
+            expected += 1
+    return shown

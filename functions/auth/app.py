@@ -6,7 +6,8 @@ from agenthq import accounts
 from agenthq.accounts import LoginRequest, RefreshRequest, SignupRequest, Tokens
 from agenthq.errors import Conflict, ServiceUnavailable, Unauthorized
 from agenthq.http import CurrentPrincipal, create_app, documented, lambda_handler, source_ip
-from agenthq.responses import Me, Signup
+from agenthq.live import access
+from agenthq.responses import Me, Signup, WsTicket
 from agenthq.services import get_services
 
 app = create_app("auth")
@@ -43,6 +44,12 @@ def jwks(response: Response) -> dict:
 @app.get("/me", response_model=Me)
 def me(principal: CurrentPrincipal) -> dict:
     return accounts.me(principal.require_user())
+
+
+@app.post("/ws-tickets", status_code=201, response_model=WsTicket)
+def ws_ticket(principal: CurrentPrincipal) -> dict:
+    """A one-time ticket (60 s) for a browser's WebSocket connect: wss://…/v1?ticket=<ticket>."""
+    return access.issue_ticket(get_services(), principal)
 
 
 handler = lambda_handler(app)

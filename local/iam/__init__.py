@@ -18,7 +18,7 @@ from typing import Any
 from local.iam.calls import Lookups
 from local.iam.enforcer import LocalIam, activate, active, install_hooks
 from local.iam.roles import roles_from_template
-from local.template import ACCOUNT_ID, FunctionSpec, Resolver, resources_of_type
+from local.template import ACCOUNT_ID, LIVE_API_ID, FunctionSpec, Resolver, resources_of_type
 
 __all__ = ["LocalIam", "activate", "active", "install_hooks", "local_iam"]
 
@@ -30,7 +30,8 @@ def local_iam(template: dict[str, Any], resolver: Resolver, functions: dict[str,
     return LocalIam(
         roles=roles_from_template(template, resolver),
         lookups=Lookups(partition_keys=_partition_keys(template, resolver.stack.table_name),
-                        secret_arn=lambda secret_id: _secret_arn(secret_id, resolver.stack.region)),
+                        secret_arn=lambda secret_id: _secret_arn(secret_id, resolver.stack.region),
+                        websocket_api_id=LIVE_API_ID),
         function_names={logical_id: spec.name for logical_id, spec in functions.items()},
         running_function=running_function,
         function_access_key=function_access_key,

@@ -21,7 +21,8 @@ Other services: Step Functions, SSM, Secrets Manager, STS (AssumeRole, plus
 TagSession when tags are passed, with ``aws:RequestTag/…`` and
 ``aws:TagKeys``), API Gateway (``apigateway:<HTTP method>`` on the path),
 Lambda (``lambda:InvokeFunction``), EventBridge (``events:PutEvents`` per
-bus). Any other call is ``<service>:<Operation>`` on ``*``, which only a
+bus), the WebSocket API's @connections API (``execute-api:ManageConnections``
+on the connection's ARN). Any other call is ``<service>:<Operation>`` on ``*``, which only a
 policy allowing every resource allows.
 """
 
@@ -47,6 +48,7 @@ class Call:
     account: str
     method: str = "POST"  # HTTP method of the request (API Gateway's actions are methods)
     path: str = "/"  # HTTP path of the request, without the query
+    url: str = ""  # the whole URL (the WebSocket API's @connections endpoint carries its API and stage)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Lookups:
 
     partition_keys: dict[tuple[str, str | None], str] = field(default_factory=dict)  # (table, index) -> attribute
     secret_arn: Callable[[str], str] = lambda secret_id: secret_id
+    websocket_api_id: str = ""  # the local WebSocket API's id (its @connections endpoint is on 127.0.0.1)
 
 
 def checks_for(call: Call, lookups: Lookups) -> list[Check]:
@@ -290,7 +293,24 @@ def _bus_arn(call: Call, name: str) -> str:
     return name if name.startswith("arn:") else f"arn:aws:events:{call.region}:{call.account}:event-bus/{name}"
 
 
+def _connections(call: Call, lookups: Lookups) -> list[Check]:
+    """The WebSocket API's @connections API: ``execute-api:ManageConnections`` on
+    ``arn:aws:execute-api:<region>:<account>:<api id>/<stage>/<METHOD>/@connections/<id>``."""
+    import urllib.parse
+
+    url = urllib.parse.urlsplit(call.url)
+    host = url.hostname or ""
+    api_id = host.split(".", 1)[0] if ".execute-api." in host else lookups.websocket_api_id or "*"
+    path = url.path or call.path
+    stage, _, rest = path.lstrip("/").partition("/")
+    if not rest.startswith("@connections"):  # an endpoint without a stage: the path is the operation's
+        stage, rest = "*", path.lstrip("/")
+    return [Check("execute-api:ManageConnections",
+                  f"arn:aws:execute-api:{call.region}:{call.account}:{api_id}/{stage}/{call.method.upper()}/{rest}")]
+
+
 _SERVICES: dict[str, Callable[[Call, Lookups], list[Check]]] = {
+    "apigatewaymanagementapi": _connections,
     "dynamodb": _dynamodb,
     "stepfunctions": _stepfunctions,
     "ssm": _ssm,

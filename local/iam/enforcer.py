@@ -249,7 +249,7 @@ def _authorize_call(model: Any, params: Mapping[str, Any], request_signer: Any, 
     call = Call(service=service.service_name, prefix=service.signing_name, operation=model.name,
                 params=context.get(_PARAMS, {}), region=context.get("client_region") or "us-east-1",
                 account=ACCOUNT_ID, method=params.get("method", "POST"),
-                path=params.get("url_path", "/").split("?", 1)[0])
+                path=params.get("url_path", "/").split("?", 1)[0], url=params.get("url", ""))
     try:
         if principal.assumed:
             iam.may_hold(principal)

@@ -35,7 +35,7 @@ class DevServer:
         started = time.monotonic()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "ANTHROPIC_"))}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "local", "--port", "0", "--data-dir", str(self.data_dir)],
+            [sys.executable, "-m", "local", "--port", "0", "--ws-port", "0", "--data-dir", str(self.data_dir)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         )
         assert self.process.stdout is not None

@@ -34,24 +34,46 @@ _last_used_lock = threading.Lock()
 
 
 def authorize(services: Services, event: dict[str, Any]) -> dict[str, Any]:
-    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    principal, usage_key = principal_from_headers(services, event.get("headers"))
+    return allow(principal, event) | {"usageIdentifierKey": usage_key}
+
+
+def principal_from_headers(services: Services, raw_headers: Any) -> tuple[Principal, str]:
+    """The principal of ``x-api-key`` or ``Authorization: Bearer`` (and its usage-plan key); else Unauthorized.
+    Also what the WebSocket API's $connect authorizer verifies (agenthq.live.access)."""
+    headers = {str(k).lower(): str(v) for k, v in (raw_headers or {}).items()} if isinstance(raw_headers, dict) else {}
     api_key = headers.get("x-api-key", "").strip()
     bearer = headers.get("authorization", "").strip()
     if api_key:
-        principal, usage_key = _from_api_key(services, api_key)
-    elif bearer[:7].lower() == "bearer " and bearer[7:].strip():
-        principal, usage_key = _from_access_token(services, bearer[7:].strip())
-    else:
-        raise Unauthorized()
+        return _from_api_key(services, api_key)
+    if bearer[:7].lower() == "bearer " and bearer[7:].strip():
+        return _from_access_token(services, bearer[7:].strip())
+    raise Unauthorized()
+
+
+def allow(principal: Principal, event: dict[str, Any], resource: str | None = None) -> dict[str, Any]:
+    """An authorizer's answer: the principal, a policy allowing ``resource`` (default: the API's stage),
+    the principal as context."""
     return {
         "principalId": f"{principal.kind.value}:{principal.subject}",
         "policyDocument": {
             "Version": "2012-10-17",
-            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": _api_arn(event)}],
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow",
+                           "Resource": resource or _api_arn(event)}],
         },
         "context": principal.to_authorizer_context(),
-        "usageIdentifierKey": usage_key,
     }
+
+
+def session_is_valid(workspace_id: str, user_id: str, session_id: str) -> Role | None:
+    """The member's role if the user is still a member and the session still open; else None."""
+    with global_scope():
+        found = get_many(Member.key(workspace_id, user_id), SessionFamily.key(session_id))
+    member = next((item for item in found if isinstance(item, Member)), None)
+    session = next((item for item in found if isinstance(item, SessionFamily)), None)
+    if member is None or not _session_open(session, workspace_id, user_id):
+        return None
+    return Role(member.role)
 
 
 def _api_arn(event: dict[str, Any]) -> str:
@@ -76,14 +98,17 @@ def _from_access_token(services: Services, token: str) -> tuple[Principal, str]:
         found = get_many(Member.key(claims.workspace_id, claims.user_id), SessionFamily.key(claims.session_id))
     member = next((item for item in found if isinstance(item, Member)), None)
     session = next((item for item in found if isinstance(item, SessionFamily)), None)
-    if member is None or session is None or session.revoked_at is not None:
-        raise Unauthorized()
-    if session.user_id != claims.user_id or session.workspace_id != claims.workspace_id:
+    if member is None or not _session_open(session, claims.workspace_id, claims.user_id):
         raise Unauthorized()
     role = Role(member.role)
     principal = Principal(workspace_id=claims.workspace_id, subject=claims.user_id, kind=PrincipalKind.user,
                           role=role, scopes=ROLE_SCOPES[role], session_id=claims.session_id)
     return principal, member.usage_key
+
+
+def _session_open(session: SessionFamily | None, workspace_id: str, user_id: str) -> bool:
+    return (session is not None and session.revoked_at is None and session.user_id == user_id
+            and session.workspace_id == workspace_id)
 
 
 def _from_api_key(services: Services, secret: str) -> tuple[Principal, str]:

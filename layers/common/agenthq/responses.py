@@ -95,6 +95,13 @@ class OffboardingWorkspace(View):
     offboarding: Offboarding | None
 
 
+class WsTicket(View):
+    """``POST /ws-tickets``: a one-time ticket for a browser's WebSocket connect (``?ticket=``)."""
+
+    ticket: str
+    expires_in: int = Field(examples=[60])
+
+
 class Membership(View):
     workspace_id: str
     workspace_name: str

@@ -23,6 +23,7 @@ from agenthq.store import configure
 
 if TYPE_CHECKING:
     from agenthq.adapters.apigateway import GatewayKeys
+    from agenthq.adapters.connections import Connections
     from agenthq.adapters.events import OperatorEvents
     from agenthq.adapters.model import ModelClient
     from agenthq.adapters.stepfunctions import Orchestrator
@@ -34,12 +35,14 @@ class Services:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time, *,
                  orchestrator: Orchestrator | None = None, gateway_keys: GatewayKeys | None = None,
                  model: ModelClient | None = None, tools: ToolRegistry | None = None,
-                 operator_events: OperatorEvents | None = None, offboarding_jobs: Orchestrator | None = None) -> None:
+                 operator_events: OperatorEvents | None = None, offboarding_jobs: Orchestrator | None = None,
+                 connections: Connections | None = None) -> None:
         self.settings = settings
         self.clock = clock
         configure(settings)
         given = {"orchestrator": orchestrator, "gateway_keys": gateway_keys, "model": model, "tools": tools,
-                 "operator_events": operator_events, "offboarding_jobs": offboarding_jobs}
+                 "operator_events": operator_events, "offboarding_jobs": offboarding_jobs,
+                 "connections": connections}
         for name, adapter in given.items():
             if adapter is not None:
                 self.__dict__[name] = adapter  # what cached_property would have built
@@ -75,6 +78,18 @@ class Services:
         from agenthq.adapters.events import EventBridgeEvents
 
         return EventBridgeEvents(self.client("events"), self.settings.event_bus_name)
+
+    @cached_property
+    def connections(self) -> Connections:
+        """The WebSocket API's @connections endpoint (LIVE_CONNECTIONS_URL)."""
+        from agenthq.adapters.aws import make_client
+        from agenthq.adapters.connections import ApiGatewayConnections
+
+        s = self.settings
+        # One attempt: the broadcaster backs off on 429 itself, and a 410 is an answer, not a failure.
+        return ApiGatewayConnections(make_client("apigatewaymanagementapi", s, endpoint_url=s.live_connections_url or None,
+                                                 max_attempts=1,
+                                                 max_pool_connections=max(10, s.live_broadcast_parallelism)))
 
     @cached_property
     def key_store(self) -> KeyStore:

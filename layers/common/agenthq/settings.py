@@ -58,6 +58,14 @@ class Settings(BaseModel):
     usage_counter_shards: int = Field(default=8, alias="USAGE_COUNTER_SHARDS", ge=1, le=100)
     event_bus_name: str = Field(default="", alias="EVENT_BUS_NAME")  # operator events (usage alerts)
 
+    # Live status (the WebSocket API): its @connections endpoint (https://<api>.execute-api.<region>.amazonaws.com/v1)
+    live_connections_url: str = Field(default="", alias="LIVE_CONNECTIONS_URL")
+    live_ticket_ttl_seconds: int = Field(default=60, alias="LIVE_TICKET_TTL_SECONDS", ge=5, le=300)
+    live_connection_ttl_seconds: int = Field(default=2 * 3600 + 600, alias="LIVE_CONNECTION_TTL_SECONDS", ge=60)
+    live_replay_limit: int = Field(default=1000, alias="LIVE_REPLAY_LIMIT", ge=1, le=10_000)
+    live_max_subscriptions: int = Field(default=100, alias="LIVE_MAX_SUBSCRIPTIONS", ge=1, le=1000)
+    live_broadcast_parallelism: int = Field(default=16, alias="LIVE_BROADCAST_PARALLELISM", ge=1, le=256)
+
     # HTTP edge
     max_request_bytes: int = Field(default=256 * 1024, alias="MAX_REQUEST_BYTES", gt=0)
     cors_allow_origins: tuple[str, ...] = Field(default=(), alias="CORS_ALLOW_ORIGINS")

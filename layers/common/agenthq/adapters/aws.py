@@ -14,7 +14,8 @@ from agenthq.settings import Settings
 _lock = threading.Lock()
 
 
-def make_client(service: str, settings: Settings) -> Any:
+def make_client(service: str, settings: Settings, *, endpoint_url: str | None = None, max_attempts: int = 3,
+                max_pool_connections: int = 10) -> Any:
     import boto3
     from botocore.config import Config
 
@@ -22,7 +23,8 @@ def make_client(service: str, settings: Settings) -> Any:
         region_name=settings.region,
         connect_timeout=settings.aws_connect_timeout,
         read_timeout=settings.aws_read_timeout,
-        retries={"mode": "standard", "max_attempts": 3},
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        max_pool_connections=max_pool_connections,
     )
     with _lock:  # boto3's default session is not safe to share while creating clients
-        return boto3.client(service, config=config)  # type: ignore[call-overload]  # any service by name
+        return boto3.client(service, config=config, endpoint_url=endpoint_url)  # type: ignore[call-overload]

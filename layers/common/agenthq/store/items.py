@@ -170,7 +170,7 @@ class Workspace(BaseItem, discriminator="Workspace"):
         return workspace
 
     def owned_partitions(self) -> list[str]:
-        return [ws_pk(self.id, "USAGE"), ws_pk(self.id, "QUOTA"), ws_pk(self.id, "QUEUE")]
+        return [ws_pk(self.id, "USAGE"), ws_pk(self.id, "QUOTA"), ws_pk(self.id, "QUEUE"), ws_pk(self.id, "LIVE")]
 
 
 class WorkspaceDirectoryEntry(BaseItem, discriminator="WorkspaceDirectoryEntry"):
@@ -571,3 +571,58 @@ class QueuedRun(BaseItem, discriminator="QueuedRun"):
     @staticmethod
     def key(workspace_id: str, run_id: str) -> tuple[str, str]:
         return ws_pk(workspace_id, "QUEUE"), run_id
+
+
+# --------------------------------------------------------------------------- live status (WebSocket API)
+
+
+class LiveTicket(BaseItem, discriminator="LiveTicket"):
+    """pk WSTICKET#<sha256 of the ticket>, sk META (global: the ticket is all a
+    browser's connect carries): a one-time 60 s ticket for the WebSocket API,
+    deleted by the connect that uses it; TTL cleans up the unused ones."""
+
+    workspace_id = UnicodeAttribute()
+    principal = JSONAttribute()  # Principal.to_authorizer_context()
+    valid_until = NumberAttribute()  # epoch seconds; TTL deletion is lazy, so this is what is checked
+
+    @staticmethod
+    def key(ticket_hash: str) -> tuple[str, str]:
+        return f"WSTICKET#{ticket_hash}", "META"
+
+
+class LiveConnection(BaseItem, discriminator="LiveConnection"):
+    """pk WS#<id>#LIVE, sk CONN#<connection id>: an open WebSocket connection
+    (TTL past API Gateway's 2-hour limit: $disconnect is best effort)."""
+
+    connection_id = UnicodeAttribute()
+    subject = UnicodeAttribute()  # user id or API key id
+    kind = UnicodeAttribute()  # user | api_key
+    session_id = UnicodeAttribute(null=True)
+    connected_at = UTCDateTimeAttribute()
+    subscriptions = UnicodeSetAttribute(null=True)  # run ids, and "*" for the workspace
+
+    @staticmethod
+    def partition(workspace_id: str) -> str:
+        return ws_pk(workspace_id, "LIVE")
+
+    @classmethod
+    def key(cls, workspace_id: str, connection_id: str) -> tuple[str, str]:
+        return cls.partition(workspace_id), f"CONN#{connection_id}"
+
+
+class LiveSubscription(BaseItem, discriminator="LiveSubscription"):
+    """pk WS#<id>#LIVE, sk RUN#<run id>#CONN#<connection id> (a run's events) or
+    WORKSPACE#CONN#<connection id> (every run's status changes and usage alerts).
+    Same TTL as its connection."""
+
+    connection_id = UnicodeAttribute()
+    run_id = UnicodeAttribute(null=True)  # None: the workspace
+    after = NumberAttribute(default=0)  # a run subscription wants its events after this seq only
+
+    @staticmethod
+    def prefix(run_id: str | None) -> str:
+        return f"RUN#{run_id}#CONN#" if run_id else "WORKSPACE#CONN#"
+
+    @classmethod
+    def key(cls, workspace_id: str, run_id: str | None, connection_id: str) -> tuple[str, str]:
+        return LiveConnection.partition(workspace_id), cls.prefix(run_id) + connection_id

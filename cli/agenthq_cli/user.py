@@ -1,0 +1,181 @@
+"""The user's commands: login, workspaces, agents, runs (launch, watch, events, cancel), API keys."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from typing import Any
+
+import typer
+
+from agenthq_cli.session import DEFAULT_API_URL, DEFAULT_WS_URL, Api, Profile, fail
+from agenthq_cli.watch import RunWatcher, WatchError, exit_status
+
+agents_app = typer.Typer(help="A workspace's agents.", no_args_is_help=True)
+runs_app = typer.Typer(help="Launch runs and watch them live.", no_args_is_help=True)
+keys_app = typer.Typer(help="The workspace's API keys (admins).", no_args_is_help=True)
+
+
+def _api() -> Api:
+    profile = Profile.load()
+    profile.workspace_id = os.environ.get("AGENTHQ_WORKSPACE_ID") or profile.workspace_id
+    return Api(profile)
+
+
+def _print(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2))
+
+
+def _workspace_of(token: str) -> str:
+    """The workspace an access token names (its ``wid`` claim; the server verifies the token, not us)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return str(claims.get("wid") or "")
+    except (IndexError, ValueError):
+        return ""
+
+
+def login(email: str = typer.Option(..., prompt=True, help="Your e-mail."),
+          password: str = typer.Option(..., prompt=True, hide_input=True, help="Your password."),
+          workspace: str = typer.Option("", help="The workspace to act on (default: your first)."),
+          api_url: str = typer.Option(DEFAULT_API_URL, envvar="AGENTHQ_API_URL", help="The REST API (…/v1)."),
+          ws_url: str = typer.Option(DEFAULT_WS_URL, envvar="AGENTHQ_WS_URL", help="The WebSocket API.")) -> None:
+    """Log in; the tokens are kept in your config dir (mode 0600)."""
+    profile = Profile(api_url=api_url, ws_url=ws_url, email=email)
+    body: dict[str, Any] = {"email": email, "password": password, **({"workspace_id": workspace} if workspace else {})}
+    tokens = Api(profile).http.post("/auth/login", json=body)
+    if tokens.status_code != 200:
+        fail("login refused: " + (tokens.json().get("error", {}).get("message", tokens.text)
+                                  if tokens.headers.get("content-type", "").startswith("application/json")
+                                  else tokens.text))
+    profile.access_token = tokens.json()["access_token"]
+    profile.refresh_token = tokens.json()["refresh_token"]
+    profile.workspace_id = _workspace_of(profile.access_token)
+    path = profile.save()
+    typer.echo(f"Logged in as {email} (workspace {profile.workspace_id}); token saved in {path}")
+
+
+def workspaces() -> None:
+    """Your workspaces and roles."""
+    _print(_api().call("GET", "/me")["memberships"])
+
+
+@agents_app.command("list")
+def agents_list() -> None:
+    """The workspace's agents."""
+    api = _api()
+    _print(api.call("GET", api.workspace_path("/agents"))["items"])
+
+
+@agents_app.command("create")
+def agents_create(name: str, personality: str = typer.Option(..., help="coordinator, architect, sre, …")) -> None:
+    """Create an agent from a personality."""
+    api = _api()
+    _print(api.call("POST", api.workspace_path("/agents"), json={"name": name, "personality": personality}))
+
+
+@runs_app.command("launch")
+def runs_launch(agent: str = typer.Argument(..., help="The agent's id."),
+                input: str = typer.Option(..., "--input", help="What to ask the agent."),  # noqa: A002
+                idempotency_key: str = typer.Option("", help="Makes a retried launch start one run."),
+                watch: bool = typer.Option(False, "--watch", help="Watch it until it ends."),
+                json_lines: bool = typer.Option(False, "--json", help="With --watch: one JSON event per line."),
+                exit_with_status: bool = typer.Option(False, "--exit-status", help="With --watch: exit 0/1/2.")) -> None:
+    """Launch a run of an agent."""
+    api = _api()
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    run = api.call("POST", api.workspace_path(f"/agents/{agent}/runs"), json={"input": input}, headers=headers)
+    if not watch:
+        _print(run)
+        return
+    if not json_lines:
+        typer.echo(f"run {run['id']}")
+    _watch(api, run["id"], 0, json_lines, exit_with_status)
+
+
+@runs_app.command("watch")
+def runs_watch(run: str = typer.Argument(..., help="The run's id."),
+               after: int = typer.Option(0, min=0, help="Show events after this seq."),
+               json_lines: bool = typer.Option(False, "--json", help="One JSON event per line."),
+               exit_with_status: bool = typer.Option(False, "--exit-status",
+                                                     help="Exit 0 if it succeeds, 1 if it fails, 2 if cancelled.")
+               ) -> None:
+    """Print a run's events live until it ends (reconnecting where it left off)."""
+    _watch(_api(), run, after, json_lines, exit_with_status)
+
+
+def _watch(api: Api, run_id: str, after: int, json_lines: bool, exit_with_status: bool) -> None:
+    from rich.console import Console
+
+    console = Console(stderr=False, highlight=False)
+    headers = api.profile.auth_headers()
+    if "Authorization" in headers:
+        api.call("GET", api.workspace_path(f"/runs/{run_id}"))  # refreshes an expired token; 404s clearly
+        headers = api.profile.auth_headers()
+    watcher = RunWatcher(api.profile.ws_url, headers, run_id, after=after,
+                         on_reconnect=lambda seq: None if json_lines else
+                         console.print(f"[dim]… reconnecting after seq {seq}[/dim]"))
+    last = ""
+    try:
+        for event in watcher.events():
+            last = event["type"]
+            if json_lines:
+                typer.echo(json.dumps(event))
+            else:
+                console.print(_line(event))
+    except WatchError as error:
+        fail(str(error))
+    if exit_with_status:
+        raise typer.Exit(exit_status(last))
+
+
+def _line(event: dict[str, Any]) -> str:
+    data = event.get("data") or {}
+    detail = ", ".join(f"{k}={v}" for k, v in data.items() if isinstance(v, (str, int, float)))[:120]
+    style = {"run.succeeded": "green", "run.failed": "red", "run.cancelled": "yellow"}.get(event["type"], "cyan")
+    truncated = " [dim](truncated: see `agenthq runs events`)[/dim]" if event.get("truncated") else ""
+    return f"[dim]{event['seq']:>4}[/dim] [{style}]{event['type']}[/{style}] {detail}{truncated}"
+
+
+@runs_app.command("events")
+def runs_events(run: str, after: int = typer.Option(0, min=0)) -> None:
+    """A run's stored events (all of them, in seq order)."""
+    api = _api()
+    items: list[dict[str, Any]] = []
+    while True:
+        page = api.call("GET", api.workspace_path(f"/runs/{run}/events"), params={"after": after})
+        items += page["items"]
+        if page["next_after"] is None:
+            break
+        after = page["next_after"]
+    _print(items)
+
+
+@runs_app.command("cancel")
+def runs_cancel(run: str) -> None:
+    """Cancel a run (it ends at its next step)."""
+    api = _api()
+    _print(api.call("POST", api.workspace_path(f"/runs/{run}/cancel")))
+
+
+@keys_app.command("create")
+def keys_create(name: str, scope: list[str] = typer.Option(["runs:read", "runs:write", "agents:read"], "--scope")
+                ) -> None:
+    """Create an API key; its secret is shown only now."""
+    api = _api()
+    _print(api.call("POST", api.workspace_path("/api-keys"), json={"name": name, "scopes": scope}))
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    api = _api()
+    _print(api.call("GET", api.workspace_path("/api-keys"))["items"])
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    api = _api()
+    api.call("DELETE", api.workspace_path(f"/api-keys/{key_id}"))
+    typer.echo(f"revoked {key_id}")

@@ -1,0 +1,99 @@
+"""Watching a run live over the WebSocket API.
+
+``RunWatcher`` connects (the stored token or API key as a header), subscribes
+to the run with ``after=<last seq shown>``, and yields the run's events in seq
+order, each once: a seq it already showed is dropped, one that comes early
+(a live event can overtake the replay) is held until the seqs before it have
+come. When the connection drops it reconnects with ``after`` = the last seq
+shown, so nothing is missed or shown twice. It sends ``ping`` well before the
+API's 10-minute idle limit. It stops after the run's last event.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+TERMINAL = {"run.succeeded": 0, "run.failed": 1, "run.timed_out": 1, "run.cancelled": 2}
+HEARTBEAT_SECONDS = 5 * 60  # API Gateway closes a connection idle for 10 minutes
+
+
+def exit_status(event_type: str) -> int:
+    """``--exit-status``: 0 succeeded, 1 failed or timed out, 2 cancelled (as ``gh run watch``)."""
+    return TERMINAL.get(event_type, 1)
+
+
+class WatchError(Exception):
+    """The run cannot be watched (no such run, not allowed, not authenticated)."""
+
+
+class RunWatcher:
+    def __init__(self, ws_url: str, headers: dict[str, str], run_id: str, after: int = 0,
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS, max_reconnects: int = 20,
+                 on_reconnect: Callable[[int], None] | None = None) -> None:
+        self.ws_url = ws_url
+        self.headers = headers
+        self.run_id = run_id
+        self.last = after
+        self.heartbeat_seconds = heartbeat_seconds
+        self.max_reconnects = max_reconnects
+        self.on_reconnect = on_reconnect
+        self.reconnects = 0
+        self._held: dict[int, dict[str, Any]] = {}
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """The run's events after ``after``, in seq order, until its last."""
+        from websockets.exceptions import ConnectionClosed, InvalidStatus
+        from websockets.sync.client import connect
+
+        while True:
+            try:
+                with connect(self.ws_url, additional_headers=self.headers, proxy=None, open_timeout=30,
+                             max_size=2 ** 20) as ws:
+                    ws.send(json.dumps({"action": "subscribe", "run_id": self.run_id, "after": self.last}))
+                    for event in self._read(ws):
+                        yield event
+                        if event["type"] in TERMINAL:
+                            return
+            except InvalidStatus as refused:
+                raise WatchError(f"the WebSocket API refused the connection ({refused.response.status_code})") \
+                    from None
+            except (ConnectionClosed, OSError, TimeoutError):
+                self.reconnects += 1
+                if self.reconnects > self.max_reconnects:
+                    raise WatchError("the connection keeps dropping") from None
+                if self.on_reconnect:
+                    self.on_reconnect(self.last)
+                time.sleep(min(5.0, 0.2 * 2 ** min(self.reconnects, 5)))
+                self._held.clear()
+
+    def _read(self, ws: Any) -> Iterator[dict[str, Any]]:
+        last_sent = time.monotonic()
+        while True:
+            if time.monotonic() - last_sent >= self.heartbeat_seconds:
+                ws.send(json.dumps({"action": "ping"}))
+                last_sent = time.monotonic()
+            try:
+                raw = ws.recv(timeout=max(0.1, self.heartbeat_seconds - (time.monotonic() - last_sent)))
+            except TimeoutError:
+                continue
+            frame = json.loads(raw)
+            kind = frame.get("type")
+            if kind == "error":
+                raise WatchError(f"{frame.get('message')} ({frame.get('code')})")
+            if kind == "subscribed" and frame.get("more"):  # the replay stopped at its page size: next page
+                ws.send(json.dumps({"action": "subscribe", "run_id": self.run_id, "after": frame["through"]}))
+            if kind != "run.event" or frame.get("run_id") != self.run_id:
+                continue
+            yield from self._in_order(frame)
+
+    def _in_order(self, frame: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        seq = int(frame["seq"])
+        if seq <= self.last:
+            return  # already shown (the replay and the live stream overlap at the seam)
+        self._held[seq] = {**frame["event"], **({"truncated": True} if frame.get("truncated") else {})}
+        while self.last + 1 in self._held:
+            self.last += 1
+            yield self._held.pop(self.last)

@@ -1,0 +1,23 @@
+"""The broadcaster: the table's stream (new RunEvent and Alert items) → subscribed WebSocket connections.
+
+Failures are reported per record (``ReportBatchItemFailures``): the
+event-source mapping retries from the first failed record, never the whole batch.
+"""
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+
+from agenthq.live import broadcast
+from agenthq.observability import logger
+from agenthq.services import get_services
+
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+
+
+def deliver(record: DynamoDBRecord) -> None:
+    broadcast.deliver_record(get_services(), record.raw_event, broadcast.pool(get_services()))
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict, context: object) -> dict:
+    return process_partial_response(event=event, record_handler=deliver, processor=processor, context=context)

@@ -1,0 +1,149 @@
+"""The broadcaster: a table stream record → frames to the connections subscribed to it.
+
+The stream's event-source mapping hands over only new RunEvent and Alert items
+(a filter in template.yaml). For each record:
+
+- a RunEvent goes to every connection subscribed to its run, and — when it is
+  a change of the run's status (``run.*``) — to the workspace's subscribers;
+- an Alert goes, as ``usage.alert``, to the workspace's subscribers.
+
+Subscribers are read with a consistent Query of the workspace's ``LIVE``
+partition (see ``connections`` for why that closes the replay seam). Posts to
+different connections run in parallel (bounded); one record is posted to all
+before the next, so each connection receives a run's events in seq order.
+A 410 (the client left) deletes the connection's items; a 429 is retried with
+backoff; a record that could not reach every live subscriber fails on its own
+(``ReportBatchItemFailures``): the mapping retries from it, and clients drop
+the seqs they already have.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agenthq.adapters.connections import ConnectionGone, SendThrottled
+from agenthq.live.protocol import alert_frame, run_event_frame
+from agenthq.observability import logger
+from agenthq.runs.records import event_view
+from agenthq.store import global_scope
+from agenthq.store.items import Alert, LiveConnection, LiveSubscription, RunEvent
+from agenthq.usage.alerts import alert_view
+
+if TYPE_CHECKING:
+    from agenthq.services import Services
+
+SEND_ATTEMPTS = 5
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def pool(services: Services) -> ThreadPoolExecutor:
+    """The process's posting threads (LIVE_BROADCAST_PARALLELISM), made on first use and kept while warm."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=services.settings.live_broadcast_parallelism,
+                                   thread_name_prefix="broadcast")
+    return _pool
+
+
+class DeliveryFailed(Exception):
+    """A record did not reach every subscriber that is still connected."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One stream record as frames: what to send, to whom (subscription key prefixes)."""
+
+    workspace_id: str
+    data: bytes
+    audiences: tuple[str, ...]  # LiveSubscription prefixes: a run's, the workspace's
+    seq: int = 0  # a run event's seq: a run subscription gets only those after its ``after``
+
+
+def delivery_of(new_image: dict[str, Any]) -> Delivery | None:
+    """What a stream record's new image asks to send, if anything."""
+    kind = (new_image.get("type") or {}).get("S")
+    pk = (new_image.get("pk") or {}).get("S", "")
+    parts = pk.split("#")
+    if kind == "RunEvent" and len(parts) == 4 and parts[0] == "WS" and parts[2] == "RUN":
+        workspace_id, run_id = parts[1], parts[3]
+        view = event_view(RunEvent.from_raw_data(new_image))
+        audiences = [LiveSubscription.prefix(run_id)]
+        if str(view["type"]).startswith("run."):
+            audiences.append(LiveSubscription.prefix(None))
+        return Delivery(workspace_id, run_event_frame(run_id, view), tuple(audiences), seq=int(view["seq"]))
+    if kind == "Alert" and len(parts) == 2 and parts[0] == "WS":
+        return Delivery(parts[1], alert_frame(parts[1], alert_view(Alert.from_raw_data(new_image))),
+                        (LiveSubscription.prefix(None),))
+    return None
+
+
+def deliver_record(services: Services, record: dict[str, Any], pool: ThreadPoolExecutor,
+                   sleep: Callable[[float], None] = time.sleep) -> int:
+    """Send one stream record to its subscribers; the number reached. Raises DeliveryFailed."""
+    if record.get("eventName") != "INSERT":
+        return 0
+    delivery = delivery_of(((record.get("dynamodb") or {}).get("NewImage")) or {})
+    if delivery is None:
+        return 0
+    subscribers = _subscribers(delivery)
+    if not subscribers:
+        return 0
+    results = list(pool.map(lambda sub: _send(services, delivery.workspace_id, sub, delivery.data, sleep),
+                            subscribers))
+    failed = results.count(None)
+    if failed:
+        raise DeliveryFailed(f"{failed} of {len(subscribers)} connections throttled")
+    return sum(1 for r in results if r)
+
+
+def _subscribers(delivery: Delivery) -> list[LiveSubscription]:
+    seen: set[str] = set()
+    found: list[LiveSubscription] = []
+    partition = LiveConnection.partition(delivery.workspace_id)
+    with global_scope():  # the broadcaster's own role reads WS#*#LIVE, every workspace's (no role per tenant)
+        for prefix in delivery.audiences:
+            for sub in _query(partition, prefix):
+                if sub.run_id and delivery.seq <= int(sub.after or 0):
+                    continue  # the subscriber asked for what comes after it (it has the rest)
+                if sub.connection_id not in seen:
+                    seen.add(sub.connection_id)
+                    found.append(sub)
+    return found
+
+
+def _query(partition: str, prefix: str) -> Iterable[LiveSubscription]:
+    return LiveSubscription.query(partition, LiveSubscription.sk.startswith(prefix), consistent_read=True)
+
+
+def _send(services: Services, workspace_id: str, sub: LiveSubscription, data: bytes,
+          sleep: Callable[[float], None]) -> bool | None:
+    """True: sent; False: the connection is gone (and forgotten); None: still throttled after backoff."""
+    for attempt in range(SEND_ATTEMPTS):
+        try:
+            services.connections.send(sub.connection_id, data)
+            return True
+        except ConnectionGone:
+            _forget(workspace_id, sub)
+            return False
+        except SendThrottled:
+            sleep(min(2.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.0))  # nosec B311  # backoff jitter
+    logger.warning("connection %s still throttled after %d attempts", sub.connection_id, SEND_ATTEMPTS)
+    return None
+
+
+def _forget(workspace_id: str, sub: LiveSubscription) -> None:
+    """A gone connection: its item and this subscription (its others expire or meet their own 410)."""
+    with global_scope():
+        try:
+            with LiveSubscription.batch_write() as batch:
+                batch.delete(sub)
+                batch.delete(LiveConnection(*LiveConnection.key(workspace_id, sub.connection_id)))
+        except Exception:  # best effort: the TTL removes them anyway
+            logger.exception("could not forget connection %s", sub.connection_id)

@@ -1,0 +1,88 @@
+"""`agenthq` as a user runs it against the local cloud (a separate process):
+login (token file mode 0600), agents, `runs launch --watch`, `runs watch`
+with its exit status and JSON lines, events, cancel, keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from local.template import ROOT
+from tests.support import PASSWORD, events_of, signup, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def agenthq(cloud, tmp_path):
+    def run(*args: str, stdin: str | None = None, **env_extra: str) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+               "AGENTHQ_CONFIG_DIR": str(tmp_path / "config"), "PYTHONPATH": str(ROOT / "cli"),
+               "AGENTHQ_API_URL": cloud.rest_url, "AGENTHQ_WS_URL": cloud.ws_url, **env_extra}
+        return subprocess.run([sys.executable, "-m", "agenthq_cli", *args], env=env, capture_output=True,
+                              text=True, timeout=180, input=stdin)
+    return run
+
+
+def test_login_launch_and_watch_a_run_with_its_exit_status(api, agenthq, tmp_path):
+    owner = signup(api, "cli-live", tier="pro")
+    done = agenthq("login", "--email", owner.email, "--password", PASSWORD)
+    assert done.returncode == 0, done.stderr
+    stored = tmp_path / "config" / "agenthq" / "config.json"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert json.loads(stored.read_text())["workspace_id"] == owner.workspace_id
+
+    agent = agenthq("agents", "create", "cli-bot", "--personality", "sre")
+    assert agent.returncode == 0, agent.stderr
+    agent_id = json.loads(agent.stdout)["id"]
+    assert [a["id"] for a in json.loads(agenthq("agents", "list").stdout)] == [agent_id]
+
+    watched = agenthq("runs", "launch", agent_id, "--input", 'Sum.\n/tool calculator {"expression": "2 + 2"}',
+                      "--watch", "--json", "--exit-status")
+    assert watched.returncode == 0, watched.stderr
+    lines = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert lines[-1]["type"] == "run.succeeded"
+    runs = api.get(owner.path("/runs"), headers=owner.headers).json()["items"]
+    run_id = runs[0]["id"]
+    assert lines == events_of(owner, run_id)
+
+    again = agenthq("runs", "watch", run_id, "--after", "2", "--exit-status")
+    assert again.returncode == 0, again.stderr
+    assert "run.succeeded" in again.stdout and "run.queued" not in again.stdout
+    assert json.loads(agenthq("runs", "events", run_id).stdout) == events_of(owner, run_id)
+
+
+def test_watch_exits_2_for_a_cancelled_run_and_1_for_a_failed_one(api, agenthq):
+    owner = signup(api, "cli-exit", tier="pro")
+    assert agenthq("login", "--email", owner.email, "--password", PASSWORD).returncode == 0
+    agent_id = json.loads(agenthq("agents", "create", "slow", "--personality", "sre").stdout)["id"]
+    tools = "\n".join(f'/tool calculator {{"expression": "{n} + 1"}}' for n in range(6))
+    run = json.loads(agenthq("runs", "launch", agent_id, "--input", f"Count.\n{tools}").stdout)
+    agenthq("runs", "cancel", run["id"])  # it may have ended already (409): the exit status follows the end
+    final = wait_for(owner, run["id"])
+    watched = agenthq("runs", "watch", run["id"], "--exit-status")
+    assert watched.returncode == {"cancelled": 2, "succeeded": 0, "failed": 1}[final["status"]], watched.stdout
+
+    failed = agenthq("runs", "watch", "01HZZZZZZZZZZZZZZZZZZZZZZZ", "--exit-status")
+    assert failed.returncode == 1 and "not found" in failed.stderr.lower()
+
+
+def test_keys_and_an_api_key_watching(api, agenthq):
+    owner = signup(api, "cli-keys", tier="pro")
+    assert agenthq("login", "--email", owner.email, "--password", PASSWORD).returncode == 0
+    key = json.loads(agenthq("keys", "create", "ci", "--scope", "runs:read", "--scope", "runs:write",
+                             "--scope", "agents:read", "--scope", "agents:write").stdout)
+    assert [k["id"] for k in json.loads(agenthq("keys", "list").stdout)] == [key["id"]]
+    as_key = {"AGENTHQ_API_KEY": key["key"], "AGENTHQ_WORKSPACE_ID": owner.workspace_id}
+    agent_id = json.loads(agenthq("agents", "create", "keyed", "--personality", "sre", **as_key).stdout)["id"]
+    watched = agenthq("runs", "launch", agent_id, "--input", "hello", "--watch", "--exit-status", **as_key)
+    assert watched.returncode == 0, watched.stderr
+    assert "run.succeeded" in watched.stdout
+    assert agenthq("keys", "revoke", key["id"]).returncode == 0
+    refused = agenthq("agents", "list", **as_key)
+    assert refused.returncode == 1 and "401" in refused.stderr
