@@ -17,7 +17,7 @@ BANDIT_TARGETS := layers/common/agenthq functions local cli bench
 
 .PHONY: dev test setup check-tools lint-template scan build bench clean openapi
 
-dev: setup ## Run AgentHQ on the local cloud (REST API on :3000)
+dev: setup ## Run AgentHQ on the local cloud (REST API on :3000, WebSocket API on :3001)
 	$(PY) -m local
 
 test: setup scan ## Every check: lint, types, security scanners, unit, integration, e2e, security, template lint
