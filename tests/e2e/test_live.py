@@ -261,3 +261,30 @@ def test_a_revoked_key_can_no_longer_connect(api, cloud):
         with pytest.raises(InvalidStatus) as refused:
             LiveClient(cloud.ws_url, headers, query)
         assert refused.value.response.status_code == 401
+
+
+def test_revoking_a_key_or_logging_out_closes_the_connections_it_opened(api, cloud):
+    tenant = with_api_key(signup(api, "live-revoke", tier="pro"))
+    revoked_key = tenant.api_key_id
+    by_key = LiveClient(cloud.ws_url, tenant.key_headers)
+    by_token = LiveClient(cloud.ws_url, tenant.headers)
+    other = LiveClient(cloud.ws_url, with_api_key(tenant, scopes=("runs:read",)).key_headers)  # a second key
+    for client in (by_key, by_token, other):
+        client.send({"action": "ping"})
+        assert client.next(type_="pong")
+
+    assert tenant.api.delete(tenant.path(f"/api-keys/{revoked_key}"), headers=tenant.headers).status_code == 204
+    _wait_closed(by_key)
+    assert by_token.closed is None and other.closed is None, "only what that key opened is closed"
+
+    assert tenant.api.post("/auth/logout", headers=tenant.headers).status_code == 204
+    _wait_closed(by_token)
+    assert other.closed is None
+    other.close()
+
+
+def _wait_closed(client: LiveClient, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while client.closed is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.closed is not None, "the connection was closed by the server"

@@ -20,6 +20,7 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 from agenthq import ids
 from agenthq.context import Role
 from agenthq.errors import Conflict, Forbidden, RateLimited, ServiceUnavailable, Unauthorized
+from agenthq.live.connections import close_connections
 from agenthq.observability import logger
 from agenthq.security import throttle
 from agenthq.security.passwords import check_password_policy, dummy_hash, hash_password, needs_rehash, verify_password
@@ -349,6 +350,7 @@ def logout(services: Services, session_id: str) -> None:
         family = SessionFamily.get_or_none(*SessionFamily.key(session_id), consistent_read=False)
     if family is None:
         return
+    close_connections(services, family.workspace_id, session_id=session_id)
     revoke_session(family, services.now(), reason="logout")
 
 

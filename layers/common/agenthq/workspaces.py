@@ -16,6 +16,7 @@ from agenthq import ids, offboarding
 from agenthq.accounts import normalize_email
 from agenthq.context import API_KEY_SCOPES, Principal, Role, Scope
 from agenthq.errors import Conflict, Forbidden, NotFound
+from agenthq.live.connections import close_connections
 from agenthq.observability import logger
 from agenthq.pagination import Page, workspace_page
 from agenthq.security.secrets import API_KEY_PREFIX, new_secret, secret_hash
@@ -268,20 +269,21 @@ def create_api_key(services: Services, principal: Principal, request: ApiKeyCrea
 
 def revoke_api_key(services: Services, principal: Principal, key_id: str) -> None:
     """Revoke at once: the lookup the authorizer reads is deleted first (access
-    ends there), then the key is marked revoked. Idempotent, and a retry after
-    a failure between the two finishes the job."""
+    ends there), then the key is marked revoked, then the WebSocket connections
+    it opened are closed. Idempotent, and a retry after a failure between any
+    two finishes the job."""
     principal.require(Scope.keys_write)
     with tenant_scope(principal.workspace_id):
         key = ApiKey.get_or_404(*ApiKey.key(principal.workspace_id, key_id))
-    if key.revoked_at is not None:
-        return
-    with global_scope():
-        ApiKeyLookup(*ApiKeyLookup.key(key.secret_hash)).delete()
-    with tenant_scope(principal.workspace_id):
-        try:
-            key.update(actions=[ApiKey.revoked_at.set(services.now())], condition=ApiKey.pk.exists())
-        except UpdateError:
-            raise NotFound() from None  # deleted meanwhile (offboarding)
+    if key.revoked_at is None:
+        with global_scope():
+            ApiKeyLookup(*ApiKeyLookup.key(key.secret_hash)).delete()
+        with tenant_scope(principal.workspace_id):
+            try:
+                key.update(actions=[ApiKey.revoked_at.set(services.now())], condition=ApiKey.pk.exists())
+            except UpdateError:
+                raise NotFound() from None  # deleted meanwhile (offboarding)
+    close_connections(services, principal.workspace_id, api_key_id=key.id)
 
 
 # --------------------------------------------------------------------------- offboarding

@@ -48,13 +48,34 @@ def disconnect(services: Services, principal: Principal, connection_id: str) -> 
     wid = principal.workspace_id
     with tenant_scope(wid):
         connection = LiveConnection.get_or_none(*LiveConnection.key(wid, connection_id), consistent_read=False)
-        if connection is None:
-            return
-        with LiveSubscription.batch_write() as batch:
-            for target in connection.subscriptions or set():
-                batch.delete(LiveSubscription(*LiveSubscription.key(wid, None if target == WORKSPACE else target,
-                                                                    connection_id)))
-            batch.delete(connection)
+        if connection is not None:
+            _forget(wid, connection)
+
+
+def close_connections(services: Services, workspace_id: str, *, session_id: str | None = None,
+                      api_key_id: str | None = None) -> int:
+    """Close the workspace's open WebSocket connections that a session (logout)
+    or an API key (revoked) opened, and forget them: its credentials no longer
+    hold, so neither does what they opened. Returns how many were closed."""
+    if not services.settings.live_connections_url:
+        return 0  # no WebSocket API in this deployment
+    with tenant_scope(workspace_id):
+        opened = [c for c in LiveConnection.query(LiveConnection.partition(workspace_id),
+                                                  LiveConnection.sk.startswith("CONN#"), consistent_read=True)
+                  if (session_id and c.session_id == session_id)
+                  or (api_key_id and c.kind == "api_key" and c.subject == api_key_id)]
+        for connection in opened:
+            services.connections.close(connection.connection_id)  # a gone one is already closed
+            _forget(workspace_id, connection)
+    return len(opened)
+
+
+def _forget(workspace_id: str, connection: LiveConnection) -> None:
+    with LiveSubscription.batch_write() as batch:
+        for target in connection.subscriptions or set():
+            batch.delete(LiveSubscription(*LiveSubscription.key(workspace_id, None if target == WORKSPACE else target,
+                                                                connection.connection_id)))
+        batch.delete(connection)
 
 
 def subscribe(services: Services, principal: Principal, connection_id: str, body: str | None) -> dict[str, Any]:
