@@ -1,4 +1,4 @@
-"""The user's commands: login, workspaces, agents, runs (launch, watch, events, cancel), API keys."""
+"""The user's commands: login, workspaces, agents, runs (launch, watch, events, cancel), API keys, usage."""
 
 from __future__ import annotations
 
@@ -60,6 +60,25 @@ def login(email: str = typer.Option(..., prompt=True, help="Your e-mail."),
 def workspaces() -> None:
     """Your workspaces and roles."""
     _print(_api().call("GET", "/me")["memberships"])
+
+
+def usage(period: str = typer.Option("month", help="day or month."),
+          json_output: bool = typer.Option(False, "--json", help="The whole answer as JSON.")) -> None:
+    """What the workspace used against each limit of its tier."""
+    api = _api()
+    summary = api.call("GET", api.workspace_path("/usage"), params={"period": period})
+    if json_output:
+        _print(summary)
+        return
+    typer.echo(f"{summary.get('tier', '')} tier, {period} to {summary.get('as_of', '')}")
+    for name, limit in summary.get("limits", {}).items():
+        percent = limit.get("percent")
+        shown = f"{percent}%" if percent is not None else "-"
+        typer.echo(f"  {name:<22} {limit.get('used')!s:>14} of {limit.get('limit')!s:<14} {shown:>7}"
+                   f"  resets {limit.get('resets_at') or '-'}")
+    used = summary.get("usage", {})
+    typer.echo(f"  model cost ${used.get('model_cost_usd')}, infrastructure ${used.get('infra_cost_usd')}, "
+               f"{used.get('runs')} runs, {used.get('tool_calls')} tool calls")
 
 
 @agents_app.command("list")

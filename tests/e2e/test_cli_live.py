@@ -86,3 +86,17 @@ def test_keys_and_an_api_key_watching(api, agenthq):
     assert agenthq("keys", "revoke", key["id"]).returncode == 0
     refused = agenthq("agents", "list", **as_key)
     assert refused.returncode == 1 and "401" in refused.stderr
+
+
+def test_usage_shows_each_limit_of_the_tier_and_what_runs_used(api, agenthq):
+    owner = signup(api, "cli-usage")  # the free tier
+    assert agenthq("login", "--email", owner.email, "--password", PASSWORD).returncode == 0
+    agent_id = json.loads(agenthq("agents", "create", "counted", "--personality", "sre").stdout)["id"]
+    assert agenthq("runs", "launch", agent_id, "--input", "hello", "--watch", "--exit-status").returncode == 0
+    shown = agenthq("usage")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("free tier, month")
+    assert "runs_per_day" in shown.stdout and "1 of 50" in shown.stdout
+    as_json = json.loads(agenthq("usage", "--json").stdout)
+    assert as_json["usage"]["runs"] == 1 and as_json["limits"]["budget_usd_per_month"]["limit"] == "1.000000"
+    assert f"${as_json['usage']['model_cost_usd']}" in shown.stdout
