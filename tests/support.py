@@ -156,17 +156,8 @@ def workspace_leftovers(cloud: LocalCloud, workspace_id: str) -> list[dict[str, 
     """Every item of the table that is the workspace's or points into it (a test-only Scan):
     its id in a key or in an attribute. Refresh tokens are left out: hashed, useless
     without their deleted session, removed by their TTL (decisions.md)."""
-    import boto3
-
-    table = boto3.resource("dynamodb", region_name=cloud.config.stack.region).Table(cloud.config.stack.table_name)
-    found, start = [], None
-    while True:
-        page = table.scan(ConsistentRead=True, **({"ExclusiveStartKey": start} if start else {}))
-        found += [item for item in page["Items"] if not item["pk"].startswith("REFRESH#")
-                  and any(workspace_id in str(value) for value in item.values())]
-        start = page.get("LastEvaluatedKey")
-        if not start:
-            return found
+    return [item for item in table_items(cloud) if not item["pk"].startswith("REFRESH#")
+            and any(workspace_id in str(value) for value in item.values())]
 
 
 def signup(api: httpx.Client, tag: str = "owner", workspace_name: str = "Acme Robotics",

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from agenthq.services import Services, get_services, set_services
+from agenthq.services import get_services
 from agenthq.store import tenant_scope
 from agenthq.store.items import Alert, Quota, Reservation, Run
 from agenthq.usage import Usage, counters, ledger
@@ -19,6 +19,7 @@ from tests.support import (
     create_agent,
     events_of,
     launch,
+    services_with,
     set_tier,
     signup,
     wait_for,
@@ -251,19 +252,15 @@ def test_twenty_runs_crossing_80_and_100_percent_together_alert_once_each(cloud,
     tenant = signup(api, tier="pro")
     enterprise(tenant, runs_per_day=20, api_rps=1000, api_burst=1000)
     agent = create_agent(tenant, "herd", "architect")
-    real = get_services()
     recorded = RecordedEvents()
-    set_services(Services(real.settings, real.clock, operator_events=recorded))
-    try:
-        def one(i):
-            with client_for(cloud) as client:
-                return client.post(tenant.path(f"/agents/{agent['id']}/runs"), headers=tenant.headers,
-                                   json={"input": f"Task {i}."}).status_code
 
-        with ThreadPoolExecutor(max_workers=20) as pool:
-            assert list(pool.map(one, range(20))) == [202] * 20
-    finally:
-        set_services(real)
+    def one(i):
+        with client_for(cloud) as client:
+            return client.post(tenant.path(f"/agents/{agent['id']}/runs"), headers=tenant.headers,
+                               json={"input": f"Task {i}."}).status_code
+
+    with services_with(operator_events=recorded), ThreadPoolExecutor(max_workers=20) as pool:
+        assert list(pool.map(one, range(20))) == [202] * 20
     with tenant_scope(tenant.workspace_id):
         alerts = [a for a in Alert.query(f"WS#{tenant.workspace_id}", Alert.sk.startswith("ALERT#"))
                   if a.limit == "runs_per_day"]

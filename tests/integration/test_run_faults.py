@@ -248,16 +248,12 @@ class OversizedOnce:
 
 
 def test_a_step_that_fails_after_its_model_call_leaves_that_calls_usage_in_the_ledger_once(cloud, tenant):
-    from agenthq.services import Services, get_services, set_services
+    from agenthq.services import get_services
 
     agent = create_agent(tenant, "oversized", "architect")
     marker = "marker-oversized-" + tenant.workspace_id
-    real = get_services()
-    set_services(Services(real.settings, real.clock, model=OversizedOnce(real.model, marker)))
-    try:
+    with services_with(model=OversizedOnce(get_services().model, marker)):
         run = wait_for(tenant, launch(tenant, agent["id"], f"Summarise {marker}.").json()["id"])
-    finally:
-        set_services(real)
     assert run["status"] == "succeeded", run  # the retried step called the model again and stored its answer
     model = [e for e in ledger_entries(tenant.workspace_id, run["id"]) if e.entry.startswith("model#")]
     assert len(model) == 2, "both calls were answered and paid: both are metered, each once"
