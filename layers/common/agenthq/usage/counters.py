@@ -8,7 +8,7 @@ hot item; reading a period sums its shards with one Query.
 from __future__ import annotations
 
 import random
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from agenthq.store.base import ws_pk
@@ -22,6 +22,25 @@ def day(at: datetime) -> str:
 
 def month(at: datetime) -> str:
     return f"MONTH#{at:%Y-%m}"
+
+
+def day_start(at: datetime) -> datetime:
+    return datetime.combine(at.date(), time(), UTC)
+
+
+def month_start(at: datetime) -> datetime:
+    return datetime.combine(at.date().replace(day=1), time(), UTC)
+
+
+def next_day(at: datetime) -> datetime:
+    """When the day of ``at`` resets: the next midnight, UTC."""
+    return day_start(at) + timedelta(days=1)
+
+
+def next_month(at: datetime) -> datetime:
+    """When the month of ``at`` resets: the first of the next month, 00:00 UTC."""
+    start = month_start(at)
+    return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
 
 
 def count(tx: Any, workspace_id: str, usage: Usage, at: datetime, shards: int) -> None:

@@ -32,7 +32,7 @@ from agenthq.errors import QuotaExceeded
 from agenthq.store import transaction
 from agenthq.store.items import Quota, Reservation, Run, Workspace
 from agenthq.tiers import TierLimits, limits_for
-from agenthq.usage.counters import day, month
+from agenthq.usage.counters import day, month, next_day
 from agenthq.usage.vector import Usage
 
 if TYPE_CHECKING:
@@ -81,8 +81,7 @@ def runs_today(workspace_id: str, at: datetime) -> int:
 
 
 def seconds_to_next_day(at: datetime) -> int:
-    midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
-    return max(1, math.ceil(86400 - (at - midnight).total_seconds()))
+    return max(1, math.ceil((next_day(at) - at).total_seconds()))
 
 
 # --------------------------------------------------------------------------- tokens and budget per month

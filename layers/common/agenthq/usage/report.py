@@ -27,6 +27,7 @@ from agenthq.errors import InvalidRequest
 from agenthq.pricing import usd
 from agenthq.tiers import TierLimits
 from agenthq.usage import quota
+from agenthq.usage.counters import day_start, month_start, next_day, next_month
 from agenthq.usage.vector import Usage
 
 PERIODS = ("day", "month")
@@ -59,25 +60,6 @@ def export_format_param(export_format: str) -> str:
         raise InvalidRequest(f"Unknown format '{export_format}'.",
                              details=[{"field": "format", "in": "query", "message": "must be csv or json"}])
     return export_format
-
-
-def day_start(at: datetime) -> datetime:
-    return datetime.combine(at.date(), time(), UTC)
-
-
-def month_start(at: datetime) -> datetime:
-    return datetime.combine(at.date().replace(day=1), time(), UTC)
-
-
-def next_day(at: datetime) -> datetime:
-    """When the day of ``at`` resets: the next midnight, UTC."""
-    return day_start(at) + timedelta(days=1)
-
-
-def next_month(at: datetime) -> datetime:
-    """When the month of ``at`` resets: the first of the next month, 00:00 UTC."""
-    start = month_start(at)
-    return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
 
 
 def period_bounds(period: str, at: datetime) -> tuple[datetime, datetime]:
