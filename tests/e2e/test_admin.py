@@ -77,11 +77,12 @@ def test_unsigned_and_wrongly_signed_operator_requests_are_refused_and_change_no
     for what, how in refused.items():
         for method in ("GET", "PATCH"):
             response = api.request(method, path, json=body if method == "PATCH" else None, **how)
-            # An unsigned request is API Gateway's MISSING_AUTHENTICATION_TOKEN (like an unknown route:
-            # 404 here, docs/decisions.md); a signature that does not hold is INVALID_SIGNATURE: 403.
+            # An unsigned request is API Gateway's MISSING_AUTHENTICATION_TOKEN (like an unknown route),
+            # a signature that does not hold is INVALID_SIGNATURE: both 403 (issue 9, decisions.md 21).
             kind = "MISSING_AUTHENTICATION_TOKEN" if what in ("unsigned", "the workspace's API key") \
                 else "INVALID_SIGNATURE"
             status = GATEWAY_RESPONSES[kind]["StatusCode"]
+            assert status == 403, what
             assert_error(response, status, json.loads(GATEWAY_RESPONSES[kind]["ResponseTemplates"][
                 "application/json"].replace("$context.requestId", "r"))["error"]["code"])
             assert response.headers["x-amzn-ErrorType"] == kind, what

@@ -5,14 +5,15 @@ from __future__ import annotations
 from tests.support import PASSWORD, assert_error, create_agent, events_of, launch, signup, unique_email, wait_for
 
 
-def test_unknown_routes_and_methods_are_json_404s(api):
+def test_unknown_routes_and_methods_are_json_403s_as_on_api_gateway(api):
     for method, path in [("GET", "/nope"), ("POST", "/health"), ("DELETE", "/auth/login"),
                          ("GET", "/workspaces"), ("GET", "/workspaces/x/y/z")]:
         response = api.request(method, path)
-        assert_error(response, 404, "not_found")
+        assert_error(response, 403, "forbidden")
+        assert response.headers["x-amzn-ErrorType"] == "MISSING_AUTHENTICATION_TOKEN"
         assert response.headers["content-type"].startswith("application/json")
     outside_the_stage = api.get(api.base_url.join("/v2/health"))
-    assert_error(outside_the_stage, 404, "not_found")
+    assert_error(outside_the_stage, 403, "forbidden")
 
 
 def test_malformed_json_is_a_400_and_creates_nothing(api):
@@ -82,7 +83,7 @@ def test_path_ids_longer_than_a_key_can_be_are_404_on_every_route(api):
         for method, body in [("GET", None), ("PATCH", {"tier": "pro"})]:
             response = api.request(method, f"/admin/workspaces/{long_id}", json=body, auth=api.operator)
             assert_error(response, 404, "not_found")
-        assert_error(owner.get(f"/workspaces/{long_id}"), 404, "not_found")
+        assert_error(api.get(f"/workspaces/{long_id}", headers=owner.headers), 404, "not_found")
     assert owner.get(f"/agents/{agent['id']}").status_code == 200
 
 
@@ -116,9 +117,9 @@ def test_blank_or_control_character_names_are_400_and_store_nothing(api):
 
 def test_methods_no_route_has_get_the_error_body_as_on_api_gateway(api):
     # API Gateway (REST) answers a method a resource does not define with MISSING_AUTHENTICATION_TOKEN,
-    # as for an unknown route: our 404 gateway response, whatever the method.
+    # as for an unknown route: our 403 gateway response, whatever the method.
     for method in ("TRACE", "PUT", "PROPFIND", "BREW"):
         for path in ("/health", "/workspaces/x", "/nope"):
             response = api.request(method, path)
-            assert_error(response, 404, "not_found")
+            assert_error(response, 403, "forbidden")
             assert response.headers["content-type"].startswith("application/json")

@@ -74,7 +74,7 @@ def test_routes_have_a_stage_and_known_functions():
 
 def test_unknown_routes_and_gateway_errors_use_the_error_format():
     responses = rest_api(TEMPLATE).gateway_responses
-    assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == 404
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == 403  # unsigned operator requests too
     for kind, response in responses.items():
         body = response["ResponseTemplates"]["application/json"]
         rendered = body.replace("$context.requestId", "r").replace("$context.error.messageString", '"m"')

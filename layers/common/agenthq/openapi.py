@@ -8,8 +8,8 @@ what the API does rather than what FastAPI assumes:
   validation errors so), never FastAPI's 422;
 - every operation lists the errors a route of its kind can answer, each with
   the error body (:class:`agenthq.http.ErrorBody`): 400 when it takes input,
-  401/403 behind the authorizer, 403/404 for the operator's SigV4 routes
-  (unsigned is the unknown-route 404, docs/decisions.md 21), 404 when the path
+  401/403 behind the authorizer, 403 for the operator's SigV4 routes
+  (unsigned or wrongly signed, docs/decisions.md 21), 404 when the path
   names something, 413 when it takes a body, 429 everywhere (the stage's
   throttle, the tier's usage plan); the route's own (409, ``plan_limit``,
   503 …) come from its ``responses=documented(...)``;
@@ -65,7 +65,7 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
               "description": "An AgentHQ API key (`ahq_…`): acts as its workspace, within its scopes."},
     SIGV4: {"type": "apiKey", "in": "header", "name": "Authorization", "x-amazon-apigateway-authtype": "awsSigv4",
             "description": "The operator's routes: AWS Signature Version 4 (service `execute-api`) by credentials "
-                           "whose IAM policy allows `execute-api:Invoke` on them. Unsigned requests are 404."},
+                           "whose IAM policy allows `execute-api:Invoke` on them. Unsigned requests are 403."},
 }
 
 ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorBody"}
@@ -157,10 +157,10 @@ def _as_documented(operation: dict[str, Any], auth: str) -> dict[str, Any]:
         _add_error(responses, Unauthorized)
         _add_error(responses, Forbidden)
     if auth == OPERATOR:
-        _add_error(responses, Forbidden, "The signature does not hold, or IAM does not allow the caller.")
-    if names_something or auth == OPERATOR:
-        _add_error(responses, NotFound, "No such resource (another workspace's is not found either)"
-                   + ("; an unsigned request (decisions.md, 21)." if auth == OPERATOR else "."))
+        _add_error(responses, Forbidden, "The request is not signed, the signature does not hold, "
+                   "or IAM does not allow the caller.")
+    if names_something:
+        _add_error(responses, NotFound, "No such resource (another workspace's is not found either).")
     if "requestBody" in operation:
         _add_error(responses, PayloadTooLarge, "The body is over 256 KiB (10 MB at the gateway).")
     _add_error(responses, RateLimited, "`rate_limited`: too many requests; `quota_exceeded`: a quota of the plan "
