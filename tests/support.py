@@ -260,13 +260,14 @@ class ObservedTools(ToolRegistry):
 
 
 @contextmanager
-def services_with(**fakes: Any) -> Iterator[None]:
+def services_with(settings: dict[str, Any] | None = None, **fakes: Any) -> Iterator[None]:
     """Meanwhile the process's services (the local cloud's functions run in this
-    process) are rebuilt with ``fakes`` (``Services(settings, **fakes)``), then restored."""
+    process) are rebuilt with ``fakes`` (``Services(settings, **fakes)``) and
+    the ``settings`` changed, then restored."""
     from agenthq.services import Services, get_services, set_services
 
     real = get_services()
-    set_services(Services(real.settings, real.clock, **fakes))
+    set_services(Services(real.settings.model_copy(update=settings or {}), real.clock, **fakes))
     try:
         yield
     finally:
@@ -287,6 +288,77 @@ def table_items(cloud: LocalCloud, **conditions: Any) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in page:
             return [i for i in items if all(i.get(k) == v for k, v in conditions.items())]
         start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+
+class InjectedFault(Exception):
+    """What a :class:`StepFault` raises: the run worker's invocation fails, and Step Functions retries it."""
+
+
+@dataclass
+class StepFault:
+    """A fault in one step of a run's slice (the run worker runs several steps
+    in one invocation, so an invocation-level fault cannot aim at one):
+    ``when="before"`` fails the invocation as the step begins, ``"after"`` once
+    the step has done its work (a crash after its commit), ``"none"`` only
+    holds the step for ``delay_seconds`` first. Applies to ``times`` steps
+    named in ``steps`` whose event ``{step, turn, run_id, ...}`` matches."""
+
+    steps: tuple[str, ...]
+    match: Callable[[dict[str, Any]], bool] = lambda event: True
+    times: int = 1
+    when: str = "before"
+    delay_seconds: float = 0.0
+    fired: int = 0
+
+
+@contextmanager
+def step_faults(*faults: StepFault) -> Iterator[tuple[StepFault, ...]]:
+    """Meanwhile the run engine's steps (in this process) go through ``faults``."""
+    from agenthq.runs import engine
+
+    originals = dict(engine.STEPS)
+    lock = threading.Lock()
+
+    def faulty(name: str, step: Callable[..., str]) -> Callable[..., str]:
+        def run(work: Any, event: dict[str, Any]) -> str:
+            with lock:
+                fault = next((f for f in faults if name in f.steps and f.fired < f.times and f.match(event)), None)
+                if fault is not None:
+                    fault.fired += 1
+            if fault is None:
+                return step(work, event)
+            time.sleep(fault.delay_seconds)
+            if fault.when == "before":
+                raise InjectedFault(f"injected before {name} {event.get('turn')}")
+            answer = step(work, event)
+            if fault.when == "after":
+                raise InjectedFault(f"injected after {name} {event.get('turn')}")
+            return answer
+
+        return run
+
+    engine.STEPS.update({name: faulty(name, step) for name, step in originals.items()})
+    try:
+        yield faults
+    finally:
+        engine.STEPS.update(originals)
+
+
+class AnswerHeld:
+    """The real model, except that answers to requests whose first message holds
+    ``marker`` are held ``seconds`` after the model gave them (``held`` is set
+    then): what a slow answer looks like to the step that waits for it."""
+
+    def __init__(self, real: Any, marker: str, seconds: float) -> None:
+        self.real, self.marker, self.seconds = real, marker, seconds
+        self.held = threading.Event()
+
+    def create_message(self, request: Any) -> Any:
+        response = self.real.create_message(request)
+        if self.marker in str(request.messages[0]):
+            self.held.set()
+            time.sleep(self.seconds)
+        return response
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""The steps of an agent run, invoked by the agent-run state machine."""
+"""The run worker: a slice of an agent run's steps, invoked by the agent-run state machine."""
 
 from typing import Any
 
@@ -13,4 +13,4 @@ from agenthq.usage import infra
 @tracer.capture_lambda_handler
 def handler(event: dict, context: Any) -> dict:
     with infra.metering(memory_mb=int(context.memory_limit_in_mb)):  # this invocation's AWS cost, per commit
-        return run_step(get_services(), event)
+        return run_step(get_services(), event, lambda: context.get_remaining_time_in_millis() / 1000)

@@ -11,12 +11,14 @@ import time
 from local.lambda_runtime import InvocationFault
 from tests.support import (
     PASSWORD,
+    StepFault,
     assert_error,
     bearer,
     create_agent,
     launch,
     set_tier,
     signup,
+    step_faults,
     wait_for,
     wait_for_offboarding,
     with_api_key,
@@ -61,38 +63,38 @@ def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
     assert _admin(api, owner.workspace_id)["usage_plan"] == {"own": True, "id": plan_id}
     # One run in flight: its model calls are held, so it is running when the DELETE comes.
     in_flight: list[str] = []
-    hold_run = InvocationFault(function="RunStepsFunction", when="none", delay_seconds=1.0, times=1000,
-                               match=lambda e: e.get("step") == "think" and e.get("run_id") in in_flight)
+    hold_run = StepFault(steps=("think",), when="none", delay_seconds=1.0, times=1000,
+                         match=lambda e: e.get("run_id") in in_flight)
     # The job's first step waits a moment, so the owner is seen refused before access is revoked.
     hold_job = InvocationFault(function="OffboardingFunction", when="none", delay_seconds=2.0,
                                match=lambda e: e.get("step") == "revoke" and e.get("workspace_id") == owner.workspace_id)
-    cloud.runtime.faults += [hold_run, hold_job]
+    cloud.runtime.faults.append(hold_job)
     try:
-        running = launch(owner, reader["id"], "Work slowly.").json()
-        in_flight.append(running["id"])
-        _until(lambda: hold_run.fired, "the run's first model call")
+        with step_faults(hold_run):
+            running = launch(owner, reader["id"], "Work slowly.").json()
+            in_flight.append(running["id"])
+            _until(lambda: hold_run.fired, "the run's first model call")
 
-        kinds = {item.get("type") for item in workspace_leftovers(cloud, owner.workspace_id)}
-        assert kinds >= {"Workspace", "Member", "WorkspaceSession", "SessionFamily", "ApiKey", "ApiKeyLookup",
-                         "Agent", "Run", "RunEvent", "ConversationMessage", "LedgerEntry", "UsageCounter", "Alert",
-                         "Note", "AgentMessage", "WorkspaceDirectoryEntry",
-                         None}, kinds  # None: quota and run-slot counters, which only updates write
-        started = api.delete(owner.path(), headers=owner.headers)
-        assert started.status_code == 202, started.text
-        body = started.json()
-        assert body["id"] == owner.workspace_id and body["status"] == "offboarding"
-        assert body["offboarding"]["status"] == "running" and body["offboarding"]["finished_at"] is None
-        # to its people the workspace is gone at once; the DELETE again changes nothing
-        assert_error(owner.get(), 404)
-        again = api.delete(owner.path(), headers=owner.headers)
-        assert again.status_code == 202 and again.json()["offboarding"]["attempt"] == 1
-        # the operator sees the job
-        watched = _admin(api, owner.workspace_id)
-        assert watched["status"] == "offboarding" and watched["offboarding"]["status"] == "running"
+            kinds = {item.get("type") for item in workspace_leftovers(cloud, owner.workspace_id)}
+            assert kinds >= {"Workspace", "Member", "WorkspaceSession", "SessionFamily", "ApiKey", "ApiKeyLookup",
+                             "Agent", "Run", "RunEvent", "ConversationMessage", "LedgerEntry", "UsageCounter", "Alert",
+                             "Note", "AgentMessage", "WorkspaceDirectoryEntry",
+                             None}, kinds  # None: quota and run-slot counters, which only updates write
+            started = api.delete(owner.path(), headers=owner.headers)
+            assert started.status_code == 202, started.text
+            body = started.json()
+            assert body["id"] == owner.workspace_id and body["status"] == "offboarding"
+            assert body["offboarding"]["status"] == "running" and body["offboarding"]["finished_at"] is None
+            # to its people the workspace is gone at once; the DELETE again changes nothing
+            assert_error(owner.get(), 404)
+            again = api.delete(owner.path(), headers=owner.headers)
+            assert again.status_code == 202 and again.json()["offboarding"]["attempt"] == 1
+            # the operator sees the job
+            watched = _admin(api, owner.workspace_id)
+            assert watched["status"] == "offboarding" and watched["offboarding"]["status"] == "running"
 
-        job = wait_for_offboarding(api, owner.workspace_id)
+            job = wait_for_offboarding(api, owner.workspace_id)
     finally:
-        cloud.runtime.faults.remove(hold_run)
         cloud.runtime.faults.remove(hold_job)
 
     assert job["status"] == "finished" and job["attempt"] == 1

@@ -9,8 +9,9 @@ import pytest
 
 from agenthq.store import tenant_scope
 from agenthq.store.items import Run, RunSlots
-from local.lambda_runtime import InvocationFault
 from tests.support import (
+    AnswerHeld,
+    StepFault,
     UnreachableStepFunctions,
     assert_dense,
     assert_error,
@@ -20,6 +21,7 @@ from tests.support import (
     services_with,
     set_tier,
     signup,
+    step_faults,
     tools_replaced_by,
     wait_for,
 )
@@ -75,17 +77,12 @@ def test_a_step_that_crashes_once_is_retried_without_duplicates(cloud, tenant, w
     fired = []
 
     def match(event):
-        return event.get("step") in ("act", "think") and event.get("run_id") in fired
+        return event.get("run_id") in fired
 
-    faults = [InvocationFault(function="RunStepsFunction", match=match, times=1, when=when)]
-    cloud.runtime.faults.extend(faults)
-    try:
+    with step_faults(StepFault(steps=("act", "think"), match=match, times=1, when=when)) as faults:
         launched = launch(tenant, agent["id"], text).json()
         fired.append(launched["id"])
         run = wait_for(tenant, launched["id"])
-    finally:
-        for fault in faults:
-            cloud.runtime.faults.remove(fault)
     assert faults[0].fired == 1, "the fault was injected"
     assert run["status"] == "succeeded", run
     events = events_of(tenant, run["id"])
@@ -97,27 +94,65 @@ def test_a_step_that_crashes_once_is_retried_without_duplicates(cloud, tenant, w
     assert run["usage"]["input_tokens"] == sum(e["data"]["usage"]["input_tokens"] for e in model_calls(events))
 
 
-def test_cancel_during_a_tool_step_starts_no_further_tool(cloud, tenant):
-    agent = create_agent(tenant, "slow-hands", "sre")
-    text = 'Check.\n/tools [{"name": "calculator", "input": {"expression": "1+1"}}, ' \
-           '{"name": "current_time", "input": {}}]'
+def test_a_crash_in_the_third_step_of_a_slice_resumes_at_step_three(cloud, tenant):
+    """One slice runs the whole run; it dies as its third step (the second
+    turn's think) begins, after two committed steps. The retried slice finds
+    the first two recorded and carries on from the third: nothing twice."""
+    agent = create_agent(tenant, "third-step", "sre")
     runs: list[str] = []
-    # Hold the act step for a moment so the cancel lands while it is under way.
-    hold = InvocationFault(function="RunStepsFunction", when="none", delay_seconds=3.0,
-                           match=lambda e: e.get("step") == "act" and e.get("run_id") in runs)
-    cloud.runtime.faults.append(hold)
-    try:
-        launched = launch(tenant, agent["id"], text).json()
+    third = StepFault(steps=("think",), when="before", match=lambda e: e.get("turn") == 2 and e.get("run_id") in runs)
+    with step_faults(third), tools_replaced_by(lambda number, ctx: None) as tools:
+        launched = launch(tenant, agent["id"], "Check.\n/tool calculator {\"expression\": \"6*7\"}").json()
         runs.append(launched["id"])
-        deadline = time.monotonic() + 30
-        while hold.fired == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert hold.fired == 1, "the act step started"
+        run = wait_for(tenant, launched["id"])
+    assert third.fired == 1
+    assert run["status"] == "succeeded", run
+    assert tools.calls == ["calculator"], "the tool of the second step ran once"
+    events = events_of(tenant, run["id"])
+    assert_dense(events)
+    assert [e["type"] for e in events] == ["run.queued", "run.started", "model.called", "tool.called",
+                                           "tool.result", "model.called", "run.succeeded"]
+    model = [e for e in ledger_entries(tenant.workspace_id, run["id"]) if e.entry.startswith("model#")]
+    assert len(model) == 2 and run["steps"] == 2, "two model calls, each metered once"
+    assert run["usage"]["input_tokens"] == sum(int(e.input_tokens) for e in model)
+    assert run["usage"]["tool_calls"] == 1
+
+
+def test_a_slice_out_of_time_hands_back_and_the_run_finishes(cloud, tenant):
+    """With a model call's retry budget longer than the worker's timeout, a slice
+    never has time for a second model call: it hands back after each answer
+    (its tools included) and the next slice goes on. Same events, same usage."""
+    agent = create_agent(tenant, "short-slices", "sre")
+    text = "Check.\n" + "\n".join(["/tool current_time {}"] * 3)
+    before = cloud.runtime.invocations.get("RunStepsFunction", 0)
+    with services_with(settings={"model_timeout_seconds": 300.0}):  # 4 attempts × 300 s > the 900 s timeout
+        run = wait_for(tenant, launch(tenant, agent["id"], text).json()["id"])
+    slices = cloud.runtime.invocations.get("RunStepsFunction", 0) - before
+    assert run["status"] == "succeeded", run
+    assert run["steps"] == 4 and run["usage"]["tool_calls"] == 3
+    assert slices >= 4, f"one slice per model call: {slices}"
+    events = events_of(tenant, run["id"])
+    assert_dense(events)
+    assert [e["type"] for e in events] == ["run.queued", "run.started"] + [
+        "model.called", "tool.called", "tool.result"] * 3 + ["model.called", "run.succeeded"]
+
+
+def test_cancel_during_a_step_starts_no_further_tool(cloud, tenant):
+    """The cancel lands while the model's answer (asking for two tools) is on its
+    way back to the step: no tool starts."""
+    from agenthq.services import get_services
+
+    agent = create_agent(tenant, "slow-hands", "sre")
+    marker = "marker-slow-hands-" + tenant.workspace_id
+    text = f'Check {marker}.\n/tools [{{"name": "calculator", "input": {{"expression": "1+1"}}}}, ' \
+           '{"name": "current_time", "input": {}}]'
+    model = AnswerHeld(get_services().model, marker, seconds=3.0)
+    with services_with(model=model):
+        launched = launch(tenant, agent["id"], text).json()
+        assert model.held.wait(30), "the model answered"
         cancelled = tenant.post(f"/runs/{launched['id']}/cancel")
         assert cancelled.status_code == 202 and cancelled.json()["cancel_requested"] is True
         run = wait_for(tenant, launched["id"])
-    finally:
-        cloud.runtime.faults.remove(hold)
     assert run["status"] == "cancelled", run
     events = events_of(tenant, run["id"])
     assert_dense(events)
@@ -148,23 +183,20 @@ def test_a_cancel_arriving_between_two_tools_stops_the_second(cloud, tenant):
 
 
 def test_a_run_past_its_timeout_ends_timed_out_with_a_reason(cloud, tenant):
+    from agenthq.services import get_services
+
     agent = create_agent(tenant, "dawdler", "sre")
-    runs: list[str] = []
-    hold = InvocationFault(function="RunStepsFunction", when="none", delay_seconds=4.0,
-                           match=lambda e: e.get("step") == "act" and e.get("run_id") in runs)
-    cloud.runtime.faults.append(hold)
-    try:
+    marker = "marker-dawdler-" + tenant.workspace_id
+    model = AnswerHeld(get_services().model, marker, seconds=4.0)  # the answer comes back after the deadline
+    with services_with(model=model):
         launched = tenant.api.post(tenant.path(f"/agents/{agent['id']}/runs"), headers=tenant.headers,
-                                   json={"input": "Slowly.\n/tool current_time {}", "timeout_seconds": 3})
+                                   json={"input": f"Slowly {marker}.\n/tool current_time {{}}", "timeout_seconds": 3})
         assert launched.status_code == 202, launched.text
-        runs.append(launched.json()["id"])
         run = wait_for(tenant, launched.json()["id"])
-    finally:
-        cloud.runtime.faults.remove(hold)
     assert run["status"] == "timed_out", run
     assert run["error"] == {"reason": "run_timeout", "message": "The run did not finish within 3 s."}
     types = [e["type"] for e in events_of(tenant, run["id"])]
-    # The act step, held past the deadline, starts no tool. (On a very busy machine the first
+    # The tool the late answer asks for does not start. (On a very busy machine the first
     # think may itself come after the deadline: then the run ends before any model call.)
     assert types in (["run.queued", "run.started", "model.called", "run.timed_out"],
                      ["run.queued", "run.started", "run.timed_out"]), types
@@ -211,17 +243,17 @@ def test_a_think_step_redelivered_three_times_is_metered_once(cloud, tenant):
     agent = create_agent(tenant, "redelivered", "architect")
     runs: list[str] = []
     # The step did its work (model call, metering, commit); then "the Lambda died" before answering, 3 times.
-    fault = InvocationFault(function="RunStepsFunction", when="after", times=3,
-                            match=lambda e: e.get("step") == "think" and e.get("run_id") in runs)
-    cloud.runtime.faults.append(fault)
-    try:
+    fault = StepFault(steps=("think",), when="after", times=3, match=lambda e: e.get("run_id") in runs)
+    with step_faults(fault):
         launched = launch(tenant, agent["id"], "Summarise the plan.").json()
         runs.append(launched["id"])
-        run = wait_for(tenant, launched["id"])
-    finally:
-        cloud.runtime.faults.remove(fault)
+        run = wait_for(tenant, launched["id"])  # (the run ends with its answer, in the think step's commit)
+        deadline = time.monotonic() + 60
+        while fault.fired < 3 and time.monotonic() < deadline:  # Step Functions redelivers the slice meanwhile
+            time.sleep(0.1)
     assert fault.fired == 3
     assert run["status"] == "succeeded", run
+    run = tenant.get(f"/runs/{run['id']}").json()
     entries = ledger_entries(tenant.workspace_id, run["id"])
     model = [e for e in entries if e.entry.startswith("model#")]
     assert len(model) == 1, "one model call, metered once"

@@ -74,6 +74,12 @@ class Settings(BaseModel):
     aws_connect_timeout: float = Field(default=2.0, alias="AWS_CONNECT_TIMEOUT", gt=0)
     aws_read_timeout: float = Field(default=10.0, alias="AWS_READ_TIMEOUT", gt=0)
 
+    @property
+    def model_call_budget_seconds(self) -> float:
+        """The longest one model call can take, retries and their waits included
+        (adapters.model): a run's slice starts a model call only with this much time left."""
+        return self.model_max_attempts * self.model_timeout_seconds + self.model_max_wait_seconds
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)

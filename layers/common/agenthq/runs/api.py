@@ -111,7 +111,7 @@ def _start(services: Services, run: Run, *, retry_with_key: bool) -> None:
         from agenthq.runs import engine  # the failure path of a run; only this rare case needs it
 
         with tenant_scope(run.workspace_id):
-            engine.fail(services, run, {"error": {"Error": decisions.NOT_STARTED, "Cause": str(exc)[:500]}})
+            engine.fail(engine.Slice(services, run), {"error": {"Error": decisions.NOT_STARTED, "Cause": str(exc)[:500]}})
         raise ServiceUnavailable("The run could not be started and has failed; launch it again.") from exc
 
 

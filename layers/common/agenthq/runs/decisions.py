@@ -20,6 +20,12 @@ from agenthq.usage import Usage
 
 THINK, ACT, DELEGATE, PAUSE, FINISH = "think", "act", "delegate", "pause", "finish"
 START, QUEUE = "start", "queue"
+DONE, FAILED = "done", "failed"  # what the slice answers once the run's end is written
+
+#: Steps a slice goes on with in the same invocation; the others wait on a task token (or end the run).
+IN_SLICE = frozenset({START, THINK, ACT, FINISH})
+#: Seconds a slice keeps for committing after its last step (DynamoDB writes, the end of the run).
+COMMIT_MARGIN_SECONDS = 20.0
 
 Outcome = dict[str, Any]
 
@@ -46,6 +52,30 @@ def ending_before_a_model_call(*, cancel_requested: bool, now: datetime, created
         return {"status": "failed", "reason": "budget_exhausted",
                 "message": f"The run used its budget of ${agent['budget_usd']}."}
     return None
+
+
+def next_turn(step: str, next_step: str, turn: int) -> int:
+    """The turn ``next_step`` belongs to: start begins turn 1; think → act stays
+    in the turn; act → think, and think → think (pause_turn), begin the next."""
+    if step == START:
+        return 1
+    if next_step == THINK and step in (THINK, ACT):
+        return turn + 1
+    return turn
+
+
+def goes_on_in_slice(next_step: str, *, seconds_left: float, model_call_seconds: float, model_calls: int) -> bool:
+    """Whether the slice (one invocation of the run worker) runs ``next_step``
+    itself rather than handing back to the state machine. Waiting steps always
+    hand back (they need a task token). A model call starts only if its whole
+    retry budget and the commit after it fit in the time left — except the
+    invocation's first, which a fresh invocation always has time for (the
+    function's timeout is above that budget: template.yaml, tested)."""
+    if next_step not in IN_SLICE:
+        return False
+    if next_step == THINK and model_calls > 0:
+        return seconds_left >= model_call_seconds + COMMIT_MARGIN_SECONDS
+    return seconds_left >= COMMIT_MARGIN_SECONDS
 
 
 def timed_out(created_at: datetime, deadline: datetime) -> Outcome:

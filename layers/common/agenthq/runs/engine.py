@@ -1,51 +1,63 @@
-"""The steps of an agent run, as the agent-run state machine calls them.
+"""The agent loop of a run, as the agent-run state machine calls it.
 
-    Start → Think → (Act | WaitForChild | Paused)* → Finish      (Catch → RecordFailure)
+    Start → (Think | Act)* in slices → Done          (WaitForChild | Paused | WaitForSlot between slices;
+                                                     Catch → RecordFailure)
 
-Each step loads the run from DynamoDB, does its work and commits through
-``records.commit`` (one transaction with a step record), then tells the state
-machine what comes next and in which *turn*: the state machine carries
-``{next, turn}`` and passes the turn back in, so a step knows which think/act
-it is from the orchestrator's state, never from data it changes itself. Step
-Functions may run any step again (retries, redelivery): a step whose record
-for that turn exists returns the recorded answer; tool calls are recorded so
-that no event is appended twice and no usage is counted twice.
+One invocation of the run worker is a *slice*: it runs as many steps — start,
+then think (a model call) and act (its tools), turn after turn, and the run's
+end — as fit in it, committing each step through ``records.commit`` exactly as
+a step of its own would (one transaction with its step record and events, so
+live status sees every step as it happens). It hands back to the state machine
+only to wait (a delegation's child run, a pause at a limit, a free slot), when
+its time is spent (it never starts a model call whose whole retry budget does
+not fit in the time left: ``decisions.goes_on_in_slice``), or when the run has
+ended (``done``). The state machine carries ``{next, turn}`` and passes it back
+in, so a slice knows where to begin from the orchestrator's state.
 
-How a run ends is decided by the step that notices (``outcome`` on the run:
-succeeded with output, failed with a reason, timed_out, cancelled) and written
-by Finish, which also answers a waiting parent run.
+A slice reads the run, its body and conversation once and carries them from
+step to step (each commit's condition on the run's ``seq`` still guards against
+a concurrent writer). Step Functions may run a slice again (retries,
+redelivery): until it commits a step itself, a slice looks for each step's
+record and takes the recorded answer, so a slice that crashed in its third step
+resumes there; tool calls are recorded so that no event is appended twice and
+no usage is counted twice.
+
+Writes per step are few: the model's answer, its metering and the first tool's
+start in one transaction; each tool's result with the next tool's start; the
+last result with the reply and the reservation of the next model call; the
+run's end with the last answer.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
-from pynamodb.expressions.update import Action
 
 from agenthq import ids
-from agenthq.adapters.model import ModelRequest, ModelRequestRejected, ModelUnavailable
+from agenthq.adapters.model import ModelRequest, ModelRequestRejected, ModelResponse, ModelUnavailable
 from agenthq.agent_lookup import find_agent
 from agenthq.errors import InvalidRequest, NotFound, QuotaExceeded
 from agenthq.messaging import take_inbox
 from agenthq.observability import MetricUnit, logger, metrics
 from agenthq.runs import decisions, pausing, slots
-from agenthq.runs.decisions import ACT, DELEGATE, FINISH, PAUSE, QUEUE, START, THINK, Outcome
+from agenthq.runs.decisions import ACT, DELEGATE, DONE, FAILED, FINISH, PAUSE, QUEUE, START, THINK, Outcome
 from agenthq.runs.launch import create_run_record
 from agenthq.runs.records import (
     TERMINAL,
     Change,
     RunConflict,
     commit,
-    cost_usd,
     load_body,
     load_run,
     step_record,
 )
 from agenthq.store import tenant_scope, transaction
-from agenthq.store.items import ConversationMessage, LedgerEntry, Reservation, Run, StepRecord, ToolCall
+from agenthq.store.items import ConversationMessage, LedgerEntry, Reservation, Run, RunBody, StepRecord, ToolCall
 from agenthq.text import clip
 from agenthq.tiers import TierLimits
 from agenthq.tools.registry import ToolContext, ToolResult
@@ -63,11 +75,104 @@ class RunStepRejected(Exception):
     """A step that must not be retried: the run does not exist, or the request is malformed."""
 
 
+# --------------------------------------------------------------------------- the slice
+
+
+class Slice:
+    """One invocation of the run worker: the run, and what the slice has read of
+    it, carried from step to step."""
+
+    def __init__(self, services: Services, run: Run, seconds_left: Callable[[], float] = lambda: math.inf) -> None:
+        self.services = services
+        self.run = run
+        self.seconds_left = seconds_left
+        self.model_calls = 0
+        # Until this slice commits a step record itself, an earlier attempt may have committed steps ahead.
+        self.recovering = True
+        self._body: RunBody | None = None
+        self._conversation: list[ConversationMessage] | None = None
+        self._calls: dict[str, ToolCall] | None = None
+        self._limits: TierLimits | None = None
+        self.reserved: dict[int, Reservation] = {}  # reservations of model calls this slice knows of
+
+    # ------------------------------------------------------------------ what it reads once
+
+    def body(self) -> RunBody:
+        if self._body is None:
+            self._body = load_body(self.run)
+        return self._body
+
+    def conversation(self) -> list[ConversationMessage]:
+        if self._conversation is None:
+            self._conversation = list(ConversationMessage.query(
+                Run.partition(self.run.workspace_id, self.run.id), ConversationMessage.sk.startswith("MSG#"),
+                consistent_read=True))
+        return self._conversation
+
+    def tool_calls(self) -> dict[str, ToolCall]:
+        if self._calls is None:
+            self._calls = {} if not self.recovering else {
+                c.tool_use_id: c for c in ToolCall.query(Run.partition(self.run.workspace_id, self.run.id),
+                                                         ToolCall.sk.startswith("TOOL#"), consistent_read=True)}
+        return self._calls
+
+    def limits(self) -> TierLimits:
+        if self._limits is None:
+            self._limits = quota.workspace_limits(self.run.workspace_id)
+        return self._limits
+
+    def recorded(self, step: int, kind: str) -> str | None:
+        """The answer an earlier attempt recorded for this step, if any."""
+        if not self.recovering:
+            return None
+        done = step_record(self.run, step, kind)
+        return done.next if done is not None else None
+
+    def reservation(self, step: int) -> Reservation | None:
+        if step not in self.reserved and self.recovering:
+            found = Reservation.get_or_none(*Reservation.key(self.run.workspace_id, self.run.id, step))
+            if found is not None:
+                self.reserved[step] = found
+        return self.reserved.get(step)
+
+    # ------------------------------------------------------------------ writing
+
+    def commit(self, change: Change) -> Run:
+        self.run = commit(self.services, self.run, change)
+        if any(isinstance(item, StepRecord) for item in change.puts):
+            self.recovering = False
+        for item in change.puts:
+            if isinstance(item, ConversationMessage) and self._conversation is not None:
+                self._conversation.append(item)
+            elif isinstance(item, ToolCall):
+                self.tool_calls()[item.tool_use_id] = item
+        if change.reserves is not None:
+            reservation = change.reserves[0]
+            self.reserved[int(reservation.sk.removeprefix("RESERVE#"))] = reservation
+        if change.settles is not None and change.settles[0] is not None:
+            self.reserved.pop(int(change.settles[0].sk.removeprefix("RESERVE#")), None)
+        return self.run
+
+    def reload(self) -> Run:
+        """Read the run again and forget what was carried (after a conflict)."""
+        self.run = load_run(self.run.workspace_id, self.run.id)
+        self._conversation = self._calls = None
+        self.recovering = True
+        return self.run
+
+    def goes_on(self, next_step: str) -> bool:
+        return decisions.goes_on_in_slice(
+            next_step, seconds_left=self.seconds_left(), model_calls=self.model_calls,
+            model_call_seconds=self.services.settings.model_call_budget_seconds)
+
+
 # --------------------------------------------------------------------------- dispatch
 
 
-def run_step(services: Services, event: dict[str, Any]) -> dict[str, Any]:
-    metrics.add_metric(name="RunSteps", unit=MetricUnit.Count, value=1)
+def run_step(services: Services, event: dict[str, Any],
+             seconds_left: Callable[[], float] = lambda: math.inf) -> dict[str, Any]:
+    """Run the slice ``event`` begins (``{step, workspace_id, run_id, turn?, task_token?, error?}``);
+    answers ``{next, turn}`` for the state machine (``next`` is ``done`` once the run has ended)."""
     step = event.get("step")
     workspace_id, run_id = event.get("workspace_id"), event.get("run_id")
     if step not in STEPS or not isinstance(workspace_id, str) or not isinstance(run_id, str):
@@ -83,57 +188,78 @@ def run_step(services: Services, event: dict[str, Any]) -> dict[str, Any]:
             run = load_run(workspace_id, run_id)
         except NotFound:  # (a DynamoDB failure is not caught: Step Functions retries it)
             raise RunStepRejected(f"no run {run_id} in workspace {workspace_id}") from None
-        next_step = STEPS[step](services, run, event)
-    # think → act stays in the turn; act → think, and think → think (pause_turn), begin the next one.
-    if step == "start":
-        turn = 1
-    elif next_step == THINK and step in ("think", "act"):
-        turn += 1
-    return {"next": next_step, "turn": turn}
+        work = Slice(services, run, seconds_left)
+        while True:
+            metrics.add_metric(name="RunSteps", unit=MetricUnit.Count, value=1)
+            next_step = STEPS[step](work, {**event, "step": step, "turn": turn})
+            if step not in decisions.IN_SLICE or next_step in (DONE, FAILED):
+                return {"next": next_step, "turn": turn}
+            turn = decisions.next_turn(step, next_step, turn)
+            if not work.goes_on(next_step):
+                return {"next": next_step, "turn": turn}
+            step = next_step
+            logger.append_keys(step=step)
 
 
 # --------------------------------------------------------------------------- start
 
 
-def start(services: Services, run: Run, event: dict[str, Any]) -> str:
-    if (done := step_record(run, 0, "start")) is not None:
-        return done.next
+def start(work: Slice, event: dict[str, Any]) -> str:
+    """run.started and the first message; the run's slot and the first model
+    call's reservation in the same transaction. No free slot: the run queues."""
+    run, services = work.run, work.services
+    if (done := work.recorded(0, "start")) is not None:
+        return done
     if run.status in TERMINAL or run.cancel_requested:
         return FINISH
-    if not run.parent_run_id and not slots.acquire(run, quota.workspace_limits(run.workspace_id)):
-        return QUEUE  # all the workspace's slots are taken, or others wait before it
+    needs_slot = not run.parent_run_id and run.slot is None
+    # (A run that then queues keeps the messages it took: they are delivered to it when it starts.)
     inbox = take_inbox(run.workspace_id, run.agent_id, run.id)
-    text = load_body(run).input
+    text = work.body().input
     if inbox:
         lines = "\n".join(f"- from agent {m.from_agent_id}: {clip(m.body, INBOX_MESSAGE_CHARS)}" for m in inbox)
         text = f"{text}\n\nMessages other agents sent you since your last run:\n{lines}"
     first = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, 1), index=1, role="user",
                                 content=[{"type": "text", "text": text}])
     at = services.now()
-    change = Change(
-        events=[("run.started", {"messages_delivered": len(inbox)})],
-        run_actions=[Run.status.set("running"), Run.started_at.set(at)],
-        run_condition=Run.status == "queued",
-        puts=[first, StepRecord(*StepRecord.key(run.workspace_id, run.id, 0, "start"), next=THINK)],
-    )
-    try:
-        commit(services, run, change)
-    except RunConflict:
-        return _recorded_or(run, 0, "start", FINISH)
-    return THINK
+    work._conversation = []  # noqa: SLF001 - the run's conversation begins here
+    reserves = _next_reservation(work, 1, [first], at)
+    for attempt in (reserves, None):  # without the reservation if the month has no room (think pauses then)
+        change = Change(
+            events=[("run.started", {"messages_delivered": len(inbox)})],
+            run_set={"status": "running", "started_at": at, **({"slot": slots.OWN} if needs_slot else {})},
+            run_condition=(Run.status == "queued") & (Run.slot.does_not_exist() if needs_slot else Run.status.exists()),
+            puts=[first, StepRecord(*StepRecord.key(run.workspace_id, run.id, 0, "start"), next=THINK)],
+            extra=[slots.take_in(run.workspace_id, work.limits())] if needs_slot else [],
+            reserves=attempt,
+        )
+        try:
+            work.commit(change)
+            return THINK
+        except RunConflict:
+            run = work.reload()
+            if (done := work.recorded(0, "start")) is not None:
+                return done
+            if run.status != "queued" or run.cancel_requested:
+                return FINISH
+            work._conversation = []  # noqa: SLF001
+            if attempt is None:
+                break
+    return QUEUE  # a slot was taken meanwhile
 
 
-def queue(services: Services, run: Run, event: dict[str, Any]) -> str:
+def queue(work: Slice, event: dict[str, Any]) -> str:
     """Wait for a slot (the WaitForSlot state): in the workspace's queue with
     this task token, answered ``start`` when a slot is handed over — or at once
     if one is free now. A cancelled run is answered ``finish``."""
+    run, services = work.run, work.services
     token = event.get("task_token")
     if not isinstance(token, str) or not token:
         raise RunStepRejected("queue needs the task token")
     if run.status in TERMINAL or run.cancel_requested:
         _send_task_success(services, token, FINISH)
         return FINISH
-    limits = quota.workspace_limits(run.workspace_id)
+    limits = work.limits()
     for _ in range(5):
         if slots.enqueue(run, token, limits):
             return QUEUE
@@ -143,109 +269,180 @@ def queue(services: Services, run: Run, event: dict[str, Any]) -> str:
     raise RunConflict("the workspace's slots kept changing")  # Step Functions retries the step
 
 
+def _next_reservation(work: Slice, step: int, conversation: list[ConversationMessage],
+                      at: datetime) -> tuple[Reservation, TierLimits] | None:
+    """The reservation of ``step``'s model call, to be written with the commit
+    before it — None when that call will not happen (the run ends first) or can
+    never fit (its think step pauses)."""
+    run = work.run
+    agent = work.body().agent
+    if _ending_before_a_model_call(work.services, run, agent, steps=step - 1) is not None:
+        return None
+    hold = quota.hold_for(_model_request(work.services, run, agent, conversation), at)
+    limits = work.limits()
+    if quota.beyond_limits(hold, limits) is not None:
+        return None
+    return quota.reservation_for(run.workspace_id, run.id, step, hold, at), limits
+
+
 # --------------------------------------------------------------------------- think
 
 
-def think(services: Services, run: Run, event: dict[str, Any]) -> str:
+def think(work: Slice, event: dict[str, Any]) -> str:
     step = event["turn"]
-    if (done := step_record(run, step, "think")) is not None:
-        return done.next
-    agent = load_body(run).agent
+    if (done := work.recorded(step, "think")) is not None:
+        return done
+    run, services = work.run, work.services
+    agent = work.body().agent
     if (ending := _ending_before_a_model_call(services, run, agent)) is not None:
-        return _decide(services, run, step, "think", ending)
+        return _decide(work, step, "think", ending)
 
-    conversation = _conversation(run)
+    conversation = work.conversation()
     request = _model_request(services, run, agent, conversation)
     at = services.now()
-    limits = quota.workspace_limits(run.workspace_id)
-    hold = quota.hold_for(request, at)
-    blocked = quota.reserve(run.workspace_id, run.id, step, hold, limits, at)
-    if blocked is not None:
-        return _pause_at(services, run, blocked, hold)
+    reservation = work.reservation(step)
+    if reservation is None:
+        hold = quota.hold_for(request, at)
+        blocked = quota.reserve(run.workspace_id, run.id, step, hold, work.limits(), at)
+        if blocked is not None:
+            return _pause_at(work, blocked, hold)
+        reservation = work.reserved[step] = quota.reservation_for(run.workspace_id, run.id, step, hold, at)
     try:
         response = services.model.create_message(request)
     except ModelRequestRejected as exc:
-        quota.release(run.workspace_id, run.id, step)
-        return _decide(services, run, step, "think",
+        _release(work, step)
+        return _decide(work, step, "think",
                        {"status": "failed", "reason": "model_rejected_request", "message": exc.reason})
     except ModelUnavailable:
-        quota.release(run.workspace_id, run.id, step)
-        raise  # the state machine retries Think, then fails the run with its reason
+        _release(work, step)
+        raise  # the state machine retries the slice, then fails the run with its reason
+    work.model_calls += 1
 
     usage = Usage.model_call(request.model, response.usage, at.date())
-    _meter_model_call(services, run, step, request.model, response.id, usage, limits, at)
     next_step, outcome = decisions.after_model(response.content, response.stop_reason)
     index = len(conversation) + 1
     answer = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, index), index=index,
                                  role="assistant", content=response.content)
-    actions = [Run.steps.set(step)]
-    if outcome is not None:
-        actions.append(Run.outcome.set(outcome))
+    entry = ledger.model_entry(response.id)
     change = Change(
-        events=[("model.called", {
-            "step": step,
-            "model": request.model,
-            "stop_reason": response.stop_reason,
-            "attempts": response.attempts,
-            "usage": usage.tokens.view(),
-            "cost_usd": f"{usage.cost_usd:.6f}",
-            "tool_uses": [b.get("name") for b in response.content if b.get("type") == "tool_use"],
-        })],
-        run_actions=actions,
+        events=[("model.called", _model_called(step, request, response, usage))],
+        run_set={"steps": step, **({"outcome": outcome} if outcome is not None else {})},
         run_condition=Run.status.is_in("running", "waiting"),
         puts=[answer, StepRecord(*StepRecord.key(run.workspace_id, run.id, step, "think"), next=next_step)],
+        metered={entry: usage}, entry_details={entry: {"step": step, "model": request.model}},
+        settles=(reservation, usage),
     )
+    uses = [b for b in response.content if b.get("type") == "tool_use"]
+    if next_step == ACT and uses and not _is_delegation(uses[0], agent) and services.now() < run.deadline:
+        # The first tool starts with the answer (unless a cancel is recorded; past the deadline, act ends the run).
+        _with_tool_start(change, run, uses[0], services.now())
     try:
-        commit(services, run, change)
+        if next_step == FINISH:  # the run ends with this answer: one transaction for both
+            _settle(work, decisions.final_outcome(outcome, bool(run.cancel_requested)), with_change=change)
+        else:
+            work.commit(change)
+    except (RunConflict, TransactWriteError) as exc:
+        return _keep_answer(work, step, exc, change, outcome, next_step)
+    _after_metering(work, usage)
+    return DONE if next_step == FINISH else next_step
+
+
+def _keep_answer(work: Slice, step: int, exc: Exception, change: Change, outcome: Outcome | None,
+                 next_step: str) -> str:
+    """The answer's transaction did not go through: meter the call on its own
+    (Anthropic answered it, so it is billed), then store the answer alone if
+    the run still takes it."""
+    (entry, usage), = change.metered.items()
+    reservation = change.settles[0] if change.settles else None
+    _meter_model_call(work, step, entry, change.entry_details[entry]["model"], usage, reservation)
+    if isinstance(exc, TransactWriteError):
+        raise exc  # DynamoDB failed the write (not a refusal): the slice is retried
+    run = work.reload()
+    if (done := work.recorded(step, "think")) is not None:
+        return done
+    if run.status not in ("running", "waiting"):
+        return FINISH
+    answer_only = Change(events=change.events[:1], run_set={"steps": step, **({"outcome": outcome} if outcome else {})},
+                         run_condition=Run.status.is_in("running", "waiting"), puts=change.puts[:2])
+    try:
+        work.commit(answer_only)
     except RunConflict:
-        return _recorded_or(run, step, "think", FINISH)
-    metrics.add_metric(name="ModelCalls", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="ModelCostMicroUSD", unit=MetricUnit.Count, value=usage.cost_micro_usd)
+        return _recorded_or(work, step, "think", FINISH)
     return next_step
 
 
-def _meter_model_call(services: Services, run: Run, step: int, model: str, message_id: str, usage: Usage,
-                      limits: TierLimits, at: datetime) -> None:
-    """Count a model call Anthropic answered, before anything else can fail: its
-    ledger entry, the run's totals, the workspace's counters, and the month's
-    quota (the reservation replaced by the actual cost) — in one transaction,
-    once per message."""
-    entry = ledger.model_entry(message_id)
-    reservation = Reservation.get_or_none(*Reservation.key(run.workspace_id, run.id, step))
+def _model_called(step: int, request: ModelRequest, response: ModelResponse, usage: Usage) -> dict[str, Any]:
+    return {
+        "step": step,
+        "model": request.model,
+        "stop_reason": response.stop_reason,
+        "attempts": response.attempts,
+        "usage": usage.tokens.view(),
+        "cost_usd": f"{usage.cost_usd:.6f}",
+        "tool_uses": [b.get("name") for b in response.content if b.get("type") == "tool_use"],
+    }
+
+
+def _meter_model_call(work: Slice, step: int, entry: str, model: str, usage: Usage,
+                      reservation: Reservation | None) -> None:
+    """Count a model call Anthropic answered when its answer could not be stored:
+    its ledger entry, the run's totals, the workspace's counters and the
+    month's quota (the reservation replaced by the actual cost) — in one
+    transaction, once per message."""
+    run, services = work.run, work.services
+    at = services.now()
+    if reservation is not None:  # it may have been settled or released meanwhile
+        reservation = Reservation.get_or_none(*Reservation.key(run.workspace_id, run.id, step))
     try:
         with transaction() as tx:
             ledger.record(tx, run.workspace_id, run.id, entry, usage, at, services.settings.usage_counter_shards,
                           step=step, model=model)
-            tx.update(run, actions=usage.add_actions(Run))
+            tx.update(Run(*Run.key(run.workspace_id, run.id)), actions=usage.add_actions(Run))
             quota.settle(tx, run.workspace_id, reservation, usage, at)
     except TransactWriteError:
         if LedgerEntry.get_or_none(*LedgerEntry.key(run.workspace_id, run.id, entry)) is not None:
             return  # metered already
         raise
+    work.reserved.pop(step, None)
+    _after_metering(work, usage)
+
+
+def _after_metering(work: Slice, usage: Usage) -> None:
+    """The month's alerts at 80 and 100% of the tokens and the budget, and the metrics."""
+    run, services = work.run, work.services
+    at = services.now()
     month = quota.month_quota(run.workspace_id, at)
     if month is not None:
-        period = counters.month(at)
+        limits, period = work.limits(), counters.month(at)
         alerts.check(services.operator_events, run.workspace_id, quota.TOKENS, int(month.used_tokens),
                      limits.tokens_per_month, period, at)
         alerts.check(services.operator_events, run.workspace_id, quota.BUDGET, int(month.used_micro_usd),
                      quota.budget_micro_usd(limits), period, at)
+    metrics.add_metric(name="ModelCalls", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="ModelCostMicroUSD", unit=MetricUnit.Count, value=usage.cost_micro_usd)
 
 
-def _pause_at(services: Services, run: Run, limit: str, hold: quota.Hold) -> str:
+def _release(work: Slice, step: int) -> None:
+    run = work.run
+    quota.release(run.workspace_id, run.id, step, work.reserved.pop(step, None))
+
+
+def _pause_at(work: Slice, limit: str, hold: quota.Hold) -> str:
     """The month's ``limit`` has no room for the next model call (``hold``): the
     run waits (the Paused state) until a resume; the same turn thinks again then."""
     try:
-        commit(services, run, Change(run_actions=[Run.pause_reason.set(limit), Run.pause_hold.set(asdict(hold))],
-                                     run_condition=Run.status.is_in("running", "waiting")))
+        work.commit(Change(run_set={"pause_reason": limit, "pause_hold": asdict(hold)},
+                           run_condition=Run.status.is_in("running", "waiting")))
     except RunConflict:
         return FINISH
     return PAUSE
 
 
-def _ending_before_a_model_call(services: Services, run: Run, agent: dict[str, Any]) -> Outcome | None:
+def _ending_before_a_model_call(services: Services, run: Run, agent: dict[str, Any],
+                                steps: int | None = None) -> Outcome | None:
     return decisions.ending_before_a_model_call(
         cancel_requested=bool(run.cancel_requested), now=services.now(), created_at=run.created_at,
-        deadline=run.deadline, steps=int(run.steps),
+        deadline=run.deadline, steps=int(run.steps) if steps is None else steps,
         spent=Usage.of(run) + Usage(cost_micro_usd=int(run.children_micro_usd or 0)), agent=agent)
 
 
@@ -259,86 +456,115 @@ def _model_request(services: Services, run: Run, agent: dict[str, Any],
                         max_tokens=services.settings.model_max_tokens, metadata_user_id=run.workspace_id)
 
 
-def _conversation(run: Run) -> list[ConversationMessage]:
-    return list(ConversationMessage.query(Run.partition(run.workspace_id, run.id),
-                                          ConversationMessage.sk.startswith("MSG#"), consistent_read=True))
-
-
-
 # --------------------------------------------------------------------------- act
 
 
-def act(services: Services, run: Run, event: dict[str, Any]) -> str:
+def act(work: Slice, event: dict[str, Any]) -> str:
     step = event["turn"]
-    if (done := step_record(run, step, "act")) is not None:
-        return done.next
+    if (done := work.recorded(step, "act")) is not None:
+        return done
+    run, services = work.run, work.services
     if run.cancel_requested:
         return FINISH
-    agent = load_body(run).agent
+    agent = work.body().agent
     if services.now() >= run.deadline:
-        return _decide(services, run, step, "act", decisions.timed_out(run.created_at, run.deadline))
-    conversation = _conversation(run)
-    uses = [b for b in conversation[-1].content if b.get("type") == "tool_use"]
-    calls = _tool_calls(run)
-    for use in uses:
+        return _decide(work, step, "act", decisions.timed_out(run.created_at, run.deadline))
+    uses = [b for b in work.conversation()[-1].content if b.get("type") == "tool_use"]
+    calls = work.tool_calls()
+    pending = [u for u in uses if calls.get(u["id"]) is None or calls[u["id"]].result is None]
+    for position, use in enumerate(pending):
         call = calls.get(use["id"])
-        if call is not None and call.result is not None:
-            continue
         if call is None:
-            call, run = _start_tool_call(services, run, use)
+            call = _start_tool_call(work, use)
             if call is None:  # cancelled before it could start
                 return FINISH
-        if use["name"] == "delegate" and "delegate" in agent["tools"]:
+        if _is_delegation(use, agent):
             return DELEGATE  # the state machine starts the child run and waits for it
-        result = _execute(services, run, use, agent["tools"])
-        run = _finish_tool_call(services, run, call, result)
-    recorded = _tool_calls(run)  # as they are now, with this invocation's results
-    results = [_result_block(recorded[u["id"]], u["id"]) for u in uses]
-    index = len(conversation) + 1
+        result = _execute(services, work.run, use, agent["tools"])
+        if position + 1 == len(pending):
+            return _reply(work, step, uses, (call, result))
+        following = pending[position + 1]
+        if not _finish_tool_call(work, call, result, start=None if _is_delegation(following, agent) else following):
+            return FINISH  # cancelled: no further tool starts
+    return _reply(work, step, uses, None)
+
+
+def _reply(work: Slice, step: int, uses: list[dict[str, Any]], last: tuple[ToolCall, ToolResult] | None) -> str:
+    """The tools' results as the next user message, with the last tool's result
+    and the next model call's reservation: one transaction."""
+    run, services = work.run, work.services
+    calls = work.tool_calls()
+    outcomes = {c.tool_use_id: c.result for c in calls.values() if c.result is not None}
+    if last is not None:
+        outcomes[last[0].tool_use_id] = _outcome(last[1])
+    results = [{"type": "tool_result", "tool_use_id": u["id"], "content": outcomes[u["id"]]["content"],
+                "is_error": bool(outcomes[u["id"]]["is_error"])} for u in uses]
+    index = len(work.conversation()) + 1
     reply = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, index), index=index,
                                 role="user", content=results)
     change = Change(
-        run_actions=[Run.status.set("running")],
+        run_set={"status": "running"},
         run_condition=Run.status.is_in("running", "waiting"),
         puts=[reply, StepRecord(*StepRecord.key(run.workspace_id, run.id, step, "act"), next=THINK)],
+        reserves=_next_reservation(work, step + 1, [*work.conversation(), reply], services.now()),
     )
+    if last is not None:
+        _with_tool_result(change, *last)
     try:
-        commit(services, run, change)
-    except RunConflict:
-        return _recorded_or(run, step, "act", FINISH)
+        work.commit(change)
+    except RunConflict:  # the reservation does not fit, or the run changed: one write at a time
+        work.reload()
+        if (done := work.recorded(step, "act")) is not None:
+            return done
+        if last is not None:
+            _finish_tool_call(work, *last)
+        try:
+            work.commit(Change(run_set={"status": "running"}, run_condition=Run.status.is_in("running", "waiting"),
+                               puts=change.puts))
+        except RunConflict:
+            return _recorded_or(work, step, "act", FINISH)
+    if last is not None:
+        last[0].result = _outcome(last[1])
     return THINK
 
 
-def _tool_calls(run: Run) -> dict[str, ToolCall]:
-    return {c.tool_use_id: c for c in ToolCall.query(Run.partition(run.workspace_id, run.id),
-                                                     ToolCall.sk.startswith("TOOL#"), consistent_read=True)}
+def _is_delegation(use: dict[str, Any], agent: dict[str, Any]) -> bool:
+    return bool(use.get("name") == "delegate" and "delegate" in agent["tools"])
 
 
 def _tool_call(run: Run, tool_use_id: str) -> ToolCall | None:
     return ToolCall.get_or_none(*ToolCall.key(run.workspace_id, run.id, tool_use_id))
 
 
-def _start_tool_call(services: Services, run: Run, use: dict[str, Any]) -> tuple[ToolCall | None, Run]:
-    """Record the call (event tool.called) — unless the run was cancelled: no
-    tool starts once a cancel is recorded (the condition is in the same write).
-    Returns the call (None when cancelled) and the run as it is now."""
+def _with_tool_start(change: Change, run: Run, use: dict[str, Any], at: datetime) -> None:
+    """Add the start of a tool call to ``change`` (event tool.called) — on the
+    condition that no cancel is recorded: no tool starts after a cancel."""
     call = ToolCall(*ToolCall.key(run.workspace_id, run.id, use["id"]), tool_use_id=use["id"], name=use["name"],
-                    started_at=services.now())
-    change = Change(
-        events=[("tool.called", {"tool_use_id": use["id"], "name": use["name"], "input": use.get("input", {})})],
-        run_condition=Run.cancel_requested == False,  # noqa: E712 - a DynamoDB condition, not a comparison
-        puts=[call],
-    )
+                    started_at=at)
+    change.events.append(("tool.called", {"tool_use_id": use["id"], "name": use["name"],
+                                          "input": use.get("input", {})}))
+    change.puts.append(call)
+    not_cancelled = Run.cancel_requested == False  # noqa: E712 - a DynamoDB condition, not a comparison
+    change.run_condition = not_cancelled if change.run_condition is None else change.run_condition & not_cancelled
+
+
+def _start_tool_call(work: Slice, use: dict[str, Any]) -> ToolCall | None:
+    """Record the call (event tool.called) unless the run was cancelled. Returns
+    the call (None when cancelled)."""
+    change = Change()
+    _with_tool_start(change, work.run, use, work.services.now())
     try:
-        return call, commit(services, run, change)
+        work.commit(change)
+        return work.tool_calls()[use["id"]]
     except RunConflict:
-        fresh = load_run(run.workspace_id, run.id)
-        if fresh.cancel_requested:
-            return None, fresh
+        run = work.reload()
+        if run.cancel_requested:
+            return None
         recorded = _tool_call(run, use["id"])  # a concurrent attempt recorded it
         if recorded is None:
             raise
-        return recorded, fresh
+        work.tool_calls()[use["id"]] = recorded
+        return recorded
 
 
 def _execute(services: Services, run: Run, use: dict[str, Any], allowed: list[str]) -> ToolResult:
@@ -348,42 +574,56 @@ def _execute(services: Services, run: Run, use: dict[str, Any], allowed: list[st
     return services.tools.execute(use["name"], use.get("input", {}), context, allowed)
 
 
-def _finish_tool_call(services: Services, run: Run, call: ToolCall, result: ToolResult,
-                      child_cost_micro_usd: int = 0) -> Run:
-    """Record a tool's result once (event tool.result, the run's tool_calls + 1;
-    for a delegation, the child's model cost joins what the run's budget covers)."""
-    outcome = {"content": result.content, "is_error": result.is_error}
-    change = Change(
-        events=[("tool.result", {"tool_use_id": call.tool_use_id, "name": call.name, **outcome})],
-        run_actions=[Run.children_micro_usd.add(child_cost_micro_usd)] if child_cost_micro_usd else [],
-        extra=[lambda tx: tx.update(call, actions=[ToolCall.result.set(outcome)],
-                                    condition=ToolCall.result.does_not_exist())],
-        metered={ledger.tool_entry(call.tool_use_id): Usage(tool_calls=1)},
-    )
+def _outcome(result: ToolResult) -> dict[str, Any]:
+    return {"content": result.content, "is_error": result.is_error}
+
+
+def _with_tool_result(change: Change, call: ToolCall, result: ToolResult, child_cost_micro_usd: int = 0) -> None:
+    """Add a tool's result to ``change``, once (event tool.result, the run's
+    tool_calls + 1; for a delegation, the child's model cost joins what the
+    run's budget covers)."""
+    outcome = _outcome(result)
+    change.events.insert(0, ("tool.result", {"tool_use_id": call.tool_use_id, "name": call.name, **outcome}))
+    if child_cost_micro_usd:
+        change.run_actions.append(Run.children_micro_usd.add(child_cost_micro_usd))
+    change.extra.append(lambda tx: tx.update(call, actions=[ToolCall.result.set(outcome)],
+                                             condition=ToolCall.result.does_not_exist()))
+    change.metered[ledger.tool_entry(call.tool_use_id)] = Usage(tool_calls=1)
+
+
+def _finish_tool_call(work: Slice, call: ToolCall, result: ToolResult, start: dict[str, Any] | None = None) -> bool:
+    """Record a tool's result (and start the ``start`` call with it, unless a
+    cancel is recorded). False when the run was cancelled meanwhile."""
+    change = Change()
+    _with_tool_result(change, call, result)
+    if start is not None:
+        _with_tool_start(change, work.run, start, work.services.now())
     try:
-        return commit(services, run, change)
+        work.commit(change)
     except RunConflict:
-        return load_run(run.workspace_id, run.id)  # already recorded by an earlier attempt
-
-
-def _result_block(call: ToolCall, tool_use_id: str) -> dict[str, Any]:
-    result = call.result
-    return {"type": "tool_result", "tool_use_id": tool_use_id, "content": result["content"],
-            "is_error": bool(result["is_error"])}
+        run = work.reload()
+        if start is not None and run.cancel_requested:
+            _finish_tool_call(work, call, result)
+            return False
+        if start is None:
+            return not run.cancel_requested  # already recorded by an earlier attempt
+        return _finish_tool_call(work, call, result)
+    call.result = _outcome(result)
+    return True
 
 
 # --------------------------------------------------------------------------- delegate
 
 
-def delegate(services: Services, run: Run, event: dict[str, Any]) -> str:
+def delegate(work: Slice, event: dict[str, Any]) -> str:
     """Start (or re-attach to) the child run of the pending delegate call. The
     state machine then waits until the child's last step sends ``task_token``."""
+    run, services = work.run, work.services
     token = event.get("task_token")
     if not isinstance(token, str) or not token:
         raise RunStepRejected("delegate needs the task token")
-    conversation = _conversation(run)
-    calls = _tool_calls(run)
-    pending = [b for b in conversation[-1].content if b.get("type") == "tool_use" and b["name"] == "delegate"
+    calls = work.tool_calls()
+    pending = [b for b in work.conversation()[-1].content if b.get("type") == "tool_use" and b["name"] == "delegate"
                and (calls.get(b["id"]) is None or calls[b["id"]].result is None)]
     if not pending or run.cancel_requested:
         _send_task_success(services, token, ACT)
@@ -391,14 +631,15 @@ def delegate(services: Services, run: Run, event: dict[str, Any]) -> str:
     use = pending[0]
     call = calls.get(use["id"])
     if call is None:
-        call, run = _start_tool_call(services, run, use)
+        call = _start_tool_call(work, use)
         if call is None:  # cancelled
             _send_task_success(services, token, ACT)
             return ACT
+        run = work.run
     arguments = use.get("input") or {}
 
     def refuse(message: str) -> str:
-        _finish_tool_call(services, run, call, ToolResult(content=message, is_error=True))
+        _finish_tool_call(work, call, ToolResult(content=message, is_error=True))
         _send_task_success(services, token, ACT)
         return ACT
 
@@ -430,9 +671,9 @@ def delegate(services: Services, run: Run, event: dict[str, Any]) -> str:
         except UpdateError:
             pass
     with_status = Change(events=[] if run.status == "waiting" else [("run.waiting", {"child_run_id": child_id})],
-                         run_actions=[Run.status.set("waiting")], run_condition=Run.status.is_in("running", "waiting"))
+                         run_set={"status": "waiting"}, run_condition=Run.status.is_in("running", "waiting"))
     try:
-        commit(services, run, with_status)
+        work.commit(with_status)
     except RunConflict:
         pass
     if child.status in TERMINAL:  # finished before this (retried) step: answer at once
@@ -452,8 +693,8 @@ def _answer_parent(services: Services, child: Run) -> None:
     """Put a finished child's answer into its parent's delegate call (once)."""
     if not child.parent_run_id or not child.parent_tool_use_id:
         return
-    parent = load_run(child.workspace_id, child.parent_run_id)
-    call = _tool_call(parent, child.parent_tool_use_id)
+    parent = Slice(services, load_run(child.workspace_id, child.parent_run_id))
+    call = _tool_call(parent.run, child.parent_tool_use_id)
     if call is not None and call.result is None:
         if child.status == "succeeded":
             result = ToolResult(content=child.output or "", is_error=False)
@@ -461,76 +702,60 @@ def _answer_parent(services: Services, child: Run) -> None:
             reason = (child.error or {}).get("message") or child.status
             result = ToolResult(content=f"The delegated run {child.id} ended {child.status}: {reason}",
                                 is_error=True)
-        _finish_tool_call(services, parent, call, result, child_cost_micro_usd=int(child.cost_micro_usd or 0))
+        change = Change()
+        _with_tool_result(change, call, result, child_cost_micro_usd=int(child.cost_micro_usd or 0))
+        try:
+            parent.commit(change)
+        except RunConflict:
+            pass  # already recorded by an earlier attempt
 
 
 # --------------------------------------------------------------------------- pause
 
 
-def pause(services: Services, run: Run, event: dict[str, Any]) -> str:
+def pause(work: Slice, event: dict[str, Any]) -> str:
     """Wait for a resume (or a cancel): keep the task token on the run."""
     token = event.get("task_token")
     if not isinstance(token, str) or not token:
         raise RunStepRejected("pause needs the task token")
-    if run.cancel_requested:
-        _send_task_success(services, token, FINISH)
+    if work.run.cancel_requested:
+        _send_task_success(work.services, token, FINISH)
         return FINISH
-    pausing.mark_paused(services, run, token)
+    pausing.mark_paused(work.services, work.run, token)
     return PAUSE
 
 
 # --------------------------------------------------------------------------- finish and fail
 
 
-def finish(services: Services, run: Run, event: dict[str, Any]) -> str:
-    _settle(services, run, decisions.final_outcome(run.outcome, bool(run.cancel_requested)))
-    return "done"
+def finish(work: Slice, event: dict[str, Any]) -> str:
+    run = work.run
+    _settle(work, decisions.final_outcome(run.outcome, bool(run.cancel_requested)))
+    return DONE
 
 
-def fail(services: Services, run: Run, event: dict[str, Any]) -> str:
-    _settle(services, run, decisions.failure_outcome(event.get("error") or {}))
-    return "failed"
+def fail(work: Slice, event: dict[str, Any]) -> str:
+    _settle(work, decisions.failure_outcome(event.get("error") or {}))
+    return FAILED
 
 
-def _settle(services: Services, run: Run, outcome: dict[str, Any]) -> None:
-    """Write the run's end (once), give back what it held, answer a waiting parent."""
+def _settle(work: Slice, outcome: Outcome, with_change: Change | None = None) -> None:
+    """Write the run's end (once), give back what it held, answer a waiting
+    parent. ``with_change``: the step's own writes, in the same transaction
+    (then a conflict raises RunConflict, and the caller writes them alone)."""
+    run, services = work.run, work.services
     was_paused = run.paused_at is not None
+    if run.status in TERMINAL and with_change is not None:
+        raise RunConflict("the run has ended already")
     if run.status not in TERMINAL:
-        at = services.now()
-        status = outcome["status"]
-        # agent time: from start to end, less the time it spent paused at a limit
-        paused = int(run.paused_seconds or 0) + (int((at - run.paused_at).total_seconds()) if run.paused_at else 0)
-        seconds = max(0, int((at - run.started_at).total_seconds()) - paused) if run.started_at else 0
-        error = None if status == "succeeded" else {"reason": outcome.get("reason", status),
-                                                     "message": outcome.get("message", "")}
-        data: dict[str, Any] = {"status": status}
-        if outcome.get("output") is not None:
-            data["output"] = outcome["output"]
-        if outcome.get("truncated"):
-            data["truncated"] = True
-        if error:
-            data["error"] = error
-        data["usage"] = {"cost_usd": f"{cost_usd(run):.6f}", "steps": int(run.steps),
-                         "tool_calls": int(run.tool_calls), "agent_seconds": seconds}
         for _ in range(5):  # the slots may change under the end (a run queued meanwhile): decide again
-            slot_writes, successor = slots.on_end(run)
-            change = Change(
-                events=[(f"run.{status}", data)],
-                run_actions=[Run.status.set(status), Run.finished_at.set(at),
-                             _set_or_remove(Run.output, outcome.get("output")), Run.error.set(error),
-                             Run.task_token.remove(), Run.pause_reason.remove(), Run.pause_hold.remove(),
-                             Run.paused_at.remove(), Run.slot.remove(),
-                             Run.outcome.remove()],  # now written out as output / error
-                run_condition=Run.status.is_in("queued", "running", "paused", "waiting"),
-                extra=slot_writes,
-                metered={ledger.SECONDS: Usage(agent_seconds=seconds)},
-                closes_infra=True,
-            )
+            change, successor, status = _end_change(work.run, outcome, services.now(), with_change)
             try:
-                run = commit(services, run, change)
+                work.commit(change)
             except RunConflict:
-                run = load_run(run.workspace_id, run.id)
-                if run.status in TERMINAL:
+                if with_change is not None:
+                    raise
+                if work.reload().status in TERMINAL:
                     break
                 continue
             if successor is not None:  # the oldest queued run holds this run's slot now: it starts
@@ -539,7 +764,12 @@ def _settle(services: Services, run: Run, outcome: dict[str, Any]) -> None:
             break
         else:
             raise RunConflict("the run's end kept conflicting")  # Step Functions retries Finish
-    quota.release_all(run.workspace_id, run.id)  # reservations a crashed step left
+    run = work.run
+    if work.recovering:
+        quota.release_all(run.workspace_id, run.id)  # reservations a crashed slice left
+    else:
+        for step in list(work.reserved):
+            _release(work, step)
     if was_paused:
         pausing.forget(run.workspace_id, run.id)
     if run.parent_run_id:
@@ -549,28 +779,64 @@ def _settle(services: Services, run: Run, outcome: dict[str, Any]) -> None:
             _send_task_success(services, fresh.parent_task_token, ACT)
 
 
+def _end_change(run: Run, outcome: Outcome, at: datetime,
+                with_change: Change | None) -> tuple[Change, str | None, str]:
+    """The end of ``run`` as one change (on top of ``with_change``), the task
+    token of the queued run its slot goes to, and its status."""
+    base = with_change or Change()
+    status = outcome["status"]
+    # agent time: from start to end, less the time it spent paused at a limit
+    paused = int(run.paused_seconds or 0) + (int((at - run.paused_at).total_seconds()) if run.paused_at else 0)
+    seconds = max(0, int((at - run.started_at).total_seconds()) - paused) if run.started_at else 0
+    error = None if status == "succeeded" else {"reason": outcome.get("reason", status),
+                                                 "message": outcome.get("message", "")}
+    totals = Usage.of(run) + sum(base.metered.values(), Usage())
+    data: dict[str, Any] = {"status": status}
+    if outcome.get("output") is not None:
+        data["output"] = outcome["output"]
+    if outcome.get("truncated"):
+        data["truncated"] = True
+    if error:
+        data["error"] = error
+    data["usage"] = {"cost_usd": f"{totals.cost_usd:.6f}", "steps": int(base.run_set.get("steps", run.steps)),
+                     "tool_calls": totals.tool_calls, "agent_seconds": seconds}
+    slot_writes, successor = slots.on_end(run)
+    ending = Run.status.is_in("queued", "running", "paused", "waiting")
+    change = Change(
+        events=[*base.events, (f"run.{status}", data)],
+        run_set={**base.run_set, "status": status, "finished_at": at, "output": outcome.get("output"),
+                 "error": error, "task_token": None, "pause_reason": None, "pause_hold": None, "paused_at": None,
+                 "slot": None, "outcome": None},  # the outcome is now written out as output / error
+        run_actions=base.run_actions,
+        run_condition=ending if base.run_condition is None else base.run_condition & ending,
+        puts=base.puts,
+        extra=[*base.extra, *slot_writes],
+        metered={**base.metered, ledger.SECONDS: Usage(agent_seconds=seconds)},
+        entry_details=base.entry_details,
+        settles=base.settles,
+        closes_infra=True,
+    )
+    return change, successor, status
+
+
 # --------------------------------------------------------------------------- helpers
 
 
-def _set_or_remove(attribute: Any, value: Any) -> Action:
-    action: Action = attribute.remove() if value is None else attribute.set(value)
-    return action
-
-
-def _decide(services: Services, run: Run, step: int, kind: str, outcome: dict[str, Any]) -> str:
-    change = Change(run_actions=[Run.outcome.set(outcome)],
-                    puts=[StepRecord(*StepRecord.key(run.workspace_id, run.id, step, kind), next=FINISH)])
+def _decide(work: Slice, step: int, kind: str, outcome: Outcome) -> str:
+    change = Change(run_set={"outcome": outcome},
+                    puts=[StepRecord(*StepRecord.key(work.run.workspace_id, work.run.id, step, kind), next=FINISH)])
     try:
-        commit(services, run, change)
+        work.commit(change)
     except RunConflict:
-        return _recorded_or(run, step, kind, FINISH)
+        return _recorded_or(work, step, kind, FINISH)
     return FINISH
 
 
-def _recorded_or(run: Run, step: int, kind: str, default: str) -> str:
-    done = step_record(run, step, kind)
+def _recorded_or(work: Slice, step: int, kind: str, default: str) -> str:
+    done = step_record(work.run, step, kind)
     return done.next if done is not None else default
 
 
-STEPS = {"start": start, "queue": queue, "think": think, "act": act, "delegate": delegate, "pause": pause, "finish": finish,
-         "fail": fail}
+STEPS: dict[str, Callable[[Slice, dict[str, Any]], str]] = {
+    "start": start, "queue": queue, "think": think, "act": act, "delegate": delegate, "pause": pause,
+    "finish": finish, "fail": fail}

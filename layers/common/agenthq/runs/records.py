@@ -18,13 +18,15 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import TransactWriteError
+from pynamodb.expressions.update import Action
 
 from agenthq.store import BaseItem, transaction
-from agenthq.store.items import Run, RunBody, RunEvent, StepRecord
-from agenthq.usage import Usage, counters, infra, ledger
+from agenthq.store.items import Reservation, Run, RunBody, RunEvent, StepRecord
+from agenthq.usage import Usage, counters, infra, ledger, quota
 
 if TYPE_CHECKING:
     from agenthq.services import Services
+    from agenthq.tiers import TierLimits
 
 INPUT_PREVIEW_CHARS = 500
 LAST_SEQ = 9_999_999_999  # event sort keys hold 10 digits
@@ -96,17 +98,23 @@ class Change:
     """What a step writes, all at once."""
 
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    run_actions: list[Any] = field(default_factory=list)
+    run_set: dict[str, Any] = field(default_factory=dict)  # attribute → value (None removes it); mirrored on the
+    #   run in memory, so the step goes on without reading it back
+    run_actions: list[Any] = field(default_factory=list)  # other updates of the run (then it is read back)
     run_condition: Any = None
     puts: list[BaseItem] = field(default_factory=list)  # created only if absent
     extra: list[Callable[[Any], None]] = field(default_factory=list)  # more writes on the transaction
     metered: dict[str, Usage] = field(default_factory=dict)  # ledger entry id → usage: counted once, on the
     #   run's totals and the workspace's counters
+    entry_details: dict[str, dict[str, Any]] = field(default_factory=dict)  # ledger entry id → its step, model
+    settles: tuple[Reservation | None, Usage] | None = None  # a model call's use replaces its reservation
+    reserves: tuple[Reservation, TierLimits] | None = None  # the next model call's reservation (quota.reserve_in)
     closes_infra: bool = False  # the run's end: its accrued infrastructure cost becomes its ``infra`` entry
 
 
 def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -> Run:
-    """Write ``change`` atomically; returns the run as it is after it. Absorbs
+    """Write ``change`` atomically; returns the run as it is after it (``run``
+    itself, updated in memory, unless ``run_actions`` need a read). Absorbs
     concurrent appends (retrying with the new seq); raises RunConflict when
     the run's own condition or an item's absence no longer holds."""
     infra_micro = infra.take()  # what this invocation's infrastructure cost since its last commit
@@ -127,18 +135,23 @@ def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -
                 condition = Run.seq == seq
                 if change.run_condition is not None:
                     condition &= change.run_condition
-                tx.update(run, actions=[Run.seq.set(seq + len(change.events)), Run.updated_at.set(at),
+                sets = [_set_or_remove(getattr(Run, name), value) for name, value in change.run_set.items()]
+                tx.update(run, actions=[Run.seq.set(seq + len(change.events)), Run.updated_at.set(at), *sets,
                                         *change.run_actions, *run_usage.add_actions(Run)], condition=condition)
                 for item in change.puts:
                     tx.save(item, condition=type(item).pk.does_not_exist())
                 for write in change.extra:
                     write(tx)
                 for entry, usage in change.metered.items():
-                    ledger.put(tx, run.workspace_id, run.id, entry, usage, at)
+                    ledger.put(tx, run.workspace_id, run.id, entry, usage, at, **change.entry_details.get(entry, {}))
                 if change.closes_infra:
                     ledger.put(tx, run.workspace_id, run.id, ledger.INFRA, closing, at)
                 counters.count(tx, run.workspace_id, counted.without_infra() if not change.closes_infra else counted,
                                at, services.settings.usage_counter_shards)
+                if change.settles is not None:
+                    quota.settle(tx, run.workspace_id, *change.settles, at)
+                if change.reserves is not None:
+                    quota.reserve_in(tx, run.workspace_id, *change.reserves)
         except TransactWriteError as exc:
             codes = _reason_codes(exc)
             if "ConditionalCheckFailed" not in codes:
@@ -153,9 +166,22 @@ def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -
                 continue
             infra.give_back(infra_micro)
             raise RunConflict(str(exc)) from exc
-        return load_run(run.workspace_id, run.id)
+        if change.run_actions:
+            return load_run(run.workspace_id, run.id)
+        run.seq, run.updated_at = seq + len(change.events), at
+        for name, value in change.run_set.items():
+            setattr(run, name, value)
+        for name, value in run_usage.view().items():
+            if value and name in Run.get_attributes():
+                setattr(run, name, int(getattr(run, name) or 0) + value)
+        return run
     infra.give_back(infra_micro)
     raise RunConflict("the run kept changing")
+
+
+def _set_or_remove(attribute: Any, value: Any) -> Action:
+    action: Action = attribute.remove() if value is None else attribute.set(value)
+    return action
 
 
 def _reason_codes(exc: TransactWriteError) -> set[str]:

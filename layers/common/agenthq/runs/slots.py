@@ -18,6 +18,7 @@ child works, so the child neither takes a slot nor counts as pending.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import TransactWriteError
@@ -67,15 +68,22 @@ def queue_full(limits: TierLimits) -> QuotaExceeded:
 # --------------------------------------------------------------------------- start
 
 
+def take_in(workspace_id: str, limits: TierLimits) -> Callable[[Any], None]:
+    """A write for a transaction: one more running run, if a slot is free and
+    nobody waits (the caller sets the run's ``slot`` in the same transaction)."""
+    free = ((RunSlots.running.does_not_exist() | (RunSlots.running < limits.concurrent_runs))
+            & (RunSlots.waiting.does_not_exist() | (RunSlots.waiting == 0)))
+    slots = RunSlots(*RunSlots.key(workspace_id))
+    return lambda tx: tx.update(slots, actions=[RunSlots.running.add(1)], condition=free)
+
+
 def acquire(run: Run, limits: TierLimits) -> bool:
     """Take a slot for ``run`` if one is free and nobody waits; True if it holds one."""
     if run.slot is not None:
         return True
-    free = ((RunSlots.running.does_not_exist() | (RunSlots.running < limits.concurrent_runs))
-            & (RunSlots.waiting.does_not_exist() | (RunSlots.waiting == 0)))
     try:
         with transaction() as tx:
-            tx.update(RunSlots(*RunSlots.key(run.workspace_id)), actions=[RunSlots.running.add(1)], condition=free)
+            take_in(run.workspace_id, limits)(tx)
             tx.update(run, actions=[Run.slot.set(OWN)], condition=Run.slot.does_not_exist())
     except TransactWriteError:
         fresh = Run.get_or_none(*Run.key(run.workspace_id, run.id))

@@ -106,33 +106,51 @@ def hold_for(request: ModelRequest, at: datetime) -> Hold:
     return Hold(tokens=prompt_tokens + request.max_tokens, micro_usd=math.ceil(usd / pricing.MICRO_DOLLAR))
 
 
+def reservation_for(workspace_id: str, run_id: str, step: int, hold: Hold, at: datetime) -> Reservation:
+    """The reservation of ``hold`` for the model call of ``step``, as it is stored."""
+    return Reservation(*Reservation.key(workspace_id, run_id, step), period=month(at), tokens=hold.tokens,
+                       micro_usd=hold.micro_usd)
+
+
+def beyond_limits(hold: Hold, limits: TierLimits) -> str | None:
+    """The limit ``hold`` alone is larger than (it can never be reserved), or None."""
+    if hold.tokens > limits.tokens_per_month:
+        return TOKENS
+    if hold.micro_usd > budget_micro_usd(limits):
+        return BUDGET
+    return None
+
+
+def reserve_in(tx: Any, workspace_id: str, reservation: Reservation, limits: TierLimits) -> None:
+    """In ``tx``: store ``reservation`` (once) and add it to the month's committed
+    tokens and budget, on the condition that they stay within ``limits``."""
+    tokens, micro = int(reservation.tokens), int(reservation.micro_usd)
+    fits = ((Quota.committed_tokens.does_not_exist() | (Quota.committed_tokens <= limits.tokens_per_month - tokens))
+            & (Quota.committed_micro_usd.does_not_exist()
+               | (Quota.committed_micro_usd <= budget_micro_usd(limits) - micro)))
+    tx.save(reservation, condition=Reservation.pk.does_not_exist())
+    tx.update(Quota(*Quota.key(workspace_id, reservation.period)),
+              actions=[Quota.committed_tokens.add(tokens), Quota.committed_micro_usd.add(micro)], condition=fits)
+
+
 def reserve(workspace_id: str, run_id: str, step: int, hold: Hold, limits: TierLimits, at: datetime,
             attempts: int = 8) -> str | None:
     """Reserve ``hold`` for the model call of ``step``: None when reserved (or
     already reserved by an earlier attempt of the same step), else the limit it
     does not fit in (``tokens_per_month`` or ``budget_usd_per_month``)."""
+    if (limit := beyond_limits(hold, limits)) is not None:
+        return limit
+    reservation = reservation_for(workspace_id, run_id, step, hold, at)
     budget = budget_micro_usd(limits)
-    if hold.tokens > limits.tokens_per_month:
-        return TOKENS
-    if hold.micro_usd > budget:
-        return BUDGET
-    period = month(at)
-    key = Reservation.key(workspace_id, run_id, step)
-    fits = ((Quota.committed_tokens.does_not_exist() | (Quota.committed_tokens <= limits.tokens_per_month - hold.tokens))
-            & (Quota.committed_micro_usd.does_not_exist() | (Quota.committed_micro_usd <= budget - hold.micro_usd)))
     for _ in range(attempts):
         try:
             with transaction() as tx:
-                tx.save(Reservation(*key, period=period, tokens=hold.tokens, micro_usd=hold.micro_usd),
-                        condition=Reservation.pk.does_not_exist())
-                tx.update(Quota(*Quota.key(workspace_id, period)),
-                          actions=[Quota.committed_tokens.add(hold.tokens),
-                                   Quota.committed_micro_usd.add(hold.micro_usd)], condition=fits)
+                reserve_in(tx, workspace_id, reservation, limits)
             return None
         except TransactWriteError:
-            if Reservation.get_or_none(*key) is not None:
+            if Reservation.get_or_none(*reservation.key(workspace_id, run_id, step)) is not None:
                 return None  # an earlier attempt of this step reserved it
-            quota = Quota.get_or_none(*Quota.key(workspace_id, period))
+            quota = Quota.get_or_none(*Quota.key(workspace_id, reservation.period))
             if quota is not None and int(quota.committed_tokens) + hold.tokens > limits.tokens_per_month:
                 return TOKENS
             if quota is not None and int(quota.committed_micro_usd) + hold.micro_usd > budget:
@@ -155,9 +173,11 @@ def settle(tx: Any, workspace_id: str, reservation: Reservation | None, usage: U
         tx.delete(reservation, condition=Reservation.pk.exists())
 
 
-def release(workspace_id: str, run_id: str, step: int) -> None:
-    """Give back the reservation of ``step`` (no model call was answered). Idempotent."""
-    reservation = Reservation.get_or_none(*Reservation.key(workspace_id, run_id, step))
+def release(workspace_id: str, run_id: str, step: int, reservation: Reservation | None = None) -> None:
+    """Give back the reservation of ``step`` (no model call was answered; pass it
+    when known, else it is read). Idempotent."""
+    if reservation is None:
+        reservation = Reservation.get_or_none(*Reservation.key(workspace_id, run_id, step))
     if reservation is None:
         return
     try:
