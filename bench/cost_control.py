@@ -66,7 +66,7 @@ def run(cloud: Any, samples: int = 200) -> dict[str, Any]:
     from agenthq.store import tenant_scope
     from agenthq.store.items import Agent, Run
     from agenthq.tiers import TIERS
-    from agenthq.usage import TokenUsage, Usage, infra, quota
+    from agenthq.usage import TokenUsage, Usage, infra, ledger, quota
     from tests.support import client_for, create_agent, set_tier, signup, wait_for
 
     services = get_services()
@@ -110,8 +110,9 @@ def run(cloud: Any, samples: int = 200) -> dict[str, Any]:
         run = Run.get(*Run.key(workspace_id, five_step["id"]))
         with infra.metering(memory_mb=1024) as meter:
             quota.reserve(workspace_id, run.id, 999, hold, limits, at)
-            engine._meter_model_call(services, run, 999, request.model, f"msg_bench_{time.time_ns()}",
-                                     Usage.model_call(request.model, TokenUsage(1200, 300), at.date()), limits, at)
+            engine._meter_model_call(engine.Slice(services, run), 999, ledger.model_entry(f"msg_bench_{time.time_ns()}"),
+                                     request.model, Usage.model_call(request.model, TokenUsage(1200, 300), at.date()),
+                                     quota.reservation_for(workspace_id, run.id, 999, hold, at))
             metering_wru = meter.write_units
 
     print_table("Cost control (ratios to one DynamoDB UpdateItem measured in the same run, 50 threads)", [

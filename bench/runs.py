@@ -48,7 +48,15 @@ from bench.handlers import raw_getitem
 
 PRICES_FILE = ROOT / "layers" / "common" / "agenthq" / "aws_prices.json"
 STEPS = 5
-RUN_INPUT = "Incident drill: read the clock at each stage.\n" + "\n".join(["/tool current_time {}"] * (STEPS - 1))
+LONG_STEPS = 20  # the same bounds hold for a longer run: transitions per run, not per step
+
+
+def run_input(steps: int) -> str:
+    """An SRE agent's task that takes ``steps`` model calls: a clock reading in each turn but the last."""
+    return "Incident drill: read the clock at each stage.\n" + "\n".join(["/tool current_time {}"] * (steps - 1))
+
+
+RUN_INPUT = run_input(STEPS)
 RUN_STEPS = "RunStepsFunction"
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
 WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"})
@@ -385,7 +393,8 @@ def _at(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def measured_run(cloud: Any, tenant: Any, agent_id: str, sizing: bool, poll_interval: float) -> MeasuredRun:
+def measured_run(cloud: Any, tenant: Any, agent_id: str, sizing: bool, poll_interval: float,
+                 steps: int = STEPS) -> MeasuredRun:
     """Launch the 5-step run over HTTP, poll its status until it ends, wait for
     its execution to end, and return what was recorded meanwhile."""
     from agenthq.adapters.stepfunctions import StepFunctionsOrchestrator
@@ -395,7 +404,7 @@ def measured_run(cloud: Any, tenant: Any, agent_id: str, sizing: bool, poll_inte
     with Recorder(cloud, sizing) as recorder:
         recorder.active = True
         started = time.perf_counter()
-        launched = tenant.api.post(tenant.path(f"/agents/{agent_id}/runs"), json={"input": RUN_INPUT},
+        launched = tenant.api.post(tenant.path(f"/agents/{agent_id}/runs"), json={"input": run_input(steps)},
                                    headers=tenant.headers)
         if launched.status_code != 202:
             raise RuntimeError(f"launch failed: {launched.status_code} {launched.text}")
@@ -413,8 +422,8 @@ def measured_run(cloud: Any, tenant: Any, agent_id: str, sizing: bool, poll_inte
         while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":  # Finish returning, Done
             time.sleep(0.02)
         recorder.active = False
-    if run["status"] != "succeeded" or run["steps"] != STEPS:
-        raise RuntimeError(f"expected a succeeded run of {STEPS} steps, got {run['status']} with {run['steps']}")
+    if run["status"] != "succeeded" or run["steps"] != steps:
+        raise RuntimeError(f"expected a succeeded run of {steps} steps, got {run['status']} with {run['steps']}")
     return MeasuredRun(run, polls, client_seconds, _history(sfn, arn), recorder.calls, recorder.invocations)
 
 
@@ -467,10 +476,48 @@ def run(cloud: Any, runs: int = 3, getitem_samples: int = 100, poll_interval: fl
             accounting = measured_run(cloud, tenant, agent_id, sizing=True, poll_interval=poll_interval)
             timed = [measured_run(cloud, tenant, agent_id, sizing=False, poll_interval=poll_interval)
                      for _ in range(max(1, runs))]
+            long_run = measured_run(cloud, tenant, agent_id, sizing=True, poll_interval=poll_interval,
+                                    steps=LONG_STEPS)
     finally:
         cloud.model_server.latency_seconds = latency
     getitem = median_seconds(raw_getitem(cloud), getitem_samples, warmup=max(getitem_samples, 300))
-    return report(accounting, timed, getitem, prices, poll_interval)
+    figures = report(accounting, timed, getitem, prices, poll_interval)
+    figures["bounds"] = bounds(accounting, figures, long_run, prices)
+    return figures
+
+
+def bounds(accounting: MeasuredRun, figures: dict[str, Any], long_run: MeasuredRun,
+           prices: dict[str, float]) -> dict[int, dict[str, float]]:
+    """The shape of a run against the cheaper-runs bounds (issue 11), for the 5-step and a 20-step run."""
+    shapes: dict[int, dict[str, float]] = {}
+    for steps, measured in ((STEPS, accounting), (LONG_STEPS, long_run)):
+        entered, retries = state_transitions(measured.history)
+        calls = measured.run_steps_calls()
+        writes = [c for c in calls if c.operation in WRITES]
+        reads = [c for c in calls if c.operation in READS]
+        wru, rru = sum(c.wru for c in writes), sum(c.rru for c in reads)
+        transitions = sum(entered.values()) + retries
+        cost = _cost(measured, measured, transitions, wru, rru, prices)
+        shapes[steps] = {"transitions": transitions, "invocations": len(measured.run_steps_invocations()),
+                         "writes_per_step": len(writes) / steps, "reads_per_step": len(reads) / steps,
+                         "run_usd": sum(usd for name, (usd, _) in cost.items() if name in RUN_PARTS)}
+    shapes[STEPS]["run_usd"] = figures["run_usd"]
+    rows = []
+    for label, key, bound, fmt in (("state transitions in the run", "transitions", 6, "{:.0f}"),
+                                   ("run_steps invocations", "invocations", 2, "{:.0f}"),
+                                   ("DynamoDB write requests per step", "writes_per_step", 2, "{:.2f}"),
+                                   ("DynamoDB read requests per step", "reads_per_step", 3, "{:.2f}"),
+                                   ("modelled AWS cost of the run", "run_usd", 0.00025, "${:.7f}")):
+        values = "   ".join(f"{n} steps: {fmt.format(shapes[n][key])}" for n in (STEPS, LONG_STEPS))
+        rows.append((label, values, f"bound {fmt.format(bound)}"))
+    rows.append((f"orchestration wall time per step ÷ GetItem ({STEPS} steps)", f"{figures['wall_per_step_ratio']:.1f}x",
+                 "bound 30x"))
+    print_rows("The run's shape against its bounds (a run with nothing to wait for)", rows)
+    return shapes
+
+
+#: What the run costs AWS, as opposed to what its client chooses to spend reading its status.
+RUN_PARTS = ("Step Functions", "Lambda run_steps", "DynamoDB run_steps", "the launch request")
 
 
 def report(accounting: MeasuredRun, timed: list[MeasuredRun], getitem: float, prices: dict[str, float],
@@ -490,7 +537,7 @@ def report(accounting: MeasuredRun, timed: list[MeasuredRun], getitem: float, pr
     failed = sum(c.failed for c in calls)
     reported_writes = sum(c.reported for c in writes)
 
-    print(f"\nAgent runs: one run of {STEPS} steps (model calls) — an SRE agent, four /tool current_time turns "
+    print(f"\nAgent runs: one run of {STEPS} steps (model calls) — an SRE agent, {STEPS - 1} /tool current_time turns "
           f"and an answer; offline model, latency 0; {tasks} run_steps invocations")
     print("  Figures are the local cloud's (moto's interpreter, DynamoDB Local, in-process handlers on this "
           "machine), not AWS's;\n  counts and request units are what AWS would bill for the same requests.")
@@ -528,13 +575,16 @@ def report(accounting: MeasuredRun, timed: list[MeasuredRun], getitem: float, pr
     ])
 
     cost = _cost(accounting, median_run, transitions, wru, rru, prices)
-    total = sum(usd for usd, _ in cost.values())
+    run_usd = sum(usd for name, (usd, _) in cost.items() if name in RUN_PARTS)
     langsmith = prices["langsmith_deployment_agent_run"]
-    rows = [(name, f"${usd:.7f}", detail) for name, (usd, detail) in cost.items()]
-    rows.append(("total", f"${total:.7f}",
-                 f"= {total / langsmith:.3f} × LangSmith Deployment's ${langsmith} per agent run "
-                 f"({langsmith / total:.0f} runs for one of theirs)"))
+    rows = [(name, f"${usd:.7f}", detail) for name, (usd, detail) in cost.items() if name in RUN_PARTS]
+    rows.append(("the run", f"${run_usd:.7f}",
+                 f"= {run_usd / langsmith:.3f} × LangSmith Deployment's ${langsmith} per agent run "
+                 f"({langsmith / run_usd:.0f} runs for one of theirs)"))
+    rows += [(name, f"${usd:.7f}", detail) for name, (usd, detail) in cost.items() if name not in RUN_PARTS]
     print_rows("Modelled AWS cost of the run (us-east-1 list prices, layers/common/agenthq/aws_prices.json)", rows)
+    print("  The status polls are the client's choice (live status over the WebSocket API costs none of them);\n"
+          "  they are billed to the workspace as API calls, and not part of the run's cost.")
     print("  Not modelled: the model's tokens, CloudWatch Logs, X-Ray, Secrets Manager calls, data transfer, "
           "storage, cold starts,\n  the stream → broadcaster Lambda; free tiers ignored.")
 
@@ -551,8 +601,9 @@ def report(accounting: MeasuredRun, timed: list[MeasuredRun], getitem: float, pr
         "wall_per_step_ratio": wall / STEPS / getitem,
         "polls": median_run.polls,
         "cost_usd": {name: usd for name, (usd, _) in cost.items()},
-        "total_usd": total,
-        "langsmith_ratio": total / langsmith,
+        "run_usd": run_usd,
+        "total_usd": run_usd,
+        "langsmith_ratio": run_usd / langsmith,
     }
 
 
@@ -606,34 +657,47 @@ def _cost(accounting: MeasuredRun, timed: MeasuredRun, transitions: int, wru: in
     memory = steps[0].memory_mb
     billed_ms = sum(math.ceil(i.seconds * 1000) for i in steps)
 
-    # The HTTP side: the launch and the status polls (AgentsFunction + the authorizer), their Lambda time
-    # from the timed run, their DynamoDB units per invocation from the accounting run.
-    http = [i for i in timed.invocations if not i.label.startswith(RUN_STEPS)]
-    http_usd, http_gbs = lambda_cost(http)
+    # The HTTP side: the launch and the status polls (their functions + the authorizer), Lambda time from the
+    # timed run, DynamoDB units per invocation from the accounting run. The authorizer's share of each request
+    # is its average; the launch is the POST, the polls the GETs.
+    w, r = prices["dynamodb_on_demand_write_request_unit"], prices["dynamodb_on_demand_read_request_unit"]
     units: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     for call in accounting.calls:
         if not call.label.startswith(RUN_STEPS):
             units[call.label][0] += call.wru
             units[call.label][1] += call.rru
     made = Counter(i.label for i in accounting.invocations)
-    http_wru = http_rru = 0.0
-    for label, count in Counter(i.label for i in http).items():
-        per_wru, per_rru = (u / made[label] if made[label] else 0.0 for u in units[label])
-        http_wru += count * per_wru
-        http_rru += count * per_rru
     requests = 1 + timed.polls
 
-    w, r = prices["dynamodb_on_demand_write_request_unit"], prices["dynamodb_on_demand_read_request_unit"]
+    def http_cost(invocations: list[Invocation], share: float) -> tuple[float, float, float]:
+        """(USD, WRU, RRU) of ``invocations`` (× ``share`` for the authorizer's)."""
+        usd = wru_sum = rru_sum = 0.0
+        for label in {i.label for i in invocations}:
+            group = [i for i in invocations if i.label == label]
+            factor = 1.0 if ":" in label else share  # the authorizer's invocations serve every request
+            lambda_usd, _ = lambda_cost(group)
+            per_wru, per_rru = (u / made[label] if made[label] else 0.0 for u in units[label])
+            usd += factor * (lambda_usd + len(group) * (per_wru * w + per_rru * r))
+            wru_sum += factor * len(group) * per_wru
+            rru_sum += factor * len(group) * per_rru
+        return usd, wru_sum, rru_sum
+
+    http = [i for i in timed.invocations if not i.label.startswith(RUN_STEPS)]
+    authorizer = [i for i in http if ":" not in i.label]
+    launch_usd, launch_wru, launch_rru = http_cost([i for i in http if i.label.endswith(":POST")] + authorizer,
+                                                   1 / requests)
+    polls_usd, polls_wru, polls_rru = http_cost([i for i in http if i.label.endswith(":GET")] + authorizer,
+                                                timed.polls / requests)
+    gateway = prices["apigateway_rest_request"]
     return {
         "Step Functions": (transitions * prices["stepfunctions_standard_state_transition"],
                            f"{transitions} state transitions"),
         "Lambda run_steps": (steps_usd, f"{len(steps)} requests, {billed_ms} ms billed × {memory} MB "
                                         f"= {steps_gbs:.3f} GB-s (x86)"),
         "DynamoDB run_steps": (wru * w + rru * r, f"{wru} WRU + {rru:g} RRU on demand"),
-        "API Gateway (REST)": (requests * prices["apigateway_rest_request"],
-                               f"{requests} requests: the launch + {timed.polls} status polls"),
-        "Lambda HTTP side": (http_usd, f"{len(http)} requests (Agents + authorizer, launch and polls) "
-                                       f"= {http_gbs:.3f} GB-s"),
-        "DynamoDB HTTP side": (http_wru * w + http_rru * r, f"{http_wru:g} WRU + {http_rru:g} RRU "
-                                                            "(launch and polls)"),
+        "the launch request": (gateway + launch_usd, f"API Gateway + its functions (and the authorizer), "
+                                                     f"{launch_wru:g} WRU + {launch_rru:.1f} RRU"),
+        "the client's status polls": (timed.polls * gateway + polls_usd,
+                                      f"{timed.polls} GETs (API Gateway, functions, authorizer; "
+                                      f"{polls_wru:g} WRU + {polls_rru:.1f} RRU)"),
     }

@@ -30,6 +30,7 @@ reverse.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -135,7 +136,12 @@ def _wildcard_match(pattern: str, value: str, ignore_case: bool = False) -> bool
 
 def _wildcard_regex(parts: Sequence[tuple[str, bool]], ignore_case: bool = False) -> re.Pattern[str]:
     """``parts`` are (text, is_pattern): ``*`` and ``?`` are wildcards only in pattern text
-    (text a policy variable produced is literal)."""
+    (text a policy variable produced is literal). Compiled once per pattern: every AWS call is checked."""
+    return _compiled(tuple(parts), ignore_case)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(parts: tuple[tuple[str, bool], ...], ignore_case: bool) -> re.Pattern[str]:
     regex = []
     for text, is_pattern in parts:
         if not is_pattern:

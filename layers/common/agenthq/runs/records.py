@@ -118,6 +118,8 @@ def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -
     concurrent appends (retrying with the new seq); raises RunConflict when
     the run's own condition or an item's absence no longer holds."""
     infra_micro = infra.take()  # what this invocation's infrastructure cost since its last commit
+    if change.closes_infra:
+        infra_micro += infra.end_of_run()
     for _ in range(attempts):
         at = services.now()
         seq = int(run.seq)

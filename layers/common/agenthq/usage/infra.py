@@ -1,8 +1,9 @@
 """The modelled AWS cost of a run's steps, metered as they run.
 
-Each Step Functions task is one ``run_steps`` invocation, and AWS bills it as:
-its state transitions (the Task state and the Choice or end state after it:
-2), one Lambda request, its duration × memory (GB-s), and the DynamoDB request
+Each Step Functions task is one ``run_steps`` invocation (a slice of the run's
+steps), and AWS bills it as: its state transitions (the Task state and the
+Choice state after it: 2; the run's end adds its Succeed or Fail state), one
+Lambda request, its duration × memory (GB-s), and the DynamoDB request
 units its calls consumed (pynamodb asks for ``ReturnConsumedCapacity=TOTAL``
 on every call; ``store`` hands what each call consumed to :func:`consumed`).
 Prices come from one file, ``agenthq/aws_prices.json`` (the benchmark reads the
@@ -31,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 PRICES_FILE = Path(__file__).resolve().parent.parent / "aws_prices.json"
-TRANSITIONS_PER_STEP = 2  # the Task state, and the Choice (or Succeed/Fail) state it hands to
+TRANSITIONS_PER_STEP = 2  # the Task state, and the Choice state it hands to
+END_TRANSITIONS = 1  # the run's Succeed (or Fail) state
 READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"})
 
 
@@ -101,6 +103,11 @@ def take() -> int:
         meter.since, meter.read_units, meter.write_units = now, 0.0, 0.0
         carried, meter.carried_micro_usd = meter.carried_micro_usd, 0
     return math.ceil(usd * 1_000_000) + carried
+
+
+def end_of_run() -> int:
+    """Micro-dollars of the run's last state transition (its Succeed or Fail state), rounded up."""
+    return math.ceil(END_TRANSITIONS * prices()["stepfunctions_standard_state_transition"] * 1_000_000)
 
 
 def give_back(micro_usd: int) -> None:
