@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess  # nosec B404  # runs this interpreter on the benchmark's own code
 import sys
@@ -33,6 +34,22 @@ def fresh_process_seconds(code: str, n: int, env: dict[str, str] | None = None) 
                        env={**os.environ, **(env or {})}, cwd=ROOT)
         samples.append(time.perf_counter() - started)
     return statistics.median(samples)
+
+
+def fresh_process_cpu_seconds(codes: dict[str, str], n: int, env: dict[str, str] | None = None) -> dict[str, float]:
+    """Median CPU time (user + system) of ``python -c code`` in fresh processes,
+    for each of ``codes``, their samples interleaved: CPU time, unlike wall
+    time, does not grow while other processes hold this shared machine's
+    cores, and interleaving spreads what drift remains over all of them."""
+    samples: dict[str, list[float]] = {name: [] for name in codes}
+    for _ in range(n):
+        for name, code in codes.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            subprocess.run([sys.executable, "-c", code], check=True,  # nosec B603  # fixed argv, no shell
+                           env={**os.environ, **(env or {})}, cwd=ROOT)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            samples[name].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def print_table(title: str, rows: list[tuple[str, float, str]]) -> None:

@@ -109,6 +109,7 @@ class LocalIam:
         self.running_state_machine = running_state_machine
         self._sessions: dict[str, Principal] = {}
         self._lock = threading.Lock()
+        self._decisions: dict[int, tuple[Any, dict[tuple[Any, ...], Decision]]] = {}  # per policies object
 
     # ------------------------------------------------------------------ who
 
@@ -175,11 +176,24 @@ class LocalIam:
                 raise error
 
     def decide(self, principal: Principal, check: Check) -> Decision:
-        request = Request(check.action, check.resource, {**principal.context(), **check.context},
-                          principal=principal.role.arn)
-        decision = evaluate(principal.role.policies, request)
-        if decision.allowed and check.action in ("sts:AssumeRole", "sts:TagSession"):
-            decision = self._trusted(check, request)
+        context = {**principal.context(), **check.context}
+        request = Request(check.action, check.resource, context, principal=principal.role.arn)
+        if check.action in ("sts:AssumeRole", "sts:TagSession"):  # the target's trust policy decides too
+            decision = evaluate(principal.role.policies, request)
+            return self._trusted(check, request) if decision.allowed else decision
+        # The same question to the same policies gets the same answer: remembered per policies object
+        # (a test that swaps a role's policies gets a fresh memory).
+        policies = principal.role.policies
+        with self._lock:
+            held, memory = self._decisions.get(id(policies), (None, {}))
+            if held is not policies or len(memory) > 20_000:
+                memory = {}
+                self._decisions[id(policies)] = (policies, memory)
+        key = (check.action, check.resource,
+               tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in context.items())))
+        decision = memory.get(key)
+        if decision is None:
+            decision = memory[key] = evaluate(policies, request)
         return decision
 
     def _trusted(self, check: Check, request: Request) -> Decision:

@@ -213,7 +213,8 @@ def start(work: Slice, event: dict[str, Any]) -> str:
     if run.status in TERMINAL or run.cancel_requested:
         return FINISH
     needs_slot = not run.parent_run_id and run.slot is None
-    # (A run that then queues keeps the messages it took: they are delivered to it when it starts.)
+    if needs_slot and not slots.is_free(run.workspace_id, work.limits()):
+        return QUEUE  # at once: the queue is first in, first out only among the runs in it
     inbox = take_inbox(run.workspace_id, run.agent_id, run.id)
     text = work.body().input
     if inbox:
@@ -242,10 +243,10 @@ def start(work: Slice, event: dict[str, Any]) -> str:
                 return done
             if run.status != "queued" or run.cancel_requested:
                 return FINISH
-            work._conversation = []  # noqa: SLF001
-            if attempt is None:
+            if attempt is None or (needs_slot and not slots.is_free(run.workspace_id, work.limits())):
                 break
-    return QUEUE  # a slot was taken meanwhile
+            work._conversation = []  # noqa: SLF001
+    return QUEUE  # a slot was taken meanwhile (the messages taken stay this run's: it gets them when it starts)
 
 
 def queue(work: Slice, event: dict[str, Any]) -> str:

@@ -59,6 +59,12 @@ def is_full(workspace_id: str, limits: TierLimits) -> bool:
     return slots is not None and int(slots.pending) >= limits.concurrent_runs + queue_bound(limits)
 
 
+def is_free(workspace_id: str, limits: TierLimits) -> bool:
+    """Whether a slot is free and nobody waits for one (as :func:`take_in` requires), now."""
+    slots = RunSlots.get_or_none(*RunSlots.key(workspace_id))
+    return slots is None or (int(slots.running or 0) < limits.concurrent_runs and not int(slots.waiting or 0))
+
+
 def queue_full(limits: TierLimits) -> QuotaExceeded:
     return QuotaExceeded(f"Your plan runs {limits.concurrent_runs} at once and queues {queue_bound(limits)} more; "
                          "wait for a run to end.", retry_after=30,
