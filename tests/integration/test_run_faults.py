@@ -120,8 +120,9 @@ def test_a_crash_in_the_third_step_of_a_slice_resumes_at_step_three(cloud, tenan
 
 def test_a_slice_out_of_time_hands_back_and_the_run_finishes(cloud, tenant):
     """With a model call's retry budget longer than the worker's timeout, a slice
-    never has time for a second model call: it hands back after each answer
-    (its tools included) and the next slice goes on. Same events, same usage."""
+    never has time for a model call after its first step: it hands back before
+    each model call but its first, and the next slice goes on. Same events,
+    same usage."""
     agent = create_agent(tenant, "short-slices", "sre")
     text = "Check.\n" + "\n".join(["/tool current_time {}"] * 3)
     before = cloud.runtime.invocations.get("RunStepsFunction", 0)

@@ -147,3 +147,28 @@ def test_finish_lets_a_cancel_win_over_anything_but_a_failure():
     assert decisions.final_outcome(failed, cancel_requested=True) == failed
     assert decisions.final_outcome(None, cancel_requested=False) == {
         "status": "failed", "reason": "no_outcome", "message": "The run ended without an answer."}
+
+
+# --------------------------------------------------------------------------- slices
+
+
+@pytest.mark.parametrize(("step", "next_step", "turn", "expected"), [
+    ("start", THINK, 0, 1), ("think", ACT, 3, 3), ("act", THINK, 3, 4), ("think", THINK, 3, 4),
+    ("think", FINISH, 3, 3), ("act", "delegate", 2, 2), ("queue", "start", 0, 0),
+])
+def test_the_turn_a_step_belongs_to(step, next_step, turn, expected):
+    assert decisions.next_turn(step, next_step, turn) == expected
+
+
+def test_a_slice_starts_a_model_call_only_when_its_whole_budget_fits():
+    budget, margin = 260.0, decisions.COMMIT_MARGIN_SECONDS
+
+    def goes_on(step, seconds_left):
+        return decisions.goes_on_in_slice(step, seconds_left=seconds_left, model_call_seconds=budget)
+
+    assert goes_on(THINK, budget + margin)
+    assert not goes_on(THINK, budget + margin - 0.1)
+    assert goes_on(ACT, margin) and goes_on(FINISH, margin)
+    assert not goes_on(ACT, margin - 1) and not goes_on(FINISH, margin - 1)
+    for waiting in ("delegate", "pause", "queue"):  # they need a task token: the state machine's
+        assert not goes_on(waiting, 900.0)

@@ -100,3 +100,20 @@ def test_sam_validate_lint_passes(tmp_path):
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "is a valid SAM Template" in result.stdout
+
+
+def test_the_run_worker_outlives_a_model_call_and_each_slice_task_outlives_the_worker():
+    """A slice always has time for the first model call of an invocation (decisions.md, 52):
+    the worker's timeout holds the call's whole retry budget and the commit after it, and
+    each task of the agent-run state machine waits longer than the worker can run."""
+    from agenthq.runs.decisions import COMMIT_MARGIN_SECONDS
+    from agenthq.settings import Settings
+
+    timeout = TEMPLATE["Resources"]["RunStepsFunction"]["Properties"]["Timeout"]
+    budget = Settings.from_env({"TABLE_NAME": "agenthq"}).model_call_budget_seconds
+    assert timeout >= budget + COMMIT_MARGIN_SECONDS, (timeout, budget)
+    (spec,) = [s for s in state_machines(TEMPLATE, Resolver(TEMPLATE, LocalStack()))
+               if s.logical_id == "AgentRunStateMachine"]
+    for name, state in json.loads(spec.definition)["States"].items():
+        if state["Type"] == "Task" and "waitForTaskToken" not in state["Resource"]:
+            assert state["TimeoutSeconds"] > timeout, name

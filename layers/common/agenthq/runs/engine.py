@@ -86,7 +86,6 @@ class Slice:
         self.services = services
         self.run = run
         self.seconds_left = seconds_left
-        self.model_calls = 0
         # Until this slice commits a step record itself, an earlier attempt may have committed steps ahead.
         self.recovering = True
         self._body: RunBody | None = None
@@ -115,6 +114,10 @@ class Slice:
                 c.tool_use_id: c for c in ToolCall.query(Run.partition(self.run.workspace_id, self.run.id),
                                                          ToolCall.sk.startswith("TOOL#"), consistent_read=True)}
         return self._calls
+
+    def begin_conversation(self) -> None:
+        """The run's conversation begins in this slice (start): nothing to read."""
+        self._conversation = []
 
     def limits(self) -> TierLimits:
         if self._limits is None:
@@ -161,9 +164,8 @@ class Slice:
         return self.run
 
     def goes_on(self, next_step: str) -> bool:
-        return decisions.goes_on_in_slice(
-            next_step, seconds_left=self.seconds_left(), model_calls=self.model_calls,
-            model_call_seconds=self.services.settings.model_call_budget_seconds)
+        return decisions.goes_on_in_slice(next_step, seconds_left=self.seconds_left(),
+                                          model_call_seconds=self.services.settings.model_call_budget_seconds)
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -223,17 +225,20 @@ def start(work: Slice, event: dict[str, Any]) -> str:
     first = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, 1), index=1, role="user",
                                 content=[{"type": "text", "text": text}])
     at = services.now()
-    work._conversation = []  # noqa: SLF001 - the run's conversation begins here
+    work.begin_conversation()
     reserves = _next_reservation(work, 1, [first], at)
     for attempt in (reserves, None):  # without the reservation if the month has no room (think pauses then)
         change = Change(
             events=[("run.started", {"messages_delivered": len(inbox)})],
-            run_set={"status": "running", "started_at": at, **({"slot": slots.OWN} if needs_slot else {})},
-            run_condition=(Run.status == "queued") & (Run.slot.does_not_exist() if needs_slot else Run.status.exists()),
+            run_set={"status": "running", "started_at": at},
+            run_condition=Run.status == "queued",
             puts=[first, StepRecord(*StepRecord.key(run.workspace_id, run.id, 0, "start"), next=THINK)],
-            extra=[slots.take_in(run.workspace_id, work.limits())] if needs_slot else [],
             reserves=attempt,
         )
+        if needs_slot:  # the slot is taken in the same transaction
+            change.run_set["slot"] = slots.OWN
+            change.run_condition &= Run.slot.does_not_exist()
+            change.extra.append(slots.take_in(run.workspace_id, work.limits()))
         try:
             work.commit(change)
             return THINK
@@ -245,7 +250,7 @@ def start(work: Slice, event: dict[str, Any]) -> str:
                 return FINISH
             if attempt is None or (needs_slot and not slots.is_free(run.workspace_id, work.limits())):
                 break
-            work._conversation = []  # noqa: SLF001
+            work.begin_conversation()
     return QUEUE  # a slot was taken meanwhile (the messages taken stay this run's: it gets them when it starts)
 
 
@@ -317,7 +322,6 @@ def think(work: Slice, event: dict[str, Any]) -> str:
     except ModelUnavailable:
         _release(work, step)
         raise  # the state machine retries the slice, then fails the run with its reason
-    work.model_calls += 1
 
     usage = Usage.model_call(request.model, response.usage, at.date())
     next_step, outcome = decisions.after_model(response.content, response.stop_reason)
