@@ -4,6 +4,8 @@ and alerts at 80% / 100% — under concurrency."""
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -306,10 +308,31 @@ def run_interval(tenant, run_id):
     return started, events[-1]["at"], events[-1]["type"]
 
 
+class FirstAnswerWaits:
+    """The real model, except that its first answer waits until ``ready()`` (at most 60 s)."""
+
+    def __init__(self, real, ready):
+        self.real, self.ready, self.first = real, ready, threading.Lock()
+
+    def create_message(self, request):
+        if self.first.acquire(blocking=False):
+            deadline = time.monotonic() + 60
+            while not self.ready() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return self.real.create_message(request)
+
+
 def test_with_one_slot_twenty_parallel_launches_run_one_at_a_time_first_in_first_out(cloud, api):
     tenant = signup(api, tier="pro")
     enterprise(tenant, concurrent_runs=1, api_rps=1000, api_burst=1000)
     agent = create_agent(tenant, "single-file", "sre")
+
+    def all_others_wait():
+        with tenant_scope(tenant.workspace_id):
+            from agenthq.store.items import RunSlots
+
+            slots = RunSlots.get_or_none(*RunSlots.key(tenant.workspace_id))
+        return slots is not None and int(slots.waiting or 0) >= 19
 
     def one(i):
         with client_for(cloud) as client:
@@ -318,9 +341,12 @@ def test_with_one_slot_twenty_parallel_launches_run_one_at_a_time_first_in_first
             assert response.status_code == 202, response.text
             return response.json()["id"]
 
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        launched = list(pool.map(one, range(20)))
-    ended = [wait_for(tenant, rid, timeout=240) for rid in launched]
+    # The first run to start holds its slot until the 19 others are in the queue (a run is quick: without
+    # this, one could end before the others even arrived, and FIFO is the order of the runs in the queue).
+    with services_with(model=FirstAnswerWaits(get_services().model, all_others_wait)):
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            launched = list(pool.map(one, range(20)))
+        ended = [wait_for(tenant, rid, timeout=240) for rid in launched]
     assert [r["status"] for r in ended] == ["succeeded"] * 20
     intervals = sorted(run_interval(tenant, rid) for rid in launched)
     for (_, end, _), (next_start, _, _) in zip(intervals, intervals[1:], strict=False):

@@ -243,8 +243,9 @@ def ledger_entries(workspace_id: str, run_id: str) -> list:
 def test_a_think_step_redelivered_three_times_is_metered_once(cloud, tenant):
     agent = create_agent(tenant, "redelivered", "architect")
     runs: list[str] = []
-    # The step did its work (model call, metering, commit); then "the Lambda died" before answering, 3 times.
-    fault = StepFault(steps=("think",), when="after", times=3, match=lambda e: e.get("run_id") in runs)
+    # The step did its work (model call, metering, commit); then "the Lambda died" before answering, 3 times:
+    # after the think step, then twice more after the step the redelivered slice resumes at (its end).
+    fault = StepFault(steps=("think", "finish"), when="after", times=3, match=lambda e: e.get("run_id") in runs)
     with step_faults(fault):
         launched = launch(tenant, agent["id"], "Summarise the plan.").json()
         runs.append(launched["id"])

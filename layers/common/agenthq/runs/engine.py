@@ -48,16 +48,18 @@ from agenthq.runs import decisions, pausing, slots
 from agenthq.runs.decisions import ACT, DELEGATE, DONE, FAILED, FINISH, PAUSE, QUEUE, START, THINK, Outcome
 from agenthq.runs.launch import create_run_record
 from agenthq.runs.records import (
+    STEP_ORDER,
     TERMINAL,
     Change,
     RunConflict,
+    StepMark,
     commit,
+    legacy_step_record,
     load_body,
     load_run,
-    step_record,
 )
 from agenthq.store import tenant_scope, transaction
-from agenthq.store.items import ConversationMessage, LedgerEntry, Reservation, Run, RunBody, StepRecord, ToolCall
+from agenthq.store.items import ConversationMessage, LedgerEntry, Reservation, Run, RunBody, ToolCall
 from agenthq.text import clip
 from agenthq.tiers import TierLimits
 from agenthq.tools.registry import ToolContext, ToolResult
@@ -125,11 +127,25 @@ class Slice:
         return self._limits
 
     def recorded(self, step: int, kind: str) -> str | None:
-        """The answer an earlier attempt recorded for this step, if any."""
-        if not self.recovering:
+        """What this step said comes next, if it committed already (an earlier
+        attempt, or a concurrent one: the run's step mark is at or after it)."""
+        mark = StepMark.of(self.run)
+        if mark is None:
+            if self.recovering and self.run.started_at is not None:  # a run the engine before marks started
+                return legacy_step_record(self.run, step, kind)
             return None
-        done = step_record(self.run, step, kind)
-        return done.next if done is not None else None
+        # At this step: its answer. After it (a concurrent attempt went further): the mark's answer, and the
+        # slice's loop resumes after the mark (Slice.resume).
+        return mark.next if mark.at_or_after(step, kind) else None
+
+    def resume(self, step: str, turn: int) -> tuple[str, int]:
+        """Where a slice that was asked to begin at ``step`` of ``turn`` begins:
+        after the run's last committed step, if that is at or after it (an
+        earlier attempt of this slice got that far)."""
+        mark = StepMark.of(self.run)
+        if step not in STEP_ORDER or mark is None or not mark.at_or_after(turn, step):
+            return step, turn
+        return mark.next, decisions.next_turn(mark.kind, mark.next, mark.turn)
 
     def reservation(self, step: int) -> Reservation | None:
         if step not in self.reserved and self.recovering:
@@ -142,7 +158,7 @@ class Slice:
 
     def commit(self, change: Change) -> Run:
         self.run = commit(self.services, self.run, change)
-        if any(isinstance(item, StepRecord) for item in change.puts):
+        if change.step is not None:
             self.recovering = False
         for item in change.puts:
             if isinstance(item, ConversationMessage) and self._conversation is not None:
@@ -191,12 +207,14 @@ def run_step(services: Services, event: dict[str, Any],
         except NotFound:  # (a DynamoDB failure is not caught: Step Functions retries it)
             raise RunStepRejected(f"no run {run_id} in workspace {workspace_id}") from None
         work = Slice(services, run, seconds_left)
+        step, turn = work.resume(step, turn)
         while True:
             metrics.add_metric(name="RunSteps", unit=MetricUnit.Count, value=1)
             next_step = STEPS[step](work, {**event, "step": step, "turn": turn})
             if step not in decisions.IN_SLICE or next_step in (DONE, FAILED):
                 return {"next": next_step, "turn": turn}
             turn = decisions.next_turn(step, next_step, turn)
+            next_step, turn = work.resume(next_step, turn)
             if not work.goes_on(next_step):
                 return {"next": next_step, "turn": turn}
             step = next_step
@@ -232,7 +250,8 @@ def start(work: Slice, event: dict[str, Any]) -> str:
             events=[("run.started", {"messages_delivered": len(inbox)})],
             run_set={"status": "running", "started_at": at},
             run_condition=Run.status == "queued",
-            puts=[first, StepRecord(*StepRecord.key(run.workspace_id, run.id, 0, "start"), next=THINK)],
+            puts=[first],
+            step=StepMark(0, "start", THINK),
             reserves=attempt,
         )
         if needs_slot:  # the slot is taken in the same transaction
@@ -333,7 +352,8 @@ def think(work: Slice, event: dict[str, Any]) -> str:
         events=[("model.called", _model_called(step, request, response, usage))],
         run_set={"steps": step, **({"outcome": outcome} if outcome is not None else {})},
         run_condition=Run.status.is_in("running", "waiting"),
-        puts=[answer, StepRecord(*StepRecord.key(run.workspace_id, run.id, step, "think"), next=next_step)],
+        puts=[answer],
+        step=StepMark(step, "think", next_step),
         metered={entry: usage}, entry_details={entry: {"step": step, "model": request.model}},
         settles=(reservation, usage),
     )
@@ -368,7 +388,8 @@ def _keep_answer(work: Slice, step: int, exc: Exception, change: Change, outcome
     if run.status not in ("running", "waiting"):
         return FINISH
     answer_only = Change(events=change.events[:1], run_set={"steps": step, **({"outcome": outcome} if outcome else {})},
-                         run_condition=Run.status.is_in("running", "waiting"), puts=change.puts[:2])
+                         run_condition=Run.status.is_in("running", "waiting"), puts=change.puts[:1],
+                         step=change.step)
     try:
         work.commit(answer_only)
     except RunConflict:
@@ -510,7 +531,8 @@ def _reply(work: Slice, step: int, uses: list[dict[str, Any]], last: tuple[ToolC
     change = Change(
         run_set={"status": "running"},
         run_condition=Run.status.is_in("running", "waiting"),
-        puts=[reply, StepRecord(*StepRecord.key(run.workspace_id, run.id, step, "act"), next=THINK)],
+        puts=[reply],
+        step=StepMark(step, "act", THINK),
         reserves=_next_reservation(work, step + 1, [*work.conversation(), reply], services.now()),
     )
     if last is not None:
@@ -525,7 +547,7 @@ def _reply(work: Slice, step: int, uses: list[dict[str, Any]], last: tuple[ToolC
             _finish_tool_call(work, *last)
         try:
             work.commit(Change(run_set={"status": "running"}, run_condition=Run.status.is_in("running", "waiting"),
-                               puts=change.puts))
+                               puts=change.puts, step=change.step))
         except RunConflict:
             return _recorded_or(work, step, "act", FINISH)
     if last is not None:
@@ -819,6 +841,7 @@ def _end_change(run: Run, outcome: Outcome, at: datetime,
         metered={**base.metered, ledger.SECONDS: Usage(agent_seconds=seconds)},
         entry_details=base.entry_details,
         settles=base.settles,
+        step=base.step,
         closes_infra=True,
     )
     return change, successor, status
@@ -828,8 +851,7 @@ def _end_change(run: Run, outcome: Outcome, at: datetime,
 
 
 def _decide(work: Slice, step: int, kind: str, outcome: Outcome) -> str:
-    change = Change(run_set={"outcome": outcome},
-                    puts=[StepRecord(*StepRecord.key(work.run.workspace_id, work.run.id, step, kind), next=FINISH)])
+    change = Change(run_set={"outcome": outcome}, step=StepMark(step, kind, FINISH))
     try:
         work.commit(change)
     except RunConflict:
@@ -838,8 +860,10 @@ def _decide(work: Slice, step: int, kind: str, outcome: Outcome) -> str:
 
 
 def _recorded_or(work: Slice, step: int, kind: str, default: str) -> str:
-    done = step_record(work.run, step, kind)
-    return done.next if done is not None else default
+    """After a conflict: what the step said comes next if it committed after all, else ``default``."""
+    work.reload()
+    done = work.recorded(step, kind)
+    return done if done is not None else default
 
 
 STEPS: dict[str, Callable[[Slice, dict[str, Any]], str]] = {

@@ -43,8 +43,45 @@ def load_run(workspace_id: str, run_id: str) -> Run:
     return Run.get_or_404(*Run.key(workspace_id, run_id))
 
 
-def step_record(run: Run, step: int, kind: str) -> StepRecord | None:
-    return StepRecord.get_or_none(*StepRecord.key(run.workspace_id, run.id, step, kind))
+#: The order of a turn's steps (start is turn 0's only step).
+STEP_ORDER = {"start": 0, "think": 1, "act": 2}
+
+
+@dataclass(frozen=True)
+class StepMark:
+    """The last step of a run that committed, and what it said comes next: kept
+    on the run (``Run.step_mark``), written by the step's own commit on the
+    condition that no later step — nor this one — committed before it. A
+    retried slice resumes after it; a step that finds itself marked does
+    nothing again."""
+
+    turn: int
+    kind: str
+    next: str
+
+    @staticmethod
+    def position(turn: int, kind: str) -> str:
+        """Sortable as text: ``000003#1`` is turn 3's think."""
+        return f"{turn:06d}#{STEP_ORDER[kind]}"
+
+    def text(self) -> str:
+        return f"{self.position(self.turn, self.kind)}#{self.kind}#{self.next}"
+
+    @classmethod
+    def of(cls, run: Run) -> StepMark | None:
+        if not run.step_mark:
+            return None
+        turn, _, kind, next_step = run.step_mark.split("#")
+        return cls(int(turn), kind, next_step)
+
+    def at_or_after(self, turn: int, kind: str) -> bool:
+        return self.position(self.turn, self.kind) >= self.position(turn, kind)
+
+
+def legacy_step_record(run: Run, step: int, kind: str) -> str | None:
+    """What a run started by the engine before step marks recorded for this step."""
+    record = StepRecord.get_or_none(*StepRecord.key(run.workspace_id, run.id, step, kind))
+    return record.next if record is not None else None
 
 
 def cost_usd(run: Run) -> Decimal:
@@ -109,6 +146,7 @@ class Change:
     entry_details: dict[str, dict[str, Any]] = field(default_factory=dict)  # ledger entry id → its step, model
     settles: tuple[Reservation | None, Usage] | None = None  # a model call's use replaces its reservation
     reserves: tuple[Reservation, TierLimits] | None = None  # the next model call's reservation (quota.reserve_in)
+    step: StepMark | None = None  # the step this change completes (once: see StepMark)
     closes_infra: bool = False  # the run's end: its accrued infrastructure cost becomes its ``infra`` entry
 
 
@@ -137,7 +175,12 @@ def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -
                 condition = Run.seq == seq
                 if change.run_condition is not None:
                     condition &= change.run_condition
-                sets = [_set_or_remove(getattr(Run, name), value) for name, value in change.run_set.items()]
+                run_set = dict(change.run_set)
+                if change.step is not None:
+                    run_set["step_mark"] = change.step.text()
+                    condition &= (Run.step_mark.does_not_exist()
+                                  | (Run.step_mark < StepMark.position(change.step.turn, change.step.kind)))
+                sets = [_set_or_remove(getattr(Run, name), value) for name, value in run_set.items()]
                 tx.update(run, actions=[Run.seq.set(seq + len(change.events)), Run.updated_at.set(at), *sets,
                                         *change.run_actions, *run_usage.add_actions(Run)], condition=condition)
                 for item in change.puts:
@@ -171,7 +214,7 @@ def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -
         if change.run_actions:
             return load_run(run.workspace_id, run.id)
         run.seq, run.updated_at = seq + len(change.events), at
-        for name, value in change.run_set.items():
+        for name, value in run_set.items():
             setattr(run, name, value)
         for name, value in run_usage.view().items():
             if value and name in Run.get_attributes():

@@ -288,6 +288,7 @@ class Run(BaseItem, discriminator="Run"):
     outcome = JSONAttribute(null=True)  # the end a step decided: {"status", "reason"?, "output"?, ...}
     steps = NumberAttribute(default=0)  # model calls made
     seq = NumberAttribute(default=0)  # last event seq
+    step_mark = UnicodeAttribute(null=True)  # the last step committed and what comes next (runs.records.StepMark)
     cancel_requested = BooleanAttribute(default=False)
     task_token = UnicodeAttribute(null=True)  # while paused
     pause_reason = UnicodeAttribute(null=True)  # the limit a think step could not reserve within
@@ -375,7 +376,8 @@ class ConversationMessage(BaseItem, discriminator="ConversationMessage"):
 
 class StepRecord(BaseItem, discriminator="StepRecord"):
     """pk WS#<id>#RUN#<run_id>, sk STEP#<n>#<kind>: a completed step and what comes
-    next; a retried or redelivered step finds it and does nothing again."""
+    next, as runs started before ``Run.step_mark`` recorded them (read only for
+    those; the engine writes none now)."""
 
     next = UnicodeAttribute()
 
