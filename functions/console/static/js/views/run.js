@@ -79,7 +79,7 @@ export async function runView(app, view, runId) {
   }
 
   function renderEnd() {
-    outputEl.textContent = run.output ?? "";
+    outputEl.textContent = run.output ?? (ENDED.has(figures.status) ? "(none)" : "(no answer yet)");
     errorEl.hidden = !run.error;
     errorEl.textContent = run.error ? `${run.error.reason}: ${run.error.message}` : "";
   }

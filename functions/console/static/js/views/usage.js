@@ -6,14 +6,6 @@ import {dailyChart, DAILY_METRICS, gauge} from "../charts.js";
 import {field, h, replace} from "../dom.js";
 import {count, LIMIT_LABELS, micro, usd, when} from "../format.js";
 
-const UNITS = {
-  runs_per_day: (n) => `${count(n)} runs`,
-  concurrent_runs: (n) => `${count(n)} running`,
-  tokens_per_month: (n) => `${count(n)} tokens`,
-  budget_usd_per_month: (n) => usd(String(n)),
-  max_agents: (n) => `${count(n)} agents`,
-};
-
 function gaugeOf(name, entry) {
   const budget = name === "budget_usd_per_month";
   const used = budget ? micro(entry.used) / 1e6 : entry.used;
@@ -25,7 +17,7 @@ function gaugeOf(name, entry) {
   if (entry.queued) extra.push(`${count(entry.queued)} queued.`);
   if (entry.resets_at) extra.push(`Resets ${when(entry.resets_at)}.`);
   return gauge({name, label: LIMIT_LABELS[name] || name, used, limit, percent: entry.percent,
-                unit: budget ? (n) => usd(n.toFixed(6)) : UNITS[name] || count, detail: extra.join(" ")});
+                unit: budget ? (n) => usd(n.toFixed(6)) : count, detail: extra.join(" ")});
 }
 
 export async function usageView(app, view) {
