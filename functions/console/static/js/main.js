@@ -70,8 +70,8 @@ class Console {
   }
 
   async signedInToWorkspace() {
-    this.mode = "workspace";
     const [me, workspace] = await Promise.all([this.api.get("me"), this.api.get(this.api.ws())]);
+    this.mode = "workspace";
     this.me = me;
     this.workspace = workspace;
     this.live = new Live(this.api, this.config.live_url, {onState: (state) => this.showLiveState(state)});

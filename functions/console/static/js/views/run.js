@@ -97,7 +97,7 @@ export async function runView(app, view, runId) {
 
   view.append(
     h("h1", {}, "Run ", h("code", {text: runId})),
-    h("dl", {class: "figures", "aria-live": "polite"},
+    h("dl", {class: "figures"},
       h("dt", {text: "Status"}), statusEl,
       h("dt", {text: "Steps"}), stepsEl,
       h("dt", {text: "Tool calls"}), toolsEl,
