@@ -92,7 +92,8 @@ export async function runsView(app, view) {
   let cursor = runs.next_cursor;
   function runRow(run) {
     return h("tr", {dataset: {run: run.id, status: run.status}},
-      h("th", {scope: "row"}, h("a", {href: `#/runs/${run.id}`, title: run.id, text: shortId(run.id)})),
+      h("th", {scope: "row"}, h("a", {href: `#/runs/${run.id}`, title: run.id, "aria-label": `Run ${run.id}`,
+                                         text: shortId(run.id)})),
       h("td", {text: agentNames.get(run.agent_id) || shortId(run.agent_id)}),
       h("td", {class: `status ${run.status}`, text: run.status}),
       h("td", {class: "num", text: count(run.steps)}),
