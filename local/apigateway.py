@@ -156,6 +156,14 @@ class RestApiFront:
         return self._integrate(route, event, request_id)
 
     def _match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        """The route of ``path``: as API Gateway does, a trailing slash names the same resource
+        (``/console/`` is ``/console``); the integration still sees the path as requested."""
+        found = self._match_exactly(method, path)
+        if found is None and len(path) > 1 and path.endswith("/"):
+            found = self._match_exactly(method, path[:-1])
+        return found
+
+    def _match_exactly(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         for route in self.api.routes:
             if route.method not in (method, "ANY"):
                 continue

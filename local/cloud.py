@@ -166,6 +166,11 @@ class LocalCloud:
         return self.rest.base_url
 
     @property
+    def console_url(self) -> str:
+        """The web console (ConsoleFunction's routes), on the REST API's origin."""
+        return f"{self.rest_url}/console/"
+
+    @property
     def ws_url(self) -> str:
         assert self.websocket is not None  # nosec B101  # type narrowing; set by start()
         return str(self.websocket.url)
@@ -174,6 +179,7 @@ class LocalCloud:
         lines = [
             f"AgentHQ local cloud is up ({startup_seconds:.1f} s).",
             f"  REST API       {self.rest_url}        try: curl {self.rest_url}/health",
+            f"  Web console    {self.console_url}",
             *([f"  WebSocket API  {self.ws_url}         try: .venv/bin/agenthq runs watch <run id>"]
               if self.websocket else []),
             f"  DynamoDB Local {self.dynamodb_endpoint}   data: {self.config.data_dir or 'in memory'}",
@@ -410,7 +416,10 @@ class LocalCloud:
                                         region=self.config.stack.region, idle_timeout=self.config.ws_idle_timeout,
                                         max_connection_seconds=self.config.ws_max_connection_seconds,
                                         send_queue_frames=self.config.ws_send_queue_frames).start()
-        self._set_environment({"LIVE_CONNECTIONS_URL": self.websocket.connections_url})
+        # LIVE_CONNECTIONS_URL: the @connections API the functions post to; LIVE_URL: where clients connect
+        # (the web console reads it from its config.json). On AWS both are the WebSocket API's own host.
+        self._set_environment({"LIVE_CONNECTIONS_URL": self.websocket.connections_url,
+                               "LIVE_URL": self.websocket.url})
         _reset_process_caches()
 
     def _start_stream_mappings(self) -> None:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -24,6 +26,7 @@ from agenthq import ids
 from agenthq.adapters.stepfunctions import StepFunctionsOrchestrator
 from agenthq.tools.registry import ToolContext, ToolRegistry, ToolResult
 from agenthq_cli.signing import SigV4, sign
+from local.template import ROOT
 
 if TYPE_CHECKING:
     from local.cloud import LocalCloud
@@ -469,3 +472,171 @@ def shown_in_order(frames: list[dict[str, Any]], after: int = 0) -> list[int]:
             shown.append(expected)
             expected += 1
     return shown
+
+
+# --------------------------------------------------------------------------- the web console in a real browser
+
+CHROMIUM_INSTALL = "apt-get install -y chromium chromium-driver"
+ARTIFACTS = ROOT / ".artifacts"
+
+
+def chromium_paths() -> tuple[str, str] | None:
+    """The Chromium binary and its chromedriver (Debian's packages), or None if either is missing."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+@contextmanager
+def headless_chromium(browser: str, driver: str) -> Iterator[Any]:
+    """A Selenium WebDriver for headless Chromium (its console messages kept for ``ConsolePage.logs``)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1280,1000", "--disable-extensions", "--no-first-run"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    chrome = webdriver.Chrome(options=options, service=Service(driver))
+    try:
+        yield chrome
+    finally:
+        chrome.quit()
+
+
+class ConsolePage:
+    """The web console as a person uses it: fields filled in, buttons clicked, and what the page shows
+    read back (visible text, and the ARIA values a screen reader announces). Every wait is a
+    wait-until on the page, never a sleep."""
+
+    def __init__(self, driver: Any, url: str, screenshots: Path) -> None:
+        self.driver = driver
+        self.url = url
+        self.screenshots = screenshots
+        self.logs: list[dict[str, Any]] = []
+
+    def until(self, condition: Callable[[], Any], timeout: float = 30, message: str = "") -> Any:
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        wait = WebDriverWait(self.driver, timeout, poll_frequency=0.05,
+                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+        try:
+            return wait.until(lambda _: condition())
+        except Exception:
+            self.screenshot("timed-out")
+            raise AssertionError(f"timed out after {timeout} s waiting for: {message or condition}") from None
+
+    def find(self, css: str) -> Any:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def all(self, css: str) -> list[Any]:
+        from selenium.webdriver.common.by import By
+
+        return list(self.driver.find_elements(By.CSS_SELECTOR, css))
+
+    def heading(self) -> str:
+        return str(self.find("main h1").text)
+
+    def screenshot(self, name: str) -> Path:
+        self.screenshots.mkdir(parents=True, exist_ok=True)
+        path = self.screenshots / f"{len(list(self.screenshots.glob('*.png'))) + 1:02d}-{name}.png"
+        self.driver.save_screenshot(str(path))
+        return path
+
+    def open(self) -> None:
+        self.driver.get(self.url)
+        self.until(lambda: self.find("#sign-in").is_displayed(), message="the sign-in form")
+
+    def fill(self, css: str, text: str) -> None:
+        element = self.find(css)
+        element.clear()
+        element.send_keys(text)
+
+    def sign_in(self, email: str, password: str) -> None:
+        self.fill("#sign-in input[name=email]", email)
+        self.fill("#sign-in input[name=password]", password)
+        self.find("#sign-in button[type=submit]").click()
+        self.until(lambda: self.heading() == "Agents and runs", message="the workspace's agents and runs")
+
+    def operator_sign_in(self, access_key_id: str, secret_access_key: str) -> None:
+        self.fill("#operator-sign-in input[name=access-key-id]", access_key_id)
+        self.fill("#operator-sign-in input[name=secret-access-key]", secret_access_key)
+        self.find("#operator-sign-in button[type=submit]").click()
+
+    def go(self, link_text: str, heading: str | None = None) -> None:
+        """Follow a link of the console's navigation."""
+        from selenium.webdriver.common.by import By
+
+        self.driver.find_element(By.CSS_SELECTOR, "#nav").find_element(By.LINK_TEXT, link_text).click()
+        self.until(lambda: self.heading() == (heading or link_text), message=f"the {link_text} page")
+
+    def choose(self, css: str, visible_text: str) -> None:
+        from selenium.webdriver.support.ui import Select
+
+        Select(self.find(css)).select_by_visible_text(visible_text)
+
+    def gauge(self, limit: str) -> dict[str, str]:
+        """A usage gauge as a screen reader announces it (the meter's value, maximum and words) and as
+        it reads on the page."""
+        gauge = self.until(lambda: self.find(f".gauge[data-limit='{limit}']"), message=f"the {limit} gauge")
+        meter = gauge.find_element("css selector", "[role=meter]")
+        return {"now": meter.get_attribute("aria-valuenow"), "max": meter.get_attribute("aria-valuemax"),
+                "words": meter.get_attribute("aria-valuetext"),
+                "label": gauge.find_element("css selector", ".gauge-label").text,
+                "shown": gauge.find_element("css selector", ".gauge-value").text}
+
+    def run_events(self) -> list[tuple[int, str]]:
+        """The run page's events as listed: the seq and type each line shows."""
+        rows = self.driver.execute_script(
+            "return [...document.querySelectorAll('#run-events li')]"
+            ".map(li => [li.querySelector('.seq').textContent, li.querySelector('.type').textContent]);")
+        return [(int(seq.lstrip("#")), kind) for seq, kind in rows]
+
+    def text(self, css: str) -> str:
+        return str(self.find(css).text)
+
+    def browser_logs(self) -> list[dict[str, Any]]:
+        self.logs += self.driver.get_log("browser")
+        return self.logs
+
+    def policy_violations(self) -> list[str]:
+        """What the browser reported against the page's Content-Security-Policy (Trusted Types included)."""
+        return [entry["message"] for entry in self.browser_logs()
+                if entry.get("source") == "security" or "Content Security Policy" in entry["message"]
+                or "requires 'Trusted" in entry["message"]]
+
+    def unlabelled_controls(self) -> list[str]:
+        """Form controls a screen reader could not name (no label, no aria-label), and buttons without text."""
+        return list(self.driver.execute_script(
+            "return [...document.querySelectorAll('input, select, textarea')]"
+            ".filter(e => e.type !== 'hidden' && !e.labels.length && !e.getAttribute('aria-label'))"
+            ".map(e => e.outerHTML.slice(0, 80))"
+            ".concat([...document.querySelectorAll('button')].filter(b => !b.textContent.trim())"
+            ".map(b => b.outerHTML.slice(0, 80)));"))
+
+    def press_tab_until(self, css: str, most: int = 20, backwards: bool = False) -> None:
+        """Move the focus with the Tab key (Shift+Tab ``backwards``), as a keyboard user does, until it is
+        on ``css``."""
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+
+        for _ in range(most):
+            if self.driver.execute_script("return document.activeElement.matches(arguments[0]);", css):
+                return
+            keys = ActionChains(self.driver)
+            if backwards:
+                keys.key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
+            else:
+                keys.send_keys(Keys.TAB).perform()
+        raise AssertionError(f"{most} presses of Tab never reached {css}")
+
+    def type_keys(self, *keys: str) -> None:
+        """Type into whatever has the focus."""
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        ActionChains(self.driver).send_keys(*keys).perform()

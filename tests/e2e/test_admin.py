@@ -251,6 +251,8 @@ def test_the_usage_report_sums_the_month_counters_against_each_price(api):
     assert row["infra_cost_usd"] == "0.001750"  # 1,250 + 500 + 0 µ$
     assert row["cost_usd"] == "1.751754" and row["margin_usd"] == "47.248246"
     assert row["usage"]["model_calls"] == 3 and row["usage"]["runs"] == 3
+    # the limits the month is measured against (the console's "near a limit" list reads them)
+    assert row["limits"]["tokens_per_month"] == 5_000_000 and row["limits"]["budget_usd_per_month"] == "15"
     one = api.get(admin_path(owner.workspace_id), auth=api.operator).json()["this_month"]
     assert one["model_cost_usd"] == "1.750004"
     assert_error(api.get("/admin/usage", params={"period": "day"}, auth=api.operator), 400)

@@ -28,6 +28,8 @@ class DevServer:
         self.process: subprocess.Popen[str] | None = None
         self.output: list[str] = []
         self.rest_url = ""
+        self.console_url = ""
+        self.ws_url = ""
         self.dynamodb_url = ""
         self.operator_key = ("", "")  # the local operator's access key id and secret, as printed
 
@@ -46,6 +48,10 @@ class DevServer:
             self.output.append(line)
             if m := re.search(r"REST API\s+(http://\S+)", line):
                 self.rest_url = m.group(1)
+            if m := re.search(r"Web console\s+(http://\S+)", line):
+                self.console_url = m.group(1)
+            if m := re.search(r"WebSocket API\s+(ws://\S+)", line):
+                self.ws_url = m.group(1)
             if m := re.search(r"DynamoDB Local\s+(http://\S+)", line):
                 self.dynamodb_url = m.group(1)
             if m := re.search(r"AWS_ACCESS_KEY_ID=(\S+) AWS_SECRET_ACCESS_KEY=(\S+)", line):
@@ -93,6 +99,9 @@ def test_make_dev_serves_health_and_stops_cleanly_on_ctrl_c(dev):
     response = httpx.get(f"{server.rest_url}/health", timeout=30)
     assert response.status_code == 200, response.text
     assert response.json()["checks"] == {"dynamodb": "ok", "stepfunctions": "ok"}
+    console = httpx.get(server.console_url, timeout=30)  # the web console's URL, as printed
+    assert console.status_code == 200 and "js/main.js" in console.text
+    assert httpx.get(f"{server.console_url}config.json", timeout=30).json()["live_url"] == server.ws_url
     assert server.interrupt() == 0
     assert "Stopped" in "".join(server.output)
     assert "Traceback" not in "".join(server.output)

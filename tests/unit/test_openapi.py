@@ -9,12 +9,13 @@ import sys
 
 import pytest
 
-from agenthq.openapi import API_KEY, BEARER, SIGV4, operations
+from agenthq.openapi import API_KEY, BEARER, OUTSIDE_THE_CONTRACT, SIGV4, operations
 from local.template import ROOT, load_template, rest_api
 from scripts import openapi as generator
 
 DOCUMENT = json.loads(generator.DOCUMENT.read_text(encoding="utf-8"))
-ROUTES = rest_api(load_template()).routes
+ALL_ROUTES = rest_api(load_template()).routes
+ROUTES = [route for route in ALL_ROUTES if (route.method, route.path) not in OUTSIDE_THE_CONTRACT]
 
 
 def each_operation():
@@ -33,6 +34,16 @@ def test_its_operations_are_the_template_routes_exactly():
     in_document = operations(DOCUMENT)
     assert in_document - in_template == set(), "in the apps but not routed by template.yaml"
     assert in_template - in_document == set(), "routed by template.yaml but no app documents it"
+
+
+def test_only_the_web_console_is_left_out_of_the_contract():
+    # The console's pages are for browsers, not an API to call (docs/decisions.md, 60): exactly its
+    # routes are outside the contract, each public and served by ConsoleFunction.
+    left_out = [route for route in ALL_ROUTES if (route.method, route.path) in OUTSIDE_THE_CONTRACT]
+    assert {(route.method, route.path) for route in left_out} == OUTSIDE_THE_CONTRACT
+    assert {route.function for route in left_out} == {"ConsoleFunction"}
+    assert not any(route.authorized or route.iam_auth or route.api_key_required for route in left_out)
+    assert not any(path.startswith("/console") for path in DOCUMENT["paths"])
 
 
 def test_each_operation_asks_for_the_authentication_its_route_has():

@@ -72,6 +72,11 @@ ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorBody"}
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.",
                                "schema": {"type": "integer", "minimum": 1}}}
 
+#: Routes of template.yaml that are not the API and so not in its contract: the web console's pages
+#: (ConsoleFunction: HTML, CSS and JavaScript for browsers, no JSON to call; docs/decisions.md, 60).
+#: The drift test compares the contract with every other route.
+OUTSIDE_THE_CONTRACT = frozenset({("GET", "/console"), ("GET", "/console/{proxy+}")})
+
 #: The kinds of authentication a route has (its ``Auth`` in template.yaml).
 PUBLIC, WORKSPACE, OPERATOR = "public", "workspace", "operator"
 

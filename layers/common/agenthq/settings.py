@@ -65,6 +65,9 @@ class Settings(BaseModel):
     live_replay_limit: int = Field(default=1000, alias="LIVE_REPLAY_LIMIT", ge=1, le=10_000)
     live_max_subscriptions: int = Field(default=100, alias="LIVE_MAX_SUBSCRIPTIONS", ge=1, le=1000)
     live_broadcast_parallelism: int = Field(default=16, alias="LIVE_BROADCAST_PARALLELISM", ge=1, le=256)
+    # The WebSocket API's URL for clients (wss://<api>.execute-api.<region>.amazonaws.com/v1): the web
+    # console learns it from /v1/console/config.json and allows it in its Content-Security-Policy.
+    live_url: str = Field(default="", alias="LIVE_URL")
 
     # HTTP edge
     max_request_bytes: int = Field(default=256 * 1024, alias="MAX_REQUEST_BYTES", gt=0)

@@ -129,7 +129,7 @@ def usage_report(services: Services, operator: Operator, month: str | None, curs
     def view(workspace: Workspace) -> dict[str, Any]:
         limits = setting_of(workspace).limits
         return {"workspace_id": workspace.id, "name": workspace.name, "tier": workspace.tier,
-                **cost_against_price(workspace.id, month, limits)}
+                "limits": limits.model_dump(mode="json"), **cost_against_price(workspace.id, month, limits)}
 
     listed = _directory_page(cursor, limit, view)
     return {"period": "month", "month": month, "items": listed.items, "next_cursor": listed.next_cursor}

@@ -1,0 +1,175 @@
+// Live status over the WebSocket API (docs/api.md, "Live status").
+//
+// A browser cannot set headers on a WebSocket, so each connect uses a one-time ticket
+// (POST /v1/ws-tickets, 60 s) in the URL — never the token. Delivery is at least once:
+// each run's events are shown in seq order, each once (a seq already shown is dropped, one
+// that comes early is held until the ones before it arrive). After a drop the connection is
+// made again with a new ticket and every subscription resumes from the last seq shown.
+
+const PING_EVERY_MS = 5 * 60 * 1000; // API Gateway closes a connection idle for 10 minutes
+const MAX_BACKOFF_MS = 30 * 1000;
+
+export class Live {
+  constructor(api, url, {onState = () => {}} = {}) {
+    this.api = api;
+    this.url = url;
+    this.onState = onState; // "connecting" | "live" | "reconnecting" | "closed" | "unavailable"
+    this.socket = null;
+    this.opening = null;
+    this.runs = new Map(); // run id → {next, held, onEvent, onError}
+    this.workspaceListeners = new Set();
+    this.stopped = false;
+    this.backoff = 1000;
+    this.pinger = null;
+    this.retryTimer = null;
+  }
+
+  get available() {
+    return Boolean(this.url);
+  }
+
+  /** Follow a run's events from seq `after + 1`: onEvent(event) once per seq, in order. */
+  watchRun(runId, onEvent, {after = 0, onError = () => {}} = {}) {
+    const watch = {next: after + 1, held: new Map(), onEvent, onError};
+    this.runs.set(runId, watch);
+    this.send({action: "subscribe", run_id: runId, after});
+    return () => {
+      if (this.runs.get(runId) === watch) {
+        this.runs.delete(runId);
+        this.send({action: "unsubscribe", run_id: runId}, false);
+      }
+    };
+  }
+
+  /** Every run's status changes (run.* events) and usage alerts of the workspace. */
+  watchWorkspace(listener) {
+    this.workspaceListeners.add(listener);
+    if (this.workspaceListeners.size === 1) this.send({action: "subscribe", workspace: true});
+    return () => {
+      this.workspaceListeners.delete(listener);
+      if (this.workspaceListeners.size === 0) this.send({action: "unsubscribe", workspace: true}, false);
+    };
+  }
+
+  close() {
+    this.stopped = true;
+    clearInterval(this.pinger);
+    clearTimeout(this.retryTimer);
+    this.runs.clear();
+    this.workspaceListeners.clear();
+    if (this.socket) this.socket.close(1000, "signed out");
+    this.socket = null;
+    this.onState("closed");
+  }
+
+  /** Send a frame now if the connection is open; otherwise open it (subscriptions are sent on open). */
+  send(frame, connect = true) {
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) {
+      this.socket.send(JSON.stringify(frame));
+    } else if (connect) {
+      this.open();
+    }
+  }
+
+  async open() {
+    if (!this.available) {
+      this.onState("unavailable");
+      return;
+    }
+    if (this.opening || this.stopped) return;
+    this.opening = (async () => {
+      try {
+        this.onState(this.socket ? "reconnecting" : "connecting");
+        const {ticket} = await this.api.post("ws-tickets");
+        const socket = new WebSocket(`${this.url}?ticket=${encodeURIComponent(ticket)}`);
+        await new Promise((resolve, reject) => {
+          socket.addEventListener("open", resolve, {once: true});
+          socket.addEventListener("error", () => reject(new Error("The live connection was refused.")), {once: true});
+        });
+        this.socket = socket;
+        this.backoff = 1000;
+        socket.addEventListener("message", (message) => this.receive(message.data));
+        socket.addEventListener("close", () => this.dropped(socket));
+        clearInterval(this.pinger);
+        this.pinger = setInterval(() => this.send({action: "ping"}, false), PING_EVERY_MS);
+        this.onState("live");
+        this.resubscribe();
+      } catch (error) {
+        this.retryLater();
+      } finally {
+        this.opening = null;
+      }
+    })();
+  }
+
+  resubscribe() {
+    for (const [runId, watch] of this.runs) {
+      this.send({action: "subscribe", run_id: runId, after: watch.next - 1}, false);
+    }
+    if (this.workspaceListeners.size) this.send({action: "subscribe", workspace: true}, false);
+  }
+
+  dropped(socket) {
+    if (socket !== this.socket) return;
+    clearInterval(this.pinger);
+    if (this.stopped) return;
+    this.retryLater();
+  }
+
+  retryLater() {
+    if (this.stopped) return;
+    this.onState("reconnecting");
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.open(), this.backoff);
+    this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
+  }
+
+  receive(text) {
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (frame.type === "run.event") {
+      const watch = this.runs.get(frame.run_id);
+      if (watch) {
+        if (frame.truncated) this.fetchWhole(frame.run_id, frame.seq, watch);
+        else this.deliver(watch, frame.seq, frame.event);
+      }
+      if (String(frame.event && frame.event.type).startsWith("run.")) this.tellWorkspace(frame);
+    } else if (frame.type === "usage.alert") {
+      this.tellWorkspace(frame);
+    } else if (frame.type === "subscribed" && frame.run_id && frame.more) {
+      this.send({action: "subscribe", run_id: frame.run_id, after: frame.through}, false);
+    } else if (frame.type === "error") {
+      for (const watch of this.runs.values()) watch.onError(frame);
+    }
+  }
+
+  tellWorkspace(frame) {
+    for (const listener of this.workspaceListeners) listener(frame);
+  }
+
+  deliver(watch, seq, event) {
+    if (seq < watch.next) return; // shown already: a duplicate from the replay seam or a retry
+    watch.held.set(seq, event);
+    while (watch.held.has(watch.next)) {
+      const next = watch.held.get(watch.next);
+      watch.held.delete(watch.next);
+      watch.next += 1;
+      watch.onEvent(next);
+    }
+  }
+
+  /** An event too large for a frame comes without its data: read it whole over REST. */
+  async fetchWhole(runId, seq, watch) {
+    try {
+      const page = await this.api.get(this.api.ws("runs", runId, "events"), {after: seq - 1, limit: 1});
+      const event = page.items.find((item) => item.seq === seq);
+      if (event) this.deliver(watch, seq, event);
+    } catch (error) {
+      watch.onError({code: error.code, message: error.message});
+    }
+  }
+}

@@ -1,0 +1,224 @@
+"""The web console in a real browser (headless Chromium driven by Selenium) against the local cloud.
+
+A workspace owner signs in, creates an agent, launches a run and watches every event arrive live
+(the run's tool is held until the page has shown the events before it, so they can only have come
+over the WebSocket API), then sees the usage gauges move — also while the usage page is open. The
+operator signs in with the local operator's AWS credentials (SigV4 signed in the page) and sees
+every workspace's cost against its price and which are near a limit.
+
+Screenshots of each step are kept in .artifacts/console/<test>/. Without Chromium the tests are
+skipped, saying how to install it.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+from tests.support import (
+    ARTIFACTS,
+    CHROMIUM_INSTALL,
+    PASSWORD,
+    ConsolePage,
+    chromium_paths,
+    create_agent,
+    events_of,
+    headless_chromium,
+    launch,
+    set_tier,
+    signup,
+    tools_replaced_by,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+CALCULATION = 'What is our monthly error budget?\n/tool calculator {"expression": "(1 - 0.999) * 30 * 24 * 60"}'
+
+
+@pytest.fixture()
+def page(cloud, request) -> Iterator[ConsolePage]:
+    paths = chromium_paths()
+    if paths is None:
+        pytest.skip(f"the browser tests need Chromium and its driver, which are not installed: run "
+                    f"`{CHROMIUM_INSTALL}` (as root, or with sudo) to run them")
+    with headless_chromium(*paths) as driver:
+        screenshots = ARTIFACTS / "console" / request.node.name
+        for old in screenshots.glob("*.png"):
+            old.unlink()
+        console = ConsolePage(driver, cloud.console_url, screenshots)
+        console.open()
+        yield console
+        assert console.policy_violations() == [], "the page broke its Content-Security-Policy"
+
+
+def usd_shown(value: str) -> str:
+    """How the console shows an amount of the API: exact, at least two decimals, thousands separated."""
+    amount = Decimal(value)
+    whole, _, fraction = f"{abs(amount):.6f}".partition(".")
+    fraction = fraction.rstrip("0").ljust(2, "0")
+    return f"{'−' if amount < 0 else ''}${int(whole):,}.{fraction}"
+
+
+def test_an_owner_signs_in_launches_a_run_sees_its_events_live_and_the_usage_move(cloud, api, page):
+    owner = signup(api, workspace_name="Engines Ltd")  # the free tier: 5 requests a second
+    page.sign_in(owner.email, PASSWORD)
+    assert owner.email in page.text("#who")
+    page.screenshot("signed-in")
+
+    page.go("Usage")
+    assert page.gauge("runs_per_day") == {"now": "0", "max": "50", "words": "0 of 50 (0.0%)",
+                                          "label": "Runs today", "shown": "0 of 50 (0.0%)"}
+    assert page.gauge("budget_usd_per_month")["words"] == "$0.00 of $1.00 (0.0%)"
+    page.screenshot("usage-before")
+
+    page.go("Agents and runs")
+    page.fill("#create-agent input[name=agent-name]", "sre-bot")
+    page.choose("#create-agent select[name=personality]",
+                next(o.text for o in page.all("#create-agent option") if o.text.startswith("SRE")))
+    page.find("#create-agent button[type=submit]").click()
+    page.until(lambda: page.text("#create-agent .message") == "Agent sre-bot created.", message="the new agent")
+
+    # The run's one tool call waits until the page has shown everything before it: what the page
+    # shows by then can only have come live, over the WebSocket API.
+    tool_reached, release = threading.Event(), threading.Event()
+
+    def hold(call_number, ctx):
+        tool_reached.set()
+        assert release.wait(60), "the test never let the tool run"
+
+    with tools_replaced_by(hold):
+        page.choose("#launch-run select[name=agent]", "sre-bot")
+        page.fill("#launch-run textarea[name=input]", CALCULATION)
+        page.find("#launch-run button[type=submit]").click()
+        page.until(lambda: re.fullmatch(r"Run [0-9A-Z]{26}", page.heading()), message="the run's page")
+        run_id = page.heading().split()[1]
+        try:
+            assert tool_reached.wait(60), "the run never called its tool"
+            page.until(lambda: page.run_events() == [(1, "run.queued"), (2, "run.started"), (3, "model.called"),
+                                                     (4, "tool.called")] and page.text("#run-status") == "running",
+                       message="the events before the tool call, live, and the status running")
+            assert page.text("#run-steps") == "1" and page.text("#run-tool-calls") == "0"
+            page.screenshot("run-live-at-the-tool-call")
+        finally:
+            release.set()
+        page.until(lambda: page.text("#run-status") == "succeeded", timeout=90, message="the run's end, live")
+
+    stored = events_of(owner, run_id)
+    shown = page.run_events()
+    assert shown == [(event["seq"], event["type"]) for event in stored], "every stored event, in order, once"
+    assert [kind for _, kind in shown] == ["run.queued", "run.started", "model.called", "tool.called",
+                                           "tool.result", "model.called", "run.succeeded"]
+    run = wait_for(owner, run_id)
+    assert page.text("#run-steps") == "2" and page.text("#run-tool-calls") == "1"
+    page.until(lambda: page.find("#run-cost data").get_attribute("value") == run["usage"]["cost_usd"],
+               message="the run's model cost")
+    assert page.text("#run-cost") == usd_shown(run["usage"]["cost_usd"])
+    page.until(lambda: "calculator: 43.2" in page.text("#run-output"), message="the run's answer")
+    page.screenshot("run-succeeded")
+
+    page.go("Usage")
+    assert page.gauge("runs_per_day")["words"] == "1 of 50 (2.0%)"
+    month = owner.get("/usage", params={"period": "month"}).json()["limits"]["budget_usd_per_month"]
+    budget = page.gauge("budget_usd_per_month")
+    assert Decimal(budget["now"]) == Decimal(month["used"]) > 0
+    assert budget["shown"] == f"{usd_shown(month['used'])} of $1.00 ({month['percent']:.1f}%)"
+    page.until(lambda: page.find("#live-state").text == "Live", message="the live connection")
+    page.screenshot("usage-after-the-run")
+
+    # With the usage page open, a run launched elsewhere (the API) moves the gauge: no reload.
+    other = launch(owner, next(a["id"] for a in owner.get("/agents").json()["items"]), "Hello again.")
+    assert other.status_code == 202, other.text
+    page.until(lambda: page.gauge("runs_per_day")["now"] == "2", message="the gauge moving live")
+    assert page.gauge("runs_per_day")["shown"] == "2 of 50 (4.0%)"
+    wait_for(owner, other.json()["id"])
+    page.screenshot("usage-moved-live")
+
+
+def test_the_operator_sees_each_workspace_cost_against_its_price_and_who_is_near_a_limit(cloud, api, page):
+    starter = signup(api, workspace_name="Starter Co", tier="starter")
+    big = signup(api, workspace_name="Big Corp")
+    set_tier(api, big.workspace_id, "enterprise", limit_overrides={"price_usd_per_month": "4800"})
+    runs = []
+    for tenant in (starter, big):
+        agent = create_agent(tenant, "sre-bot", "sre")
+        launched = launch(tenant, agent["id"], CALCULATION)
+        assert launched.status_code == 202, launched.text
+        runs.append((tenant, launched.json()["id"]))
+    for tenant, run_id in runs:
+        assert wait_for(tenant, run_id)["status"] == "succeeded"
+    # Big Corp's budget is lowered below what it used this month: it is past 80% of a limit.
+    set_tier(api, big.workspace_id, "enterprise",
+             limit_overrides={"price_usd_per_month": "4800", "budget_usd_per_month": "0.005"})
+    report = api.get("/admin/usage", params={"period": "month", "limit": 100}, auth=api.operator)
+    assert report.status_code == 200, report.text
+    rows = {row["workspace_id"]: row for row in report.json()["items"]}
+
+    page.operator_sign_in(cloud.operator.access_key_id, "not-the-secret")
+    page.until(lambda: "may not call the operator routes" in page.text("#operator-sign-in .message"),
+               message="a wrong secret refused")
+    page.operator_sign_in(cloud.operator.access_key_id, cloud.operator.secret_access_key)
+    page.until(lambda: page.heading() == "Cost against price", message="the operator's view")
+    page.until(lambda: page.all(f"#cost-rows tr[data-workspace='{big.workspace_id}']"), message="the workspaces")
+    page.screenshot("operator-cost-against-price")
+
+    for tenant, name, tier, price in ((starter, "Starter Co", "starter", "$49.00"), (big, "Big Corp", "enterprise",
+                                                                                       "$4,800.00")):
+        row = page.find(f"#cost-rows tr[data-workspace='{tenant.workspace_id}']")
+        api_row = rows[tenant.workspace_id]
+        def cell(css, row=row):
+            return row.find_element("css selector", css)
+
+        assert cell(".name").text == name and cell(".tier").text == tier
+        assert cell(".price").text == price
+        for css, key in ((".price", "price_usd"), (".model", "model_cost_usd"), (".infra", "infra_cost_usd"),
+                         (".cost", "cost_usd"), (".margin", "margin_usd")):
+            assert cell(f"{css} data").get_attribute("value") == api_row[key], (name, key)
+            assert cell(css).text == usd_shown(api_row[key]), (name, key)
+        assert Decimal(api_row["model_cost_usd"]) > 0 and Decimal(api_row["infra_cost_usd"]) > 0
+        assert Decimal(api_row["margin_usd"]) == Decimal(api_row["price_usd"]) - Decimal(api_row["cost_usd"])
+        assert cell(".percent").text == f"{api_row['cost_percent_of_price']}%"
+
+    used = Decimal(rows[big.workspace_id]["model_cost_usd"])
+    percent = (used * 1000 / Decimal("0.005")).to_integral_value(rounding="ROUND_FLOOR") / 10
+    near = {item.get_attribute("data-workspace"): item.text for item in page.all("#near-limit li[data-workspace]")}
+    assert big.workspace_id in near and starter.workspace_id not in near
+    assert near[big.workspace_id] == (f"Big Corp (enterprise): model budget {percent:.1f}% "
+                                      f"({usd_shown(str(used))} of $0.005)")
+
+
+def test_the_page_works_from_the_keyboard_names_its_controls_and_refuses_html_from_strings(cloud, api, page):
+    from selenium.common.exceptions import JavascriptException
+    from selenium.webdriver.common.keys import Keys
+
+    owner = signup(api)
+    page.press_tab_until("#sign-in input[name=email]")  # past the skip link and the navigation
+    page.type_keys(owner.email, Keys.TAB, PASSWORD, Keys.ENTER)
+    page.until(lambda: page.heading() == "Agents and runs", message="signed in from the keyboard")
+    health = api.get("/health").json()["status"]
+    for href, heading in (("#/usage", "Usage"), ("#/health", "Health"), ("#/runs", "Agents and runs")):
+        # Each view moves the focus to its heading; the navigation is back up the page.
+        page.press_tab_until(f"#nav a[href='{href}']", backwards=True)
+        page.type_keys(Keys.ENTER)
+        page.until(lambda heading=heading: page.heading() == heading, message=f"the {heading} page from the keyboard")
+        page.until(lambda: page.driver.execute_script("return document.activeElement.tagName;") == "H1",
+                   message="the focus on the new page's heading")
+        assert page.unlabelled_controls() == [], heading
+        if heading == "Health":
+            page.until(lambda: page.text("#health-status") == health, message="the health panel")
+            page.screenshot("health")
+
+    # The page's policy: a string never becomes HTML or script, inline style is not applied.
+    with pytest.raises(JavascriptException, match="TrustedHTML"):
+        page.driver.execute_script("document.querySelector('main').innerHTML = '<img src=x id=injected>';")
+    with pytest.raises(JavascriptException, match="TrustedScript"):
+        page.driver.execute_script("const s = document.createElement('script'); s.textContent = 'window.ran = 1';"
+                                   "document.body.append(s);")
+    assert page.all("#injected") == [] and page.driver.execute_script("return window.ran === undefined;")
+    refused = page.policy_violations()
+    assert any("TrustedHTML" in message for message in refused) and any("TrustedScript" in m for m in refused)
+    page.logs.clear()  # what this test provoked; the page itself must report nothing (the fixture checks)
