@@ -1,12 +1,19 @@
 """The local API Gateway: HTTP in, REST proxy events to the real handlers, HTTP out.
 
 It does what API Gateway does for this template: matches the routes declared
-by the functions' Api events, strips the stage, calls the REQUEST authorizer
-and honours its policy, checks the SigV4 signature of ``AWS_IAM`` routes
-against the local credentials (local/sigv4.py), meters API keys against the
-usage plans (throttle and daily quota), limits payloads to 10 MB, times
-integrations out at 29 s, and answers its own errors with the template's
-GatewayResponses.
+by the functions' Api events, strips the stage, throttles each method as the
+stage's ``MethodSettings`` say (a token bucket per method, before anything
+else), calls the REQUEST authorizer and honours its policy, checks the SigV4
+signature of ``AWS_IAM`` routes against the local credentials
+(local/sigv4.py), meters API keys against the usage plans (throttle and daily
+quota), limits payloads to 10 MB, and answers its own errors with the
+template's GatewayResponses.
+
+Integrations: a function that fails — its own timeout included, when it is
+shorter than API Gateway's 29 s — is a 502 (API Gateway's answer to a failed
+Lambda proxy integration); a function still running at 29 s is a 504, the
+integration timeout; a function Lambda throttles (reserved concurrency) is a
+500. The function itself ends at its own timeout, killed by the runtime.
 """
 
 from __future__ import annotations
@@ -15,15 +22,18 @@ import base64
 import fnmatch
 import json
 import threading
+import time
 import urllib.parse
 import uuid
+from collections.abc import Callable
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from local.events import API_ID, rest_proxy_event
-from local.lambda_runtime import FunctionError, LambdaRuntime
-from local.template import ACCOUNT_ID, RestApiSpec, Route
+from local.lambda_runtime import FunctionError, LambdaRuntime, Throttled
+from local.template import ACCOUNT_ID, MethodThrottle, RestApiSpec, Route
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 INTEGRATION_TIMEOUT_SECONDS = 29
@@ -90,6 +100,37 @@ class SignatureVerifier:
         raise NotImplementedError  # pragma: no cover - interface
 
 
+class MethodThrottles:
+    """The stage's per-method throttles: a token bucket per method (route), ``burst_limit`` tokens
+    refilled at ``rate_limit`` a second, shared by every caller; an empty bucket is ``THROTTLED``."""
+
+    def __init__(self, api: RestApiSpec, clock: Callable[[], float] = time.monotonic) -> None:
+        self.api = api
+        self.clock = clock
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}  # (method, path) -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def admit(self, route: Route) -> bool:
+        throttle: MethodThrottle | None = self.api.throttle_of(route)
+        if throttle is None:
+            return True
+        key = (route.method, route.path)
+        now = self.clock()
+        with self._lock:
+            tokens, at = self._buckets.get(key, (float(throttle.burst_limit), now))
+            tokens = min(float(throttle.burst_limit), tokens + max(0.0, now - at) * throttle.rate_limit)
+            if tokens < 1.0:
+                self._buckets[key] = (tokens, now)
+                return False
+            self._buckets[key] = (tokens - 1.0, now)
+            return True
+
+    def reset(self) -> None:
+        """Every bucket full again, as on a newly deployed stage (tests that count from a full burst)."""
+        with self._lock:
+            self._buckets.clear()
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # the default backlog (5) resets connections when many clients connect at once
@@ -104,6 +145,8 @@ class RestApiFront:
         self.meter = meter
         self.signatures = signatures
         self.region = region
+        self.throttles = MethodThrottles(api)
+        self.integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS  # tests may shorten it
         self.server = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
 
@@ -142,6 +185,8 @@ class RestApiFront:
         if match is None:
             return self.gateway_response("MISSING_AUTHENTICATION_TOKEN", request_id)
         route, path_params = match
+        if not self.throttles.admit(route):
+            return self.gateway_response("THROTTLED", request_id)
 
         event = self._proxy_event(method, route, resource_path, path_params, parsed.query, headers, body,
                                   source_ip, request_id)
@@ -224,11 +269,17 @@ class RestApiFront:
         return None
 
     def _integrate(self, route: Route, event: dict[str, Any], request_id: str) -> Reply:
+        invocation = self.runtime.submit(route.function, event)
         try:
-            result = self.runtime.invoke(route.function, event)
+            result = invocation.result(timeout=self.integration_timeout)
+        except FutureTimeout:  # the function goes on until its own timeout, as on AWS
+            return self.gateway_response("INTEGRATION_TIMEOUT", request_id)
+        except Throttled:
+            return self.gateway_response("INTEGRATION_FAILURE", request_id, status=500)
         except FunctionError as err:
-            if err.error_type == "Sandbox.Timedout":
-                return self.gateway_response("INTEGRATION_TIMEOUT", request_id)
+            timeout = self.runtime.timeout_of(self.runtime.spec(route.function))
+            if err.error_type == "Sandbox.Timedout" and timeout >= self.integration_timeout:
+                return self.gateway_response("INTEGRATION_TIMEOUT", request_id)  # the gateway gave up first
             return self.gateway_response("INTEGRATION_FAILURE", request_id)
         if not isinstance(result, dict) or "statusCode" not in result:
             return self.gateway_response("INTEGRATION_FAILURE", request_id)
@@ -247,10 +298,10 @@ class RestApiFront:
 
     # ------------------------------------------------------------------ gateway responses
 
-    def gateway_response(self, kind: str, request_id: str) -> Reply:
+    def gateway_response(self, kind: str, request_id: str, status: int | None = None) -> Reply:
         family = "DEFAULT_5XX" if DEFAULT_STATUS[kind] >= 500 else "DEFAULT_4XX"
         configured = self.api.gateway_responses.get(kind) or self.api.gateway_responses.get(family) or {}
-        status = int(configured.get("StatusCode", DEFAULT_STATUS[kind]))
+        status = int(configured.get("StatusCode", status or DEFAULT_STATUS[kind]))
         message = MESSAGES[kind]
         template = (configured.get("ResponseTemplates") or {}).get("application/json")
         if template:

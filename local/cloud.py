@@ -2,8 +2,12 @@
 
 - DynamoDB: AWS's DynamoDB Local (Java), data kept in ``.data/`` (or in memory).
 - Step Functions, API Gateway (keys, usage plans), Secrets Manager, STS: moto,
-  in this process; the state machine is the real ``statemachines/*.asl.json``
-  run by moto's ASL interpreter, its Lambda tasks routed to the real handlers.
+  in this process, one request at a time (``local.moto_access``), also served
+  on a loopback port for the functions' worker processes; the state machine is
+  the real ``statemachines/*.asl.json`` run by moto's ASL interpreter, its
+  Lambda tasks routed to the real handlers.
+- Lambda: each function in worker processes of its own, killed at its timeout
+  (``local.lambda_runtime``); tests may run them in this process instead.
 - The REST API: ``local.apigateway.RestApiFront`` in front of the real handlers.
 - The model: the offline model server when no ANTHROPIC_API_KEY is set.
 - IAM: every AWS call a function makes is checked against its role's
@@ -15,6 +19,7 @@ Handlers see only standard environment variables (table name, ARNs,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -24,12 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 from local.bootstrap import ensure_table
 from local.dynamodb_local import DynamoDBLocal
-from local.iam import activate, install_hooks, local_iam
-from local.lambda_runtime import LambdaRuntime, running_function, running_state_machine
+from local.iam import activate, install_hooks, local_iam, secret_arns
+from local.lambda_runtime import DEFAULT_CONCURRENCY, LambdaRuntime, Workers, running_function, running_state_machine
+from local.moto_access import MotoServer, serialize_moto
 from local.schedules import LocalSchedules, schedules
 from local.signing_keys import seed_signing_keys
 from local.template import (
     ROOT,
+    FunctionSpec,
     LocalStack,
     Resolver,
     functions,
@@ -75,6 +82,8 @@ class LocalCloudConfig:
     log_level: str = "WARNING"
     environment: dict[str, str] = field(default_factory=dict)  # overrides for every function's environment
     iam: bool = True  # check every AWS call of a function against its role's policies
+    lambda_workers: bool = True  # each function in worker processes (False: every handler in this process)
+    lambda_concurrency: int = DEFAULT_CONCURRENCY  # worker processes per function without reserved concurrency
 
 
 class LocalCloud:
@@ -95,6 +104,7 @@ class LocalCloud:
         self.environment: dict[str, str] = {}
         self.operator: LocalCredentials | None = None  # signs the operator routes (/v1/admin/…)
         self.iam: Any = None  # local.iam.LocalIam while enforcing
+        self.moto_server: MotoServer | None = None  # moto for the functions' worker processes
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -116,6 +126,8 @@ class LocalCloud:
             self._start_websocket_api()
             self._start_stream_mappings()
             self._start_schedules()
+            assert self.runtime is not None  # nosec B101  # type narrowing; started above
+            self.runtime.warm()  # last: the functions' environment is complete (LIVE_URL …)
         except BaseException:
             self.stop()
             raise
@@ -143,6 +155,9 @@ class LocalCloud:
         if self.runtime is not None:
             self.runtime.close()
             self.runtime = None
+        if self.moto_server is not None:
+            self.moto_server.stop()
+            self.moto_server = None
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
@@ -228,6 +243,8 @@ class LocalCloud:
             }
         )
         self._mock.start()
+        serialize_moto()
+        self.moto_server = MotoServer(host="127.0.0.1", port=0).start()
         # moto replaced boto3's default session: credentials and hooks go on the new one.
         self._set_environment(BASE_ENVIRONMENT)
 
@@ -380,14 +397,50 @@ class LocalCloud:
         _reset_process_caches()
         seed_signing_keys(self.client("ssm"), environment["JWT_SIGNING_KEY_PARAMETER"],
                           environment["JWT_PUBLIC_KEYS_PARAMETER"], self.config.data_dir)
-        self.runtime = LambdaRuntime(specs, region=self.config.stack.region)
+        workers = Workers(environment=self.function_environment, iam=self._worker_iam,
+                          concurrency=self.config.lambda_concurrency) if self.config.lambda_workers else None
+        self.runtime = LambdaRuntime(specs, region=self.config.stack.region, workers=workers)
         if self.config.iam:
             self.iam = local_iam(self.template, self.resolver, specs, running_function,
                                  function_access_key=BASE_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
                                  running_state_machine=running_state_machine)
             activate(self.iam)
         self.runtime.install_invoke_hook()
-        self.runtime.warm()
+
+    def function_environment(self, spec: FunctionSpec) -> dict[str, str]:
+        """The whole environment of a function's worker process, as Lambda sets it: Lambda's own
+        variables, the role's credentials, the function's variables from template.yaml — the local
+        endpoints replacing AWS's where the template names an AWS one — and nothing else."""
+        assert self.moto_server is not None  # nosec B101  # type narrowing; started before the runtime
+        local_values = {key: self.environment[key] for key in ("LIVE_CONNECTIONS_URL", "LIVE_URL")
+                        if key in spec.environment and key in self.environment}
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "en_US.UTF-8", "TZ": ":UTC",
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+            "_HANDLER": spec.handler,
+            # no developer's ~/.aws files: a function's configuration is its environment
+            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            **BASE_ENVIRONMENT,
+            **spec.environment,
+            **local_values,
+            # where the services are: boto3's standard variables (moto's server, DynamoDB Local) and the
+            # offline model server (ANTHROPIC_BASE_URL, which the SDK reads)
+            "AWS_ENDPOINT_URL": self.moto_server.url,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint or "",
+            **({"ANTHROPIC_BASE_URL": self.environment["ANTHROPIC_BASE_URL"]}
+               if "ANTHROPIC_BASE_URL" in self.environment else {}),
+            "POWERTOOLS_LOG_LEVEL": self.config.log_level,
+            **self.config.environment,
+        }
+
+    def _worker_iam(self) -> dict[str, Any] | None:
+        """What a worker process needs to enforce its function's role (None: enforcement is off)."""
+        if self.iam is None:
+            return None
+        return {"template": self.template, "stack": dataclasses.asdict(self.config.stack),
+                "function_access_key": BASE_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
+                "secrets": secret_arns(self.config.stack.region)}
 
     def _start_rest_api(self) -> None:
         from local.apigateway import RestApiFront

@@ -210,6 +210,7 @@ class FunctionSpec:
     timeout: int
     memory: int
     environment: dict[str, str]
+    reserved_concurrency: int | None = None  # ReservedConcurrentExecutions: at most this many at once
 
 
 def functions(template: dict[str, Any], resolver: Resolver) -> dict[str, FunctionSpec]:
@@ -227,6 +228,8 @@ def functions(template: dict[str, Any], resolver: Resolver) -> dict[str, Functio
             timeout=int(props.get("Timeout", 3)),
             memory=int(props.get("MemorySize", 128)),
             environment={k: str(resolver.resolve(v)) for k, v in env.items()},
+            reserved_concurrency=(int(props["ReservedConcurrentExecutions"])
+                                  if props.get("ReservedConcurrentExecutions") is not None else None),
         )
     return specs
 
@@ -248,12 +251,51 @@ class Route:
 
 
 @dataclass(frozen=True)
+class MethodThrottle:
+    """A stage's throttle of one method (``resource_path`` ``/*`` and ``http_method`` ``*``: every method)."""
+
+    resource_path: str  # decoded: /auth/signup, or /*
+    http_method: str  # POST, or *
+    rate_limit: float  # requests per second, refilled into the method's bucket
+    burst_limit: int  # the bucket's size
+
+    def applies_to(self, route: Route) -> bool:
+        return (self.resource_path in ("/*", route.path)) and self.http_method in ("*", route.method)
+
+
+@dataclass(frozen=True)
 class RestApiSpec:
     logical_id: str
     stage: str
     routes: tuple[Route, ...]
     authorizer_function: str | None
     gateway_responses: dict[str, dict[str, Any]]
+    method_throttles: tuple[MethodThrottle, ...] = ()
+
+    def throttle_of(self, route: Route) -> MethodThrottle | None:
+        """The stage's throttle of the route's method: its own setting, else the stage's default (``/*``)."""
+        found = [t for t in self.method_throttles if t.applies_to(route)]
+        found.sort(key=lambda t: (t.resource_path != "/*", t.http_method != "*"), reverse=True)
+        return found[0] if found else None
+
+
+def method_throttles(settings: list[dict[str, Any]]) -> tuple[MethodThrottle, ...]:
+    """The throttles of a stage's ``MethodSettings``, whose ``ResourcePath`` is encoded as API Gateway
+    requires: ``/`` inside the path as ``~1`` (``/~1auth~1signup``), or ``/*`` for every resource. A path
+    with a plain ``/`` after the first is refused, as CloudFormation refuses it."""
+    found = []
+    for setting in settings:
+        if "ThrottlingRateLimit" not in setting and "ThrottlingBurstLimit" not in setting:
+            continue
+        encoded = str(setting.get("ResourcePath", "/*"))
+        if not encoded.startswith("/") or "/" in encoded[1:]:
+            raise ValueError(f"MethodSettings ResourcePath {encoded!r}: encode '/' inside the path as '~1' "
+                             f"(e.g. /~1auth~1signup), as API Gateway requires")
+        path = encoded if encoded == "/*" else (encoded[1:].replace("~1", "/").replace("~0", "~") or "/")
+        rate = float(setting.get("ThrottlingRateLimit", 10_000))
+        found.append(MethodThrottle(resource_path=path, http_method=str(setting.get("HttpMethod", "*")).upper(),
+                                    rate_limit=rate, burst_limit=int(setting.get("ThrottlingBurstLimit", 5_000))))
+    return tuple(found)
 
 
 def rest_api(template: dict[str, Any]) -> RestApiSpec:
@@ -292,6 +334,7 @@ def rest_api(template: dict[str, Any]) -> RestApiSpec:
         routes=tuple(routes),
         authorizer_function=authorizer_function,
         gateway_responses=props.get("GatewayResponses", {}),
+        method_throttles=method_throttles(props.get("MethodSettings", [])),
     )
 
 

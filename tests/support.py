@@ -264,17 +264,19 @@ class ObservedTools(ToolRegistry):
 
 @contextmanager
 def services_with(settings: dict[str, Any] | None = None, **fakes: Any) -> Iterator[None]:
-    """Meanwhile the process's services (the local cloud's functions run in this
-    process) are rebuilt with ``fakes`` (``Services(settings, **fakes)``) and
-    the ``settings`` changed, then restored."""
+    """Meanwhile the local cloud's functions run in this process (``in_process``: the fakes exist only
+    here), with the process's services rebuilt with ``fakes`` (``Services(settings, **fakes)``) and the
+    ``settings`` changed; then both restored."""
     from agenthq.services import Services, get_services, set_services
+    from local.lambda_runtime import in_process
 
     real = get_services()
-    set_services(Services(real.settings.model_copy(update=settings or {}), real.clock, **fakes))
-    try:
-        yield
-    finally:
-        set_services(real)
+    with in_process():
+        set_services(Services(real.settings.model_copy(update=settings or {}), real.clock, **fakes))
+        try:
+            yield
+        finally:
+            set_services(real)
 
 
 def table_items(cloud: LocalCloud, **conditions: Any) -> list[dict[str, Any]]:
@@ -316,8 +318,10 @@ class StepFault:
 
 @contextmanager
 def step_faults(*faults: StepFault) -> Iterator[tuple[StepFault, ...]]:
-    """Meanwhile the run engine's steps (in this process) go through ``faults``."""
+    """Meanwhile the run engine's steps go through ``faults`` (the functions run in this process, where
+    the faulty steps are: ``in_process``)."""
     from agenthq.runs import engine
+    from local.lambda_runtime import in_process
 
     originals = dict(engine.STEPS)
     lock = threading.Lock()
@@ -342,7 +346,8 @@ def step_faults(*faults: StepFault) -> Iterator[tuple[StepFault, ...]]:
 
     engine.STEPS.update({name: faulty(name, step) for name, step in originals.items()})
     try:
-        yield faults
+        with in_process():
+            yield faults
     finally:
         engine.STEPS.update(originals)
 

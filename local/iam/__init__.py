@@ -20,17 +20,19 @@ from local.iam.enforcer import LocalIam, activate, active, install_hooks
 from local.iam.roles import roles_from_template
 from local.template import ACCOUNT_ID, LIVE_API_ID, FunctionSpec, Resolver, resources_of_type
 
-__all__ = ["LocalIam", "activate", "active", "install_hooks", "local_iam"]
+__all__ = ["LocalIam", "activate", "active", "install_hooks", "local_iam", "secret_arns"]
 
 
 def local_iam(template: dict[str, Any], resolver: Resolver, functions: dict[str, FunctionSpec],
               running_function: Callable[[], str | None], function_access_key: str,
-              running_state_machine: Callable[[], str | None] = lambda: None) -> LocalIam:
-    """The enforcer for ``template``'s roles, resolved against the local stack."""
+              running_state_machine: Callable[[], str | None] = lambda: None,
+              secret_arn: Callable[[str], str] | None = None) -> LocalIam:
+    """The enforcer for ``template``'s roles, resolved against the local stack. ``secret_arn`` turns a
+    secret's id into its ARN (default: asked of moto's Secrets Manager in this process)."""
     return LocalIam(
         roles=roles_from_template(template, resolver),
         lookups=Lookups(partition_keys=_partition_keys(template, resolver.stack.table_name),
-                        secret_arn=lambda secret_id: _secret_arn(secret_id, resolver.stack.region),
+                        secret_arn=secret_arn or (lambda secret_id: _secret_arn(secret_id, resolver.stack.region)),
                         websocket_api_id=LIVE_API_ID),
         function_names={logical_id: spec.name for logical_id, spec in functions.items()},
         running_function=running_function,
@@ -64,3 +66,13 @@ def _secret_arn(secret_id: str, region: str) -> str:
         return secretsmanager_backends[ACCOUNT_ID][region].describe_secret(secret_id).arn
     except Exception:  # unknown secret: an ARN no policy names
         return f"arn:aws:secretsmanager:{region}:{ACCOUNT_ID}:secret:{secret_id}"
+
+
+def secret_arns(region: str) -> dict[str, str]:
+    """Each secret moto holds, by name and by ARN -> its ARN (for enforcers in other processes)."""
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    known: dict[str, str] = {}
+    for secret in secretsmanager_backends[ACCOUNT_ID][region].secrets.values():
+        known[secret.name] = known[secret.arn] = secret.arn
+    return known

@@ -15,6 +15,7 @@ from agenthq.services import get_services
 from agenthq.store import tenant_scope
 from agenthq.store.items import Alert, Quota, Reservation, Run
 from agenthq.usage import Usage, counters, ledger
+from local.lambda_runtime import in_process
 from tests.support import (
     assert_error,
     client_for,
@@ -226,10 +227,13 @@ def test_50_parallel_model_calls_against_room_for_10_never_spend_past_the_budget
     enterprise(tenant, budget_usd_per_month=f"{budget / 1_000_000:.6f}", api_rps=1000, api_burst=1000)
 
     cloud.model_server.latency_seconds = 1.0  # the calls overlap: reservations compete
+    # 50 model calls at once need 50 run workers at once, as Lambda would give them; this machine gives each
+    # function a few processes, so here the functions run as threads of this process (in_process).
     try:
-        with ThreadPoolExecutor(max_workers=25) as pool:
+        with in_process(), ThreadPoolExecutor(max_workers=25) as pool:
             launched = list(pool.map(lambda _: launch(tenant, agent["id"], text).json()["id"], range(50)))
-        ended = [wait_for(tenant, rid, statuses=("succeeded", "paused", "failed"), timeout=240) for rid in launched]
+            ended = [wait_for(tenant, rid, statuses=("succeeded", "paused", "failed"), timeout=240)
+                     for rid in launched]
     finally:
         cloud.model_server.latency_seconds = 0.0
     statuses = [r["status"] for r in ended]

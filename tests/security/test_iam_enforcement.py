@@ -20,6 +20,7 @@ from pynamodb.exceptions import GetError, PutError, QueryError, TransactWriteErr
 
 from agenthq.store import global_scope, tenant_scope, transaction
 from agenthq.store.items import ApiKey, Note, User, Workspace
+from local.lambda_runtime import in_process
 from tests.support import assert_error, signup, with_api_key
 
 DENIED = "AccessDeniedException"
@@ -84,6 +85,28 @@ def test_a_function_gets_access_denied_for_what_its_policy_does_not_allow(cloud,
         f"{DENIED}: User: {session} is not authorized to perform: dynamodb:GetItem on resource: {table} "
         "because no identity-based policy allows the dynamodb:GetItem action")
     assert results["a user item, through the data layer"] == results["a user item"]
+    assert results["start an execution"].startswith(f"{DENIED}: User: {session} is not authorized to perform: "
+                                                    "states:StartExecution on resource: arn:aws:states:")
+    assert results["the model's secret"].startswith(f"{DENIED}: User: {session} is not authorized to perform: "
+                                                    "secretsmanager:GetSecretValue")
+    assert results["the tenant role"].startswith(f"AccessDenied: User: {session} is not authorized to perform: "
+                                                 "sts:AssumeRole")
+
+
+def test_a_function_in_its_own_worker_process_is_held_to_its_policy_too(cloud, api):
+    """The same calls from the health function's worker process (its own process, its own credentials):
+    its enforcer there knows it by the Lambda environment's credentials."""
+    with cloud.runtime.handler_replaced("HealthFunction", "tests.handlers:attempts"):
+        assert not cloud.runtime.runs_in_process("HealthFunction")
+        response = api.get("/health")
+    assert response.status_code == 200, response.text
+    results = response.json()
+    session = "arn:aws:sts::123456789012:assumed-role/agenthq-HealthFunctionRole/agenthq-HealthFunction"
+    table = f"arn:aws:dynamodb:us-east-1:123456789012:table/{cloud.config.stack.table_name}"
+    assert results["health item"] == results["describe state machine"] == "ok"
+    assert results["a user item"] == (
+        f"{DENIED}: User: {session} is not authorized to perform: dynamodb:GetItem on resource: {table} "
+        "because no identity-based policy allows the dynamodb:GetItem action")
     assert results["start an execution"].startswith(f"{DENIED}: User: {session} is not authorized to perform: "
                                                     "states:StartExecution on resource: arn:aws:states:")
     assert results["the model's secret"].startswith(f"{DENIED}: User: {session} is not authorized to perform: "
@@ -177,7 +200,8 @@ def test_a_key_whose_lookup_cannot_be_written_is_not_left_behind(cloud, api):
     narrowed = _without_global_writes(role)
     cloud.iam.roles.of_function["WorkspacesFunction"] = narrowed
     try:
-        response = owner.post("/api-keys", json={"name": "doomed", "scopes": ["runs:read"]})
+        with in_process():  # the narrowed policy is this process's enforcer's
+            response = owner.post("/api-keys", json={"name": "doomed", "scopes": ["runs:read"]})
     finally:
         cloud.iam.roles.of_function["WorkspacesFunction"] = role
     assert_error(response, 500)

@@ -15,6 +15,7 @@ import re
 
 import boto3
 
+from local.lambda_runtime import in_process
 from local.template import load_template
 from tests.support import signup
 
@@ -44,10 +45,11 @@ def test_workspace_requests_use_credentials_assumed_with_the_workspace_tag(cloud
         from agenthq.store.base import BaseItem
 
         BaseItem._connection = None
-        assert api.get(owner.path(), headers=owner.headers).status_code == 200
-        scoped = _tenancy_connection(owner.workspace_id)
-        scoped.connection.client.meta.events.register("before-send.dynamodb", on_send)
-        assert api.get(owner.path("/members"), headers=owner.headers).status_code == 200
+        with in_process():  # the handlers' calls are observed in this process
+            assert api.get(owner.path(), headers=owner.headers).status_code == 200
+            scoped = _tenancy_connection(owner.workspace_id)
+            scoped.connection.client.meta.events.register("before-send.dynamodb", on_send)
+            assert api.get(owner.path("/members"), headers=owner.headers).status_code == 200
     finally:
         session.events.unregister("provide-client-params.sts.AssumeRole", on_assume)
     assert settings.tenant_role_arn, "template.yaml gives every function TENANT_ROLE_ARN"
