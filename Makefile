@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 CHECKOV_VENV := .cache/checkov-venv
 BANDIT_TARGETS := layers/common/agenthq functions local cli bench
 
-.PHONY: dev test setup check-tools lint-template scan build bench clean openapi
+.PHONY: dev test setup check-tools lint-template scan build bench load clean openapi
 
 dev: setup ## Run AgentHQ on the local cloud (REST API on :3000, WebSocket API on :3001)
 	$(PY) -m local
@@ -70,6 +70,12 @@ build: setup ## sam build (the deployable artifacts, in .aws-sam/)
 
 bench: setup ## Print the benchmarks' figures
 	$(PY) -m bench
+
+# The load test (never part of `make test`): 100 users for 2 minutes against a fresh local cloud of its own.
+# LOAD_ARGS="--users 10 --seconds 30" for less; "--url http://127.0.0.1:3000/v1" to aim at `make dev`.
+LOAD_ARGS ?=
+load: setup ## Load test: locust users sign up, run agents, watch them live, read usage; prints p50/p95/p99
+	$(PY) -m bench.load $(LOAD_ARGS)
 
 clean: ## Remove the virtualenv, caches and build output (keeps .data/)
 	rm -rf $(VENV) .cache .aws-sam .pytest_cache

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from local.cloud import DATA_DIR, LocalCloud, LocalCloudConfig
+from local.lambda_runtime import DEFAULT_CONCURRENCY
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,6 +26,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="where DynamoDB Local keeps its data (default .data/)")
     parser.add_argument("--in-memory", action="store_true", help="keep no data after exit")
     parser.add_argument("--log-level", default=os.environ.get("AGENTHQ_LOG_LEVEL", "WARNING"))
+    parser.add_argument("--in-process", action="store_true",
+                        help="run every handler in this process, on threads (no worker processes; a handler past "
+                             "its timeout is not stopped)")
+    parser.add_argument("--lambda-concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                        help=f"worker processes per function (default {DEFAULT_CONCURRENCY}; "
+                             "ReservedConcurrentExecutions wins)")
+    parser.add_argument("--profile-dir", type=Path, default=os.environ.get("AGENTHQ_PROFILE_DIR") or None,
+                        help="write a cProfile of every invocation there (python -m pstats to read them)")
     parser.add_argument("--no-iam", action="store_true",
                         help="do not check the functions' AWS calls against their IAM policies (AWS always does)")
     return parser.parse_args(argv)
@@ -42,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level.upper(),
         anthropic_api_key=os.environ.get("ANTHROPIC_API_KEY") or None,
         iam=not args.no_iam,
+        lambda_workers=not args.in_process,
+        lambda_concurrency=args.lambda_concurrency,
+        profile_dir=str(args.profile_dir.resolve()) if args.profile_dir else None,
     )
+    if config.profile_dir:
+        Path(config.profile_dir).mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

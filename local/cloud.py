@@ -31,7 +31,7 @@ from local.bootstrap import ensure_table
 from local.dynamodb_local import DynamoDBLocal
 from local.iam import activate, install_hooks, local_iam, secret_arns
 from local.lambda_runtime import DEFAULT_CONCURRENCY, LambdaRuntime, Workers, running_function, running_state_machine
-from local.moto_access import MotoServer, serialize_moto
+from local.moto_access import MotoServer, remember_state_machine_parses, serialize_moto
 from local.schedules import LocalSchedules, schedules
 from local.signing_keys import seed_signing_keys
 from local.template import (
@@ -84,6 +84,7 @@ class LocalCloudConfig:
     iam: bool = True  # check every AWS call of a function against its role's policies
     lambda_workers: bool = True  # each function in worker processes (False: every handler in this process)
     lambda_concurrency: int = DEFAULT_CONCURRENCY  # worker processes per function without reserved concurrency
+    profile_dir: str | None = None  # a cProfile of every invocation in a worker goes there (--profile-dir)
 
 
 class LocalCloud:
@@ -244,6 +245,7 @@ class LocalCloud:
         )
         self._mock.start()
         serialize_moto()
+        remember_state_machine_parses()
         self.moto_server = MotoServer(host="127.0.0.1", port=0).start()
         # moto replaced boto3's default session: credentials and hooks go on the new one.
         self._set_environment(BASE_ENVIRONMENT)
@@ -398,7 +400,8 @@ class LocalCloud:
         seed_signing_keys(self.client("ssm"), environment["JWT_SIGNING_KEY_PARAMETER"],
                           environment["JWT_PUBLIC_KEYS_PARAMETER"], self.config.data_dir)
         workers = Workers(environment=self.function_environment, iam=self._worker_iam,
-                          concurrency=self.config.lambda_concurrency) if self.config.lambda_workers else None
+                          concurrency=self.config.lambda_concurrency,
+                          profile_dir=self.config.profile_dir) if self.config.lambda_workers else None
         self.runtime = LambdaRuntime(specs, region=self.config.stack.region, workers=workers)
         if self.config.iam:
             self.iam = local_iam(self.template, self.resolver, specs, running_function,

@@ -215,6 +215,7 @@ class Workers:
     environment: Callable[[FunctionSpec], dict[str, str]]  # the function's whole environment, as Lambda sets it
     iam: Callable[[], dict[str, Any] | None] = lambda: None  # WorkerSetup.iam (None: IAM not enforced)
     concurrency: int = DEFAULT_CONCURRENCY
+    profile_dir: str | None = None  # each invocation's cProfile statistics go there (a developer's tool)
 
 
 @dataclass
@@ -280,18 +281,26 @@ class _Environments:
         self.cold_starts = 0
         self.generation = 0  # moves on when the function's code changes (a test replaces its handler)
 
-    def take(self, function: str, start: Callable[[], _Worker]) -> _Worker:
+    def take(self, function: str, start: Callable[[], _Worker], patience: float) -> tuple[_Worker, float]:
+        """A free environment (a warm one, else a new one: a cold start), and how long the invocation waited
+        for one. It waits at most ``patience`` (its timeout: on Lambda it would have run at once)."""
+        began = time.monotonic()
         with self.changed:
             while not self.idle and self.count >= self.limit:
                 if self.throttles:
                     raise Throttled(function)
-                self.changed.wait()
+                left = began + patience - time.monotonic()
+                if left <= 0:
+                    raise FunctionError("Sandbox.Timedout", f"Task timed out after {patience:.2f} seconds "
+                                        f"(waited for one of {self.limit} busy execution environments)")
+                self.changed.wait(left)
+            waited = time.monotonic() - began
             if self.idle:
-                return self.idle.pop()
+                return self.idle.pop(), waited
             self.count += 1
             self.cold_starts += 1
         try:
-            return start()
+            return start(), waited
         except BaseException:
             self.give_back(None)
             raise
@@ -516,15 +525,17 @@ class LambdaRuntime:
 
     def _invoke_in_worker(self, spec: FunctionSpec, event: Any, fault: InvocationFault | None) -> Any:
         environments = self._environments[spec.logical_id]
-        worker = environments.take(spec.logical_id, lambda: self._start_worker(spec))
         timeout = self.timeout_of(spec)
+        worker, waited = environments.take(spec.logical_id, lambda: self._start_worker(spec), patience=timeout)
+        timeout -= waited  # the time it waited for an environment counts (a cold start's init does not)
         fault_spec = None if fault is None else {"delay_seconds": fault.delay_seconds, "when": fault.when,
                                                  "error_type": fault.error_type}
         kept: _Worker | None = None
         try:
             worker.conn.send(("invoke", str(uuid.uuid4()), json.dumps(event), timeout, fault_spec))
             if not worker.conn.poll(timeout):
-                log.warning("%s: killed at its timeout (%.2f s), with its process %s", spec.name, timeout, worker.pid)
+                log.warning("%s: killed at its timeout (%.2f s), with its process %s", spec.name, self.timeout_of(spec),
+                            worker.pid)
                 worker.kill()
                 raise self._timed_out(spec, worker.pid)
             reply = worker.conn.recv()
@@ -546,7 +557,7 @@ class LambdaRuntime:
         setup = WorkerSetup(
             logical_id=spec.logical_id, function_name=spec.name, handler=spec.handler, code_uri=str(spec.code_uri),
             layer_path=str(LAYER_PATH), environment=self.workers.environment(spec), memory=spec.memory,
-            replacement=self.replacements.get(spec.logical_id),
+            replacement=self.replacements.get(spec.logical_id), profile_dir=self.workers.profile_dir,
             invoked_function_arn=self._arn(spec), log_level=logging.getLevelName(logging.getLogger("local")
                                                                                   .getEffectiveLevel()),
             iam=self.workers.iam())

@@ -47,6 +47,7 @@ class WorkerSetup:
     log_level: str  # of the ``local`` loggers (DEBUG shows every IAM decision)
     iam: dict[str, Any] | None  # {template, stack, function_access_key, secrets}; None: not enforced
     replacement: str | None = None  # "package.module:function" run instead of the handler (tests)
+    profile_dir: str | None = None  # write a cProfile of each invocation here (AGENTHQ_PROFILE_DIR)
 
 
 @dataclass
@@ -74,6 +75,7 @@ class _Context:
 
 def main(conn: Any, setup: WorkerSetup) -> None:
     """The worker's life: become the function, load it, then serve invocations until the pipe closes."""
+    _name_process(setup.logical_id)
     os.environ.clear()
     os.environ.update(setup.environment)
     for path in (setup.layer_path, setup.code_uri):  # /opt/python, then /var/task first, as on Lambda
@@ -99,7 +101,22 @@ def main(conn: Any, setup: WorkerSetup) -> None:
         except (EOFError, OSError):  # the runtime is gone
             return
         _kind, request_id, event_text, remaining, fault = message
-        conn.send(_invoke(setup, handler, request_id, event_text, remaining, fault))
+        if setup.profile_dir:
+            conn.send(_profiled(setup, handler, request_id, event_text, remaining, fault))
+        else:
+            conn.send(_invoke(setup, handler, request_id, event_text, remaining, fault))
+
+
+def _profiled(setup: WorkerSetup, *args: Any) -> tuple[Any, ...]:
+    """An invocation under cProfile, its statistics in ``<profile_dir>/<function>-<pid>-<time>.prof``."""
+    import cProfile
+
+    profile = cProfile.Profile()
+    try:
+        return profile.runcall(_invoke, setup, *args)
+    finally:
+        assert setup.profile_dir is not None  # nosec B101  # type narrowing; checked by the caller
+        profile.dump_stats(os.path.join(setup.profile_dir, f"{setup.logical_id}-{os.getpid()}-{time.time():.6f}.prof"))
 
 
 def _invoke(setup: WorkerSetup, handler: Any, request_id: str, event_text: str, remaining: float,
@@ -152,3 +169,14 @@ def _enforce_iam(setup: WorkerSetup) -> None:
     activate(local_iam(template, resolver, functions(template, resolver), lambda: setup.logical_id,
                        function_access_key=setup.iam["function_access_key"],
                        secret_arn=lambda secret_id: secrets.get(secret_id) or unknown + secret_id))
+
+
+def _name_process(name: str) -> None:
+    """Show the function's name for this process in ``top`` and ``ps -o comm`` (Linux; 15 characters)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass

@@ -26,6 +26,7 @@ from typing import Any
 
 MOTO_LOCK = threading.RLock()
 _serialized = False
+_parses_remembered = False
 
 
 def serialize_moto() -> None:
@@ -43,6 +44,38 @@ def serialize_moto() -> None:
 
     BotocoreStubber.process_request = process_request  # type: ignore[method-assign]
     _serialized = True
+
+
+def remember_state_machine_parses() -> None:
+    """Parse each state machine definition once, not once per execution. Idempotent.
+
+    moto's Step Functions interpreter lexes and parses an execution's whole definition with a pure-Python
+    ANTLR parser when the execution starts (about 40 ms of CPU for agent_run.asl.json, on this machine's
+    busiest thread under load). The parse tree of a definition never changes; it is kept (per definition
+    text) and only turned into fresh evaluation components for each execution, as moto does after parsing."""
+    global _parses_remembered
+    if _parses_remembered:
+        return
+    from moto.stepfunctions.parser.asl.parse import asl_parser
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    original = asl_parser.AmazonStateLanguageParser.parse
+    trees: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def parse(definition: str) -> tuple[Any, Any]:
+        with lock:
+            tree = trees.get(definition)
+        if tree is None:
+            program, tree = original(definition)  # raises on a bad definition, as before
+            with lock:
+                if len(trees) < 64:
+                    trees[definition] = tree
+            return program, tree
+        return Preprocessor().visit(tree), tree
+
+    asl_parser.AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign]
+    _parses_remembered = True
 
 
 class MotoServer:

@@ -205,6 +205,8 @@ class _Tenancy:
         self._sts: Any = None
         self._lock = threading.Lock()
         self._connections: dict[str, tuple[TableConnection, float]] = {}
+        self._session: Any = None  # the botocore session tenant clients are made from
+        self._session_lock = threading.Lock()
 
     def configure(self, settings: Settings) -> None:
         with self._lock:
@@ -241,10 +243,37 @@ class _Tenancy:
             meta_table=base.get_meta_table(),
         )
         _metered(connection)
+        connection.connection._client = self._client(connection.connection, credentials)
         expires = credentials["Expiration"].timestamp()
         with self._lock:
             self._connections[workspace_id] = (connection, expires)
         return connection
+
+    def _client(self, connection: Connection, credentials: dict[str, Any]) -> Any:
+        """The DynamoDB client of a tenant connection, made from one botocore session per process.
+
+        Left to itself, pynamodb gives each connection a botocore session of its own, which loads
+        botocore's endpoint and DynamoDB models again: about 0.1 s of CPU for each workspace a container
+        meets (every signup, every workspace's first request to each container). A session is not safe
+        to create clients from concurrently, hence the lock. The client is configured as pynamodb would
+        (its ``client`` property keeps a client that has credentials)."""
+        import botocore.client
+        import botocore.session
+
+        config = botocore.client.Config(
+            parameter_validation=False,
+            connect_timeout=BaseItem.Meta.connect_timeout_seconds,
+            read_timeout=BaseItem.Meta.read_timeout_seconds,
+            max_pool_connections=connection._max_pool_connections,
+            retries={"total_max_attempts": 1 + int(BaseItem.Meta.max_retry_attempts), "mode": "standard"},
+        )
+        with self._session_lock:
+            if self._session is None:
+                self._session = botocore.session.get_session()
+            return self._session.create_client(
+                "dynamodb", BaseItem.Meta.region, endpoint_url=connection.host, config=config,
+                aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],
+                aws_session_token=credentials["SessionToken"])
 
     def _assume(self, workspace_id: str) -> dict[str, Any]:
         if self._sts is None:
