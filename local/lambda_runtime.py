@@ -64,7 +64,7 @@ INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit on a cold start's init phase (then
 PRELOAD = ("boto3", "botocore.client", "botocore.session", "pydantic", "fastapi", "mangum", "pynamodb.models",
            "pynamodb.connection", "jwt", "cryptography.hazmat.primitives.asymmetric.ed25519", "argon2",
            "aws_lambda_powertools", "aws_lambda_powertools.logging", "aws_lambda_powertools.metrics",
-           "yaml", "local.lambda_worker", "local.iam", "local.template")
+           "anthropic", "yaml", "local.lambda_worker", "local.iam", "local.template")
 
 _running: ContextVar[str | None] = ContextVar("local_lambda_running_function", default=None)
 _THREAD_FUNCTION = "_local_lambda_function"
@@ -280,20 +280,27 @@ class _Environments:
         self.changed = threading.Condition()
         self.cold_starts = 0
         self.generation = 0  # moves on when the function's code changes (a test replaces its handler)
+        self.queue: list[object] = []  # invocations waiting for an environment, in arrival order
 
     def take(self, function: str, start: Callable[[], _Worker], patience: float) -> tuple[_Worker, float]:
         """A free environment (a warm one, else a new one: a cold start), and how long the invocation waited
         for one. It waits at most ``patience`` (its timeout: on Lambda it would have run at once)."""
         began = time.monotonic()
         with self.changed:
-            while not self.idle and self.count >= self.limit:
-                if self.throttles:
-                    raise Throttled(function)
-                left = began + patience - time.monotonic()
-                if left <= 0:
-                    raise FunctionError("Sandbox.Timedout", f"Task timed out after {patience:.2f} seconds "
-                                        f"(waited for one of {self.limit} busy execution environments)")
-                self.changed.wait(left)
+            if self.throttles and not self.idle and self.count >= self.limit:
+                raise Throttled(function)
+            ticket = object()
+            self.queue.append(ticket)  # first come, first served: a newcomer never overtakes one who waits
+            try:
+                while self.queue[0] is not ticket or (not self.idle and self.count >= self.limit):
+                    left = began + patience - time.monotonic()
+                    if left <= 0:
+                        raise FunctionError("Sandbox.Timedout", f"Task timed out after {patience:.2f} seconds "
+                                            f"(waited for one of {self.limit} busy execution environments)")
+                    self.changed.wait(left)
+            finally:
+                self.queue.remove(ticket)
+                self.changed.notify_all()  # the next in line looks again
             waited = time.monotonic() - began
             if self.idle:
                 return self.idle.pop(), waited
@@ -316,7 +323,7 @@ class _Environments:
                 retired = worker
             else:
                 self.idle.append(worker)
-            self.changed.notify()
+            self.changed.notify_all()
         if retired is not None:
             retired.kill()
 

@@ -44,6 +44,7 @@ class Row:
 class Result:
     users: int
     seconds: float
+    spawn_rate: float = 0.0
     rows: list[Row] = field(default_factory=list)  # request kinds (the 429s a client retried excluded)
     throttled: list[Row] = field(default_factory=list)  # 429s answered by documented throttles, retried
     total: Row | None = None
@@ -119,8 +120,8 @@ def _locust(url: str, users: int, spawn_rate: float, seconds: int, prefix: Path,
         cwd=ROOT, env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
 
 
-def read_result(prefix: Path, users: int, seconds: float) -> Result:
-    result = Result(users=users, seconds=seconds)
+def read_result(prefix: Path, users: int, seconds: float, spawn_rate: float = 0.0) -> Result:
+    result = Result(users=users, seconds=seconds, spawn_rate=spawn_rate)
     with open(f"{prefix}_stats.csv", newline="", encoding="utf-8") as f:
         for line in csv.DictReader(f):
             http = line["Name"].split(" ", 1)[0] in ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -142,7 +143,8 @@ def read_result(prefix: Path, users: int, seconds: float) -> Result:
 
 
 def print_result(result: Result, target: str) -> None:
-    print(f"\nLoad test: {result.users} users for {result.seconds:.0f} s against {target}")
+    print(f"\nLoad test: {result.users} users (started {result.spawn_rate:g} a second) for {result.seconds:.0f} s "
+          f"against {target}, on {os.cpu_count()} CPU cores")
     print("(latencies in ms; 429s of documented throttles were retried after Retry-After, as a client does, and "
           "are not errors)\n")
     width = max([len(r.kind) for r in result.rows + result.throttled] + [12])
@@ -165,7 +167,7 @@ def print_result(result: Result, target: str) -> None:
         print(f"    {count} × {kind}: {error}")
 
 
-def run(users: int = 100, spawn_rate: float = 10, seconds: int = 120, url: str | None = None,
+def run(users: int = 100, spawn_rate: float = 2, seconds: int = 120, url: str | None = None,
         ws_url: str | None = None, artifacts: Path = ARTIFACTS, quiet: bool = False,
         cloud_args: tuple[str, ...] = ()) -> Result:
     """Run the load test (against a local cloud of its own unless ``url`` is given); its result."""
@@ -180,7 +182,7 @@ def run(users: int = 100, spawn_rate: float = 10, seconds: int = 120, url: str |
     else:
         run_locust(url, ws_url or "ws://127.0.0.1:3001/v1", users, spawn_rate, seconds, prefix)
         target = url
-    result = read_result(prefix, users, seconds)
+    result = read_result(prefix, users, seconds, spawn_rate)
     if not quiet:
         print_result(result, target)
     return result

@@ -11,7 +11,8 @@ from bench.load import run
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.load", description="AgentHQ's load test (locust)")
     parser.add_argument("--users", type=int, default=100, help="concurrent users (default 100)")
-    parser.add_argument("--spawn-rate", type=float, default=10, help="users started per second (default 10)")
+    parser.add_argument("--spawn-rate", type=float, default=2,
+                        help="users started per second (default 2: all 100 in 50 s, then 70 s all together)")
     parser.add_argument("--seconds", type=int, default=120,
                         help="how long the users act (default 120); runs in flight then finish")
     parser.add_argument("--url", help="a running REST API (…/v1) instead of a fresh local cloud")
