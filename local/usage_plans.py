@@ -155,18 +155,16 @@ class GatewayUsagePlanMeter(UsagePlanMeter):
         started = self.clock()
         try:
             plans: dict[str, PlanLimits] = {}
-            pages = {"PaginationConfig": {"PageSize": 500}}  # API Gateway's largest page: fewer calls per refresh
-            for page in self.apigateway.get_paginator("get_usage_plans").paginate(**pages):
+            for page in self.apigateway.get_paginator("get_usage_plans").paginate():
                 for item in page.get("items", []):
                     plans[item["id"]] = _limits(item)
             plan_of: dict[str, PlanLimits] = {}
             for plan_id in sorted(plans):  # a key in two plans (two stages) gets the first
-                for page in self.apigateway.get_paginator("get_usage_plan_keys").paginate(usagePlanId=plan_id,
-                                                                                          **pages):
+                for page in self.apigateway.get_paginator("get_usage_plan_keys").paginate(usagePlanId=plan_id):
                     for item in page.get("items", []):
                         plan_of.setdefault(item["id"], plans[plan_id])
             keys: dict[str, GatewayKey] = {}
-            for page in self.apigateway.get_paginator("get_api_keys").paginate(includeValues=True, **pages):
+            for page in self.apigateway.get_paginator("get_api_keys").paginate(includeValues=True):
                 for item in page.get("items", []):
                     if item.get("value"):
                         keys[item["value"]] = GatewayKey(item["id"], bool(item.get("enabled")),

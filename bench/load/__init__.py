@@ -158,10 +158,8 @@ def print_result(result: Result, target: str) -> None:
         t = result.total
         print(f"  {'all'.ljust(width)}  {t.requests:>8}  {t.errors:>6}  {t.rps:>7.2f}  {t.p50:>7.0f}  {t.p95:>7.0f}  "
               f"{t.p99:>7.0f}")
-    if result.throttled:
-        print("\n  429 from documented throttles, each retried after Retry-After (not errors):")
-        for row in result.throttled:
-            print(f"    {row.kind}: {row.requests}")
+    print("\n  429 from documented throttles, each retried after Retry-After (not errors): "
+          + (", ".join(f"{row.kind} × {row.requests}" for row in result.throttled) or "none"))
     print(f"\n  errors: {result.errors}")
     for kind, error, count in result.failures:
         print(f"    {count} × {kind}: {error}")
