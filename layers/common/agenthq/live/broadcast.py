@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -93,14 +94,34 @@ def deliver_record(services: Services, record: dict[str, Any], pool: ThreadPoolE
     if delivery is None:
         return 0
     subscribers = _subscribers(delivery)
-    if not subscribers:
+    key = (str(record.get("eventID") or ""), delivery.seq)
+    reached = _reached.get(key, set()) if key[0] else set()  # a retried record goes only where it did not get
+    todo = [sub for sub in subscribers if sub.connection_id not in reached]
+    if not todo:
         return 0
-    results = list(pool.map(lambda sub: _send(services, delivery.workspace_id, sub, delivery.data, sleep),
-                            subscribers))
+    results = list(pool.map(lambda sub: _send(services, delivery.workspace_id, sub, delivery.data, sleep), todo))
     failed = results.count(None)
     if failed:
-        raise DeliveryFailed(f"{failed} of {len(subscribers)} connections throttled")
+        if key[0]:
+            _remember(key, reached | {sub.connection_id for sub, result in zip(todo, results, strict=True) if result})
+        raise DeliveryFailed(f"{failed} of {len(todo)} connections throttled")
+    _reached.pop(key, None)
     return sum(1 for r in results if r)
+
+
+#: Records that reached only some of their subscribers (stream event id, seq → connection ids), so
+#: the mapping's retry of the batch does not post them again to every connection: a burst of events
+#: to many watchers throttled once would otherwise be sent again in full each retry. Best effort —
+#: a cold container sends to all again, and clients drop seqs they have.
+_reached: OrderedDict[tuple[str, int], set[str]] = OrderedDict()
+_REACHED_RECORDS = 1000
+
+
+def _remember(key: tuple[str, int], connections: set[str]) -> None:
+    _reached[key] = connections
+    _reached.move_to_end(key)
+    while len(_reached) > _REACHED_RECORDS:
+        _reached.popitem(last=False)
 
 
 def _subscribers(delivery: Delivery) -> list[LiveSubscription]:
