@@ -88,7 +88,7 @@ class Slice:
         self.services = services
         self.run = run
         self.seconds_left = seconds_left
-        # Until this slice commits a step record itself, an earlier attempt may have committed steps ahead.
+        # Until this slice commits a step itself, an earlier attempt may have left items of the step it is at.
         self.recovering = True
         self._body: RunBody | None = None
         self._conversation: list[ConversationMessage] | None = None
