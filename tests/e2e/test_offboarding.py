@@ -62,9 +62,8 @@ def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
     owner, colleague, reader, plan_id = _busy_workspace(api)
     assert _admin(api, owner.workspace_id)["usage_plan"] == {"own": True, "id": plan_id}
     # One run in flight: its model calls are held, so it is running when the DELETE comes.
-    in_flight: list[str] = []
     hold_run = StepFault(steps=("think",), when="none", delay_seconds=1.0, times=1000,
-                         match=lambda e: e.get("run_id") in in_flight)
+                         match=lambda e: e.get("workspace_id") == owner.workspace_id)
     # The job's first step waits a moment, so the owner is seen refused before access is revoked.
     hold_job = InvocationFault(function="OffboardingFunction", when="none", delay_seconds=2.0,
                                match=lambda e: e.get("step") == "revoke" and e.get("workspace_id") == owner.workspace_id)
@@ -72,7 +71,6 @@ def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
     try:
         with step_faults(hold_run):
             running = launch(owner, reader["id"], "Work slowly.").json()
-            in_flight.append(running["id"])
             _until(lambda: hold_run.fired, "the run's first model call")
 
             kinds = {item.get("type") for item in workspace_leftovers(cloud, owner.workspace_id)}

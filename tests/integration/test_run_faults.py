@@ -74,14 +74,11 @@ def test_a_step_that_crashes_once_is_retried_without_duplicates(cloud, tenant, w
     agent = create_agent(tenant, f"crashy-{when}", "sre")
     text = 'Check.\n/tools [{"name": "calculator", "input": {"expression": "6*7"}}, ' \
            '{"name": "current_time", "input": {}}]'
-    fired = []
-
-    def match(event):
-        return event.get("run_id") in fired
+    def match(event):  # this test's workspace (known before the launch: its steps may run before it answers)
+        return event.get("workspace_id") == tenant.workspace_id
 
     with step_faults(StepFault(steps=("act", "think"), match=match, times=1, when=when)) as faults:
         launched = launch(tenant, agent["id"], text).json()
-        fired.append(launched["id"])
         run = wait_for(tenant, launched["id"])
     assert faults[0].fired == 1, "the fault was injected"
     assert run["status"] == "succeeded", run
@@ -99,11 +96,10 @@ def test_a_crash_in_the_third_step_of_a_slice_resumes_at_step_three(cloud, tenan
     turn's think) begins, after two committed steps. The retried slice finds
     the first two recorded and carries on from the third: nothing twice."""
     agent = create_agent(tenant, "third-step", "sre")
-    runs: list[str] = []
-    third = StepFault(steps=("think",), when="before", match=lambda e: e.get("turn") == 2 and e.get("run_id") in runs)
+    third = StepFault(steps=("think",), when="before",
+                      match=lambda e: e.get("turn") == 2 and e.get("workspace_id") == tenant.workspace_id)
     with step_faults(third), tools_replaced_by(lambda number, ctx: None) as tools:
         launched = launch(tenant, agent["id"], "Check.\n/tool calculator {\"expression\": \"6*7\"}").json()
-        runs.append(launched["id"])
         run = wait_for(tenant, launched["id"])
     assert third.fired == 1
     assert run["status"] == "succeeded", run
@@ -242,13 +238,12 @@ def ledger_entries(workspace_id: str, run_id: str) -> list:
 
 def test_a_think_step_redelivered_three_times_is_metered_once(cloud, tenant):
     agent = create_agent(tenant, "redelivered", "architect")
-    runs: list[str] = []
     # The step did its work (model call, metering, commit); then "the Lambda died" before answering, 3 times:
     # after the think step, then twice more after the step the redelivered slice resumes at (its end).
-    fault = StepFault(steps=("think", "finish"), when="after", times=3, match=lambda e: e.get("run_id") in runs)
+    fault = StepFault(steps=("think", "finish"), when="after", times=3,
+                      match=lambda e: e.get("workspace_id") == tenant.workspace_id)
     with step_faults(fault):
         launched = launch(tenant, agent["id"], "Summarise the plan.").json()
-        runs.append(launched["id"])
         run = wait_for(tenant, launched["id"])  # (the run ends with its answer, in the think step's commit)
         deadline = time.monotonic() + 60
         while fault.fired < 3 and time.monotonic() < deadline:  # Step Functions redelivers the slice meanwhile
