@@ -30,7 +30,7 @@ from agenthq.adapters.model import ModelRequest, ModelRequestRejected, ModelUnav
 from agenthq.agent_lookup import find_agent
 from agenthq.errors import InvalidRequest, NotFound, QuotaExceeded
 from agenthq.messaging import take_inbox
-from agenthq.observability import MetricUnit, logger, metrics
+from agenthq.observability import RUNS_STARTED, MetricUnit, count, count_model_tokens, logger, metrics
 from agenthq.runs import decisions, pausing, slots
 from agenthq.runs.decisions import ACT, DELEGATE, FINISH, PAUSE, QUEUE, START, THINK, Outcome
 from agenthq.runs.launch import create_run_record
@@ -120,6 +120,7 @@ def start(services: Services, run: Run, event: dict[str, Any]) -> str:
         commit(services, run, change)
     except RunConflict:
         return _recorded_or(run, 0, "start", FINISH)
+    count(RUNS_STARTED)
     return THINK
 
 
@@ -201,6 +202,7 @@ def think(services: Services, run: Run, event: dict[str, Any]) -> str:
         return _recorded_or(run, step, "think", FINISH)
     metrics.add_metric(name="ModelCalls", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="ModelCostMicroUSD", unit=MetricUnit.Count, value=usage.cost_micro_usd)
+    count_model_tokens(usage.tokens.view())
     return next_step
 
 
