@@ -10,17 +10,13 @@ from decimal import Decimal
 
 import pytest
 
-from local.template import ROOT
-from tests.support import unique_email
+from tests.support import doc_block, unique_email
 
 pytestmark = pytest.mark.slow
 
 
 def first_session() -> str:
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- first-session -->\s*```sh\n(.*?)```\s*<!-- /first-session -->", readme, re.S)
-    assert block, "README.md lost its first-session block"
-    return block.group(1)
+    return doc_block("README.md", "first-session")
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the README's session uses curl")
