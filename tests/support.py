@@ -349,6 +349,39 @@ def services_with(**fakes: Any) -> Iterator[None]:
         set_services(real)
 
 
+@dataclass(frozen=True)
+class AddedMetric:
+    name: str
+    value: float
+    thread: int  # the thread that added it (the local cloud's functions run in this process's threads)
+
+
+@contextmanager
+def metrics_added() -> Iterator[list[AddedMetric]]:
+    """Meanwhile every application metric added in this process is recorded (and still added):
+    what the functions of the in-process local cloud would publish."""
+    from agenthq import observability
+
+    added: list[AddedMetric] = []
+    metrics = observability.metrics
+    real = metrics.add_metric
+
+    def add_metric(name: str, unit: Any, value: float, **kwargs: Any) -> None:
+        added.append(AddedMetric(name, value, threading.get_ident()))
+        real(name=name, unit=unit, value=value, **kwargs)
+
+    metrics.add_metric = add_metric  # type: ignore[method-assign]
+    try:
+        yield added
+    finally:
+        del metrics.add_metric  # the class's method again
+        metrics.clear_metrics()
+
+
+def total(added: list[AddedMetric], name: str, thread: int | None = None) -> float:
+    return sum(m.value for m in added if m.name == name and (thread is None or m.thread == thread))
+
+
 def table_items(cloud: LocalCloud, **conditions: Any) -> list[dict[str, Any]]:
     """Every item of the local cloud's table (all pages: a Scan page stops at
     1 MB) whose attributes equal ``conditions``. Tests only: no request path scans."""

@@ -20,9 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from agenthq import observability
 from agenthq.adapters.model import AnthropicModel, ModelRequest, ModelRequestRejected
 from local.template import ROOT, load_template
+from tests.support import metrics_added
 
 NAMESPACE = "AgentHQ/unit-test"
 
@@ -174,35 +174,21 @@ def test_records_the_broadcaster_hands_back_are_counted():
 # --------------------------------------------------------------------------- the model API's throttles
 
 
-@pytest.fixture()
-def counted(monkeypatch):
-    """The application metrics added in this process (the run engine's model calls run in it)."""
-    added: list[tuple[str, float]] = []
-    real = observability.metrics.add_metric
-
-    def add_metric(name, unit, value, **kwargs):
-        added.append((name, value))
-        return real(name=name, unit=unit, value=value, **kwargs)
-
-    monkeypatch.setattr(observability.metrics, "add_metric", add_metric)
-    yield added
-    observability.metrics.clear_metrics()
-
-
-def test_a_429_or_529_from_the_model_api_is_a_throttle_and_other_errors_are_not(server, counted):
+def test_a_429_or_529_from_the_model_api_is_a_throttle_and_other_errors_are_not(server):
     model = AnthropicModel(api_key="k", base_url=server.base_url, timeout_seconds=5, sleep=lambda s: None)
     request = ModelRequest(model="claude-offline-test", system=None, tools=[], max_tokens=50,
                            messages=[{"role": "user", "content": "throttle-marker"}])
     try:
-        server.faults.add({"status": 429, "retry_after": 0, "match": "throttle-marker"})
-        server.faults.add({"status": 529, "match": "throttle-marker"})
-        assert model.create_message(request).attempts == 3
-        assert counted == [("ModelThrottles", 1), ("ModelThrottles", 1)]
-        server.faults.add({"status": 500, "match": "throttle-marker"})
-        server.faults.add({"status": 400, "match": "throttle-marker"})
-        with pytest.raises(ModelRequestRejected):
-            model.create_message(request)
-        assert counted == [("ModelThrottles", 1), ("ModelThrottles", 1)], "a 500 or a 400 is not a throttle"
+        with metrics_added() as added:
+            server.faults.add({"status": 429, "retry_after": 0, "match": "throttle-marker"})
+            server.faults.add({"status": 529, "match": "throttle-marker"})
+            assert model.create_message(request).attempts == 3
+            assert [(m.name, m.value) for m in added] == [("ModelThrottles", 1), ("ModelThrottles", 1)]
+            server.faults.add({"status": 500, "match": "throttle-marker"})
+            server.faults.add({"status": 400, "match": "throttle-marker"})
+            with pytest.raises(ModelRequestRejected):
+                model.create_message(request)
+            assert len(added) == 2, "a 500 or a 400 is not a throttle"
     finally:
         model.close()
 

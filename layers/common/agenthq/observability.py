@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -42,6 +43,8 @@ from agenthq import __version__
 
 logger = Logger()
 metrics = Metrics()
+# Most invocations add no metric; Powertools' log_metrics (run_steps, period_reset) warns on each of them.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 _tracer: Any = None
 
 # ---------------------------------------------------------------------- the application's metrics
@@ -143,7 +146,8 @@ def _start_error_tracking(environ: Mapping[str, str]) -> bool:
         # Not Sentry's library integrations (anthropic, boto3, fastapi …): each one imports its library
         # at init, and the anthropic SDK alone costs ~2.6 s of cold start in functions that never call it.
         auto_enabling_integrations=False,
-        send_default_pii=False,  # no request bodies, headers or user ids
+        send_default_pii=False,  # no request bodies, headers, IPs or user ids
+        include_local_variables=False,  # a frame's variables may hold a password, a token or an API key
         traces_sample_rate=0.0,  # errors only: tracing is X-Ray's
     )
     return True
