@@ -95,6 +95,7 @@ class DevServer:
         self.process: subprocess.Popen[str] | None = None
         self.output: list[str] = []
         self.rest_url = ""
+        self.console_url = ""  # printed once the web console exists (the console branch)
         self.ws_url = ""
         self.dynamodb_url = ""
         self.operator_key = ("", "")  # the local operator's access key id and secret, as printed
@@ -112,6 +113,8 @@ class DevServer:
             self.output.append(line)
             if m := re.search(r"REST API\s+(http://\S+)", line):
                 self.rest_url = m.group(1)
+            if m := re.search(r"Web console\s+(http://\S+)", line):
+                self.console_url = m.group(1)
             if m := re.search(r"WebSocket API\s+(ws://\S+)", line):
                 self.ws_url = m.group(1)
             if m := re.search(r"DynamoDB Local\s+(http://\S+)", line):
