@@ -15,9 +15,11 @@ Handlers see only standard environment variables (table name, ARNs,
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,6 +79,23 @@ class LocalCloudConfig:
     iam: bool = True  # check every AWS call of a function against its role's policies
 
 
+class PortInUse(RuntimeError):
+    """A port the local cloud would serve on is taken."""
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host:port`` now (as the fronts bind: SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
 class LocalCloud:
     def __init__(self, config: LocalCloudConfig | None = None) -> None:
         self.config = config or LocalCloudConfig()
@@ -99,11 +118,14 @@ class LocalCloud:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> LocalCloud:
+        self._check_ports()  # before anything starts: a taken port is the commonest failure, say it first
         try:
             if self.config.iam:
                 install_hooks()  # before any AWS client exists: every botocore session gets them
             self._start_dynamodb()
-            self._set_environment(BASE_ENVIRONMENT | {"AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint or ""})
+            # SENTRY_DSN too, before any agenthq module is imported (agenthq.observability reads it once)
+            self._set_environment(BASE_ENVIRONMENT | {"AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint or "",
+                                                      "SENTRY_DSN": self.config.environment.get("SENTRY_DSN", "")})
             self._start_moto()
             self._create_table()
             self._create_state_machines()
@@ -205,6 +227,14 @@ class LocalCloud:
         self.stop()
 
     # ------------------------------------------------------------------ pieces
+
+    def _check_ports(self) -> None:
+        """Refuse to start when a port to serve on is taken (0 = any free port)."""
+        for port, what, variable, other in ((self.config.rest_port, "the REST API", "AGENTHQ_PORT", 3100),
+                                            (self.config.ws_port, "the WebSocket API", "AGENTHQ_WS_PORT", 3101)):
+            if port and not port_is_free(self.config.host, port):
+                raise PortInUse(f"port {port} ({what}) on {self.config.host} is already in use: is another "
+                                f"`make dev` running? Stop it, or choose another port: {variable}={other} make dev")
 
     def _set_environment(self, values: dict[str, str]) -> None:
         for key, value in values.items():

@@ -43,7 +43,7 @@ from agenthq.adapters.model import ModelRequest, ModelRequestRejected, ModelResp
 from agenthq.agent_lookup import find_agent
 from agenthq.errors import InvalidRequest, NotFound, QuotaExceeded
 from agenthq.messaging import take_inbox
-from agenthq.observability import MetricUnit, logger, metrics
+from agenthq.observability import RUNS_STARTED, MetricUnit, count, count_model_tokens, logger, metrics
 from agenthq.runs import decisions, pausing, slots
 from agenthq.runs.decisions import ACT, DELEGATE, DONE, FAILED, FINISH, PAUSE, QUEUE, START, THINK, Outcome
 from agenthq.runs.launch import create_run_record
@@ -260,6 +260,7 @@ def start(work: Slice, event: dict[str, Any]) -> str:
             change.extra.append(slots.take_in(run.workspace_id, work.limits()))
         try:
             work.commit(change)
+            count(RUNS_STARTED)
             return THINK
         except RunConflict:
             run = work.reload()
@@ -446,6 +447,7 @@ def _after_metering(work: Slice, usage: Usage) -> None:
                      quota.budget_micro_usd(limits), period, at)
     metrics.add_metric(name="ModelCalls", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="ModelCostMicroUSD", unit=MetricUnit.Count, value=usage.cost_micro_usd)
+    count_model_tokens(usage.tokens.view())
 
 
 def _release(work: Slice, step: int) -> None:
