@@ -15,15 +15,17 @@ from agenthq.services import get_services
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
-def deliver(record: DynamoDBRecord) -> None:
-    broadcast.deliver_record(get_services(), record.raw_event, broadcast.pool(get_services()))
+def deliver(record: DynamoDBRecord, batch: broadcast.Batch) -> None:
+    broadcast.deliver_record(get_services(), record.raw_event, broadcast.pool(get_services()), batch=batch)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @publish_metrics
 def handler(event: dict, context: object) -> dict:
     try:
-        result = process_partial_response(event=event, record_handler=deliver, processor=processor, context=context)
+        batch = broadcast.Batch()  # the batch's records share their subscriber reads
+        result = process_partial_response(event=event, record_handler=lambda record: deliver(record, batch),
+                                          processor=processor, context=context)
     except BatchProcessingError:  # every record failed: the invocation fails (Lambda's Errors metric)
         count(BROADCAST_FAILURES, len(event.get("Records", [])))
         raise
