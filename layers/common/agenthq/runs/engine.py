@@ -69,6 +69,9 @@ from agenthq.usage import Usage, alerts, counters, ledger, quota
 if TYPE_CHECKING:
     from agenthq.services import Services
 
+#: What an ended run no longer holds (the outcome is written out as output / error by then).
+ENDED_RUN_DROPS = ("task_token", "pause_reason", "pause_hold", "paused_at", "slot", "outcome")
+
 #: Each inbox message is shown up to this many characters, so the first message fits a DynamoDB item.
 INBOX_MESSAGE_CHARS = 2000
 
@@ -834,8 +837,7 @@ def _end_change(run: Run, outcome: Outcome, at: datetime,
     change = Change(
         events=[*base.events, (f"run.{status}", data)],
         run_set={**base.run_set, "status": status, "finished_at": at, "output": outcome.get("output"),
-                 "error": error, "task_token": None, "pause_reason": None, "pause_hold": None, "paused_at": None,
-                 "slot": None, "outcome": None},  # the outcome is now written out as output / error
+                 "error": error, **dict.fromkeys(ENDED_RUN_DROPS)},
         run_actions=base.run_actions,
         run_condition=ending if base.run_condition is None else base.run_condition & ending,
         puts=base.puts,
