@@ -134,6 +134,44 @@ def test_a_slice_out_of_time_hands_back_and_the_run_finishes(cloud, tenant):
         "model.called", "tool.called", "tool.result"] * 3 + ["model.called", "run.succeeded"]
 
 
+def test_an_act_out_of_time_between_two_tools_hands_back_and_the_next_slice_runs_the_second(cloud, tenant):
+    """Tools that may take longer than a slice has left: the act step runs its first tool (an
+    invocation's first step always runs), then hands back instead of starting the second; the
+    next slice runs the second once. Same events, each tool once."""
+    from agenthq.services import get_services
+    from agenthq.tools.registry import ToolRegistry
+
+    class SlowTools(ToolRegistry):
+        def __init__(self, real):
+            super().__init__()
+            for name in real.names():
+                self.register(real.get(name))
+            self.calls = []
+
+        def longest_timeout(self):
+            return 890.0  # more than any slice has left after a step: only a fresh invocation runs a tool
+
+        def execute(self, name, input, ctx, allowed):
+            self.calls.append(name)
+            return super().execute(name, input, ctx, allowed)
+
+    agent = create_agent(tenant, "slow-tools", "sre")
+    text = 'Check.\n/tools [{"name": "calculator", "input": {"expression": "6*7"}}, ' \
+           '{"name": "calculator", "input": {"expression": "2+3"}}]'
+    tools = SlowTools(get_services().tools)
+    before = cloud.runtime.invocations.get("RunStepsFunction", 0)
+    with services_with(tools=tools):
+        run = wait_for(tenant, launch(tenant, agent["id"], text).json()["id"])
+    assert run["status"] == "succeeded", run
+    assert tools.calls == ["calculator", "calculator"], "each tool once"
+    assert cloud.runtime.invocations.get("RunStepsFunction", 0) - before >= 3, "the act was split over two slices"
+    events = events_of(tenant, run["id"])
+    assert_dense(events)
+    assert [e["type"] for e in events] == ["run.queued", "run.started", "model.called", "tool.called",
+                                           "tool.result", "tool.called", "tool.result", "model.called",
+                                           "run.succeeded"]
+
+
 def test_cancel_during_a_step_starts_no_further_tool(cloud, tenant):
     """The cancel lands while the model's answer (asking for two tools) is on its
     way back to the step: no tool starts."""

@@ -184,7 +184,8 @@ class Slice:
 
     def goes_on(self, next_step: str) -> bool:
         return decisions.goes_on_in_slice(next_step, seconds_left=self.seconds_left(),
-                                          model_call_seconds=self.services.settings.model_call_budget_seconds)
+                                          model_call_seconds=self.services.settings.model_call_budget_seconds,
+                                          tool_call_seconds=self.services.tools.longest_timeout())
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -504,6 +505,8 @@ def act(work: Slice, event: dict[str, Any]) -> str:
     calls = work.tool_calls()
     pending = [u for u in uses if calls.get(u["id"]) is None or calls[u["id"]].result is None]
     for position, use in enumerate(pending):
+        if position and not work.goes_on(ACT):
+            return ACT  # no time for another tool call: the next slice goes on with this act
         call = calls.get(use["id"])
         if call is None:
             call = _start_tool_call(work, use)
