@@ -135,7 +135,7 @@ BROADCASTER = """
     from agenthq.live import broadcast
     from local.lambda_runtime import LambdaContext
 
-    def deliver_record(services, record, pool):  # the real one posts to @connections
+    def deliver_record(services, record, pool, batch=None):  # the real one posts to @connections
         if record["eventID"].startswith("bad"):
             raise broadcast.DeliveryFailed("1 of 1 connections throttled")
         return 1

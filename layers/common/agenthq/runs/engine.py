@@ -49,7 +49,6 @@ from agenthq.runs.decisions import ACT, DELEGATE, DONE, FAILED, FINISH, PAUSE, Q
 from agenthq.runs.launch import create_run_record
 from agenthq.runs.records import (
     STEP_ORDER,
-    TERMINAL,
     Change,
     RunConflict,
     StepMark,
@@ -58,6 +57,7 @@ from agenthq.runs.records import (
     load_body,
     load_run,
 )
+from agenthq.runs.statuses import TERMINAL
 from agenthq.store import tenant_scope, transaction
 from agenthq.store.items import ConversationMessage, LedgerEntry, Reservation, Run, RunBody, ToolCall
 from agenthq.text import clip
