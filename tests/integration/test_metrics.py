@@ -19,15 +19,16 @@ from agenthq.observability import APPLICATION_METRICS
 from agenthq.services import get_services
 from agenthq.store import tenant_scope
 from agenthq.usage import alerts, counters, quota
-from local.lambda_runtime import InvocationFault
 from local.template import LocalStack, Resolver, load_template, resources_of_type
 from tests.support import (
     PASSWORD,
+    AnswerHeld,
     assert_error,
     client_for,
     create_agent,
     launch,
     metrics_added,
+    services_with,
     set_tier,
     signup,
     total,
@@ -106,17 +107,12 @@ def test_every_metric_the_dashboard_and_alarms_show_is_added_when_its_event_happ
             cloud.model_server.latency_seconds = 0.0
         assert total(added, "RunsCancelled") >= 1
 
-        held: list[str] = []
-        hold = InvocationFault(function="RunStepsFunction", when="none", delay_seconds=4.0,
-                               match=lambda e: e.get("step") == "act" and e.get("run_id") in held)
-        cloud.runtime.faults.append(hold)
-        try:
+        late_marker = f"late-{tenant.workspace_id}"
+        with services_with(model=AnswerHeld(get_services().model, late_marker, seconds=4.0)):  # after the deadline
             late = tenant.api.post(tenant.path(f"/agents/{agent['id']}/runs"), headers=tenant.headers,
-                                   json={"input": "Slowly.\n/tool current_time {}", "timeout_seconds": 3})
-            held.append(late.json()["id"])
-            assert wait_for(tenant, held[0])["status"] == "timed_out"
-        finally:
-            cloud.runtime.faults.remove(hold)
+                                   json={"input": f"Slowly {late_marker}.\n/tool current_time {{}}",
+                                         "timeout_seconds": 3})
+            assert wait_for(tenant, late.json()["id"])["status"] == "timed_out"
         assert total(added, "RunsTimedOut") >= 1
 
         # Runs per day used up: the launch that crossed 80% and 100% alerted, the next one is a 429.
