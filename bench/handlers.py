@@ -86,7 +86,7 @@ def cold_imports(cloud, n: int = 5) -> list[tuple[str, float, str]]:
     the function's import loads, and nothing of ours. What is above 1× is our
     code's own import time."""
     env = dict(cloud.environment)
-    baseline = fresh_process_cpu_seconds({"pass": "pass"}, n)["pass"]
+    baseline = fresh_process_cpu_seconds({"empty": "pass"}, n)["empty"]
     rows = [("python -c pass (for scale)", 1.0, f"{ms(baseline)} CPU")]
     for spec in sorted(cloud.runtime.specs.values(), key=lambda s: s.logical_id):
         module, _ = spec.handler.rsplit(".", 1)

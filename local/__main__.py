@@ -9,10 +9,40 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 
 from local.cloud import DATA_DIR, LocalCloud, LocalCloudConfig
 from local.lambda_runtime import DEFAULT_CONCURRENCY
+
+ENV_FILE = Path(__file__).resolve().parent.parent / ".env"
+#: Variables of the process the local cloud hands on to every function (as a stack parameter would on AWS).
+PASSED_TO_FUNCTIONS = ("SENTRY_DSN",)
+
+
+def load_env_file(path: Path = ENV_FILE, environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Set the ``NAME=value`` lines of the checkout's ``.env`` (see .env.example) that the
+    environment does not set already (what you export wins). Blank lines and ``#`` comments are
+    skipped; ``export`` and quotes around the value are allowed. Returns the names it set."""
+    if environ is None:
+        environ = os.environ
+    if not path.exists():
+        return []
+    added = []
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.removeprefix("export ").partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name.isidentifier():
+            raise SystemExit(f"error: {path}:{number}: expected NAME=value, found {raw!r}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if name not in environ:
+            environ[name] = value
+            added.append(name)
+    return added
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,6 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    load_env_file()
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("local").setLevel(args.log_level.upper())  # DEBUG shows every IAM decision (local.iam)
@@ -51,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level.upper(),
         anthropic_api_key=os.environ.get("ANTHROPIC_API_KEY") or None,
         iam=not args.no_iam,
+        environment={name: os.environ[name] for name in PASSED_TO_FUNCTIONS if os.environ.get(name)},
         lambda_workers=not args.in_process,
         lambda_concurrency=args.lambda_concurrency,
         profile_dir=str(args.profile_dir.resolve()) if args.profile_dir else None,

@@ -20,9 +20,11 @@ Handlers see only standard environment variables (table name, ARNs,
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,6 +89,23 @@ class LocalCloudConfig:
     profile_dir: str | None = None  # a cProfile of every invocation in a worker goes there (--profile-dir)
 
 
+class PortInUse(RuntimeError):
+    """A port the local cloud would serve on is taken."""
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host:port`` now (as the fronts bind: SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
 class LocalCloud:
     def __init__(self, config: LocalCloudConfig | None = None) -> None:
         self.config = config or LocalCloudConfig()
@@ -110,11 +129,14 @@ class LocalCloud:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> LocalCloud:
+        self._check_ports()  # before anything starts: a taken port is the commonest failure, say it first
         try:
             if self.config.iam:
                 install_hooks()  # before any AWS client exists: every botocore session gets them
             self._start_dynamodb()
-            self._set_environment(BASE_ENVIRONMENT | {"AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint or ""})
+            # SENTRY_DSN too, before any agenthq module is imported (agenthq.observability reads it once)
+            self._set_environment(BASE_ENVIRONMENT | {"AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint or "",
+                                                      "SENTRY_DSN": self.config.environment.get("SENTRY_DSN", "")})
             self._start_moto()
             self._create_table()
             self._create_state_machines()
@@ -221,6 +243,14 @@ class LocalCloud:
         self.stop()
 
     # ------------------------------------------------------------------ pieces
+
+    def _check_ports(self) -> None:
+        """Refuse to start when a port to serve on is taken (0 = any free port)."""
+        for port, what, variable, other in ((self.config.rest_port, "the REST API", "AGENTHQ_PORT", 3100),
+                                            (self.config.ws_port, "the WebSocket API", "AGENTHQ_WS_PORT", 3101)):
+            if port and not port_is_free(self.config.host, port):
+                raise PortInUse(f"port {port} ({what}) on {self.config.host} is already in use: is another "
+                                f"`make dev` running? Stop it, or choose another port: {variable}={other} make dev")
 
     def _set_environment(self, values: dict[str, str]) -> None:
         for key, value in values.items():
@@ -413,18 +443,21 @@ class LocalCloud:
     def function_environment(self, spec: FunctionSpec) -> dict[str, str]:
         """The whole environment of a function's worker process, as Lambda sets it: Lambda's own
         variables, the role's credentials, the function's variables from template.yaml — the local
-        endpoints replacing AWS's where the template names an AWS one — and nothing else."""
+        endpoints replacing AWS's where the template names an AWS one — the functions' settings you
+        tuned for `make dev` (.env.example), and nothing else."""
         assert self.moto_server is not None  # nosec B101  # type narrowing; started before the runtime
         local_values = {key: self.environment[key] for key in ("LIVE_CONNECTIONS_URL", "LIVE_URL")
                         if key in spec.environment and key in self.environment}
+        tuned = {name: os.environ[name] for name in self._tunable_settings() if name in os.environ}
         return {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "en_US.UTF-8", "TZ": ":UTC",
+            "PATH": os.defpath, "LANG": "en_US.UTF-8", "TZ": ":UTC",
             "AWS_LAMBDA_FUNCTION_NAME": spec.name, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
             "_HANDLER": spec.handler,
             # no developer's ~/.aws files: a function's configuration is its environment
             "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             **BASE_ENVIRONMENT,
+            **tuned,
             **spec.environment,
             **local_values,
             # where the services are: boto3's standard variables (moto's server, DynamoDB Local) and the
@@ -436,6 +469,16 @@ class LocalCloud:
             "POWERTOOLS_LOG_LEVEL": self.config.log_level,
             **self.config.environment,
         }
+
+    def _tunable_settings(self) -> set[str]:
+        """The functions' settings (agenthq.settings) that template.yaml sets for no function: what a
+        developer may set for `make dev` in the environment or .env, for every function."""
+        from agenthq.settings import Settings
+
+        declared = set(BASE_ENVIRONMENT)
+        for function in functions(self.template, self.resolver).values():
+            declared |= set(function.environment)
+        return {field.alias for field in Settings.model_fields.values() if field.alias and field.alias not in declared}
 
     def _worker_iam(self) -> dict[str, Any] | None:
         """What a worker process needs to enforce its function's role (None: enforcement is off)."""

@@ -79,8 +79,11 @@ class DynamoDBLocal:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                log.close()
+                said = [line.strip() for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
                 raise DynamoDBLocalError(
-                    f"DynamoDB Local exited with code {self.process.returncode}; see {self.log_path}"
+                    f"DynamoDB Local exited with code {self.process.returncode}"
+                    + (f" saying {said[-1]!r}" if said else "") + f"; its log: {self.log_path}"
                 )
             if self._answers():
                 return self

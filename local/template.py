@@ -93,6 +93,9 @@ class Resolver:
         resources = self.template.get("Resources", {})
         if name == "Table" or resources.get(name, {}).get("Type") == "AWS::DynamoDB::Table":
             return self.stack.table_name
+        api, _, suffix = name.partition(".")
+        if suffix == "Stage" and resources.get(api, {}).get("Type") == "AWS::Serverless::Api":
+            return str(self.resolve(resources[api]["Properties"]["StageName"]))  # SAM's <Api>.Stage reference
         resource = resources.get(name)
         if resource is None:
             raise KeyError(f"unknown Ref {name!r}")

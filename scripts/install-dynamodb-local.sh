@@ -13,12 +13,16 @@ command -v npm >/dev/null 2>&1 || { echo "error: npm is required to fetch Dynamo
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 echo "Fetching DynamoDB Local (amplify-dynamodb-simulator@$version) ..."
-(cd "$work" && npm pack --silent "amplify-dynamodb-simulator@$version" >/dev/null)
+if ! (cd "$work" && npm pack --silent "amplify-dynamodb-simulator@$version" >/dev/null); then
+  # --silent leaves npm's own reason out: say what failed and where to look.
+  echo "error: npm could not fetch amplify-dynamodb-simulator@$version: is the npm registry reachable (network, proxy, npm config get registry)? Run npm pack amplify-dynamodb-simulator@$version to see npm's reason" >&2
+  exit 1
+fi
 tar -xzf "$work"/amplify-dynamodb-simulator-"$version".tgz -C "$work" package/emulator
 # Refuse a jar that is not the one this project was tested with.
 actual="$(python3 -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$work/package/emulator/DynamoDBLocal.jar")"
 if [ "$actual" != "$jar_sha256" ]; then
-  echo "error: DynamoDBLocal.jar from amplify-dynamodb-simulator@$version has sha256 $actual, expected $jar_sha256" >&2
+  echo "error: DynamoDBLocal.jar from amplify-dynamodb-simulator@$version has sha256 $actual, expected $jar_sha256 (the Makefile's DYNAMODB_LOCAL_JAR_SHA256): not installing a jar this project was not tested with" >&2
   exit 1
 fi
 rm -rf "$dest"

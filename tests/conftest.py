@@ -7,6 +7,7 @@ table, state machine and usage plans created from template.yaml.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,17 @@ import pytest
 from local.cloud import LocalCloud, LocalCloudConfig
 from local.dynamodb_local import DynamoDBLocal
 from tests.support import LocalApi, client_for
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _lambda_like_powertools() -> Iterator[None]:
+    """Handlers called directly (not through the local cloud) see what the local cloud gives its
+    functions: metrics and tracing off (no namespace to publish to, no X-Ray daemon)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_TRACE_DISABLED"):
+            if name not in os.environ:
+                patch.setenv(name, "true")
+        yield
 
 
 @pytest.fixture(scope="session")

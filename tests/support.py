@@ -6,8 +6,12 @@ each other."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
 import shutil
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -78,6 +82,80 @@ class FixedClock:
 
     def now(self) -> datetime:
         return self.at
+
+
+class DevServer:
+    """``make dev``'s program (or ``make dev`` itself) in a process group of its own, as a
+    newcomer runs it in a terminal: the banner is read for the URLs, Ctrl-C stops it."""
+
+    def __init__(self, command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+        from local.template import ROOT
+
+        self.command = command
+        self.cwd = cwd or ROOT
+        self.extra_env = env or {}
+        self.process: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+        self.rest_url = ""
+        self.console_url = ""  # printed once the web console exists (the console branch)
+        self.ws_url = ""
+        self.dynamodb_url = ""
+        self.operator_key = ("", "")  # the local operator's access key id and secret, as printed
+
+    def start(self, timeout: float = 90) -> float:
+        started = time.monotonic()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "ANTHROPIC_"))}
+        self.process = subprocess.Popen(self.command, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, env=env | self.extra_env, start_new_session=True)
+        assert self.process.stdout is not None
+        while time.monotonic() - started < timeout:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            if m := re.search(r"REST API\s+(http://\S+)", line):
+                self.rest_url = m.group(1)
+            if m := re.search(r"Web console\s+(http://\S+)", line):
+                self.console_url = m.group(1)
+            if m := re.search(r"WebSocket API\s+(ws://\S+)", line):
+                self.ws_url = m.group(1)
+            if m := re.search(r"DynamoDB Local\s+(http://\S+)", line):
+                self.dynamodb_url = m.group(1)
+            if m := re.search(r"AWS_ACCESS_KEY_ID=(\S+) AWS_SECRET_ACCESS_KEY=(\S+)", line):
+                self.operator_key = (m.group(1), m.group(2))
+            if "Press Ctrl-C" in line:
+                return time.monotonic() - started
+        raise AssertionError("the local cloud did not come up:\n" + "".join(self.output))
+
+    @property
+    def operator(self) -> SigV4:
+        """Signs as the operator with the credentials the banner printed."""
+        assert all(self.operator_key), "make dev prints the operator's local credentials:\n" + "".join(self.output)
+        return SigV4(Credentials(*self.operator_key), "us-east-1")
+
+    def interrupt(self, timeout: float = 30) -> int:
+        """Ctrl-C: SIGINT to the whole foreground group (``make`` and the local cloud under it)."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGINT)
+        out, _ = self.process.communicate(timeout=timeout)
+        self.output.append(out)
+        return self.process.returncode
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def doc_block(doc: str, name: str) -> str:
+    """The fenced code block a document marks ``<!-- name -->`` … ``<!-- /name -->`` (``doc``: a path
+    under the checkout): what tests run word for word, so the documents cannot drift from the code."""
+    from local.template import ROOT
+
+    text = (ROOT / doc).read_text()
+    block = re.search(rf"<!-- {re.escape(name)} -->\s*```\w*\n(.*?)```\s*<!-- /{re.escape(name)} -->", text, re.S)
+    assert block, f"{doc} lost its {name} block"
+    return block.group(1)
 
 
 def unique_email(tag: str = "user") -> str:
@@ -277,6 +355,41 @@ def services_with(settings: dict[str, Any] | None = None, **fakes: Any) -> Itera
             yield
         finally:
             set_services(real)
+
+
+@dataclass(frozen=True)
+class AddedMetric:
+    name: str
+    value: float
+    thread: int  # the thread that added it (the local cloud's functions run in this process's threads)
+
+
+@contextmanager
+def metrics_added() -> Iterator[list[AddedMetric]]:
+    """Meanwhile the local cloud's functions run in this process (``in_process``) and every application
+    metric they add is recorded (and still added): what they would publish."""
+    from agenthq import observability
+    from local.lambda_runtime import in_process
+
+    added: list[AddedMetric] = []
+    metrics = observability.metrics
+    real = metrics.add_metric
+
+    def add_metric(name: str, unit: Any, value: float, **kwargs: Any) -> None:
+        added.append(AddedMetric(name, value, threading.get_ident()))
+        real(name=name, unit=unit, value=value, **kwargs)
+
+    metrics.add_metric = add_metric  # type: ignore[method-assign]
+    try:
+        with in_process():
+            yield added
+    finally:
+        del metrics.add_metric  # the class's method again
+        metrics.clear_metrics()
+
+
+def total(added: list[AddedMetric], name: str, thread: int | None = None) -> float:
+    return sum(m.value for m in added if m.name == name and (thread is None or m.thread == thread))
 
 
 def table_items(cloud: LocalCloud, **conditions: Any) -> list[dict[str, Any]]:

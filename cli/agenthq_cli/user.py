@@ -7,6 +7,7 @@ import json
 import os
 from typing import Any
 
+import httpx
 import typer
 
 from agenthq_cli.session import DEFAULT_API_URL, DEFAULT_WS_URL, Api, Profile, fail
@@ -45,7 +46,10 @@ def login(email: str = typer.Option(..., prompt=True, help="Your e-mail."),
     """Log in; the tokens are kept in your config dir (mode 0600)."""
     profile = Profile(api_url=api_url, ws_url=ws_url, email=email)
     body: dict[str, Any] = {"email": email, "password": password, **({"workspace_id": workspace} if workspace else {})}
-    tokens = Api(profile).http.post("/auth/login", json=body)
+    try:
+        tokens = Api(profile).http.post("/auth/login", json=body)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach {profile.api_url}: {exc}")
     if tokens.status_code != 200:
         fail("login refused: " + (tokens.json().get("error", {}).get("message", tokens.text)
                                   if tokens.headers.get("content-type", "").startswith("application/json")

@@ -3,80 +3,14 @@ Ctrl-C, restart. (Its set-up half, the Makefile, is exercised by CI itself.)"""
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
-from botocore.credentials import Credentials
 
-from agenthq_cli.signing import SigV4
-from local.template import ROOT
-from tests.support import PASSWORD, bearer, signup
+from tests.support import PASSWORD, DevServer, bearer, signup
 
 pytestmark = pytest.mark.slow
-
-
-class DevServer:
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.process: subprocess.Popen[str] | None = None
-        self.output: list[str] = []
-        self.rest_url = ""
-        self.console_url = ""
-        self.ws_url = ""
-        self.dynamodb_url = ""
-        self.operator_key = ("", "")  # the local operator's access key id and secret, as printed
-
-    def start(self, timeout: float = 60) -> float:
-        started = time.monotonic()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "ANTHROPIC_"))}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "local", "--port", "0", "--ws-port", "0", "--data-dir", str(self.data_dir)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        )
-        assert self.process.stdout is not None
-        while time.monotonic() - started < timeout:
-            line = self.process.stdout.readline()
-            if not line:
-                break
-            self.output.append(line)
-            if m := re.search(r"REST API\s+(http://\S+)", line):
-                self.rest_url = m.group(1)
-            if m := re.search(r"Web console\s+(http://\S+)", line):
-                self.console_url = m.group(1)
-            if m := re.search(r"WebSocket API\s+(ws://\S+)", line):
-                self.ws_url = m.group(1)
-            if m := re.search(r"DynamoDB Local\s+(http://\S+)", line):
-                self.dynamodb_url = m.group(1)
-            if m := re.search(r"AWS_ACCESS_KEY_ID=(\S+) AWS_SECRET_ACCESS_KEY=(\S+)", line):
-                self.operator_key = (m.group(1), m.group(2))
-            if "Press Ctrl-C" in line:
-                return time.monotonic() - started
-        raise AssertionError("the local cloud did not come up:\n" + "".join(self.output))
-
-    @property
-    def operator(self) -> SigV4:
-        """Signs as the operator with the credentials the banner printed."""
-        assert all(self.operator_key), "make dev prints the operator's local credentials:\n" + "".join(self.output)
-        return SigV4(Credentials(*self.operator_key), "us-east-1")
-
-    def interrupt(self, timeout: float = 30) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGINT)
-        out, _ = self.process.communicate(timeout=timeout)
-        self.output.append(out)
-        return self.process.returncode
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture()
@@ -84,7 +18,8 @@ def dev(tmp_path):
     servers: list[DevServer] = []
 
     def start() -> DevServer:
-        server = DevServer(tmp_path / "data")
+        server = DevServer([sys.executable, "-m", "local", "--port", "0", "--ws-port", "0",
+                            "--data-dir", str(tmp_path / "data")])
         servers.append(server)
         server.start()
         return server

@@ -61,8 +61,7 @@ def _busy_workspace(api):
 def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
     owner, colleague, reader, plan_id = _busy_workspace(api)
     assert _admin(api, owner.workspace_id)["usage_plan"] == {"own": True, "id": plan_id}
-    # One run in flight: its model calls are held, so it is running when the DELETE comes. (Matched by
-    # workspace, whose other runs have ended: its steps may begin before its launch has answered.)
+    # One run in flight: its model calls are held, so it is running when the DELETE comes.
     hold_run = StepFault(steps=("think",), when="none", delay_seconds=1.0, times=1000,
                          match=lambda e: e.get("workspace_id") == owner.workspace_id)
     # The job's first step waits a moment, so the owner is seen refused before access is revoked.

@@ -74,8 +74,7 @@ def test_a_step_that_crashes_once_is_retried_without_duplicates(cloud, tenant, w
     agent = create_agent(tenant, f"crashy-{when}", "sre")
     text = 'Check.\n/tools [{"name": "calculator", "input": {"expression": "6*7"}}, ' \
            '{"name": "current_time", "input": {}}]'
-
-    def match(event):  # the tenant's one run (by workspace: its steps may begin before its launch has answered)
+    def match(event):  # this test's workspace (known before the launch: its steps may run before it answers)
         return event.get("workspace_id") == tenant.workspace_id
 
     with step_faults(StepFault(steps=("act", "think"), match=match, times=1, when=when)) as faults:
@@ -97,7 +96,7 @@ def test_a_crash_in_the_third_step_of_a_slice_resumes_at_step_three(cloud, tenan
     turn's think) begins, after two committed steps. The retried slice finds
     the first two recorded and carries on from the third: nothing twice."""
     agent = create_agent(tenant, "third-step", "sre")
-    third = StepFault(steps=("think",), when="before",  # the tenant's one run
+    third = StepFault(steps=("think",), when="before",
                       match=lambda e: e.get("turn") == 2 and e.get("workspace_id") == tenant.workspace_id)
     with step_faults(third), tools_replaced_by(lambda number, ctx: None) as tools:
         launched = launch(tenant, agent["id"], "Check.\n/tool calculator {\"expression\": \"6*7\"}").json()
@@ -133,6 +132,44 @@ def test_a_slice_out_of_time_hands_back_and_the_run_finishes(cloud, tenant):
     assert_dense(events)
     assert [e["type"] for e in events] == ["run.queued", "run.started"] + [
         "model.called", "tool.called", "tool.result"] * 3 + ["model.called", "run.succeeded"]
+
+
+def test_an_act_out_of_time_between_two_tools_hands_back_and_the_next_slice_runs_the_second(cloud, tenant):
+    """Tools that may take longer than a slice has left: the act step runs its first tool (an
+    invocation's first step always runs), then hands back instead of starting the second; the
+    next slice runs the second once. Same events, each tool once."""
+    from agenthq.services import get_services
+    from agenthq.tools.registry import ToolRegistry
+
+    class SlowTools(ToolRegistry):
+        def __init__(self, real):
+            super().__init__()
+            for name in real.names():
+                self.register(real.get(name))
+            self.calls = []
+
+        def longest_timeout(self):
+            return 890.0  # more than any slice has left after a step: only a fresh invocation runs a tool
+
+        def execute(self, name, input, ctx, allowed):
+            self.calls.append(name)
+            return super().execute(name, input, ctx, allowed)
+
+    agent = create_agent(tenant, "slow-tools", "sre")
+    text = 'Check.\n/tools [{"name": "calculator", "input": {"expression": "6*7"}}, ' \
+           '{"name": "calculator", "input": {"expression": "2+3"}}]'
+    tools = SlowTools(get_services().tools)
+    before = cloud.runtime.invocations.get("RunStepsFunction", 0)
+    with services_with(tools=tools):
+        run = wait_for(tenant, launch(tenant, agent["id"], text).json()["id"])
+    assert run["status"] == "succeeded", run
+    assert tools.calls == ["calculator", "calculator"], "each tool once"
+    assert cloud.runtime.invocations.get("RunStepsFunction", 0) - before >= 3, "the act was split over two slices"
+    events = events_of(tenant, run["id"])
+    assert_dense(events)
+    assert [e["type"] for e in events] == ["run.queued", "run.started", "model.called", "tool.called",
+                                           "tool.result", "tool.called", "tool.result", "model.called",
+                                           "run.succeeded"]
 
 
 def test_cancel_during_a_step_starts_no_further_tool(cloud, tenant):
@@ -241,7 +278,6 @@ def test_a_think_step_redelivered_three_times_is_metered_once(cloud, tenant):
     agent = create_agent(tenant, "redelivered", "architect")
     # The step did its work (model call, metering, commit); then "the Lambda died" before answering, 3 times:
     # after the think step, then twice more after the step the redelivered slice resumes at (its end).
-    # (Matched by workspace: the run's steps may begin before its launch has answered.)
     fault = StepFault(steps=("think", "finish"), when="after", times=3,
                       match=lambda e: e.get("workspace_id") == tenant.workspace_id)
     with step_faults(fault):

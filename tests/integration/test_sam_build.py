@@ -68,3 +68,16 @@ def test_every_function_imports_from_the_built_layer_alone(build, cloud):
         if event:  # the whole stack from the layer: FastAPI, Mangum, PynamoDB to DynamoDB Local, boto3
             assert outcome["status"] in (200, 503), outcome
             assert json.loads(outcome["body"])["checks"]["dynamodb"] == "ok", outcome
+
+
+def test_with_a_sentry_dsn_the_functions_start_from_the_built_layer(build, cloud):
+    """The SentryDsn parameter must not break a cold start: sentry-sdk is in the layer."""
+    layer = build / "CommonLayer" / "python"
+    script = (f"import sys; sys.path[:0] = [{str(layer)!r}, {str(build / 'HealthFunction')!r}]\n"
+              "import app, sentry_sdk\n"
+              "print(sentry_sdk.get_client().is_active(), sentry_sdk.__file__.startswith(sys.path[0]))")
+    env = {**cloud.environment, "PATH": os.environ["PATH"], "POWERTOOLS_TRACE_DISABLED": "true",
+           "SENTRY_DSN": "http://public@127.0.0.1:9/1"}  # nothing is sent: no error happens
+    result = subprocess.run([sys.executable, "-S", "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["True", "True"]

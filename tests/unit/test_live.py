@@ -48,13 +48,13 @@ class Sends:
         self.sent.append(connection_id)
 
 
-def _deliver(monkeypatch, outcomes, subscribers):
+def _deliver(monkeypatch, outcomes, subscribers, event_id=None):
     sends = Sends(outcomes)
     forgotten = []
-    monkeypatch.setattr(broadcast, "_subscribers", lambda delivery: [SimpleNamespace(connection_id=c)
-                                                                     for c in subscribers])
+    monkeypatch.setattr(broadcast, "_subscribers", lambda delivery, batch: [SimpleNamespace(connection_id=c)
+                                                                            for c in subscribers])
     monkeypatch.setattr(broadcast, "_forget", lambda wid, sub: forgotten.append(sub.connection_id))
-    record = {"eventName": "INSERT", "dynamodb": {"NewImage": {
+    record = {"eventName": "INSERT", "eventID": event_id or f"evt-{id(sends)}", "dynamodb": {"NewImage": {
         "pk": {"S": "WS#W1#RUN#R1"}, "sk": {"S": "EVT#0000000001"}, "type": {"S": "RunEvent"},
         "seq": {"N": "1"}, "event_type": {"S": "run.queued"}, "at": {"S": "2026-01-01T00:00:00.000000+0000"},
         "data": {"S": "{}"}}}}
@@ -64,6 +64,18 @@ def _deliver(monkeypatch, outcomes, subscribers):
             return broadcast.deliver_record(services, record, pool, sleep=lambda s: None), sends, forgotten, None
         except broadcast.DeliveryFailed as failed:
             return None, sends, forgotten, failed
+
+
+def test_a_retried_record_goes_only_to_the_connections_it_did_not_reach(monkeypatch):
+    """The mapping retries a batch from a record that stayed throttled for some connections:
+    the retry (in the same warm container) posts it to those only, not to every watcher again."""
+    throttled = {"b": [SendThrottled()] * broadcast.SEND_ATTEMPTS}
+    _, first, _, failed = _deliver(monkeypatch, throttled, ["a", "b", "c"], event_id="evt-burst")
+    assert failed is not None and sorted(first.sent) == ["a", "c"]
+    reached, retry, _, failed = _deliver(monkeypatch, {}, ["a", "b", "c"], event_id="evt-burst")
+    assert failed is None and retry.sent == ["b"] and reached == 1
+    _, again, _, _ = _deliver(monkeypatch, {}, ["a", "b", "c"], event_id="evt-burst")
+    assert sorted(again.sent) == ["a", "b", "c"], "once delivered, the record is forgotten (a new batch sends all)"
 
 
 def test_a_gone_connection_is_forgotten_and_the_others_still_get_the_event(monkeypatch):
@@ -117,3 +129,30 @@ def test_connections_api_calls_need_manage_connections_on_the_connection():
     aws = Call("apigatewaymanagementapi", "execute-api", "DeleteConnection", {}, "eu-west-1", "1", method="DELETE",
                path="/@connections/x", url="https://abc123.execute-api.eu-west-1.amazonaws.com/v1/@connections/x")
     assert checks_for(aws, Lookups())[0].resource == "arn:aws:execute-api:eu-west-1:1:abc123/v1/DELETE/@connections/x"
+
+
+def test_the_records_of_one_batch_read_their_subscribers_once(monkeypatch):
+    """A burst of a run's events arrives as one batch: one Query of the run's subscribers (and
+    one of the workspace's, for run.* events) serves all of it, not one per record."""
+    queries = []
+
+    def query(partition, prefix):
+        queries.append(prefix)
+        return [SimpleNamespace(connection_id="c1", run_id="R1", after=0)]
+
+    monkeypatch.setattr(broadcast, "_query", query)
+    sends = Sends({})
+    services = SimpleNamespace(connections=sends)
+    batch = broadcast.Batch()
+
+    def record(seq, event_type):
+        return {"eventName": "INSERT", "eventID": f"evt-{seq}", "dynamodb": {"NewImage": {
+            "pk": {"S": "WS#W1#RUN#R1"}, "sk": {"S": f"EVT#{seq:010d}"}, "type": {"S": "RunEvent"},
+            "seq": {"N": str(seq)}, "event_type": {"S": event_type}, "at": {"S": "2026-01-01T00:00:00.000000+0000"},
+            "data": {"S": "{}"}}}}
+
+    with ThreadPoolExecutor(2) as pool:
+        for seq, kind in enumerate(["run.started", "model.called", "tool.called", "tool.result"], start=1):
+            assert broadcast.deliver_record(services, record(seq, kind), pool, sleep=lambda s: None, batch=batch) == 1
+    assert sends.sent == ["c1"] * 4
+    assert sorted(queries) == sorted({q for q in queries}) and len(queries) == 2, queries

@@ -160,15 +160,16 @@ def test_the_turn_a_step_belongs_to(step, next_step, turn, expected):
     assert decisions.next_turn(step, next_step, turn) == expected
 
 
-def test_a_slice_starts_a_model_call_only_when_its_whole_budget_fits():
-    budget, margin = 260.0, decisions.COMMIT_MARGIN_SECONDS
+def test_a_slice_starts_a_model_call_or_a_tool_only_when_its_whole_budget_fits():
+    budget, tool, margin = 260.0, 10.0, decisions.COMMIT_MARGIN_SECONDS
 
     def goes_on(step, seconds_left):
-        return decisions.goes_on_in_slice(step, seconds_left=seconds_left, model_call_seconds=budget)
+        return decisions.goes_on_in_slice(step, seconds_left=seconds_left, model_call_seconds=budget,
+                                          tool_call_seconds=tool)
 
     assert goes_on(THINK, budget + margin)
     assert not goes_on(THINK, budget + margin - 0.1)
-    assert goes_on(ACT, margin) and goes_on(FINISH, margin)
-    assert not goes_on(ACT, margin - 1) and not goes_on(FINISH, margin - 1)
+    assert goes_on(ACT, tool + margin) and not goes_on(ACT, tool + margin - 0.1)
+    assert goes_on(FINISH, margin) and not goes_on(FINISH, margin - 1)
     for waiting in ("delegate", "pause", "queue"):  # they need a task token: the state machine's
         assert not goes_on(waiting, 900.0)

@@ -34,9 +34,17 @@ from agenthq.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    QuotaExceeded,
+    RateLimited,
     error_body,
 )
-from agenthq.observability import logger
+from agenthq.observability import (
+    REQUESTS_QUOTA_EXCEEDED,
+    REQUESTS_RATE_LIMITED,
+    count,
+    logger,
+    publish_metrics,
+)
 from agenthq.operators import Operator, operator_from_identity
 from agenthq.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from agenthq.settings import Settings, get_settings
@@ -178,6 +186,8 @@ def _validation_details(exc: RequestValidationError) -> tuple[str, list[dict[str
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
+        if isinstance(exc, RateLimited):  # every 429 a function answers passes here
+            count(REQUESTS_QUOTA_EXCEEDED if isinstance(exc, QuotaExceeded) else REQUESTS_RATE_LIMITED)
         return error_response(request.scope, exc.status, exc.code, exc.message, exc.details, exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -308,6 +318,7 @@ def lambda_handler(app: FastAPI) -> Callable[[dict[str, Any], Any], dict[str, An
     adapter = Mangum(app, lifespan="off")
 
     @logger.inject_lambda_context(clear_state=True)
+    @publish_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return dict(adapter(event, context))
 

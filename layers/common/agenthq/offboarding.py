@@ -47,7 +47,7 @@ from agenthq import ids
 from agenthq.adapters.stepfunctions import RUNNING, SUCCEEDED, Execution
 from agenthq.observability import logger
 from agenthq.runs.api import request_cancel
-from agenthq.runs.records import ACTIVE
+from agenthq.runs.statuses import ACTIVE
 from agenthq.store import BaseItem, get_many, global_scope, partition_page, tenant_scope
 from agenthq.store.items import (
     ApiKey,

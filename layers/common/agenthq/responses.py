@@ -13,7 +13,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agenthq.runs.api import RunStatus
+from agenthq.runs.statuses import RunStatus
 
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 Money = Annotated[str, Field(description="US dollars, a decimal string (micro-dollar precision).",

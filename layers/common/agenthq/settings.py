@@ -2,9 +2,12 @@
 
 Every knob of the application lives here. On AWS the values come from the
 function's environment in template.yaml; the local cloud sets the same
-variables. Nothing else in the package reads ``os.environ`` (boto3 and the
-anthropic SDK read their own standard variables, such as
-``AWS_ENDPOINT_URL_DYNAMODB`` and ``ANTHROPIC_BASE_URL``).
+variables. Nothing else in the package reads ``os.environ`` (boto3, the
+anthropic SDK, Powertools and sentry-sdk read their own standard variables,
+such as ``AWS_ENDPOINT_URL_DYNAMODB``, ``ANTHROPIC_BASE_URL`` and
+``POWERTOOLS_METRICS_NAMESPACE``; ``agenthq.observability`` looks at
+``SENTRY_DSN`` only to decide whether to import sentry-sdk at all).
+.env.example lists every variable, with these defaults.
 """
 
 from __future__ import annotations

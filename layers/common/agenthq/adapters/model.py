@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from agenthq.observability import MODEL_THROTTLES, count
 from agenthq.usage.vector import TokenUsage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -164,6 +165,8 @@ class AnthropicModel:
                 raw = client.messages.with_raw_response.create(**arguments)
             except anthropic.APIStatusError as exc:
                 failure, cause = self._status_failure(exc), exc
+                if exc.status_code in (429, 529):  # the API's rate limits or capacity: the operator's concern
+                    count(MODEL_THROTTLES)
             except anthropic.APITimeoutError as exc:
                 failure = _Failure(f"model request timed out ({self._timeout_seconds:g}s)", None, True, None)
                 cause = exc

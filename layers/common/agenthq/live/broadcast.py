@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -85,31 +86,66 @@ def delivery_of(new_image: dict[str, Any]) -> Delivery | None:
 
 
 def deliver_record(services: Services, record: dict[str, Any], pool: ThreadPoolExecutor,
-                   sleep: Callable[[float], None] = time.sleep) -> int:
-    """Send one stream record to its subscribers; the number reached. Raises DeliveryFailed."""
+                   sleep: Callable[[float], None] = time.sleep, batch: Batch | None = None) -> int:
+    """Send one stream record to its subscribers; the number reached. Raises DeliveryFailed.
+    Records of one ``batch`` share their subscriber reads (one Query per run and workspace)."""
     if record.get("eventName") != "INSERT":
         return 0
     delivery = delivery_of(((record.get("dynamodb") or {}).get("NewImage")) or {})
     if delivery is None:
         return 0
-    subscribers = _subscribers(delivery)
-    if not subscribers:
+    subscribers = _subscribers(delivery, batch if batch is not None else Batch())
+    key = (str(record.get("eventID") or ""), delivery.seq)
+    reached = _reached.get(key, set()) if key[0] else set()  # a retried record goes only where it did not get
+    todo = [sub for sub in subscribers if sub.connection_id not in reached]
+    if not todo:
         return 0
-    results = list(pool.map(lambda sub: _send(services, delivery.workspace_id, sub, delivery.data, sleep),
-                            subscribers))
+    results = list(pool.map(lambda sub: _send(services, delivery.workspace_id, sub, delivery.data, sleep), todo))
     failed = results.count(None)
     if failed:
-        raise DeliveryFailed(f"{failed} of {len(subscribers)} connections throttled")
+        if key[0]:
+            _remember(key, reached | {sub.connection_id for sub, result in zip(todo, results, strict=True) if result})
+        raise DeliveryFailed(f"{failed} of {len(todo)} connections throttled")
+    _reached.pop(key, None)
     return sum(1 for r in results if r)
 
 
-def _subscribers(delivery: Delivery) -> list[LiveSubscription]:
+#: Records that reached only some of their subscribers (stream event id, seq → connection ids), so
+#: the mapping's retry of the batch does not post them again to every connection: a burst of events
+#: to many watchers throttled once would otherwise be sent again in full each retry. Best effort —
+#: a cold container sends to all again, and clients drop seqs they have.
+_reached: OrderedDict[tuple[str, int], set[str]] = OrderedDict()
+_REACHED_RECORDS = 1000
+
+
+def _remember(key: tuple[str, int], connections: set[str]) -> None:
+    _reached[key] = connections
+    _reached.move_to_end(key)
+    while len(_reached) > _REACHED_RECORDS:
+        _reached.popitem(last=False)
+
+
+class Batch:
+    """The subscriptions read while one batch of stream records is delivered. Reading
+    them once per batch is safe: every record of a batch was stored before the batch
+    was handed over, so a subscription made after these reads replays them itself."""
+
+    def __init__(self) -> None:
+        self._read: dict[tuple[str, str], list[LiveSubscription]] = {}
+
+    def subscriptions(self, partition: str, prefix: str) -> list[LiveSubscription]:
+        if (partition, prefix) not in self._read:
+            self._read[partition, prefix] = list(_query(partition, prefix))
+        return self._read[partition, prefix]
+
+
+def _subscribers(delivery: Delivery, batch: Batch) -> list[LiveSubscription]:
     seen: set[str] = set()
     found: list[LiveSubscription] = []
     partition = LiveConnection.partition(delivery.workspace_id)
     with global_scope():  # the broadcaster's own role reads WS#*#LIVE, every workspace's (no role per tenant)
         for prefix in delivery.audiences:
-            for sub in _query(partition, prefix):
+            for sub in batch.subscriptions(partition, prefix):
                 if sub.run_id and delivery.seq <= int(sub.after or 0):
                     continue  # the subscriber asked for what comes after it (it has the rest)
                 if sub.connection_id not in seen:

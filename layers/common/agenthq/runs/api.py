@@ -4,7 +4,7 @@ cancel and resume. The steps themselves are in ``agenthq.runs.engine``."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pynamodb.exceptions import UpdateError
@@ -17,14 +17,13 @@ from agenthq.pagination import Page, page
 from agenthq.runs import decisions, pausing, slots
 from agenthq.runs.launch import LaunchRace, create_run_record
 from agenthq.runs.records import (
-    ACTIVE,
-    TERMINAL,
     event_view,
     iter_events,
     load_body,
     load_run,
     run_view,
 )
+from agenthq.runs.statuses import ACTIVE, RUN_STATUSES, TERMINAL, RunStatus  # noqa: F401 - RunStatus: re-exported
 from agenthq.security.secrets import fingerprint
 from agenthq.store import tenant_scope
 from agenthq.store.items import Run, RunLaunch, ToolCall, Workspace
@@ -34,8 +33,6 @@ if TYPE_CHECKING:
     from agenthq.services import Services
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
-RunStatus = Literal["queued", "running", "paused", "waiting", "succeeded", "failed", "cancelled", "timed_out"]
-RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 
 
 class RunLaunchRequest(BaseModel):

@@ -64,17 +64,20 @@ def next_turn(step: str, next_step: str, turn: int) -> int:
     return turn
 
 
-def goes_on_in_slice(next_step: str, *, seconds_left: float, model_call_seconds: float) -> bool:
+def goes_on_in_slice(next_step: str, *, seconds_left: float, model_call_seconds: float,
+                     tool_call_seconds: float) -> bool:
     """Whether the slice (one invocation of the run worker) runs ``next_step``
     itself, after a step it ran, rather than handing back to the state machine.
     Waiting steps always hand back (they need a task token). A model call starts
-    only if its whole retry budget and the commit after it fit in the time left.
-    (An invocation's first step always runs: the function's timeout is above
-    that budget — template.yaml, tested.)"""
+    only if its whole retry budget and the commit after it fit in the time left;
+    a tool call, if its timeout and the commit do. (An invocation's first step
+    always runs: the function's timeout is above those — template.yaml, tested.)"""
     if next_step not in IN_SLICE:
         return False
     if next_step == THINK:
         return seconds_left >= model_call_seconds + COMMIT_MARGIN_SECONDS
+    if next_step == ACT:
+        return seconds_left >= tool_call_seconds + COMMIT_MARGIN_SECONDS
     return seconds_left >= COMMIT_MARGIN_SECONDS
 
 

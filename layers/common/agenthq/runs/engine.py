@@ -43,13 +43,12 @@ from agenthq.adapters.model import ModelRequest, ModelRequestRejected, ModelResp
 from agenthq.agent_lookup import find_agent
 from agenthq.errors import InvalidRequest, NotFound, QuotaExceeded
 from agenthq.messaging import take_inbox
-from agenthq.observability import MetricUnit, logger, metrics
+from agenthq.observability import RUNS_STARTED, MetricUnit, count, count_model_tokens, logger, metrics
 from agenthq.runs import decisions, pausing, slots
 from agenthq.runs.decisions import ACT, DELEGATE, DONE, FAILED, FINISH, PAUSE, QUEUE, START, THINK, Outcome
 from agenthq.runs.launch import create_run_record
 from agenthq.runs.records import (
     STEP_ORDER,
-    TERMINAL,
     Change,
     RunConflict,
     StepMark,
@@ -58,6 +57,7 @@ from agenthq.runs.records import (
     load_body,
     load_run,
 )
+from agenthq.runs.statuses import TERMINAL
 from agenthq.store import tenant_scope, transaction
 from agenthq.store.items import ConversationMessage, LedgerEntry, Reservation, Run, RunBody, ToolCall
 from agenthq.text import clip
@@ -68,6 +68,9 @@ from agenthq.usage import Usage, alerts, counters, ledger, quota
 
 if TYPE_CHECKING:
     from agenthq.services import Services
+
+#: What an ended run no longer holds (the outcome is written out as output / error by then).
+ENDED_RUN_DROPS = ("task_token", "pause_reason", "pause_hold", "paused_at", "slot", "outcome")
 
 #: Each inbox message is shown up to this many characters, so the first message fits a DynamoDB item.
 INBOX_MESSAGE_CHARS = 2000
@@ -88,7 +91,7 @@ class Slice:
         self.services = services
         self.run = run
         self.seconds_left = seconds_left
-        # Until this slice commits a step record itself, an earlier attempt may have committed steps ahead.
+        # Until this slice commits a step itself, an earlier attempt may have left items of the step it is at.
         self.recovering = True
         self._body: RunBody | None = None
         self._conversation: list[ConversationMessage] | None = None
@@ -181,7 +184,8 @@ class Slice:
 
     def goes_on(self, next_step: str) -> bool:
         return decisions.goes_on_in_slice(next_step, seconds_left=self.seconds_left(),
-                                          model_call_seconds=self.services.settings.model_call_budget_seconds)
+                                          model_call_seconds=self.services.settings.model_call_budget_seconds,
+                                          tool_call_seconds=self.services.tools.longest_timeout())
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -260,6 +264,7 @@ def start(work: Slice, event: dict[str, Any]) -> str:
             change.extra.append(slots.take_in(run.workspace_id, work.limits()))
         try:
             work.commit(change)
+            count(RUNS_STARTED)
             return THINK
         except RunConflict:
             run = work.reload()
@@ -446,6 +451,7 @@ def _after_metering(work: Slice, usage: Usage) -> None:
                      quota.budget_micro_usd(limits), period, at)
     metrics.add_metric(name="ModelCalls", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="ModelCostMicroUSD", unit=MetricUnit.Count, value=usage.cost_micro_usd)
+    count_model_tokens(usage.tokens.view())
 
 
 def _release(work: Slice, step: int) -> None:
@@ -499,6 +505,8 @@ def act(work: Slice, event: dict[str, Any]) -> str:
     calls = work.tool_calls()
     pending = [u for u in uses if calls.get(u["id"]) is None or calls[u["id"]].result is None]
     for position, use in enumerate(pending):
+        if position and not work.goes_on(ACT):
+            return ACT  # no time for another tool call: the next slice goes on with this act
         call = calls.get(use["id"])
         if call is None:
             call = _start_tool_call(work, use)
@@ -832,8 +840,7 @@ def _end_change(run: Run, outcome: Outcome, at: datetime,
     change = Change(
         events=[*base.events, (f"run.{status}", data)],
         run_set={**base.run_set, "status": status, "finished_at": at, "output": outcome.get("output"),
-                 "error": error, "task_token": None, "pause_reason": None, "pause_hold": None, "paused_at": None,
-                 "slot": None, "outcome": None},  # the outcome is now written out as output / error
+                 "error": error, **dict.fromkeys(ENDED_RUN_DROPS)},
         run_actions=base.run_actions,
         run_condition=ending if base.run_condition is None else base.run_condition & ending,
         puts=base.puts,

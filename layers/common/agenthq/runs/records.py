@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 INPUT_PREVIEW_CHARS = 500
 LAST_SEQ = 9_999_999_999  # event sort keys hold 10 digits
-TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
-ACTIVE = frozenset({"queued", "running", "paused", "waiting"})
 
 
 class RunConflict(Exception):

@@ -121,6 +121,10 @@ class ToolRegistry:
     def names(self) -> list[str]:
         return sorted(self._tools)
 
+    def longest_timeout(self) -> float:
+        """The most seconds any one tool call may take."""
+        return max((tool.timeout_seconds for tool in self._tools.values()), default=0.0)
+
     def definitions(self, allowed: Iterable[str]) -> list[dict[str, Any]]:
         """Definitions of the ``allowed`` tools, in that order; unknown names are skipped."""
         seen: set[str] = set()

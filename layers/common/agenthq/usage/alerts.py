@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import PutError
 
-from agenthq.observability import logger
+from agenthq.observability import BUDGET_ALERTS, USAGE_ALERTS, count, logger
 from agenthq.pagination import Page, page
 from agenthq.store.items import Alert
+from agenthq.usage.quota import BUDGET
 
 if TYPE_CHECKING:
     from agenthq.adapters.events import OperatorEvents
@@ -48,6 +49,9 @@ def check(events: OperatorEvents, workspace_id: str, limit: str, used: int, allo
         except PutError:
             continue  # another writer crossed it first: it alerted
         created.append(alert)
+        count(USAGE_ALERTS)
+        if limit == BUDGET:
+            count(BUDGET_ALERTS)  # the operator's alarm: a workspace is near or at its model budget
     for alert in created:
         try:
             events.publish(DETAIL_TYPE, {"workspace_id": workspace_id, **alert_view(alert)})
