@@ -25,6 +25,7 @@ import importlib.util
 import json
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -76,6 +77,8 @@ class _Context:
 def main(conn: Any, setup: WorkerSetup) -> None:
     """The worker's life: become the function, load it, then serve invocations until the pipe closes."""
     _name_process(setup.logical_id)
+    # Ctrl-C in `make dev` reaches the whole process group; the runtime ends its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.clear()
     os.environ.update(setup.environment)
     for path in (setup.layer_path, setup.code_uri):  # /opt/python, then /var/task first, as on Lambda
