@@ -534,6 +534,12 @@ class LambdaRuntime:
         environments = self._environments[spec.logical_id]
         timeout = self.timeout_of(spec)
         worker, waited = environments.take(spec.logical_id, lambda: self._start_worker(spec), patience=timeout)
+        while not worker.process.is_alive():  # an idle environment that died (killed from outside): another
+            worker.kill()
+            environments.give_back(None)
+            worker, more = environments.take(spec.logical_id, lambda: self._start_worker(spec),
+                                             patience=timeout - waited)
+            waited += more
         timeout -= waited  # the time it waited for an environment counts (a cold start's init does not)
         fault_spec = None if fault is None else {"delay_seconds": fault.delay_seconds, "when": fault.when,
                                                  "error_type": fault.error_type}

@@ -5,6 +5,7 @@ at its timeout, so nothing it would have done afterwards happens."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -69,6 +70,16 @@ def test_a_warm_environment_is_reused_and_concurrent_invocations_get_environment
         running += change
         most = max(most, running)
     assert 1 < most <= limit
+
+
+def test_an_environment_that_died_while_idle_is_replaced_by_a_new_one(cloud):
+    runtime = cloud.runtime
+    with runtime.handler_replaced("HealthFunction", PROBE):
+        first = runtime.invoke("HealthFunction", {})
+        os.kill(first["pid"], signal.SIGKILL)
+        _until(lambda: not _alive(first["pid"]), "the environment's end")
+        second = runtime.invoke("HealthFunction", {})
+    assert second["pid"] != first["pid"] and second["served"] == 1
 
 
 def test_a_handler_error_is_reported_as_lambda_reports_it_and_the_environment_serves_on(cloud):
