@@ -553,10 +553,14 @@ class LiveClient:
                 return frame
 
     def run_events(self, run_id: str, until_seq: int | None = None, timeout: float = 90,
-                   terminal: bool = True) -> list[dict[str, Any]]:
-        """``run.event`` frames of ``run_id`` as received (duplicates included), until the run's last
-        event (``run.succeeded`` …) or ``until_seq``."""
+                   terminal: bool = True, after: int | None = 0) -> list[dict[str, Any]]:
+        """``run.event`` frames of ``run_id`` as received (duplicates included), until ``until_seq``,
+        or until the run's last event (``run.succeeded`` …) and every seq after ``after`` before it:
+        a record the broadcaster retries may arrive after later ones, as a client that holds early
+        seqs (``shown_in_order``, the CLI's watcher) expects. ``after=None``: a workspace
+        subscription, which gets a run's status changes only."""
         got: list[dict[str, Any]] = []
+        last: int | None = None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             frame = self.next(timeout=deadline - time.monotonic())
@@ -566,6 +570,8 @@ class LiveClient:
             if until_seq is not None and frame["seq"] >= until_seq:
                 return got
             if terminal and until_seq is None and frame["event"]["type"] in TERMINAL_EVENTS:
+                last = frame["seq"]
+            if last is not None and (after is None or {f["seq"] for f in got} >= set(range(after + 1, last + 1))):
                 return got
         raise AssertionError(f"timed out with {[f['seq'] for f in got]}")
 

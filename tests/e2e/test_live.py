@@ -65,7 +65,7 @@ def test_replay_after_the_run_ended_and_from_any_seq(api, cloud):
     client = LiveClient(cloud.ws_url, tenant.headers)
     try:
         client.send({"action": "subscribe", "run_id": run["id"], "after": 3})
-        frames = client.run_events(run["id"])
+        frames = client.run_events(run["id"], after=3)
         assert [f["seq"] for f in frames] == stored[3:]
         ack = client.next(type_="subscribed")
         assert ack == {"type": "subscribed", "run_id": run["id"], "after": 3, "through": stored[-1], "more": False}
@@ -90,7 +90,7 @@ def test_a_client_cut_off_mid_run_reconnects_with_after_without_gap_or_duplicate
     second = LiveClient(cloud.ws_url, tenant.headers)
     try:
         second.send({"action": "subscribe", "run_id": run["id"], "after": last})
-        after = second.run_events(run["id"])
+        after = second.run_events(run["id"], after=last)
     finally:
         second.close()
     stored = [e["seq"] for e in events_of(tenant, run["id"])]
@@ -155,7 +155,7 @@ def test_workspace_subscribers_get_status_changes_of_their_workspace_only(api, c
         assert watcher.next(type_="subscribed") == {"type": "subscribed", "workspace": True}
         run_b = launch(b, agent_b["id"], TOOL_RUN, key="ws-b").json()
         run_a = launch(a, agent_a["id"], TOOL_RUN, key="ws-a").json()
-        frames = watcher.run_events(run_a["id"])
+        frames = watcher.run_events(run_a["id"], after=None)
         wait_for(b, run_b["id"])
         time.sleep(1)
         while not watcher.frames.empty():

@@ -156,3 +156,34 @@ def test_the_records_of_one_batch_read_their_subscribers_once(monkeypatch):
             assert broadcast.deliver_record(services, record(seq, kind), pool, sleep=lambda s: None, batch=batch) == 1
     assert sends.sent == ["c1"] * 4
     assert sorted(queries) == sorted({q for q in queries}) and len(queries) == 2, queries
+
+
+def test_a_connection_that_missed_a_record_gets_no_later_one_of_the_batch_before_the_retry(monkeypatch):
+    """Record 1 stays throttled for b: record 2 is not sent to b ahead of it (it fails for b too), and
+    the mapping's retry from record 1 gives b record 1, then record 2 — b sees the run in order."""
+    monkeypatch.setattr(broadcast, "_query", lambda partition, prefix: [
+        SimpleNamespace(connection_id=c, run_id="R1", after=0) for c in ("a", "b")])
+
+    def record(seq):
+        return {"eventName": "INSERT", "eventID": f"evt-order-{seq}", "dynamodb": {"NewImage": {
+            "pk": {"S": "WS#W1#RUN#R1"}, "sk": {"S": f"EVT#{seq:010d}"}, "type": {"S": "RunEvent"},
+            "seq": {"N": str(seq)}, "event_type": {"S": "tool.called"}, "at": {"S": "2026-01-01T00:00:00.000000+0000"},
+            "data": {"S": "{}"}}}}
+
+    def deliver_batch(sends, seqs):
+        batch, failed = broadcast.Batch(), []
+        with ThreadPoolExecutor(2) as pool:
+            for seq in seqs:
+                try:
+                    broadcast.deliver_record(SimpleNamespace(connections=sends), record(seq), pool,
+                                             sleep=lambda s: None, batch=batch)
+                except broadcast.DeliveryFailed:
+                    failed.append(seq)
+        return failed
+
+    first = Sends({"b": [SendThrottled()] * broadcast.SEND_ATTEMPTS})
+    assert deliver_batch(first, [1, 2]) == [1, 2]
+    assert first.sent == ["a", "a"], "b got neither: record 2 would have overtaken record 1"
+    retry = Sends({})
+    assert deliver_batch(retry, [1, 2]) == []
+    assert retry.sent == ["b", "b"], "the retry reaches b only, record 1 then record 2"

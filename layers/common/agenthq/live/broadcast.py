@@ -12,9 +12,11 @@ partition (see ``connections`` for why that closes the replay seam). Posts to
 different connections run in parallel (bounded); one record is posted to all
 before the next, so each connection receives a run's events in seq order.
 A 410 (the client left) deletes the connection's items; a 429 is retried with
-backoff; a record that could not reach every live subscriber fails on its own
-(``ReportBatchItemFailures``): the mapping retries from it, and clients drop
-the seqs they already have.
+backoff; a record that could not reach every live subscriber fails
+(``ReportBatchItemFailures``), and so does every later record of the batch for
+the connections it missed — they are sent nothing more until the mapping's
+retry, which starts from the failed record, reaches them: order holds even
+then. Clients drop the seqs they already have.
 """
 
 from __future__ import annotations
@@ -94,18 +96,21 @@ def deliver_record(services: Services, record: dict[str, Any], pool: ThreadPoolE
     delivery = delivery_of(((record.get("dynamodb") or {}).get("NewImage")) or {})
     if delivery is None:
         return 0
-    subscribers = _subscribers(delivery, batch if batch is not None else Batch())
+    batch = batch if batch is not None else Batch()
+    subscribers = _subscribers(delivery, batch)
     key = (str(record.get("eventID") or ""), delivery.seq)
     reached = _reached.get(key, set()) if key[0] else set()  # a retried record goes only where it did not get
     todo = [sub for sub in subscribers if sub.connection_id not in reached]
-    if not todo:
-        return 0
+    waiting = [sub for sub in todo if sub.connection_id in batch.behind]  # missed an earlier record: keep order
+    todo = [sub for sub in todo if sub.connection_id not in batch.behind]
     results = list(pool.map(lambda sub: _send(services, delivery.workspace_id, sub, delivery.data, sleep), todo))
-    failed = results.count(None)
-    if failed:
+    missed = [sub.connection_id for sub, result in zip(todo, results, strict=True) if result is None]
+    missed += [sub.connection_id for sub in waiting]
+    if missed:
+        batch.behind.update(missed)
         if key[0]:
             _remember(key, reached | {sub.connection_id for sub, result in zip(todo, results, strict=True) if result})
-        raise DeliveryFailed(f"{failed} of {len(todo)} connections throttled")
+        raise DeliveryFailed(f"{len(missed)} of {len(todo) + len(waiting)} connections throttled or behind")
     _reached.pop(key, None)
     return sum(1 for r in results if r)
 
@@ -132,6 +137,9 @@ class Batch:
 
     def __init__(self) -> None:
         self._read: dict[tuple[str, str], list[LiveSubscription]] = {}
+        #: Connections a record of this batch did not reach: the batch's later records skip them
+        #: (and fail too), so the mapping's retry sends them the missed one first, then the rest.
+        self.behind: set[str] = set()
 
     def subscriptions(self, partition: str, prefix: str) -> list[LiveSubscription]:
         if (partition, prefix) not in self._read:
