@@ -46,7 +46,7 @@ from pynamodb.exceptions import UpdateError
 from agenthq import ids
 from agenthq.adapters.stepfunctions import RUNNING, SUCCEEDED, Execution
 from agenthq.observability import logger
-from agenthq.runs.api import request_cancel
+from agenthq.runs.cancel import request_cancel
 from agenthq.runs.statuses import ACTIVE
 from agenthq.store import BaseItem, get_many, global_scope, partition_page, tenant_scope
 from agenthq.store.items import (

@@ -7,14 +7,14 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pynamodb.exceptions import UpdateError
 
 from agenthq.agent_lookup import load_agent
 from agenthq.context import Principal, Scope
-from agenthq.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
+from agenthq.errors import Conflict, InvalidRequest, ServiceUnavailable
 from agenthq.observability import logger
 from agenthq.pagination import Page, page
-from agenthq.runs import decisions, pausing, slots
+from agenthq.runs import decisions, pausing
+from agenthq.runs.cancel import request_cancel
 from agenthq.runs.launch import LaunchRace, create_run_record
 from agenthq.runs.records import (
     event_view,
@@ -26,7 +26,7 @@ from agenthq.runs.records import (
 from agenthq.runs.statuses import ACTIVE, RUN_STATUSES, TERMINAL, RunStatus  # noqa: F401 - RunStatus: re-exported
 from agenthq.security.secrets import fingerprint
 from agenthq.store import tenant_scope
-from agenthq.store.items import Run, RunLaunch, ToolCall, Workspace
+from agenthq.store.items import Run, RunLaunch, Workspace
 from agenthq.text import NOT_BLANK
 
 if TYPE_CHECKING:
@@ -182,26 +182,6 @@ def cancel_run(services: Services, principal: Principal, run_id: str) -> dict[st
         request_cancel(services, run)
         run = load_run(principal.workspace_id, run_id)
         return run_view(run, load_body(run))
-
-
-def request_cancel(services: Services, run: Run) -> None:
-    """Record the cancel of an active ``run`` and wake it wherever it waits (also offboarding's)."""
-    try:
-        run.update(actions=[Run.cancel_requested.set(True)], condition=Run.status.is_in(*ACTIVE))
-    except UpdateError:
-        return  # it ended meanwhile
-    if run.status == "paused" and run.task_token:
-        services.orchestrator.send_next(run.task_token, "finish")
-    if run.status == "queued":  # waiting for a slot: wake it to end
-        slots.leave_queue(services, run)
-    if run.status == "waiting":  # cancel the child it waits for; its end wakes this run, which then ends
-        for call in ToolCall.query(Run.partition(run.workspace_id, run.id), ToolCall.sk.startswith("TOOL#"),
-                                   consistent_read=True):
-            if call.child_run_id and call.result is None:
-                try:
-                    request_cancel(services, load_run(run.workspace_id, call.child_run_id))
-                except NotFound:
-                    pass
 
 
 def resume_run(services: Services, principal: Principal, run_id: str) -> dict[str, Any]:
