@@ -6,6 +6,7 @@ export SAM_CLI_TELEMETRY := 0
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
+SAM := $(VENV)/bin/sam
 DYNAMODB_LOCAL_NPM_VERSION := 2.9.30
 DYNAMODB_LOCAL_JAR_SHA256 := 454305e9bc3e6ebcca5b62569869e31563b8d7e346474e94557b2600702146c7
 DYNAMODB_LOCAL_DIR := .cache/dynamodb-local
@@ -15,7 +16,7 @@ PYTEST_ARGS ?=
 CHECKOV_VENV := .cache/checkov-venv
 BANDIT_TARGETS := layers/common/agenthq functions local cli bench
 
-.PHONY: dev test setup check-tools lint-template scan build bench load clean openapi
+.PHONY: dev test setup check-tools lint-template scan build bench load clean openapi sam-local check-docker
 
 dev: setup ## Run AgentHQ on the local cloud (REST API on :3000, WebSocket API on :3001)
 	$(PY) -m local
@@ -52,7 +53,7 @@ openapi: setup ## Write functions/openapi/openapi.json (the contract) from the f
 	$(PY) -m scripts.openapi
 
 lint-template: setup ## sam validate --lint
-	$(VENV)/bin/sam validate --lint
+	$(SAM) validate --lint
 
 # Security scanners (docs/security.md, "Scanners"); each fails on any finding not fixed or suppressed with a reason.
 # bandit: the Python sources, config in pyproject.toml; its "nosec encountered, but no failed test" notes (a
@@ -66,7 +67,23 @@ scan: setup $(CHECKOV_VENV)/.installed ## bandit on the Python sources, checkov 
 		--skip-download --compact --quiet
 
 build: setup ## sam build (the deployable artifacts, in .aws-sam/)
-	$(VENV)/bin/sam build
+	$(SAM) build
+
+# `sam local` for those with Docker (docs/sam-local.md); `make dev` needs none of it. DynamoDB Local and Step
+# Functions Local from docker-compose.yml, the table and state machines created on them (local.bootstrap's
+# defaults are the ports compose publishes; BOOTSTRAP_ARGS to aim elsewhere), then the REST API in AWS's Lambda
+# containers on :3000 (samconfig.toml: the compose network, local/sam-local-env.json). `docker compose down` stops
+# the containers.
+BOOTSTRAP_ARGS ?=
+sam-local: check-docker $(VENV)/.installed ## sam local start-api against docker-compose's DynamoDB Local and Step Functions Local
+	docker compose up -d
+	$(PY) -m local.bootstrap $(BOOTSTRAP_ARGS)
+	$(SAM) build
+	$(SAM) local start-api
+
+check-docker:
+	@docker info >/dev/null 2>&1 || { echo "error: make sam-local needs Docker, and no Docker engine answers (docker info failed): start Docker, or run AgentHQ without it: make dev"; exit 1; }
+	@docker compose version >/dev/null 2>&1 || { echo "error: make sam-local needs Docker Compose v2 (docker compose), which this Docker does not have: install Docker's compose plugin, or run AgentHQ without Docker: make dev"; exit 1; }
 
 bench: setup ## Print the benchmarks' figures
 	$(PY) -m bench

@@ -422,7 +422,7 @@ class LocalCloud:
         specs = functions(self.template, self.resolver)
         environment: dict[str, str] = {}
         for spec in specs.values():
-            environment.update(spec.environment)
+            environment.update(_template_variables(spec))
         environment["POWERTOOLS_LOG_LEVEL"] = self.config.log_level
         environment.update(self.config.environment)
         self._set_environment(environment)
@@ -458,7 +458,7 @@ class LocalCloud:
             "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             **BASE_ENVIRONMENT,
             **tuned,
-            **spec.environment,
+            **_template_variables(spec),
             **local_values,
             # where the services are: boto3's standard variables (moto's server, DynamoDB Local) and the
             # offline model server (ANTHROPIC_BASE_URL, which the SDK reads)
@@ -535,6 +535,12 @@ class LocalCloud:
             self.stream_mappings.append(StreamMapping(spec, self.runtime, self.client("dynamodb"), streams,
                                                       self.config.stack.table_name,
                                                       region=self.config.stack.region).start())
+
+
+def _template_variables(spec: FunctionSpec) -> dict[str, str]:
+    """A function's variables from template.yaml, less the ``AWS_ENDPOINT_URL_<SERVICE>`` ones it declares
+    (empty there, for `sam local`'s env file to fill): the local cloud names its own endpoints."""
+    return {name: value for name, value in spec.environment.items() if not name.startswith("AWS_ENDPOINT_URL")}
 
 
 def _reset_process_caches() -> None:

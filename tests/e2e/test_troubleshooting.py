@@ -199,6 +199,35 @@ def anthropic_key_refused(request: pytest.FixtureRequest, tmp_path: Path) -> tup
     return tenant.get(f"/runs/{run_id}").text, {}  # what `curl …/runs/<id>` shows
 
 
+def _make_sam_local(tmp_path: Path, docker: str | None) -> str:
+    """`make sam-local` with ``docker`` (a script's body; None: no docker command at all) as the only
+    program on PATH; whatever else make asks of docker would be logged, and nothing else may run."""
+    calls = tmp_path / "docker-calls"
+    path = bin_dir(tmp_path)
+    if docker is not None:
+        script(path, "docker", f'echo "$*" >> {calls}\n' + docker)
+    output = run([MAKE, "-o", ".venv/.installed", "sam-local"], clean_env(tmp_path, path))
+    made = calls.read_text().splitlines() if calls.exists() else []
+    assert not [call for call in made if call not in ("info", "compose version")], f"it went on: {made}"
+    return output
+
+
+def sam_local_no_docker(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    # A docker client whose daemon is not running (what docker says then), and no docker at all: the same line.
+    stopped = _make_sam_local(tmp_path, "echo 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
+                                        "Is the docker daemon running?' >&2\nexit 1\n")
+    (tmp_path / "no-docker").mkdir()
+    absent = _make_sam_local(tmp_path / "no-docker", None)
+    assert stopped.splitlines()[0] == absent.splitlines()[0]
+    return stopped, {}
+
+
+def sam_local_no_compose(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    # docker answers `docker info`, but has no compose plugin (what Docker 28 says then)
+    return _make_sam_local(tmp_path, '[ "$1" = info ] && exit 0\n'
+                                     'echo "docker: unknown command: docker $1" >&2\nexit 1\n'), {}
+
+
 def _sam_deploy(tmp_path: Path, **aws: str) -> str:
     sam = str(Path(sys.executable).parent / "sam")
     env = clean_env(tmp_path, "/usr/bin:/bin", SAM_CLI_TELEMETRY="0", AWS_EC2_METADATA_DISABLED="true",
@@ -230,6 +259,8 @@ PROVOKED: dict[str, Callable[[pytest.FixtureRequest, Path], tuple[str, dict[str,
     "anthropic-key-refused": anthropic_key_refused,
     "deploy-no-credentials": deploy_no_credentials,
     "deploy-no-region": deploy_no_region,
+    "sam-local-no-docker": sam_local_no_docker,
+    "sam-local-no-compose": sam_local_no_compose,
 }
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import agenthq
 from agenthq.services import Services, get_services, set_services
 from local.events import rest_proxy_event
 from local.lambda_runtime import in_process
+from local.template import load_template
 
 
 def invoke_health(cloud):
@@ -19,7 +21,13 @@ def test_health_is_ok_when_dynamodb_and_stepfunctions_answer(cloud):
     assert status == 200
     assert body["status"] == "ok"
     assert body["checks"] == {"dynamodb": "ok", "stepfunctions": "ok"}
-    assert body["version"]
+
+
+def test_health_reports_the_release_the_template_gives_every_function(cloud):
+    """The function's APP_VERSION from template.yaml, equal to the code's (tests/unit/test_version.py)."""
+    _, body = invoke_health(cloud)
+    assert body["version"] == load_template()["Globals"]["Function"]["Environment"]["Variables"]["APP_VERSION"]
+    assert body["version"] == agenthq.__version__
 
 
 def test_health_reports_each_failing_dependency(cloud):

@@ -43,6 +43,11 @@ def test_each_function_runs_in_a_process_of_its_own_with_its_own_environment(clo
         assert seen["TABLE_NAME"] == cloud.config.stack.table_name
         assert seen["AWS_ENDPOINT_URL_DYNAMODB"] == cloud.dynamodb_endpoint
         assert seen["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+        # the template's empty AWS_ENDPOINT_URL_SFN (for sam local's env file) does not hide moto's endpoint
+        assert "AWS_ENDPOINT_URL_SFN" not in seen
+    # and this process's own clients (in-process handlers, the stream mapping) keep DynamoDB Local
+    assert os.environ["AWS_ENDPOINT_URL_DYNAMODB"] == cloud.environment["AWS_ENDPOINT_URL_DYNAMODB"] \
+        == cloud.dynamodb_endpoint
     # a variable only the auth function declares, pointed at the local WebSocket API
     assert auth["environment"]["LIVE_CONNECTIONS_URL"] == cloud.websocket.connections_url
     assert "LIVE_CONNECTIONS_URL" not in health["environment"]
