@@ -303,6 +303,56 @@ def test_twenty_runs_crossing_80_and_100_percent_together_alert_once_each(cloud,
     assert sorted(d["threshold_percent"] for d in runs_alerts) == [80, 100], "the operator is told once each"
 
 
+class AlertsSeenByTheModel:
+    """The real model; each call first notes the workspace's token alerts stored so far, and the
+    first answer comes ``hold`` seconds late (a slow model call)."""
+
+    def __init__(self, real, workspace_id, hold):
+        self.real, self.workspace_id, self.hold, self.seen = real, workspace_id, hold, []
+
+    def create_message(self, request):
+        self.seen.append(token_alerts(self.workspace_id))
+        response = self.real.create_message(request)
+        if len(self.seen) == 1:
+            time.sleep(self.hold)
+        return response
+
+
+def token_alerts(workspace_id):
+    with tenant_scope(workspace_id):
+        return sorted(int(a.threshold) for a in Alert.query(f"WS#{workspace_id}", Alert.sk.startswith("ALERT#"))
+                      if a.limit == "tokens_per_month")
+
+
+def month_used(workspace_id, tokens):
+    """The month so far: ``tokens`` used (and committed) by earlier runs."""
+    with tenant_scope(workspace_id):
+        Quota(*Quota.key(workspace_id, counters.month(get_services().now())), used_tokens=tokens,
+              committed_tokens=tokens).save()
+
+
+def test_a_run_that_crosses_80_percent_of_its_tokens_alerts_during_a_slow_slice_and_at_its_end(cloud, api):
+    """The month's alerts are checked after model calls at most every second of a slice and before the
+    slice hands back: a slow call's crossing is seen by the next call; a fast run's, when it ends."""
+    slow, fast = signup(api, tier="pro"), signup(api, tier="pro")
+    for tenant in (slow, fast):
+        enterprise(tenant, tokens_per_month=200_000)
+        month_used(tenant.workspace_id, 159_900)  # one model call more crosses 80%
+    recorded = RecordedEvents()
+    model = AlertsSeenByTheModel(get_services().model, slow.workspace_id, hold=1.5)
+    with services_with(model=model, operator_events=recorded):
+        agent = create_agent(slow, "slow", "sre")
+        run = launch(slow, agent["id"], "Read the clock.\n/tool current_time {}").json()
+        assert wait_for(slow, run["id"])["status"] == "succeeded"
+        assert model.seen == [[], [80]], "the second call of the slice comes after the first one's alert"
+        quick = launch(fast, create_agent(fast, "fast", "sre")["id"], "Done.").json()
+        assert wait_for(fast, quick["id"])["status"] == "succeeded"
+    assert token_alerts(fast.workspace_id) == [80], "checked before the slice handed back"
+    told = sorted((d["workspace_id"], d["threshold_percent"]) for t, d in recorded.published
+                  if t == "agenthq.usage.alert" and d["limit"] == "tokens_per_month")
+    assert told == sorted([(slow.workspace_id, 80), (fast.workspace_id, 80)])
+
+
 # --------------------------------------------------------------------------- concurrent runs
 
 

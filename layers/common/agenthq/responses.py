@@ -22,7 +22,7 @@ Item = TypeVar("Item")
 
 
 class View(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)  # built when a route first needs it (cold starts)
 
 
 class ListOf(View, Generic[Item]):

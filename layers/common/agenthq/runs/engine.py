@@ -75,6 +75,10 @@ ENDED_RUN_DROPS = ("task_token", "pause_reason", "pause_hold", "paused_at", "slo
 #: Each inbox message is shown up to this many characters, so the first message fits a DynamoDB item.
 INBOX_MESSAGE_CHARS = 2000
 
+#: A slice that meters model calls reads the month's usage for its alerts at most this often, and
+#: once more before it hands back: an alert comes at most this late (decisions.md, 58).
+ALERT_CHECK_SECONDS = 1.0
+
 
 class RunStepRejected(Exception):
     """A step that must not be retried: the run does not exist, or the request is malformed."""
@@ -98,6 +102,10 @@ class Slice:
         self._calls: dict[str, ToolCall] | None = None
         self._limits: TierLimits | None = None
         self.reserved: dict[int, Reservation] = {}  # reservations of model calls this slice knows of
+        # The month's alerts are checked at most every ALERT_CHECK_SECONDS while the slice meters model
+        # calls, and before it hands back (``check_alerts``): one read per model call otherwise.
+        self._alerts_checked_at = services.clock()
+        self._alerts_due = False
 
     # ------------------------------------------------------------------ what it reads once
 
@@ -149,6 +157,27 @@ class Slice:
         if step not in STEP_ORDER or mark is None or not mark.at_or_after(turn, step):
             return step, turn
         return mark.next, decisions.next_turn(mark.kind, mark.next, mark.turn)
+
+    def check_alerts(self, now: bool = False) -> None:
+        """The month's alerts at 80 and 100% of the tokens and the budget, after this slice metered
+        model calls: when ``now`` (the slice hands back) or ALERT_CHECK_SECONDS after the last check."""
+        if not self._alerts_due or (not now and self.services.clock() - self._alerts_checked_at < ALERT_CHECK_SECONDS):
+            return
+        self._alerts_due = False
+        self._alerts_checked_at = self.services.clock()
+        at = self.services.now()
+        month = quota.month_quota(self.run.workspace_id, at)
+        if month is not None:
+            limits, period = self.limits(), counters.month(at)
+            alerts.check(self.services.operator_events, self.run.workspace_id, quota.TOKENS,
+                         int(month.used_tokens), limits.tokens_per_month, period, at)
+            alerts.check(self.services.operator_events, self.run.workspace_id, quota.BUDGET,
+                         int(month.used_micro_usd), quota.budget_micro_usd(limits), period, at)
+
+    def metered(self) -> None:
+        """A model call was metered: the month's alerts are due (``check_alerts``)."""
+        self._alerts_due = True
+        self.check_alerts()
 
     def reservation(self, step: int) -> Reservation | None:
         if step not in self.reserved and self.recovering:
@@ -215,14 +244,15 @@ def run_step(services: Services, event: dict[str, Any],
         while True:
             metrics.add_metric(name="RunSteps", unit=MetricUnit.Count, value=1)
             next_step = STEPS[step](work, {**event, "step": step, "turn": turn})
-            if step not in decisions.IN_SLICE or next_step in (DONE, FAILED):
-                return {"next": next_step, "turn": turn}
-            turn = decisions.next_turn(step, next_step, turn)
-            next_step, turn = work.resume(next_step, turn)
-            if not work.goes_on(next_step):
-                return {"next": next_step, "turn": turn}
-            step = next_step
-            logger.append_keys(step=step)
+            if step in decisions.IN_SLICE and next_step not in (DONE, FAILED):
+                turn = decisions.next_turn(step, next_step, turn)
+                next_step, turn = work.resume(next_step, turn)
+                if work.goes_on(next_step):
+                    step = next_step
+                    logger.append_keys(step=step)
+                    continue
+            work.check_alerts(now=True)
+            return {"next": next_step, "turn": turn}
 
 
 # --------------------------------------------------------------------------- start
@@ -439,16 +469,8 @@ def _meter_model_call(work: Slice, step: int, entry: str, model: str, usage: Usa
 
 
 def _after_metering(work: Slice, usage: Usage) -> None:
-    """The month's alerts at 80 and 100% of the tokens and the budget, and the metrics."""
-    run, services = work.run, work.services
-    at = services.now()
-    month = quota.month_quota(run.workspace_id, at)
-    if month is not None:
-        limits, period = work.limits(), counters.month(at)
-        alerts.check(services.operator_events, run.workspace_id, quota.TOKENS, int(month.used_tokens),
-                     limits.tokens_per_month, period, at)
-        alerts.check(services.operator_events, run.workspace_id, quota.BUDGET, int(month.used_micro_usd),
-                     quota.budget_micro_usd(limits), period, at)
+    """The month's alerts (when due: ``Slice.check_alerts``), and the metrics."""
+    work.metered()
     metrics.add_metric(name="ModelCalls", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="ModelCostMicroUSD", unit=MetricUnit.Count, value=usage.cost_micro_usd)
     count_model_tokens(usage.tokens.view())
