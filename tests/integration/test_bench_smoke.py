@@ -15,7 +15,7 @@ def test_handler_benchmarks_run(cloud, capsys):
 def test_run_benchmark_runs(cloud, capsys):
     from bench import runs
 
-    figures = runs.run(cloud, runs=1, getitem_samples=3)
+    figures = runs.run(cloud, runs=1, getitem_samples=3, warmup_runs=0)
     for name in ("transitions_per_step", "write_requests_per_step", "wru_per_step", "rru_per_step",
                  "wall_seconds_per_step", "wall_per_step_ratio", "total_usd", "langsmith_ratio"):
         assert figures[name] > 0, name
