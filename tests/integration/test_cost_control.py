@@ -17,6 +17,7 @@ from agenthq.store.items import Alert, Quota, Reservation, Run
 from agenthq.usage import Usage, counters, ledger
 from local.lambda_runtime import in_process
 from tests.support import (
+    StepFault,
     assert_error,
     client_for,
     create_agent,
@@ -25,6 +26,7 @@ from tests.support import (
     services_with,
     set_tier,
     signup,
+    step_faults,
     wait_for,
 )
 
@@ -351,6 +353,25 @@ def test_a_run_that_crosses_80_percent_of_its_tokens_alerts_during_a_slow_slice_
     told = sorted((d["workspace_id"], d["threshold_percent"]) for t, d in recorded.published
                   if t == "agenthq.usage.alert" and d["limit"] == "tokens_per_month")
     assert told == sorted([(slow.workspace_id, 80), (fast.workspace_id, 80)])
+
+
+def test_a_slice_that_fails_after_crossing_80_percent_still_stores_the_alert(cloud, api, monkeypatch):
+    """The first model call crosses 80% and the slice then fails (its act crashes): the alert is
+    checked as it fails, so the retried slice's first model call already sees it."""
+    from agenthq.runs import engine
+
+    monkeypatch.setattr(engine, "ALERT_CHECK_SECONDS", 3600.0)  # no check is due while the slice goes on
+    tenant = signup(api, tier="pro")
+    enterprise(tenant, tokens_per_month=200_000)
+    month_used(tenant.workspace_id, 159_900)
+    model = AlertsSeenByTheModel(get_services().model, tenant.workspace_id, hold=0)
+    crash = StepFault(steps=("act",), match=lambda event: event.get("workspace_id") == tenant.workspace_id)
+    with services_with(model=model), step_faults(crash):
+        agent = create_agent(tenant, "crashy", "sre")
+        run = launch(tenant, agent["id"], "Read the clock.\n/tool current_time {}").json()
+        assert wait_for(tenant, run["id"])["status"] == "succeeded"
+    assert crash.fired == 1
+    assert model.seen == [[], [80]]
 
 
 # --------------------------------------------------------------------------- concurrent runs

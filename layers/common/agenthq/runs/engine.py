@@ -158,13 +158,22 @@ class Slice:
             return step, turn
         return mark.next, decisions.next_turn(mark.kind, mark.next, mark.turn)
 
-    def check_alerts(self, now: bool = False) -> None:
+    def check_alerts(self, now: bool = False, quietly: bool = False) -> None:
         """The month's alerts at 80 and 100% of the tokens and the budget, after this slice metered
-        model calls: when ``now`` (the slice hands back) or ALERT_CHECK_SECONDS after the last check."""
+        model calls: when ``now`` (the slice hands back, or fails) or ALERT_CHECK_SECONDS after the
+        last check. ``quietly``: a failure of the check is logged, not raised."""
         if not self._alerts_due or (not now and self.services.clock() - self._alerts_checked_at < ALERT_CHECK_SECONDS):
             return
         self._alerts_due = False
         self._alerts_checked_at = self.services.clock()
+        try:
+            self._check_alerts()
+        except Exception:
+            if not quietly:
+                raise
+            logger.exception("could not check the month's alerts")
+
+    def _check_alerts(self) -> None:
         at = self.services.now()
         month = quota.month_quota(self.run.workspace_id, at)
         if month is not None:
@@ -240,19 +249,28 @@ def run_step(services: Services, event: dict[str, Any],
         except NotFound:  # (a DynamoDB failure is not caught: Step Functions retries it)
             raise RunStepRejected(f"no run {run_id} in workspace {workspace_id}") from None
         work = Slice(services, run, seconds_left)
-        step, turn = work.resume(step, turn)
-        while True:
-            metrics.add_metric(name="RunSteps", unit=MetricUnit.Count, value=1)
-            next_step = STEPS[step](work, {**event, "step": step, "turn": turn})
-            if step in decisions.IN_SLICE and next_step not in (DONE, FAILED):
-                turn = decisions.next_turn(step, next_step, turn)
-                next_step, turn = work.resume(next_step, turn)
-                if work.goes_on(next_step):
-                    step = next_step
-                    logger.append_keys(step=step)
-                    continue
-            work.check_alerts(now=True)
+        try:
+            answer = _run_slice(work, event, *work.resume(step, turn))
+        except Exception:
+            work.check_alerts(now=True, quietly=True)  # the slice fails with what it raised
+            raise
+        work.check_alerts(now=True)
+        return answer
+
+
+def _run_slice(work: Slice, event: dict[str, Any], step: str, turn: int) -> dict[str, Any]:
+    """Steps from ``step`` of ``turn`` on, while the slice may go on; what the state machine does next."""
+    while True:
+        metrics.add_metric(name="RunSteps", unit=MetricUnit.Count, value=1)
+        next_step = STEPS[step](work, {**event, "step": step, "turn": turn})
+        if step not in decisions.IN_SLICE or next_step in (DONE, FAILED):
             return {"next": next_step, "turn": turn}
+        turn = decisions.next_turn(step, next_step, turn)
+        next_step, turn = work.resume(next_step, turn)
+        if not work.goes_on(next_step):
+            return {"next": next_step, "turn": turn}
+        step = next_step
+        logger.append_keys(step=step)
 
 
 # --------------------------------------------------------------------------- start
