@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
 
-from local.lambda_worker import WorkerSetup
+from local.lambda_worker import LambdaContext, WorkerSetup
 from local.template import ROOT, FunctionSpec
 
 LAYER_PATH = ROOT / "layers" / "common"
@@ -137,29 +137,6 @@ def _state_machine_of(target: Any) -> str | None:
     """The state machine name of an execution worker's thread target (moto's ExecutionWorker)."""
     details = getattr(getattr(target, "__self__", None), "_evaluation_details", None)
     return getattr(getattr(details, "state_machine_details", None), "name", None)
-
-
-@dataclass
-class LambdaContext:
-    """The context object Lambda passes to a handler."""
-
-    function_name: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int
-    aws_request_id: str
-    deadline: float
-    function_version: str = "$LATEST"
-
-    @property
-    def log_group_name(self) -> str:
-        return f"/aws/lambda/{self.function_name}"
-
-    @property
-    def log_stream_name(self) -> str:
-        return "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
 class FunctionError(Exception):

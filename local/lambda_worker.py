@@ -52,8 +52,8 @@ class WorkerSetup:
 
 
 @dataclass
-class _Context:
-    """The context object Lambda passes to a handler."""
+class LambdaContext:
+    """The context object Lambda passes to a handler (in a worker, and in the runtime's process)."""
 
     function_name: str
     invoked_function_arn: str
@@ -124,8 +124,8 @@ def _profiled(setup: WorkerSetup, *args: Any) -> tuple[Any, ...]:
 
 def _invoke(setup: WorkerSetup, handler: Any, request_id: str, event_text: str, remaining: float,
             fault: dict[str, Any] | None) -> tuple[Any, ...]:
-    context = _Context(setup.function_name, setup.invoked_function_arn, setup.memory, request_id,
-                       deadline=time.monotonic() + remaining)
+    context = LambdaContext(setup.function_name, setup.invoked_function_arn, setup.memory, request_id,
+                            deadline=time.monotonic() + remaining)
     try:
         if fault and fault["delay_seconds"]:
             time.sleep(fault["delay_seconds"])
