@@ -142,3 +142,21 @@ def test_calls_timing_out_until_the_run_fails_are_each_metered_across_the_slices
     assert [e["type"] for e in events] == ["run.queued", "run.started", "run.failed"]
     assert events[-1]["data"]["usage"]["cost_usd"] == run["usage"]["cost_usd"] != "0.000000"
     assert_metered_at_least_billed_and_everything_agrees(tenant, run, billed)
+
+
+def test_the_offline_model_honours_max_tokens_as_anthropic_does(cloud, tenant):
+    """Issue 17, hole 10: a local answer never passes ``max_tokens``, so a call never costs more locally than
+    the reservation AWS would hold it to: the run ends truncated, with only the tokens produced metered."""
+    agent = create_agent(tenant, "long-winded", "architect")
+    with services_with(settings={"model_max_tokens": 16}):
+        run = wait_for(tenant, launch(tenant, agent["id"], "Explain everything at length. " * 30).json()["id"])
+    assert run["status"] == "succeeded", run
+    events = events_of(tenant, run["id"])
+    (called,) = [e for e in events if e["type"] == "model.called"]
+    assert called["data"]["stop_reason"] == "max_tokens"
+    assert 0 < called["data"]["usage"]["output_tokens"] <= 16
+    assert events[-1]["type"] == "run.succeeded" and events[-1]["data"]["truncated"] is True
+    (billed,) = cloud.model_server.billed(tenant.workspace_id)
+    assert billed["output_tokens"] == called["data"]["usage"]["output_tokens"]
+    assert_metered_at_least_billed_and_everything_agrees(tenant, run, [billed])
+    assert micro(run["usage"]["cost_usd"]) == billed_micro_usd([billed]), "an answered call: metered as billed"
