@@ -556,7 +556,7 @@ def _unanswered_usage(request: ModelRequest, reservation: Reservation | None, at
 def _after_metering(work: Slice, usage: Usage) -> None:
     """The month's alerts (when due: ``Slice.check_alerts``), and the metrics."""
     work.metered()
-    metrics.add_metric(name="ModelCalls", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="ModelCalls", unit=MetricUnit.Count, value=max(1, usage.model_calls))
     metrics.add_metric(name="ModelCostMicroUSD", unit=MetricUnit.Count, value=usage.cost_micro_usd)
     count_model_tokens(usage.tokens.view())
 
