@@ -56,7 +56,9 @@ one object or a list; ``DELETE /_offline/faults`` clears; ``GET`` lists)::
      "reset_after": 5,       # anthropic-ratelimit-*-reset that far in the future
      "stall_seconds": 1.5,   # sleep first; without a status then answer normally
      "cut_after_events": 3}  # answer, but drop the connection after this many SSE events
-                             # (a request without "stream": after the headers)
+                             # (a request without "stream": after the headers); with a
+                             # status, a streamed answer ends in an ``error`` event there
+                             # instead, as the API reports an overload mid-stream
 
 Run standalone: ``python -m local.model_server --port 8787`` prints the base URL.
 """
@@ -152,8 +154,6 @@ class Fault:
                 raise ValueError(f"{name} must be a non-negative number")
         if self.cut_after_events is not None and (not _is_int(self.cut_after_events) or self.cut_after_events < 0):
             raise ValueError("cut_after_events must be a non-negative integer")
-        if self.status is not None and self.cut_after_events is not None:
-            raise ValueError("a fault either answers with an error status or cuts an answer off, not both")
         if self.status is None and not self.stall_seconds and self.cut_after_events is None:
             raise ValueError("a fault needs a status, a stall_seconds or a cut_after_events")
 
@@ -773,10 +773,9 @@ class OfflineModelServer:
         if fault is not None:
             if fault.stall_seconds and self._stopping.wait(fault.stall_seconds):
                 return
-            if fault.status is not None:
-                fallback_type = "api_error" if fault.status >= 500 else "invalid_request_error"
-                error_type = ERROR_TYPES.get(fault.status, fallback_type)
-                message = FAULT_MESSAGES.get(fault.status, f"Offline fault: HTTP {fault.status}")
+            mid_stream = fault.cut_after_events is not None and isinstance(body, dict) and body.get("stream") is True
+            if fault.status is not None and not mid_stream:
+                error_type, message = _fault_error(fault.status)
                 headers = _rate_limit_headers(exhausted=fault.status == 429, reset_after=fault.reset_after)
                 if fault.retry_after is not None:
                     headers["retry-after"] = _format_seconds(fault.retry_after)
@@ -811,7 +810,8 @@ class OfflineModelServer:
         if body.get("stream"):
             with self._lock:
                 self._status_counts[200] += 1
-            handler.send_event_stream(stream_events(answered), cut_after=cut)
+            error = _error_body(*_fault_error(fault.status), request_id) if fault and fault.status else None
+            handler.send_event_stream(stream_events(answered), cut_after=cut, then_error=error)
         elif cut is not None:
             with self._lock:
                 self._status_counts[200] += 1
@@ -933,9 +933,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.wfile.flush()
 
-    def send_event_stream(self, events: list[tuple[str, dict[str, Any]]], *, cut_after: int | None = None) -> None:
+    def send_event_stream(self, events: list[tuple[str, dict[str, Any]]], *, cut_after: int | None = None,
+                          then_error: dict[str, Any] | None = None) -> None:
         """Answer 200 with ``events`` as Server-Sent Events (chunked); ``cut_after``:
-        the connection drops after that many events, with no end to the body."""
+        the connection drops after that many events, with no end to the body — or,
+        with ``then_error``, the stream ends there with that ``error`` event."""
         self.send_response(200, "OK")
         self.send_header("content-type", "text/event-stream; charset=utf-8")
         self.send_header("cache-control", "no-cache")
@@ -946,6 +948,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         for sent, (name, data) in enumerate(events):
             if cut_after is not None and sent >= cut_after:
+                if then_error is not None:
+                    frame = f"event: error\ndata: {json.dumps(then_error)}\n\n".encode()
+                    self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(frame), frame))
                 self.wfile.flush()
                 self.close_connection = True
                 return
@@ -974,6 +979,12 @@ def _rate_limit_headers(*, exhausted: bool = False, reset_after: float | None = 
         headers[f"anthropic-ratelimit-{family}-remaining"] = "0" if exhausted else str(limit - 1)
         headers[f"anthropic-ratelimit-{family}-reset"] = reset
     return headers
+
+
+def _fault_error(status: int) -> tuple[str, str]:
+    """The error type and message a fault answering ``status`` sends."""
+    fallback_type = "api_error" if status >= 500 else "invalid_request_error"
+    return ERROR_TYPES.get(status, fallback_type), FAULT_MESSAGES.get(status, f"Offline fault: HTTP {status}")
 
 
 def _error_body(error_type: str, message: str, request_id: str) -> dict[str, Any]:

@@ -236,6 +236,19 @@ def test_a_stream_cut_off_midway_is_retried_and_listed_under_its_message_id(make
     assert response.usage.input_tokens == billed[1]["input_tokens"]
 
 
+def test_an_error_event_mid_stream_is_retried_and_listed_or_rejected_and_listed(make_model, server, sleep):
+    server.faults.add({"status": 529, "cut_after_events": 3, "match": "overloaded-mid-stream"})
+    response = make_model().create_message(ask("overloaded-mid-stream"))
+    assert response.attempts == 2 and response.stop_reason == "end_turn"
+    (lost,) = response.unanswered
+    assert lost.id.startswith("msg_") and "overloaded_error" in lost.reason
+
+    server.faults.add({"status": 400, "cut_after_events": 3, "match": "refused-mid-stream"})
+    with pytest.raises(ModelRequestRejected) as caught:
+        make_model().create_message(ask("refused-mid-stream"))
+    assert caught.value.attempts == 1 and len(caught.value.unanswered) == 1
+
+
 def test_calls_that_time_out_every_time_are_listed_on_the_error(make_model, server, sleep):
     server.faults.add({"stall_seconds": 0.5, "times": 3, "match": "stall-thrice-marker"})
 

@@ -246,6 +246,23 @@ def test_a_cut_fault_drops_the_stream_after_n_events_and_the_answer_is_still_bil
     assert billed["model"] == MODEL and billed["output_tokens"] > 1 and billed["input_tokens"] > 0
 
 
+def test_a_status_fault_with_a_cut_ends_a_stream_in_an_error_event(server, client):
+    server.faults.add({"status": 529, "cut_after_events": 2, "times": 2, "match": "mid-stream-error"})
+    stream = client.messages.create(model=MODEL, max_tokens=100, messages=[user("mid-stream-error")], stream=True,
+                                    metadata={"user_id": "ws-mid-stream"})
+    seen = []
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        for event in stream:
+            seen.append(event.type)
+    assert seen == ["message_start", "content_block_start"]
+    assert caught.value.body["error"]["type"] == "overloaded_error"
+    assert len(server.billed("ws-mid-stream")) == 1, "the answer had begun"
+    with pytest.raises(anthropic.OverloadedError):  # unstreamed: the error answer itself, not billed
+        client.messages.create(model=MODEL, max_tokens=100, messages=[user("mid-stream-error")],
+                               metadata={"user_id": "ws-mid-stream"})
+    assert len(server.billed("ws-mid-stream")) == 1
+
+
 def test_the_billing_log_lists_what_was_answered_per_workspace(server, client, http):
     server.clear_billing()
     client.messages.create(model=MODEL, max_tokens=100, messages=[user("bill me")], metadata={"user_id": "ws-a"})
