@@ -275,6 +275,9 @@ class LocalCloud:
         )
         self._mock.start()
         serialize_moto()
+        from local.usage_plans import hold_moto_to_one_plan_per_stage
+
+        hold_moto_to_one_plan_per_stage()
         remember_state_machine_parses()
         self.moto_server = MotoServer(host="127.0.0.1", port=0).start()
         # moto replaced boto3's default session: credentials and hooks go on the new one.
@@ -303,6 +306,8 @@ class LocalCloud:
                                       "throttle": {"rateLimit": spec.rate_limit, "burstLimit": spec.burst_limit}}
             if spec.quota_limit is not None:
                 kwargs["quota"] = {"limit": spec.quota_limit, "period": spec.quota_period}
+            if spec.api_stages:  # as on AWS: one key in one plan per stage (local/usage_plans.py holds moto to it)
+                kwargs["apiStages"] = [{"apiId": api_id, "stage": stage} for api_id, stage in spec.api_stages]
             plan = apigw.create_usage_plan(**kwargs)
             self.config.stack.refs[spec.logical_id] = plan["id"]
 
