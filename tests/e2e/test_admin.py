@@ -92,6 +92,66 @@ def test_unsigned_and_wrongly_signed_operator_requests_are_refused_and_change_no
     assert owner.get("").json()["tier"] == "free"
 
 
+class SignedAs(httpx.Auth):
+    """Signs like the CLI with another principal's credentials."""
+
+    requires_request_body = True
+
+    def __init__(self, credentials: Credentials, region: str) -> None:
+        self.credentials, self.region = credentials, region
+
+    def auth_flow(self, request):
+        sign(request, self.credentials, self.region)
+        yield request
+
+
+def test_a_principal_of_the_account_not_named_an_operator_is_refused_with_a_valid_signature(api, cloud):
+    """Another IAM user of the account (a CI role, an administrator) whose policy allows execute-api:Invoke on *:
+    its signature holds, but it is not in OperatorPrincipalArns, so the REST API's resource policy refuses it
+    (issue 18: before, any such principal could change tiers and offboard any workspace)."""
+    from local.sigv4 import LocalCredentials
+
+    bystander = LocalCredentials("AKIALOCALCIDEPLOYER1", "ci-deployer-secret-0123456789abcdefghij",
+                                 user_name="ci-deployer", user_id="AIDALOCALCIDEPLOYER1")
+    cloud.rest.signatures.credentials[bystander.access_key_id] = bystander  # the account knows this user too
+    try:
+        owner = signup(api)
+        auth = SignedAs(Credentials(bystander.access_key_id, bystander.secret_access_key), cloud.config.stack.region)
+        attempts = {
+            "read a workspace": ("GET", admin_path(owner.workspace_id), None),
+            "change its tier": ("PATCH", admin_path(owner.workspace_id), {"tier": "pro"}),
+            "offboard it": ("DELETE", admin_path(owner.workspace_id), None),
+            "list every workspace": ("GET", "/admin/workspaces", None),
+            "read every workspace's cost": ("GET", "/admin/usage", None),
+        }
+        for what, (method, path, body) in attempts.items():
+            response = api.request(method, path, json=body, auth=auth)
+            assert_error(response, 403, "forbidden")
+            assert response.headers["x-amzn-ErrorType"] == "ACCESS_DENIED", what
+        workspace = stored(owner.workspace_id)
+        assert (workspace.tier, bool(workspace.deleting)) == ("free", False), "nothing changed"
+        assert owner.get("").status_code == 200
+
+        # The operator the stack names is still the operator.
+        assert api.get(admin_path(owner.workspace_id), auth=api.operator).status_code == 200
+        assert cloud.config.stack.parameters["OperatorPrincipalArns"] == cloud.operator.arn
+    finally:
+        cloud.rest.signatures.credentials.pop(bystander.access_key_id, None)
+
+
+def test_the_admin_function_itself_refuses_a_signer_not_named_an_operator(cloud):
+    """The second lock: were the resource policy missing (or changed), the function still refuses a
+    principal outside OPERATOR_PRINCIPAL_ARNS (template.yaml passes it OperatorPrincipalArns)."""
+    from local.template import ROOT
+
+    event = json.loads((ROOT / "events" / "admin" / "get_workspace.json").read_text())
+    as_operator = cloud.runtime.invoke("AdminFunction", event)
+    assert as_operator["statusCode"] == 404, as_operator  # accepted; the sample workspace does not exist
+    event["requestContext"]["identity"]["userArn"] = "arn:aws:iam::123456789012:user/ci-deployer"
+    refused = cloud.runtime.invoke("AdminFunction", event)
+    assert refused["statusCode"] == 403 and json.loads(refused["body"])["error"]["code"] == "forbidden", refused
+
+
 def test_a_signed_request_at_the_edge_of_the_allowed_skew_is_accepted(api, cloud):
     owner = signup(api)
     for minutes in (-14, 14):
