@@ -165,3 +165,35 @@ def test_a_change_interrupted_after_the_attach_is_finished_by_the_next_change(ap
     # The next change starts from what the stored tier says (free), not from where the key is.
     ApiGatewayKeys(apigw, plans).move_key(key_id, plans["free"], plans[retry_to])
     assert plans_of(apigw, key_id) == {plans[retry_to]}
+
+
+class RacedBy:
+    """An API Gateway client beside which another tier change keeps attaching the key to ``plan``
+    (between this change's detach and attach), ``times`` times."""
+
+    def __init__(self, client: Any, plan: str, times: int) -> None:
+        self.client, self.plan, self.left = client, plan, times
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self.client, name)
+        if name != "create_usage_plan_key":
+            return real
+
+        def call(**kwargs: Any) -> Any:
+            if self.left > 0:
+                self.left -= 1
+                self.client.create_usage_plan_key(usagePlanId=self.plan, keyId=kwargs["keyId"], keyType="API_KEY")
+            return real(**kwargs)
+        return call
+
+
+def test_a_concurrent_change_is_undone_then_a_persistent_one_is_a_409(apigw, plans):
+    from agenthq.errors import Conflict
+
+    key_id = key_in(apigw, plans["free"])
+    ApiGatewayKeys(RacedBy(apigw, plans["pro"], times=1), plans).move_key(key_id, plans["free"], plans["starter"])
+    assert plans_of(apigw, key_id) == {plans["starter"]}, "the racing attach was detached again"
+
+    with pytest.raises(Conflict):
+        ApiGatewayKeys(RacedBy(apigw, plans["pro"], times=10), plans).move_key(key_id, plans["starter"], plans["free"])
+    assert len(plans_of(apigw, key_id)) == 1, "still in exactly one plan (the racing change's)"
