@@ -3,8 +3,14 @@
 
 SHELL := /bin/bash
 export SAM_CLI_TELEMETRY := 0
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The Lambda runtime's Python (template.yaml: python3.13): .venv is made with it, found as python3.13 (or a python3
+# that is 3.13) on PATH or among pyenv's installed versions (scripts/find-python.sh); `make PYTHON=/path/to/python3.13` to choose one.
+PYTHON_VERSION := 3.13
+PYTHON ?= $(shell $(SHELL) scripts/find-python.sh $(PYTHON_VERSION))
 VENV := .venv
+# Names the Python .venv was made with: a .venv made by another Python (an older checkout's 3.11) lacks it,
+# so it is made again, and everything reinstalled.
+VENV_STAMP := $(VENV)/.python-$(PYTHON_VERSION)
 PY := $(VENV)/bin/python
 SAM := $(VENV)/bin/sam
 DYNAMODB_LOCAL_NPM_VERSION := 2.9.30
@@ -29,20 +35,29 @@ test: setup scan ## Every check: lint, types, security scanners, unit, integrati
 setup: check-tools $(VENV)/.installed $(DYNAMODB_LOCAL_DIR)/DynamoDBLocal.jar
 
 check-tools:
-	@test -n "$(PYTHON)" || { echo "error: Python 3.11 is required (python3.11 or python3 on PATH)"; exit 1; }
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || { echo "error: Python 3.11+ is required, found $$($(PYTHON) --version)"; exit 1; }
+	@test -n "$(PYTHON)" || { echo "error: Python $(PYTHON_VERSION) is required (the Lambda runtime's; python$(PYTHON_VERSION) on PATH or a pyenv version): install it, e.g. pyenv install $(PYTHON_VERSION), apt-get install python$(PYTHON_VERSION) python$(PYTHON_VERSION)-venv, or brew install python@$(PYTHON_VERSION)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if "%d.%d" % sys.version_info[:2] == "$(PYTHON_VERSION)" else 1)' || { echo "error: Python $(PYTHON_VERSION) is required (the Lambda runtime's), PYTHON=$(PYTHON) is $$($(PYTHON) --version 2>&1)"; exit 1; }
+	@echo "Using Python $$($(PYTHON) -c 'import sys; print(sys.version.split()[0])') ($(PYTHON)) for $(VENV)"
 	@command -v java >/dev/null 2>&1 || { echo "error: Java 17+ is required to run DynamoDB Local (e.g. apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@command -v npm >/dev/null 2>&1 || { echo "error: npm is required to fetch DynamoDB Local (install Node.js 18+ with npm)"; exit 1; }
 
-$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(VENV_STAMP):
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	@touch $@
+
+$(VENV)/.installed: $(VENV_STAMP) requirements-dev.txt layers/common/requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -e .  # the agenthq command (cli/)
 	@touch $@
 
-$(CHECKOV_VENV)/.installed: requirements-checkov.txt
-	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+$(CHECKOV_VENV)/.python-$(PYTHON_VERSION):
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	@touch $@
+
+$(CHECKOV_VENV)/.installed: $(CHECKOV_VENV)/.python-$(PYTHON_VERSION) requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	@touch $@
 

@@ -220,6 +220,8 @@ class FunctionSpec:
     memory: int
     environment: dict[str, str]
     reserved_concurrency: int | None = None  # ReservedConcurrentExecutions: at most this many at once
+    runtime: str = "python3.13"
+    architecture: str = "x86_64"  # Architectures' only entry (Lambda's default: x86_64)
 
 
 def functions(template: dict[str, Any], resolver: Resolver) -> dict[str, FunctionSpec]:
@@ -239,6 +241,8 @@ def functions(template: dict[str, Any], resolver: Resolver) -> dict[str, Functio
             environment={k: str(resolver.resolve(v)) for k, v in env.items()},
             reserved_concurrency=(int(props["ReservedConcurrentExecutions"])
                                   if props.get("ReservedConcurrentExecutions") is not None else None),
+            runtime=str(props.get("Runtime", "")),
+            architecture=str((props.get("Architectures") or ["x86_64"])[0]),
         )
     return specs
 

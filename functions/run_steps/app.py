@@ -12,5 +12,7 @@ from agenthq.usage import infra
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict, context: Any) -> dict:
-    with infra.metering(memory_mb=int(context.memory_limit_in_mb)):  # this invocation's AWS cost, per commit
-        return run_step(get_services(), event, lambda: context.get_remaining_time_in_millis() / 1000)
+    services = get_services()
+    # this invocation's AWS cost (its memory × wall time at its architecture's price), metered per commit
+    with infra.metering(memory_mb=int(context.memory_limit_in_mb), architecture=services.settings.lambda_architecture):
+        return run_step(services, event, lambda: context.get_remaining_time_in_millis() / 1000)

@@ -1,7 +1,14 @@
 """`sam build` makes the deployable artifacts, and every function imports and
 answers using only what the built layer contains — so a runtime dependency
 missing from layers/common/requirements.txt (present here only through the
-dev virtualenv) fails this test, not a deployment."""
+dev virtualenv) fails this test, not a deployment.
+
+The functions run on arm64 (template.yaml) and this machine is x86_64: the
+deployable build's compiled modules cannot be imported here. So the build as
+deployed is checked for what it holds (every compiled module an aarch64 ELF
+for CPython 3.13), and the import checks run on a second build of the same
+template with ``x86_64`` as the architecture, which must hold the very same
+distributions at the same versions."""
 
 from __future__ import annotations
 
@@ -35,15 +42,53 @@ print(json.dumps({{"status": result.get("statusCode"), "body": result.get("body"
 """
 
 
-@pytest.fixture(scope="module")
-def build(tmp_path_factory):
+AARCH64 = 183  # ELF e_machine of AArch64 (EM_AARCH64)
+
+
+def sam_build(home: Path, *args: str) -> None:
     sam = Path(sys.executable).parent / "sam"
-    home = tmp_path_factory.mktemp("home")
-    result = subprocess.run([str(sam), "build"], cwd=ROOT, capture_output=True, text=True, timeout=900,
+    result = subprocess.run([str(sam), "build", *args], cwd=ROOT, capture_output=True, text=True, timeout=900,
                             env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(home),
                                  "SAM_CLI_TELEMETRY": "0"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def deployable(tmp_path_factory):
+    """`sam build` as `make build` runs it: python3.13 on arm64, into .aws-sam/build."""
+    sam_build(tmp_path_factory.mktemp("home"))
     return BUILD
+
+
+@pytest.fixture(scope="module")
+def build(deployable, tmp_path_factory):
+    """The same template built for this machine's architecture (x86_64), so its functions can be imported here."""
+    work = tmp_path_factory.mktemp("x86-build")
+    text = (ROOT / "template.yaml").read_text()
+    assert text.count("[arm64]") == 2, "Globals' Architectures and the layer's CompatibleArchitectures"
+    x86 = text.replace("[arm64]", "[x86_64]").replace("BuildArchitecture: arm64", "BuildArchitecture: x86_64")
+    (work / "template.yaml").write_text(x86.replace("LAMBDA_ARCHITECTURE: arm64", "LAMBDA_ARCHITECTURE: x86_64"))
+    sam_build(tmp_path_factory.mktemp("home"), "--template-file", str(work / "template.yaml"), "--base-dir", str(ROOT),
+              "--build-dir", str(work / "build"))
+    return work / "build"
+
+
+def distributions(layer: Path) -> set[str]:
+    return {path.name for path in layer.glob("*.dist-info")}
+
+
+def test_the_deployable_layer_is_python_3_13_on_arm64_with_the_same_distributions(deployable, build):
+    layer = deployable / "CommonLayer" / "python"
+    compiled = [path for path in layer.rglob("*.so")]
+    assert compiled, "the layer has compiled dependencies (pydantic-core, cryptography, ...)"
+    for module in compiled:
+        header = module.read_bytes()[:20]
+        assert header[:4] == b"\x7fELF", module
+        assert int.from_bytes(header[18:20], "little") == AARCH64, f"{module.relative_to(layer)} is not aarch64"
+        assert "x86_64" not in module.name and ("cpython-313" in module.name or "abi3" in module.name
+                                                or ".cpython" not in module.name), module.name
+    assert distributions(layer) == distributions(build / "CommonLayer" / "python"), \
+        "the x86_64 build the import checks use holds other distributions than the deployable one"
 
 
 def test_every_function_imports_from_the_built_layer_alone(build, cloud):

@@ -117,3 +117,34 @@ def test_the_run_worker_outlives_a_model_call_and_each_slice_task_outlives_the_w
     for name, state in json.loads(spec.definition)["States"].items():
         if state["Type"] == "Task" and "waitForTaskToken" not in state["Resource"]:
             assert state["TimeoutSeconds"] > timeout, name
+
+
+def test_every_function_and_the_layer_run_python_3_13_on_arm64():
+    """The Lambda runtime supported until 2029, on Graviton (20% less per GB-s); the layer is built for the
+    same runtime and architecture, and the architecture the run worker prices its GB-s with
+    (LAMBDA_ARCHITECTURE, agenthq.usage.infra) is the one each function runs on."""
+    specs = functions(TEMPLATE, Resolver(TEMPLATE, LocalStack()))
+    assert {(spec.runtime, spec.architecture) for spec in specs.values()} == {("python3.13", "arm64")}
+    for spec in specs.values():
+        assert spec.environment["LAMBDA_ARCHITECTURE"] == spec.architecture, spec.logical_id
+    layer = TEMPLATE["Resources"]["CommonLayer"]
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+
+
+def test_the_virtualenv_and_the_type_checks_use_the_runtimes_python():
+    """`make` makes .venv with the Python the functions run on (and remakes one made by another Python);
+    mypy and ruff check the code for that version."""
+    import configparser
+    import re
+    import tomllib
+
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^PYTHON_VERSION := 3\.13$", makefile, re.M)
+    assert "VENV_STAMP := $(VENV)/.python-$(PYTHON_VERSION)" in makefile
+    mypy = configparser.ConfigParser()
+    mypy.read(ROOT / "mypy.ini")
+    assert mypy["mypy"]["python_version"] == "3.13"
+    assert tomllib.loads((ROOT / "ruff.toml").read_text())["target-version"] == "py313"
+    assert sys.version_info[:2] == (3, 13), f"the tests run on {sys.version}, not the runtime's 3.13"

@@ -16,6 +16,7 @@ import json
 import os
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -56,6 +57,8 @@ class Settings(BaseModel):
     model_max_attempts: int = Field(default=4, alias="MODEL_MAX_ATTEMPTS", ge=1, le=10)
     model_max_wait_seconds: float = Field(default=20, alias="MODEL_MAX_WAIT_SECONDS", ge=0)
     run_timeout_seconds: int = Field(default=3600, alias="RUN_TIMEOUT_SECONDS", ge=10)
+    # The functions' Lambda architecture (template.yaml's Architectures): the run worker's GB-s are priced by it.
+    lambda_architecture: Literal["arm64", "x86_64"] = Field(default="arm64", alias="LAMBDA_ARCHITECTURE")
     max_delegation_depth: int = Field(default=3, alias="MAX_DELEGATION_DEPTH", ge=0, le=10)
     max_run_input_chars: int = Field(default=100_000, alias="MAX_RUN_INPUT_CHARS", ge=1)
     usage_counter_shards: int = Field(default=8, alias="USAGE_COUNTER_SHARDS", ge=1, le=100)

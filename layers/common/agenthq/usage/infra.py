@@ -3,7 +3,8 @@
 Each Step Functions task is one ``run_steps`` invocation (a slice of the run's
 steps), and AWS bills it as: its state transitions (the Task state and the
 Choice state after it: 2; the run's end adds its Succeed or Fail state), one
-Lambda request, its duration × memory (GB-s), and the DynamoDB request
+Lambda request, its duration × memory (GB-s, at its architecture's price:
+``LAMBDA_ARCHITECTURE``, template.yaml's ``Architectures``), and the DynamoDB request
 units its calls consumed (pynamodb asks for ``ReturnConsumedCapacity=TOTAL``
 on every call; ``store`` hands what each call consumed to :func:`consumed`).
 Prices come from one file, ``agenthq/aws_prices.json`` (the benchmark reads the
@@ -44,9 +45,15 @@ def prices() -> dict[str, float]:
     return {name: float(entry["usd"]) for name, entry in data["prices"].items()}
 
 
+def gb_second_price(architecture: str) -> float:
+    """USD per GB-s of a Lambda function of that architecture (``arm64`` or ``x86_64``)."""
+    return prices()["lambda_arm64_gb_second" if architecture == "arm64" else "lambda_x86_gb_second"]
+
+
 @dataclass
 class StepMeter:
     memory_mb: int
+    architecture: str = "arm64"
     since: float = field(default_factory=time.monotonic)
     read_units: float = 0.0
     write_units: float = 0.0
@@ -59,9 +66,9 @@ _meter: ContextVar[StepMeter | None] = ContextVar("agenthq_step_meter", default=
 
 
 @contextmanager
-def metering(memory_mb: int) -> Iterator[StepMeter]:
-    """Meter this invocation of a run step."""
-    meter = StepMeter(memory_mb=memory_mb)
+def metering(memory_mb: int, architecture: str = "arm64") -> Iterator[StepMeter]:
+    """Meter this invocation of a run step (a function of ``memory_mb`` on ``architecture``)."""
+    meter = StepMeter(memory_mb=memory_mb, architecture=architecture)
     token = _meter.set(meter)
     try:
         yield meter
@@ -93,7 +100,7 @@ def take() -> int:
     with meter.lock:
         now = time.monotonic()
         gb_seconds = (now - meter.since) * meter.memory_mb / 1024
-        usd = (gb_seconds * price["lambda_x86_gb_second"]
+        usd = (gb_seconds * gb_second_price(meter.architecture)
                + meter.read_units * price["dynamodb_on_demand_read_request_unit"]
                + meter.write_units * price["dynamodb_on_demand_write_request_unit"])
         if not meter.invocation_counted:
