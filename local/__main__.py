@@ -64,6 +64,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "ReservedConcurrentExecutions wins)")
     parser.add_argument("--profile-dir", type=Path, default=os.environ.get("AGENTHQ_PROFILE_DIR") or None,
                         help="write a cProfile of every invocation there (python -m pstats to read them)")
+    parser.add_argument("--model-latency", type=float,
+                        default=float(os.environ.get("AGENTHQ_MODEL_LATENCY_SECONDS", "0")),
+                        help="seconds the offline model takes per call, as Claude's take seconds (default 0, env "
+                             "AGENTHQ_MODEL_LATENCY_SECONDS)")
+    parser.add_argument("--model-tokens-per-second", type=float,
+                        default=float(os.environ.get("AGENTHQ_MODEL_TOKENS_PER_SECOND", "0")),
+                        help="the rate the offline model streams its output at (default 0: all at once after the "
+                             "latency; env AGENTHQ_MODEL_TOKENS_PER_SECOND)")
     parser.add_argument("--no-iam", action="store_true",
                         help="do not check the functions' AWS calls against their IAM policies (AWS always does)")
     return parser.parse_args(argv)
@@ -81,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=None if args.in_memory else args.data_dir,
         log_level=args.log_level.upper(),
         anthropic_api_key=os.environ.get("ANTHROPIC_API_KEY") or None,
+        model_latency_seconds=args.model_latency,
+        model_tokens_per_second=args.model_tokens_per_second,
         iam=not args.no_iam,
         environment={name: os.environ[name] for name in PASSED_TO_FUNCTIONS if os.environ.get(name)},
         lambda_workers=not args.in_process,

@@ -82,6 +82,10 @@ class LocalCloudConfig:
     dynamodb_endpoint: str | None = None  # use a DynamoDB Local that is already running
     stack: LocalStack = field(default_factory=LocalStack)
     anthropic_api_key: str | None = None  # None = offline model server
+    # The offline model server's default pace (local/model_server.py, "Model latency"): a call takes this long,
+    # its streamed output at this rate (0: all at once). 0 s: as fast as this machine answers.
+    model_latency_seconds: float = 0.0
+    model_tokens_per_second: float = 0.0
     log_level: str = "WARNING"
     environment: dict[str, str] = field(default_factory=dict)  # overrides for every function's environment
     iam: bool = True  # check every AWS call of a function against its role's policies
@@ -418,7 +422,9 @@ class LocalCloud:
         if key is None:
             from local.model_server import OfflineModelServer
 
-            self.model_server = OfflineModelServer(host="127.0.0.1", port=0)
+            self.model_server = OfflineModelServer(host="127.0.0.1", port=0,
+                                                   latency_seconds=self.config.model_latency_seconds,
+                                                   tokens_per_second=self.config.model_tokens_per_second)
             self._set_environment({"ANTHROPIC_BASE_URL": self.model_server.start()})
             key = "offline-local-key"
         name = f"{self.config.stack.stack_name}/anthropic-api-key"

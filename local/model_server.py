@@ -11,6 +11,8 @@ lines in the text of the FIRST user message (the run's input)::
     /tool <name> <json-object>                 one turn calling one tool
     /tools [{"name": ..., "input": {...}}, ...] one turn with parallel tool calls
     /stop <max_tokens|refusal|pause_turn>      one turn ending with that stop_reason
+    /latency <seconds> [<tokens per second>]   every call of this conversation takes that long (below);
+                                               not a turn
 
 Any other line (including one that does not parse as a directive) is ordinary
 text. The n-th assistant turn of the conversation answers the n-th directive;
@@ -55,10 +57,25 @@ one object or a list; ``DELETE /_offline/faults`` clears; ``GET`` lists)::
      "retry_after": 2,       # seconds, sent as the retry-after header
      "reset_after": 5,       # anthropic-ratelimit-*-reset that far in the future
      "stall_seconds": 1.5,   # sleep first; without a status then answer normally
-     "cut_after_events": 3}  # answer, but drop the connection after this many SSE events
+     "cut_after_events": 3,  # answer, but drop the connection after this many SSE events
                              # (a request without "stream": after the headers); with a
                              # status, a streamed answer ends in an ``error`` event there
                              # instead, as the API reports an overload mid-stream
+     "latency_seconds": 5,   # the call's pace (see Model latency below), instead of the default
+     "tokens_per_second": 60}
+
+Model latency: a call to Claude takes seconds, and a Lambda waiting on it is billed for the wait, so the
+server can take as long as the real API (:class:`Pace`). A call takes ``latency_seconds`` in all; with
+``tokens_per_second`` its streamed answer comes at that rate (the text and tool-input deltas spaced
+evenly, the output tokens ÷ the rate from the first delta to the last) after a wait for its first token
+of what is left of the latency; without a rate the whole latency passes before the first byte. A
+non-streamed answer comes whole after ``max(latency, output ÷ rate)``. The pace of a call is, first
+found: a fault's ``latency_seconds``/``tokens_per_second`` (a fault may carry only those: it then
+delays the matching calls and answers normally), the conversation's ``/latency`` directive, the
+server's default (``OfflineModelServer(latency_seconds=, tokens_per_second=)``, the attributes of the
+same names, or the local cloud's ``--model-latency`` / ``AGENTHQ_MODEL_LATENCY_SECONDS`` and
+``--model-tokens-per-second`` / ``AGENTHQ_MODEL_TOKENS_PER_SECOND``; 0 by default). A stall
+(``stall_seconds``) comes on top, before the answer is made.
 
 Run standalone: ``python -m local.model_server --port 8787`` prints the base URL.
 """
@@ -114,6 +131,44 @@ class InvalidRequest(ValueError):
     """The request breaks a rule the real API enforces (answered with a 400)."""
 
 
+# --------------------------------------------------------------------------- latency
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How long a call takes (see "Model latency" in the module docstring)."""
+
+    latency_seconds: float = 0.0
+    tokens_per_second: float = 0.0  # 0: the answer comes all at once, after the latency
+
+    def streaming_seconds(self, output_tokens: int) -> float:
+        """First delta → last delta of a streamed answer of ``output_tokens``."""
+        return output_tokens / self.tokens_per_second if self.tokens_per_second > 0 else 0.0
+
+    def first_token_seconds(self, output_tokens: int) -> float:
+        """Request → the first event of a streamed answer."""
+        return max(0.0, self.latency_seconds - self.streaming_seconds(output_tokens))
+
+    def whole_seconds(self, output_tokens: int) -> float:
+        """Request → a non-streamed answer (the whole answer is made first)."""
+        return max(self.latency_seconds, self.streaming_seconds(output_tokens))
+
+
+LATENCY_DIRECTIVE = re.compile(r"^/latency\s+(\d+(?:\.\d+)?)(?:\s+(\d+(?:\.\d+)?))?\s*$")
+
+
+def latency_directive(body: Mapping[str, Any]) -> Pace | None:
+    """The pace a ``/latency`` line of the conversation's first user message sets, if any."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not isinstance(messages[0], dict):
+        return None
+    for line in _text_of(messages[0].get("content", "")).splitlines():
+        found = LATENCY_DIRECTIVE.match(line.strip())
+        if found:
+            return Pace(float(found.group(1)), float(found.group(2) or 0.0))
+    return None
+
+
 # --------------------------------------------------------------------------- faults
 
 
@@ -128,6 +183,8 @@ class Fault:
     reset_after: float | None = None
     stall_seconds: float = 0.0
     cut_after_events: int | None = None
+    latency_seconds: float | None = None
+    tokens_per_second: float | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Fault:
@@ -148,14 +205,22 @@ class Fault:
             raise ValueError("times must be a positive integer or null (forever)")
         if self.match is not None and not isinstance(self.match, str):
             raise ValueError("match must be a string")
-        for name in ("retry_after", "reset_after", "stall_seconds"):
+        for name in ("retry_after", "reset_after", "stall_seconds", "latency_seconds", "tokens_per_second"):
             value = getattr(self, name)
             if value is not None and (not _is_number(value) or value < 0):
                 raise ValueError(f"{name} must be a non-negative number")
         if self.cut_after_events is not None and (not _is_int(self.cut_after_events) or self.cut_after_events < 0):
             raise ValueError("cut_after_events must be a non-negative integer")
-        if self.status is None and not self.stall_seconds and self.cut_after_events is None:
-            raise ValueError("a fault needs a status, a stall_seconds or a cut_after_events")
+        if (self.status is None and not self.stall_seconds and self.cut_after_events is None
+                and self.latency_seconds is None and self.tokens_per_second is None):
+            raise ValueError("a fault needs a status, a stall_seconds, a cut_after_events or a latency_seconds")
+
+    @property
+    def pace(self) -> Pace | None:
+        """The call's pace this fault sets, if it sets one."""
+        if self.latency_seconds is None and self.tokens_per_second is None:
+            return None
+        return Pace(float(self.latency_seconds or 0.0), float(self.tokens_per_second or 0.0))
 
     def matches(self, body_text: str) -> bool:
         return self.match is None or self.match in body_text
@@ -366,6 +431,8 @@ def parse_directives(text: str) -> tuple[list[Turn], str]:
     turns: list[Turn] = []
     prose: list[str] = []
     for line in text.splitlines():
+        if LATENCY_DIRECTIVE.match(line.strip()):
+            continue  # the pace of every call (latency_directive), not a turn
         turn = _parse_directive(line.strip())
         if turn is None:
             prose.append(line)
@@ -621,12 +688,14 @@ class OfflineModelServer:
         port: int = 0,
         *,
         latency_seconds: float = 0.0,
+        tokens_per_second: float = 0.0,
         max_logged_requests: int = 1000,
         max_billed_answers: int = 100_000,
     ) -> None:
         self.host = host
         self.port = port
-        self.latency_seconds = latency_seconds
+        self.latency_seconds = latency_seconds  # the default pace of a call (Pace)
+        self.tokens_per_second = tokens_per_second
         self.faults = Faults()
         self.cache = PromptCache()
         self._lock = threading.Lock()
@@ -792,8 +861,8 @@ class OfflineModelServer:
         if count_only:
             answer(200, {"input_tokens": count_input_tokens(body)})
             return
-        if self.latency_seconds and self._stopping.wait(self.latency_seconds):
-            return
+        pace = ((fault.pace if fault is not None else None) or latency_directive(body)
+                or Pace(self.latency_seconds, self.tokens_per_second))
         content, stop_reason = reply_to(body)
         answered: dict[str, Any] = {
             "id": f"msg_{secrets.token_hex(12)}",  # every call is a new message, as with the real API
@@ -807,12 +876,22 @@ class OfflineModelServer:
         }
         self._bill(body, answered)  # produced: billed, whether or not the client is there to read it
         cut = fault.cut_after_events if fault is not None else None
+        produced = int(answered["usage"]["output_tokens"])
         if body.get("stream"):
+            if self._stopping.wait(pace.first_token_seconds(produced)):
+                return
+            events = stream_events(answered)
+            deltas = sum(1 for name, _ in events if name == "content_block_delta")
+            gap = pace.streaming_seconds(produced) / deltas if deltas else 0.0
             with self._lock:
                 self._status_counts[200] += 1
             error = _error_body(*_fault_error(fault.status), request_id) if fault and fault.status else None
-            handler.send_event_stream(stream_events(answered), cut_after=cut, then_error=error)
-        elif cut is not None:
+            handler.send_event_stream(events, cut_after=cut, then_error=error, delta_gap=gap,
+                                      stopping=self._stopping)
+            return
+        if self._stopping.wait(pace.whole_seconds(produced)):
+            return
+        if cut is not None:
             with self._lock:
                 self._status_counts[200] += 1
             handler.send_json(200, answered, cut=True)
@@ -934,10 +1013,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def send_event_stream(self, events: list[tuple[str, dict[str, Any]]], *, cut_after: int | None = None,
-                          then_error: dict[str, Any] | None = None) -> None:
+                          then_error: dict[str, Any] | None = None, delta_gap: float = 0.0,
+                          stopping: threading.Event | None = None) -> None:
         """Answer 200 with ``events`` as Server-Sent Events (chunked); ``cut_after``:
         the connection drops after that many events, with no end to the body — or,
-        with ``then_error``, the stream ends there with that ``error`` event."""
+        with ``then_error``, the stream ends there with that ``error`` event.
+        ``delta_gap``: seconds before each ``content_block_delta`` (the output's rate)."""
         self.send_response(200, "OK")
         self.send_header("content-type", "text/event-stream; charset=utf-8")
         self.send_header("cache-control", "no-cache")
@@ -947,6 +1028,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         for sent, (name, data) in enumerate(events):
+            if name == "content_block_delta":
+                if delta_gap > 0 and (stopping or threading.Event()).wait(delta_gap):
+                    self.close_connection = True
+                    return
             if cut_after is not None and sent >= cut_after:
                 if then_error is not None:
                     frame = f"event: error\ndata: {json.dumps(then_error)}\n\n".encode()
@@ -1059,9 +1144,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve the Anthropic Messages API offline (deterministic).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8787)
-    parser.add_argument("--latency", type=float, default=0.0, help="simulated model latency, seconds")
+    parser.add_argument("--latency", type=float, default=0.0, help="how long a model call takes, seconds")
+    parser.add_argument("--tokens-per-second", type=float, default=0.0,
+                        help="the rate a streamed answer comes at (0: all at once, after the latency)")
     args = parser.parse_args(argv)
-    server = OfflineModelServer(args.host, args.port, latency_seconds=args.latency)
+    server = OfflineModelServer(args.host, args.port, latency_seconds=args.latency,
+                                tokens_per_second=args.tokens_per_second)
     print(server.start(), flush=True)
     try:
         threading.Event().wait()

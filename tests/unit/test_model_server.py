@@ -439,3 +439,79 @@ def test_latency_option_and_standalone_lifecycle(http):
         body = {"model": MODEL, "max_tokens": 10, "messages": [user("slow")]}
         response = post(http, slow, "/v1/messages", body)
         assert response.status_code == 200 and response.elapsed.total_seconds() >= 0.05
+
+
+# ------------------------------------------------------------------ model latency (a call as long as Claude's)
+
+
+def test_a_pace_splits_a_calls_latency_into_the_wait_for_the_first_token_and_the_streamed_output():
+    from local.model_server import Pace
+
+    pace = Pace(latency_seconds=5.0, tokens_per_second=50.0)
+    assert pace.streaming_seconds(100) == 2.0
+    assert pace.first_token_seconds(100) == 3.0 and pace.whole_seconds(100) == 5.0
+    assert Pace(1.0, 10.0).first_token_seconds(50) == 0.0, "a long answer takes longer than the latency"
+    assert Pace(1.0, 10.0).whole_seconds(50) == 5.0
+    assert Pace(2.0).streaming_seconds(1000) == 0.0 and Pace(2.0).first_token_seconds(1000) == 2.0
+
+
+def streamed_arrivals(server: OfflineModelServer, text: str, max_tokens: int = 400) -> tuple[float, list, int]:
+    """(seconds to the stream's end, [(seconds, event type)], output tokens) of one streamed call, timed from
+    the request."""
+    sdk = anthropic.Anthropic(api_key="k", base_url=server.base_url, max_retries=0, timeout=30)
+    started = time.perf_counter()
+    arrivals = []
+    with sdk.messages.stream(model=MODEL, max_tokens=max_tokens, messages=[user(text)]) as stream:
+        for event in stream:
+            arrivals.append((time.perf_counter() - started, event.type))
+        final = stream.get_final_message()
+    sdk.close()
+    return time.perf_counter() - started, arrivals, final.usage.output_tokens
+
+
+def test_the_default_pace_holds_the_first_token_then_streams_the_output_at_its_rate():
+    """Lower bounds only (a busy machine makes a call longer, never shorter)."""
+    with OfflineModelServer(latency_seconds=0.6, tokens_per_second=200.0) as paced:
+        text = "Report. " + "The disk is full on every node of the cluster. " * 8
+        total, arrivals, output_tokens = streamed_arrivals(paced, text)
+    streaming = output_tokens / 200.0
+    deltas = [at for at, kind in arrivals if kind == "content_block_delta"]
+    first_event = arrivals[0][0]
+    assert len(deltas) >= 2 and streaming > 0.1
+    assert first_event >= 0.6 - streaming, "the first event waits for the latency the output does not take"
+    assert deltas[-1] - deltas[0] >= streaming * (len(deltas) - 1) / len(deltas) * 0.99, "the output comes at its rate"
+    assert total >= 0.6
+
+
+def test_a_latency_directive_sets_the_pace_of_every_call_of_its_conversation(client, http):
+    with OfflineModelServer() as fast:  # no default latency
+        body = {"model": MODEL, "max_tokens": 100, "tools": [CLOCK],
+                "messages": [user("/latency 0.4\nRead the clock.\n/tool clock {}")]}
+        first = post(http, fast, "/v1/messages", body)
+        assert first.status_code == 200 and first.elapsed.total_seconds() >= 0.4
+        answer = first.json()
+        assert answer["stop_reason"] == "tool_use", "the /latency line is not a turn"
+        assert [b["name"] for b in answer["content"] if b["type"] == "tool_use"] == ["clock"]
+        use = next(b for b in answer["content"] if b["type"] == "tool_use")
+        body["messages"] += [{"role": "assistant", "content": answer["content"]},
+                             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use["id"],
+                                                           "content": "12:00"}]}]
+        second = post(http, fast, "/v1/messages", body)
+        assert second.status_code == 200 and second.elapsed.total_seconds() >= 0.4
+        assert second.json()["content"][0]["text"].startswith("Offline answer: Read the clock."), \
+            "nor is it part of the answer's text"
+        plain = post(http, fast, "/v1/messages", {"model": MODEL, "max_tokens": 10, "messages": [user("quick")]})
+        assert plain.status_code == 200
+
+
+def test_a_fault_may_only_set_a_calls_pace_and_it_answers_normally(server, client):
+    with pytest.raises(ValueError, match="needs a status"):
+        Fault.from_dict({"match": "nothing-to-do"})
+    with pytest.raises(ValueError, match="latency_seconds must be a non-negative number"):
+        Fault.from_dict({"latency_seconds": -1})
+    server.faults.add({"latency_seconds": 0.4, "tokens_per_second": 1000, "match": "paced-fault", "times": 1})
+    started = time.perf_counter()
+    message = client.messages.create(model=MODEL, max_tokens=50, messages=[user("paced-fault")])
+    assert time.perf_counter() - started >= 0.4
+    assert message.stop_reason == "end_turn" and message.content[0].text == "Offline answer: paced-fault"
+    assert server.faults.pending() == [] or all(f.get("match") != "paced-fault" for f in server.faults.pending())
