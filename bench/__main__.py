@@ -7,7 +7,7 @@ import sys
 
 from local.cloud import LocalCloud, LocalCloudConfig
 
-BENCHMARKS = ("handlers", "runs", "cost_control", "live")
+BENCHMARKS = ("handlers", "runs", "cost_control", "memory", "live")
 
 
 def main() -> int:
@@ -18,7 +18,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="timed agent runs (after one accounting run)")
     args = parser.parse_args()
     sys.path.insert(0, "layers/common")
-    from bench import cost_control, handlers, live, runs
+    from bench import cost_control, handlers, live, memory, runs
 
     selected = [args.only] if args.only else list(BENCHMARKS)
     with LocalCloud(LocalCloudConfig(rest_port=0, ws_port=0, data_dir=None)) as cloud:
@@ -29,6 +29,8 @@ def main() -> int:
             runs.run(cloud, runs=args.runs, getitem_samples=min(args.n, 100))
         if "cost_control" in selected:
             cost_control.run(cloud, samples=max(100, args.n))
+        if "memory" in selected:
+            memory.run(cloud)
         if "live" in selected:
             live.run(cloud)
     return 0

@@ -53,11 +53,18 @@ from bench.handlers import raw_getitem
 PRICES_FILE = ROOT / "layers" / "common" / "agenthq" / "aws_prices.json"
 STEPS = 5
 LONG_STEPS = 20  # the same bounds hold for a longer run: transitions per run, not per step
+#: Seconds per model call the run's AWS cost is priced at: the offline model's 0 s, and Claude's seconds (DESIGN §5
+#: prices the tiers at 5 s). Lambda bills the run worker for the wait.
+LATENCIES = (0.0, 2.0, 5.0, 15.0)
+DESIGN_LATENCY = 5.0
+BOUND_AT_DESIGN_LATENCY = 0.00035  # USD, a 5-step run at 5 s per call: 1/14 of LangSmith Deployment's $0.005
 
 
-def run_input(steps: int) -> str:
-    """An SRE agent's task that takes ``steps`` model calls: a clock reading in each turn but the last."""
-    return "Incident drill: read the clock at each stage.\n" + "\n".join(["/tool current_time {}"] * (steps - 1))
+def run_input(steps: int, latency: float = 0.0) -> str:
+    """An SRE agent's task that takes ``steps`` model calls: a clock reading in each turn but the last; with
+    ``latency``, each call takes that long (the offline model's ``/latency`` directive)."""
+    pace = [f"/latency {latency:g}"] if latency else []
+    return "\n".join(["Incident drill: read the clock at each stage.", *pace, *["/tool current_time {}"] * (steps - 1)])
 
 
 RUN_INPUT = run_input(STEPS)
@@ -150,6 +157,7 @@ class Invocation:
     label: str
     seconds: float
     memory_mb: int
+    architecture: str = "x86_64"
 
 
 @dataclass
@@ -210,7 +218,7 @@ class Recorder:
             module = runtime.module(logical_id)
             name = spec.handler.rsplit(".", 1)[1]
             original = getattr(module, name)
-            setattr(module, name, self._timed(logical_id, spec.memory, original))
+            setattr(module, name, self._timed(logical_id, spec.memory, spec.architecture, original))
             self._restore.append(lambda m=module, n=name, o=original: setattr(m, n, o))
         return self
 
@@ -219,7 +227,7 @@ class Recorder:
         while self._restore:
             self._restore.pop()()
 
-    def _timed(self, logical_id: str, memory_mb: int, handler: Callable) -> Callable:
+    def _timed(self, logical_id: str, memory_mb: int, architecture: str, handler: Callable) -> Callable:
         def timed_handler(event: Any, context: Any) -> Any:
             label = _label(logical_id, event)
             token = _invocation.set(label)
@@ -228,7 +236,7 @@ class Recorder:
                 return handler(event, context)
             finally:
                 if self.active:
-                    self.invocations.append(Invocation(label, time.perf_counter() - started, memory_mb))
+                    self.invocations.append(Invocation(label, time.perf_counter() - started, memory_mb, architecture))
                 _invocation.reset(token)
 
         return timed_handler
@@ -398,7 +406,7 @@ def _at(text: str) -> datetime:
 
 
 def measured_run(cloud: Any, tenant: Any, agent_id: str, sizing: bool, poll_interval: float,
-                 steps: int = STEPS) -> MeasuredRun:
+                 steps: int = STEPS, latency: float = 0.0) -> MeasuredRun:
     """Launch the 5-step run over HTTP, poll its status until it ends, wait for
     its execution to end, and return what was recorded meanwhile."""
     from agenthq.adapters.stepfunctions import StepFunctionsOrchestrator
@@ -408,11 +416,12 @@ def measured_run(cloud: Any, tenant: Any, agent_id: str, sizing: bool, poll_inte
     with Recorder(cloud, sizing) as recorder:
         recorder.active = True
         started = time.perf_counter()
-        launched = tenant.api.post(tenant.path(f"/agents/{agent_id}/runs"), json={"input": run_input(steps)},
-                                   headers=tenant.headers)
+        launched = tenant.api.post(tenant.path(f"/agents/{agent_id}/runs"),
+                                   json={"input": run_input(steps, latency)}, headers=tenant.headers)
         if launched.status_code != 202:
             raise RuntimeError(f"launch failed: {launched.status_code} {launched.text}")
-        run_id, polls, deadline = launched.json()["id"], 0, time.monotonic() + 120
+        patience = 120 + steps * latency
+        run_id, polls, deadline = launched.json()["id"], 0, time.monotonic() + patience
         while True:
             time.sleep(poll_interval)
             run = tenant.get(f"/runs/{run_id}").json()
@@ -420,7 +429,7 @@ def measured_run(cloud: Any, tenant: Any, agent_id: str, sizing: bool, poll_inte
             if run["status"] in TERMINAL:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"run {run_id} still {run['status']} after 120 s")
+                raise RuntimeError(f"run {run_id} still {run['status']} after {patience:g} s")
         client_seconds = time.perf_counter() - started
         arn = orchestrator.execution_arn(run_id)
         while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":  # Finish returning, Done
@@ -463,9 +472,12 @@ def load_prices() -> dict[str, float]:
 
 
 def run(cloud: Any, runs: int = 3, getitem_samples: int = 100, poll_interval: float = 0.25,
-        warmup_runs: int = 10) -> dict[str, Any]:
+        warmup_runs: int = 10, paced: tuple[float, ...] = (2.0, 5.0),
+        long_paced: tuple[float, ...] = (2.0,)) -> dict[str, Any]:
     """Measure the 5-step run (one accounting run, ``warmup_runs`` untimed ones, then ``runs`` timed
-    runs) and print the tables."""
+    runs) and the 20-step run, and print the tables. The runs' cost at each of :data:`LATENCIES` is
+    measured on a run whose model calls take that long for the latencies in ``paced`` (5 steps) and
+    ``long_paced`` (20 steps), and modelled for the others (:func:`by_latency`)."""
     from tests.support import client_for, signup
 
     if cloud.model_server is None:
@@ -486,11 +498,83 @@ def run(cloud: Any, runs: int = 3, getitem_samples: int = 100, poll_interval: fl
                      for _ in range(max(1, runs))]
             long_run = measured_run(cloud, tenant, agent_id, sizing=True, poll_interval=poll_interval,
                                     steps=LONG_STEPS)
+            long_timed = measured_run(cloud, tenant, agent_id, sizing=False, poll_interval=poll_interval,
+                                      steps=LONG_STEPS)
+            paced_runs = {pace: measured_run(cloud, tenant, agent_id, sizing=False, poll_interval=poll_interval,
+                                             latency=pace) for pace in paced}
+            long_paced_runs = {pace: measured_run(cloud, tenant, agent_id, sizing=False, poll_interval=poll_interval,
+                                                  steps=LONG_STEPS, latency=pace) for pace in long_paced}
     finally:
         cloud.model_server.latency_seconds = latency
     getitem = median_seconds(raw_getitem(cloud), getitem_samples, warmup=max(getitem_samples, 300))
     figures = report(accounting, timed, getitem, prices, poll_interval)
+    median_run = sorted(timed, key=lambda r: r.wall_seconds)[(len(timed) - 1) // 2]
+    figures["by_latency"] = by_latency({STEPS: (accounting, median_run, paced_runs),
+                                        LONG_STEPS: (long_run, long_timed, long_paced_runs)}, prices)
     figures["bounds"] = bounds(accounting, figures, long_run, prices)
+    return figures
+
+
+def run_cost(counts: MeasuredRun, timing: MeasuredRun, prices: dict[str, float],
+             extra_wait_seconds: float = 0.0) -> dict[str, float]:
+    """What AWS bills for a run: its state transitions (in ``timing``'s execution), its run_steps
+    invocations (their wall time, billed per ms, + ``extra_wait_seconds`` of waiting on the model not
+    measured, × the function's memory at its architecture's price), their DynamoDB units (in ``counts``, an
+    accounting run) and the launch request's share (the figure the engine meters, agenthq.usage.infra)."""
+    from agenthq.usage import infra
+
+    entered, retries = state_transitions(timing.history)
+    transitions = sum(entered.values()) + retries
+    workers = timing.run_steps_invocations()
+    memory, architecture = workers[0].memory_mb, workers[0].architecture
+    billed = sum(math.ceil(i.seconds * 1000) / 1000 for i in workers) + extra_wait_seconds
+    gb_seconds = billed * memory / 1024
+    calls = counts.run_steps_calls()
+    wru = sum(c.wru for c in calls if c.operation in WRITES)
+    rru = sum(c.rru for c in calls if c.operation in READS)
+    parts = {
+        "transitions": transitions * prices["stepfunctions_standard_state_transition"],
+        "lambda": len(workers) * prices["lambda_request"] + gb_seconds * infra.gb_second_price(architecture),
+        "dynamodb": wru * prices["dynamodb_on_demand_write_request_unit"]
+        + rru * prices["dynamodb_on_demand_read_request_unit"],
+        "launch": infra.launch_usd(architecture),
+    }
+    return {**parts, "usd": sum(parts.values()), "gb_seconds": gb_seconds, "billed_seconds": billed,
+            "memory_mb": memory, "transitions_count": transitions, "invocations": len(workers)}
+
+
+def by_latency(measured: dict[int, tuple[MeasuredRun, MeasuredRun, dict[float, MeasuredRun]]],
+               prices: dict[str, float]) -> dict[int, dict[float, dict[str, float]]]:
+    """Each run's modelled AWS cost at each of :data:`LATENCIES` seconds per model call. A latency with a
+    paced run is measured on it (its worker's wall time includes the waits); the others are the run at 0 s
+    plus ``steps × latency`` of waiting in the worker: the same transitions and invocations, since a slice
+    goes on while a model call fits in what is left of the worker's 900 s (decisions.py), and 20 calls of
+    15 s do."""
+    figures: dict[int, dict[float, dict[str, float]]] = {}
+    for steps, (counts, timing, paced) in measured.items():
+        figures[steps] = {}
+        for latency in LATENCIES:
+            if latency in paced or not latency:
+                cost = run_cost(counts, paced.get(latency, timing), prices)
+                cost["measured"] = 1.0
+            else:
+                cost = run_cost(counts, timing, prices, extra_wait_seconds=steps * latency)
+                cost["measured"] = 0.0
+            figures[steps][latency] = cost
+    rows = []
+    for latency in LATENCIES:
+        cells = []
+        for steps in measured:
+            cost = figures[steps][latency]
+            how = "measured" if cost["measured"] else "modelled"
+            cells.append(f"{steps} steps: ${cost['usd']:.7f} (${cost['usd'] / steps:.7f}/step, "
+                         f"{cost['gb_seconds']:.2f} GB-s, {how})")
+        rows.append((f"{latency:g} s per model call", "", "   ".join(cells)))
+    some = figures[STEPS][DESIGN_LATENCY]
+    print_rows(f"Modelled AWS cost of a run by model latency (run_steps: {some['memory_mb']:.0f} MB, its wall time "
+               "billed, waits included; the launch's share as metered)", rows)
+    print("  measured: a run whose model calls took that long (the offline model's /latency); modelled: the run at "
+          "0 s + steps × latency of waiting.")
     return figures
 
 
@@ -520,7 +604,15 @@ def bounds(accounting: MeasuredRun, figures: dict[str, Any], long_run: MeasuredR
         rows.append((label, values, f"bound {fmt.format(bound)}"))
     rows.append((f"orchestration wall time per step ÷ GetItem ({STEPS} steps)", f"{figures['wall_per_step_ratio']:.1f}x",
                  "bound 30x"))
-    print_rows("The run's shape against its bounds (a run with nothing to wait for)", rows)
+    at = figures["by_latency"]
+    design = at[STEPS][DESIGN_LATENCY]["usd"]
+    rows.append((f"modelled AWS cost at {DESIGN_LATENCY:g} s per model call", f"{STEPS} steps: ${design:.7f}",
+                 f"bound ${BOUND_AT_DESIGN_LATENCY:.5f}"))
+    for latency in LATENCIES:
+        short, long = at[STEPS][latency]["usd"] / STEPS, at[LONG_STEPS][latency]["usd"] / LONG_STEPS
+        rows.append((f"cost per step at {latency:g} s per call", f"{STEPS} steps: ${short:.7f}   "
+                     f"{LONG_STEPS} steps: ${long:.7f}", f"bound: {LONG_STEPS} steps ≤ {STEPS} steps"))
+    print_rows("The run's shape against its bounds", rows)
     return shapes
 
 
@@ -654,15 +746,21 @@ def _by_item(writes: list[Call], wru: int) -> list[tuple[str, str, str]]:
 def _cost(accounting: MeasuredRun, timed: MeasuredRun, transitions: int, wru: int, rru: float,
           prices: dict[str, float]) -> dict[str, tuple[float, str]]:
     """Each part of the run's cost: (USD, how it was worked out)."""
-    gb_second, request = prices["lambda_x86_gb_second"], prices["lambda_request"]
+    from agenthq.usage import infra
+
+    request = prices["lambda_request"]
 
     def lambda_cost(invocations: list[Invocation]) -> tuple[float, float]:
-        gb_seconds = sum(math.ceil(i.seconds * 1000) / 1000 * i.memory_mb / 1024 for i in invocations)
-        return gb_seconds * gb_second + len(invocations) * request, gb_seconds
+        usd = gb_seconds = 0.0
+        for i in invocations:
+            gbs = math.ceil(i.seconds * 1000) / 1000 * i.memory_mb / 1024
+            gb_seconds += gbs
+            usd += gbs * infra.gb_second_price(i.architecture) + request
+        return usd, gb_seconds
 
     steps = timed.run_steps_invocations()
     steps_usd, steps_gbs = lambda_cost(steps)
-    memory = steps[0].memory_mb
+    memory, architecture = steps[0].memory_mb, steps[0].architecture
     billed_ms = sum(math.ceil(i.seconds * 1000) for i in steps)
 
     # The HTTP side: the launch and the status polls (their functions + the authorizer), Lambda time from the
@@ -701,10 +799,15 @@ def _cost(accounting: MeasuredRun, timed: MeasuredRun, transitions: int, wru: in
         "Step Functions": (transitions * prices["stepfunctions_standard_state_transition"],
                            f"{transitions} state transitions"),
         "Lambda run_steps": (steps_usd, f"{len(steps)} requests, {billed_ms} ms billed × {memory} MB "
-                                        f"= {steps_gbs:.3f} GB-s (x86)"),
+                                        f"= {steps_gbs:.3f} GB-s ({architecture})"),
         "DynamoDB run_steps": (wru * w + rru * r, f"{wru} WRU + {rru:g} RRU on demand"),
-        "the launch request": (gateway + launch_usd, f"API Gateway + its functions (and the authorizer), "
-                                                     f"{launch_wru:g} WRU + {launch_rru:.1f} RRU"),
+        # One figure with the ledger: the share the engine meters onto the run at its launch. What this run's
+        # launch measured is beside it (it must not be more).
+        "the launch request": (infra.launch_usd(architecture),
+                               f"the share metered onto the run (API Gateway, {infra.LAUNCH_LAMBDA_REQUESTS} Lambda "
+                               f"requests, {infra.LAUNCH_GB_SECONDS:g} GB-s, {infra.LAUNCH_WRITE_UNITS} WRU + "
+                               f"{infra.LAUNCH_READ_UNITS} RRU); measured ${gateway + launch_usd:.7f}: "
+                               f"{launch_wru:g} WRU + {launch_rru:.1f} RRU"),
         "the client's status polls": (timed.polls * gateway + polls_usd,
                                       f"{timed.polls} GETs (API Gateway, functions, authorizer; "
                                       f"{polls_wru:g} WRU + {polls_rru:.1f} RRU)"),

@@ -15,13 +15,33 @@ def test_handler_benchmarks_run(cloud, capsys):
 def test_run_benchmark_runs(cloud, capsys):
     from bench import runs
 
-    figures = runs.run(cloud, runs=1, getitem_samples=3, warmup_runs=0)
+    figures = runs.run(cloud, runs=1, getitem_samples=3, warmup_runs=0, paced=(2.0,), long_paced=())
     for name in ("transitions_per_step", "write_requests_per_step", "wru_per_step", "rru_per_step",
                  "wall_seconds_per_step", "wall_per_step_ratio", "total_usd", "langsmith_ratio"):
         assert figures[name] > 0, name
     assert all(usd > 0 for usd in figures["cost_usd"].values()), figures["cost_usd"]
+    by_latency = figures["by_latency"]
+    assert set(by_latency) == {runs.STEPS, runs.LONG_STEPS}
+    for steps, costs in by_latency.items():
+        assert list(costs) == list(runs.LATENCIES)
+        usd = [costs[latency]["usd"] for latency in runs.LATENCIES]
+        assert usd == sorted(usd), f"{steps} steps: a longer wait costs more"
+    paced = by_latency[runs.STEPS][2.0]
+    assert paced["measured"] == 1.0 and paced["billed_seconds"] >= runs.STEPS * 2.0, "the measured waits are billed"
     out = capsys.readouterr().out
-    assert "state transitions" in out and "LangSmith" in out
+    assert "state transitions" in out and "LangSmith" in out and "by model latency" in out
+
+
+def test_memory_benchmark_runs_and_every_function_has_half_again_its_peak_memory(cloud, capsys):
+    """Each function's MemorySize (template.yaml) is at least 1.5 × its peak RSS (docs/benchmarks.md, "Memory")."""
+    from bench import memory
+
+    figures = memory.run(cloud, runs=1)
+    assert figures["RunStepsFunction"]["worker_peak_mb"] > 0, "the workload ran the run worker"
+    for name, figure in figures.items():
+        assert figure["peak_mb"] > 0, name
+        assert figure["configured_mb"] >= memory.HEADROOM * figure["peak_mb"], (name, figure)
+    assert "peak RSS" in capsys.readouterr().out
 
 
 def test_cost_control_benchmark_runs(cloud, capsys):

@@ -13,7 +13,7 @@ from agenthq.tiers import TIERS, Tier, TierLimits, limits_for
 # DESIGN.md §5: agents, runs/day, concurrent, tokens/month, budget/month, rps, burst, calls/day, price
 DESIGN_TABLE = {
     "free": (3, 50, 1, 200_000, "1", 5, 10, 1_000, "0"),
-    "starter": (10, 500, 5, 5_000_000, "15", 20, 40, 20_000, "49"),
+    "starter": (10, 400, 5, 5_000_000, "15", 20, 40, 20_000, "49"),
     "pro": (50, 2_000, 25, 20_000_000, "40", 100, 200, 200_000, "149"),
 }
 

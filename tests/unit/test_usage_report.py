@@ -39,9 +39,9 @@ def test_limits_are_measured_as_they_are_enforced():
     month = report.MonthQuota(used_tokens=1_000_000, committed_tokens=1_250_000, used_micro_usd=3_000_000,
                               committed_micro_usd=3_500_001)
     slots = report.Slots(running=5, waiting=3)
-    measured = {m.name: m.view() for m in report.measured_limits(limits, AT, 400, month, slots, 4)}
+    measured = {m.name: m.view() for m in report.measured_limits(limits, AT, 320, month, slots, 4)}
     assert measured == {
-        "runs_per_day": {"period": "day", "used": 400, "limit": 500, "percent": 80.0,
+        "runs_per_day": {"period": "day", "used": 320, "limit": 400, "percent": 80.0,
                          "resets_at": "2027-01-01T00:00:00+00:00"},
         "concurrent_runs": {"period": None, "used": 5, "queued": 3, "limit": 5, "percent": 100.0, "resets_at": None},
         "tokens_per_month": {"period": "month", "used": 1_000_000, "reserved": 250_000, "limit": 5_000_000,

@@ -54,7 +54,8 @@ TIERS: dict[Tier, TierLimits] = {
         price_usd_per_month=Decimal("0"),
     ),
     Tier.starter: TierLimits(
-        max_agents=10, runs_per_day=500, concurrent_runs=5, tokens_per_month=5_000_000,
+        # 400 runs a day, not 500: at 5 s per model call its worst case would be 40.01% of its price (decision 184)
+        max_agents=10, runs_per_day=400, concurrent_runs=5, tokens_per_month=5_000_000,
         budget_usd_per_month=Decimal("15"), api_rps=20, api_burst=40, api_calls_per_day=20_000,
         price_usd_per_month=Decimal("49"),
     ),

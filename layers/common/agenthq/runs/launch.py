@@ -22,7 +22,7 @@ from agenthq.runs import slots
 from agenthq.runs.records import INPUT_PREVIEW_CHARS
 from agenthq.store import retry_transaction, transaction
 from agenthq.store.items import Agent, Run, RunBody, RunEvent, RunLaunch, Workspace
-from agenthq.usage import Usage, alerts, counters, ledger, quota
+from agenthq.usage import Usage, alerts, counters, infra, ledger, quota
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -77,6 +77,8 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
         parent_run_id=parent.id if parent else None, parent_tool_use_id=parent_tool_use_id,
         parent_task_token=parent_task_token, slot=slots.PARENT if parent else None,
         gsi1pk=f"WS#{workspace_id}#AGENT#{agent.id}", gsi1sk=f"RUN#{run_id}",
+        # the request that launched it (a child run's creation is its parent's worker's, metered there)
+        infra_micro_usd=0 if parent else infra.launch_micro_usd(services.settings.lambda_architecture),
     )
     limits = quota.workspace_limits(workspace_id)
     snapshot = agent_snapshot(workspace_id, agent)

@@ -15,7 +15,8 @@ An invocation meters into a :class:`StepMeter` (a context variable set by
 (:func:`take`, in micro-dollars, rounded up) and adds it to the run's
 ``infra_micro_usd``; the run's end writes the total as its ``infra`` ledger
 entry and into the workspace's counters. Work after an invocation's last
-commit (a few ms: answering the state machine) is not metered.
+commit (a few ms: answering the state machine) is not metered. A run launched over
+the API starts with the launch request's share (:func:`launch_micro_usd`) on it.
 """
 
 from __future__ import annotations
@@ -110,6 +111,30 @@ def take() -> int:
         meter.since, meter.read_units, meter.write_units = now, 0.0, 0.0
         carried, meter.carried_micro_usd = meter.carried_micro_usd, 0
     return math.ceil(usd * 1_000_000) + carried
+
+
+# The launch request's share of a run: what AWS bills for the request that launched it — API Gateway, the
+# launch function and the authorizer (a Lambda request each, and their GB-s), the launch transaction's DynamoDB
+# units. It is metered onto a run when the run is created (agenthq.runs.launch), so the ledger is not below the bill; the
+# benchmark prices the launch with the same figure, and prints what it measured beside it (bench/runs.py).
+LAUNCH_LAMBDA_REQUESTS = 2  # the launch function and the authorizer
+LAUNCH_GB_SECONDS = 0.1  # both functions' billed time: 200 ms at 512 MB (measured: 50-100 ms in all)
+LAUNCH_WRITE_UNITS = 24  # the launch transaction: run, body, event, ledger, counters, quota, slots (measured: 21)
+LAUNCH_READ_UNITS = 8  # the authorizer's and the launch's reads (measured: 6-7)
+
+
+def launch_usd(architecture: str) -> float:
+    """USD of the launch request's share of a run (functions of ``architecture``)."""
+    price = prices()
+    return (price["apigateway_rest_request"] + LAUNCH_LAMBDA_REQUESTS * price["lambda_request"]
+            + LAUNCH_GB_SECONDS * gb_second_price(architecture)
+            + LAUNCH_WRITE_UNITS * price["dynamodb_on_demand_write_request_unit"]
+            + LAUNCH_READ_UNITS * price["dynamodb_on_demand_read_request_unit"])
+
+
+def launch_micro_usd(architecture: str) -> int:
+    """:func:`launch_usd` in micro-dollars, rounded up."""
+    return math.ceil(launch_usd(architecture) * 1_000_000)
 
 
 def end_of_run() -> int:
