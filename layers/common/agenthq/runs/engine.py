@@ -357,10 +357,10 @@ def _next_reservation(work: Slice, step: int, conversation: list[ConversationMes
     if _ending_before_a_model_call(work.services, run, agent, steps=step - 1) is not None:
         return None
     hold = quota.hold_for(_model_request(work.services, run, agent, conversation), at)
-    limits = work.limits()
-    if quota.beyond_limits(hold, limits) is not None:
+    limits, tree = work.limits(), quota.RunTree.of(work.body())
+    if quota.beyond_limits(hold, limits, tree) is not None:
         return None
-    return quota.reservation_for(run.workspace_id, run.id, step, hold, at), limits
+    return quota.reservation_for(run.workspace_id, run.id, step, hold, at, tree), limits
 
 
 # --------------------------------------------------------------------------- think
@@ -380,11 +380,14 @@ def think(work: Slice, event: dict[str, Any]) -> str:
     at = services.now()
     reservation = work.reservation(step)
     if reservation is None:
-        hold = quota.hold_for(request, at)
-        blocked = quota.reserve(run.workspace_id, run.id, step, hold, work.limits(), at)
+        hold, tree = quota.hold_for(request, at), quota.RunTree.of(work.body())
+        blocked = quota.reserve(run.workspace_id, run.id, step, hold, work.limits(), at, tree)
+        if blocked == quota.RUN_BUDGET and tree is not None:  # the tree's budget does not reset: the run ends
+            return _decide(work, step, "think", decisions.tree_budget_exhausted(
+                tree.budget_usd(), shared=tree.root_run_id != run.id))
         if blocked is not None:
             return _pause_at(work, blocked, hold)
-        reservation = work.reserved[step] = quota.reservation_for(run.workspace_id, run.id, step, hold, at)
+        reservation = work.reserved[step] = quota.reservation_for(run.workspace_id, run.id, step, hold, at, tree)
     try:
         response = services.model.create_message(request)
     except ModelRequestRejected as exc:
@@ -777,8 +780,9 @@ def _answer_parent(services: Services, child: Run) -> None:
             reason = (child.error or {}).get("message") or child.status
             result = ToolResult(content=f"The delegated run {child.id} ended {child.status}: {reason}",
                                 is_error=True)
-        change = Change()
-        _with_tool_result(change, call, result, child_cost_micro_usd=int(child.cost_micro_usd or 0))
+        change = Change()  # the parent's budget covers the child's whole subtree: its children's cost too
+        subtree_cost = int(child.cost_micro_usd or 0) + int(child.children_micro_usd or 0)
+        _with_tool_result(change, call, result, child_cost_micro_usd=subtree_cost)
         try:
             parent.commit(change)
         except RunConflict:

@@ -80,8 +80,12 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
     )
     limits = quota.workspace_limits(workspace_id)
     snapshot = agent_snapshot(workspace_id, agent)
-    if parent is not None:  # a child spends from what is left of its parent's per-run budget
-        snapshot["budget_usd"] = str(min(Decimal(snapshot["budget_usd"]), parent_budget_left(parent)))
+    if parent is not None:  # a child spends from what is left of its parent's per-run budget, and its root's
+        parent_body = RunBody.get(*RunBody.key(parent.workspace_id, parent.id), consistent_read=True)
+        snapshot["budget_usd"] = str(min(Decimal(snapshot["budget_usd"]), parent_budget_left(parent, parent_body)))
+        tree = quota.RunTree.of(parent_body)
+    else:  # a root: the budget of the tree it grows by delegating
+        tree = quota.RunTree.rooted_at(run_id, Decimal(snapshot["budget_usd"]))
     queued = RunEvent(*RunEvent.key(workspace_id, run_id, 1), seq=1, event_type="run.queued", at=at,
                       data={"agent_id": agent.id, "parent_run_id": run.parent_run_id})
 
@@ -92,7 +96,9 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
                 tx.save(RunLaunch(*RunLaunch.key(workspace_id, key), fingerprint=body_print, run_id=run_id,
                                   expires_at=at + IDEMPOTENCY_TTL), condition=RunLaunch.pk.does_not_exist())
             tx.save(run, condition=Run.pk.does_not_exist())
-            tx.save(RunBody(*RunBody.key(workspace_id, run_id), input=text, agent=snapshot),
+            tx.save(RunBody(*RunBody.key(workspace_id, run_id), input=text, agent=snapshot,
+                            tree_root_run_id=tree.root_run_id if tree else None,
+                            tree_budget_micro_usd=tree.budget_micro_usd if tree else None),
                     condition=RunBody.pk.does_not_exist())
             tx.save(queued, condition=RunEvent.pk.does_not_exist())
             ledger.record(tx, workspace_id, run_id, ledger.RUN, Usage(runs=1), at,
@@ -131,11 +137,13 @@ def _alert_runs(services: Services, workspace_id: str, limits: Any, at: datetime
                  limits.runs_per_day, counters.day(at), at)
 
 
-def parent_budget_left(parent: Run) -> Decimal:
+def parent_budget_left(parent: Run, body: RunBody) -> Decimal:
     """What the parent's per-run budget has left for a child: its budget less its
-    own model cost and that of its earlier children (at least one micro-dollar,
-    so the child starts and ends at once on ``budget_exhausted``)."""
-    budget = Decimal(RunBody.get(*RunBody.key(parent.workspace_id, parent.id), consistent_read=True).agent["budget_usd"])
+    own model cost and that of its earlier children with theirs (at least one
+    micro-dollar, so the child starts and ends at once on ``budget_exhausted``).
+    Every call of the child is also reserved against its tree's budget (the
+    root's: ``quota.RunTree``), which binds even when this one has room."""
+    budget = Decimal(body.agent["budget_usd"])
     spent = Decimal(int(parent.cost_micro_usd or 0) + int(parent.children_micro_usd or 0)) * pricing.MICRO_DOLLAR
     return max(pricing.MICRO_DOLLAR, budget - spent)
 
