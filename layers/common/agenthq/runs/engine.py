@@ -475,6 +475,7 @@ def _meter_model_call(work: Slice, step: int, entry: str, model: str, usage: Usa
     at = services.now()
     if reservation is not None:  # it may have been settled or released meanwhile
         reservation = Reservation.get_or_none(*Reservation.key(run.workspace_id, run.id, step))
+    at = quota.counted_at(reservation, at)  # the call counts when it was made
     try:
         with transaction() as tx:
             ledger.record(tx, run.workspace_id, run.id, entry, usage, at, services.settings.usage_counter_shards,

@@ -495,6 +495,7 @@ class Reservation(BaseItem, discriminator="Reservation"):
     period = UnicodeAttribute()  # the MONTH# quota it was taken from
     tokens = NumberAttribute()
     micro_usd = NumberAttribute()
+    reserved_at = UTCDateTimeAttribute(null=True)  # when: the call is counted in this day and month
     tree_root_run_id = UnicodeAttribute(null=True)  # the run tree whose budget it was also taken from
     tree_budget_micro_usd = NumberAttribute(null=True)  # that tree's budget (the root run's budget_usd)
 

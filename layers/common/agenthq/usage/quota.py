@@ -21,6 +21,9 @@
   delegates and however many of its runs reserve at once. A call that does
   not fit ends its run (``budget_exhausted``) rather than pausing it: the
   tree's budget does not reset.
+- **Periods**: a reservation is taken from the month it is made in, and
+  settled or released there, whenever the call is answered: the call belongs
+  to that month (and that day: :func:`counted_at`), whose budget admitted it.
 
 A limit of 0 admits nothing. Enterprise overrides arrive here already applied
 (``tiers.limits_for``).
@@ -145,7 +148,7 @@ def reservation_for(workspace_id: str, run_id: str, step: int, hold: Hold, at: d
     """The reservation of ``hold`` for the model call of ``step``, as it is stored:
     taken from the month of ``at`` and from ``tree``'s budget."""
     return Reservation(*Reservation.key(workspace_id, run_id, step), period=month(at), tokens=hold.tokens,
-                       micro_usd=hold.micro_usd,
+                       micro_usd=hold.micro_usd, reserved_at=at,
                        tree_root_run_id=tree.root_run_id if tree else None,
                        tree_budget_micro_usd=tree.budget_micro_usd if tree else None)
 
@@ -216,6 +219,15 @@ def reserve(workspace_id: str, run_id: str, step: int, hold: Hold, limits: TierL
                 return BUDGET
             # a transaction conflict with a concurrent writer: try again
     raise TransactWriteError("the month's quota kept changing")
+
+
+def counted_at(reservation: Reservation | None, at: datetime) -> datetime:
+    """When a model call metered at ``at`` is counted (its ledger entry, its day's
+    and month's counters): when its reservation was made — the call was made then,
+    and that month's budget admitted it — else ``at``."""
+    if reservation is None or reservation.reserved_at is None:
+        return at
+    return min(reservation.reserved_at, at)
 
 
 def settle(tx: Any, workspace_id: str, reservation: Reservation | None, usage: Usage, at: datetime) -> None:
