@@ -197,3 +197,72 @@ def test_concurrent_children_reserving_at_once_cannot_pass_the_roots_budget_toge
     spent = ledger_cost(tenant.workspace_id, [c.id for c in children])
     tree = tree_budget(tenant.workspace_id, root.id)
     assert tree is not None and spent == int(tree.used_micro_usd) == int(tree.committed_micro_usd) <= budget
+
+
+def test_a_later_call_that_no_longer_fits_ends_the_run_after_its_tool_results_are_kept(api):
+    """After the first call, another run of the tree takes all but $0.001 of the budget (a
+    reservation in flight, made here while the run's tool runs): the reservation the tool
+    results' commit would make does not fit, the results are kept alone, and the next think
+    ends the run budget_exhausted without a second call; the other run's hold stays its own."""
+    from agenthq.store.items import RunTreeBudget as Tree
+    from tests.support import tools_replaced_by
+
+    tenant = signup(api, tier="pro")
+    agent = create_agent(tenant, "counter", "sre", budget_usd="1.00")
+    taken: list[int] = []
+
+    def sibling_reserves(call: int, ctx) -> None:
+        item = Tree.get(*Tree.key(ctx.workspace_id, ctx.run_id))
+        taken.append(1_000_000 - int(item.committed_micro_usd) - 1_000)
+        item.update(actions=[Tree.committed_micro_usd.add(taken[-1])])
+
+    with tools_replaced_by(sibling_reserves):
+        run = wait_for(tenant, launch(tenant, agent["id"], LEAF).json()["id"])
+    assert run["status"] == "failed" and run["error"]["reason"] == "budget_exhausted", run
+    assert run["steps"] == 1
+    types = [e["type"] for e in events_of(tenant, run["id"])]
+    assert types.count("model.called") == 1 and "tool.result" in types
+    spent = ledger_cost(tenant.workspace_id, [run["id"]])
+    tree = tree_budget(tenant.workspace_id, run["id"])
+    assert tree is not None and int(tree.used_micro_usd) == spent
+    assert int(tree.committed_micro_usd) - int(tree.used_micro_usd) == taken[0], "nothing of this run stays reserved"
+
+
+class ReleasedWhileAnswering:
+    """The real (offline) model; while it answers the first call, the call's reservation is
+    released (as a concurrent end of the run would release what it holds)."""
+
+    def __init__(self, real, workspace_id: str) -> None:
+        self.real, self.workspace_id = real, workspace_id
+        self.run_id = ""
+        self.calls = 0
+
+    def create_message(self, request):
+        self.calls += 1
+        if self.calls == 1:
+            quota.release_all(self.workspace_id, self.run_id)
+        return self.real.create_message(request)
+
+
+def test_a_call_whose_reservation_was_released_meanwhile_still_counts_in_its_tree(api):
+    """Its answer cannot settle the reservation (gone), so the call is metered on its own:
+    the ledger, the month and the tree all count it — the tree's spend is its ledger's."""
+    from agenthq.runs.engine import run_step
+    from agenthq.runs.launch import create_run_record
+
+    tenant = signup(api, tier="pro")
+    agent = create_agent(tenant, "solo", "sre")
+    real = get_services()
+    model = ReleasedWhileAnswering(real.model, tenant.workspace_id)
+    services = Services(real.settings, real.clock, model=model)
+    wid = tenant.workspace_id
+    with tenant_scope(wid):
+        run = create_run_record(services, wid, find_agent(wid, agent["id"]), LEAF, created_by=tenant.user_id)
+        model.run_id = run.id
+        assert run_step(services, {"step": "start", "workspace_id": wid, "run_id": run.id}, lambda: 1_000.0)[
+            "next"] == "done"
+        ended = Run.get(*Run.key(wid, run.id))
+    assert ended.status == "succeeded" and model.calls == 2
+    spent = ledger_cost(wid, [run.id])
+    tree = tree_budget(wid, run.id)
+    assert tree is not None and int(tree.used_micro_usd) == int(tree.committed_micro_usd) == spent > 0

@@ -481,7 +481,7 @@ def _meter_model_call(work: Slice, step: int, entry: str, model: str, usage: Usa
             ledger.record(tx, run.workspace_id, run.id, entry, usage, at, services.settings.usage_counter_shards,
                           step=step, model=model)
             tx.update(Run(*Run.key(run.workspace_id, run.id)), actions=usage.add_actions(Run))
-            quota.settle(tx, run.workspace_id, reservation, usage, at)
+            quota.settle(tx, run.workspace_id, reservation, usage, at, quota.RunTree.of(work.body()))
     except TransactWriteError:
         if LedgerEntry.get_or_none(*LedgerEntry.key(run.workspace_id, run.id, entry)) is not None:
             return  # metered already

@@ -230,9 +230,12 @@ def counted_at(reservation: Reservation | None, at: datetime) -> datetime:
     return min(reservation.reserved_at, at)
 
 
-def settle(tx: Any, workspace_id: str, reservation: Reservation | None, usage: Usage, at: datetime) -> None:
+def settle(tx: Any, workspace_id: str, reservation: Reservation | None, usage: Usage, at: datetime,
+           tree: RunTree | None = None) -> None:
     """In the metering transaction: the call's actual use replaces its reservation,
-    in the month it was reserved in and in its run tree's budget."""
+    in the month it was reserved in and in its run tree's budget. A call whose
+    reservation is gone (released meanwhile) still counts in the month of ``at``
+    and in ``tree``, its run's tree: what the tree spent is what its ledger says."""
     tokens = usage.tokens.total
     reserved_tokens = int(reservation.tokens) if reservation else 0
     reserved_micro = int(reservation.micro_usd) if reservation else 0
@@ -243,9 +246,12 @@ def settle(tx: Any, workspace_id: str, reservation: Reservation | None, usage: U
         Quota.committed_micro_usd.add(usage.cost_micro_usd - reserved_micro)])
     if reservation is not None:
         tx.delete(reservation, condition=Reservation.pk.exists())
-        if (tree := _tree_item(workspace_id, reservation)) is not None:
-            tx.update(tree, actions=[RunTreeBudget.used_micro_usd.add(usage.cost_micro_usd),
-                                     RunTreeBudget.committed_micro_usd.add(usage.cost_micro_usd - reserved_micro)])
+    spent = _tree_item(workspace_id, reservation) if reservation is not None else \
+        RunTreeBudget(*RunTreeBudget.key(workspace_id, tree.root_run_id)) if tree is not None else None
+    if spent is not None:
+        tx.update(spent, actions=[RunTreeBudget.used_micro_usd.add(usage.cost_micro_usd),
+                                  RunTreeBudget.committed_micro_usd.add(usage.cost_micro_usd - reserved_micro),
+                                  RunTreeBudget.type.set(RunTreeBudget)])
 
 
 def release(workspace_id: str, run_id: str, step: int, reservation: Reservation | None = None) -> None:
