@@ -80,12 +80,9 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
     )
     limits = quota.workspace_limits(workspace_id)
     snapshot = agent_snapshot(workspace_id, agent)
-    if parent is not None:  # a child spends from what is left of its parent's per-run budget, and its root's
-        parent_body = RunBody.get(*RunBody.key(parent.workspace_id, parent.id), consistent_read=True)
-        snapshot["budget_usd"] = str(min(Decimal(snapshot["budget_usd"]), parent_budget_left(parent, parent_body)))
-        tree = quota.RunTree.of(parent_body)
-    else:  # a root: the budget of the tree it grows by delegating
-        tree = quota.RunTree.rooted_at(run_id, Decimal(snapshot["budget_usd"]))
+    if parent is not None:  # a child spends from what is left of its parent's per-run budget
+        snapshot["budget_usd"] = str(min(Decimal(snapshot["budget_usd"]), parent_budget_left(parent)))
+    tree = run_tree(run_id, snapshot, parent)
     queued = RunEvent(*RunEvent.key(workspace_id, run_id, 1), seq=1, event_type="run.queued", at=at,
                       data={"agent_id": agent.id, "parent_run_id": run.parent_run_id})
 
@@ -137,13 +134,11 @@ def _alert_runs(services: Services, workspace_id: str, limits: Any, at: datetime
                  limits.runs_per_day, counters.day(at), at)
 
 
-def parent_budget_left(parent: Run, body: RunBody) -> Decimal:
+def parent_budget_left(parent: Run) -> Decimal:
     """What the parent's per-run budget has left for a child: its budget less its
-    own model cost and that of its earlier children with theirs (at least one
-    micro-dollar, so the child starts and ends at once on ``budget_exhausted``).
-    Every call of the child is also reserved against its tree's budget (the
-    root's: ``quota.RunTree``), which binds even when this one has room."""
-    budget = Decimal(body.agent["budget_usd"])
+    own model cost and that of its earlier children (at least one micro-dollar,
+    so the child starts and ends at once on ``budget_exhausted``)."""
+    budget = Decimal(RunBody.get(*RunBody.key(parent.workspace_id, parent.id), consistent_read=True).agent["budget_usd"])
     spent = Decimal(int(parent.cost_micro_usd or 0) + int(parent.children_micro_usd or 0)) * pricing.MICRO_DOLLAR
     return max(pricing.MICRO_DOLLAR, budget - spent)
 
@@ -152,3 +147,12 @@ def run_deadline(at: datetime, timeout_seconds: int, parent: Run | None) -> date
     """When a run launched at ``at`` times out: a child ends with its parent at the latest."""
     deadline = at + timedelta(seconds=timeout_seconds)
     return min(deadline, parent.deadline) if parent is not None else deadline
+
+
+def run_tree(run_id: str, snapshot: dict[str, Any], parent: Run | None) -> quota.RunTree | None:
+    """The run tree a new run belongs to: a root's own (its per-run budget, which
+    every run it delegates to, at any depth, spends from too), or its parent's
+    (None when the parent was made before run trees were kept)."""
+    if parent is None:
+        return quota.RunTree.rooted_at(run_id, Decimal(snapshot["budget_usd"]))
+    return quota.RunTree.of(RunBody.get(*RunBody.key(parent.workspace_id, parent.id), consistent_read=True))

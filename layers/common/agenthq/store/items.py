@@ -330,12 +330,12 @@ class RunBody(BaseItem, discriminator="RunBody"):
     prompt, tools, limits, team). Kept apart from the Run item, which every
     step rewrites, so those writes stay small."""
 
-    input = UnicodeAttribute()
-    agent = JSONAttribute()
     # The run tree it belongs to (usage.quota.RunTree): its root run (itself for a root) and the root's
     # per-run budget, which every model call of the tree is reserved against. Absent on runs made before.
     tree_root_run_id = UnicodeAttribute(null=True)
     tree_budget_micro_usd = NumberAttribute(null=True)
+    input = UnicodeAttribute()
+    agent = JSONAttribute()
 
     @staticmethod
     def key(workspace_id: str, run_id: str) -> tuple[str, str]:
