@@ -266,3 +266,39 @@ def test_a_call_whose_reservation_was_released_meanwhile_still_counts_in_its_tre
     spent = ledger_cost(wid, [run.id])
     tree = tree_budget(wid, run.id)
     assert tree is not None and int(tree.used_micro_usd) == int(tree.committed_micro_usd) == spent > 0
+
+
+def test_a_childs_steps_that_crash_after_committing_and_are_retried_count_once_in_the_tree(api):
+    """The delegated run's think and act each crash once after their commit (the reply's
+    commit holds the next call's reservation); the retried slices resume after them. The
+    tree's item counts each call once and holds nothing at the end: its used is its ledger's."""
+    from tests.support import StepFault, step_faults
+
+    tenant = signup(api, tier="pro")
+    cheap = "claude-haiku-5-5"
+    lead = create_agent(tenant, "lead", "coordinator", model=cheap, budget_usd="0.05")
+    create_agent(tenant, "worker", "sre", model=cheap)
+    seen: list[str] = []
+
+    def child(event) -> bool:  # any run of this workspace but the first (the root starts first)
+        if event.get("workspace_id") != tenant.workspace_id:
+            return False
+        if not seen:
+            seen.append(event["run_id"])
+        return event["run_id"] != seen[0]
+
+    crashes = (StepFault(steps=("think",), match=child, when="after"),
+               StepFault(steps=("act",), match=child, when="after"))
+    with step_faults(*crashes):
+        root = wait_for(tenant, launch(tenant, lead["id"], delegating("Plan it.", ("worker", LEAF))).json()["id"])
+    assert [c.fired for c in crashes] == [1, 1]
+    assert root["status"] == "succeeded", root
+    tree = tree_of(tenant, root["id"])
+    assert len(tree) == 2 and all(r["status"] == "succeeded" for r in tree)
+    calls = sum(1 for r in tree for e in events_of(tenant, r["id"]) if e["type"] == "model.called")
+    with tenant_scope(tenant.workspace_id):
+        entries = [e for r in tree for e in ledger.entries(tenant.workspace_id, r["id"]) if e.entry.startswith("model#")]
+    assert len(entries) == calls == 4, "each call once in the ledger"
+    spent = ledger_cost(tenant.workspace_id, [r["id"] for r in tree])
+    budget = tree_budget(tenant.workspace_id, root["id"])
+    assert budget is not None and int(budget.used_micro_usd) == int(budget.committed_micro_usd) == spent
