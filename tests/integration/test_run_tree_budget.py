@@ -94,7 +94,7 @@ def test_descendants_spend_from_the_roots_budget_and_a_call_that_does_not_fit_en
     assert "model.called" not in [e["type"] for e in events_of(tenant, designer["id"])]
     refused = next(e for e in events_of(tenant, planner["id"])
                    if e["type"] == "tool.result" and e["data"]["is_error"])
-    assert "ended failed" in refused["data"]["content"] and "budget its run tree shares" in refused["data"]["content"]
+    assert "ended failed" in refused["data"]["content"] and "could cost more than is left" in refused["data"]["content"]
 
     spent = ledger_cost(tenant.workspace_id, [r["id"] for r in tree.values()])
     assert 0 < spent <= 50_000
@@ -302,3 +302,26 @@ def test_a_childs_steps_that_crash_after_committing_and_are_retried_count_once_i
     spent = ledger_cost(tenant.workspace_id, [r["id"] for r in tree])
     budget = tree_budget(tenant.workspace_id, root["id"])
     assert budget is not None and int(budget.used_micro_usd) == int(budget.committed_micro_usd) == spent
+
+
+def test_a_delegated_run_whose_own_budget_cannot_pay_for_one_call_ends_without_making_it(api):
+    """Under a root with room ($1.00), a planner with its own $0.004 delegates to a designer
+    whose model's call alone may cost more than the planner has left: the designer's budget is
+    what its parent has left, and a call that could pass it is not made (the planner's subtree
+    stays within its $0.004, where the designer used to make one full call)."""
+    tenant = signup(api, tier="pro")
+    cheap = "claude-haiku-5-5"
+    lead = create_agent(tenant, "lead", "coordinator", model=cheap, budget_usd="1.00")
+    create_agent(tenant, "planner", "coordinator", model=cheap, budget_usd="0.004")
+    create_agent(tenant, "designer", "architect", model="claude-opus-5-5")
+    text = delegating("Plan it.", ("planner", delegating("Ask the designer.", ("designer", "Design it."))))
+    root = wait_for(tenant, launch(tenant, lead["id"], text).json()["id"])
+    assert root["status"] == "succeeded", root
+
+    tree = {r["agent_id"]: r for r in tree_of(tenant, root["id"])}
+    agents = {a["name"]: a["id"] for a in tenant.get("/agents").json()["items"]}
+    planner, designer = tree[agents["planner"]], tree[agents["designer"]]
+    assert designer["status"] == "failed" and designer["error"]["reason"] == "budget_exhausted", designer
+    assert designer["steps"] == 0 and "its budget of" in designer["error"]["message"]
+    assert ledger_cost(tenant.workspace_id, [planner["id"], designer["id"]]) <= 4_000, \
+        "the planner's subtree stays within the planner's own budget"

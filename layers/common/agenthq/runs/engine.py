@@ -34,6 +34,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
@@ -358,7 +359,7 @@ def _next_reservation(work: Slice, step: int, conversation: list[ConversationMes
         return None
     hold = quota.hold_for(_model_request(work.services, run, agent, conversation), at)
     limits, tree = work.limits(), quota.RunTree.of(work.body())
-    if quota.beyond_limits(hold, limits, tree) is not None:
+    if hold.micro_usd > quota.run_budget_left(run, agent["budget_usd"]) or quota.beyond_limits(hold, limits, tree):
         return None
     return quota.reservation_for(run.workspace_id, run.id, step, hold, at, tree), limits
 
@@ -381,9 +382,11 @@ def think(work: Slice, event: dict[str, Any]) -> str:
     reservation = work.reservation(step)
     if reservation is None:
         hold, tree = quota.hold_for(request, at), quota.RunTree.of(work.body())
+        if hold.micro_usd > quota.run_budget_left(run, agent["budget_usd"]):  # the run's own budget
+            return _decide(work, step, "think", decisions.call_over_budget(Decimal(agent["budget_usd"]), shared=False))
         blocked = quota.reserve(run.workspace_id, run.id, step, hold, work.limits(), at, tree)
         if blocked == quota.RUN_BUDGET and tree is not None:  # the tree's budget does not reset: the run ends
-            return _decide(work, step, "think", decisions.tree_budget_exhausted(
+            return _decide(work, step, "think", decisions.call_over_budget(
                 tree.budget_usd(), shared=tree.root_run_id != run.id))
         if blocked is not None:
             return _pause_at(work, blocked, hold)

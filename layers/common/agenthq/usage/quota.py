@@ -143,6 +143,15 @@ class RunTree:
         return Decimal(self.budget_micro_usd) * pricing.MICRO_DOLLAR
 
 
+def run_budget_left(run: Run, budget_usd: str) -> int:
+    """Micro-dollars left of a run's own per-run budget (``budget_usd``, from its
+    agent as launched): less its model cost and its finished children's (with
+    theirs). Its own calls come one at a time, and it waits for each child, so
+    what it holds in flight is at most the call about to be made."""
+    spent = int(run.cost_micro_usd or 0) + int(run.children_micro_usd or 0)
+    return int(Decimal(budget_usd) / pricing.MICRO_DOLLAR) - spent
+
+
 def reservation_for(workspace_id: str, run_id: str, step: int, hold: Hold, at: datetime,
                     tree: RunTree | None = None) -> Reservation:
     """The reservation of ``hold`` for the model call of ``step``, as it is stored:
