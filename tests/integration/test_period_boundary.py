@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agenthq.adapters.model import ModelUnavailable
+from agenthq.adapters.model import ModelUnavailable, UnansweredCall
 from agenthq.agent_lookup import find_agent
 from agenthq.runs.engine import run_step
 from agenthq.runs.launch import create_run_record
 from agenthq.services import Services, get_services
 from agenthq.store import tenant_scope
-from agenthq.store.items import Quota, Reservation, Run
+from agenthq.store.items import Quota, Reservation, Run, RunTreeBudget
 from agenthq.usage import Usage, counters, ledger
 from tests.support import create_agent, signup
 
@@ -41,15 +41,16 @@ class SlowModel:
     """The real (offline) model, whose answer takes ``seconds`` of the test's clock —
     or, with ``fails``, which gives up after them (ModelUnavailable, as after its retries)."""
 
-    def __init__(self, real, clock: MovingClock, seconds: float, fails: bool = False) -> None:
-        self.real, self.clock, self.seconds, self.fails = real, clock, seconds, fails
+    def __init__(self, real, clock: MovingClock, seconds: float, fails: bool = False,
+                 unanswered: tuple[UnansweredCall, ...] = ()) -> None:
+        self.real, self.clock, self.seconds, self.fails, self.unanswered = real, clock, seconds, fails, unanswered
         self.calls = 0
 
     def create_message(self, request):
         self.calls += 1
         self.clock.at += timedelta(seconds=self.seconds)
         if self.fails:
-            raise ModelUnavailable("overloaded (offline fault)", status=529)
+            raise ModelUnavailable("overloaded (offline fault)", status=529, unanswered=self.unanswered)
         return self.real.create_message(request)
 
 
@@ -119,3 +120,24 @@ def test_a_call_reserved_before_midnight_that_fails_after_it_gives_back_the_old_
     assert left == []
     assert quota_of(wid, OLD_MONTH) == (0, 0), "nothing is left reserved in November"
     assert quota_of(wid, NEW_MONTH) == (0, 0)
+
+
+def test_a_call_reserved_before_midnight_whose_answer_never_arrives_is_estimated_in_the_old_month(api):
+    """The adapter gave up after midnight on an attempt the API may bill: it is metered at the
+    call's reserved upper bound (estimated), in November — where it was reserved."""
+    lost = (UnansweredCall(id="unanswered_0123456789abcdef", reason="timeout"),)
+    tenant, services, model, run = started_at_the_months_end(
+        api, lambda real, clock: SlowModel(real, clock, seconds=70.0, fails=True, unanswered=lost))
+    wid = tenant.workspace_id
+    with tenant_scope(wid), pytest.raises(ModelUnavailable):
+        run_step(services, {"step": "start", "workspace_id": wid, "run_id": run.id}, lambda: 1_000.0)
+    with tenant_scope(wid):
+        (entry,) = [e for e in ledger.entries(wid, run.id) if e.entry.startswith("model#")]
+    assert entry.estimated and entry.at < datetime(2026, 12, 1, tzinfo=UTC)
+    cost = int(entry.cost_micro_usd)
+    assert quota_of(wid, OLD_MONTH) == (cost, 0) and quota_of(wid, NEW_MONTH) == (0, 0)
+    assert counted(wid, OLD_MONTH).cost_micro_usd == counted(wid, OLD_DAY).cost_micro_usd == cost
+    assert counted(wid, NEW_MONTH).cost_micro_usd == 0
+    with tenant_scope(wid):
+        tree = RunTreeBudget.get(*RunTreeBudget.key(wid, run.id))
+    assert int(tree.used_micro_usd) == int(tree.committed_micro_usd) == cost, "its run tree counts it too"

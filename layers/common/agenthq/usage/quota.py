@@ -232,9 +232,10 @@ def reserve(workspace_id: str, run_id: str, step: int, hold: Hold, limits: TierL
 
 def counted_at(reservation: Reservation | None, at: datetime) -> datetime:
     """When a model call metered at ``at`` is counted (its ledger entry, its day's
-    and month's counters): when its reservation was made — the call was made then,
-    and that month's budget admitted it — else ``at``."""
-    if reservation is None or reservation.reserved_at is None:
+    and month's counters): in the day its reservation was made — the call was made
+    then, and that month's budget admitted it. So ``at`` itself within that day
+    (entries keep the order they were metered in), else when it was reserved."""
+    if reservation is None or reservation.reserved_at is None or day(reservation.reserved_at) == day(at):
         return at
     return min(reservation.reserved_at, at)
 
