@@ -103,9 +103,11 @@ def takes_live(subscription: LiveSubscription, seq: int) -> bool:
     ``seq`` is after its ``after``. One still replaying gets ``missed`` instead (its replay sends
     ``seq``); ``subscription`` is refreshed in place when it changed under the broadcaster."""
     for _ in range(MARK_ATTEMPTS):
+        if seq <= int(subscription.after or 0):
+            return False  # the client has it (a replay never sends it either)
         token = getattr(subscription, "replaying", None)
         if token is None:
-            return seq > int(subscription.after or 0)
+            return True
         try:
             LiveSubscription(subscription.pk, subscription.sk).update(
                 actions=[LiveSubscription.missed.set(seq)],
