@@ -130,7 +130,7 @@ def subscribe(services: Services, principal: Principal, connection_id: str, body
         connection.update(actions=[LiveConnection.subscriptions.add({target})])
         if run is None:
             return {"type": "subscribed", "workspace": True}
-        through, more, gone = seam.replay(services, run, subscription, services.settings.live_replay_limit,
+        through, more, gone = seam.replay(run, subscription, services.settings.live_replay_limit,
                                           lambda data: services.connections.send(connection_id, data))
     if gone:
         return {"type": "subscribed", "run_id": run.id, "after": frame.after, "through": through}

@@ -34,7 +34,6 @@ while the first still replays replays twice (the later one wins the hand-over).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from pynamodb.exceptions import UpdateError
 
@@ -43,9 +42,6 @@ from agenthq.adapters.connections import ConnectionGone
 from agenthq.live.protocol import run_event_frame
 from agenthq.runs.records import event_view, iter_events, load_run
 from agenthq.store.items import LiveSubscription, Run
-
-if TYPE_CHECKING:
-    from agenthq.services import Services
 
 #: How often a replay tries to hand over while events keep arriving before it answers ``more``.
 HAND_OVER_ATTEMPTS = 20
@@ -58,7 +54,7 @@ def new_token() -> str:
     return ids.new_id()
 
 
-def replay(services: Services, run: Run, subscription: LiveSubscription, limit: int,
+def replay(run: Run, subscription: LiveSubscription, limit: int,
            send: Callable[[bytes], None]) -> tuple[int, bool, bool]:
     """Send the run's stored events after the subscription's ``after`` (at most ``limit``), then hand
     the subscription over to the broadcaster. Returns (through: the last seq sent, more: the limit
