@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from agenthq.adapters.connections import ConnectionGone
 from agenthq.context import Principal, Scope
 from agenthq.errors import AppError, NotFound, PlanLimit
+from agenthq.live import limits
 from agenthq.live.protocol import encode, error_frame, parse_subscription, run_event_frame
 from agenthq.runs.records import event_view, iter_events, load_run
 from agenthq.store import tenant_scope
@@ -30,17 +31,19 @@ from agenthq.store.items import LiveConnection, LiveSubscription
 if TYPE_CHECKING:
     from agenthq.services import Services
 
-WORKSPACE = "*"  # the workspace's subscription, in LiveConnection.subscriptions
+WORKSPACE = limits.WORKSPACE  # the workspace's subscription, in LiveConnection.subscriptions
 
 
 def connect(services: Services, principal: Principal, connection_id: str) -> None:
+    """Store the connection and count it against the tier's ``live_connections`` (``limits.admit``);
+    refused (LiveConnectionsUsedUp), nothing stays stored."""
     now = services.now()
     item = LiveConnection(*LiveConnection.key(principal.workspace_id, connection_id), connection_id=connection_id,
                           subject=principal.subject, kind=principal.kind.value,
                           session_id=principal.session_id or None, connected_at=now,
                           expires_at=now + timedelta(seconds=services.settings.live_connection_ttl_seconds))
     with tenant_scope(principal.workspace_id):
-        item.save()
+        limits.admit(services, item, limits.workspace_limits(principal.workspace_id).live_connections)
 
 
 def disconnect(services: Services, principal: Principal, connection_id: str) -> None:
@@ -71,22 +74,22 @@ def close_connections(services: Services, workspace_id: str, *, session_id: str 
 
 
 def _forget(workspace_id: str, connection: LiveConnection) -> None:
-    with LiveSubscription.batch_write() as batch:
-        for target in connection.subscriptions or set():
-            batch.delete(LiveSubscription(*LiveSubscription.key(workspace_id, None if target == WORKSPACE else target,
-                                                                connection.connection_id)))
-        batch.delete(connection)
+    limits.forget_subscriptions(workspace_id, connection)
+    limits.release(connection)  # its place back (once, whoever forgets it first)
+
 
 
 def subscribe(services: Services, principal: Principal, connection_id: str, body: str | None) -> dict[str, Any]:
-    """Record the subscription, then send the run's stored events after ``after`` in seq order;
-    answers ``subscribed`` with the last seq replayed (``more``: send subscribe again from there)."""
+    """Record the subscription, then send the run's stored events after ``after`` in seq order, at most
+    LIVE_REPLAY_LIMIT of them; answers ``subscribed`` with the last seq replayed (``more``: send subscribe
+    again from there). At most LIVE_SUBSCRIBES_PER_WINDOW per connection per window (``limits``)."""
     frame = parse_subscription(body)
     run_id = frame.target()
     principal.require(Scope.runs_read)
     wid = principal.workspace_id
     with tenant_scope(wid):
         connection = _connection(wid, connection_id)
+        limits.take_subscribe(services, connection)  # RateLimited: an error frame, the connection stays
         run = load_run(wid, run_id) if run_id else None  # another workspace's run: NotFound, like a missing one
         target = run_id or WORKSPACE
         current = connection.subscriptions or set()
