@@ -164,7 +164,6 @@ def test_subscribes_are_rate_limited_per_connection_and_the_connection_stays(api
 
 def test_messages_count_as_api_calls_against_the_days_quota(api):
     tenant = signup(api, "live-limit-calls")
-    principal = _owner(tenant)
     wid = tenant.workspace_id
     services, _ = _services()
     with tenant_scope(wid):
