@@ -35,7 +35,8 @@ def handler(event: dict, context: object) -> dict:
         if route == "$disconnect":
             connections.disconnect(services, principal, connection_id)
             return {"statusCode": 200}
-        limits.meter_message(services, principal)  # an API call of the workspace (QuotaExceeded: an error frame)
+        # the connection's subscribe window, then an API call of the workspace (refused: an error frame)
+        limits.meter_message(services, principal, connection_id, subscribing=route == "subscribe")
         action = MESSAGES.get(route)
         frame = action(services, principal, connection_id, event.get("body")) if action else \
             connections.unknown_action()

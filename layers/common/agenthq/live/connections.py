@@ -82,14 +82,13 @@ def _forget(workspace_id: str, connection: LiveConnection) -> None:
 def subscribe(services: Services, principal: Principal, connection_id: str, body: str | None) -> dict[str, Any]:
     """Record the subscription, then send the run's stored events after ``after`` in seq order, at most
     LIVE_REPLAY_LIMIT of them; answers ``subscribed`` with the last seq replayed (``more``: send subscribe
-    again from there). At most LIVE_SUBSCRIBES_PER_WINDOW per connection per window (``limits``)."""
+    again from there). The connection's subscribe window was taken before (``limits.meter_message``)."""
     frame = parse_subscription(body)
     run_id = frame.target()
     principal.require(Scope.runs_read)
     wid = principal.workspace_id
     with tenant_scope(wid):
         connection = _connection(wid, connection_id)
-        limits.take_subscribe(services, connection)  # RateLimited: an error frame, the connection stays
         run = load_run(wid, run_id) if run_id else None  # another workspace's run: NotFound, like a missing one
         target = run_id or WORKSPACE
         current = connection.subscriptions or set()

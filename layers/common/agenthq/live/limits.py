@@ -15,11 +15,13 @@
   condition that nothing changed it since it was read (``version``).
 - **Subscribes**: at most ``LIVE_SUBSCRIBES_PER_WINDOW`` per connection per
   ``LIVE_SUBSCRIBE_WINDOW_SECONDS`` (a fixed window on the connection item);
-  beyond, an ``error`` frame ``rate_limited`` and the connection stays. Each
+  beyond, an ``error`` frame ``rate_limited`` and the connection stays. A warm
+  environment remembers a used-up window (and a used-up day of API calls), so
+  a flood of refused messages costs it no DynamoDB call. Each
   replays at most ``LIVE_REPLAY_LIMIT`` events (``more: true``: subscribe
   again from ``through``).
-- **Messages are API calls**: every message a client sends counts one API
-  call, against the day's ``api_calls_per_day`` (the day's ``Quota`` item, a
+- **Messages are API calls**: every message a client sends (but a subscribe
+  refused by its connection's window) counts one API call, against the day's ``api_calls_per_day`` (the day's ``Quota`` item, a
   conditional ADD; beyond, an ``error`` frame ``quota_exceeded``) and in the
   workspace's usage counters (``api_calls``).
 """
@@ -28,13 +30,14 @@ from __future__ import annotations
 
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DeleteError, PynamoDBException, TransactWriteError, UpdateError
 
-from agenthq.errors import QuotaExceeded, RateLimited
+from agenthq.errors import NotFound, QuotaExceeded, RateLimited
 from agenthq.store import tenant_scope, transaction
 from agenthq.store.items import (
     LiveConnection,
@@ -199,42 +202,92 @@ def _count(workspace_id: str) -> LiveConnectionCount:
     return LiveConnectionCount(*LiveConnectionCount.key(workspace_id))
 
 
+# --------------------------------------------------------------------------- refusals a warm environment remembers
+
+#: Refusals that stay true for a while, remembered by a warm environment, so a flood of messages that
+#: will be refused costs no DynamoDB call: a connection's used-up subscribe window (until the window
+#: ends: exact), a workspace's used-up API calls of the day (until midnight, at most
+#: QUOTA_MEMORY_SECONDS: the operator may raise the tier meanwhile). Key → refused until (epoch s).
+_refused: OrderedDict[str, float] = OrderedDict()
+MAX_REMEMBERED = 10_000
+QUOTA_MEMORY_SECONDS = 60
+
+
+def _remember(key: str, until: float) -> None:
+    _refused[key] = until
+    _refused.move_to_end(key)
+    while len(_refused) > MAX_REMEMBERED:
+        _refused.popitem(last=False)
+
+
+def _refused_until(key: str, now: float) -> float | None:
+    until = _refused.get(key)
+    if until is None or until <= now:
+        _refused.pop(key, None)
+        return None
+    return until
+
+
 # --------------------------------------------------------------------------- subscribes
 
 
-def take_subscribe(services: Services, connection: LiveConnection) -> None:
-    """One subscribe of the connection's window, or RateLimited (an ``error`` frame; the connection stays)."""
+def take_subscribe(services: Services, workspace_id: str, connection_id: str) -> None:
+    """One subscribe of the connection's window (one conditional UpdateItem of its item), or
+    RateLimited (an ``error`` frame; the connection stays); NotFound when the connection is gone."""
     settings = services.settings
     length = settings.live_subscribe_window_seconds
     now = services.clock()
     window = int(now) // length
+    key = f"connection:{connection_id}"
+    if _refused_until(key, now) is None:
+        connection = LiveConnection(*LiveConnection.key(workspace_id, connection_id))
+        if _update_if(connection, [LiveConnection.rate_count.add(1)],
+                      LiveConnection.pk.exists() & (LiveConnection.rate_window == window)
+                      & (LiveConnection.rate_count < settings.live_subscribes_per_window)):
+            return
+        if _update_if(connection, [LiveConnection.rate_window.set(window), LiveConnection.rate_count.set(1)],
+                      LiveConnection.pk.exists() & (LiveConnection.rate_window.does_not_exist()
+                                                    | (LiveConnection.rate_window < window))):
+            return
+        if LiveConnection.get_or_none(*LiveConnection.key(workspace_id, connection_id)) is None:
+            raise NotFound("This connection is no longer known; connect again.")
+        _remember(key, (window + 1) * length)
+    raise RateLimited(f"At most {settings.live_subscribes_per_window} subscribes per connection every "
+                      f"{length} s; subscribe again later.", retry_after=(window + 1) * length - int(now))
+
+
+def _update_if(item: LiveConnection, actions: list[Any], condition: Any) -> bool:
     try:
-        connection.update(actions=[LiveConnection.rate_count.add(1)],
-                          condition=LiveConnection.pk.exists() & (LiveConnection.rate_window == window)
-                          & (LiveConnection.rate_count < settings.live_subscribes_per_window))
-        return
+        item.update(actions=actions, condition=condition)
     except UpdateError as exc:
         if not _failed_condition(exc):
             raise
-    try:  # a new window
-        connection.update(actions=[LiveConnection.rate_window.set(window), LiveConnection.rate_count.set(1)],
-                          condition=LiveConnection.pk.exists() & (LiveConnection.rate_window.does_not_exist()
-                                                                  | (LiveConnection.rate_window < window)))
-    except UpdateError as exc:
-        if not _failed_condition(exc):
-            raise
-        raise RateLimited(f"At most {settings.live_subscribes_per_window} subscribes per connection every "
-                          f"{length} s; subscribe again later.",
-                          retry_after=(window + 1) * length - int(now)) from None
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- messages as API calls
 
 
-def meter_message(services: Services, principal: Principal) -> None:
-    """A client message of the principal's connection, counted as an API call (``count_message``)."""
-    with tenant_scope(principal.workspace_id):
-        count_message(services, principal.workspace_id, workspace_limits(principal.workspace_id))
+def meter_message(services: Services, principal: Principal, connection_id: str, *, subscribing: bool) -> None:
+    """A client message on the connection, before it is acted on: a subscribe takes its place in the
+    connection's window first (a message refused there is not an API call, as API Gateway does not
+    count a throttled request); then the message counts as an API call (``count_message``)."""
+    workspace_id = principal.workspace_id
+    with tenant_scope(workspace_id):
+        if subscribing:
+            take_subscribe(services, workspace_id, connection_id)
+        now = services.clock()
+        key = f"api_calls:{workspace_id}"
+        until = _refused_until(key, now)
+        if until is not None:
+            raise QuotaExceeded("Today's API calls are used up (WebSocket messages count as API calls).",
+                                retry_after=int(until - now) + 1)
+        try:
+            count_message(services, workspace_id, workspace_limits(workspace_id))
+        except QuotaExceeded:
+            _remember(key, min(now + QUOTA_MEMORY_SECONDS, next_day(services.now()).timestamp()))
+            raise
 
 
 def count_message(services: Services, workspace_id: str, limits: TierLimits) -> None:
