@@ -135,7 +135,10 @@ def unknown_action() -> dict[str, Any]:
 
 
 def as_error_frame(error: AppError) -> dict[str, Any]:
-    return error_frame(error.code, error.message, error.details)
+    frame = error_frame(error.code, error.message, error.details)
+    if "Retry-After" in error.headers:  # rate_limited, quota_exceeded: when to send it again, seconds
+        frame["retry_after"] = int(error.headers["Retry-After"])
+    return frame
 
 
 def encode_frame(frame: dict[str, Any]) -> str:
