@@ -91,3 +91,36 @@ def test_a_subscribe_flood_is_rate_limited_per_connection_and_the_connection_sta
             "every message is an API call, but a subscribe refused by the connection's window"
     finally:
         ws.close()
+
+
+def test_a_connection_whose_disconnect_was_lost_gives_its_place_back_when_the_broadcaster_meets_its_410(api, cloud):
+    from local.lambda_runtime import InvocationFault
+    from tests.support import create_agent, launch, wait_for
+
+    tenant = signup(api, "live-lost")
+    agent = create_agent(tenant, "watched", "sre")
+    ws, status = _open(cloud.ws_url, tenant.headers)
+    assert status is None
+    ws.send(json.dumps({"action": "subscribe", "workspace": True}))
+    assert json.loads(ws.recv(timeout=30))["type"] == "subscribed"
+    assert _live_used(tenant)["used"] == 1
+    lost = InvocationFault(function="LiveFunction", times=1, when="before",
+                           match=lambda event: event.get("requestContext", {}).get("routeKey") == "$disconnect"
+                           and event["requestContext"]["authorizer"].get("workspace_id") == tenant.workspace_id)
+    cloud.runtime.faults.append(lost)
+    try:
+        ws.close()
+        deadline = time.monotonic() + 30
+        while lost.fired == 0:
+            assert time.monotonic() < deadline, "the $disconnect ran (and failed)"
+            time.sleep(0.1)
+    finally:
+        cloud.runtime.faults.remove(lost)
+    assert _live_used(tenant)["used"] == 1, "its $disconnect was lost: the place is still held"
+
+    run = launch(tenant, agent["id"], "Hello.", key="lost-1").json()  # its status changes go to the subscriber
+    wait_for(tenant, run["id"])
+    deadline = time.monotonic() + 60
+    while _live_used(tenant)["used"] != 0:  # the broadcaster's 410 forgot it and gave the place back
+        assert time.monotonic() < deadline, _live_used(tenant)
+        time.sleep(0.5)

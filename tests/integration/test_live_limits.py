@@ -5,6 +5,7 @@ connection's subscribes are rate limited, and every client message counts as an 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import timedelta
@@ -205,3 +206,30 @@ def test_messages_count_as_api_calls_against_the_days_quota(api):
     assert usage["usage"]["api_calls"] == 5
     assert usage["limits"]["live_connections"] == {"period": None, "used": 0, "limit": 10, "percent": 0.0,
                                                    "resets_at": None}
+
+
+def test_a_subscribe_replays_one_page_and_the_next_subscribe_the_next(api):
+    from tests.support import create_agent, events_of, launch, wait_for
+
+    tenant = signup(api, "live-limit-pages", tier="pro")
+    agent = create_agent(tenant, "paged", "sre")
+    run = launch(tenant, agent["id"], 'Page me.\n/tool calculator {"expression": "6 * 7"}', key="pages-1").json()
+    wait_for(tenant, run["id"])
+    stored = [e["seq"] for e in events_of(tenant, run["id"])]
+    assert len(stored) > 4
+    principal = _owner(tenant)
+    services, fake = _services(live_replay_limit=2)
+    connections.connect(services, principal, "pager")
+    got: list[int] = []
+    after = 0
+    while True:
+        answer = connections.subscribe(services, principal, "pager",
+                                       json.dumps({"action": "subscribe", "run_id": run["id"], "after": after}))
+        page = [json.loads(data)["seq"] for _, data in fake.sent[len(got):]]
+        assert len(page) <= 2, "at most LIVE_REPLAY_LIMIT events per subscribe"
+        got += page
+        assert answer["through"] == (page[-1] if page else after)
+        if not answer["more"]:
+            break
+        after = answer["through"]
+    assert got == stored
