@@ -21,7 +21,7 @@ from agenthq.live.broadcast import _forget
 from agenthq.services import Services, get_services
 from agenthq.store import tenant_scope
 from agenthq.store.items import LiveConnection, LiveSubscription, Quota
-from agenthq.usage import counters
+from agenthq.usage import counters, quota
 from tests.support import signup
 
 pytestmark = pytest.mark.slow
@@ -179,7 +179,7 @@ def test_messages_count_as_api_calls_against_the_days_quota(api):
     wid = tenant.workspace_id
     services, _ = _services()
     with tenant_scope(wid):
-        free = limits.workspace_limits(wid)
+        free = quota.workspace_limits(wid)
     tight = free.model_copy(update={"api_calls_per_day": 5})
     done = []
 

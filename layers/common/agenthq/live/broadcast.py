@@ -189,6 +189,6 @@ def _forget(workspace_id: str, sub: LiveSubscription) -> None:
     with global_scope():
         try:
             sub.delete()
-            limits.release(LiveConnection(*LiveConnection.key(workspace_id, sub.connection_id)))
+            limits.release(workspace_id, LiveConnection(*LiveConnection.key(workspace_id, sub.connection_id)))
         except Exception:  # best effort: the TTL removes them anyway (and a full workspace's connect repairs)
             logger.exception("could not forget connection %s", sub.connection_id)

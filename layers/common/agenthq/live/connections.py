@@ -27,6 +27,7 @@ from agenthq.live.protocol import encode, error_frame, parse_subscription, run_e
 from agenthq.runs.records import event_view, iter_events, load_run
 from agenthq.store import tenant_scope
 from agenthq.store.items import LiveConnection, LiveSubscription
+from agenthq.usage.quota import workspace_limits
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -43,7 +44,7 @@ def connect(services: Services, principal: Principal, connection_id: str) -> Non
                           session_id=principal.session_id or None, connected_at=now,
                           expires_at=now + timedelta(seconds=services.settings.live_connection_ttl_seconds))
     with tenant_scope(principal.workspace_id):
-        limits.admit(services, item, limits.workspace_limits(principal.workspace_id).live_connections)
+        limits.admit(services, principal.workspace_id, item, workspace_limits(principal.workspace_id).live_connections)
 
 
 def disconnect(services: Services, principal: Principal, connection_id: str) -> None:
@@ -75,7 +76,7 @@ def close_connections(services: Services, workspace_id: str, *, session_id: str 
 
 def _forget(workspace_id: str, connection: LiveConnection) -> None:
     limits.forget_subscriptions(workspace_id, connection)
-    limits.release(connection)  # its place back (once, whoever forgets it first)
+    limits.release(workspace_id, connection)  # its place back (once, whoever forgets it first)
 
 
 

@@ -39,17 +39,11 @@ from pynamodb.exceptions import DeleteError, PynamoDBException, TransactWriteErr
 
 from agenthq.errors import NotFound, QuotaExceeded, RateLimited
 from agenthq.store import tenant_scope, transaction
-from agenthq.store.items import (
-    LiveConnection,
-    LiveConnectionCount,
-    LiveSubscription,
-    Quota,
-    UsageCounter,
-    Workspace,
-)
-from agenthq.tiers import TierLimits, limits_for
+from agenthq.store.items import LiveConnection, LiveConnectionCount, LiveSubscription, Quota, UsageCounter
+from agenthq.tiers import TierLimits
 from agenthq.usage import counters
 from agenthq.usage.counters import next_day
+from agenthq.usage.quota import workspace_limits
 from agenthq.usage.vector import Usage
 
 if TYPE_CHECKING:
@@ -71,11 +65,6 @@ class LiveConnectionsUsedUp(QuotaExceeded):
     """The workspace holds as many WebSocket connections as its tier allows."""
 
 
-def workspace_limits(workspace_id: str) -> TierLimits:
-    workspace = Workspace.load(workspace_id)
-    return limits_for(workspace.tier, workspace.limit_overrides)
-
-
 def _failed_condition(exc: PynamoDBException) -> bool:
     return exc.cause_response_code == "ConditionalCheckFailedException"
 
@@ -83,10 +72,9 @@ def _failed_condition(exc: PynamoDBException) -> bool:
 # --------------------------------------------------------------------------- connections
 
 
-def admit(services: Services, connection: LiveConnection, limit: int) -> None:
-    """Store the connection and count it against ``limit`` in one transaction, or raise
+def admit(services: Services, workspace_id: str, connection: LiveConnection, limit: int) -> None:
+    """Store the workspace's connection and count it against ``limit`` in one transaction, or raise
     LiveConnectionsUsedUp (nothing stored). A full workspace's count is repaired once first."""
-    workspace_id = connection.pk.split("#")[1]
     for attempt in range(2):
         if _transact(lambda tx: (
                 tx.save(connection, condition=LiveConnection.pk.does_not_exist()),
@@ -101,10 +89,9 @@ def admit(services: Services, connection: LiveConnection, limit: int) -> None:
                                 "close one (or wait for one to end) and connect again.", retry_after=5)
 
 
-def release(connection: LiveConnection) -> bool:
-    """Forget the connection's item and give its place back, in one transaction; False when it was
-    already forgotten (so a place is given back once however many paths forget it)."""
-    workspace_id = connection.pk.split("#")[1]
+def release(workspace_id: str, connection: LiveConnection) -> bool:
+    """Forget the workspace's connection item and give its place back, in one transaction; False when
+    it was already forgotten (so a place is given back once however many paths forget it)."""
     if _transact(lambda tx: (
             tx.delete(connection, condition=LiveConnection.pk.exists()),
             tx.update(_count(workspace_id), actions=[LiveConnectionCount.open.add(-1),
