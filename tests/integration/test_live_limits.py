@@ -233,3 +233,5 @@ def test_a_subscribe_replays_one_page_and_the_next_subscribe_the_next(api):
             break
         after = answer["through"]
     assert got == stored
+    with tenant_scope(tenant.workspace_id):  # each replayed frame is an API call (API Gateway bills each frame)
+        assert counters.read(tenant.workspace_id, counters.day(services.now())).api_calls == len(stored)

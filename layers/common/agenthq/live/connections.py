@@ -111,6 +111,7 @@ def subscribe(services: Services, principal: Principal, connection_id: str, body
             except ConnectionGone:
                 return {"type": "subscribed", "run_id": run.id, "after": frame.after, "through": through}
             through = int(event.seq)
+        limits.count_replayed(services, wid, through - frame.after)  # seqs are dense: the frames just sent
     return {"type": "subscribed", "run_id": run.id, "after": frame.after, "through": through, "more": more}
 
 

@@ -21,9 +21,11 @@
   replays at most ``LIVE_REPLAY_LIMIT`` events (``more: true``: subscribe
   again from ``through``).
 - **Messages are API calls**: every message a client sends (but a subscribe
-  refused by its connection's window) counts one API call, against the day's ``api_calls_per_day`` (the day's ``Quota`` item, a
-  conditional ADD; beyond, an ``error`` frame ``quota_exceeded``) and in the
-  workspace's usage counters (``api_calls``).
+  refused by its connection's window) counts one API call against the day's
+  ``api_calls_per_day`` (the day's ``Quota`` item, a conditional ADD; beyond,
+  an ``error`` frame ``quota_exceeded``) and in the workspace's usage counters
+  (``api_calls``); so does every frame a subscribe's replay sends
+  (``count_replayed``, after the fact).
 """
 
 from __future__ import annotations
@@ -281,16 +283,9 @@ def count_message(services: Services, workspace_id: str, limits: TierLimits) -> 
     """Count one client message as an API call of the workspace (the day's quota and the usage
     counters, one transaction); QuotaExceeded when the day's API calls are used up."""
     at: datetime = services.now()
-    shard = random.randrange(services.settings.usage_counter_shards)  # nosec B311  # spreads writes, not a secret
     try:
-        with transaction() as tx:
-            tx.update(Quota(*Quota.key(workspace_id, counters.day(at))),
-                      actions=[Quota.api_calls.add(1)],
-                      condition=Quota.api_calls.does_not_exist() | (Quota.api_calls < limits.api_calls_per_day))
-            for period in (counters.day(at), counters.month(at)):
-                tx.update(UsageCounter(*UsageCounter.key(workspace_id, period, shard)),
-                          actions=[*Usage(api_calls=1).add_actions(UsageCounter), UsageCounter.period.set(period),
-                                   UsageCounter.type.set(UsageCounter)])
+        _count_calls(services, workspace_id, 1, at,
+                     Quota.api_calls.does_not_exist() | (Quota.api_calls < limits.api_calls_per_day))
     except PynamoDBException as exc:
         reasons = getattr(exc, "cancellation_reasons", None) or []
         if reasons and reasons[0] is not None and reasons[0].code == "ConditionalCheckFailed":
@@ -298,3 +293,22 @@ def count_message(services: Services, workspace_id: str, limits: TierLimits) -> 
             raise QuotaExceeded(f"The {limits.api_calls_per_day} API calls of today are used up "
                                 "(WebSocket messages count as API calls).", retry_after=retry) from None
         raise
+
+
+def count_replayed(services: Services, workspace_id: str, frames: int) -> None:
+    """Count the frames a subscribe's replay sent as API calls (API Gateway bills each frame it sends;
+    a replay of 100 events is 100 messages). Counted after they were sent, without a condition: the
+    day's quota may pass its limit by at most the replays under way, and the next message is refused."""
+    if frames > 0:
+        _count_calls(services, workspace_id, frames, services.now(), None)
+
+
+def _count_calls(services: Services, workspace_id: str, calls: int, at: datetime, condition: Any) -> None:
+    shard = random.randrange(services.settings.usage_counter_shards)  # nosec B311  # spreads writes, not a secret
+    with transaction() as tx:
+        tx.update(Quota(*Quota.key(workspace_id, counters.day(at))), actions=[Quota.api_calls.add(calls)],
+                  condition=condition)
+        for period in (counters.day(at), counters.month(at)):
+            tx.update(UsageCounter(*UsageCounter.key(workspace_id, period, shard)),
+                      actions=[*Usage(api_calls=calls).add_actions(UsageCounter), UsageCounter.period.set(period),
+                               UsageCounter.type.set(UsageCounter)])
