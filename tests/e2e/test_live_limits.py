@@ -124,3 +124,43 @@ def test_a_connection_whose_disconnect_was_lost_gives_its_place_back_when_the_br
     while _live_used(tenant)["used"] != 0:  # the broadcaster's 410 forgot it and gave the place back
         assert time.monotonic() < deadline, _live_used(tenant)
         time.sleep(0.5)
+
+
+def test_a_full_workspace_gets_a_lost_connections_place_back_from_the_connections_api(api, cloud):
+    from local.lambda_runtime import InvocationFault
+
+    tenant = signup(api, "live-repair")
+    opened = [_open(cloud.ws_url, tenant.headers)[0] for _ in range(10)]
+    assert all(opened) and _live_used(tenant)["used"] == 10
+    lost = InvocationFault(function="LiveFunction", times=1, when="before",
+                           match=lambda event: event.get("requestContext", {}).get("routeKey") == "$disconnect"
+                           and event["requestContext"]["authorizer"].get("workspace_id") == tenant.workspace_id)
+    cloud.runtime.faults.append(lost)
+    try:
+        opened.pop().close()
+        deadline = time.monotonic() + 30
+        while lost.fired == 0:
+            assert time.monotonic() < deadline, "the $disconnect ran (and failed)"
+            time.sleep(0.1)
+    finally:
+        cloud.runtime.faults.remove(lost)
+    # Every connection is older than a $connect can take (as it would be minutes later).
+    ddb = cloud.client("dynamodb")
+    table = cloud.config.stack.table_name
+    items = ddb.query(TableName=table, KeyConditionExpression="pk = :pk AND begins_with(sk, :conn)",
+                      ExpressionAttributeValues={":pk": {"S": f"WS#{tenant.workspace_id}#LIVE"},
+                                                 ":conn": {"S": "CONN#"}}, ConsistentRead=True)["Items"]
+    assert len(items) == 10 and _live_used(tenant)["used"] == 10, "the lost one still holds its place"
+    for item in items:
+        ddb.update_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]},
+                        UpdateExpression="SET connected_at = :then",
+                        ExpressionAttributeValues={":then": {"S": "2020-01-01T00:00:00.000000+0000"}})
+    try:
+        ws, status = _open(cloud.ws_url, tenant.headers)  # full: the repair asks @connections, which says 410
+        assert status is None, status
+        opened.append(ws)
+        assert _live_used(tenant)["used"] == 10
+        assert _open(cloud.ws_url, tenant.headers)[1] == 429
+    finally:
+        for ws in opened:
+            ws.close()

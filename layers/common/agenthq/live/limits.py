@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from pynamodb.exceptions import DeleteError, PynamoDBException, TransactWriteError, UpdateError
 
 from agenthq.errors import NotFound, QuotaExceeded, RateLimited
+from agenthq.observability import logger
 from agenthq.store import tenant_scope, transaction
 from agenthq.store.items import LiveConnection, LiveConnectionCount, LiveSubscription, Quota, UsageCounter
 from agenthq.tiers import TierLimits
@@ -184,7 +185,13 @@ def forget_subscriptions(workspace_id: str, connection: LiveConnection) -> None:
 
 
 def _alive(services: Services, connection_id: str) -> bool:
-    return services.connections.exists(connection_id)
+    """Whether the @connections API knows the connection; one it cannot tell about (throttled, an
+    error) is taken as alive: a repair never frees a place it is not sure of."""
+    try:
+        return services.connections.exists(connection_id)
+    except Exception:
+        logger.warning("could not tell whether connection %s is open", connection_id, exc_info=True)
+        return True
 
 
 def _count(workspace_id: str) -> LiveConnectionCount:
