@@ -52,6 +52,7 @@ class Limits(View):
     api_rps: int
     api_burst: int
     api_calls_per_day: int
+    live_connections: int
     price_usd_per_month: Money
 
 
@@ -234,6 +235,8 @@ class Metered(View):
     infra_cost_usd: Money
     tool_calls: int
     agent_seconds: int
+    api_calls: int | None = Field(default=None, description="WebSocket messages the workspace sent (a period's or "
+                                  "a day's; REST calls are counted by the gateway's usage plan)")
 
 
 class LimitUse(View):

@@ -449,6 +449,7 @@ class UsageCounts:
     tool_calls = NumberAttribute(default=0)
     agent_seconds = NumberAttribute(default=0)
     infra_micro_usd = NumberAttribute(default=0)  # modelled AWS cost of the steps
+    api_calls = NumberAttribute(default=0)  # WebSocket messages (a counter's only: REST calls are the gateway's)
 
 
 class UsageCounter(BaseItem, UsageCounts, discriminator="UsageCounter"):
@@ -474,6 +475,7 @@ class Quota(BaseItem, discriminator="Quota"):
     way; a reservation is admitted only while committed + it ≤ the limit."""
 
     runs = NumberAttribute(default=0)  # DAY: runs launched
+    api_calls = NumberAttribute(default=0)  # DAY: WebSocket messages (REST calls are counted by the gateway)
     used_tokens = NumberAttribute(default=0)  # MONTH: tokens of settled model calls (all four classes)
     used_micro_usd = NumberAttribute(default=0)  # MONTH: model cost of settled calls
     committed_tokens = NumberAttribute(default=0)  # MONTH: used + reserved
@@ -609,6 +611,8 @@ class LiveConnection(BaseItem, discriminator="LiveConnection"):
     role = UnicodeAttribute(null=True)  # a user's role when it connected
     connected_at = UTCDateTimeAttribute()
     subscriptions = UnicodeSetAttribute(null=True)  # run ids, and "*" for the workspace
+    rate_window = NumberAttribute(null=True)  # the subscribe rate limit's window (epoch seconds // its length)
+    rate_count = NumberAttribute(null=True)  # subscribes in that window
 
     @staticmethod
     def partition(workspace_id: str) -> str:
@@ -617,6 +621,22 @@ class LiveConnection(BaseItem, discriminator="LiveConnection"):
     @classmethod
     def key(cls, workspace_id: str, connection_id: str) -> tuple[str, str]:
         return cls.partition(workspace_id), f"CONN#{connection_id}"
+
+
+class LiveConnectionCount(BaseItem, discriminator="LiveConnectionCount"):
+    """pk WS#<id>#LIVE, sk COUNT: how many WebSocket connections the workspace holds — what
+    ``$connect`` admits against the tier's ``live_connections`` (a conditional ADD), ``$disconnect``
+    and a gone connection's cleanup give back, and a repair sets from the ``CONN#`` items
+    (``agenthq.live.limits``). ``version`` moves with every change, so a repair that read an old
+    count writes nothing."""
+
+    open = NumberAttribute(default=0)
+    version = NumberAttribute(default=0)
+    repaired_at = UTCDateTimeAttribute(null=True)
+
+    @classmethod
+    def key(cls, workspace_id: str) -> tuple[str, str]:
+        return LiveConnection.partition(workspace_id), "COUNT"
 
 
 class LiveSubscription(BaseItem, discriminator="LiveSubscription"):
