@@ -1,0 +1,127 @@
+"""Sizes in bytes as DynamoDB counts them (issue 17, hole 7): non-ASCII text is
+stored as UTF-8, what cannot fit one item is refused with a 413 before anything
+is written, and a run whose first message cannot hold its agent's whole inbox
+leaves the rest undelivered instead of losing it."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from agenthq import ids, messaging
+from agenthq.context import ROLE_SCOPES, Principal, PrincipalKind, Role
+from agenthq.errors import PayloadTooLarge
+from agenthq.runs.api import RunLaunchRequest, launch_run
+from agenthq.services import get_services
+from agenthq.store import tenant_scope
+from agenthq.store.items import AgentMessage, ConversationMessage
+from tests.support import Tenant, create_agent, signup, wait_for, workspace_leftovers
+
+MODEL = "claude-haiku-5-5"  # the cheapest: inputs of a few hundred thousand bytes stay within the pro month
+
+
+@pytest.fixture()
+def tenant(api) -> Tenant:
+    owner = signup(api, tag="sizes", tier="pro")
+    time.sleep(1.1)  # the gateway sees the pro plan
+    return owner
+
+
+def launch_utf8(tenant: Tenant, agent_id: str, text: str):
+    """A launch whose body is sent as UTF-8 (as browsers and most clients do), not as \\u escapes."""
+    body = json.dumps({"input": text}, ensure_ascii=False).encode()
+    return tenant.api.post(tenant.path(f"/agents/{agent_id}/runs"), content=body,
+                           headers={**tenant.headers, "Content-Type": "application/json"})
+
+
+def first_message(tenant: Tenant, run_id: str) -> str:
+    with tenant_scope(tenant.workspace_id):
+        message = ConversationMessage.get(*ConversationMessage.key(tenant.workspace_id, run_id, 1),
+                                          consistent_read=True)
+    return str(message.content[0]["text"])
+
+
+def send(tenant: Tenant, from_agent: str, to_agent: str, body: str) -> AgentMessage:
+    return messaging.send_message(get_services(), tenant.workspace_id, from_agent, ids.new_id(), to_agent, body,
+                                  ids.new_id())
+
+
+def inbox_of(tenant: Tenant, agent_id: str) -> dict[str, AgentMessage]:
+    with tenant_scope(tenant.workspace_id):
+        return {m.id: m for m in AgentMessage.gsi1.query(AgentMessage.inbox(tenant.workspace_id, agent_id))}
+
+
+def test_an_agent_with_a_long_emoji_system_prompt_launches(tenant):
+    """On main: 20,000 emoji (a 240 KB escaped snapshot) and an input of 100,000 'é' made the launch a 500."""
+    agent = create_agent(tenant, "emoji", "sre", model=MODEL, budget_usd="50", system_prompt="😀" * 20_000)
+    text = "é" * 100_000
+    launched = launch_utf8(tenant, agent["id"], text)
+    assert launched.status_code == 202, launched.text
+    run = wait_for(tenant, launched.json()["id"])
+    assert run["status"] == "succeeded", run
+    assert tenant.get(f"/runs/{run['id']}").json()["input"] == text
+    assert tenant.get(f"/agents/{agent['id']}").json()["system_prompt"] == "😀" * 20_000
+
+
+def test_a_long_non_ascii_input_runs_and_its_inbox_is_delivered(tenant):
+    """On main: 68,500 'é' were accepted (202), then the first message (408 KB escaped) failed the run
+    with internal_error after the agent's inbox had been marked delivered to it."""
+    sender = create_agent(tenant, "sender", "sre", model=MODEL)
+    receiver = create_agent(tenant, "receiver", "sre", model=MODEL, budget_usd="50")
+    sent = [send(tenant, sender["id"], receiver["id"], f"note {n}: déjà vu") for n in range(3)]
+    launched = launch_utf8(tenant, receiver["id"], "é" * 68_500)
+    assert launched.status_code == 202, launched.text
+    run = wait_for(tenant, launched.json()["id"])
+    assert run["status"] == "succeeded", run
+    inbox = inbox_of(tenant, receiver["id"])
+    assert {inbox[m.id].delivered_run_id for m in sent} == {run["id"]}
+    opening = first_message(tenant, run["id"])
+    assert opening.startswith("é" * 68_500)
+    assert all(f"note {n}: déjà vu" in opening for n in range(3))
+
+
+def test_inbox_messages_that_do_not_fit_the_first_message_wait_for_the_next_run(tenant):
+    """An input of 260,000 bytes leaves room for some of 20 long messages: those are delivered and shown,
+    the rest stay undelivered (in order) and the agent's next run gets them. On main the run failed
+    (internal_error) with all 20 marked delivered to it: lost."""
+    sender = create_agent(tenant, "sender", "sre", model=MODEL)
+    receiver = create_agent(tenant, "receiver", "sre", model=MODEL, budget_usd="50")
+    sent = [send(tenant, sender["id"], receiver["id"], f"{n:02d}" + "🚀" * 2_500) for n in range(20)]
+    launched = launch_utf8(tenant, receiver["id"], "😀" * 65_000)
+    assert launched.status_code == 202, launched.text
+    first = wait_for(tenant, launched.json()["id"])
+    assert first["status"] == "succeeded", first
+
+    inbox = inbox_of(tenant, receiver["id"])
+    delivered = [m for m in sent if inbox[m.id].delivered_run_id == first["id"]]
+    waiting = [m for m in sent if inbox[m.id].delivered_run_id is None]
+    assert delivered and waiting and len(delivered) + len(waiting) == 20
+    order = [m.id for m in sorted(sent, key=lambda m: (m.created_at, m.id))]
+    assert [m.id for m in delivered] + [m.id for m in waiting] == order  # the oldest first; the rest wait
+    opening = first_message(tenant, first["id"])
+    assert all(f"from agent {sender['id']}: {m.body[:2]}" in opening for m in delivered)
+    assert not any(f"from agent {sender['id']}: {m.body[:2]}" in opening for m in waiting)
+
+    later = tenant.post(f"/agents/{receiver['id']}/runs", json={"input": "Anything new?"})
+    assert later.status_code == 202, later.text
+    second = wait_for(tenant, later.json()["id"])
+    assert second["status"] == "succeeded", second
+    inbox = inbox_of(tenant, receiver["id"])
+    assert {inbox[m.id].delivered_run_id for m in waiting} == {second["id"]}
+
+
+def test_a_launch_that_cannot_be_stored_is_a_413_and_writes_nothing(cloud, tenant):
+    """The input with the agent's snapshot over 400 KB (in-process: the gateway's 256 KiB body limit stops
+    such a request first with today's settings). On main DynamoDB refused the transaction: a 500."""
+    agent = create_agent(tenant, "big", "sre", model=MODEL, system_prompt="😀" * 20_000)
+    principal = Principal(workspace_id=tenant.workspace_id, subject=tenant.user_id, kind=PrincipalKind.user,
+                          role=Role.owner, scopes=ROLE_SCOPES[Role.owner])
+    before = workspace_leftovers(cloud, tenant.workspace_id)
+    with pytest.raises(PayloadTooLarge) as refused:
+        launch_run(get_services(), principal, agent["id"], RunLaunchRequest(input="😀" * 90_000), "size-key-1")
+    assert refused.value.status == 413 and refused.value.details[0]["field"] == "input"
+    assert workspace_leftovers(cloud, tenant.workspace_id) == before  # no run, body, event, launch record or quota count
+    runs = tenant.get("/runs", params={"agent_id": agent["id"]}).json()
+    assert runs["items"] == []
