@@ -9,14 +9,17 @@ import json
 import time
 
 import pytest
+from pynamodb.exceptions import PutError
 
 from agenthq import ids, messaging
 from agenthq.context import ROLE_SCOPES, Principal, PrincipalKind, Role
 from agenthq.errors import PayloadTooLarge
 from agenthq.runs.api import RunLaunchRequest, launch_run
+from agenthq.runs.transcript import RESULTS_CUT
 from agenthq.services import get_services
 from agenthq.store import tenant_scope
-from agenthq.store.items import AgentMessage, ConversationMessage
+from agenthq.store.items import AgentMessage, ConversationMessage, Note, Run, RunEvent, ToolCall
+from agenthq.store.sizes import MAX_ITEM_BYTES, Utf8JSONAttribute, item_bytes
 from tests.support import Tenant, create_agent, signup, wait_for, workspace_leftovers
 
 MODEL = "claude-haiku-5-5"  # the cheapest: inputs of a few hundred thousand bytes stay within the pro month
@@ -125,3 +128,60 @@ def test_a_launch_that_cannot_be_stored_is_a_413_and_writes_nothing(cloud, tenan
     assert workspace_leftovers(cloud, tenant.workspace_id) == before  # no run, body, event, launch record or quota count
     runs = tenant.get("/runs", params={"agent_id": agent["id"]}).json()
     assert runs["items"] == []
+
+
+def test_a_turn_reading_a_large_note_many_times_keeps_running(tenant):
+    """Eight parallel reads of a 64 KB note (16,000 emoji) are 512 KB of tool results: on main the act
+    step's reply could not be stored and the run failed (internal_error). Now the results are cut to
+    fit together, each saying so, and each tool call keeps its whole result."""
+    agent = create_agent(tenant, "reader", "sre", model=MODEL, budget_usd="50", tools=["notes_read", "notes_write"])
+    note = "😀" * 16_000
+    reads = json.dumps([{"name": "notes_read", "input": {"name": "big"}}] * 8)
+    text = "\n".join([f"/tool notes_write {json.dumps({'name': 'big', 'content': note}, ensure_ascii=False)}",
+                      f"/tools {reads}", "/stop max_tokens"])
+    launched = launch_utf8(tenant, agent["id"], text)
+    assert launched.status_code == 202, launched.text
+    run = wait_for(tenant, launched.json()["id"])
+    assert run["status"] == "succeeded", run
+    with tenant_scope(tenant.workspace_id):
+        conversation = list(ConversationMessage.query(Run.partition(tenant.workspace_id, run["id"]),
+                                                      consistent_read=True))
+        calls = list(ToolCall.query(Run.partition(tenant.workspace_id, run["id"]), ToolCall.sk.startswith("TOOL#"),
+                                    consistent_read=True))
+    replies = [m for m in conversation if m.role == "user" and m.content[0].get("type") == "tool_result"]
+    read_reply = replies[-1].content
+    assert len(read_reply) == 8
+    assert all(block["content"].endswith(RESULTS_CUT) and note[:1000] in block["content"] for block in read_reply)
+    assert all(item_bytes(m) <= MAX_ITEM_BYTES for m in conversation)
+    whole = [c for c in calls if c.name == "notes_read"]
+    assert len(whole) == 8 and all(note in c.result["content"] and not c.result["is_error"] for c in whole)
+
+
+def test_item_bytes_is_what_dynamodb_counts(cloud, tenant):
+    """An item item_bytes puts at exactly 400 KB is stored; one byte more is refused by DynamoDB itself."""
+    with tenant_scope(tenant.workspace_id):
+        note = Note(*Note.key(tenant.workspace_id, "edge"), name="edge", content="", updated_at=get_services().now())
+        base = item_bytes(note)
+        note.content = "é" * ((MAX_ITEM_BYTES - base) // 2) + "x" * ((MAX_ITEM_BYTES - base) % 2)
+        assert item_bytes(note) == MAX_ITEM_BYTES
+        note.save()
+        assert Note.get(*Note.key(tenant.workspace_id, "edge"), consistent_read=True).content == note.content
+        note.content += "x"
+        with pytest.raises(PutError, match="size"):
+            note.save()
+
+
+def test_json_written_with_escapes_reads_back_and_new_json_is_utf8(tenant):
+    """Items written before (\\u escapes) read the same; new ones store UTF-8 (é in 2 bytes, not 6)."""
+    data = {"text": "déjà vu 😀", "n": 1}
+    key = RunEvent.key(tenant.workspace_id, ids.new_id(), 1)
+    with tenant_scope(tenant.workspace_id):
+        RunEvent._get_connection().put_item(*key, attributes={
+            "type": {"S": "RunEvent"}, "seq": {"N": "1"}, "event_type": {"S": "run.queued"},
+            "at": {"S": "2026-12-07T00:00:00.000000+0000"}, "data": {"S": json.dumps(data)}})
+        old = RunEvent.get(*key, consistent_read=True)
+        assert old.data == data
+        old.save()
+        raw = RunEvent._get_connection().get_item(*key, consistent_read=True)["Item"]["data"]["S"]
+    assert raw == json.dumps(data, ensure_ascii=False)
+    assert Utf8JSONAttribute().serialize({"x": "\ud800"}) == '{"x": "\\ud800"}'  # a lone surrogate stays escaped

@@ -44,7 +44,7 @@ from agenthq.agent_lookup import find_agent
 from agenthq.errors import InvalidRequest, NotFound, QuotaExceeded
 from agenthq.messaging import take_inbox
 from agenthq.observability import RUNS_STARTED, MetricUnit, count, count_model_tokens, logger, metrics
-from agenthq.runs import decisions, opening, pausing, slots
+from agenthq.runs import decisions, pausing, slots, transcript
 from agenthq.runs.decisions import ACT, DELEGATE, DONE, FAILED, FINISH, PAUSE, QUEUE, START, THINK, Outcome
 from agenthq.runs.launch import create_run_record
 from agenthq.runs.records import (
@@ -283,10 +283,10 @@ def start(work: Slice, event: dict[str, Any]) -> str:
     needs_slot = not run.parent_run_id and run.slot is None
     if needs_slot and not slots.is_free(run.workspace_id, work.limits()):
         return QUEUE  # at once: the queue is first in, first out only among the runs in it
-    text = work.body().input  # only inbox messages the first message can store are taken (runs.opening)
+    text = work.body().input  # only inbox messages the first message can store are taken (runs.transcript)
     inbox = take_inbox(run.workspace_id, run.agent_id, run.id,
-                       room_bytes=opening.inbox_room(run.workspace_id, run.id, text))
-    first = opening.opening_message(run.workspace_id, run.id, text, inbox)
+                       room_bytes=transcript.inbox_room(run.workspace_id, run.id, text))
+    first = transcript.opening_message(run.workspace_id, run.id, text, inbox)
     at = services.now()
     work.begin_conversation()
     reserves = _next_reservation(work, 1, [first], at)
@@ -567,8 +567,7 @@ def _reply(work: Slice, step: int, uses: list[dict[str, Any]], last: tuple[ToolC
     results = [{"type": "tool_result", "tool_use_id": u["id"], "content": outcomes[u["id"]]["content"],
                 "is_error": bool(outcomes[u["id"]]["is_error"])} for u in uses]
     index = len(work.conversation()) + 1
-    reply = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, index), index=index,
-                                role="user", content=results)
+    reply = transcript.tool_reply(run.workspace_id, run.id, index, results)  # cut to fit one item if it must be
     change = Change(
         run_set={"status": "running"},
         run_condition=Run.status.is_in("running", "waiting"),

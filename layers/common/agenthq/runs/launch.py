@@ -18,7 +18,7 @@ from pynamodb.exceptions import TransactWriteError
 from agenthq import ids, pricing
 from agenthq.agents import agent_view
 from agenthq.errors import ServiceUnavailable
-from agenthq.runs import opening, slots
+from agenthq.runs import slots, transcript
 from agenthq.runs.records import INPUT_PREVIEW_CHARS
 from agenthq.store import retry_transaction, transaction
 from agenthq.store.items import Agent, Run, RunBody, RunEvent, RunLaunch, Workspace
@@ -88,7 +88,7 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
     body = RunBody(*RunBody.key(workspace_id, run_id), input=text, agent=snapshot)
     # Refused (413) before anything is written: what DynamoDB could not store, in its bytes.
     ensure_fits(body, "input", "The input with the agent's settings (system prompt, tools, team)")
-    opening.ensure_input_fits(workspace_id, run_id, text)
+    transcript.ensure_input_fits(workspace_id, run_id, text)
 
     def attempt() -> None:
         with transaction() as tx:
