@@ -7,10 +7,12 @@ workspace data is read and written inside ``tenant_scope`` of that workspace.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
 
 from agenthq import ids, offboarding
 from agenthq.accounts import normalize_email
@@ -20,7 +22,7 @@ from agenthq.live.connections import close_connections
 from agenthq.observability import logger
 from agenthq.pagination import Page, workspace_page
 from agenthq.security.secrets import API_KEY_PREFIX, new_secret, secret_hash
-from agenthq.store import global_scope, tenant_scope, transaction
+from agenthq.store import global_scope, retry_transaction, tenant_scope, transaction
 from agenthq.store.items import (
     ApiKey,
     ApiKeyLookup,
@@ -31,6 +33,8 @@ from agenthq.store.items import (
 )
 from agenthq.text import NOT_BLANK, display_name
 from agenthq.tiers import limits_for
+
+_MEMBER_ATTEMPTS = 5  # a member change racing others is read, checked and written again this often
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -160,26 +164,33 @@ def add_member(services: Services, principal: Principal, invite: MemberInvite) -
 
 def change_member_role(principal: Principal, user_id: str, change: MemberUpdate) -> dict[str, Any]:
     principal.require(Scope.members_write)
-    with tenant_scope(principal.workspace_id):
-        member = _member(principal.workspace_id, user_id)
+
+    def check(member: Member) -> None:
         _may_manage(principal, Role(member.role))
         _may_grant(principal, change.role)
-        if member.role == Role.owner.value and change.role != Role.owner:
-            _keep_an_owner(principal.workspace_id, member)
-        member.update(actions=[Member.role.set(change.role.value)], condition=Member.pk.exists())
+
+    def write(tx: TransactWrite, member: Member) -> None:
+        tx.update(member, actions=[Member.role.set(change.role.value)], condition=Member.role == member.role)
+
+    with tenant_scope(principal.workspace_id):
+        member = _change_member(principal.workspace_id, user_id, check, write, stays_owner=change.role == Role.owner)
+    member.role = change.role.value
     return member_view(member)
 
 
 def remove_member(principal: Principal, user_id: str) -> None:
     if user_id != principal.user_id:  # anyone may leave; removing others takes members:write
         principal.require(Scope.members_write)
-    with tenant_scope(principal.workspace_id):
-        member = _member(principal.workspace_id, user_id)
+
+    def check(member: Member) -> None:
         if user_id != principal.user_id:
             _may_manage(principal, Role(member.role))
-        if member.role == Role.owner.value:
-            _keep_an_owner(principal.workspace_id, member)
-        member.delete()
+
+    def write(tx: TransactWrite, member: Member) -> None:
+        tx.delete(member, condition=Member.role == member.role)
+
+    with tenant_scope(principal.workspace_id):
+        _change_member(principal.workspace_id, user_id, check, write, stays_owner=False)
 
 
 def _member(workspace_id: str, user_id: str) -> Member:
@@ -198,21 +209,39 @@ def _may_manage(principal: Principal, target: Role) -> None:
         raise Forbidden("Only an owner can change or remove an owner.")
 
 
-def _keep_an_owner(workspace_id: str, leaving: Member) -> None:
-    """Refuse to demote or remove the last owner. The check and the change are
-    not atomic across items, so the demotion is guarded by a condition on the
-    other owners still existing (a transaction with a condition check)."""
-    owners = [m for m in Member.query(Workspace.key(workspace_id)[0], Member.sk.startswith("MEMBER#"),
-                                      consistent_read=True)
-              if m.role == Role.owner.value and m.user_id != leaving.user_id]
-    if not owners:
-        raise Conflict("A workspace must keep at least one owner.")
-    try:
+def _change_member(workspace_id: str, user_id: str, check: Callable[[Member], None],
+                   write: Callable[[TransactWrite, Member], None], *, stays_owner: bool) -> Member:
+    """Read the member, ``check`` the caller may change them, and ``write`` the change in one
+    transaction. An owner who stops being one (``stays_owner`` false: removed, leaving, demoted) needs
+    another owner, and that owner's role is a condition of the same transaction: of owners removing or
+    demoting each other at once, one wins and the others find no owner left besides them (409).
+    ``write`` conditions on the role read, so any concurrent change makes the whole read-check-write
+    start again. Returns the member as read."""
+
+    def attempt() -> Member:
+        member = _member(workspace_id, user_id)
+        check(member)
         with transaction() as tx:
-            tx.condition_check(Member, owners[0].pk, owners[0].sk, condition=Member.role == Role.owner.value)
-            tx.condition_check(Member, leaving.pk, leaving.sk, condition=Member.pk.exists())
-    except TransactWriteError:
-        raise Conflict("A workspace must keep at least one owner.") from None
+            if member.role == Role.owner.value and not stays_owner:
+                other = _another_owner(workspace_id, member)
+                tx.condition_check(Member, other.pk, other.sk, condition=Member.role == Role.owner.value)
+            write(tx, member)
+        return member
+
+    def explain(exc: TransactWriteError) -> None:
+        if not exc.cancellation_reasons:  # refused outright, not a race
+            raise exc
+
+    return retry_transaction(attempt, explain, attempts=_MEMBER_ATTEMPTS, exhausted=lambda: Conflict(
+        "The workspace's members are being changed concurrently; try again."))
+
+
+def _another_owner(workspace_id: str, leaving: Member) -> Member:
+    """An owner of the workspace other than ``leaving`` (409 when there is none)."""
+    for member in Member.query(Workspace.key(workspace_id)[0], Member.sk.startswith("MEMBER#"), consistent_read=True):
+        if member.role == Role.owner.value and member.user_id != leaving.user_id:
+            return member
+    raise Conflict("A workspace must keep at least one owner.")
 
 
 # --------------------------------------------------------------------------- API keys
