@@ -268,6 +268,13 @@ def _user_by_email(email: str) -> User | None:
         return User.get_or_none(*User.key(entry.user_id), consistent_read=False) if entry is not None else None
 
 
+class NotAMember(Forbidden):
+    """A login (with the right password) naming a workspace the user is not a member of, or by a user
+    who is a member of none. The same for a workspace that does not exist: nothing is revealed."""
+
+    message = "You are not a member of that workspace (or of any workspace, when none is named)."
+
+
 def _membership(user_id: str, workspace_id: str | None) -> Member:
     with global_scope():
         memberships = sorted(Member.gsi1.query(f"USER#{user_id}"), key=lambda m: m.joined_at)
@@ -275,8 +282,8 @@ def _membership(user_id: str, workspace_id: str | None) -> Member:
         memberships = [m for m in memberships if m.workspace_id == workspace_id]
     if not memberships:
         if workspace_id is not None:
-            raise Forbidden("You are not a member of that workspace.")
-        raise Forbidden("You are not a member of any workspace.")
+            raise NotAMember("You are not a member of that workspace.")
+        raise NotAMember("You are not a member of any workspace.")
     first: Member = memberships[0]
     return first
 
