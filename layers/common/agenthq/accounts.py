@@ -11,6 +11,7 @@ that the session is alive, so logout takes effect at once.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from agenthq.security.passwords import check_password_policy, dummy_hash, hash_p
 from agenthq.security.secrets import REFRESH_TOKEN_PREFIX, fingerprint, new_secret, secret_hash
 from agenthq.store import global_scope, retry_transaction, tenant_scope, transaction
 from agenthq.store.items import (
+    Invitation,
     Member,
     RefreshToken,
     SessionFamily,
@@ -255,7 +257,7 @@ def login(services: Services, request: LoginRequest, source_ip: str) -> Tokens:
         with global_scope():
             user.update(actions=[User.password_hash.set(hash_password(password))])
 
-    member = _membership(user.id, request.workspace_id)
+    member = _membership(user.id, request.workspace_id, lambda: _accept_invitation(services, user, request.workspace_id))
     with tenant_scope(member.workspace_id):
         workspace = Workspace.get(*Workspace.key(member.workspace_id))
     ensure_gateway_key(services, workspace)
@@ -275,17 +277,45 @@ class NotAMember(Forbidden):
     message = "You are not a member of that workspace (or of any workspace, when none is named)."
 
 
-def _membership(user_id: str, workspace_id: str | None) -> Member:
+def _membership(user_id: str, workspace_id: str | None, invited: Callable[[], Member | None]) -> Member:
     with global_scope():
         memberships = sorted(Member.gsi1.query(f"USER#{user_id}"), key=lambda m: m.joined_at)
     if workspace_id is not None:
         memberships = [m for m in memberships if m.workspace_id == workspace_id]
+        if not memberships and (accepted := invited()) is not None:
+            return accepted
     if not memberships:
         if workspace_id is not None:
             raise NotAMember("You are not a member of that workspace.")
         raise NotAMember("You are not a member of any workspace.")
     first: Member = memberships[0]
     return first
+
+
+def _accept_invitation(services: Services, user: User, workspace_id: str | None) -> Member | None:
+    """The user's pending invitation to the workspace (``workspaces.add_member``), made their membership
+    as its login's first act: the member item and the invitation's removal in one transaction, so an
+    invitation makes one membership. None when there is none (or it lapsed, or the workspace is gone)."""
+    if workspace_id is None or not ids.is_id(workspace_id):
+        return None
+    now = services.now()
+    with global_scope():
+        invitation = Invitation.get_or_none(*Invitation.key(workspace_id, user.email))
+        if invitation is None or (invitation.expires_at is not None and invitation.expires_at <= now):
+            return None
+        workspace = Workspace.get_or_none(*Workspace.key(workspace_id))
+        if workspace is None or workspace.deleting:
+            return None
+        member = Member(*Member.key(workspace_id, user.id), workspace_id=workspace_id, user_id=user.id,
+                        email=user.email, role=invitation.role, usage_key=workspace.usage_key, joined_at=now,
+                        gsi1pk=f"USER#{user.id}", gsi1sk=f"WS#{workspace_id}")
+        try:
+            with transaction() as tx:
+                tx.save(member, condition=Member.pk.does_not_exist())
+                tx.delete(invitation, condition=Invitation.role == invitation.role)
+        except TransactWriteError:  # a concurrent login took it, or it was withdrawn meanwhile
+            return Member.get_or_none(*Member.key(workspace_id, user.id))
+    return member
 
 
 # --------------------------------------------------------------------------- refresh and logout

@@ -8,10 +8,11 @@ workspace data is read and written inside ``tenant_scope`` of that workspace.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from agenthq import ids, offboarding
@@ -26,8 +27,8 @@ from agenthq.store import global_scope, retry_transaction, tenant_scope, transac
 from agenthq.store.items import (
     ApiKey,
     ApiKeyLookup,
+    Invitation,
     Member,
-    User,
     UserEmail,
     Workspace,
 )
@@ -35,6 +36,7 @@ from agenthq.text import NOT_BLANK, display_name
 from agenthq.tiers import limits_for
 
 _MEMBER_ATTEMPTS = 5  # a member change racing others is read, checked and written again this often
+INVITATION_TTL = timedelta(days=7)
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -141,25 +143,34 @@ def list_members(principal: Principal, cursor: str | None, limit: int) -> Page:
         return workspace_page(Member, principal.workspace_id, "MEMBER#", member_view, cursor, limit)
 
 
+def invitation_view(invitation: Invitation) -> dict[str, Any]:
+    expires = invitation.expires_at.isoformat() if invitation.expires_at else None
+    return {"email": invitation.email, "role": invitation.role, "status": "invited",
+            "invited_at": invitation.invited_at.isoformat(), "expires_at": expires}
+
+
 def add_member(services: Services, principal: Principal, invite: MemberInvite) -> dict[str, Any]:
+    """Invite an e-mail address. The answer is the same whether or not the address has an account, so
+    that nobody learns which addresses have one: an invitation, which becomes the membership when its
+    invitee logs in naming this workspace (``accounts.login``) — after signing up, for an address
+    without an account. 409 when the address is a member already, or has a pending invitation."""
     principal.require(Scope.members_write)
     _may_grant(principal, invite.role)
-    with global_scope():
+    with global_scope():  # looked up for every address alike: to refuse one that is a member already
         entry = UserEmail.get_or_none(*UserEmail.key(invite.email), consistent_read=False)
-        user = User.get_or_none(*User.key(entry.user_id), consistent_read=False) if entry is not None else None
-    if user is None:
-        raise NotFound("There is no AgentHQ user with that e-mail address; they must sign up first.")
-    user_id = user.id
+    now = services.now()
     with tenant_scope(principal.workspace_id):
         workspace = Workspace.load(principal.workspace_id)
-        member = Member(*Member.key(workspace.id, user_id), workspace_id=workspace.id, user_id=user_id,
-                        email=invite.email, role=invite.role.value, usage_key=workspace.usage_key,
-                        joined_at=services.now(), gsi1pk=f"USER#{user_id}", gsi1sk=f"WS#{workspace.id}")
-        try:
-            member.save(condition=Member.pk.does_not_exist())
+        if entry is not None and Member.get_or_none(*Member.key(workspace.id, entry.user_id)) is not None:
+            raise Conflict("That user is already a member of this workspace.")
+        invitation = Invitation(*Invitation.key(workspace.id, invite.email), workspace_id=workspace.id,
+                                email=invite.email, role=invite.role.value, invited_by=principal.subject,
+                                invited_at=now, expires_at=now + INVITATION_TTL)
+        try:  # a lapsed invitation (its TTL not yet swept) is replaced
+            invitation.save(condition=Invitation.pk.does_not_exist() | (Invitation.expires_at <= now))
         except PutError:
-            raise Conflict("That user is already a member of this workspace.") from None
-    return member_view(member)
+            raise Conflict("That address has a pending invitation to this workspace.") from None
+    return invitation_view(invitation)
 
 
 def change_member_role(principal: Principal, user_id: str, change: MemberUpdate) -> dict[str, Any]:
@@ -182,6 +193,10 @@ def remove_member(principal: Principal, user_id: str) -> None:
     if user_id != principal.user_id:  # anyone may leave; removing others takes members:write
         principal.require(Scope.members_write)
 
+    if "@" in user_id:  # an invited e-mail address: its pending invitation is withdrawn
+        _withdraw_invitation(principal, user_id)
+        return
+
     def check(member: Member) -> None:
         if user_id != principal.user_id:
             _may_manage(principal, Role(member.role))
@@ -191,6 +206,16 @@ def remove_member(principal: Principal, user_id: str) -> None:
 
     with tenant_scope(principal.workspace_id):
         _change_member(principal.workspace_id, user_id, check, write, stays_owner=False)
+
+
+def _withdraw_invitation(principal: Principal, email: str) -> None:
+    with tenant_scope(principal.workspace_id):
+        invitation = Invitation.get_or_404(*Invitation.key(principal.workspace_id, email.strip().lower()))
+        _may_manage(principal, Role(invitation.role))
+        try:
+            invitation.delete(condition=Invitation.pk.exists())
+        except DeleteError:
+            raise NotFound() from None  # accepted or withdrawn meanwhile
 
 
 def _member(workspace_id: str, user_id: str) -> Member:

@@ -205,6 +205,21 @@ class Member(BaseItem, discriminator="Member"):
         return ws_pk(workspace_id), f"MEMBER#{user_id}"
 
 
+class Invitation(BaseItem, discriminator="Invitation"):
+    """pk WS#<id>, sk INVITE#<e-mail>: an invitation to join the workspace, whether or not the address
+    has an account; it becomes a ``Member`` when its invitee logs in naming the workspace (TTL 7 days)."""
+
+    workspace_id = UnicodeAttribute()
+    email = UnicodeAttribute()
+    role = UnicodeAttribute()
+    invited_by = UnicodeAttribute()  # the inviting user's id
+    invited_at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, email: str) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"INVITE#{email}"
+
+
 class ApiKey(BaseItem, discriminator="ApiKey"):
     """pk WS#<id>, sk APIKEY#<key_id>: the key as the workspace sees it (no secret)."""
 
