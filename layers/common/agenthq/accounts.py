@@ -10,6 +10,7 @@ that the session is alive, so logout takes effect at once.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -47,6 +48,10 @@ EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 SIGNUP_RETRY_WINDOW = timedelta(hours=24)
 REFRESH_RACE_GRACE_SECONDS = 10
 INVALID_LOGIN = "Invalid e-mail or password."
+#: A login starting with less of its invocation left than this is shed (429): half the auth function's 20 s,
+#: against a password hash that takes well under a second on an idle core.
+LOGIN_SECONDS_NEEDED = 10.0
+LOGIN_BUSY_RETRY_AFTER = 5
 
 
 # --------------------------------------------------------------------------- edge models
@@ -237,7 +242,13 @@ def _signup_retry(services: Services, request: SignupRequest, password: str, sig
 # --------------------------------------------------------------------------- login
 
 
-def login(services: Services, request: LoginRequest, source_ip: str) -> Tokens:
+def login(services: Services, request: LoginRequest, source_ip: str, seconds_left: float = math.inf) -> Tokens:
+    """A session for the user in a workspace. ``seconds_left``: the invocation's remaining time. A login
+    that has waited so long to start (for an execution environment, past a busy hour) that its password
+    hash may not finish in time is shed at once: 429 with ``Retry-After``, no hash, nothing recorded,
+    instead of a timeout at the function's end (a 502) after the CPU was spent (decisions.md, 157)."""
+    if seconds_left < LOGIN_SECONDS_NEEDED:
+        raise RateLimited("The service is busy; try again in a few seconds.", retry_after=LOGIN_BUSY_RETRY_AFTER)
     now = services.clock()
     waits = [w for w in (throttle.retry_after(throttle.ACCOUNT, request.email, now),
                          throttle.retry_after(throttle.SOURCE_IP, source_ip, now)) if w]
