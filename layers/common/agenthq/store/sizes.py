@@ -17,6 +17,7 @@ escapes are JSON.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pynamodb.attributes import JSONAttribute
@@ -28,19 +29,21 @@ from agenthq.errors import PayloadTooLarge
 MAX_ITEM_BYTES = 400 * 1024
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utf8_json(value: Any) -> str:
+    """``value`` as JSON text that UTF-8 can encode: characters as themselves, except a lone surrogate
+    (a Python string can hold one; UTF-8 cannot), which keeps its ``\\u`` escape."""
+    text = json.dumps(value, ensure_ascii=False)
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 class Utf8JSONAttribute(JSONAttribute):
-    """JSON stored as UTF-8 text, not ``\\u`` escapes. A string with a lone
-    surrogate (which UTF-8 cannot encode) is stored escaped, as before."""
+    """JSON stored as UTF-8 text, not ``\\u`` escapes (:func:`utf8_json`)."""
 
     def serialize(self, value: Any) -> str | None:
-        if value is None:
-            return None
-        text = json.dumps(value, ensure_ascii=False)
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return json.dumps(value)
-        return text
+        return None if value is None else utf8_json(value)
 
 
 def text_bytes(text: str) -> int:
@@ -50,7 +53,7 @@ def text_bytes(text: str) -> int:
 
 def json_text_bytes(text: str) -> int:
     """What ``text`` adds inside a :class:`Utf8JSONAttribute`'s JSON (escapes included, quotes not)."""
-    return text_bytes(json.dumps(text, ensure_ascii=False)) - 2
+    return text_bytes(utf8_json(text)) - 2
 
 
 def _value_bytes(value: dict[str, Any]) -> int:
