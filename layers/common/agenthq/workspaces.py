@@ -37,6 +37,7 @@ from agenthq.tiers import limits_for
 
 _MEMBER_ATTEMPTS = 5  # a member change racing others is read, checked and written again this often
 INVITATION_TTL = timedelta(days=7)
+NO_USER = "-"  # never a user id (ids are ULIDs)
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -161,7 +162,8 @@ def add_member(services: Services, principal: Principal, invite: MemberInvite) -
     now = services.now()
     with tenant_scope(principal.workspace_id):
         workspace = Workspace.load(principal.workspace_id)
-        if entry is not None and Member.get_or_none(*Member.key(workspace.id, entry.user_id)) is not None:
+        # The same reads either way (no account: a key no member has), so the time taken tells nothing either.
+        if Member.get_or_none(*Member.key(workspace.id, entry.user_id if entry else NO_USER)) is not None:
             raise Conflict("That user is already a member of this workspace.")
         invitation = Invitation(*Invitation.key(workspace.id, invite.email), workspace_id=workspace.id,
                                 email=invite.email, role=invite.role.value, invited_by=principal.subject,
