@@ -122,6 +122,17 @@ class Member(View):
     joined_at: Timestamp
 
 
+class Invitation(View):
+    """An invitation to the workspace (the answer to adding a member, the same whether or not the
+    address has an account): it becomes a membership when its invitee logs in naming the workspace."""
+
+    email: str
+    role: str
+    status: str = Field(examples=["invited"])
+    invited_at: Timestamp
+    expires_at: Timestamp
+
+
 class ApiKey(View):
     id: str
     name: str
