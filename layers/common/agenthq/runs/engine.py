@@ -34,6 +34,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
@@ -50,7 +51,7 @@ from agenthq.agent_lookup import find_agent
 from agenthq.errors import InvalidRequest, NotFound, QuotaExceeded
 from agenthq.messaging import take_inbox
 from agenthq.observability import RUNS_STARTED, MetricUnit, count, count_model_tokens, logger, metrics
-from agenthq.runs import decisions, pausing, slots
+from agenthq.runs import decisions, pausing, slots, transcript
 from agenthq.runs.decisions import ACT, DELEGATE, DONE, FAILED, FINISH, PAUSE, QUEUE, START, THINK, Outcome
 from agenthq.runs.launch import create_run_record
 from agenthq.runs.records import (
@@ -66,7 +67,6 @@ from agenthq.runs.records import (
 from agenthq.runs.statuses import TERMINAL
 from agenthq.store import tenant_scope, transaction
 from agenthq.store.items import ConversationMessage, LedgerEntry, Reservation, Run, RunBody, ToolCall
-from agenthq.text import clip
 from agenthq.tiers import TierLimits
 from agenthq.tools.registry import ToolContext, ToolResult
 from agenthq.tools.stateful import MAX_DELEGATE_INPUT_CHARS
@@ -77,9 +77,6 @@ if TYPE_CHECKING:
 
 #: What an ended run no longer holds (the outcome is written out as output / error by then).
 ENDED_RUN_DROPS = ("task_token", "pause_reason", "pause_hold", "paused_at", "slot", "outcome")
-
-#: Each inbox message is shown up to this many characters, so the first message fits a DynamoDB item.
-INBOX_MESSAGE_CHARS = 2000
 
 #: A slice that meters model calls reads the month's usage for its alerts at most this often, and
 #: once more before it hands back: an alert comes at most this late (decisions.md, 58).
@@ -293,13 +290,10 @@ def start(work: Slice, event: dict[str, Any]) -> str:
     needs_slot = not run.parent_run_id and run.slot is None
     if needs_slot and not slots.is_free(run.workspace_id, work.limits()):
         return QUEUE  # at once: the queue is first in, first out only among the runs in it
-    inbox = take_inbox(run.workspace_id, run.agent_id, run.id)
-    text = work.body().input
-    if inbox:
-        lines = "\n".join(f"- from agent {m.from_agent_id}: {clip(m.body, INBOX_MESSAGE_CHARS)}" for m in inbox)
-        text = f"{text}\n\nMessages other agents sent you since your last run:\n{lines}"
-    first = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, 1), index=1, role="user",
-                                content=[{"type": "text", "text": text}])
+    text = work.body().input  # only inbox messages the first message can store are taken (runs.transcript)
+    inbox = take_inbox(run.workspace_id, run.agent_id, run.id,
+                       room_bytes=transcript.inbox_room(run.workspace_id, run.id, text))
+    first = transcript.opening_message(run.workspace_id, run.id, text, inbox)
     at = services.now()
     work.begin_conversation()
     reserves = _next_reservation(work, 1, [first], at)
@@ -363,10 +357,10 @@ def _next_reservation(work: Slice, step: int, conversation: list[ConversationMes
     if _ending_before_a_model_call(work.services, run, agent, steps=step - 1) is not None:
         return None
     hold = quota.hold_for(_model_request(work.services, run, agent, conversation), at)
-    limits = work.limits()
-    if quota.beyond_limits(hold, limits) is not None:
+    limits, tree = work.limits(), quota.RunTree.of(work.body())
+    if hold.micro_usd > quota.run_budget_left(run, agent["budget_usd"]) or quota.beyond_limits(hold, limits, tree):
         return None
-    return quota.reservation_for(run.workspace_id, run.id, step, hold, at), limits
+    return quota.reservation_for(run.workspace_id, run.id, step, hold, at, tree), limits
 
 
 # --------------------------------------------------------------------------- think
@@ -386,11 +380,16 @@ def think(work: Slice, event: dict[str, Any]) -> str:
     at = services.now()
     reservation = work.reservation(step)
     if reservation is None:
-        hold = quota.hold_for(request, at)
-        blocked = quota.reserve(run.workspace_id, run.id, step, hold, work.limits(), at)
+        hold, tree = quota.hold_for(request, at), quota.RunTree.of(work.body())
+        if hold.micro_usd > quota.run_budget_left(run, agent["budget_usd"]):  # the run's own budget
+            return _decide(work, step, "think", decisions.call_over_budget(Decimal(agent["budget_usd"]), shared=False))
+        blocked = quota.reserve(run.workspace_id, run.id, step, hold, work.limits(), at, tree)
+        if blocked == quota.RUN_BUDGET and tree is not None:  # the tree's budget does not reset: the run ends
+            return _decide(work, step, "think", decisions.call_over_budget(
+                tree.budget_usd(), shared=tree.root_run_id != run.id))
         if blocked is not None:
             return _pause_at(work, blocked, hold)
-        reservation = work.reserved[step] = quota.reservation_for(run.workspace_id, run.id, step, hold, at)
+        reservation = work.reserved[step] = quota.reservation_for(run.workspace_id, run.id, step, hold, at, tree)
     try:
         response = services.model.create_message(request)
     except ModelRequestRejected as exc:
@@ -483,12 +482,13 @@ def _meter_model_call(work: Slice, step: int, entry: str, model: str, usage: Usa
     at = services.now()
     if reservation is not None:  # it may have been settled or released meanwhile
         reservation = Reservation.get_or_none(*Reservation.key(run.workspace_id, run.id, step))
+    at = quota.counted_at(reservation, at)  # the call counts when it was made
     try:
         with transaction() as tx:
             ledger.record(tx, run.workspace_id, run.id, entry, usage, at, services.settings.usage_counter_shards,
                           step=step, model=model)
             tx.update(Run(*Run.key(run.workspace_id, run.id)), actions=usage.add_actions(Run))
-            quota.settle(tx, run.workspace_id, reservation, usage, at)
+            quota.settle(tx, run.workspace_id, reservation, usage, at, quota.RunTree.of(work.body()))
     except TransactWriteError:
         if LedgerEntry.get_or_none(*LedgerEntry.key(run.workspace_id, run.id, entry)) is not None:
             return  # metered already
@@ -510,7 +510,7 @@ def _meter_unanswered(work: Slice, step: int, request: ModelRequest, calls: tupl
             _release(work, step)
         return
     run, services = work.run, work.services
-    at = services.now()
+    at = quota.counted_at(reservation, services.now())  # the attempts count when the call was made
     each = _unanswered_usage(request, reservation, at)
     total = sum((each for _ in calls), Usage())
     entries = [ledger.model_entry(call.id) for call in calls]
@@ -523,7 +523,7 @@ def _meter_unanswered(work: Slice, step: int, request: ModelRequest, calls: tupl
                                estimated=True)
                 counters.count(tx, run.workspace_id, total, at, services.settings.usage_counter_shards)
                 tx.update(Run(*Run.key(run.workspace_id, run.id)), actions=total.add_actions(Run))
-                quota.settle(tx, run.workspace_id, held, total, at)
+                quota.settle(tx, run.workspace_id, held, total, at, quota.RunTree.of(work.body()))
             break
         except TransactWriteError:
             if LedgerEntry.get_or_none(*LedgerEntry.key(run.workspace_id, run.id, entries[0])) is not None:
@@ -641,8 +641,7 @@ def _reply(work: Slice, step: int, uses: list[dict[str, Any]], last: tuple[ToolC
     results = [{"type": "tool_result", "tool_use_id": u["id"], "content": outcomes[u["id"]]["content"],
                 "is_error": bool(outcomes[u["id"]]["is_error"])} for u in uses]
     index = len(work.conversation()) + 1
-    reply = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, index), index=index,
-                                role="user", content=results)
+    reply = transcript.tool_reply(run.workspace_id, run.id, index, results)  # cut to fit one item if it must be
     change = Change(
         run_set={"status": "running"},
         run_condition=Run.status.is_in("running", "waiting"),
@@ -844,8 +843,9 @@ def _answer_parent(services: Services, child: Run) -> None:
             reason = (child.error or {}).get("message") or child.status
             result = ToolResult(content=f"The delegated run {child.id} ended {child.status}: {reason}",
                                 is_error=True)
-        change = Change()
-        _with_tool_result(change, call, result, child_cost_micro_usd=int(child.cost_micro_usd or 0))
+        change = Change()  # the parent's budget covers the child's whole subtree: its children's cost too
+        subtree_cost = int(child.cost_micro_usd or 0) + int(child.children_micro_usd or 0)
+        _with_tool_result(change, call, result, child_cost_micro_usd=subtree_cost)
         try:
             parent.commit(change)
         except RunConflict:
