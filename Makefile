@@ -6,7 +6,9 @@ export SAM_CLI_TELEMETRY := 0
 # The Lambda runtime's Python (template.yaml: python3.13): .venv is made with it, found as python3.13 (or a python3
 # that is 3.13) on PATH or among pyenv's installed versions (scripts/find-python.sh); `make PYTHON=/path/to/python3.13` to choose one.
 PYTHON_VERSION := 3.13
-PYTHON ?= $(shell $(SHELL) scripts/find-python.sh $(PYTHON_VERSION))
+ifndef PYTHON
+PYTHON := $(shell $(SHELL) scripts/find-python.sh $(PYTHON_VERSION))
+endif
 VENV := .venv
 # Names the Python .venv was made with: a .venv made by another Python (an older checkout's 3.11) lacks it,
 # so it is made again, and everything reinstalled.

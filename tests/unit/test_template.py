@@ -148,3 +148,25 @@ def test_the_virtualenv_and_the_type_checks_use_the_runtimes_python():
     assert mypy["mypy"]["python_version"] == "3.13"
     assert tomllib.loads((ROOT / "ruff.toml").read_text())["target-version"] == "py313"
     assert sys.version_info[:2] == (3, 13), f"the tests run on {sys.version}, not the runtime's 3.13"
+
+
+def test_a_virtualenv_made_by_another_python_is_made_again(tmp_path):
+    """A checkout whose .venv a 3.11 made (installed, but without the stamp naming 3.13) gets a new one from
+    `make`, and everything installed into it again; one that has the stamp is kept."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("no make here")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / ".installed").touch()
+    plan = subprocess.run([make, "-n", f"{venv}/.installed", f"VENV={venv}", f"PY={venv}/bin/python",
+                           f"PYTHON={sys.executable}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert plan.returncode == 0, plan.stderr
+    lines = plan.stdout.splitlines()
+    assert lines[:2] == [f"rm -rf {venv}", f"{sys.executable} -m venv {venv}"], lines
+    assert any("pip install" in line and "requirements-dev.txt" in line for line in lines)
+    (venv / ".python-3.13").touch()
+    (venv / ".installed").touch()
+    kept = subprocess.run([make, "-n", f"{venv}/.installed", f"VENV={venv}", f"PY={venv}/bin/python",
+                           f"PYTHON={sys.executable}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "rm -rf" not in kept.stdout and "-m venv" not in kept.stdout, kept.stdout
