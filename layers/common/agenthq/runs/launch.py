@@ -18,6 +18,7 @@ from pynamodb.exceptions import TransactWriteError
 from agenthq import ids, pricing
 from agenthq.agents import agent_view
 from agenthq.errors import ServiceUnavailable
+from agenthq.observability import logger
 from agenthq.runs import slots
 from agenthq.runs.records import INPUT_PREVIEW_CHARS
 from agenthq.store import retry_transaction, transaction
@@ -127,8 +128,14 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
 
 
 def _alert_runs(services: Services, workspace_id: str, limits: Any, at: datetime) -> None:
-    alerts.check(services.operator_events, workspace_id, quota.RUNS, quota.runs_today(workspace_id, at),
-                 limits.runs_per_day, counters.day(at), at)
+    """The runs-per-day alerts, after the launch committed: a failure here is
+    logged, never raised, so the run still starts (a launch that raised after
+    its commit would leave it queued, holding a place, with no execution)."""
+    try:
+        alerts.check(services.operator_events, workspace_id, quota.RUNS, quota.runs_today(workspace_id, at),
+                     limits.runs_per_day, counters.day(at), at)
+    except Exception:
+        logger.exception("could not check the runs-per-day alerts", extra={"workspace_id": workspace_id})
 
 
 def parent_budget_left(parent: Run) -> Decimal:

@@ -552,11 +552,15 @@ class PausedRun(BaseItem, discriminator="PausedRun"):
 class RunSlots(BaseItem, discriminator="RunSlots"):
     """pk WS#<id>#QUOTA, sk SLOTS: the tier's concurrent runs, enforced atomically.
     ``pending`` runs were launched and have not ended (at most the limit plus
-    the queue's bound); ``running`` hold a slot; ``waiting`` are in the queue."""
+    the queue's bound); ``running`` hold a slot; ``waiting`` are in the queue.
+    ``concurrent_runs`` is the limit as the last tier change set it (written in
+    the tier change's transaction): every grant of a slot is conditioned on the
+    limit it compared with still being this one (``runs.slots``)."""
 
     pending = NumberAttribute(default=0)
     running = NumberAttribute(default=0)
     waiting = NumberAttribute(default=0)
+    concurrent_runs = NumberAttribute(null=True)
 
     @staticmethod
     def key(workspace_id: str) -> tuple[str, str]:

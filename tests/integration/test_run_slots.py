@@ -1,0 +1,294 @@
+"""The workspace's run slots under races, step by step: the run engine's steps
+are called as the state machine calls them, against DynamoDB Local, with an
+orchestrator that records the task tokens it is asked to answer — so each race
+is played in its racy order, every time.
+
+Invariants (docs/security.md): running ≤ the current limit once a tier change
+took effect (runs already running finish); no slot is held by an ended run;
+every queued run starts or ends; a cancel ends a run wherever it waits; a child
+never outlives its parent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from agenthq.adapters.stepfunctions import Execution, Orchestrator
+from agenthq.agent_lookup import load_agent
+from agenthq.runs import engine
+from agenthq.runs.cancel import request_cancel
+from agenthq.runs.launch import create_run_record
+from agenthq.runs.records import iter_events, load_run
+from agenthq.services import get_services
+from agenthq.store import tenant_scope
+from agenthq.store.items import QueuedRun, Run, RunSlots
+from tests.support import create_agent, services_with, set_tier, signup
+
+pytestmark = pytest.mark.slow
+
+
+class RecordedOrchestrator(Orchestrator):
+    """Step Functions as the steps see it: executions started are recorded, and
+    a task token is answered once, while its task waits (``issue``), as
+    SendTaskSuccess would; a token whose task was retried or timed out
+    (``expire``) is refused."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.answers: dict[str, str] = {}
+        self._waiting: set[str] = set()
+        self._count = 0
+
+    def issue(self, what: str) -> str:
+        self._count += 1
+        token = f"{what}-{self._count}"
+        self._waiting.add(token)
+        return token
+
+    def expire(self, token: str) -> None:
+        self._waiting.discard(token)
+
+    def ping(self) -> None:
+        return None
+
+    def start(self, name: str, payload: dict[str, Any]) -> str:
+        self.started.append(name)
+        return name
+
+    def send_next(self, task_token: str, next_step: str) -> bool:
+        if task_token not in self._waiting:
+            return False
+        self._waiting.discard(task_token)
+        self.answers[task_token] = next_step
+        return True
+
+    def describe(self, name: str) -> Execution | None:
+        return None
+
+    def stop(self, name: str, cause: str) -> None:
+        return None
+
+
+@pytest.fixture()
+def orchestrator(cloud) -> Iterator[RecordedOrchestrator]:
+    recorded = RecordedOrchestrator()
+    with services_with(orchestrator=recorded):  # the local cloud's functions (the admin's too) use it meanwhile
+        yield recorded
+
+
+@pytest.fixture()
+def tenant(api):
+    return signup(api, tier="pro")
+
+
+def limit_to(tenant, concurrent_runs: int, **more: Any) -> None:
+    """The operator sets the workspace's concurrency (a signed tier change)."""
+    set_tier(tenant.api, tenant.workspace_id, "enterprise",
+             limit_overrides={"concurrent_runs": concurrent_runs, **more})
+
+
+def new_run(tenant, agent_id: str, text: str = "Say hello.") -> str:
+    """A run as a launch writes it (queued), its execution not started: the test plays it."""
+    with tenant_scope(tenant.workspace_id):
+        agent = load_agent(tenant.workspace_id, agent_id)
+        run = create_run_record(get_services(), tenant.workspace_id, agent, text, created_by=tenant.user_id)
+    return run.id
+
+
+def step(tenant, name: str, run_id: str, **event: Any) -> dict[str, Any]:
+    """One task of the run's state machine, as Step Functions invokes it."""
+    return engine.run_step(get_services(), {"step": name, "workspace_id": tenant.workspace_id, "run_id": run_id,
+                                            **event})
+
+
+def run_of(tenant, run_id: str) -> Run:
+    with tenant_scope(tenant.workspace_id):
+        return load_run(tenant.workspace_id, run_id)
+
+
+def slots_of(tenant) -> tuple[int, int, int]:
+    """(pending, running, waiting) of the workspace's slots item."""
+    with tenant_scope(tenant.workspace_id):
+        slots = RunSlots.get_or_none(*RunSlots.key(tenant.workspace_id))
+    return (0, 0, 0) if slots is None else (int(slots.pending or 0), int(slots.running or 0), int(slots.waiting or 0))
+
+
+def in_queue(tenant) -> list[str]:
+    with tenant_scope(tenant.workspace_id):
+        return [q.run_id for q in QueuedRun.query(QueuedRun.key(tenant.workspace_id, "")[0], consistent_read=True)]
+
+
+def running(tenant, agent_id: str, count: int) -> list[str]:
+    """``count`` runs that started (each holds a slot; its first model call is next)."""
+    ids = [new_run(tenant, agent_id) for _ in range(count)]
+    for run_id in ids:
+        assert _start(tenant, run_id) == "think"
+    return ids
+
+
+def _start(tenant, run_id: str) -> str:
+    """The Start task alone (a slice of one step: the model call is the test's next move)."""
+    with tenant_scope(tenant.workspace_id):
+        work = engine.Slice(get_services(), load_run(tenant.workspace_id, run_id))
+        return engine.start(work, {"step": "start", "turn": 0})
+
+
+def queued(tenant, orchestrator: RecordedOrchestrator, agent_id: str) -> tuple[str, str]:
+    """A run that found no free slot at Start and waits in the queue: (run id, its WaitForSlot token)."""
+    run_id = new_run(tenant, agent_id)
+    assert _start(tenant, run_id) == "queue"
+    token = orchestrator.issue(f"slot-{run_id}")
+    assert step(tenant, "queue", run_id, task_token=token) == {"next": "queue", "turn": 0}
+    return run_id, token
+
+
+def end(tenant, run_id: str) -> None:
+    """The run ends (its step failed for good: RecordFailure), giving back what it holds."""
+    step(tenant, "fail", run_id, error={"Error": "States.Timeout", "Cause": "the test ends it"})
+    assert run_of(tenant, run_id).status == "failed"
+
+
+# --------------------------------------------------------------------------- hole 4: the limit after a tier change
+
+
+def test_after_a_downgrade_an_ending_run_gives_its_slot_back_until_running_is_below_the_new_limit(
+        tenant, orchestrator):
+    limit_to(tenant, 3)
+    agent = create_agent(tenant, "worker", "sre")
+    first, second, third = running(tenant, agent["id"], 3)
+    waiting, token = queued(tenant, orchestrator, agent["id"])
+    assert slots_of(tenant) == (4, 3, 1)
+
+    limit_to(tenant, 1)  # the downgrade: the three running runs finish, nothing new starts meanwhile
+    end(tenant, first)
+    assert slots_of(tenant) == (3, 2, 1) and token not in orchestrator.answers, \
+        "two runs still run on a limit of one: the ended run's slot is given back, not handed over"
+    end(tenant, second)
+    assert slots_of(tenant) == (2, 1, 1) and token not in orchestrator.answers
+    end(tenant, third)  # running falls below the limit: the queued run gets the slot
+    assert orchestrator.answers[token] == "start"
+    assert slots_of(tenant) == (1, 1, 0) and in_queue(tenant) == []
+    assert _start(tenant, waiting) == "think" and run_of(tenant, waiting).slot == "own"
+
+
+def test_a_slot_taken_against_a_limit_read_before_a_downgrade_is_refused(tenant, orchestrator):
+    limit_to(tenant, 3)
+    agent = create_agent(tenant, "worker", "sre")
+    running(tenant, agent["id"], 1)
+    late = new_run(tenant, agent["id"])
+    with tenant_scope(tenant.workspace_id):
+        work = engine.Slice(get_services(), load_run(tenant.workspace_id, late))
+        assert work.limits().concurrent_runs == 3  # the Start step has read the limit ...
+        limit_to(tenant, 1)  # ... and the downgrade takes effect before it takes its slot
+        assert engine.start(work, {"step": "start", "turn": 0}) == "queue"
+    assert slots_of(tenant) == (2, 1, 0), "one run on a limit of one: the late run did not start"
+    assert run_of(tenant, late).status == "queued" and run_of(tenant, late).slot is None
+
+
+def test_a_raised_limit_starts_queued_runs_at_once_oldest_first(tenant, orchestrator):
+    limit_to(tenant, 1)
+    agent = create_agent(tenant, "worker", "sre")
+    (holder,) = running(tenant, agent["id"], 1)
+    waiting = [queued(tenant, orchestrator, agent["id"]) for _ in range(3)]
+    assert slots_of(tenant) == (4, 1, 3)
+
+    limit_to(tenant, 3)  # the upgrade: two queued runs start without waiting for the holder to end
+    assert [orchestrator.answers.get(token) for _, token in waiting] == ["start", "start", None]
+    assert slots_of(tenant) == (4, 3, 1) and in_queue(tenant) == [waiting[2][0]]
+    assert run_of(tenant, holder).status == "running"
+    for run_id, _ in waiting[:2]:
+        assert _start(tenant, run_id) == "think"
+
+
+# --------------------------------------------------------------------------- hole 5: slots that leak
+
+
+def test_a_queued_run_that_ends_as_it_is_handed_a_slot_passes_the_slot_on(tenant, orchestrator):
+    limit_to(tenant, 1)
+    agent = create_agent(tenant, "worker", "sre")
+    (holder,) = running(tenant, agent["id"], 1)
+    cancelled, cancelled_token = queued(tenant, orchestrator, agent["id"])
+    after, after_token = queued(tenant, orchestrator, agent["id"])
+
+    with tenant_scope(tenant.workspace_id):  # the cancel is recorded; the queued run's Finish reads it ...
+        Run(*Run.key(tenant.workspace_id, cancelled)).update(actions=[Run.cancel_requested.set(True)])
+        finishing = engine.Slice(get_services(), load_run(tenant.workspace_id, cancelled))
+    end(tenant, holder)  # ... the holder's end hands it the slot (it is the oldest in the queue) ...
+    assert orchestrator.answers[cancelled_token] == "start"
+    with tenant_scope(tenant.workspace_id):
+        engine.finish(finishing, {"step": "finish"})  # ... and the Finish writes its end from that read
+    assert run_of(tenant, cancelled).status == "cancelled"
+    assert orchestrator.answers.get(after_token) == "start", "the slot it was handed went on to the next run"
+    assert slots_of(tenant) == (1, 1, 0) and in_queue(tenant) == []
+    assert _start(tenant, after) == "think"
+    end(tenant, after)
+    assert slots_of(tenant) == (0, 0, 0), "no slot leaked"
+
+
+def test_a_retried_queue_step_does_not_queue_a_run_that_holds_a_slot(tenant, orchestrator):
+    limit_to(tenant, 1)
+    agent = create_agent(tenant, "worker", "sre")
+    (holder,) = running(tenant, agent["id"], 1)
+    waiting, first_token = queued(tenant, orchestrator, agent["id"])
+    orchestrator.expire(first_token)  # its invocation timed out after the enqueue: Step Functions retries ...
+    end(tenant, holder)  # ... while the holder's end hands it the slot (answering the dead token)
+    assert first_token not in orchestrator.answers and run_of(tenant, waiting).slot == "own"
+
+    retry_token = orchestrator.issue("slot-retry")
+    assert step(tenant, "queue", waiting, task_token=retry_token)["next"] == "start"
+    assert orchestrator.answers[retry_token] == "start"
+    assert slots_of(tenant) == (1, 1, 0) and in_queue(tenant) == [], "it holds its slot and is not in the queue"
+    assert _start(tenant, waiting) == "think"
+    end(tenant, waiting)
+    assert slots_of(tenant) == (0, 0, 0)
+
+
+# --------------------------------------------------------------------------- hole 8: runs that never end
+
+
+def test_a_cancel_racing_a_pause_ends_the_run_and_frees_its_slot(tenant, orchestrator):
+    limit_to(tenant, 1, tokens_per_month=1)  # no model call fits: the run pauses at its first
+    agent = create_agent(tenant, "thrifty", "sre")
+    run_id = new_run(tenant, agent["id"])
+    assert step(tenant, "start", run_id) == {"next": "pause", "turn": 1}
+    with tenant_scope(tenant.workspace_id):  # the Paused task's invocation reads the run (not cancelled) ...
+        pausing = engine.Slice(get_services(), load_run(tenant.workspace_id, run_id))
+        request_cancel(get_services(), load_run(tenant.workspace_id, run_id))  # ... the cancel comes ...
+        token = orchestrator.issue("paused")
+        engine.pause(pausing, {"step": "pause", "task_token": token, "turn": 1})  # ... then it pauses
+    assert orchestrator.answers.get(token) == "finish", "the cancel is not lost: the run goes on to end"
+    step(tenant, "finish", run_id, turn=1)
+    assert run_of(tenant, run_id).status == "cancelled"
+    assert slots_of(tenant) == (0, 0, 0)
+
+
+def test_a_child_paused_past_its_parents_wait_is_cancelled_when_the_parent_ends(tenant, orchestrator):
+    coordinator = create_agent(tenant, "lead", "coordinator")
+    create_agent(tenant, "helper", "sre")
+    task = "Plan it.\n/tool delegate " + json.dumps({"agent": "helper", "input": "Compute."})
+    parent = new_run(tenant, coordinator["id"], task)
+    assert step(tenant, "start", parent) == {"next": "delegate", "turn": 1}
+    wait_token = orchestrator.issue("wait-for-child")
+    assert step(tenant, "delegate", parent, task_token=wait_token, turn=1)["next"] == "delegate"
+    (child,) = orchestrator.started
+    limit_to(tenant, 25, tokens_per_month=1)  # the month's tokens are used up: the child pauses
+    assert step(tenant, "start", child) == {"next": "pause", "turn": 1}
+    child_token = orchestrator.issue("child-paused")
+    assert step(tenant, "pause", child, task_token=child_token, turn=1)["next"] == "pause"
+    assert run_of(tenant, child).status == "paused"
+
+    orchestrator.expire(wait_token)  # the parent's WaitForChild times out: RecordFailure ends the parent
+    step(tenant, "fail", parent, error={"Error": "States.Timeout", "Cause": "WaitForChild timed out"})
+    assert run_of(tenant, parent).status == "failed"
+    assert orchestrator.answers.get(child_token) == "finish", "the child does not outlive its parent"
+    step(tenant, "finish", child, turn=1)
+    ended = run_of(tenant, child)
+    assert ended.status == "cancelled" and ended.task_token is None
+    with tenant_scope(tenant.workspace_id):
+        events = [e.event_type for e in iter_events(run_of(tenant, parent), 0, 100)]
+    assert events[-1] == "run.failed", "nothing was written to the parent after its end"
+    assert slots_of(tenant) == (0, 0, 0)
