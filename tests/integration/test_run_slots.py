@@ -12,11 +12,14 @@ never outlives its parent.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from agenthq.adapters.model import ModelClient, ModelRequest, ModelResponse
 from agenthq.adapters.stepfunctions import Execution, Orchestrator
 from agenthq.agent_lookup import load_agent
 from agenthq.runs import engine
@@ -26,7 +29,15 @@ from agenthq.runs.records import iter_events, load_run
 from agenthq.services import get_services
 from agenthq.store import tenant_scope
 from agenthq.store.items import QueuedRun, Run, RunSlots
-from tests.support import create_agent, services_with, set_tier, signup
+from tests.support import (
+    UnreachableStepFunctions,
+    assert_error,
+    create_agent,
+    launch,
+    services_with,
+    set_tier,
+    signup,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -291,4 +302,112 @@ def test_a_child_paused_past_its_parents_wait_is_cancelled_when_the_parent_ends(
     with tenant_scope(tenant.workspace_id):
         events = [e.event_type for e in iter_events(run_of(tenant, parent), 0, 100)]
     assert events[-1] == "run.failed", "nothing was written to the parent after its end"
+    assert slots_of(tenant) == (0, 0, 0)
+
+
+def test_cancel_ends_a_run_whose_execution_never_started_and_gives_back_its_place(tenant):
+    limit_to(tenant, 1)
+    agent = create_agent(tenant, "grounded", "sre")
+    with services_with(orchestrator=UnreachableStepFunctions()):
+        assert_error(launch(tenant, agent["id"], "Start me later.", key="never-started-1"), 503,
+                     "service_unavailable")
+    (run,) = tenant.get("/runs").json()["items"]
+    assert run["status"] == "queued" and slots_of(tenant) == (1, 0, 0)
+
+    cancelled = tenant.post(f"/runs/{run['id']}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled", cancelled.text
+    with tenant_scope(tenant.workspace_id):
+        events = [e.event_type for e in iter_events(run_of(tenant, run["id"]), 0, 100)]
+    assert events == ["run.queued", "run.cancelled"]
+    assert slots_of(tenant) == (0, 0, 0), "its place among the workspace's runs is given back"
+    retried = launch(tenant, agent["id"], "Start me later.", key="never-started-1")
+    assert retried.status_code == 202 and retried.json()["status"] == "cancelled", "the retry does not revive it"
+    assert run_of(tenant, run["id"]).status == "cancelled"
+
+
+# --------------------------------------------------------------------------- on the local cloud, as a tenant sees it
+
+
+class HeldAnswers(ModelClient):
+    """The real model, except that a call whose input holds a held marker waits until it is released."""
+
+    def __init__(self, real: ModelClient, markers: list[str]) -> None:
+        self.real = real
+        self.gates = {marker: threading.Event() for marker in markers}
+
+    def release(self, marker: str) -> None:
+        self.gates[marker].set()
+
+    def create_message(self, request: ModelRequest) -> ModelResponse:
+        text = json.dumps(request.messages[0]["content"])
+        for marker, gate in self.gates.items():
+            if marker in text:
+                gate.wait(180)
+        return self.real.create_message(request)
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"still not {what} after {timeout} s"
+        time.sleep(0.1)
+
+
+def statuses(tenant, run_ids: list[str]) -> list[str]:
+    return [run_of(tenant, run_id).status for run_id in run_ids]
+
+
+def interval(tenant, run_id: str) -> tuple[Any, Any]:
+    with tenant_scope(tenant.workspace_id):
+        events = list(iter_events(run_of(tenant, run_id), 0, 100))
+    return next(e.at for e in events if e.event_type == "run.started"), events[-1].at
+
+
+def test_after_a_downgrade_to_free_no_run_starts_until_the_runs_still_running_have_ended(cloud, api):
+    """As the issue saw it: five runs held on pro, a downgrade to free (one at a time), four new runs."""
+    tenant = signup(api, tier="pro")
+    agent = create_agent(tenant, "busy", "sre")
+    markers = [f"held-{i}-{tenant.workspace_id}" for i in range(5)]
+    model = HeldAnswers(get_services().model, markers)
+    with services_with(model=model):
+        held = [launch(tenant, agent["id"], f"Take your time {m}.").json()["id"] for m in markers]
+        until(lambda: statuses(tenant, held) == ["running"] * 5, "five runs running")
+        set_tier(api, tenant.workspace_id, "free")
+        later = [launch(tenant, agent["id"], f"Then me ({i}).").json()["id"] for i in range(4)]
+        until(lambda: slots_of(tenant)[2] == 4, "four runs queued")
+
+        model.release(markers[0])  # one held run ends: four still run on a limit of one
+        until(lambda: run_of(tenant, held[0]).status == "succeeded", "the first held run ended")
+        assert slots_of(tenant) == (8, 4, 4), "its slot was given back, not handed to a queued run"
+        assert [run_of(tenant, run_id).slot for run_id in later] == [None] * 4
+        assert statuses(tenant, later) == ["queued"] * 4
+
+        for marker in markers[1:]:
+            model.release(marker)
+        until(lambda: statuses(tenant, held + later) == ["succeeded"] * 9, "every run ended", timeout=240)
+    last_held_end = max(interval(tenant, run_id)[1] for run_id in held)
+    spans = sorted(interval(tenant, run_id) for run_id in later)
+    assert spans[0][0] >= last_held_end, "no new run started while the held runs ran"
+    for (_, end_at), (next_start, _) in zip(spans, spans[1:], strict=False):
+        assert next_start >= end_at, "two runs of a free workspace ran at once"
+    assert slots_of(tenant) == (0, 0, 0)
+
+
+def test_an_upgrade_starts_queued_runs_without_waiting_for_a_run_to_end(cloud, api):
+    tenant = signup(api)  # free: one run at a time
+    agent = create_agent(tenant, "busy", "sre")
+    marker = f"held-{tenant.workspace_id}"
+    model = HeldAnswers(get_services().model, [marker])
+    with services_with(model=model):
+        holder = launch(tenant, agent["id"], f"Take your time {marker}.").json()["id"]
+        until(lambda: run_of(tenant, holder).status == "running", "the first run running")
+        queued_ids = [launch(tenant, agent["id"], f"Then me ({i}).").json()["id"] for i in range(3)]
+        until(lambda: slots_of(tenant)[2] == 3, "three runs queued")
+        try:
+            set_tier(api, tenant.workspace_id, "pro")
+            until(lambda: statuses(tenant, queued_ids) == ["succeeded"] * 3, "the queued runs done", timeout=90)
+            assert run_of(tenant, holder).status == "running", "they did not wait for the first run to end"
+        finally:
+            model.release(marker)
+        until(lambda: run_of(tenant, holder).status == "succeeded", "the first run ended")
     assert slots_of(tenant) == (0, 0, 0)
