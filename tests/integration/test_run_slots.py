@@ -42,6 +42,10 @@ from tests.support import (
 pytestmark = pytest.mark.slow
 
 
+class StartRefused(Exception):
+    """StartExecution failed (as when Step Functions cannot be reached)."""
+
+
 class RecordedOrchestrator(Orchestrator):
     """Step Functions as the steps see it: executions started are recorded, and
     a task token is answered once, while its task waits (``issue``), as
@@ -50,6 +54,7 @@ class RecordedOrchestrator(Orchestrator):
 
     def __init__(self) -> None:
         self.started: list[str] = []
+        self.refuse_starts = 0  # the next this many StartExecution calls fail (Step Functions unreachable)
         self.answers: dict[str, str] = {}
         self._waiting: set[str] = set()
         self._count = 0
@@ -67,6 +72,9 @@ class RecordedOrchestrator(Orchestrator):
         return None
 
     def start(self, name: str, payload: dict[str, Any]) -> str:
+        if self.refuse_starts:
+            self.refuse_starts -= 1
+            raise StartRefused(name)
         self.started.append(name)
         return name
 
@@ -303,6 +311,30 @@ def test_a_child_paused_past_its_parents_wait_is_cancelled_when_the_parent_ends(
         events = [e.event_type for e in iter_events(run_of(tenant, parent), 0, 100)]
     assert events[-1] == "run.failed", "nothing was written to the parent after its end"
     assert slots_of(tenant) == (0, 0, 0)
+
+
+def test_cancelling_a_parent_ends_a_child_whose_execution_never_started(tenant, orchestrator):
+    coordinator = create_agent(tenant, "lead", "coordinator")
+    create_agent(tenant, "helper", "sre")
+    task = "Plan it.\n/tool delegate " + json.dumps({"agent": "helper", "input": "Compute."})
+    parent = new_run(tenant, coordinator["id"], task)
+    assert step(tenant, "start", parent) == {"next": "delegate", "turn": 1}
+    orchestrator.refuse_starts = 1  # the child is written, its execution does not start: the task fails ...
+    wait_token = orchestrator.issue("wait-for-child")
+    with pytest.raises(StartRefused) as refused:
+        step(tenant, "delegate", parent, task_token=wait_token, turn=1)
+    child = str(refused.value)
+    assert run_of(tenant, child).status == "queued" and run_of(tenant, parent).status == "waiting"
+    orchestrator.expire(wait_token)  # ... and Step Functions will retry it with a new token; the user cancels first
+
+    with tenant_scope(tenant.workspace_id):
+        request_cancel(get_services(), load_run(tenant.workspace_id, parent))
+    assert run_of(tenant, child).status == "cancelled", "the child that never started is not left queued"
+    retry_token = orchestrator.issue("wait-for-child-retry")
+    assert step(tenant, "delegate", parent, task_token=retry_token, turn=1)["next"] == "act"
+    assert step(tenant, "act", parent, turn=1)["next"] == "done"
+    assert run_of(tenant, parent).status == "cancelled"
+    assert child not in orchestrator.started and slots_of(tenant) == (0, 0, 0)
 
 
 def test_cancel_ends_a_run_whose_execution_never_started_and_gives_back_its_place(tenant):

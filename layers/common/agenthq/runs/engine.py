@@ -916,15 +916,16 @@ def cancel(services: Services, run: Run) -> None:
     """Record the cancel of an active ``run`` and end it, or wake it wherever
     it waits so that it ends: a run queued outside the queue (its execution
     never started, or has not reached the queue) or in it ends here and now,
-    giving back its place; a paused run is answered ``finish``; a waiting run
-    cancels its children (their end wakes it). What ``POST …/cancel`` and
-    offboarding call (``runs.cancel``)."""
+    giving back its place (a child not started yet too: its parent's delegate
+    step may never start it once the parent is cancelled); a paused run is
+    answered ``finish``; a waiting run cancels its children (their end wakes
+    it). What ``POST …/cancel`` and offboarding call (``runs.cancel``)."""
     try:  # the update returns the run as it is at the cancel (ALL_NEW): a pause or a hand-over before it shows
         run.update(actions=[Run.cancel_requested.set(True)], condition=Run.status.is_in("queued", "running",
                                                                                         "paused", "waiting"))
     except UpdateError:
         return  # it ended meanwhile
-    if run.status == "queued" and run.slot is None:
+    if run.status == "queued" and run.slot != slots.OWN:  # not started, and not about to (no slot handed to it)
         _settle(Slice(services, run), decisions.final_outcome(run.outcome, True))
     elif run.status == "paused" and run.task_token:
         _send_task_success(services, run.task_token, FINISH)
