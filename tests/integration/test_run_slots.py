@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -37,6 +38,8 @@ from tests.support import (
     services_with,
     set_tier,
     signup,
+    table_items,
+    wait_for,
 )
 
 pytestmark = pytest.mark.slow
@@ -355,6 +358,34 @@ def test_cancel_ends_a_run_whose_execution_never_started_and_gives_back_its_plac
     retried = launch(tenant, agent["id"], "Start me later.", key="never-started-1")
     assert retried.status_code == 202 and retried.json()["status"] == "cancelled", "the retry does not revive it"
     assert run_of(tenant, run["id"]).status == "cancelled"
+
+
+def backdate_unstarted(cloud, run_id: str, minutes: int) -> int:
+    """Time passes as data: the run's marker among the unstarted runs says it was launched ``minutes`` ago."""
+    import boto3
+
+    table = boto3.resource("dynamodb", region_name=cloud.config.stack.region).Table(cloud.config.stack.table_name)
+    markers = [i for i in table_items(cloud, run_id=run_id) if i["pk"].startswith("UNSTARTED#")]
+    then = datetime.now(UTC) - timedelta(minutes=minutes)
+    for marker in markers:
+        table.update_item(Key={"pk": marker["pk"], "sk": marker["sk"]}, UpdateExpression="SET launched_at = :t",
+                          ExpressionAttributeValues={":t": then.strftime("%Y-%m-%dT%H:%M:%S.%f+0000")})
+    return len(markers)
+
+
+def test_the_period_reset_starts_a_run_whose_launch_could_not_start_it(cloud, tenant):
+    agent = create_agent(tenant, "patient", "sre")
+    with services_with(orchestrator=UnreachableStepFunctions()):
+        assert_error(launch(tenant, agent["id"], "Start me some day.", key="some-day-1"), 503,
+                     "service_unavailable")
+    (run,) = tenant.get("/runs").json()["items"]
+    assert run["status"] == "queued" and slots_of(tenant) == (1, 0, 0)
+    backdate_unstarted(cloud, run["id"], minutes=10)  # the client never retried with its key
+
+    cloud.schedules.fire("PeriodResetFunction")
+    assert wait_for(tenant, run["id"])["status"] == "succeeded", "the queued run started after all"
+    assert slots_of(tenant) == (0, 0, 0)
+    assert [i for i in table_items(cloud, run_id=run["id"]) if i["pk"].startswith("UNSTARTED#")] == []
 
 
 # --------------------------------------------------------------------------- on the local cloud, as a tenant sees it

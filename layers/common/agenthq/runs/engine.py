@@ -46,7 +46,7 @@ from agenthq.messaging import take_inbox
 from agenthq.observability import RUNS_STARTED, MetricUnit, count, count_model_tokens, logger, metrics
 from agenthq.runs import decisions, pausing, slots
 from agenthq.runs.decisions import ACT, DELEGATE, DONE, FAILED, FINISH, PAUSE, QUEUE, START, THINK, Outcome
-from agenthq.runs.launch import create_run_record
+from agenthq.runs.launch import create_run_record, forget_unstarted
 from agenthq.runs.records import (
     STEP_ORDER,
     Change,
@@ -282,6 +282,8 @@ def start(work: Slice, event: dict[str, Any]) -> str:
     run, services = work.run, work.services
     if (done := work.recorded(0, "start")) is not None:
         return done
+    if not run.parent_run_id and run.started_at is None:  # its execution runs: no longer unstarted
+        forget_unstarted(run.workspace_id, run.id)
     if run.status in TERMINAL or run.cancel_requested:
         return FINISH
     needs_slot = not run.parent_run_id and run.slot is None
@@ -848,6 +850,8 @@ def _settle(work: Slice, outcome: Outcome, with_change: Change | None = None) ->
             if release.own_token is not None:  # it ended while in the queue: its WaitForSlot task goes on to finish
                 _send_task_success(services, release.own_token, FINISH)
             ended_waiting = before == "waiting"
+            if before == "queued" and not run.parent_run_id:  # it never started: nothing is left to start
+                forget_unstarted(run.workspace_id, run.id)
             metrics.add_metric(name=f"Runs{status.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
             break
         else:

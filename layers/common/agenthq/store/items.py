@@ -549,6 +549,29 @@ class PausedRun(BaseItem, discriminator="PausedRun"):
         return "PAUSED", f"WS#{workspace_id}#RUN#{run_id}"
 
 
+class UnstartedRun(BaseItem, discriminator="UnstartedRun"):
+    """pk UNSTARTED#<shard> (global, in a few shards: every launch writes one),
+    sk <run_id>#<workspace_id>: a launched run whose Start step has not run yet.
+    Written before the launch's transaction, deleted by the run's Start step (or
+    its end); one left after a few minutes is a run whose execution never
+    started (its launch failed or died after the commit), which the period
+    reset starts or ends (``runs.unstarted``)."""
+
+    workspace_id = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    launched_at = UTCDateTimeAttribute()
+
+    SHARDS = 8
+
+    @staticmethod
+    def shard(index: int) -> str:
+        return f"UNSTARTED#{index}"
+
+    @staticmethod
+    def key(workspace_id: str, run_id: str) -> tuple[str, str]:
+        return UnstartedRun.shard(ord(run_id[-1]) % UnstartedRun.SHARDS), f"{run_id}#{workspace_id}"
+
+
 class RunSlots(BaseItem, discriminator="RunSlots"):
     """pk WS#<id>#QUOTA, sk SLOTS: the tier's concurrent runs, enforced atomically.
     ``pending`` runs were launched and have not ended (at most the limit plus
