@@ -500,12 +500,15 @@ class Reservation(BaseItem, discriminator="Reservation"):
 class LedgerEntry(BaseItem, UsageCounts, discriminator="LedgerEntry"):
     """pk WS#<id>#RUN#<run_id>, sk LEDGER#<entry>: one metered quantity of a run,
     under a deterministic id (``run``, ``model#<message id>``, ``tool#<tool use
-    id>``, ``seconds``), written with the counters it moves: counted once."""
+    id>``, ``seconds``), written with the counters it moves: counted once.
+    ``estimated``: a model call whose answer never arrived, metered at its
+    reserved upper bound (``model#<message id or unanswered_…>``)."""
 
     entry = UnicodeAttribute()
     at = UTCDateTimeAttribute()
     step = NumberAttribute(default=0)
     model = UnicodeAttribute(null=True)
+    estimated = BooleanAttribute(null=True)
 
     @staticmethod
     def key(workspace_id: str, run_id: str, entry: str) -> tuple[str, str]:
