@@ -288,8 +288,6 @@ def start(work: Slice, event: dict[str, Any]) -> str:
     run, services = work.run, work.services
     if (done := work.recorded(0, "start")) is not None:
         return done
-    if not run.parent_run_id and run.started_at is None:  # its execution runs: no longer unstarted
-        forget_unstarted(run.workspace_id, run.id)
     if run.status in TERMINAL or run.cancel_requested:
         return FINISH
     needs_slot = not run.parent_run_id and run.slot is None

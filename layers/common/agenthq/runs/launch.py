@@ -116,7 +116,7 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
             raise slots.queue_full(limits)
         # else: a conflict with concurrent launches (the day's quota item): try again
 
-    if parent is None:  # until its Start step runs, the period reset can find it (runs.unstarted)
+    if parent is None:  # until its execution has started, the period reset can find it (runs.unstarted)
         mark_unstarted(workspace_id, run_id, at)
     try:
         retry_transaction(attempt, explain, attempts=LAUNCH_ATTEMPTS,
@@ -140,7 +140,7 @@ def mark_unstarted(workspace_id: str, run_id: str, at: datetime) -> None:
 
 
 def forget_unstarted(workspace_id: str, run_id: str) -> None:
-    """The launched run's Start step runs (or it ended, or was never written): drop its marker."""
+    """The launched run's execution started (or the run ended, or was never written): drop its marker."""
     with global_scope():
         UnstartedRun(*UnstartedRun.key(workspace_id, run_id)).delete()
 

@@ -5,8 +5,8 @@ fails (with an ``Idempotency-Key`` the run stays queued for the retry with that
 key) or the launch dies between the two, nothing would ever start or end the
 run, and it would hold its place among the workspace's runs. Each launched run
 is therefore listed under the global ``UNSTARTED#<shard>`` partitions
-(``UnstartedRun``, written before the launch's transaction) until its Start step
-runs or it ends; the period reset (:func:`start_unstarted`) looks at those
+(``UnstartedRun``, written before the launch's transaction) until its
+StartExecution succeeded or it ended; the period reset (:func:`start_unstarted`) looks at those
 launched more than :data:`GRACE` ago: a queued run with no execution is started
 (starting is idempotent: the execution is named after the run), one whose
 execution ended without starting it ends ``failed`` (``start_failed``).
@@ -63,6 +63,6 @@ def _start_or_end(services: Services, marker: UnstartedRun) -> str:
                     "Error": decisions.NOT_STARTED, "Cause": f"its execution ended ({execution.status})"}})
                 outcome = "unstarted_failed"
             else:
-                outcome = "unstarted_cleared"  # its execution is on its way to Start
+                outcome = "unstarted_cleared"  # its execution runs (the launch died after starting it)
     forget_unstarted(marker.workspace_id, marker.run_id)
     return outcome

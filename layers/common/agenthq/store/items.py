@@ -554,11 +554,11 @@ class PausedRun(BaseItem, discriminator="PausedRun"):
 
 class UnstartedRun(BaseItem, discriminator="UnstartedRun"):
     """pk UNSTARTED#<shard> (global, in a few shards: every launch writes one),
-    sk <run_id>#<workspace_id>: a launched run whose Start step has not run yet.
-    Written before the launch's transaction, deleted by the run's Start step (or
-    its end); one left after a few minutes is a run whose execution never
-    started (its launch failed or died after the commit), which the period
-    reset starts or ends (``runs.unstarted``)."""
+    sk <run_id>#<workspace_id>: a launched run whose execution may not have
+    started. Written before the launch's transaction, deleted once its
+    StartExecution succeeded (or the run ended); one left after a few minutes
+    is a run whose execution never started (its launch failed or died after the
+    commit), which the period reset starts or ends (``runs.unstarted``)."""
 
     workspace_id = UnicodeAttribute()
     run_id = UnicodeAttribute()
