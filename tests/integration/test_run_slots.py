@@ -269,6 +269,40 @@ def test_a_retried_queue_step_does_not_queue_a_run_that_holds_a_slot(tenant, orc
     assert slots_of(tenant) == (0, 0, 0)
 
 
+class SliceInterrupted(engine.Slice):
+    """A slice of the run worker whose next commit waits for ``meanwhile`` (another writer) to run first."""
+
+    def __init__(self, *args: Any, meanwhile: Callable[[], None]) -> None:
+        super().__init__(*args)
+        self.meanwhile: Callable[[], None] | None = meanwhile
+
+    def commit(self, change: Any) -> Run:
+        if self.meanwhile is not None:
+            interleaved, self.meanwhile = self.meanwhile, None
+            interleaved()
+        return super().commit(change)
+
+
+def test_a_hand_over_answers_the_token_a_retried_queue_step_left_not_the_dead_one(tenant, orchestrator):
+    limit_to(tenant, 1)
+    agent = create_agent(tenant, "worker", "sre")
+    (holder,) = running(tenant, agent["id"], 1)
+    waiting, first_token = queued(tenant, orchestrator, agent["id"])
+    orchestrator.expire(first_token)  # the queue step's invocation timed out after its enqueue
+    retry_token = orchestrator.issue("slot-retry")
+
+    def retried_queue_step() -> None:  # between the holder's end reading the queue and writing its end
+        assert step(tenant, "queue", waiting, task_token=retry_token)["next"] == "queue"
+
+    with tenant_scope(tenant.workspace_id):
+        ending = SliceInterrupted(get_services(), load_run(tenant.workspace_id, holder), meanwhile=retried_queue_step)
+        engine.fail(ending, {"step": "fail", "error": {"Error": "States.Timeout", "Cause": "the test ends it"}})
+    assert run_of(tenant, holder).status == "failed"
+    assert orchestrator.answers.get(retry_token) == "start", "the waiting task is the retried one: it is woken"
+    assert slots_of(tenant) == (1, 1, 0) and in_queue(tenant) == []
+    assert _start(tenant, waiting) == "think"
+
+
 # --------------------------------------------------------------------------- hole 8: runs that never end
 
 
