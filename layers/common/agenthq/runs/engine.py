@@ -34,6 +34,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
@@ -361,10 +362,10 @@ def _next_reservation(work: Slice, step: int, conversation: list[ConversationMes
     if _ending_before_a_model_call(work.services, run, agent, steps=step - 1) is not None:
         return None
     hold = quota.hold_for(_model_request(work.services, run, agent, conversation), at)
-    limits = work.limits()
-    if quota.beyond_limits(hold, limits) is not None:
+    limits, tree = work.limits(), quota.RunTree.of(work.body())
+    if hold.micro_usd > quota.run_budget_left(run, agent["budget_usd"]) or quota.beyond_limits(hold, limits, tree):
         return None
-    return quota.reservation_for(run.workspace_id, run.id, step, hold, at), limits
+    return quota.reservation_for(run.workspace_id, run.id, step, hold, at, tree), limits
 
 
 # --------------------------------------------------------------------------- think
@@ -384,11 +385,16 @@ def think(work: Slice, event: dict[str, Any]) -> str:
     at = services.now()
     reservation = work.reservation(step)
     if reservation is None:
-        hold = quota.hold_for(request, at)
-        blocked = quota.reserve(run.workspace_id, run.id, step, hold, work.limits(), at)
+        hold, tree = quota.hold_for(request, at), quota.RunTree.of(work.body())
+        if hold.micro_usd > quota.run_budget_left(run, agent["budget_usd"]):  # the run's own budget
+            return _decide(work, step, "think", decisions.call_over_budget(Decimal(agent["budget_usd"]), shared=False))
+        blocked = quota.reserve(run.workspace_id, run.id, step, hold, work.limits(), at, tree)
+        if blocked == quota.RUN_BUDGET and tree is not None:  # the tree's budget does not reset: the run ends
+            return _decide(work, step, "think", decisions.call_over_budget(
+                tree.budget_usd(), shared=tree.root_run_id != run.id))
         if blocked is not None:
             return _pause_at(work, blocked, hold)
-        reservation = work.reserved[step] = quota.reservation_for(run.workspace_id, run.id, step, hold, at)
+        reservation = work.reserved[step] = quota.reservation_for(run.workspace_id, run.id, step, hold, at, tree)
     try:
         response = services.model.create_message(request)
     except ModelRequestRejected as exc:
@@ -481,12 +487,13 @@ def _meter_model_call(work: Slice, step: int, entry: str, model: str, usage: Usa
     at = services.now()
     if reservation is not None:  # it may have been settled or released meanwhile
         reservation = Reservation.get_or_none(*Reservation.key(run.workspace_id, run.id, step))
+    at = quota.counted_at(reservation, at)  # the call counts when it was made
     try:
         with transaction() as tx:
             ledger.record(tx, run.workspace_id, run.id, entry, usage, at, services.settings.usage_counter_shards,
                           step=step, model=model)
             tx.update(Run(*Run.key(run.workspace_id, run.id)), actions=usage.add_actions(Run))
-            quota.settle(tx, run.workspace_id, reservation, usage, at)
+            quota.settle(tx, run.workspace_id, reservation, usage, at, quota.RunTree.of(work.body()))
     except TransactWriteError:
         if LedgerEntry.get_or_none(*LedgerEntry.key(run.workspace_id, run.id, entry)) is not None:
             return  # metered already
@@ -508,7 +515,7 @@ def _meter_unanswered(work: Slice, step: int, request: ModelRequest, calls: tupl
             _release(work, step)
         return
     run, services = work.run, work.services
-    at = services.now()
+    at = quota.counted_at(reservation, services.now())  # the attempts count when the call was made
     each = _unanswered_usage(request, reservation, at)
     total = sum((each for _ in calls), Usage())
     entries = [ledger.model_entry(call.id) for call in calls]
@@ -521,7 +528,7 @@ def _meter_unanswered(work: Slice, step: int, request: ModelRequest, calls: tupl
                                estimated=True)
                 counters.count(tx, run.workspace_id, total, at, services.settings.usage_counter_shards)
                 tx.update(Run(*Run.key(run.workspace_id, run.id)), actions=total.add_actions(Run))
-                quota.settle(tx, run.workspace_id, held, total, at)
+                quota.settle(tx, run.workspace_id, held, total, at, quota.RunTree.of(work.body()))
             break
         except TransactWriteError:
             if LedgerEntry.get_or_none(*LedgerEntry.key(run.workspace_id, run.id, entries[0])) is not None:
@@ -843,8 +850,9 @@ def _answer_parent(services: Services, child: Run) -> None:
             reason = (child.error or {}).get("message") or child.status
             result = ToolResult(content=f"The delegated run {child.id} ended {child.status}: {reason}",
                                 is_error=True)
-        change = Change()
-        _with_tool_result(change, call, result, child_cost_micro_usd=int(child.cost_micro_usd or 0))
+        change = Change()  # the parent's budget covers the child's whole subtree: its children's cost too
+        subtree_cost = int(child.cost_micro_usd or 0) + int(child.children_micro_usd or 0)
+        _with_tool_result(change, call, result, child_cost_micro_usd=subtree_cost)
         try:
             parent.commit(change)
         except RunConflict:

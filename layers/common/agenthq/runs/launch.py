@@ -84,9 +84,12 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
     snapshot = agent_snapshot(workspace_id, agent)
     if parent is not None:  # a child spends from what is left of its parent's per-run budget
         snapshot["budget_usd"] = str(min(Decimal(snapshot["budget_usd"]), parent_budget_left(parent)))
+    tree = run_tree(run_id, snapshot, parent)
     queued = RunEvent(*RunEvent.key(workspace_id, run_id, 1), seq=1, event_type="run.queued", at=at,
                       data={"agent_id": agent.id, "parent_run_id": run.parent_run_id})
-    body = RunBody(*RunBody.key(workspace_id, run_id), input=text, agent=snapshot)
+    body = RunBody(*RunBody.key(workspace_id, run_id), input=text, agent=snapshot,
+                   tree_root_run_id=tree.root_run_id if tree else None,
+                   tree_budget_micro_usd=tree.budget_micro_usd if tree else None)
     # Refused (413) before anything is written: what DynamoDB could not store, in its bytes.
     ensure_fits(body, "input", "The input with the agent's settings (system prompt, tools, team)")
     transcript.ensure_input_fits(workspace_id, run_id, text)
@@ -173,3 +176,12 @@ def run_deadline(at: datetime, timeout_seconds: int, parent: Run | None) -> date
     """When a run launched at ``at`` times out: a child ends with its parent at the latest."""
     deadline = at + timedelta(seconds=timeout_seconds)
     return min(deadline, parent.deadline) if parent is not None else deadline
+
+
+def run_tree(run_id: str, snapshot: dict[str, Any], parent: Run | None) -> quota.RunTree | None:
+    """The run tree a new run belongs to: a root's own (its per-run budget, which
+    every run it delegates to, at any depth, spends from too), or its parent's
+    (None when the parent was made before run trees were kept)."""
+    if parent is None:
+        return quota.RunTree.rooted_at(run_id, Decimal(snapshot["budget_usd"]))
+    return quota.RunTree.of(RunBody.get(*RunBody.key(parent.workspace_id, parent.id), consistent_read=True))

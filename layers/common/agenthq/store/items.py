@@ -345,6 +345,10 @@ class RunBody(BaseItem, discriminator="RunBody"):
     prompt, tools, limits, team). Kept apart from the Run item, which every
     step rewrites, so those writes stay small."""
 
+    # The run tree it belongs to (usage.quota.RunTree): its root run (itself for a root) and the root's
+    # per-run budget, which every model call of the tree is reserved against. Absent on runs made before.
+    tree_root_run_id = UnicodeAttribute(null=True)
+    tree_budget_micro_usd = NumberAttribute(null=True)
     input = UnicodeAttribute()
     agent = Utf8JSONAttribute()
 
@@ -508,10 +512,31 @@ class Reservation(BaseItem, discriminator="Reservation"):
     period = UnicodeAttribute()  # the MONTH# quota it was taken from
     tokens = NumberAttribute()
     micro_usd = NumberAttribute()
+    reserved_at = UTCDateTimeAttribute(null=True)  # when: the call is counted in this day and month
+    tree_root_run_id = UnicodeAttribute(null=True)  # the run tree whose budget it was also taken from
+    tree_budget_micro_usd = NumberAttribute(null=True)  # that tree's budget (the root run's budget_usd)
 
     @staticmethod
     def key(workspace_id: str, run_id: str, step: int) -> tuple[str, str]:
         return Run.partition(workspace_id, run_id), f"RESERVE#{step:06d}"
+
+
+class RunTreeBudget(BaseItem, discriminator="RunTreeBudget"):
+    """pk WS#<id>#RUN#<root_run_id>, sk TREE_BUDGET: what the run tree rooted
+    there (the root and every run it delegated to, at any depth) has spent and
+    reserved of the root's per-run budget. Made by the tree's first reservation.
+
+    ``committed_micro_usd`` is what is used plus what is reserved for model
+    calls under way; a reservation is admitted only while committed + it ≤ the
+    budget (one conditional update: concurrent runs of a tree cannot pass it)."""
+
+    budget_micro_usd = NumberAttribute(default=0)  # the root run's budget_usd, as it was at its launch
+    used_micro_usd = NumberAttribute(default=0)  # model cost of the tree's settled calls
+    committed_micro_usd = NumberAttribute(default=0)  # used + reserved
+
+    @staticmethod
+    def key(workspace_id: str, root_run_id: str) -> tuple[str, str]:
+        return Run.partition(workspace_id, root_run_id), "TREE_BUDGET"
 
 
 class LedgerEntry(BaseItem, UsageCounts, discriminator="LedgerEntry"):
