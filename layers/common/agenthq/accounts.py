@@ -371,7 +371,7 @@ def me(user_id: str) -> dict[str, Any]:
         names = {}
         if memberships:
             keys = [Workspace.key(m.workspace_id) for m in memberships]
-            names = {w.id: w.name for w in Workspace.batch_get(keys)}
+            names = {w.id: w.name for w in Workspace.batch_get(keys, attributes_to_get=["pk", "sk", "type", "id", "name"])}
     return {
         "user": user_view(user),
         "memberships": [
