@@ -22,7 +22,7 @@ from agenthq.context import Role
 from agenthq.errors import Conflict, Forbidden, RateLimited, ServiceUnavailable, Unauthorized
 from agenthq.live.connections import close_connections
 from agenthq.observability import logger
-from agenthq.security import throttle
+from agenthq.security import request_rates, throttle
 from agenthq.security.passwords import check_password_policy, dummy_hash, hash_password, needs_rehash, verify_password
 from agenthq.security.secrets import REFRESH_TOKEN_PREFIX, fingerprint, new_secret, secret_hash
 from agenthq.store import global_scope, retry_transaction, tenant_scope, transaction
@@ -161,15 +161,26 @@ def ensure_gateway_key(services: Services, workspace: Workspace) -> None:
         workspace.update(actions=[Workspace.gateway_key_id.set(key_id)])
 
 
+def admit_caller(services: Services, source_ip: str | None, account: str | None = None) -> None:
+    """Count an auth request against its source address's and its account's request rates (429 past
+    either, before any other work): one caller's retries cannot use up another's (request_rates)."""
+    now = services.clock()
+    if source_ip is not None:
+        request_rates.admit(request_rates.PER_SOURCE, source_ip, now)
+    if account is not None:
+        request_rates.admit(request_rates.PER_ACCOUNT, account, now)
+
+
 # --------------------------------------------------------------------------- signup
 
 
-def signup(services: Services, request: SignupRequest) -> dict[str, Any]:
+def signup(services: Services, request: SignupRequest, source_ip: str) -> dict[str, Any]:
     """Create the user, their workspace (tier free) and the owner membership.
 
     Retrying the same signup (same e-mail, password and workspace name, within
     a day) returns the same user and workspace with a new session instead of
     a second workspace; any other signup with a known e-mail is a 409."""
+    admit_caller(services, source_ip, f"email:{request.email}")
     password = request.password.get_secret_value()
     check_password_policy(password, email=request.email, other_words=(request.workspace_name,))
     signup_print = fingerprint("signup", request.email, request.workspace_name)
@@ -236,6 +247,7 @@ def _signup_retry(services: Services, request: SignupRequest, password: str, sig
 
 
 def login(services: Services, request: LoginRequest, source_ip: str) -> Tokens:
+    admit_caller(services, source_ip, f"email:{request.email}")
     now = services.clock()
     waits = [w for w in (throttle.retry_after(throttle.ACCOUNT, request.email, now),
                          throttle.retry_after(throttle.SOURCE_IP, source_ip, now)) if w]
@@ -284,7 +296,8 @@ def _membership(user_id: str, workspace_id: str | None) -> Member:
 # --------------------------------------------------------------------------- refresh and logout
 
 
-def refresh(services: Services, request: RefreshRequest) -> Tokens:
+def refresh(services: Services, request: RefreshRequest, source_ip: str) -> Tokens:
+    admit_caller(services, source_ip)
     presented = request.refresh_token.get_secret_value()
     now = services.now()
     invalid = "The refresh token is not valid."
@@ -293,6 +306,7 @@ def refresh(services: Services, request: RefreshRequest) -> Tokens:
         family = SessionFamily.get_or_none(*SessionFamily.key(current.family_id)) if current else None
     if current is None or family is None:
         raise Unauthorized(invalid)
+    admit_caller(services, None, f"user:{current.user_id}")
     if family.revoked_at is not None or (current.expires_at and current.expires_at <= now):
         raise Unauthorized(invalid)
     if current.used_at is not None:
