@@ -149,16 +149,37 @@ def _new_session(services: Services, user_id: str, workspace_id: str) -> Tokens:
 
 def ensure_gateway_key(services: Services, workspace: Workspace) -> None:
     """Give the workspace its API Gateway key if it has none yet (first signup,
-    or a signup that failed half-way and is being retried)."""
+    or a signup that failed half-way and is being retried).
+
+    Each attempt creates a key with a new value and stores its id and value (on
+    the workspace and its members, whose copy the authorizer returns) only if no
+    attempt stored one before: a retry after a crash between the creation and the
+    write makes a new key rather than looking the lost one up (a lookup lists
+    every key value of the region; decisions.md 195). A lost attempt's key is
+    left attached to its tier's plan with a value no item holds: it meters nothing."""
     if workspace.gateway_key_id:
         return
+    value = new_secret("", 30)
     try:
-        key_id = services.gateway_keys.ensure_key(workspace.id, workspace.usage_key, workspace.tier)
+        key_id = services.gateway_keys.create_key(workspace.id, value, workspace.tier)
     except Exception as exc:
         logger.exception("could not create the workspace's API Gateway key")
         raise ServiceUnavailable("Your workspace is not ready yet; please retry.") from exc
     with tenant_scope(workspace.id):
-        workspace.update(actions=[Workspace.gateway_key_id.set(key_id)])
+        members = list(Member.query(Workspace.key(workspace.id)[0], Member.sk.startswith("MEMBER#"),
+                                    consistent_read=True))
+        try:
+            with transaction() as tx:
+                tx.update(workspace, actions=[Workspace.gateway_key_id.set(key_id), Workspace.usage_key.set(value)],
+                          condition=Workspace.gateway_key_id.does_not_exist())
+                for member in members:
+                    tx.update(member, actions=[Member.usage_key.set(value)], condition=Member.pk.exists())
+        except TransactWriteError:  # a concurrent attempt stored its key first (or a member left): use what is
+            workspace.refresh(consistent_read=True)
+            if not workspace.gateway_key_id:
+                raise ServiceUnavailable("Your workspace is not ready yet; please retry.") from None
+            return
+    workspace.gateway_key_id, workspace.usage_key = key_id, value
 
 
 def admit_caller(services: Services, source_ip: str | None, account: str | None = None) -> None:
