@@ -48,12 +48,19 @@ class Sends:
         self.sent.append(connection_id)
 
 
+def _everyone_entitled(monkeypatch):
+    """These tests are about sending: every subscriber's principal still has its access
+    (the check itself reads the table: tests/e2e/test_live_access.py)."""
+    monkeypatch.setattr(broadcast, "_entitled", lambda services, delivery, subscribers, batch: subscribers)
+
+
 def _deliver(monkeypatch, outcomes, subscribers, event_id=None):
     sends = Sends(outcomes)
     forgotten = []
     monkeypatch.setattr(broadcast, "_subscribers", lambda delivery, batch: [SimpleNamespace(connection_id=c)
                                                                             for c in subscribers])
     monkeypatch.setattr(broadcast, "_forget", lambda wid, sub: forgotten.append(sub.connection_id))
+    _everyone_entitled(monkeypatch)
     record = {"eventName": "INSERT", "eventID": event_id or f"evt-{id(sends)}", "dynamodb": {"NewImage": {
         "pk": {"S": "WS#W1#RUN#R1"}, "sk": {"S": "EVT#0000000001"}, "type": {"S": "RunEvent"},
         "seq": {"N": "1"}, "event_type": {"S": "run.queued"}, "at": {"S": "2026-01-01T00:00:00.000000+0000"},
@@ -115,6 +122,42 @@ def test_the_watcher_shows_each_seq_once_in_order():
     assert shown == [2, 3, 4, 5] and watcher.last == 5
 
 
+def test_the_watcher_waits_out_a_rate_limited_subscribe_and_subscribes_again_from_its_last_seq(monkeypatch):
+    import agenthq_cli.watch as watch
+
+    slept: list[float] = []
+    monkeypatch.setattr(watch.time, "sleep", slept.append)
+
+    class Socket:
+        def __init__(self, frames):
+            self.frames = [json.dumps(f) for f in frames]
+            self.sent: list[dict] = []
+
+        def recv(self, timeout):
+            return self.frames.pop(0)
+
+        def send(self, data):
+            self.sent.append(json.loads(data))
+
+    event = {"seq": 2, "type": "t"}
+    ws = Socket([{"type": "run.event", "run_id": "R", "seq": 2, "event": event},
+                 {"type": "error", "code": "rate_limited", "message": "slow down", "retry_after": 3},
+                 {"type": "run.event", "run_id": "R", "seq": 3, "event": {"seq": 3, "type": "t"}}])
+    watcher = RunWatcher("ws://x", {}, "R", after=1)
+    shown = [e["seq"] for _, e in zip(range(2), watcher._read(ws), strict=False)]
+    assert shown == [2, 3] and slept == [3.0]
+    assert ws.sent == [{"action": "subscribe", "run_id": "R", "after": 2}]
+
+
+def test_a_refused_frame_carries_when_to_send_it_again():
+    from agenthq.errors import NotFound, RateLimited
+    from agenthq.live.connections import as_error_frame
+
+    assert as_error_frame(RateLimited("slow down", retry_after=4)) == {
+        "type": "error", "code": "rate_limited", "message": "slow down", "retry_after": 4}
+    assert "retry_after" not in as_error_frame(NotFound())
+
+
 def test_exit_statuses_follow_gh_run_watch():
     assert [exit_status(t) for t in ("run.succeeded", "run.failed", "run.timed_out", "run.cancelled")] == [0, 1, 1, 2]
 
@@ -141,6 +184,7 @@ def test_the_records_of_one_batch_read_their_subscribers_once(monkeypatch):
         return [SimpleNamespace(connection_id="c1", run_id="R1", after=0)]
 
     monkeypatch.setattr(broadcast, "_query", query)
+    _everyone_entitled(monkeypatch)
     sends = Sends({})
     services = SimpleNamespace(connections=sends)
     batch = broadcast.Batch()
@@ -163,6 +207,7 @@ def test_a_connection_that_missed_a_record_gets_no_later_one_of_the_batch_before
     the mapping's retry from record 1 gives b record 1, then record 2 — b sees the run in order."""
     monkeypatch.setattr(broadcast, "_query", lambda partition, prefix: [
         SimpleNamespace(connection_id=c, run_id="R1", after=0) for c in ("a", "b")])
+    _everyone_entitled(monkeypatch)
 
     def record(seq):
         return {"eventName": "INSERT", "eventID": f"evt-order-{seq}", "dynamodb": {"NewImage": {

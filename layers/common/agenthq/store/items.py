@@ -12,7 +12,6 @@ from typing import Any
 from pynamodb.attributes import (
     Attribute,
     BooleanAttribute,
-    JSONAttribute,
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
@@ -22,6 +21,7 @@ from pynamodb.attributes import (
 
 from agenthq.errors import NotFound
 from agenthq.store.base import BaseItem, ws_pk
+from agenthq.store.sizes import Utf8JSONAttribute
 
 
 class HealthProbe(BaseItem, discriminator="HealthProbe"):
@@ -150,7 +150,7 @@ class Workspace(BaseItem, discriminator="Workspace"):
     id = UnicodeAttribute()
     name = UnicodeAttribute()
     tier = UnicodeAttribute(default="free")
-    limit_overrides = JSONAttribute(null=True)  # enterprise only
+    limit_overrides = Utf8JSONAttribute(null=True)  # enterprise only
     usage_key = UnicodeAttribute()  # the API Gateway key value of this workspace (never shown)
     gateway_key_id = UnicodeAttribute(null=True)  # set once the API Gateway key exists
     gateway_plan_id = UnicodeAttribute(null=True)  # its own usage plan (enterprise overrides); else its tier's
@@ -216,6 +216,21 @@ class Member(BaseItem, discriminator="Member"):
         return ws_pk(workspace_id), f"MEMBER#{user_id}"
 
 
+class Invitation(BaseItem, discriminator="Invitation"):
+    """pk WS#<id>, sk INVITE#<e-mail>: an invitation to join the workspace, whether or not the address
+    has an account; it becomes a ``Member`` when its invitee logs in naming the workspace (TTL 7 days)."""
+
+    workspace_id = UnicodeAttribute()
+    email = UnicodeAttribute()
+    role = UnicodeAttribute()
+    invited_by = UnicodeAttribute()  # the inviting user's id
+    invited_at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, email: str) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"INVITE#{email}"
+
+
 class ApiKey(BaseItem, discriminator="ApiKey"):
     """pk WS#<id>, sk APIKEY#<key_id>: the key as the workspace sees it (no secret)."""
 
@@ -259,7 +274,7 @@ class Agent(BaseItem, discriminator="Agent"):
     personality = UnicodeAttribute()
     system_prompt = UnicodeAttribute(null=True)  # the agent's own; else the personality's
     model = UnicodeAttribute()
-    tools = JSONAttribute()  # allowed tool names, in order
+    tools = Utf8JSONAttribute()  # allowed tool names, in order
     max_steps = NumberAttribute()
     budget_usd = UnicodeAttribute()  # per-run budget, a decimal string
     created_at = UTCDateTimeAttribute()
@@ -295,15 +310,15 @@ class Run(BaseItem, discriminator="Run"):
     status = UnicodeAttribute()
     input_preview = UnicodeAttribute()  # the start of the input; all of it is in the RunBody
     output = UnicodeAttribute(null=True)
-    error = JSONAttribute(null=True)  # {"reason", "message"}
-    outcome = JSONAttribute(null=True)  # the end a step decided: {"status", "reason"?, "output"?, ...}
+    error = Utf8JSONAttribute(null=True)  # {"reason", "message"}
+    outcome = Utf8JSONAttribute(null=True)  # the end a step decided: {"status", "reason"?, "output"?, ...}
     steps = NumberAttribute(default=0)  # model calls made
     seq = NumberAttribute(default=0)  # last event seq
     step_mark = UnicodeAttribute(null=True)  # the last step committed and what comes next (runs.records.StepMark)
     cancel_requested = BooleanAttribute(default=False)
     task_token = UnicodeAttribute(null=True)  # while paused
     pause_reason = UnicodeAttribute(null=True)  # the limit a think step could not reserve within
-    pause_hold = JSONAttribute(null=True)  # what it could not reserve: {"tokens", "micro_usd"}
+    pause_hold = Utf8JSONAttribute(null=True)  # what it could not reserve: {"tokens", "micro_usd"}
     paused_at = UTCDateTimeAttribute(null=True)
     paused_seconds = NumberAttribute(default=0)  # time spent paused: not agent time, not against the timeout
     slot = UnicodeAttribute(null=True)  # "own" while it holds one of the workspace's run slots; "parent" for a child
@@ -341,8 +356,12 @@ class RunBody(BaseItem, discriminator="RunBody"):
     prompt, tools, limits, team). Kept apart from the Run item, which every
     step rewrites, so those writes stay small."""
 
+    # The run tree it belongs to (usage.quota.RunTree): its root run (itself for a root) and the root's
+    # per-run budget, which every model call of the tree is reserved against. Absent on runs made before.
+    tree_root_run_id = UnicodeAttribute(null=True)
+    tree_budget_micro_usd = NumberAttribute(null=True)
     input = UnicodeAttribute()
-    agent = JSONAttribute()
+    agent = Utf8JSONAttribute()
 
     @staticmethod
     def key(workspace_id: str, run_id: str) -> tuple[str, str]:
@@ -366,7 +385,7 @@ class RunEvent(BaseItem, discriminator="RunEvent"):
     seq = NumberAttribute()
     event_type = UnicodeAttribute()
     at = UTCDateTimeAttribute()
-    data = JSONAttribute()
+    data = Utf8JSONAttribute()
 
     @staticmethod
     def key(workspace_id: str, run_id: str, seq: int) -> tuple[str, str]:
@@ -378,7 +397,7 @@ class ConversationMessage(BaseItem, discriminator="ConversationMessage"):
 
     index = NumberAttribute()
     role = UnicodeAttribute()
-    content = JSONAttribute()
+    content = Utf8JSONAttribute()
 
     @staticmethod
     def key(workspace_id: str, run_id: str, index: int) -> tuple[str, str]:
@@ -404,7 +423,7 @@ class ToolCall(BaseItem, discriminator="ToolCall"):
     tool_use_id = UnicodeAttribute()
     name = UnicodeAttribute()
     started_at = UTCDateTimeAttribute()
-    result = JSONAttribute(null=True)  # {"content": str, "is_error": bool}
+    result = Utf8JSONAttribute(null=True)  # {"content": str, "is_error": bool}
     child_run_id = UnicodeAttribute(null=True)  # delegate only
 
     @staticmethod
@@ -460,6 +479,7 @@ class UsageCounts:
     tool_calls = NumberAttribute(default=0)
     agent_seconds = NumberAttribute(default=0)
     infra_micro_usd = NumberAttribute(default=0)  # modelled AWS cost of the steps
+    api_calls = NumberAttribute(default=0)  # WebSocket messages (a counter's only: REST calls are the gateway's)
 
 
 class UsageCounter(BaseItem, UsageCounts, discriminator="UsageCounter"):
@@ -485,6 +505,7 @@ class Quota(BaseItem, discriminator="Quota"):
     way; a reservation is admitted only while committed + it ≤ the limit."""
 
     runs = NumberAttribute(default=0)  # DAY: runs launched
+    api_calls = NumberAttribute(default=0)  # DAY: WebSocket messages (REST calls are counted by the gateway)
     used_tokens = NumberAttribute(default=0)  # MONTH: tokens of settled model calls (all four classes)
     used_micro_usd = NumberAttribute(default=0)  # MONTH: model cost of settled calls
     committed_tokens = NumberAttribute(default=0)  # MONTH: used + reserved
@@ -502,10 +523,31 @@ class Reservation(BaseItem, discriminator="Reservation"):
     period = UnicodeAttribute()  # the MONTH# quota it was taken from
     tokens = NumberAttribute()
     micro_usd = NumberAttribute()
+    reserved_at = UTCDateTimeAttribute(null=True)  # when: the call is counted in this day and month
+    tree_root_run_id = UnicodeAttribute(null=True)  # the run tree whose budget it was also taken from
+    tree_budget_micro_usd = NumberAttribute(null=True)  # that tree's budget (the root run's budget_usd)
 
     @staticmethod
     def key(workspace_id: str, run_id: str, step: int) -> tuple[str, str]:
         return Run.partition(workspace_id, run_id), f"RESERVE#{step:06d}"
+
+
+class RunTreeBudget(BaseItem, discriminator="RunTreeBudget"):
+    """pk WS#<id>#RUN#<root_run_id>, sk TREE_BUDGET: what the run tree rooted
+    there (the root and every run it delegated to, at any depth) has spent and
+    reserved of the root's per-run budget. Made by the tree's first reservation.
+
+    ``committed_micro_usd`` is what is used plus what is reserved for model
+    calls under way; a reservation is admitted only while committed + it ≤ the
+    budget (one conditional update: concurrent runs of a tree cannot pass it)."""
+
+    budget_micro_usd = NumberAttribute(default=0)  # the root run's budget_usd, as it was at its launch
+    used_micro_usd = NumberAttribute(default=0)  # model cost of the tree's settled calls
+    committed_micro_usd = NumberAttribute(default=0)  # used + reserved
+
+    @staticmethod
+    def key(workspace_id: str, root_run_id: str) -> tuple[str, str]:
+        return Run.partition(workspace_id, root_run_id), "TREE_BUDGET"
 
 
 class LedgerEntry(BaseItem, UsageCounts, discriminator="LedgerEntry"):
@@ -563,14 +605,41 @@ class PausedRun(BaseItem, discriminator="PausedRun"):
         return "PAUSED", f"WS#{workspace_id}#RUN#{run_id}"
 
 
+class UnstartedRun(BaseItem, discriminator="UnstartedRun"):
+    """pk UNSTARTED#<shard> (global, in a few shards: every launch writes one),
+    sk <run_id>#<workspace_id>: a launched run whose execution may not have
+    started. Written before the launch's transaction, deleted once its
+    StartExecution succeeded (or the run ended); one left after a few minutes
+    is a run whose execution never started (its launch failed or died after the
+    commit), which the period reset starts or ends (``runs.unstarted``)."""
+
+    workspace_id = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    launched_at = UTCDateTimeAttribute()
+
+    SHARDS = 8
+
+    @staticmethod
+    def shard(index: int) -> str:
+        return f"UNSTARTED#{index}"
+
+    @staticmethod
+    def key(workspace_id: str, run_id: str) -> tuple[str, str]:
+        return UnstartedRun.shard(ord(run_id[-1]) % UnstartedRun.SHARDS), f"{run_id}#{workspace_id}"
+
+
 class RunSlots(BaseItem, discriminator="RunSlots"):
     """pk WS#<id>#QUOTA, sk SLOTS: the tier's concurrent runs, enforced atomically.
     ``pending`` runs were launched and have not ended (at most the limit plus
-    the queue's bound); ``running`` hold a slot; ``waiting`` are in the queue."""
+    the queue's bound); ``running`` hold a slot; ``waiting`` are in the queue.
+    ``concurrent_runs`` is the limit as the last tier change set it (written in
+    the tier change's transaction): every grant of a slot is conditioned on the
+    limit it compared with still being this one (``runs.slots``)."""
 
     pending = NumberAttribute(default=0)
     running = NumberAttribute(default=0)
     waiting = NumberAttribute(default=0)
+    concurrent_runs = NumberAttribute(null=True)
 
     @staticmethod
     def key(workspace_id: str) -> tuple[str, str]:
@@ -598,7 +667,7 @@ class LiveTicket(BaseItem, discriminator="LiveTicket"):
     deleted by the connect that uses it; TTL cleans up the unused ones."""
 
     workspace_id = UnicodeAttribute()
-    principal = JSONAttribute()  # Principal.to_authorizer_context()
+    principal = Utf8JSONAttribute()  # Principal.to_authorizer_context()
     valid_until = NumberAttribute()  # epoch seconds; TTL deletion is lazy, so this is what is checked
 
     @staticmethod
@@ -608,14 +677,20 @@ class LiveTicket(BaseItem, discriminator="LiveTicket"):
 
 class LiveConnection(BaseItem, discriminator="LiveConnection"):
     """pk WS#<id>#LIVE, sk CONN#<connection id>: an open WebSocket connection
-    (TTL past API Gateway's 2-hour limit: $disconnect is best effort)."""
+    (TTL past API Gateway's 2-hour limit: $disconnect is best effort);
+    gsi1: WS#<id>#LIVE#USER#<user id> / SESSION#<session id>#CONN#<connection id>, or
+    WS#<id>#LIVE#KEY#<key id> / CONN#<connection id> → the connections of a member, a
+    session, an API key (``agenthq.live.standing``)."""
 
     connection_id = UnicodeAttribute()
     subject = UnicodeAttribute()  # user id or API key id
     kind = UnicodeAttribute()  # user | api_key
     session_id = UnicodeAttribute(null=True)
+    role = UnicodeAttribute(null=True)  # a user's role when it connected
     connected_at = UTCDateTimeAttribute()
     subscriptions = UnicodeSetAttribute(null=True)  # run ids, and "*" for the workspace
+    rate_window = NumberAttribute(null=True)  # the subscribe rate limit's window (epoch seconds // its length)
+    rate_count = NumberAttribute(null=True)  # subscribes in that window
 
     @staticmethod
     def partition(workspace_id: str) -> str:
@@ -626,6 +701,22 @@ class LiveConnection(BaseItem, discriminator="LiveConnection"):
         return cls.partition(workspace_id), f"CONN#{connection_id}"
 
 
+class LiveConnectionCount(BaseItem, discriminator="LiveConnectionCount"):
+    """pk WS#<id>#LIVE, sk COUNT: how many WebSocket connections the workspace holds — what
+    ``$connect`` admits against the tier's ``live_connections`` (a conditional ADD), ``$disconnect``
+    and a gone connection's cleanup give back, and a repair sets from the ``CONN#`` items
+    (``agenthq.live.limits``). ``version`` moves with every change, so a repair that read an old
+    count writes nothing."""
+
+    open = NumberAttribute(default=0)
+    version = NumberAttribute(default=0)
+    repaired_at = UTCDateTimeAttribute(null=True)
+
+    @classmethod
+    def key(cls, workspace_id: str) -> tuple[str, str]:
+        return LiveConnection.partition(workspace_id), "COUNT"
+
+
 class LiveSubscription(BaseItem, discriminator="LiveSubscription"):
     """pk WS#<id>#LIVE, sk RUN#<run id>#CONN#<connection id> (a run's events) or
     WORKSPACE#CONN#<connection id> (every run's status changes and usage alerts).
@@ -634,6 +725,15 @@ class LiveSubscription(BaseItem, discriminator="LiveSubscription"):
     connection_id = UnicodeAttribute()
     run_id = UnicodeAttribute(null=True)  # None: the workspace
     after = NumberAttribute(default=0)  # a run subscription wants its events after this seq only
+    # While set, the subscribe that wrote it is still replaying the run's stored events: the
+    # broadcaster leaves the subscription alone until the replay hands over (agenthq.live.seam).
+    replaying = UnicodeAttribute(null=True)
+    missed = NumberAttribute(null=True)  # the highest seq the broadcaster left to that replay
+    # Who the connection acts as (its $connect principal), re-checked as it is sent to (agenthq.live.standing).
+    subject = UnicodeAttribute(null=True)
+    kind = UnicodeAttribute(null=True)
+    session_id = UnicodeAttribute(null=True)
+    role = UnicodeAttribute(null=True)
 
     @staticmethod
     def prefix(run_id: str | None) -> str:

@@ -16,6 +16,9 @@ class _Counts:
     def __add__(self, other: Self) -> Self:
         return type(self)(**{name: value + getattr(other, name) for name, value in self.view().items()})
 
+    def __sub__(self, other: Self) -> Self:
+        return type(self)(**{name: value - getattr(other, name) for name, value in self.view().items()})
+
     def view(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
 
@@ -54,6 +57,7 @@ class Usage(_Counts):
     tool_calls: int = 0
     agent_seconds: int = 0
     infra_micro_usd: int = 0  # the modelled AWS cost of the run's steps (agenthq.usage.infra)
+    api_calls: int = 0  # WebSocket messages (agenthq.live.limits); REST calls are counted by the gateway
 
     @classmethod
     def model_call(cls, model: str, tokens: TokenUsage, on: date | None = None) -> Usage:
