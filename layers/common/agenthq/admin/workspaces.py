@@ -33,6 +33,11 @@ from agenthq.tiers import Tier, limits_for
 if TYPE_CHECKING:
     from agenthq.services import Services
 
+# What the operator's own role reads of a workspace item (template.yaml allows it no more: dynamodb:Attributes);
+# the rest of the workspace's partition (agents' prompts, runs' inputs and outputs, notes) is out of its reach.
+OPERATOR_ATTRIBUTES = ("pk", "sk", "type", "id", "name", "tier", "limit_overrides", "gateway_key_id",
+                       "gateway_plan_id", "deleting", "offboarding", "created_at")
+
 # Overrides that API Gateway enforces: an enterprise workspace with any of them gets its own usage plan.
 GATEWAY_LIMITS = ("api_rps", "api_burst", "api_calls_per_day")
 
@@ -115,7 +120,7 @@ def _directory_page(cursor: str | None, limit: int, view: Any) -> Page:
         partition, WorkspaceDirectoryEntry.sk.startswith("WS#"), limit=limit, scan_index_forward=False,
         last_evaluated_key=start), lambda entry: {"id": entry.workspace_id}, cursor, partition=partition,
         sk_prefix="WS#")
-    found = {w.id: w for w in get_many(*(Workspace.key(e["id"]) for e in entries.items))
+    found = {w.id: w for w in get_many(*(Workspace.key(e["id"]) for e in entries.items), attributes=OPERATOR_ATTRIBUTES)
              if isinstance(w, Workspace)} if entries.items else {}
     return Page(items=[view(found[e["id"]]) for e in entries.items if e["id"] in found],
                 next_cursor=entries.next_cursor)

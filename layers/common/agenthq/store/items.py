@@ -102,6 +102,17 @@ class LoginThrottle(BaseItem, discriminator="LoginThrottle"):
         return f"LOGIN#{subject}", "META"
 
 
+class RequestCount(BaseItem, discriminator="RequestCount"):
+    """pk RATE#<kind>#<hash of the address or account>, sk <window number>: requests of one caller to the
+    auth routes in one window (agenthq.security.request_rates); expires with its window."""
+
+    hits = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(subject: str, window: int) -> tuple[str, str]:
+        return f"RATE#{subject}", str(window)
+
+
 class ApiKeyLookup(BaseItem, discriminator="ApiKeyLookup"):
     """pk APIKEY#<sha256 of the secret>, sk META: what the authorizer reads.
     Deleted when the key is revoked, so a revoked key finds nothing."""
