@@ -289,15 +289,19 @@ class NotAMember(Forbidden):
 
 
 def _membership(user_id: str, workspace_id: str | None, invited: Callable[[], Member | None]) -> Member:
+    if workspace_id is not None and ids.is_id(workspace_id):
+        # A strongly consistent read of the membership itself (the index lags its table: a membership a
+        # concurrent login just made from an invitation is not there yet, and its invitation is gone).
+        with global_scope():
+            found = Member.get_or_none(*Member.key(workspace_id, user_id))
+        if found is not None or (found := invited()) is not None:
+            return found
+        raise NotAMember("You are not a member of that workspace.")
+    if workspace_id is not None:
+        raise NotAMember("You are not a member of that workspace.")
     with global_scope():
         memberships = sorted(Member.gsi1.query(f"USER#{user_id}"), key=lambda m: m.joined_at)
-    if workspace_id is not None:
-        memberships = [m for m in memberships if m.workspace_id == workspace_id]
-        if not memberships and (accepted := invited()) is not None:
-            return accepted
     if not memberships:
-        if workspace_id is not None:
-            raise NotAMember("You are not a member of that workspace.")
         raise NotAMember("You are not a member of any workspace.")
     first: Member = memberships[0]
     return first

@@ -25,9 +25,9 @@ from agenthq.errors import InvalidRequest, NotFound
 from agenthq.observability import logger
 from agenthq.operators import Operator
 from agenthq.pagination import Page, page
-from agenthq.store import get_many, tenant_scope
+from agenthq.store import get_many, tenant_scope, transaction
 from agenthq.store.items import Workspace, WorkspaceDirectoryEntry
-from agenthq.tier_changes import TierSetting, on_tier_changed
+from agenthq.tier_changes import TierSetting, on_tier_changed, takes_effect_with
 from agenthq.tiers import Tier, limits_for
 
 if TYPE_CHECKING:
@@ -167,7 +167,10 @@ def change_tier(services: Services, operator: Operator, workspace_id: str, chang
                else Workspace.limit_overrides.remove(),
                Workspace.gateway_plan_id.set(plan_id) if plan_id else Workspace.gateway_plan_id.remove()]
     with tenant_scope(workspace_id):
-        workspace.update(actions=actions, condition=Workspace.pk.exists())
+        with transaction() as tx:  # the limits take effect together (the slots' concurrency limit too)
+            tx.update(workspace, actions=actions, condition=Workspace.pk.exists())
+            takes_effect_with(tx, workspace_id, new)
+        workspace = Workspace.get(*Workspace.key(workspace_id), consistent_read=True)
     logger.info("tier set", extra={"workspace_id": workspace_id, "old_tier": old.tier, "new_tier": new.tier,
                                    "limit_overrides": new.limit_overrides, **operator.log_keys()})
     on_tier_changed(services, workspace_id, old, new)

@@ -54,7 +54,7 @@ from agenthq.messaging import take_inbox
 from agenthq.observability import RUNS_STARTED, MetricUnit, count, count_model_tokens, logger, metrics
 from agenthq.runs import decisions, pausing, slots, transcript
 from agenthq.runs.decisions import ACT, DELEGATE, DONE, FAILED, FINISH, PAUSE, QUEUE, START, THINK, Outcome
-from agenthq.runs.launch import create_run_record
+from agenthq.runs.launch import create_run_record, forget_unstarted
 from agenthq.runs.records import (
     STEP_ORDER,
     Change,
@@ -330,16 +330,21 @@ def start(work: Slice, event: dict[str, Any]) -> str:
 def queue(work: Slice, event: dict[str, Any]) -> str:
     """Wait for a slot (the WaitForSlot state): in the workspace's queue with
     this task token, answered ``start`` when a slot is handed over — or at once
-    if one is free now. A cancelled run is answered ``finish``."""
-    run, services = work.run, work.services
+    if one is free now, or if the run holds one already (handed over while an
+    earlier attempt of this step waited). A cancelled run is answered ``finish``."""
+    services = work.services
     token = event.get("task_token")
     if not isinstance(token, str) or not token:
         raise RunStepRejected("queue needs the task token")
-    if run.status in TERMINAL or run.cancel_requested:
-        _send_task_success(services, token, FINISH)
-        return FINISH
-    limits = work.limits()
-    for _ in range(5):
+    for attempt in range(5):
+        run = work.run if attempt == 0 else work.reload()
+        limits = work.limits() if attempt == 0 else quota.workspace_limits(run.workspace_id)
+        if run.status in TERMINAL or run.cancel_requested:
+            _send_task_success(services, token, FINISH)
+            return FINISH
+        if run.slot is not None or run.status != "queued":
+            _send_task_success(services, token, START)
+            return START
         if slots.enqueue(run, token, limits):
             return QUEUE
         if slots.acquire(run, limits):
@@ -917,6 +922,8 @@ def _answer_parent(services: Services, child: Run) -> None:
     if not child.parent_run_id or not child.parent_tool_use_id:
         return
     parent = Slice(services, load_run(child.workspace_id, child.parent_run_id))
+    if parent.run.status in TERMINAL:  # it ended first (and cancelled this child): nothing waits for the answer
+        return
     call = _tool_call(parent.run, child.parent_tool_use_id)
     if call is not None and call.result is None:
         if child.status == "succeeded":
@@ -938,14 +945,14 @@ def _answer_parent(services: Services, child: Run) -> None:
 
 
 def pause(work: Slice, event: dict[str, Any]) -> str:
-    """Wait for a resume (or a cancel): keep the task token on the run."""
+    """Wait for a resume (or a cancel): keep the task token on the run. A
+    cancel recorded before the pause is (even one racing it) ends the run."""
     token = event.get("task_token")
     if not isinstance(token, str) or not token:
         raise RunStepRejected("pause needs the task token")
-    if work.run.cancel_requested:
+    if work.run.cancel_requested or not pausing.mark_paused(work.services, work.run, token):
         _send_task_success(work.services, token, FINISH)
         return FINISH
-    pausing.mark_paused(work.services, work.run, token)
     return PAUSE
 
 
@@ -967,15 +974,18 @@ def fail(work: Slice, event: dict[str, Any]) -> str:
 
 def _settle(work: Slice, outcome: Outcome, with_change: Change | None = None) -> None:
     """Write the run's end (once), give back what it held, answer a waiting
-    parent. ``with_change``: the step's own writes, in the same transaction
-    (then a conflict raises RunConflict, and the caller writes them alone)."""
+    parent, end its children still going (a child never outlives its parent).
+    ``with_change``: the step's own writes, in the same transaction (then a
+    conflict raises RunConflict, and the caller writes them alone)."""
     run, services = work.run, work.services
     was_paused = run.paused_at is not None
+    ended_waiting = False
     if run.status in TERMINAL and with_change is not None:
         raise RunConflict("the run has ended already")
     if run.status not in TERMINAL:
-        for _ in range(5):  # the slots may change under the end (a run queued meanwhile): decide again
-            change, successor, status = _end_change(work.run, outcome, services.now(), with_change)
+        for _ in range(5):  # the slots may change under the end (a hand-over, a run queued meanwhile): decide again
+            before = work.run.status
+            change, release, status = _end_change(work.run, outcome, services.now(), with_change)
             try:
                 work.commit(change)
             except RunConflict:
@@ -984,8 +994,13 @@ def _settle(work: Slice, outcome: Outcome, with_change: Change | None = None) ->
                 if work.reload().status in TERMINAL:
                     break
                 continue
-            if successor is not None:  # the oldest queued run holds this run's slot now: it starts
-                _send_task_success(services, successor, START)
+            if release.successor_token is not None:  # the oldest queued run holds this run's slot now: it starts
+                _send_task_success(services, release.successor_token, START)
+            if release.own_token is not None:  # it ended while in the queue: its WaitForSlot task goes on to finish
+                _send_task_success(services, release.own_token, FINISH)
+            ended_waiting = before == "waiting"
+            if before == "queued" and not run.parent_run_id:  # it never started: nothing is left to start
+                forget_unstarted(run.workspace_id, run.id)
             metrics.add_metric(name=f"Runs{status.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
             break
         else:
@@ -998,6 +1013,8 @@ def _settle(work: Slice, outcome: Outcome, with_change: Change | None = None) ->
             _release(work, step)
     if was_paused:
         pausing.forget(run.workspace_id, run.id)
+    if ended_waiting or (run.status in TERMINAL and work.recovering):  # (a retried end: its children again)
+        _cancel_children(services, run)
     if run.parent_run_id:
         _answer_parent(services, run)
         fresh = load_run(run.workspace_id, run.id)  # a retried parent step may have left a newer token
@@ -1006,9 +1023,9 @@ def _settle(work: Slice, outcome: Outcome, with_change: Change | None = None) ->
 
 
 def _end_change(run: Run, outcome: Outcome, at: datetime,
-                with_change: Change | None) -> tuple[Change, str | None, str]:
-    """The end of ``run`` as one change (on top of ``with_change``), the task
-    token of the queued run its slot goes to, and its status."""
+                with_change: Change | None) -> tuple[Change, slots.SlotRelease, str]:
+    """The end of ``run`` as one change (on top of ``with_change``), what it
+    gives back of the workspace's slots, and its status."""
     base = with_change or Change()
     status = outcome["status"]
     # agent time: from start to end, less the time it spent paused at a limit
@@ -1026,8 +1043,8 @@ def _end_change(run: Run, outcome: Outcome, at: datetime,
         data["error"] = error
     data["usage"] = {"cost_usd": f"{totals.cost_usd:.6f}", "steps": int(base.run_set.get("steps", run.steps)),
                      "tool_calls": totals.tool_calls, "agent_seconds": seconds}
-    slot_writes, successor = slots.on_end(run)
-    ending = Run.status.is_in("queued", "running", "paused", "waiting")
+    release = slots.on_end(run)
+    ending = Run.status.is_in("queued", "running", "paused", "waiting") & release.run_condition
     change = Change(
         events=[*base.events, (f"run.{status}", data)],
         run_set={**base.run_set, "status": status, "finished_at": at, "output": outcome.get("output"),
@@ -1035,14 +1052,49 @@ def _end_change(run: Run, outcome: Outcome, at: datetime,
         run_actions=base.run_actions,
         run_condition=ending if base.run_condition is None else base.run_condition & ending,
         puts=base.puts,
-        extra=[*base.extra, *slot_writes],
+        extra=[*base.extra, *release.writes],
         metered={**base.metered, ledger.SECONDS: Usage(agent_seconds=seconds)},
         entry_details=base.entry_details,
         settles=base.settles,
         step=base.step,
         closes_infra=True,
     )
-    return change, successor, status
+    return change, release, status
+
+
+# --------------------------------------------------------------------------- cancel
+
+
+def cancel(services: Services, run: Run) -> None:
+    """Record the cancel of an active ``run`` and end it, or wake it wherever
+    it waits so that it ends: a run queued outside the queue (its execution
+    never started, or has not reached the queue) or in it ends here and now,
+    giving back its place (a child not started yet too: its parent's delegate
+    step may never start it once the parent is cancelled); a paused run is
+    answered ``finish``; a waiting run cancels its children (their end wakes
+    it). What ``POST …/cancel`` and offboarding call (``runs.cancel``)."""
+    try:  # the update returns the run as it is at the cancel (ALL_NEW): a pause or a hand-over before it shows
+        run.update(actions=[Run.cancel_requested.set(True)], condition=Run.status.is_in("queued", "running",
+                                                                                        "paused", "waiting"))
+    except UpdateError:
+        return  # it ended meanwhile
+    if run.status == "queued" and run.slot != slots.OWN:  # not started, and not about to (no slot handed to it)
+        _settle(Slice(services, run), decisions.final_outcome(run.outcome, True))
+    elif run.status == "paused" and run.task_token:
+        _send_task_success(services, run.task_token, FINISH)
+    elif run.status == "waiting":
+        _cancel_children(services, run)
+    # (a running run, or a queued one just handed a slot, sees the cancel at its next step)
+
+
+def _cancel_children(services: Services, run: Run) -> None:
+    """Cancel the children ``run`` delegated to that have not answered (their end no longer wakes it)."""
+    for call in ToolCall.query(Run.partition(run.workspace_id, run.id), ToolCall.sk.startswith("TOOL#"),
+                               consistent_read=True):
+        if call.child_run_id and call.result is None:
+            child = Run.get_or_none(*Run.key(run.workspace_id, call.child_run_id))
+            if child is not None and child.status not in TERMINAL:
+                cancel(services, child)
 
 
 # --------------------------------------------------------------------------- helpers

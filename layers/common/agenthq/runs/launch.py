@@ -18,10 +18,11 @@ from pynamodb.exceptions import TransactWriteError
 from agenthq import ids, pricing
 from agenthq.agents import agent_view
 from agenthq.errors import ServiceUnavailable
+from agenthq.observability import logger
 from agenthq.runs import slots, transcript
 from agenthq.runs.records import INPUT_PREVIEW_CHARS
-from agenthq.store import retry_transaction, transaction
-from agenthq.store.items import Agent, Run, RunBody, RunEvent, RunLaunch, Workspace
+from agenthq.store import global_scope, retry_transaction, transaction
+from agenthq.store.items import Agent, Run, RunBody, RunEvent, RunLaunch, UnstartedRun, Workspace
 from agenthq.store.sizes import ensure_fits
 from agenthq.usage import Usage, alerts, counters, ledger, quota
 
@@ -122,6 +123,8 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
             raise slots.queue_full(limits)
         # else: a conflict with concurrent launches (the day's quota item): try again
 
+    if parent is None:  # until its execution has started, the period reset can find it (runs.unstarted)
+        mark_unstarted(workspace_id, run_id, at)
     try:
         retry_transaction(attempt, explain, attempts=LAUNCH_ATTEMPTS,
                           exhausted=lambda: ServiceUnavailable("Too many launches at once; please retry."))
@@ -129,13 +132,35 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
         return create_run_record(services, workspace_id, agent, text, created_by=created_by, run_id=run_id,
                                  parent=parent, parent_tool_use_id=parent_tool_use_id,
                                  parent_task_token=parent_task_token)
+    except Exception:
+        if parent is None and Run.get_or_none(*Run.key(workspace_id, run_id)) is None:  # no run was written
+            forget_unstarted(workspace_id, run_id)
+        raise
     _alert_runs(services, workspace_id, limits, at)
     return run
 
 
+def mark_unstarted(workspace_id: str, run_id: str, at: datetime) -> None:
+    with global_scope():
+        UnstartedRun(*UnstartedRun.key(workspace_id, run_id), workspace_id=workspace_id, run_id=run_id,
+                     launched_at=at).save()
+
+
+def forget_unstarted(workspace_id: str, run_id: str) -> None:
+    """The launched run's execution started (or the run ended, or was never written): drop its marker."""
+    with global_scope():
+        UnstartedRun(*UnstartedRun.key(workspace_id, run_id)).delete()
+
+
 def _alert_runs(services: Services, workspace_id: str, limits: Any, at: datetime) -> None:
-    alerts.check(services.operator_events, workspace_id, quota.RUNS, quota.runs_today(workspace_id, at),
-                 limits.runs_per_day, counters.day(at), at)
+    """The runs-per-day alerts, after the launch committed: a failure here is
+    logged, never raised, so the run still starts (a launch that raised after
+    its commit would leave it queued, holding a place, with no execution)."""
+    try:
+        alerts.check(services.operator_events, workspace_id, quota.RUNS, quota.runs_today(workspace_id, at),
+                     limits.runs_per_day, counters.day(at), at)
+    except Exception:
+        logger.exception("could not check the runs-per-day alerts", extra={"workspace_id": workspace_id})
 
 
 def parent_budget_left(parent: Run) -> Decimal:

@@ -600,14 +600,41 @@ class PausedRun(BaseItem, discriminator="PausedRun"):
         return "PAUSED", f"WS#{workspace_id}#RUN#{run_id}"
 
 
+class UnstartedRun(BaseItem, discriminator="UnstartedRun"):
+    """pk UNSTARTED#<shard> (global, in a few shards: every launch writes one),
+    sk <run_id>#<workspace_id>: a launched run whose execution may not have
+    started. Written before the launch's transaction, deleted once its
+    StartExecution succeeded (or the run ended); one left after a few minutes
+    is a run whose execution never started (its launch failed or died after the
+    commit), which the period reset starts or ends (``runs.unstarted``)."""
+
+    workspace_id = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    launched_at = UTCDateTimeAttribute()
+
+    SHARDS = 8
+
+    @staticmethod
+    def shard(index: int) -> str:
+        return f"UNSTARTED#{index}"
+
+    @staticmethod
+    def key(workspace_id: str, run_id: str) -> tuple[str, str]:
+        return UnstartedRun.shard(ord(run_id[-1]) % UnstartedRun.SHARDS), f"{run_id}#{workspace_id}"
+
+
 class RunSlots(BaseItem, discriminator="RunSlots"):
     """pk WS#<id>#QUOTA, sk SLOTS: the tier's concurrent runs, enforced atomically.
     ``pending`` runs were launched and have not ended (at most the limit plus
-    the queue's bound); ``running`` hold a slot; ``waiting`` are in the queue."""
+    the queue's bound); ``running`` hold a slot; ``waiting`` are in the queue.
+    ``concurrent_runs`` is the limit as the last tier change set it (written in
+    the tier change's transaction): every grant of a slot is conditioned on the
+    limit it compared with still being this one (``runs.slots``)."""
 
     pending = NumberAttribute(default=0)
     running = NumberAttribute(default=0)
     waiting = NumberAttribute(default=0)
+    concurrent_runs = NumberAttribute(null=True)
 
     @staticmethod
     def key(workspace_id: str) -> tuple[str, str]:
