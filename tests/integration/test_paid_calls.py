@@ -220,3 +220,28 @@ def test_a_worker_killed_at_its_timeout_mid_call_leaves_each_call_metered(cloud,
         "the run's end counts the call it metered"
     assert micro(run["usage"]["cost_usd"]) == calls * int(entries[0].cost_micro_usd)
     assert_metered_at_least_billed_and_everything_agrees(tenant, run, billed)
+
+
+def test_a_hold_a_call_was_begun_under_is_marked_once_and_never_given_back(api):
+    """quota.start_call marks a held reservation once (a second attempt cannot claim it); release and
+    release_all leave a marked hold held (its call may be billed: it is metered, not given back), unless
+    its caller knows no attempt under it was billed."""
+    from agenthq import ids
+
+    tenant = signup(api, tier="pro")
+    wid, run_id = tenant.workspace_id, ids.new_id()
+    hold, at = quota.Hold(tokens=1_000, micro_usd=5_000), get_services().now()
+    key = Reservation.key(wid, run_id, 1)
+    with tenant_scope(wid):
+        assert quota.reserve(wid, run_id, 1, hold, quota.workspace_limits(wid), at) is None
+        assert quota.start_call(wid, Reservation.get(*key), "unanswered_first") is True
+        assert quota.start_call(wid, Reservation.get(*key), "unanswered_second") is False, "one call per hold"
+        assert Reservation.get(*key).call_started == "unanswered_first"
+        quota.release_all(wid, run_id)
+        quota.release(wid, run_id, 1)
+        assert Reservation.get_or_none(*key) is not None, "a hold a call was begun under is not given back"
+        assert int(month_of(wid).committed_micro_usd) == 5_000
+        quota.release(wid, run_id, 1, unbilled=True)
+        assert Reservation.get_or_none(*key) is None
+        assert int(month_of(wid).committed_micro_usd) == 0
+        assert quota.start_call(wid, Reservation(*key), "unanswered_late") is False, "a hold given back"
