@@ -17,6 +17,7 @@ from agenthq.context import ROLE_SCOPES, Principal, PrincipalKind, Role
 from agenthq.errors import Conflict
 from agenthq.services import get_services
 from agenthq.store import BaseItem, tenant_scope
+from agenthq.store.items import Member
 from tests.support import PASSWORD, Tenant, bearer, client_for, signup, table_items
 
 ROUNDS = 4
@@ -72,6 +73,10 @@ def _owners_in_table(cloud, workspace_id: str) -> list[str]:
     return [m["user_id"] for m in table_items(cloud, type="Member", workspace_id=workspace_id) if m["role"] == "owner"]
 
 
+def _owners_in_workspace(workspace_id: str) -> list[str]:
+    return [m.user_id for m in Member.query(f"WS#{workspace_id}", Member.sk.startswith("MEMBER#")) if m.role == "owner"]
+
+
 class TransactionsMeet:
     """The first TransactWriteItems of each of ``parties`` threads waits until all of them reach theirs, then
     they go together — the moment a check-then-write race needs; later ones (a retry) pass at once. Installed
@@ -95,6 +100,7 @@ class TransactionsMeet:
     @contextmanager
     def hooked(self, workspace_id: str) -> Iterator[None]:
         with tenant_scope(workspace_id):  # the workspace's connection (its tenant role's, where one is set)
+            _owners_in_workspace(workspace_id)  # made now, not by the first change (a process's first store use)
             connection = BaseItem._get_connection().connection
         real = type(connection)
         meet = self
@@ -141,6 +147,6 @@ def test_two_owners_whose_checks_meet_leave_one_owner(cloud, api, how):
 
     with meet.hooked(wid), ThreadPoolExecutor(2) as pool:
         outcomes = sorted(pool.map(attempt, changes))
-    assert len(meet.met) == 2, "both changes reached a transaction"
+    assert len(meet.met) == 2, ("both changes reached a transaction", outcomes, _owners_in_table(cloud, wid))
     assert outcomes == ["conflict", "done"], (how, outcomes)
     assert len(_owners_in_table(cloud, wid)) == 1

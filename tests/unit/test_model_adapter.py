@@ -258,6 +258,38 @@ def test_calls_that_time_out_every_time_are_listed_on_the_error(make_model, serv
     assert len(caught.value.unanswered) == 3 and len({c.id for c in caught.value.unanswered}) == 3
 
 
+def test_a_retry_after_an_attempt_that_may_be_billed_asks_before_retry_first(make_model, server, sleep):
+    """Issue 17, hole 1: the caller is asked before each retry that follows an unanswered attempt
+    (with that attempt, once), so it can meter it and hold the next attempt's cost; not before a
+    retry after an error answer (429, 529: not billed)."""
+    server.faults.add({"status": 529, "times": 1, "match": "ask-first-marker"})
+    server.faults.add({"stall_seconds": 0.5, "times": 2, "match": "ask-first-marker"})
+    asked: list[tuple] = []
+    response = make_model(timeout_seconds=0.15, max_attempts=4).create_message(
+        ask("ask-first-marker", before_retry=asked.append))
+    assert response.attempts == 4
+    assert [len(calls) for calls in asked] == [1, 1], "after each of the two timeouts, not after the 529"
+    assert [c for calls in asked for c in calls] == list(response.unanswered), "each attempt handed over once"
+    assert requests_matching(server, "ask-first-marker") == 4
+
+
+def test_a_before_retry_that_raises_stops_the_call_without_another_attempt(make_model, server, sleep):
+    class NoRoom(Exception):
+        pass
+
+    def refuse(calls):
+        raise NoRoom(calls)
+
+    server.faults.add({"stall_seconds": 0.5, "times": None, "match": "no-room-marker"})
+    try:
+        with pytest.raises(NoRoom):
+            make_model(timeout_seconds=0.15, max_attempts=4).create_message(ask("no-room-marker", before_retry=refuse))
+    finally:
+        server.faults.clear()
+    assert requests_matching(server, "no-room-marker") == 1, "no attempt without a hold of its own"
+    assert sleep.waits == [], "nor a wait for one"
+
+
 def test_error_answers_and_refused_connections_are_not_unanswered_calls(make_model, server, sleep):
     server.faults.add({"status": 529, "times": 1, "match": "overloaded-once-marker"})
     assert make_model().create_message(ask("overloaded-once-marker")).unanswered == ()

@@ -33,7 +33,9 @@ times. The wait before a retry is, in order of preference:
 The waits never add up to more than ``max_wait_seconds``: when the next one
 would, ``ModelUnavailable`` is raised at once (with ``retry_after_seconds``, so
 the caller can reschedule instead of holding a Lambda). A 429 whose
-``error.details.error_code`` is a spend limit is not retried.
+``error.details.error_code`` is a spend limit is not retried. A retry after an
+attempt that may be billed asks the request's ``before_retry`` first (the run
+engine meters that attempt and reserves the next one's cost, or stops the call).
 
 The SDK costs ~2.6 s to import, so it is imported on the first call, never at
 module import time.
@@ -69,18 +71,6 @@ SPEND_LIMIT_CODES = frozenset({"enforced_spend_limit_reached", "contract_spend_l
 
 
 @dataclass(frozen=True)
-class ModelRequest:
-    """One Messages API call: plain JSON-able values as the API takes them."""
-
-    model: str
-    system: str | list[dict[str, Any]] | None
-    messages: list[dict[str, Any]]
-    tools: list[dict[str, Any]]
-    max_tokens: int
-    metadata_user_id: str | None = None
-
-
-@dataclass(frozen=True)
 class UnansweredCall:
     """An attempt the API may bill whose answer never arrived: ``id`` is the
     message id if the stream said it before it broke, else one of our own
@@ -88,6 +78,26 @@ class UnansweredCall:
 
     id: str
     reason: str
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """One Messages API call: plain JSON-able values as the API takes them.
+
+    ``before_retry``: the caller's say before a retry that follows attempts the API may
+    bill (``UnansweredCall``), called with those attempts (each once). It meters them and
+    holds the next attempt's cost, or raises to stop the retries (its exception leaves
+    ``create_message`` as is): so no attempt that may be billed starts without a hold of
+    its own. Not sent."""
+
+    model: str
+    system: str | list[dict[str, Any]] | None
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]]
+    max_tokens: int
+    metadata_user_id: str | None = None
+    before_retry: Callable[[tuple[UnansweredCall, ...]], None] | None = field(default=None, compare=False,
+                                                                             repr=False)
 
 
 @dataclass(frozen=True)
@@ -198,6 +208,7 @@ class AnthropicModel:
         waited = 0.0
         attempt = 0
         unanswered: list[UnansweredCall] = []
+        handed = 0  # unanswered[:handed] went to request.before_retry
         while True:
             attempt += 1
             cause: Exception
@@ -211,17 +222,17 @@ class AnthropicModel:
                 failure = _Failure(f"model request timed out ({self._timeout_seconds:g}s)", None, True, None)
                 cause = exc
                 if _was_sent(exc):  # the API may be answering it (and billing it) still
-                    unanswered.append(UnansweredCall(_own_call_id(), failure.what))
+                    unanswered.append(UnansweredCall(unanswered_call_id(), failure.what))
             except anthropic.APIConnectionError as exc:
                 cause = exc
                 if _was_sent(exc):
                     failure = _Failure("the connection to the model API dropped", None, True, None)
-                    unanswered.append(UnansweredCall(_own_call_id(), failure.what))
+                    unanswered.append(UnansweredCall(unanswered_call_id(), failure.what))
                 else:
                     failure = _Failure("could not connect to the model API", None, True, None)
             except _StreamBroken as exc:
                 failure, cause = _Failure(exc.what, None, exc.retryable, None), exc
-                unanswered.append(UnansweredCall(exc.message_id or _own_call_id(), exc.what))
+                unanswered.append(UnansweredCall(exc.message_id or unanswered_call_id(), exc.what))
 
             if not failure.retryable:
                 raise ModelRequestRejected(failure.what, status=failure.status, attempts=attempt,
@@ -244,6 +255,9 @@ class AnthropicModel:
                     retry_after_seconds=wait,
                     unanswered=tuple(unanswered),
                 ) from cause
+            if request.before_retry is not None and len(unanswered) > handed:
+                request.before_retry(tuple(unanswered[handed:]))  # may raise: then no retry
+                handed = len(unanswered)
             self._sleep(wait)
             waited += wait
 
@@ -446,7 +460,8 @@ def _was_sent(exc: Exception) -> bool:
     return not isinstance(exc.__cause__, (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout))
 
 
-def _own_call_id() -> str:
+def unanswered_call_id() -> str:
+    """An id of our own for an attempt that may be billed whose message id is not known."""
     return f"unanswered_{secrets.token_hex(12)}"
 
 

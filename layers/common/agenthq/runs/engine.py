@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -46,6 +46,7 @@ from agenthq.adapters.model import (
     ModelResponse,
     ModelUnavailable,
     UnansweredCall,
+    unanswered_call_id,
 )
 from agenthq.agent_lookup import find_agent
 from agenthq.errors import InvalidRequest, NotFound, QuotaExceeded
@@ -383,29 +384,38 @@ def think(work: Slice, event: dict[str, Any]) -> str:
     conversation = work.conversation()
     request = _model_request(services, run, agent, conversation)
     at = services.now()
-    reservation = work.reservation(step)
-    if reservation is None:
-        hold, tree = quota.hold_for(request, at), quota.RunTree.of(work.body())
-        if hold.micro_usd > quota.run_budget_left(run, agent["budget_usd"]):  # the run's own budget
-            return _decide(work, step, "think", decisions.call_over_budget(Decimal(agent["budget_usd"]), shared=False))
-        blocked = quota.reserve(run.workspace_id, run.id, step, hold, work.limits(), at, tree)
-        if blocked == quota.RUN_BUDGET and tree is not None:  # the tree's budget does not reset: the run ends
-            return _decide(work, step, "think", decisions.call_over_budget(
-                tree.budget_usd(), shared=tree.root_run_id != run.id))
-        if blocked is not None:
-            return _pause_at(work, blocked, hold)
-        reservation = work.reserved[step] = quota.reservation_for(run.workspace_id, run.id, step, hold, at, tree)
+    admitted = _admit_call(work, step, request, at)
+    if isinstance(admitted, str):
+        return admitted
+    reservation = admitted
+    metered: set[str] = set()  # the unanswered attempts metered before a retry (before_retry)
+
+    def before_retry(calls: tuple[UnansweredCall, ...]) -> None:
+        """An attempt that may be billed was not answered: meter it (its hold pays it), and reserve the
+        next attempt's hold as this one's was — or stop the call (_NotAdmitted) where that does not fit."""
+        nonlocal reservation
+        _meter_unanswered(work, step, request.model, request.max_tokens, calls, reservation, settles=True)
+        metered.update(call.id for call in calls)
+        again = _admit_call(work, step, request, services.now())
+        if isinstance(again, str):
+            raise _NotAdmitted(again)
+        reservation = again
+
     try:
-        response = services.model.create_message(request)
+        response = services.model.create_message(replace(request, before_retry=before_retry))
+    except _NotAdmitted as stopped:
+        return stopped.next_step
     except ModelRequestRejected as exc:
-        _meter_unanswered(work, step, request, exc.unanswered, reservation, settles=True)
+        _meter_unanswered(work, step, request.model, request.max_tokens, _not_in(exc.unanswered, metered),
+                          reservation, settles=True)
         return _decide(work, step, "think",
                        {"status": "failed", "reason": "model_rejected_request", "message": exc.reason})
     except ModelUnavailable as exc:
-        _meter_unanswered(work, step, request, exc.unanswered, reservation, settles=True)
+        _meter_unanswered(work, step, request.model, request.max_tokens, _not_in(exc.unanswered, metered),
+                          reservation, settles=True)
         raise  # the state machine retries the slice, then fails the run with its reason
-    if response.unanswered:  # earlier attempts of this call that may be billed: before the answer's commit
-        _meter_unanswered(work, step, request, response.unanswered, reservation, settles=False)
+    if unmetered := _not_in(response.unanswered, metered):  # attempts that may be billed: before the answer's commit
+        _meter_unanswered(work, step, request.model, request.max_tokens, unmetered, reservation, settles=False)
 
     usage = Usage.model_call(request.model, response.usage, at.date())
     next_step, outcome = decisions.after_model(response.content, response.stop_reason)
@@ -435,6 +445,78 @@ def think(work: Slice, event: dict[str, Any]) -> str:
         return _keep_answer(work, step, exc, change, outcome, next_step)
     _after_metering(work, usage)
     return DONE if next_step == FINISH else next_step
+
+
+class _NotAdmitted(Exception):
+    """A retry of a model call does not fit (``_admit_call``): the step goes on to ``next_step``."""
+
+    def __init__(self, next_step: str) -> None:
+        super().__init__(next_step)
+        self.next_step = next_step
+
+
+def _not_in(calls: tuple[UnansweredCall, ...], metered: set[str]) -> tuple[UnansweredCall, ...]:
+    return tuple(call for call in calls if call.id not in metered)
+
+
+def _admit_call(work: Slice, step: int, request: ModelRequest, at: datetime) -> Reservation | str:
+    """The hold of the attempt of ``step``'s model call about to be sent, marked as begun
+    (``Reservation.call_started``) — or, where it does not fit, the step's next step: the run's
+    own budget or its tree's ends the run (``budget_exhausted``), the month's pauses it. The
+    step's reservation is used if there is one; if a call was begun under it and never metered
+    (the slice that began it died), that call is metered first (estimated, at the hold), and
+    the attempt is reserved anew, exactly as if there were none."""
+    run, agent = work.run, work.body().agent
+    for _ in range(3):
+        reservation = work.reservation(step)
+        if reservation is not None and reservation.call_started:
+            _meter_begun_call(work, step, reservation)
+            continue
+        call = unanswered_call_id()
+        if reservation is not None:
+            if quota.start_call(run.workspace_id, reservation, call):
+                return reservation
+            # given back, or a call begun under it meanwhile: read it again
+            work.reserved.pop(step, None)
+            if (found := Reservation.get_or_none(*Reservation.key(run.workspace_id, run.id, step))) is not None:
+                work.reserved[step] = found
+            continue
+        hold, tree = quota.hold_for(request, at), quota.RunTree.of(work.body())
+        if hold.micro_usd > quota.run_budget_left(run, agent["budget_usd"]):  # the run's own budget
+            return _decide(work, step, "think", decisions.call_over_budget(Decimal(agent["budget_usd"]), shared=False))
+        blocked = quota.reserve(run.workspace_id, run.id, step, hold, work.limits(), at, tree, call=call)
+        if blocked == quota.RESERVED_BEFORE:  # by an attempt this slice did not know of: use it as such
+            if (found := Reservation.get_or_none(*Reservation.key(run.workspace_id, run.id, step))) is not None:
+                work.reserved[step] = found
+            continue
+        if blocked == quota.RUN_BUDGET and tree is not None:  # the tree's budget does not reset: the run ends
+            return _decide(work, step, "think", decisions.call_over_budget(
+                tree.budget_usd(), shared=tree.root_run_id != run.id))
+        if blocked is not None:
+            return _pause_at(work, blocked, hold)
+        reserved = work.reserved[step] = quota.reservation_for(run.workspace_id, run.id, step, hold, at, tree, call)
+        return reserved
+    raise RunConflict("the model call's reservation kept changing")  # Step Functions retries the slice
+
+
+def _meter_begun_call(work: Slice, step: int, reservation: Reservation) -> None:
+    """A model call was begun under ``reservation`` and never metered (its slice died while the
+    API answered it, or before its answer's commit): meter it as an unanswered attempt, estimated
+    at the hold (which it settles), under ``model#<call_started>``, once."""
+    call = UnansweredCall(str(reservation.call_started), "its worker ended during the call")
+    _meter_unanswered(work, step, work.body().agent["model"], work.services.settings.model_max_tokens, (call,),
+                      reservation, settles=True)
+
+
+def _meter_begun_calls(work: Slice) -> None:
+    """Before a run's end is written by a slice that did not run it (recovering: the run's
+    failure after a crash, its finish after a wait): meter the calls begun under its reservations
+    and never metered, so that its end gives back only holds no call used."""
+    if not work.recovering:
+        return  # this slice's own calls were metered or given back as they ended
+    for reservation in quota.reservations(work.run.workspace_id, work.run.id):
+        if reservation.call_started:
+            _meter_begun_call(work, int(reservation.sk.removeprefix("RESERVE#")), reservation)
 
 
 def _keep_answer(work: Slice, step: int, exc: Exception, change: Change, outcome: Outcome | None,
@@ -502,8 +584,8 @@ def _meter_model_call(work: Slice, step: int, entry: str, model: str, usage: Usa
     _after_metering(work, usage)
 
 
-def _meter_unanswered(work: Slice, step: int, request: ModelRequest, calls: tuple[UnansweredCall, ...],
-                      reservation: Reservation | None, *, settles: bool) -> None:
+def _meter_unanswered(work: Slice, step: int, model: str, max_tokens: int, calls: tuple[UnansweredCall, ...],
+                      reservation: Reservation, *, settles: bool) -> None:
     """Meter the attempts of ``step``'s model call whose answers never arrived
     (a timeout, a dropped connection, a stream cut off: Anthropic may bill each):
     each at the call's reserved upper bound, a ledger entry marked ``estimated``,
@@ -511,12 +593,13 @@ def _meter_unanswered(work: Slice, step: int, request: ModelRequest, calls: tupl
     transaction, once (the entries' ids are the attempts'). ``settles``: no answer
     will settle the reservation, so these do (with none, it is released)."""
     if not calls:
-        if settles:
-            _release(work, step)
+        if settles:  # no attempt under it may be billed (each was refused before it began): it is given back
+            run = work.run
+            quota.release(run.workspace_id, run.id, step, work.reserved.pop(step, reservation), unbilled=True)
         return
     run, services = work.run, work.services
     at = quota.counted_at(reservation, services.now())  # the attempts count when the call was made
-    each = _unanswered_usage(request, reservation, at)
+    each = _unanswered_usage(max_tokens, reservation)
     total = sum((each for _ in calls), Usage())
     entries = [ledger.model_entry(call.id) for call in calls]
     held = reservation if settles else None
@@ -524,7 +607,7 @@ def _meter_unanswered(work: Slice, step: int, request: ModelRequest, calls: tupl
         try:
             with transaction() as tx:
                 for entry in entries:
-                    ledger.put(tx, run.workspace_id, run.id, entry, each, at, step=step, model=request.model,
+                    ledger.put(tx, run.workspace_id, run.id, entry, each, at, step=step, model=model,
                                estimated=True)
                 counters.count(tx, run.workspace_id, total, at, services.settings.usage_counter_shards)
                 tx.update(Run(*Run.key(run.workspace_id, run.id)), actions=total.add_actions(Run))
@@ -534,6 +617,9 @@ def _meter_unanswered(work: Slice, step: int, request: ModelRequest, calls: tupl
             if LedgerEntry.get_or_none(*LedgerEntry.key(run.workspace_id, run.id, entries[0])) is not None:
                 return  # metered already
             if held is not None and Reservation.get_or_none(*Reservation.key(run.workspace_id, run.id, step)) is None:
+                if held.call_started and LedgerEntry.get_or_none(
+                        *LedgerEntry.key(run.workspace_id, run.id, ledger.model_entry(held.call_started))) is not None:
+                    return  # whoever found the call begun under it metered it (_meter_begun_call)
                 held = None  # given back meanwhile (the run ended): they count on their own
             # else a conflict with a concurrent writer: again
     else:
@@ -546,15 +632,11 @@ def _meter_unanswered(work: Slice, step: int, request: ModelRequest, calls: tupl
     _after_metering(work, total)
 
 
-def _unanswered_usage(request: ModelRequest, reservation: Reservation | None, at: datetime) -> Usage:
+def _unanswered_usage(max_tokens: int, reservation: Reservation) -> Usage:
     """What a call whose answer never arrived is metered: the most it can cost, as reserved
     (its ``max_tokens`` as output, the rest of the reserved tokens as prompt)."""
-    if reservation is not None:
-        tokens, micro_usd = int(reservation.tokens), int(reservation.micro_usd)
-    else:
-        hold = quota.hold_for(request, at)
-        tokens, micro_usd = hold.tokens, hold.micro_usd
-    output = min(request.max_tokens, tokens)
+    tokens, micro_usd = int(reservation.tokens), int(reservation.micro_usd)
+    output = min(max_tokens, tokens)
     return Usage(model_calls=1, input_tokens=tokens - output, output_tokens=output, cost_micro_usd=micro_usd)
 
 
@@ -878,12 +960,14 @@ def pause(work: Slice, event: dict[str, Any]) -> str:
 
 
 def finish(work: Slice, event: dict[str, Any]) -> str:
+    _meter_begun_calls(work)
     run = work.run
     _settle(work, decisions.final_outcome(run.outcome, bool(run.cancel_requested)))
     return DONE
 
 
 def fail(work: Slice, event: dict[str, Any]) -> str:
+    _meter_begun_calls(work)
     _settle(work, decisions.failure_outcome(event.get("error") or {}))
     return FAILED
 

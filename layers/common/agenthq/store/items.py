@@ -518,7 +518,9 @@ class Quota(BaseItem, discriminator="Quota"):
 
 class Reservation(BaseItem, discriminator="Reservation"):
     """pk WS#<id>#RUN#<run_id>, sk RESERVE#<step>: the budget and tokens a think
-    step reserved before its model call, until the call is settled or released."""
+    step reserved before its model call, until the call is settled or released.
+    It holds one attempt that may be billed: after one, the attempt is metered and
+    the next is reserved anew."""
 
     period = UnicodeAttribute()  # the MONTH# quota it was taken from
     tokens = NumberAttribute()
@@ -526,6 +528,10 @@ class Reservation(BaseItem, discriminator="Reservation"):
     reserved_at = UTCDateTimeAttribute(null=True)  # when: the call is counted in this day and month
     tree_root_run_id = UnicodeAttribute(null=True)  # the run tree whose budget it was also taken from
     tree_budget_micro_usd = NumberAttribute(null=True)  # that tree's budget (the root run's budget_usd)
+    # The attempt of the model call begun under this hold (its id, written just before its request is sent):
+    # whoever finds it set meters that attempt as estimated, under model#<call_started>, before reusing or
+    # releasing the hold (the worker may have died while the API answered, and billed, it).
+    call_started = UnicodeAttribute(null=True)
 
     @staticmethod
     def key(workspace_id: str, run_id: str, step: int) -> tuple[str, str]:

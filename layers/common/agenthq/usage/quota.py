@@ -21,6 +21,13 @@
   delegates and however many of its runs reserve at once. A call that does
   not fit ends its run (``budget_exhausted``) rather than pausing it: the
   tree's budget does not reset.
+- **One hold per attempt that may be billed**: the attempt a reservation
+  pays for is marked on it (``call_started``) just before its request is
+  sent (:func:`start_call`, or at once when think reserves it itself). A
+  reservation so marked is never given back (:func:`release` refuses it):
+  whoever finds it — the retried slice, the run's end — meters that attempt
+  at the hold first (the run engine), since the API may have billed it. After
+  such an attempt the next one is reserved anew, on the same conditions.
 - **Periods**: a reservation is taken from the month it is made in, and
   settled or released there, whenever the call is answered: the call belongs
   to that month (and that day: :func:`counted_at`), whose budget admitted it.
@@ -38,7 +45,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from agenthq import pricing
 from agenthq.errors import QuotaExceeded
@@ -55,6 +62,7 @@ TOKENS = "tokens_per_month"
 BUDGET = "budget_usd_per_month"
 RUNS = "runs_per_day"
 RUN_BUDGET = "budget_usd"  # the run tree's: its root run's per-run budget
+RESERVED_BEFORE = "reserved_before"  # reserve(call=…): the step was reserved by an earlier attempt, not for this call
 
 
 def workspace_limits(workspace_id: str) -> TierLimits:
@@ -153,13 +161,14 @@ def run_budget_left(run: Run, budget_usd: str) -> int:
 
 
 def reservation_for(workspace_id: str, run_id: str, step: int, hold: Hold, at: datetime,
-                    tree: RunTree | None = None) -> Reservation:
+                    tree: RunTree | None = None, call: str | None = None) -> Reservation:
     """The reservation of ``hold`` for the model call of ``step``, as it is stored:
-    taken from the month of ``at`` and from ``tree``'s budget."""
+    taken from the month of ``at`` and from ``tree``'s budget; ``call``: the id of
+    the attempt about to be sent under it (marked started at once)."""
     return Reservation(*Reservation.key(workspace_id, run_id, step), period=month(at), tokens=hold.tokens,
                        micro_usd=hold.micro_usd, reserved_at=at,
                        tree_root_run_id=tree.root_run_id if tree else None,
-                       tree_budget_micro_usd=tree.budget_micro_usd if tree else None)
+                       tree_budget_micro_usd=tree.budget_micro_usd if tree else None, call_started=call)
 
 
 def beyond_limits(hold: Hold, limits: TierLimits, tree: RunTree | None = None) -> str | None:
@@ -200,14 +209,17 @@ def reserve_in(tx: Any, workspace_id: str, reservation: Reservation, limits: Tie
 
 
 def reserve(workspace_id: str, run_id: str, step: int, hold: Hold, limits: TierLimits, at: datetime,
-            tree: RunTree | None = None, attempts: int = 8) -> str | None:
+            tree: RunTree | None = None, attempts: int = 8, call: str | None = None) -> str | None:
     """Reserve ``hold`` for the model call of ``step`` (from the month and from
     ``tree``'s budget): None when reserved (or already reserved by an earlier
     attempt of the same step), else the limit it does not fit in
-    (``budget_usd``, the tree's; ``tokens_per_month``; ``budget_usd_per_month``)."""
+    (``budget_usd``, the tree's; ``tokens_per_month``; ``budget_usd_per_month``).
+    ``call``: the attempt about to be sent under it (``reservation_for``); then a step
+    reserved by an earlier attempt answers ``reserved_before`` (its reservation is not
+    marked for ``call``: the caller reads it)."""
     if (limit := beyond_limits(hold, limits, tree)) is not None:
         return limit
-    reservation = reservation_for(workspace_id, run_id, step, hold, at, tree)
+    reservation = reservation_for(workspace_id, run_id, step, hold, at, tree, call)
     budget = budget_micro_usd(limits)
     for _ in range(attempts):
         try:
@@ -215,7 +227,9 @@ def reserve(workspace_id: str, run_id: str, step: int, hold: Hold, limits: TierL
                 reserve_in(tx, workspace_id, reservation, limits)
             return None
         except TransactWriteError:
-            if Reservation.get_or_none(*reservation.key(workspace_id, run_id, step)) is not None:
+            if (found := Reservation.get_or_none(*reservation.key(workspace_id, run_id, step))) is not None:
+                if call is not None and found.call_started != call:
+                    return RESERVED_BEFORE
                 return None  # an earlier attempt of this step reserved it
             if tree is not None:
                 spent = RunTreeBudget.get_or_none(*RunTreeBudget.key(workspace_id, tree.root_run_id))
@@ -264,30 +278,54 @@ def settle(tx: Any, workspace_id: str, reservation: Reservation | None, usage: U
                                   RunTreeBudget.type.set(RunTreeBudget)])
 
 
-def release(workspace_id: str, run_id: str, step: int, reservation: Reservation | None = None) -> None:
-    """Give back the reservation of ``step`` (no model call was answered; pass it
-    when known, else it is read) to its month and its run tree. Idempotent."""
+def start_call(workspace_id: str, reservation: Reservation, call: str) -> bool:
+    """Mark ``reservation`` as paying for the attempt ``call``, about to be sent: on
+    the condition that it is still held and no attempt was begun under it. False when
+    that does not hold (it was given back, or an earlier slice began a call under it)."""
+    try:
+        reservation.update(actions=[Reservation.call_started.set(call)],
+                           condition=Reservation.pk.exists() & Reservation.call_started.does_not_exist())
+    except UpdateError:
+        return False
+    return True
+
+
+def reservations(workspace_id: str, run_id: str) -> list[Reservation]:
+    """The run's reservations held now."""
+    return list(Reservation.query(Run.partition(workspace_id, run_id), Reservation.sk.startswith("RESERVE#"),
+                                  consistent_read=True))
+
+
+def release(workspace_id: str, run_id: str, step: int, reservation: Reservation | None = None, *,
+            unbilled: bool = False) -> None:
+    """Give back the reservation of ``step`` (pass it when known, else it is read) to its
+    month and its run tree. Idempotent. Not one under which a call was begun (``call_started``):
+    that call may be billed, so it is metered instead — unless its caller knows that no
+    attempt under it was (``unbilled``: each was refused before it began)."""
     if reservation is None:
         reservation = Reservation.get_or_none(*Reservation.key(workspace_id, run_id, step))
     if reservation is None:
         return
+    held = Reservation.pk.exists()
+    if not unbilled:
+        held &= Reservation.call_started.does_not_exist()
     try:
         with transaction() as tx:
-            tx.delete(reservation, condition=Reservation.pk.exists())
+            tx.delete(reservation, condition=held)
             tx.update(Quota(*Quota.key(workspace_id, reservation.period)),
                       actions=[Quota.committed_tokens.add(-int(reservation.tokens)),
                                Quota.committed_micro_usd.add(-int(reservation.micro_usd))])
             if (tree := _tree_item(workspace_id, reservation)) is not None:
                 tx.update(tree, actions=[RunTreeBudget.committed_micro_usd.add(-int(reservation.micro_usd))])
     except TransactWriteError:
-        pass  # released (or settled) meanwhile
+        pass  # released (or settled) meanwhile, or a call was begun under it: it is metered, not given back
 
 
 def release_all(workspace_id: str, run_id: str) -> None:
-    """Give back every reservation of the run (it ended without settling them)."""
-    for reservation in Reservation.query(Run.partition(workspace_id, run_id), Reservation.sk.startswith("RESERVE#"),
-                                         consistent_read=True):
-        release(workspace_id, run_id, int(reservation.sk.removeprefix("RESERVE#")))
+    """Give back every reservation of the run (it ended without settling them), but
+    those under which a call was begun (``release``): the run's end meters them first."""
+    for reservation in reservations(workspace_id, run_id):
+        release(workspace_id, run_id, int(reservation.sk.removeprefix("RESERVE#")), reservation)
 
 
 def month_quota(workspace_id: str, at: datetime) -> Quota | None:
