@@ -6,13 +6,17 @@ export SAM_CLI_TELEMETRY := 0
 # The Lambda runtime's Python (template.yaml: python3.13): .venv is made with it, found as python3.13 (or a python3
 # that is 3.13) on PATH or among pyenv's installed versions (scripts/find-python.sh); `make PYTHON=/path/to/python3.13` to choose one.
 PYTHON_VERSION := 3.13
-ifndef PYTHON
-PYTHON := $(shell $(SHELL) scripts/find-python.sh $(PYTHON_VERSION))
-endif
 VENV := .venv
 # Names the Python .venv was made with: a .venv made by another Python (an older checkout's 3.11) lacks it,
 # so it is made again, and everything reinstalled.
 VENV_STAMP := $(VENV)/.python-$(PYTHON_VERSION)
+ifndef PYTHON
+ifneq ($(wildcard $(VENV_STAMP)),)
+PYTHON := $(VENV)/bin/python# made with the runtime's Python already: nothing to look for (a pyenv shim may not run here)
+else
+PYTHON := $(shell $(SHELL) scripts/find-python.sh $(PYTHON_VERSION))
+endif
+endif
 PY := $(VENV)/bin/python
 SAM := $(VENV)/bin/sam
 DYNAMODB_LOCAL_NPM_VERSION := 2.9.30

@@ -15,6 +15,7 @@ from botocore.credentials import Credentials
 
 from agenthq.services import get_services
 from agenthq.store.items import UsageCounter, Workspace
+from agenthq.tiers import TIERS
 from agenthq_cli.signing import SigV4, sign
 from local.template import load_template, rest_api
 from tests.support import assert_error, set_tier, signup, wait_for_offboarding, with_api_key
@@ -175,7 +176,8 @@ def test_the_operator_reads_and_changes_a_tier_and_the_limits_follow(api, cloud)
 
     mine = owner.get("").json()
     assert mine["tier"] == "starter"
-    assert mine["limits"]["runs_per_day"] == 500 and mine["limits"]["budget_usd_per_month"] == "15"
+    starter = TIERS["starter"]
+    assert mine["limits"]["runs_per_day"] == starter.runs_per_day and mine["limits"]["budget_usd_per_month"] == "15"
     assert [p["name"] for p in plans_of_key(cloud, owner.workspace_id)] == ["agenthq-starter"]
 
     assert_error(api.patch(admin_path(owner.workspace_id), json={"tier": "platinum"}, auth=api.operator), 400)

@@ -94,7 +94,8 @@ def java() -> str:
 
 
 def python_missing(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, str]]:
-    return run([MAKE, "check-tools"], clean_env(tmp_path, bin_dir(tmp_path))), {}
+    # a fresh checkout's: no .venv made with the runtime's Python yet (that one would be used, found or not)
+    return run([MAKE, "check-tools", f"VENV={tmp_path / 'no-venv'}"], clean_env(tmp_path, bin_dir(tmp_path))), {}
 
 
 def python_too_old(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, str]]:

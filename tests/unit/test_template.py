@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -159,14 +160,15 @@ def test_a_virtualenv_made_by_another_python_is_made_again(tmp_path):
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / ".installed").touch()
-    plan = subprocess.run([make, "-n", f"{venv}/.installed", f"VENV={venv}", f"PY={venv}/bin/python",
-                           f"PYTHON={sys.executable}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # not make's child
+    plan = subprocess.run([make, "--no-print-directory", "-n", f"{venv}/.installed", f"VENV={venv}", f"PY={venv}/bin/python",
+                           f"PYTHON={sys.executable}"], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
     assert plan.returncode == 0, plan.stderr
     lines = plan.stdout.splitlines()
     assert lines[:2] == [f"rm -rf {venv}", f"{sys.executable} -m venv {venv}"], lines
     assert any("pip install" in line and "requirements-dev.txt" in line for line in lines)
     (venv / ".python-3.13").touch()
     (venv / ".installed").touch()
-    kept = subprocess.run([make, "-n", f"{venv}/.installed", f"VENV={venv}", f"PY={venv}/bin/python",
-                           f"PYTHON={sys.executable}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    kept = subprocess.run([make, "--no-print-directory", "-n", f"{venv}/.installed", f"VENV={venv}", f"PY={venv}/bin/python",
+                           f"PYTHON={sys.executable}"], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
     assert "rm -rf" not in kept.stdout and "-m venv" not in kept.stdout, kept.stdout
