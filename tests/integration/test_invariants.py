@@ -21,6 +21,7 @@ import importlib.util
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,14 @@ import boto3
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from agenthq import services as services_module
 from agenthq.accounts import LoginRequest, SignupRequest, login, signup
@@ -88,6 +96,9 @@ TIERS: dict[str, TierChange] = {
     "tight": TierChange(tier="enterprise", limit_overrides={
         "concurrent_runs": 2, "budget_usd_per_month": "0.40", "tokens_per_month": 150_000}),
 }
+#: How the model answers the calls of a delivery: mostly work (tools, delegations, long answers), sometimes faults.
+ANSWERS = st.lists(st.builds(Behaviour, kind=st.sampled_from([*BEHAVIOURS, "tool", "delegate", "tool"]),
+                             long=st.booleans(), target=st.integers(0, 2)), max_size=4)
 AGENTS = (("lead", "coordinator", "0.30"), ("reviewer", "architect", "0.05"), ("ops", "sre", "1.00"))
 
 
@@ -110,6 +121,8 @@ class Stats:
     steps: int = 0
     deliveries: int = 0
     runs: int = 0
+    model_calls: int = 0
+    ends: Counter[str] = field(default_factory=Counter)  # how runs stood before the teardown's cancel
 
 
 @dataclass
@@ -219,12 +232,13 @@ class Invariants(RuleBasedStateMachine):
         services = self.services
         owner_email, member_email = unique_email("fuzz-owner"), unique_email("fuzz-member")
         made = signup(services, SignupRequest(email=owner_email, password=PASSWORD, workspace_name="Fuzz Works"))
-        signup(services, SignupRequest(email=member_email, password=PASSWORD, workspace_name="Elsewhere"))
+        member_id = signup(services, SignupRequest(email=member_email, password=PASSWORD,
+                                                   workspace_name="Elsewhere"))["user"]["id"]
         wid = made["workspace"]["id"]
         owner = Principal("owner", {"Authorization": f"Bearer {made['access_token']}"})
-        status, member = self.rest("POST", f"/workspaces/{wid}/members", owner,
-                                   {"email": member_email, "role": "member"})
-        assert status == 201, member
+        status, invited = self.rest("POST", f"/workspaces/{wid}/members", owner,
+                                    {"email": member_email, "role": "member"})
+        assert status == 201, invited
         tokens = login(services, LoginRequest(email=member_email, password=PASSWORD, workspace_id=wid),
                        source_ip=f"10.9.{len(self.world.agent_names) % 250}.1")
         status, key = self.rest("POST", f"/workspaces/{wid}/api-keys", owner,
@@ -239,7 +253,7 @@ class Invariants(RuleBasedStateMachine):
             agents.append(agent["id"])
         self.world.agent_names[wid] = [name for name, _, _ in AGENTS]
         return Tenant(wid, owner, Principal("member", {"Authorization": f"Bearer {tokens.access_token}"}),
-                      member["user_id"], Principal("key", {"x-api-key": key["key"]}), key["id"], agents)
+                      member_id, Principal("key", {"x-api-key": key["key"]}), key["id"], agents)
 
     def rest(self, method: str, path: str, principal: Principal, body: Any = None) -> tuple[int, Any]:
         """A request as API Gateway makes it: the real authorizer, then the function, with the
@@ -270,6 +284,19 @@ class Invariants(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ what tenants do
 
+    @initialize(launches=st.lists(st.tuples(st.integers(0, 1), st.integers(0, 2)), min_size=1, max_size=4),
+                tier=st.sampled_from(sorted(TIERS)))
+    def begin(self, launches: list[tuple[int, int]], tier: str) -> None:
+        """The first tenant's tier as the operator set it, and a few runs launched."""
+        self.change_tier(0, tier)
+        for w, agent in launches:
+            self.launch(w, agent, "owner", False)
+
+    @rule(w=st.integers(0, 1), agent=st.integers(0, 2), times=st.integers(1, 3))
+    def launch_several(self, w: int, agent: int, times: int) -> None:
+        for _ in range(times):
+            self.launch(w, agent, "key", False)
+
     @rule(w=st.integers(0, 1), agent=st.integers(0, 2), who=st.sampled_from(["owner", "member", "key"]),
           idempotency=st.booleans())
     def launch(self, w: int, agent: int, who: str, idempotency: bool) -> None:
@@ -291,6 +318,7 @@ class Invariants(RuleBasedStateMachine):
         else:
             assert status in (202, 429), (status, run)
 
+    @precondition(lambda self: any(t.runs for t in self.tenants))
     @rule(w=st.integers(0, 1), r=st.integers(0, 30), who=st.sampled_from(["owner", "member", "key"]))
     def cancel(self, w: int, r: int, who: str) -> None:
         tenant = self.tenant(w)
@@ -300,6 +328,7 @@ class Invariants(RuleBasedStateMachine):
             status, _ = self.rest("POST", f"/workspaces/{tenant.workspace_id}/runs/{run_id}/cancel", principal)
             assert status in ((401, 403, 404) if principal.revoked else (202, 409)), status
 
+    @precondition(lambda self: any(t.runs for t in self.tenants))
     @rule(w=st.integers(0, 1), r=st.integers(0, 30))
     def resume(self, w: int, r: int) -> None:
         tenant = self.tenant(w)
@@ -308,6 +337,7 @@ class Invariants(RuleBasedStateMachine):
             status, _ = self.rest("POST", f"/workspaces/{tenant.workspace_id}/runs/{run_id}/resume", tenant.owner)
             assert status in (202, 409), status
 
+    @precondition(lambda self: any(t.runs for t in self.tenants))
     @rule(w=st.integers(0, 1), r=st.integers(0, 30), who=st.sampled_from(["owner", "member", "key", "stranger"]))
     def read_run(self, w: int, r: int, who: str) -> None:
         """No principal without access is served: a removed member, a revoked key, another tenant."""
@@ -356,24 +386,38 @@ class Invariants(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ the model and Step Functions
 
-    @rule(script=st.lists(st.builds(Behaviour, kind=st.sampled_from(BEHAVIOURS), long=st.booleans(),
-                                    target=st.integers(0, 2)), min_size=1, max_size=4))
-    def model_will(self, script: list[Behaviour]) -> None:
-        assert self.model is not None
-        self.model.script = list(script)
-
+    @precondition(lambda self: bool(self.orchestrator and self.orchestrator.pending()))
     @rule(i=st.integers(0, 40), how=st.sampled_from(["once", "once", "once", "twice", "crash-before",
-                                                     "crash-after", "short-slice"]))
-    def deliver(self, i: int, how: str) -> None:
-        assert self.orchestrator is not None
+                                                     "crash-after", "short-slice"]), answers=ANSWERS)
+    def deliver(self, i: int, how: str, answers: list[Behaviour]) -> None:
+        """Step Functions runs one pending task (the model answers its calls as ``answers`` say)."""
+        assert self.orchestrator is not None and self.model is not None
         pending = self.orchestrator.pending()
         if not pending:
             return
-        execution = pending[i % len(pending)]
-        self.orchestrator.deliver(execution, twice=how == "twice",
+        self.model.script = list(answers)
+        self.orchestrator.deliver(pending[i % len(pending)], twice=how == "twice",
                                   crash=how.removeprefix("crash-") if how.startswith("crash") else None,
                                   seconds=0.0 if how == "short-slice" else 900.0)
         self.world.stats.deliveries += 1
+
+    @precondition(lambda self: bool(self.orchestrator and self.orchestrator.pending()))
+    @rule(i=st.integers(0, 40), answers=ANSWERS)
+    def deliver_one(self, i: int, answers: list[Behaviour]) -> None:
+        """The common case, drawn more often: one pending task runs once."""
+        self.deliver(i, "once", answers)
+
+    @precondition(lambda self: bool(self.orchestrator and self.orchestrator.pending()))
+    @rule(rounds=st.integers(1, 4), answers=ANSWERS)
+    def advance(self, rounds: int, answers: list[Behaviour]) -> None:
+        """Every pending task runs, ``rounds`` times over (the model answers as ``answers`` say, then plainly)."""
+        assert self.orchestrator is not None and self.model is not None
+        self.model.script = list(answers)
+        for _ in range(rounds):
+            for execution in self.orchestrator.pending():
+                if execution.deliverable:
+                    self.orchestrator.deliver(execution)
+                    self.world.stats.deliveries += 1
 
     @rule(by=st.sampled_from(["a minute", "an hour", "a day", "midnight", "month end"]))
     def time_passes(self, by: str) -> None:
@@ -439,6 +483,8 @@ class Invariants(RuleBasedStateMachine):
     def teardown(self) -> None:
         if not getattr(self, "tenants", None):
             return
+        assert self.model is not None
+        self.world.stats.model_calls += self.model.calls
         self.drain()
         for tenant in self.tenants:
             books = self.books(tenant)
@@ -450,6 +496,8 @@ class Invariants(RuleBasedStateMachine):
 
             assert self.orchestrator is not None
             a_run_that_has_not_ended_waits_for_a_cause(books, self.orchestrator, room)
+            self.world.stats.ends.update(f"{r.status}{'/child' if r.parent_run_id else ''}"
+                                         f"{'/' + r.error['reason'] if r.error else ''}" for r in books.runs)
         # A cancel ends every run, wherever it waits.
         for tenant in self.tenants:
             for run_id in tenant.runs:
@@ -484,5 +532,6 @@ def test_the_promises_hold_under_random_interleavings(world: World) -> None:
     finally:
         stats = world.stats
         print(f"\ninvariant fuzzer: {stats.examples} examples, {stats.steps} steps, {stats.deliveries} deliveries "
-              f"of run steps, {stats.runs} runs launched, in {rounds} round(s) of {profile.max_examples} examples")
+              f"of run steps, {stats.runs} runs launched, {stats.model_calls} model calls, in {rounds} round(s) of "
+              f"{profile.max_examples} examples; runs ended: {dict(stats.ends.most_common())}")
 
