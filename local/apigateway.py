@@ -5,7 +5,7 @@ by the functions' Api events, strips the stage, throttles each method as the
 stage's ``MethodSettings`` say (a token bucket per method, before anything
 else), calls the REQUEST authorizer and honours its policy, checks the SigV4
 signature of ``AWS_IAM`` routes against the local credentials
-(local/sigv4.py), meters API keys against the usage plans (throttle and daily
+(local/sigv4.py), evaluates the API's resource policy (:class:`ResourcePolicy`), meters API keys against the usage plans (throttle and daily
 quota), limits payloads to 10 MB, and answers its own errors with the
 template's GatewayResponses.
 
@@ -100,6 +100,36 @@ class SignatureVerifier:
         raise NotImplementedError  # pragma: no cover - interface
 
 
+class ResourcePolicy:
+    """The REST API's resource policy, evaluated as API Gateway does for an API and its callers in one
+    account: an explicit Deny refuses (``ACCESS_DENIED``); an ``AWS_IAM`` route is otherwise allowed
+    (the signer's own IAM policy allows it: the local users' do), any other route needs an Allow.
+
+    The statements are evaluated by the local IAM evaluator (local/iam/policy.py: principals,
+    wildcards, condition operators) with ``aws:PrincipalArn`` in the context; API Gateway's
+    ``execute-api:/<stage>/<method>/<path>`` shorthand is expanded to the API's ARNs first."""
+
+    def __init__(self, statements: list[dict[str, Any]], arn_prefix: str) -> None:
+        expanded = []
+        for statement in statements:
+            resources = statement.get("Resource")
+            if resources is not None:
+                statement = {**statement, "Resource": [
+                    arn_prefix + r[len("execute-api:/"):] if r.startswith("execute-api:/") else r
+                    for r in (resources if isinstance(resources, list) else [resources])]}
+            expanded.append(statement)
+        self.document = {"Version": "2012-10-17", "Statement": expanded}
+
+    def decision(self, method_arn: str, principal_arn: str | None) -> str:
+        """``deny`` (an explicit Deny), ``allow``, or ``none`` (no statement applies)."""
+        from local.iam.policy import Request, evaluate
+
+        context = {"aws:PrincipalArn": principal_arn} if principal_arn else {}
+        decided = evaluate([self.document], Request("execute-api:Invoke", method_arn, context,
+                                                    principal=principal_arn or "anonymous"))
+        return "deny" if decided.explicit_deny else ("allow" if decided.allowed else "none")
+
+
 class MethodThrottles:
     """The stage's per-method throttles: a token bucket per method (route), ``burst_limit`` tokens
     refilled at ``rate_limit`` a second, shared by every caller; an empty bucket is ``THROTTLED``."""
@@ -139,11 +169,13 @@ class _Server(ThreadingHTTPServer):
 class RestApiFront:
     def __init__(self, api: RestApiSpec, runtime: LambdaRuntime, meter: UsagePlanMeter | None = None,
                  host: str = "127.0.0.1", port: int = 3000, region: str = "us-east-1",
-                 signatures: SignatureVerifier | None = None) -> None:
+                 signatures: SignatureVerifier | None = None, policy: list[dict[str, Any]] | None = None) -> None:
         self.api = api
         self.runtime = runtime
         self.meter = meter
         self.signatures = signatures
+        self.policy = ResourcePolicy(policy, f"arn:aws:execute-api:{region}:{ACCOUNT_ID}:{API_ID}/") \
+            if policy else None
         self.region = region
         self.throttles = MethodThrottles(api)
         self.integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS  # tests may shorten it
@@ -194,6 +226,11 @@ class RestApiFront:
             refused = self._check_signature(method, raw_path, headers, body, event, request_id)
             if refused is not None:
                 return refused
+        if self.policy is not None:
+            signer = event["requestContext"]["identity"].get("userArn") if route.iam_auth else None
+            decision = self.policy.decision(self._method_arn(event), _principal_arn(signer))
+            if decision == "deny" or (decision == "none" and not route.iam_auth):
+                return self.gateway_response("ACCESS_DENIED", request_id)
         if route.authorized:
             denied = self._authorize(route, event, request_id)
             if denied is not None:
@@ -357,6 +394,16 @@ class RestApiFront:
                 pass
 
         return Handler
+
+
+def _principal_arn(user_arn: str | None) -> str | None:
+    """``aws:PrincipalArn`` of a signer: an IAM user's own ARN; a role session's role (without its path)."""
+    if not user_arn:
+        return None
+    parts = user_arn.split(":", 5)
+    if len(parts) == 6 and parts[2] == "sts" and parts[5].startswith("assumed-role/"):
+        return f"{parts[0]}:{parts[1]}:iam::{parts[4]}:role/{parts[5].split('/')[1]}"
+    return user_arn
 
 
 def _policy_allows(policy: dict[str, Any], method_arn: str) -> bool:

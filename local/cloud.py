@@ -43,6 +43,7 @@ from local.template import (
     Resolver,
     functions,
     load_template,
+    resource_policy,
     resources_of_type,
     rest_api,
     state_machines,
@@ -144,6 +145,7 @@ class LocalCloud:
             self._create_event_buses()
             self._restore_gateway_keys()
             self._start_model()
+            self._name_the_operator()
             self._start_runtime()
             self._start_rest_api()
             self._start_websocket_api()
@@ -275,6 +277,9 @@ class LocalCloud:
         )
         self._mock.start()
         serialize_moto()
+        from local.usage_plans import hold_moto_to_one_plan_per_stage
+
+        hold_moto_to_one_plan_per_stage()
         remember_state_machine_parses()
         self.moto_server = MotoServer(host="127.0.0.1", port=0).start()
         # moto replaced boto3's default session: credentials and hooks go on the new one.
@@ -303,6 +308,8 @@ class LocalCloud:
                                       "throttle": {"rateLimit": spec.rate_limit, "burstLimit": spec.burst_limit}}
             if spec.quota_limit is not None:
                 kwargs["quota"] = {"limit": spec.quota_limit, "period": spec.quota_period}
+            if spec.api_stages:  # as on AWS: one key in one plan per stage (local/usage_plans.py holds moto to it)
+                kwargs["apiStages"] = [{"apiId": api_id, "stage": stage} for api_id, stage in spec.api_stages]
             plan = apigw.create_usage_plan(**kwargs)
             self.config.stack.refs[spec.logical_id] = plan["id"]
 
@@ -418,6 +425,15 @@ class LocalCloud:
         arn = self.client("secretsmanager").create_secret(Name=name, SecretString=key)["ARN"]
         self.config.stack.refs["AnthropicApiKeySecret"] = arn
 
+    def _name_the_operator(self) -> None:
+        """The local operator's credentials, and the template's OperatorPrincipalArns naming them (unless
+        the stack's parameters name others): the gateway's resource policy and the admin function then
+        admit that operator, and refuse any other signer, as on AWS."""
+        from local.sigv4 import operator_credentials
+
+        self.operator = operator_credentials(self.config.data_dir)
+        self.config.stack.parameters.setdefault("OperatorPrincipalArns", self.operator.arn)
+
     def _start_runtime(self) -> None:
         specs = functions(self.template, self.resolver)
         environment: dict[str, str] = {}
@@ -490,16 +506,16 @@ class LocalCloud:
 
     def _start_rest_api(self) -> None:
         from local.apigateway import RestApiFront
-        from local.sigv4 import SigV4Verifier, operator_credentials
+        from local.sigv4 import SigV4Verifier
         from local.usage_plans import GatewayUsagePlanMeter
 
-        assert self.runtime is not None  # nosec B101  # type narrowing; set by start()
-        self.operator = operator_credentials(self.config.data_dir)
+        assert self.runtime is not None and self.operator is not None  # nosec B101  # type narrowing; start()
         self.rest = RestApiFront(rest_api(self.template), self.runtime,
                                  meter=GatewayUsagePlanMeter(self.client("apigateway")),
                                  host=self.config.host, port=self.config.rest_port,
                                  region=self.config.stack.region,
-                                 signatures=SigV4Verifier([self.operator], self.config.stack.region)).start()
+                                 signatures=SigV4Verifier([self.operator], self.config.stack.region),
+                                 policy=resource_policy(self.template, self.resolver)).start()
 
 
     def _start_websocket_api(self) -> None:

@@ -1,7 +1,20 @@
-"""DynamoDB Local: AWS's own emulator (a Java program), run as a child process."""
+"""DynamoDB Local: AWS's own emulator (a Java program), run as a child process.
+
+It listens on 127.0.0.1 only, and answers no browser of another origin:
+DynamoDBLocal.jar itself listens on every interface (it has no option for the
+address) and allows every origin (``-cors *`` by default), so anyone on the
+network, or any web page open in the developer's browser, could read and write
+the local cloud's table. It is started through ``local/java/LoopbackDynamoDBLocal.java``
+(the jar's own server, its connectors bound to 127.0.0.1), with ``-cors`` naming
+an origin no page can have. A Java runtime without the compiler module
+(a JRE, not a JDK) cannot run that launcher: DynamoDB Local then starts as the
+jar does, on every interface, and a warning says so (docs/decisions.md 172).
+"""
 
 from __future__ import annotations
 
+import functools
+import logging
 import shutil
 import socket
 import subprocess  # nosec B404  # starts DynamoDB Local (java), argv built here
@@ -13,6 +26,22 @@ from pathlib import Path
 from local.template import ROOT
 
 JAR_DIR = ROOT / ".cache" / "dynamodb-local"
+LAUNCHER = ROOT / "local" / "java" / "LoopbackDynamoDBLocal.java"
+# The only origin DynamoDB Local allows: under .invalid (RFC 2606), so no web page is ever of it.
+CORS_ALLOW = "http://agenthq-local-cloud.invalid"
+
+logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def can_run_source(java: str) -> bool:
+    """Whether ``java`` runs a single-file source program (it has the compiler module: a JDK)."""
+    try:
+        listed = subprocess.run([java, "--list-modules"], capture_output=True, text=True,  # nosec B603  # fixed argv
+                                timeout=60, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return any(line.split("@")[0] == "jdk.compiler" for line in listed.splitlines())
 
 
 class DynamoDBLocalError(RuntimeError):
@@ -51,15 +80,22 @@ class DynamoDBLocal:
         jar = self.jar_dir / "DynamoDBLocal.jar"
         if not jar.exists():
             raise DynamoDBLocalError(f"{jar} is missing: run `make setup` to fetch DynamoDB Local.")
+        if can_run_source(java):
+            program = ["-cp", f"{jar}:{self.jar_dir / 'DynamoDBLocal_lib'}/*", str(LAUNCHER)]
+        else:
+            logger.warning("%s has no compiler module (a JRE, not a JDK): DynamoDB Local listens on every "
+                           "interface, not only 127.0.0.1. Install a JDK 17 to keep it on this machine.", java)
+            program = ["-jar", str(jar)]
         cmd = [
             java,
             "-Xms64m",
             "-XX:+UseSerialGC",
             f"-Djava.library.path={self.jar_dir / 'DynamoDBLocal_lib'}",
-            "-jar", str(jar),
+            *program,
             "-port", str(self.port),
             "-sharedDb",
             "-disableTelemetry",
+            "-cors", CORS_ALLOW,
         ]
         if self.data_dir is None:
             cmd.append("-inMemory")

@@ -9,9 +9,9 @@ import urllib.parse
 import uuid
 from typing import Any
 
-from local.template import ACCOUNT_ID
+from local.template import ACCOUNT_ID, REST_API_ID
 
-API_ID = "agenthqlocal"
+API_ID = REST_API_ID
 
 
 def rest_proxy_event(

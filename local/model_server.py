@@ -22,13 +22,29 @@ text>"`` per ``tool_result`` in the conversation.
 
 Usage: ``input_tokens`` = ceil(len(json.dumps({"system", "messages", "tools"
 present in the request})) / 4), ``output_tokens`` = ceil(len(json.dumps(content))
-/ 4) (at least 1). Prompt caching: every block carrying ``cache_control`` (a
+/ 4) (at least 1, at most ``max_tokens``). ``max_tokens`` is honoured: an answer
+longer than that is cut to fit (a text answer to its first characters, a tool
+turn to the calls that fit whole) and ends with ``stop_reason`` ``max_tokens``,
+reporting only the tokens it produced. Prompt caching: every block carrying ``cache_control`` (a
 tool, a system block, a message block; or the request's top-level
 ``cache_control``, meaning the last block) is a breakpoint. The prefix up to the
 last breakpoint is cached: the longest part of it seen before (at a breakpoint,
 or up to 20 blocks before one, as the real API looks back) is
 ``cache_read_input_tokens``, the rest ``cache_creation_input_tokens``; both are
 then left out of ``input_tokens``.
+
+Streaming: ``"stream": true`` answers with Server-Sent Events as the Messages
+API does (``message_start`` with the prompt's usage, ``content_block_start`` /
+``_delta`` / ``_stop`` per block, ``message_delta`` with the stop reason and the
+output tokens, ``message_stop``), in chunked transfer encoding.
+
+Billing: every answer the server produces is what Anthropic would bill, whether
+or not its client was still there to read it (a client that timed out during a
+stall, a stream cut off by a fault). ``server.billing`` (or ``GET
+/_offline/billing?workspace=<id>``; ``DELETE`` clears) lists them: ``{id, model,
+workspace, input_tokens, output_tokens, cache_creation_input_tokens,
+cache_read_input_tokens, at}``, the workspace being the request's
+``metadata.user_id``. Error answers (faults, 400s) are not billed.
 
 Fault injection (``server.faults.add({...})`` or ``POST /_offline/faults`` with
 one object or a list; ``DELETE /_offline/faults`` clears; ``GET`` lists)::
@@ -38,7 +54,11 @@ one object or a list; ``DELETE /_offline/faults`` clears; ``GET`` lists)::
      "match": "marker",      # only requests whose JSON body contains this text
      "retry_after": 2,       # seconds, sent as the retry-after header
      "reset_after": 5,       # anthropic-ratelimit-*-reset that far in the future
-     "stall_seconds": 1.5}   # sleep first; without a status then answer normally
+     "stall_seconds": 1.5,   # sleep first; without a status then answer normally
+     "cut_after_events": 3}  # answer, but drop the connection after this many SSE events
+                             # (a request without "stream": after the headers); with a
+                             # status, a streamed answer ends in an ``error`` event there
+                             # instead, as the API reports an overload mid-stream
 
 Run standalone: ``python -m local.model_server --port 8787`` prints the base URL.
 """
@@ -55,6 +75,7 @@ import secrets
 import socket
 import threading
 import time
+import urllib.parse
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -106,6 +127,7 @@ class Fault:
     retry_after: float | None = None
     reset_after: float | None = None
     stall_seconds: float = 0.0
+    cut_after_events: int | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Fault:
@@ -130,8 +152,10 @@ class Fault:
             value = getattr(self, name)
             if value is not None and (not _is_number(value) or value < 0):
                 raise ValueError(f"{name} must be a non-negative number")
-        if self.status is None and not self.stall_seconds:
-            raise ValueError("a fault needs a status, a stall_seconds, or both")
+        if self.cut_after_events is not None and (not _is_int(self.cut_after_events) or self.cut_after_events < 0):
+            raise ValueError("cut_after_events must be a non-negative integer")
+        if self.status is None and not self.stall_seconds and self.cut_after_events is None:
+            raise ValueError("a fault needs a status, a stall_seconds or a cut_after_events")
 
     def matches(self, body_text: str) -> bool:
         return self.match is None or self.match in body_text
@@ -190,8 +214,8 @@ def validate_request(body: Any) -> None:
         raise InvalidRequest("max_tokens: Field required")
     if not _is_int(max_tokens) or max_tokens < 0:
         raise InvalidRequest("max_tokens: Input should be a non-negative integer")
-    if body.get("stream"):
-        raise InvalidRequest("stream: streaming is not supported by the offline model server; send stream=false")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise InvalidRequest("stream: Input should be a valid boolean")
     _validate_system(body.get("system"))
     _validate_tools(body.get("tools"))
     _validate_messages(body.get("messages"))
@@ -377,7 +401,42 @@ def _parse_directive(line: str) -> Turn | None:
 
 
 def reply_to(body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
-    """The assistant content and stop_reason for a (valid) request."""
+    """The assistant content and stop_reason for a (valid) request, within its ``max_tokens``."""
+    content, stop_reason = _full_reply(body)
+    return within_max_tokens(content, stop_reason, body["max_tokens"])
+
+
+def output_tokens(content: list[dict[str, Any]]) -> int:
+    """The output tokens of ``content`` (at least 1)."""
+    return max(1, _tokens(json.dumps(content)))
+
+
+def within_max_tokens(content: list[dict[str, Any]], stop_reason: str,
+                      max_tokens: int) -> tuple[list[dict[str, Any]], str]:
+    """``content`` cut to ``max_tokens`` as the model would stop: a text to its
+    first characters that fit, a tool turn to the calls that fit whole (stop
+    reason ``max_tokens`` then)."""
+    if output_tokens(content) <= max_tokens:
+        return content, stop_reason
+    kept: list[dict[str, Any]] = []
+    for block in content:
+        if block.get("type") == "text":
+            text, size = block["text"], len(block["text"])
+            while size > 0:  # (a token is 4 characters of the JSON: escapes take more than one)
+                over = len(json.dumps([*kept, {**block, "text": text[:size]}])) - max_tokens * 4
+                if over <= 0:
+                    break
+                size -= over
+            if size > 0:
+                kept.append({**block, "text": text[:size]})
+            break
+        if output_tokens([*kept, block]) > max_tokens:
+            break
+        kept.append(block)
+    return kept, "max_tokens"
+
+
+def _full_reply(body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
     messages = body["messages"]
     if body["max_tokens"] == 0:
         return [], "max_tokens"
@@ -389,7 +448,7 @@ def reply_to(body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
         turn = playable[done]
         if turn.stop_reason:
             return [{"type": "text", "text": f"Offline {turn.stop_reason}: {prose}"}], turn.stop_reason
-        seed = _digest(body)
+        seed = _digest({k: v for k, v in body.items() if k != "stream"})  # the same answer, streamed or not
         return [
             {"type": "tool_use", "id": f"toolu_{_digest([seed, i])}", "name": call.name, "input": call.input}
             for i, call in enumerate(turn.tool_calls)
@@ -414,6 +473,38 @@ def _tool_results(messages: list[dict[str, Any]]) -> Iterator[tuple[str, str]]:
                 names[block["id"]] = block["name"]
             elif block.get("type") == "tool_result":
                 yield names.get(block["tool_use_id"], "unknown tool"), _text_of(block.get("content", ""))
+
+
+# ------------------------------------------------------------------- streaming
+
+
+def stream_events(message: Mapping[str, Any], piece_chars: int = 64,
+                  max_pieces: int = 100) -> list[tuple[str, dict[str, Any]]]:
+    """``message`` as the Messages API streams it: ``(event name, data)`` pairs."""
+    usage = dict(message["usage"])
+    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None,
+             "usage": {**usage, "output_tokens": min(1, usage["output_tokens"])}}
+    events: list[tuple[str, dict[str, Any]]] = [("message_start", {"type": "message_start", "message": start})]
+    for index, block in enumerate(message["content"]):
+        if block.get("type") == "tool_use":
+            stub = {**block, "input": {}}
+            kind, field, text = "input_json_delta", "partial_json", json.dumps(block.get("input", {}))
+        else:
+            stub = {**block, "text": ""}
+            kind, field, text = "text_delta", "text", block.get("text", "")
+        events.append(("content_block_start", {"type": "content_block_start", "index": index, "content_block": stub}))
+        if index == 0:
+            events.append(("ping", {"type": "ping"}))
+        size = max(piece_chars, math.ceil(len(text) / max_pieces))
+        for at in range(0, len(text), size):
+            events.append(("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                   "delta": {"type": kind, field: text[at:at + size]}}))
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+    events.append(("message_delta", {"type": "message_delta",
+                                     "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                                     "usage": {"output_tokens": usage["output_tokens"]}}))
+    events.append(("message_stop", {"type": "message_stop"}))
+    return events
 
 
 # ------------------------------------------------------------------- usage
@@ -473,7 +564,7 @@ def usage_for(body: Mapping[str, Any], content: list[dict[str, Any]], cache: Pro
             cache.write(keys[b])
     return {
         "input_tokens": max(0, total - cache_read - cache_write),
-        "output_tokens": max(1, _tokens(json.dumps(content))),
+        "output_tokens": min(output_tokens(content), max(int(body["max_tokens"]), 0)),
         "cache_creation_input_tokens": cache_write,
         "cache_read_input_tokens": cache_read,
     }
@@ -531,6 +622,7 @@ class OfflineModelServer:
         *,
         latency_seconds: float = 0.0,
         max_logged_requests: int = 1000,
+        max_billed_answers: int = 100_000,
     ) -> None:
         self.host = host
         self.port = port
@@ -539,6 +631,7 @@ class OfflineModelServer:
         self.cache = PromptCache()
         self._lock = threading.Lock()
         self._requests: deque[dict[str, Any]] = deque(maxlen=max_logged_requests)
+        self._billing: deque[dict[str, Any]] = deque(maxlen=max_billed_answers)
         self._status_counts: Counter[int] = Counter()
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
@@ -597,13 +690,29 @@ class OfflineModelServer:
         with self._lock:
             return dict(self._status_counts)
 
+    def billed(self, workspace: str | None = None) -> list[dict[str, Any]]:
+        """What Anthropic would bill for the answers produced so far (oldest first,
+        bounded), every one or ``workspace``'s (the requests' ``metadata.user_id``)."""
+        with self._lock:
+            return [dict(b) for b in self._billing if workspace is None or b["workspace"] == workspace]
+
+    @property
+    def billing(self) -> list[dict[str, Any]]:
+        """Every answer produced so far, as it would be billed (``billed``)."""
+        return self.billed()
+
+    def clear_billing(self) -> None:
+        with self._lock:
+            self._billing.clear()
+
     def reset(self) -> None:
-        """Forget faults, the request log, the counters and the prompt cache."""
+        """Forget faults, the request log, the counters, the billing log and the prompt cache."""
         self.faults.clear()
         self.cache.clear()
         with self._lock:
             self._requests.clear()
             self._status_counts.clear()
+            self._billing.clear()
 
     # request handling (called on the handler's thread)
 
@@ -614,6 +723,12 @@ class OfflineModelServer:
             return
         if path == "/_offline/faults":
             self._control_faults(handler, method, raw)
+        elif path == "/_offline/billing" and method in ("GET", "DELETE"):
+            if method == "DELETE":
+                self.clear_billing()
+            query = urllib.parse.parse_qs(handler.path.partition("?")[2])
+            workspaces = query.get("workspace") or []
+            handler.send_json(200, {"items": self.billed(workspaces[0] if workspaces else None)})
         elif path in ("/v1/messages", "/v1/messages/count_tokens") and method == "POST":
             self._messages(handler, raw, count_only=path.endswith("count_tokens"))
         else:
@@ -658,10 +773,9 @@ class OfflineModelServer:
         if fault is not None:
             if fault.stall_seconds and self._stopping.wait(fault.stall_seconds):
                 return
-            if fault.status is not None:
-                fallback_type = "api_error" if fault.status >= 500 else "invalid_request_error"
-                error_type = ERROR_TYPES.get(fault.status, fallback_type)
-                message = FAULT_MESSAGES.get(fault.status, f"Offline fault: HTTP {fault.status}")
+            mid_stream = fault.cut_after_events is not None and isinstance(body, dict) and body.get("stream") is True
+            if fault.status is not None and not mid_stream:
+                error_type, message = _fault_error(fault.status)
                 headers = _rate_limit_headers(exhausted=fault.status == 429, reset_after=fault.reset_after)
                 if fault.retry_after is not None:
                     headers["retry-after"] = _format_seconds(fault.retry_after)
@@ -681,7 +795,7 @@ class OfflineModelServer:
         if self.latency_seconds and self._stopping.wait(self.latency_seconds):
             return
         content, stop_reason = reply_to(body)
-        message = {
+        answered: dict[str, Any] = {
             "id": f"msg_{secrets.token_hex(12)}",  # every call is a new message, as with the real API
             "type": "message",
             "role": "assistant",
@@ -691,7 +805,32 @@ class OfflineModelServer:
             "stop_sequence": None,
             "usage": usage_for(body, content, self.cache),
         }
-        answer(200, message)
+        self._bill(body, answered)  # produced: billed, whether or not the client is there to read it
+        cut = fault.cut_after_events if fault is not None else None
+        if body.get("stream"):
+            with self._lock:
+                self._status_counts[200] += 1
+            error = _error_body(*_fault_error(fault.status), request_id) if fault and fault.status else None
+            handler.send_event_stream(stream_events(answered), cut_after=cut, then_error=error)
+        elif cut is not None:
+            with self._lock:
+                self._status_counts[200] += 1
+            handler.send_json(200, answered, cut=True)
+        else:
+            answer(200, answered)
+
+    def _bill(self, body: Mapping[str, Any], message: Mapping[str, Any]) -> None:
+        metadata = body.get("metadata")
+        workspace = metadata.get("user_id") if isinstance(metadata, dict) else None
+        usage = message["usage"]
+        with self._lock:
+            self._billing.append({
+                "id": message["id"], "model": message["model"],
+                "workspace": workspace if isinstance(workspace, str) else None,
+                **{name: int(usage[name]) for name in ("input_tokens", "output_tokens", "cache_creation_input_tokens",
+                                                       "cache_read_input_tokens")},
+                "at": datetime.now(timezone.utc).isoformat(),
+            })
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -775,7 +914,9 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length) if length else b""
 
-    def send_json(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
+    def send_json(self, status: int, payload: Any, headers: Mapping[str, str] | None = None, *,
+                  cut: bool = False) -> None:
+        """Answer ``payload``; ``cut``: the headers only, then the connection drops."""
         data = json.dumps(payload).encode()
         all_headers = {**_rate_limit_headers(), **(headers or {})}
         self.send_response(status, "Overloaded" if status == 529 else _reason(status))
@@ -785,7 +926,38 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in all_headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if cut:
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.wfile.write(data)
+        self.wfile.flush()
+
+    def send_event_stream(self, events: list[tuple[str, dict[str, Any]]], *, cut_after: int | None = None,
+                          then_error: dict[str, Any] | None = None) -> None:
+        """Answer 200 with ``events`` as Server-Sent Events (chunked); ``cut_after``:
+        the connection drops after that many events, with no end to the body — or,
+        with ``then_error``, the stream ends there with that ``error`` event."""
+        self.send_response(200, "OK")
+        self.send_header("content-type", "text/event-stream; charset=utf-8")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("transfer-encoding", "chunked")
+        self.send_header("request-id", self.request_id)
+        for name, value in _rate_limit_headers().items():
+            self.send_header(name, value)
+        self.end_headers()
+        for sent, (name, data) in enumerate(events):
+            if cut_after is not None and sent >= cut_after:
+                if then_error is not None:
+                    frame = f"event: error\ndata: {json.dumps(then_error)}\n\n".encode()
+                    self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(frame), frame))
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            frame = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
     def version_string(self) -> str:
@@ -807,6 +979,12 @@ def _rate_limit_headers(*, exhausted: bool = False, reset_after: float | None = 
         headers[f"anthropic-ratelimit-{family}-remaining"] = "0" if exhausted else str(limit - 1)
         headers[f"anthropic-ratelimit-{family}-reset"] = reset
     return headers
+
+
+def _fault_error(status: int) -> tuple[str, str]:
+    """The error type and message a fault answering ``status`` sends."""
+    fallback_type = "api_error" if status >= 500 else "invalid_request_error"
+    return ERROR_TYPES.get(status, fallback_type), FAULT_MESSAGES.get(status, f"Offline fault: HTTP {status}")
 
 
 def _error_body(error_type: str, message: str, request_id: str) -> dict[str, Any]:

@@ -11,7 +11,11 @@ comes:
 - from the functions' worker processes, through :class:`MotoServer`: moto's
   own server application (the same in-memory backends as the mock), behind
   the same lock, on a loopback port the workers reach with the standard
-  ``AWS_ENDPOINT_URL`` variable.
+  ``AWS_ENDPOINT_URL`` variable. It listens on a loopback address only, and
+  answers no browser: moto's server allows every origin (CORS), which would let
+  any web page open in the developer's browser read the local cloud's SSM
+  parameters (the JWT signing keys) and secrets; every ``Access-Control-*``
+  header is dropped, so a cross-origin request or preflight fails in the browser.
 
 moto's calls are short (microseconds to a few milliseconds), so one lock
 costs little; DynamoDB is DynamoDB Local, outside moto, and never waits on it.
@@ -21,6 +25,7 @@ request only starts one, or hands a task token back (which sets an event).
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from typing import Any
 
@@ -85,11 +90,17 @@ class MotoServer:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(f"moto's server holds the local cloud's secrets: it listens on loopback only, not {host}")
         app = DomainDispatcherApplication(create_backend_app)
 
         def serialized(environ: dict[str, Any], start_response: Any) -> Any:
+            def without_cors(status: str, headers: list[tuple[str, str]], *rest: Any) -> Any:
+                kept = [(name, value) for name, value in headers if not name.lower().startswith("access-control-")]
+                return start_response(status, kept, *rest)
+
             with MOTO_LOCK:
-                return list(app(environ, start_response))
+                return list(app(environ, without_cors))
 
         class QuietHandler(MotoRequestHandler):
             def log_request(self, *args: Any, **kwargs: Any) -> None:

@@ -23,6 +23,7 @@ TEMPLATE_PATH = ROOT / "template.yaml"
 ACCOUNT_ID = "123456789012"
 PARTITION = "aws"
 LIVE_API_ID = "agenthqlive"  # the WebSocket API's id in the local cloud (its ARNs and @connections URL)
+REST_API_ID = "agenthqlocal"  # the REST API's id in the local cloud (its ARNs, its usage plans' API stages)
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -110,6 +111,8 @@ class Resolver:
             return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.stack.stack_name}/{name}"))
         if kind == "AWS::ApiGatewayV2::Api":
             return LIVE_API_ID
+        if kind == "AWS::Serverless::Api":
+            return REST_API_ID
         return f"local-{name}"
 
     def get_att(self, name: str, attribute: str) -> str:
@@ -155,6 +158,9 @@ class Resolver:
             if key == "Fn::Join":
                 sep, items = arg
                 return sep.join(str(self.resolve(i)) for i in items)
+            if key == "Fn::Split":
+                sep, text = arg
+                return str(self.resolve(text)).split(sep)
             if key == "Fn::If":
                 raise NotImplementedError("Fn::If is not used by this template")
         return {k: self.resolve(v) for k, v in value.items()}
@@ -301,6 +307,17 @@ def method_throttles(settings: list[dict[str, Any]]) -> tuple[MethodThrottle, ..
     return tuple(found)
 
 
+def resource_policy(template: dict[str, Any], resolver: Resolver) -> list[dict[str, Any]]:
+    """The REST API's resource policy statements (SAM's ``Auth.ResourcePolicy.CustomStatements``),
+    intrinsics resolved; none when the API has no policy."""
+    (_, api), = resources_of_type(template, "AWS::Serverless::Api").items()
+    policy = api["Properties"].get("Auth", {}).get("ResourcePolicy") or {}
+    unsupported = set(policy) - {"CustomStatements"}
+    if unsupported:  # SAM's shorthands (IpRangeBlacklist, …) would be ignored here: refuse rather than be lenient
+        raise NotImplementedError(f"ResourcePolicy {sorted(unsupported)} is not run by the local cloud")
+    return [resolver.resolve(statement) for statement in policy.get("CustomStatements", [])]
+
+
 def rest_api(template: dict[str, Any]) -> RestApiSpec:
     (api_id, api), = resources_of_type(template, "AWS::Serverless::Api").items()
     props = api["Properties"]
@@ -349,6 +366,7 @@ class UsagePlanSpec:
     burst_limit: int
     quota_limit: int | None
     quota_period: str | None
+    api_stages: tuple[tuple[str, str], ...] = ()  # (API id, stage name): where the plan's keys are metered
 
 
 def usage_plans(template: dict[str, Any], resolver: Resolver) -> list[UsagePlanSpec]:
@@ -365,6 +383,8 @@ def usage_plans(template: dict[str, Any], resolver: Resolver) -> list[UsagePlanS
                 burst_limit=int(throttle.get("BurstLimit", 0)),
                 quota_limit=int(quota["Limit"]) if quota else None,
                 quota_period=quota.get("Period") if quota else None,
+                api_stages=tuple((str(resolver.resolve(stage["ApiId"])), str(resolver.resolve(stage["Stage"])))
+                                 for stage in props.get("ApiStages", [])),
             )
         )
     return plans

@@ -23,6 +23,11 @@ refresh sees it enabled.
 
 Counters live in memory: they restart with the process, as moto's API Gateway
 state does.
+
+:func:`hold_moto_to_one_plan_per_stage` makes moto's API Gateway as strict as
+AWS's about which plans a key may be in (moto itself does not check): a key may
+be in several usage plans, but in only one plan for each API stage (AWS's API
+Gateway developer guide, "Usage plans and API keys"; docs/decisions.md 170).
 """
 
 from __future__ import annotations
@@ -173,6 +178,71 @@ class GatewayUsagePlanMeter(UsagePlanMeter):
             logger.exception("could not read API keys and usage plans; keeping the previous snapshot")
             return previous
         return _Snapshot(keys=keys, fetched_at=started)
+
+
+_held_to_one_plan_per_stage = False
+
+
+def hold_moto_to_one_plan_per_stage() -> None:
+    """Make moto's ``CreateUsagePlanKey`` and ``DeleteUsagePlanKey`` refuse what API Gateway refuses. Idempotent.
+
+    - a key already in another usage plan that shares an API stage with this one: ``ConflictException``
+      (409): "a given API key can only be associated with one usage plan for each stage of your API";
+    - a key already in this plan: ``ConflictException`` (the stricter answer; the product's code never
+      relies on adding a key twice);
+    - an unknown plan: ``NotFoundException`` (moto would make an empty one up);
+    - removing a key that is not in the plan, or deleting an unknown plan: ``NotFoundException`` (moto
+      fails with a ``KeyError``, which reaches a caller as an internal error).
+
+    Applies to the backend class, so to every way in (the in-process mock and the moto server), in
+    every region; plans without API stages (unit tests' own) share no stage and never conflict."""
+    global _held_to_one_plan_per_stage
+    if _held_to_one_plan_per_stage:
+        return
+    from moto.apigateway.exceptions import ConflictException, NotFoundException
+    from moto.apigateway.models import APIGatewayBackend
+
+    create_key = APIGatewayBackend.create_usage_plan_key
+    delete_key = APIGatewayBackend.delete_usage_plan_key
+    delete_plan = APIGatewayBackend.delete_usage_plan
+
+    def stages_of(backend: Any, plan_id: str) -> set[tuple[str, str]]:
+        plan = backend.usage_plans[plan_id]
+        return {(str(s.get("apiId")), str(s.get("stage"))) for s in plan.api_stages or []}
+
+    def create_usage_plan_key(self: Any, usage_plan_id: str, payload: dict[str, Any]) -> Any:
+        if usage_plan_id not in self.usage_plans:
+            raise NotFoundException("Invalid Usage Plan ID specified")
+        key_id = payload.get("keyId")
+        if key_id in self.usage_plan_keys.get(usage_plan_id, {}):
+            raise ConflictException(f"Usage Plan {usage_plan_id} already contains API Key {key_id}")
+        stages = stages_of(self, usage_plan_id)
+        for other_id, keys in self.usage_plan_keys.items():
+            if other_id == usage_plan_id or key_id not in keys or other_id not in self.usage_plans:
+                continue
+            shared = stages & stages_of(self, other_id)
+            if shared:
+                api_id, stage = sorted(shared)[0]
+                raise ConflictException(
+                    f"Usage Plan {usage_plan_id} cannot be added because API Key {key_id} cannot reference "
+                    f"multiple Usage Plans with the same API Stage: {api_id}:{stage}")
+        return create_key(self, usage_plan_id, payload)
+
+    def delete_usage_plan_key(self: Any, usage_plan_id: str, key_id: str) -> None:
+        if key_id not in self.usage_plan_keys.get(usage_plan_id, {}):
+            raise NotFoundException("Invalid Usage Plan Key identifier specified")
+        delete_key(self, usage_plan_id, key_id)
+
+    def delete_usage_plan(self: Any, usage_plan_id: str) -> None:
+        if usage_plan_id not in self.usage_plans:
+            raise NotFoundException("Invalid Usage Plan ID specified")
+        delete_plan(self, usage_plan_id)
+        self.usage_plan_keys.pop(usage_plan_id, None)  # its keys are in it no more
+
+    APIGatewayBackend.create_usage_plan_key = create_usage_plan_key  # type: ignore[method-assign]
+    APIGatewayBackend.delete_usage_plan_key = delete_usage_plan_key  # type: ignore[method-assign]
+    APIGatewayBackend.delete_usage_plan = delete_usage_plan  # type: ignore[method-assign]
+    _held_to_one_plan_per_stage = True
 
 
 def _limits(plan: dict[str, Any]) -> PlanLimits:

@@ -96,6 +96,9 @@ class WebSocketFront:
         self._startup_error: BaseException | None = None
         self.management = _ManagementServer(self, host)
         self._invokers = ThreadPoolExecutor(max_workers=64, thread_name_prefix="websocket-invoke")
+        #: A fault for tests: the @connections API's DELETE fails (500) instead of closing, as a close
+        #: that API Gateway could not do would; the callers must still end the connection's access.
+        self.failing_closes = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -431,6 +434,8 @@ class _ManagementServer:
 
             def do_DELETE(self) -> None:  # noqa: N802
                 connection_id = self._connection_id()
+                if front.failing_closes:
+                    return self._reply(500, {"message": "Internal server error"}, "InternalServerErrorException")
                 if connection_id is None or not front.disconnect(connection_id):
                     return self._gone()
                 self._reply(204)

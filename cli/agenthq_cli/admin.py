@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import typer
 
+from agenthq_cli.endpoints import EndpointError, check_private
 from agenthq_cli.signing import NoCredentials, SigV4, credentials_from_chain
 
 DEFAULT_API_URL = "http://127.0.0.1:3000/v1"
@@ -30,6 +31,10 @@ class OperatorApi:
     """The operator routes of one AgentHQ API, signed with the operator's credentials."""
 
     def __init__(self, api_url: str, region: str, profile: str | None) -> None:
+        try:  # a signed request read in transit can be replayed for minutes (SigV4 allows 15 min of skew)
+            check_private(api_url, "the API")
+        except EndpointError as refused:
+            _fail(str(refused), code=2)
         self.api_url = api_url.rstrip("/")
         self.region = region
         self.profile = profile

@@ -6,6 +6,7 @@
 ``AGENTHQ_API_KEY`` (an API key, sent as ``x-api-key``) takes the place of the
 stored login; ``AGENTHQ_API_URL`` / ``AGENTHQ_WS_URL`` override the URLs.
 An expired access token is refreshed once with the stored refresh token.
+Credentials go only over TLS, or in clear to a loopback host (agenthq_cli.endpoints).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 import httpx
 import typer
 
+from agenthq_cli.endpoints import EndpointError, check_private
+
 DEFAULT_API_URL = "http://127.0.0.1:3000/v1"
-DEFAULT_WS_URL = "ws://127.0.0.1:3001/v1"
 
 
 def config_path() -> Path:
@@ -31,7 +33,7 @@ def config_path() -> Path:
 @dataclass
 class Profile:
     api_url: str = DEFAULT_API_URL
-    ws_url: str = DEFAULT_WS_URL
+    ws_url: str = ""  # "": the one the API announces (agenthq_cli.endpoints.live_url_of)
     access_token: str = ""
     refresh_token: str = ""
     workspace_id: str = ""
@@ -44,7 +46,6 @@ class Profile:
         stored = json.loads(path.read_text()) if path.exists() else {}
         profile = cls(**{k: v for k, v in stored.items() if k in cls.__dataclass_fields__})
         profile.api_url = os.environ.get("AGENTHQ_API_URL") or profile.api_url
-        profile.ws_url = os.environ.get("AGENTHQ_WS_URL") or profile.ws_url
         return profile
 
     def save(self) -> Path:
@@ -74,6 +75,10 @@ class Api:
     """The REST API as the logged-in user (or API key); errors end the command with their message."""
 
     def __init__(self, profile: Profile) -> None:
+        try:
+            check_private(profile.api_url, "the API")
+        except EndpointError as refused:
+            fail(str(refused))
         self.profile = profile
         self.http = httpx.Client(base_url=profile.api_url, timeout=30)
 

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import typer
 
-from agenthq_cli.session import DEFAULT_API_URL, DEFAULT_WS_URL, Api, Profile, fail
+from agenthq_cli.endpoints import EndpointError, announced_live_url, check_private, host_of, is_loopback, live_url_of
+from agenthq_cli.session import DEFAULT_API_URL, Api, Profile, fail
 from agenthq_cli.watch import RunWatcher, WatchError, exit_status
 
 agents_app = typer.Typer(help="A workspace's agents.", no_args_is_help=True)
@@ -42,8 +43,19 @@ def login(email: str = typer.Option(..., prompt=True, help="Your e-mail."),
           password: str = typer.Option(..., prompt=True, hide_input=True, help="Your password."),
           workspace: str = typer.Option("", help="The workspace to act on (default: your first)."),
           api_url: str = typer.Option(DEFAULT_API_URL, envvar="AGENTHQ_API_URL", help="The REST API (…/v1)."),
-          ws_url: str = typer.Option(DEFAULT_WS_URL, envvar="AGENTHQ_WS_URL", help="The WebSocket API.")) -> None:
+          ws_url: str = typer.Option("", envvar="AGENTHQ_WS_URL",
+                                     help="The WebSocket API (default: the one the API announces).")) -> None:
     """Log in; the tokens are kept in your config dir (mode 0600)."""
+    try:
+        check_private(api_url, "the API")
+        if ws_url:
+            check_private(ws_url, "the WebSocket API")
+    except EndpointError as refused:
+        fail(str(refused))
+    if not ws_url:
+        announced = announced_live_url(api_url)
+        if announced and (is_loopback(host_of(api_url)) or not is_loopback(host_of(announced))):
+            ws_url = announced  # checked again before it is used (runs watch)
     profile = Profile(api_url=api_url, ws_url=ws_url, email=email)
     body: dict[str, Any] = {"email": email, "password": password, **({"workspace_id": workspace} if workspace else {})}
     try:
@@ -137,7 +149,11 @@ def _watch(api: Api, run_id: str, after: int, json_lines: bool, exit_with_status
     if "Authorization" in headers:
         api.call("GET", api.workspace_path(f"/runs/{run_id}"))  # refreshes an expired token; 404s clearly
         headers = api.profile.auth_headers()
-    watcher = RunWatcher(api.profile.ws_url, headers, run_id, after=after,
+    try:
+        live_url = live_url_of(api.profile)
+    except EndpointError as refused:
+        fail(str(refused))
+    watcher = RunWatcher(live_url, headers, run_id, after=after,
                          on_reconnect=lambda seq: None if json_lines else
                          console.print(f"[dim]… reconnecting after seq {seq}[/dim]"))
     last = ""
@@ -155,11 +171,16 @@ def _watch(api: Api, run_id: str, after: int, json_lines: bool, exit_with_status
 
 
 def _line(event: dict[str, Any]) -> str:
+    """One event as Rich markup; what the event says (written by models, tools and tenants) is
+    escaped, so it prints as it is and can neither style the terminal nor break the markup."""
+    from rich.markup import escape
+
     data = event.get("data") or {}
     detail = ", ".join(f"{k}={v}" for k, v in data.items() if isinstance(v, (str, int, float)))[:120]
     style = {"run.succeeded": "green", "run.failed": "red", "run.cancelled": "yellow"}.get(event["type"], "cyan")
     truncated = " [dim](truncated: see `agenthq runs events`)[/dim]" if event.get("truncated") else ""
-    return f"[dim]{event['seq']:>4}[/dim] [{style}]{event['type']}[/{style}] {detail}{truncated}"
+    return (f"[dim]{int(event['seq']):>4}[/dim] [{style}]{escape(str(event['type']))}[/{style}] "
+            f"{escape(detail)}{truncated}")
 
 
 @runs_app.command("events")

@@ -40,12 +40,12 @@ def add_member(body: MemberInvite, principal: WorkspacePrincipal) -> dict:
 
 @app.patch("/workspaces/{wid}/members/{uid}", response_model=Member, responses=documented(Conflict))
 def change_member_role(uid: str, body: MemberUpdate, principal: WorkspacePrincipal) -> dict:
-    return workspaces.change_member_role(principal, uid, body)
+    return workspaces.change_member_role(get_services(), principal, uid, body)
 
 
 @app.delete("/workspaces/{wid}/members/{uid}", status_code=204, responses=documented(Conflict))
 def remove_member(uid: str, principal: WorkspacePrincipal) -> Response:
-    workspaces.remove_member(principal, uid)
+    workspaces.remove_member(get_services(), principal, uid)
     return Response(status_code=204)
 
 

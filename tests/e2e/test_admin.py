@@ -92,6 +92,66 @@ def test_unsigned_and_wrongly_signed_operator_requests_are_refused_and_change_no
     assert owner.get("").json()["tier"] == "free"
 
 
+class SignedAs(httpx.Auth):
+    """Signs like the CLI with another principal's credentials."""
+
+    requires_request_body = True
+
+    def __init__(self, credentials: Credentials, region: str) -> None:
+        self.credentials, self.region = credentials, region
+
+    def auth_flow(self, request):
+        sign(request, self.credentials, self.region)
+        yield request
+
+
+def test_a_principal_of_the_account_not_named_an_operator_is_refused_with_a_valid_signature(api, cloud):
+    """Another IAM user of the account (a CI role, an administrator) whose policy allows execute-api:Invoke on *:
+    its signature holds, but it is not in OperatorPrincipalArns, so the REST API's resource policy refuses it
+    (issue 18: before, any such principal could change tiers and offboard any workspace)."""
+    from local.sigv4 import LocalCredentials
+
+    bystander = LocalCredentials("AKIALOCALCIDEPLOYER1", "ci-deployer-secret-0123456789abcdefghij",
+                                 user_name="ci-deployer", user_id="AIDALOCALCIDEPLOYER1")
+    cloud.rest.signatures.credentials[bystander.access_key_id] = bystander  # the account knows this user too
+    try:
+        owner = signup(api)
+        auth = SignedAs(Credentials(bystander.access_key_id, bystander.secret_access_key), cloud.config.stack.region)
+        attempts = {
+            "read a workspace": ("GET", admin_path(owner.workspace_id), None),
+            "change its tier": ("PATCH", admin_path(owner.workspace_id), {"tier": "pro"}),
+            "offboard it": ("DELETE", admin_path(owner.workspace_id), None),
+            "list every workspace": ("GET", "/admin/workspaces", None),
+            "read every workspace's cost": ("GET", "/admin/usage", None),
+        }
+        for what, (method, path, body) in attempts.items():
+            response = api.request(method, path, json=body, auth=auth)
+            assert_error(response, 403, "forbidden")
+            assert response.headers["x-amzn-ErrorType"] == "ACCESS_DENIED", what
+        workspace = stored(owner.workspace_id)
+        assert (workspace.tier, bool(workspace.deleting)) == ("free", False), "nothing changed"
+        assert owner.get("").status_code == 200
+
+        # The operator the stack names is still the operator.
+        assert api.get(admin_path(owner.workspace_id), auth=api.operator).status_code == 200
+        assert cloud.config.stack.parameters["OperatorPrincipalArns"] == cloud.operator.arn
+    finally:
+        cloud.rest.signatures.credentials.pop(bystander.access_key_id, None)
+
+
+def test_the_admin_function_itself_refuses_a_signer_not_named_an_operator(cloud):
+    """The second lock: were the resource policy missing (or changed), the function still refuses a
+    principal outside OPERATOR_PRINCIPAL_ARNS (template.yaml passes it OperatorPrincipalArns)."""
+    from local.template import ROOT
+
+    event = json.loads((ROOT / "events" / "admin" / "get_workspace.json").read_text())
+    as_operator = cloud.runtime.invoke("AdminFunction", event)
+    assert as_operator["statusCode"] == 404, as_operator  # accepted; the sample workspace does not exist
+    event["requestContext"]["identity"]["userArn"] = "arn:aws:iam::123456789012:user/ci-deployer"
+    refused = cloud.runtime.invoke("AdminFunction", event)
+    assert refused["statusCode"] == 403 and json.loads(refused["body"])["error"]["code"] == "forbidden", refused
+
+
 def test_a_signed_request_at_the_edge_of_the_allowed_skew_is_accepted(api, cloud):
     owner = signup(api)
     for minutes in (-14, 14):
@@ -165,6 +225,75 @@ def test_enterprise_overrides_get_a_usage_plan_of_their_own_that_the_gateway_enf
     time.sleep(1.1)
     assert owner.get("/agents").status_code == 200
     assert owner.get("").json()["limits"]["max_agents"] == 50
+
+
+def served(owner) -> list[int]:
+    """The workspace's answers to a few requests, with its access token and with its API key:
+    each one goes through the gateway's usage plan of the workspace's key."""
+    return [owner.get("/agents").status_code, owner.get("").status_code,
+            owner.api.get(owner.path("/agents"), headers=owner.key_headers).status_code]
+
+
+def test_tier_changes_up_down_and_back_keep_the_key_in_exactly_one_plan_and_every_request_served(api, cloud):
+    """API Gateway keeps a key in one usage plan per stage (the local cloud holds moto to it): a
+    change that attached before it detached left the key in no plan, and every request 403 (issue 18)."""
+    owner = with_api_key(signup(api))
+    own = {"api_rps": 50, "api_burst": 100, "api_calls_per_day": 10_000}
+    for tier, overrides in (("starter", None), ("pro", None), ("starter", None), ("free", None),
+                            ("enterprise", own), ("pro", None), ("enterprise", own), ("free", None)):
+        changed = set_tier(api, owner.workspace_id, tier, **({"limit_overrides": overrides} if overrides else {}))
+        held = plans_of_key(cloud, owner.workspace_id)
+        expected = f"agenthq-ws-{owner.workspace_id}" if overrides else f"agenthq-{tier}"
+        assert [p["name"] for p in held] == [expected], (tier, held)
+        assert changed["usage_plan"]["own"] is bool(overrides)
+        time.sleep(1.1)  # the gateway reads keys and plans afresh after 1 s
+        assert served(owner) == [200, 200, 200], tier
+
+
+class _DiesAfter:
+    """An API Gateway client whose process dies (once) right after ``operation`` succeeded."""
+
+    def __init__(self, client, operation: str) -> None:
+        self.client, self.operation, self.died = client, operation, False
+
+    def __getattr__(self, name: str):
+        real = getattr(self.client, name)
+        if name != self.operation or self.died:
+            return real
+
+        def call(**kwargs):
+            real(**kwargs)
+            self.died = True
+            raise ConnectionAbortedError(f"died after {name}")
+        return call
+
+
+@pytest.mark.parametrize("retry_tier", ["starter", "pro"])
+def test_a_tier_change_interrupted_between_its_two_gateway_calls_is_finished_by_a_retry(api, cloud, retry_tier):
+    from agenthq.adapters.apigateway import ApiGatewayKeys
+    from agenthq.admin.workspaces import TierChange, change_tier
+    from agenthq.operators import Operator
+    from agenthq.services import Services
+    from agenthq.settings import get_settings
+
+    owner = with_api_key(signup(api))
+    settings = get_settings()
+    dying = Services(settings, gateway_keys=ApiGatewayKeys(
+        _DiesAfter(cloud.client("apigateway"), "delete_usage_plan_key"), settings.usage_plan_ids))
+    operator = Operator(arn="arn:aws:iam::123456789012:user/ops", caller="AIDAOPS")
+    with pytest.raises(ConnectionAbortedError):
+        change_tier(dying, operator, owner.workspace_id, TierChange(tier="starter"))
+    assert plans_of_key(cloud, owner.workspace_id) == [], "detached, and the process died before the attach"
+    assert stored(owner.workspace_id).tier == "free", "nothing stored"
+    time.sleep(1.1)
+    assert_error(owner.get("/agents"), 403)  # API Gateway's INVALID_API_KEY: the key is in no plan
+
+    # The operator retries (the same change, or another tier): the key ends in exactly one plan.
+    set_tier(api, owner.workspace_id, retry_tier)
+    assert [p["name"] for p in plans_of_key(cloud, owner.workspace_id)] == [f"agenthq-{retry_tier}"]
+    time.sleep(1.1)
+    assert served(owner) == [200, 200, 200]
+    assert owner.get("").json()["tier"] == retry_tier
 
 
 def test_enterprise_without_api_overrides_stays_on_the_pro_plan(api, cloud):

@@ -48,12 +48,19 @@ class Sends:
         self.sent.append(connection_id)
 
 
+def _everyone_entitled(monkeypatch):
+    """These tests are about sending: every subscriber's principal still has its access
+    (the check itself reads the table: tests/e2e/test_live_access.py)."""
+    monkeypatch.setattr(broadcast, "_entitled", lambda services, delivery, subscribers, batch: subscribers)
+
+
 def _deliver(monkeypatch, outcomes, subscribers, event_id=None):
     sends = Sends(outcomes)
     forgotten = []
     monkeypatch.setattr(broadcast, "_subscribers", lambda delivery, batch: [SimpleNamespace(connection_id=c)
                                                                             for c in subscribers])
     monkeypatch.setattr(broadcast, "_forget", lambda wid, sub: forgotten.append(sub.connection_id))
+    _everyone_entitled(monkeypatch)
     record = {"eventName": "INSERT", "eventID": event_id or f"evt-{id(sends)}", "dynamodb": {"NewImage": {
         "pk": {"S": "WS#W1#RUN#R1"}, "sk": {"S": "EVT#0000000001"}, "type": {"S": "RunEvent"},
         "seq": {"N": "1"}, "event_type": {"S": "run.queued"}, "at": {"S": "2026-01-01T00:00:00.000000+0000"},
@@ -141,6 +148,7 @@ def test_the_records_of_one_batch_read_their_subscribers_once(monkeypatch):
         return [SimpleNamespace(connection_id="c1", run_id="R1", after=0)]
 
     monkeypatch.setattr(broadcast, "_query", query)
+    _everyone_entitled(monkeypatch)
     sends = Sends({})
     services = SimpleNamespace(connections=sends)
     batch = broadcast.Batch()
@@ -163,6 +171,7 @@ def test_a_connection_that_missed_a_record_gets_no_later_one_of_the_batch_before
     the mapping's retry from record 1 gives b record 1, then record 2 — b sees the run in order."""
     monkeypatch.setattr(broadcast, "_query", lambda partition, prefix: [
         SimpleNamespace(connection_id=c, run_id="R1", after=0) for c in ("a", "b")])
+    _everyone_entitled(monkeypatch)
 
     def record(seq):
         return {"eventName": "INSERT", "eventID": f"evt-order-{seq}", "dynamodb": {"NewImage": {

@@ -204,6 +204,83 @@ def test_timeouts_forever_end_as_unavailable_without_status(make_model, server, 
     assert caught.value.reason == "model request timed out (0.2s) after 2 attempts"
 
 
+# ------------------------------------------------------- calls that may be billed unanswered
+
+
+def test_a_timed_out_attempt_is_listed_as_unanswered_on_the_answer(make_model, server, sleep):
+    server.clear_billing()
+    server.faults.add({"stall_seconds": 0.6, "match": "stall-unanswered-marker"})
+
+    response = make_model(timeout_seconds=0.2).create_message(ask("stall-unanswered-marker",
+                                                                  metadata_user_id="ws-unanswered"))
+
+    assert response.attempts == 2
+    (lost,) = response.unanswered
+    assert lost.id.startswith("unanswered_") and "timed out" in lost.reason
+    assert lost.id != response.id
+
+
+def test_a_stream_cut_off_midway_is_retried_and_listed_under_its_message_id(make_model, server, sleep):
+    server.clear_billing()
+    server.faults.add({"cut_after_events": 4, "match": "cut-unanswered-marker"})
+
+    response = make_model().create_message(ask("cut-unanswered-marker " * 20, max_tokens=400,
+                                               metadata_user_id="ws-cut-adapter"))
+
+    assert response.attempts == 2 and response.stop_reason == "end_turn"
+    (lost,) = response.unanswered
+    assert "cut off" in lost.reason
+    billed = server.billed("ws-cut-adapter")
+    assert [b["id"] for b in billed] == [lost.id, response.id], "both calls were answered (and billed)"
+    assert response.usage.output_tokens == billed[1]["output_tokens"]
+    assert response.usage.input_tokens == billed[1]["input_tokens"]
+
+
+def test_an_error_event_mid_stream_is_retried_and_listed_or_rejected_and_listed(make_model, server, sleep):
+    server.faults.add({"status": 529, "cut_after_events": 3, "match": "overloaded-mid-stream"})
+    response = make_model().create_message(ask("overloaded-mid-stream"))
+    assert response.attempts == 2 and response.stop_reason == "end_turn"
+    (lost,) = response.unanswered
+    assert lost.id.startswith("msg_") and "overloaded_error" in lost.reason
+
+    server.faults.add({"status": 400, "cut_after_events": 3, "match": "refused-mid-stream"})
+    with pytest.raises(ModelRequestRejected) as caught:
+        make_model().create_message(ask("refused-mid-stream"))
+    assert caught.value.attempts == 1 and len(caught.value.unanswered) == 1
+
+
+def test_calls_that_time_out_every_time_are_listed_on_the_error(make_model, server, sleep):
+    server.faults.add({"stall_seconds": 0.5, "times": 3, "match": "stall-thrice-marker"})
+
+    with pytest.raises(ModelUnavailable) as caught:
+        make_model(timeout_seconds=0.15, max_attempts=3).create_message(ask("stall-thrice-marker"))
+
+    assert len(caught.value.unanswered) == 3 and len({c.id for c in caught.value.unanswered}) == 3
+
+
+def test_error_answers_and_refused_connections_are_not_unanswered_calls(make_model, server, sleep):
+    server.faults.add({"status": 529, "times": 1, "match": "overloaded-once-marker"})
+    assert make_model().create_message(ask("overloaded-once-marker")).unanswered == ()
+    server.faults.add({"status": 529, "times": None, "match": "overloaded-always-marker"})
+    with pytest.raises(ModelUnavailable) as caught:
+        make_model(max_attempts=2).create_message(ask("overloaded-always-marker"))
+    assert caught.value.unanswered == ()
+    server.faults.clear()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    with pytest.raises(ModelUnavailable) as refused:
+        AnthropicModel(api_key="k", base_url=f"http://127.0.0.1:{closed_port}", max_attempts=2,
+                       sleep=sleep).create_message(ask("nobody home"))
+    assert refused.value.unanswered == ()
+
+
+def test_a_long_answer_is_streamed_and_cut_at_max_tokens(make_model):
+    response = make_model().create_message(ask("Go on and on. " * 200, max_tokens=50))
+    assert response.stop_reason == "max_tokens" and 0 < response.usage.output_tokens <= 50
+    assert response.content[0]["text"].startswith("Offline answer: Go on and on.")
+
+
 def test_match_keeps_a_fault_to_its_own_requests(make_model, server, sleep):
     server.faults.add({"status": 529, "times": None, "match": "run-A-marker"})
     model = make_model(max_attempts=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from typing import Any
 
@@ -192,9 +193,111 @@ def test_invalid_requests_are_400_bad_request(client: anthropic.Anthropic, messa
     assert caught.value.body["type"] == "error" and caught.value.request_id.startswith("req_")
 
 
-def test_streaming_is_refused(client: anthropic.Anthropic):
-    with pytest.raises(anthropic.BadRequestError, match="streaming"):
-        client.messages.create(model=MODEL, max_tokens=10, messages=[user("q")], stream=True)
+# ---------------------------------------------------------- streaming, max_tokens, billing
+
+
+def test_a_streamed_answer_is_the_same_answer_as_server_sent_events(client: anthropic.Anthropic):
+    """The SDK's own stream helper puts together exactly the message a plain call answers."""
+    question = user('Stream me\n/tools [{"name": "lookup", "input": {"q": "x"}}, {"name": "clock", "input": {}}]')
+    plain = client.messages.create(model=MODEL, max_tokens=200, tools=[LOOKUP, CLOCK], messages=[question])
+    with client.messages.stream(model=MODEL, max_tokens=200, tools=[LOOKUP, CLOCK], messages=[question]) as stream:
+        types = [event.type for event in stream]
+        streamed = stream.get_final_message()
+    assert stream.response.headers["content-type"].startswith("text/event-stream")
+    assert [b.to_dict() for b in streamed.content] == [b.to_dict() for b in plain.content]
+    assert streamed.stop_reason == plain.stop_reason == "tool_use"
+    assert streamed.usage.input_tokens == plain.usage.input_tokens
+    assert streamed.usage.output_tokens == plain.usage.output_tokens > 1
+    assert types[0] == "message_start" and types[-1] == "message_stop"
+    assert types.count("content_block_start") == types.count("content_block_stop") == 2
+
+
+def test_max_tokens_is_honoured_and_only_the_tokens_produced_are_reported(client: anthropic.Anthropic):
+    long_question = [user("Tell me everything. " * 40)]
+    full = client.messages.create(model=MODEL, max_tokens=4096, messages=long_question)
+    assert full.stop_reason == "end_turn" and full.usage.output_tokens > 20
+
+    for max_tokens in (20, 7, 1):
+        cut = client.messages.create(model=MODEL, max_tokens=max_tokens, messages=long_question)
+        assert cut.stop_reason == "max_tokens"
+        assert cut.usage.output_tokens <= max_tokens
+        content = [b.to_dict() for b in cut.content]
+        assert cut.usage.output_tokens == min(max_tokens, max(1, -(-len(json.dumps(content)) // 4)))
+        if content:
+            assert full.content[0].text.startswith(content[0]["text"]) and content[0]["text"]
+
+    tools = [user('/tools [{"name": "lookup", "input": {"q": "' + "y" * 300 + '"}}, {"name": "clock", "input": {}}]')]
+    turn = client.messages.create(model=MODEL, max_tokens=30, tools=[LOOKUP, CLOCK], messages=tools)
+    assert turn.stop_reason == "max_tokens" and turn.usage.output_tokens <= 30
+    assert all(block.type == "tool_use" and block.name != "lookup" for block in turn.content)  # whole calls only
+
+
+def test_a_cut_fault_drops_the_stream_after_n_events_and_the_answer_is_still_billed(server, client):
+    server.faults.add({"cut_after_events": 3, "match": "cut-marker"})
+    stream = client.messages.create(model=MODEL, max_tokens=100, messages=[user("cut-marker " * 30)], stream=True,
+                                    metadata={"user_id": "ws-cut"})
+    seen = []
+    with pytest.raises(Exception) as caught:  # the SDK lets the transport's error through mid-stream
+        for event in stream:
+            seen.append(event.type)
+    assert "incomplete" in str(caught.value) or "closed" in str(caught.value)
+    assert seen == ["message_start", "content_block_start"], "the third event was the ping the SDK skips"
+    (billed,) = server.billed("ws-cut")
+    assert billed["model"] == MODEL and billed["output_tokens"] > 1 and billed["input_tokens"] > 0
+
+
+def test_a_status_fault_with_a_cut_ends_a_stream_in_an_error_event(server, client):
+    server.faults.add({"status": 529, "cut_after_events": 2, "times": 2, "match": "mid-stream-error"})
+    stream = client.messages.create(model=MODEL, max_tokens=100, messages=[user("mid-stream-error")], stream=True,
+                                    metadata={"user_id": "ws-mid-stream"})
+    seen = []
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        for event in stream:
+            seen.append(event.type)
+    assert seen == ["message_start", "content_block_start"]
+    assert caught.value.body["error"]["type"] == "overloaded_error"
+    assert len(server.billed("ws-mid-stream")) == 1, "the answer had begun"
+    with pytest.raises(anthropic.OverloadedError):  # unstreamed: the error answer itself, not billed
+        client.messages.create(model=MODEL, max_tokens=100, messages=[user("mid-stream-error")],
+                               metadata={"user_id": "ws-mid-stream"})
+    assert len(server.billed("ws-mid-stream")) == 1
+
+
+def test_the_billing_log_lists_what_was_answered_per_workspace(server, client, http):
+    server.clear_billing()
+    client.messages.create(model=MODEL, max_tokens=100, messages=[user("bill me")], metadata={"user_id": "ws-a"})
+    with client.messages.stream(model=MODEL, max_tokens=100, messages=[user("bill me too")],
+                                metadata={"user_id": "ws-b"}) as stream:
+        streamed = stream.get_final_message()
+    server.faults.add({"status": 529, "match": "not-billed"})
+    with pytest.raises(anthropic.OverloadedError):
+        client.messages.create(model=MODEL, max_tokens=100, messages=[user("not-billed")], metadata={"user_id": "ws-a"})
+    with pytest.raises(anthropic.BadRequestError):
+        client.messages.create(model=MODEL, max_tokens=100, messages=[], metadata={"user_id": "ws-a"})
+
+    (a,) = server.billed("ws-a")
+    assert a["workspace"] == "ws-a" and a["model"] == MODEL
+    assert set(a) >= {"id", "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"}
+    (b,) = server.billed("ws-b")
+    assert b["id"] == streamed.id and b["output_tokens"] == streamed.usage.output_tokens
+    over_http = http.get(server.base_url + "/_offline/billing", params={"workspace": "ws-b"}).json()
+    assert over_http == {"items": [b]}
+    assert len(http.get(server.base_url + "/_offline/billing").json()["items"]) == 2
+    assert http.delete(server.base_url + "/_offline/billing").json() == {"items": []} and server.billing == []
+
+
+def test_a_stalled_answer_the_client_gave_up_on_is_billed_when_produced(server):
+    server.clear_billing()
+    server.faults.add({"stall_seconds": 0.6, "match": "stall-bill-marker"})
+    impatient = anthropic.Anthropic(api_key="k", base_url=server.base_url, max_retries=0, timeout=0.2)
+    with pytest.raises(anthropic.APITimeoutError):
+        impatient.messages.create(model=MODEL, max_tokens=100, messages=[user("stall-bill-marker")],
+                                  metadata={"user_id": "ws-stall"}, stream=True)
+    impatient.close()
+    deadline = time.monotonic() + 10
+    while not server.billed("ws-stall") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(server.billed("ws-stall")) == 1, "Anthropic bills an answer whose client had gone"
 
 
 @pytest.mark.parametrize(
@@ -275,7 +378,7 @@ def test_fault_429_carries_retry_after_and_exhausted_rate_limit_headers(server, 
     reset = datetime.fromisoformat(headers["anthropic-ratelimit-tokens-reset"])
     assert 25 < reset.timestamp() - datetime.now().timestamp() <= 31
     # consumed: the next identical request succeeds
-    after = client.messages.create(model=MODEL, max_tokens=10, messages=[user("fault-marker-1")])
+    after = client.messages.create(model=MODEL, max_tokens=100, messages=[user("fault-marker-1")])
     assert after.stop_reason == "end_turn"
 
 
@@ -298,7 +401,7 @@ def test_fault_statuses_use_the_real_error_types(server, client, status, error_c
 def test_match_limits_a_fault_to_matching_requests(server: OfflineModelServer, client: anthropic.Anthropic):
     server.faults.add({"status": 529, "times": None, "match": "only-this-run"})
 
-    assert client.messages.create(model=MODEL, max_tokens=10, messages=[user("another run")]).stop_reason == "end_turn"
+    assert client.messages.create(model=MODEL, max_tokens=100, messages=[user("another run")]).stop_reason == "end_turn"
     for _ in range(2):
         with pytest.raises(anthropic.OverloadedError):
             client.messages.create(model=MODEL, max_tokens=10, messages=[user("only-this-run")])
@@ -325,7 +428,7 @@ def test_a_stall_longer_than_the_client_timeout_is_a_timeout(server: OfflineMode
     impatient = anthropic.Anthropic(api_key="k", base_url=server.base_url, max_retries=0, timeout=0.2)
     with pytest.raises(anthropic.APITimeoutError):
         impatient.messages.create(model=MODEL, max_tokens=10, messages=[user("stall-marker")])
-    again = impatient.messages.create(model=MODEL, max_tokens=10, messages=[user("stall-marker")])
+    again = impatient.messages.create(model=MODEL, max_tokens=100, messages=[user("stall-marker")])
     assert again.stop_reason == "end_turn"
     impatient.close()
 

@@ -296,7 +296,7 @@ def refresh(services: Services, request: RefreshRequest) -> Tokens:
     if family.revoked_at is not None or (current.expires_at and current.expires_at <= now):
         raise Unauthorized(invalid)
     if current.used_at is not None:
-        _handle_reuse(current, family, now)
+        _handle_reuse(services, current, family, now)
 
     member = _current_member(current.user_id, current.workspace_id)
     if member is None:
@@ -329,9 +329,10 @@ def _refused_by_a_condition(exc: TransactWriteError) -> bool:
     return any(r is not None and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons)
 
 
-def _handle_reuse(token: RefreshToken, family: SessionFamily, now: datetime) -> None:
+def _handle_reuse(services: Services, token: RefreshToken, family: SessionFamily, now: datetime) -> None:
     if (now - token.used_at).total_seconds() > REFRESH_RACE_GRACE_SECONDS:
         revoke_session(family, now, reason="refresh token reuse")
+        close_connections(services, family.workspace_id, user_id=family.user_id, session_id=token.family_id)
         logger.warning("refresh token reuse: session revoked", extra={"workspace_id": token.workspace_id})
     raise Unauthorized("The refresh token has already been used.")
 
@@ -350,8 +351,8 @@ def logout(services: Services, session_id: str) -> None:
         family = SessionFamily.get_or_none(*SessionFamily.key(session_id), consistent_read=False)
     if family is None:
         return
-    close_connections(services, family.workspace_id, session_id=session_id)
     revoke_session(family, services.now(), reason="logout")
+    close_connections(services, family.workspace_id, user_id=family.user_id, session_id=session_id)
 
 
 def _current_member(user_id: str, workspace_id: str) -> Member | None:

@@ -93,7 +93,8 @@ def workspace_principal(wid: str, principal: Annotated[Principal, Depends(curren
 
 def current_operator(request: Request) -> Operator:
     """The operator of an ``AWS_IAM`` route, as API Gateway verified them (401 when absent)."""
-    return operator_from_identity((aws_event(request).get("requestContext") or {}).get("identity"))
+    return operator_from_identity((aws_event(request).get("requestContext") or {}).get("identity"),
+                                  get_settings().operator_principal_arns)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -12,7 +12,8 @@ The state machine calls :func:`run_step` (functions/offboarding) for each step:
     Revoke ⟲ → CancelRuns (⟲ WaitForRuns) → DeleteItems ⟲ → Finish       (Catch → RecordFailure)
 
 - ``revoke``: access ends first — API keys with their global lookups, login
-  sessions with their global families, memberships; then the workspace's API
+  sessions with their global families, memberships; the WebSocket connections
+  they opened are closed; then the workspace's API
   Gateway key and, for an enterprise workspace, its own usage plan;
 - ``cancel_runs``: every run that has not ended is cancelled as
   ``POST …/cancel`` does (queued, running, waiting on a child, paused at a
@@ -45,6 +46,7 @@ from pynamodb.exceptions import UpdateError
 
 from agenthq import ids
 from agenthq.adapters.stepfunctions import RUNNING, SUCCEEDED, Execution
+from agenthq.live.connections import close_connections
 from agenthq.observability import logger
 from agenthq.runs.cancel import request_cancel
 from agenthq.runs.statuses import ACTIVE
@@ -248,6 +250,7 @@ def revoke(services: Services, workspace_id: str, event: dict[str, Any], time: T
         return _progress(REVOKE)
     finally:
         _count(workspace_id, time.deleted)
+    close_connections(services, workspace_id, everyone=True)  # what they opened ends with the access
     if workspace.gateway_key_id:
         services.gateway_keys.delete_key(workspace.gateway_key_id)
     if workspace.gateway_plan_id:

@@ -36,13 +36,13 @@ class Services:
                  orchestrator: Orchestrator | None = None, gateway_keys: GatewayKeys | None = None,
                  model: ModelClient | None = None, tools: ToolRegistry | None = None,
                  operator_events: OperatorEvents | None = None, offboarding_jobs: Orchestrator | None = None,
-                 connections: Connections | None = None) -> None:
+                 connections: Connections | None = None, key_store: KeyStore | None = None) -> None:
         self.settings = settings
         self.clock = clock
         configure(settings)
         given = {"orchestrator": orchestrator, "gateway_keys": gateway_keys, "model": model, "tools": tools,
                  "operator_events": operator_events, "offboarding_jobs": offboarding_jobs,
-                 "connections": connections}
+                 "connections": connections, "key_store": key_store}
         for name, adapter in given.items():
             if adapter is not None:
                 self.__dict__[name] = adapter  # what cached_property would have built
@@ -98,12 +98,17 @@ class Services:
         return KeyStore(self.client("ssm"), self.settings.jwt_signing_key_parameter,
                         self.settings.jwt_public_keys_parameter)
 
-    @cached_property
+    @property
     def token_signer(self) -> TokenSigner:
+        """Signs with the key store's current keys (rebuilt when they change: a rotation, a removal)."""
         from agenthq.security.tokens import TokenSigner
 
         s = self.settings
-        return TokenSigner(self.key_store.signing_keys(), s.jwt_issuer, s.jwt_audience, s.access_token_ttl_seconds)
+        keys = self.key_store.signing_keys()
+        if getattr(self, "_signer_keys", None) is not keys:
+            self._signer = TokenSigner(keys, s.jwt_issuer, s.jwt_audience, s.access_token_ttl_seconds)
+            self._signer_keys = keys
+        return self._signer
 
     @cached_property
     def model(self) -> ModelClient:

@@ -75,6 +75,9 @@ class Settings(BaseModel):
     # HTTP edge
     max_request_bytes: int = Field(default=256 * 1024, alias="MAX_REQUEST_BYTES", gt=0)
     cors_allow_origins: tuple[str, ...] = Field(default=(), alias="CORS_ALLOW_ORIGINS")
+    # Who may use the operator routes (/v1/admin/*): IAM user or role ARNs (template.yaml's
+    # OperatorPrincipalArns, comma-separated; `*` wildcards as in ArnLike). None: nobody (agenthq.operators).
+    operator_principal_arns: tuple[str, ...] = Field(default=(), alias="OPERATOR_PRINCIPAL_ARNS")
 
     # AWS SDK behaviour
     aws_connect_timeout: float = Field(default=2.0, alias="AWS_CONNECT_TIMEOUT", gt=0)
@@ -91,6 +94,9 @@ class Settings(BaseModel):
         env = dict(os.environ if env is None else env)
         origins = env.get("CORS_ALLOW_ORIGINS", "")
         env["CORS_ALLOW_ORIGINS"] = tuple(o.strip() for o in origins.split(",") if o.strip())  # type: ignore[assignment]
+        operators = env.get("OPERATOR_PRINCIPAL_ARNS", "")
+        env["OPERATOR_PRINCIPAL_ARNS"] = tuple(  # type: ignore[assignment]
+            a.strip() for a in operators.split(",") if a.strip())
         plans = env.get("USAGE_PLAN_IDS") or "{}"
         try:
             env["USAGE_PLAN_IDS"] = json.loads(plans) if isinstance(plans, str) else plans

@@ -158,7 +158,8 @@ def add_member(services: Services, principal: Principal, invite: MemberInvite) -
     return member_view(member)
 
 
-def change_member_role(principal: Principal, user_id: str, change: MemberUpdate) -> dict[str, Any]:
+def change_member_role(services: Services, principal: Principal, user_id: str, change: MemberUpdate) -> dict[str, Any]:
+    """A new role; the member's open WebSocket connections (opened with the old one) are closed."""
     principal.require(Scope.members_write)
     with tenant_scope(principal.workspace_id):
         member = _member(principal.workspace_id, user_id)
@@ -166,11 +167,15 @@ def change_member_role(principal: Principal, user_id: str, change: MemberUpdate)
         _may_grant(principal, change.role)
         if member.role == Role.owner.value and change.role != Role.owner:
             _keep_an_owner(principal.workspace_id, member)
+        previous = member.role
         member.update(actions=[Member.role.set(change.role.value)], condition=Member.pk.exists())
+    if previous != change.role.value:
+        close_connections(services, principal.workspace_id, user_id=user_id)
     return member_view(member)
 
 
-def remove_member(principal: Principal, user_id: str) -> None:
+def remove_member(services: Services, principal: Principal, user_id: str) -> None:
+    """The membership ends, and with it the member's open WebSocket connections."""
     if user_id != principal.user_id:  # anyone may leave; removing others takes members:write
         principal.require(Scope.members_write)
     with tenant_scope(principal.workspace_id):
@@ -180,6 +185,7 @@ def remove_member(principal: Principal, user_id: str) -> None:
         if member.role == Role.owner.value:
             _keep_an_owner(principal.workspace_id, member)
         member.delete()
+    close_connections(services, principal.workspace_id, user_id=user_id)
 
 
 def _member(workspace_id: str, user_id: str) -> Member:

@@ -7,11 +7,17 @@ Clients never see it (they authenticate with JWTs or AgentHQ API keys).
 An enterprise workspace whose overrides change the API rate, burst or daily
 quota gets a usage plan of its own (:meth:`ApiGatewayKeys.ensure_workspace_plan`),
 on the same API stages as its tier's plan, and its key moves there.
+
+API Gateway keeps a key in at most one usage plan per API stage, and every plan
+here is on the REST API's one stage: a key is in exactly one plan, and moving it
+is detach, then attach (:meth:`ApiGatewayKeys.move_key`; docs/decisions.md 170).
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
+
+from agenthq.errors import Conflict
 
 
 class GatewayKeys(Protocol):
@@ -47,21 +53,41 @@ class ApiGatewayKeys:
         try:
             self.client.create_usage_plan_key(usagePlanId=self.tier_plan(tier), keyId=key["id"], keyType="API_KEY")
         except self.client.exceptions.ConflictException:
-            pass  # already attached
+            pass  # already attached (a retried signup); a key in another plan is move_key's to settle
         return str(key["id"])
 
     def move_key(self, key_id: str, from_plan: str, to_plan: str) -> None:
-        """Attach the key to ``to_plan``, then detach it from ``from_plan``. Idempotent."""
-        if from_plan == to_plan:
-            return
-        try:
-            self.client.create_usage_plan_key(usagePlanId=to_plan, keyId=key_id, keyType="API_KEY")
-        except self.client.exceptions.ConflictException:
-            pass
-        try:
-            self.client.delete_usage_plan_key(usagePlanId=from_plan, keyId=key_id)
-        except self.client.exceptions.NotFoundException:
-            pass
+        """Leave the key in ``to_plan`` and in no other plan. Idempotent, and it finishes a move
+        that was interrupted, whichever plan that move left the key in (or none).
+
+        API Gateway keeps a key in at most one usage plan of each API stage (ConflictException
+        otherwise), and all our plans are on the same stage: so the key is detached first, then
+        attached; between the two calls (milliseconds) the workspace's requests are refused (403).
+        The plans the key is really in are read from API Gateway (``from_plan`` is what the
+        stored tier says; after an interrupted change the key may be elsewhere). A concurrent
+        move that attaches the key elsewhere meanwhile is detached again, a few times at most;
+        past that the change is a 409 and the operator retries it."""
+        for _ in range(3):
+            held = self._plans_of(key_id) | ({from_plan} - {to_plan})  # the listing may lag a moment
+            for plan_id in sorted(held - {to_plan}):
+                try:
+                    self.client.delete_usage_plan_key(usagePlanId=plan_id, keyId=key_id)
+                except self.client.exceptions.NotFoundException:
+                    pass  # not (or no longer) in it
+            if to_plan in held:
+                return
+            try:
+                self.client.create_usage_plan_key(usagePlanId=to_plan, keyId=key_id, keyType="API_KEY")
+                return
+            except self.client.exceptions.ConflictException:
+                if to_plan in self._plans_of(key_id):
+                    return  # a concurrent move of the same key got there first
+        raise Conflict("The workspace's tier is being changed by another request; try again.")
+
+    def _plans_of(self, key_id: str) -> set[str]:
+        """The usage plans the key is in, as API Gateway sees them now."""
+        return {plan["id"] for page in self.client.get_paginator("get_usage_plans").paginate(keyId=key_id)
+                for plan in page.get("items", [])}
 
     def ensure_workspace_plan(self, workspace_id: str, tier: str, rate: float, burst: int, quota: int) -> str:
         """The workspace's own usage plan with this throttle and daily quota, on

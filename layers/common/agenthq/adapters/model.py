@@ -5,6 +5,21 @@ real implementation. It honours ``ANTHROPIC_API_KEY`` / ``ANTHROPIC_BASE_URL``
 when no key or URL is given, so the local cloud's offline model server and the
 real API take the same code path.
 
+Every call is streamed (``"stream": true``, as the SDK requires for long
+answers): the answer is put together from the stream's events as the API sent
+them, and its usage is what the stream reported (``message_start``'s, with
+``message_delta``'s cumulative counts over it). The timeout is the longest the
+API may stay silent (before its headers, or between two events), not a bound on
+a whole answer, so a slow but steady answer is never cut off.
+
+A call whose answer never arrives — a timeout, a connection dropped once the
+request was sent, a stream that ends or errs before ``message_stop`` — may still
+be billed by Anthropic: each such attempt is an ``UnansweredCall`` on the
+response (or on the error, when no attempt was answered), so that its cost can
+be metered at the call's upper bound. An error answer before the stream starts
+(429, 529, other 5xx, 4xx) and a connection never made are not billed, and are
+not listed.
+
 Retries are ours, not the SDK's (it runs with ``max_retries=0``): 429, 529, other
 5xx, 408, timeouts and connection errors are retried up to ``max_attempts``
 times. The wait before a retry is, in order of preference:
@@ -27,7 +42,9 @@ module import time.
 from __future__ import annotations
 
 import email.utils
+import json
 import random
+import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -64,8 +81,19 @@ class ModelRequest:
 
 
 @dataclass(frozen=True)
+class UnansweredCall:
+    """An attempt the API may bill whose answer never arrived: ``id`` is the
+    message id if the stream said it before it broke, else one of our own
+    (``unanswered_<hex>``); unique per attempt, so metering it is idempotent."""
+
+    id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ModelResponse:
-    """The assistant message; ``content`` holds plain JSON blocks as the API sent them."""
+    """The assistant message; ``content`` holds plain JSON blocks as the API sent them.
+    ``unanswered``: the earlier attempts of this call that may be billed (``UnansweredCall``)."""
 
     id: str
     model: str
@@ -74,6 +102,7 @@ class ModelResponse:
     usage: TokenUsage = field(default_factory=TokenUsage)
     attempts: int = 1
     request_id: str | None = None
+    unanswered: tuple[UnansweredCall, ...] = ()
 
 
 class ModelError(Exception):
@@ -88,12 +117,14 @@ class ModelError(Exception):
         status: int | None = None,
         attempts: int = 1,
         retry_after_seconds: float | None = None,
+        unanswered: tuple[UnansweredCall, ...] = (),
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.attempts = attempts
         self.retry_after_seconds = retry_after_seconds
+        self.unanswered = unanswered  # the attempts that may be billed (UnansweredCall)
 
 
 class ModelUnavailable(ModelError):
@@ -120,6 +151,14 @@ class _Failure(NamedTuple):
     status: int | None
     retryable: bool
     server_wait: float | None  # what the server asked us to wait, if it said
+
+
+class _StreamBroken(Exception):
+    """The answer's stream began but never reached ``message_stop``."""
+
+    def __init__(self, what: str, message_id: str | None, retryable: bool = True) -> None:
+        super().__init__(what)
+        self.what, self.message_id, self.retryable = what, message_id, retryable
 
 
 class AnthropicModel:
@@ -158,25 +197,35 @@ class AnthropicModel:
         arguments = _sdk_arguments(request)
         waited = 0.0
         attempt = 0
+        unanswered: list[UnansweredCall] = []
         while True:
             attempt += 1
-            cause: anthropic.APIError
+            cause: Exception
             try:
-                raw = client.messages.with_raw_response.create(**arguments)
-            except anthropic.APIStatusError as exc:
+                return self._stream(client, arguments, attempt, tuple(unanswered))
+            except anthropic.APIStatusError as exc:  # an error answer before the stream began: not billed
                 failure, cause = self._status_failure(exc), exc
                 if exc.status_code in (429, 529):  # the API's rate limits or capacity: the operator's concern
                     count(MODEL_THROTTLES)
             except anthropic.APITimeoutError as exc:
                 failure = _Failure(f"model request timed out ({self._timeout_seconds:g}s)", None, True, None)
                 cause = exc
+                if _was_sent(exc):  # the API may be answering it (and billing it) still
+                    unanswered.append(UnansweredCall(_own_call_id(), failure.what))
             except anthropic.APIConnectionError as exc:
-                failure, cause = _Failure("could not connect to the model API", None, True, None), exc
-            else:
-                return _to_response(raw, attempt)
+                cause = exc
+                if _was_sent(exc):
+                    failure = _Failure("the connection to the model API dropped", None, True, None)
+                    unanswered.append(UnansweredCall(_own_call_id(), failure.what))
+                else:
+                    failure = _Failure("could not connect to the model API", None, True, None)
+            except _StreamBroken as exc:
+                failure, cause = _Failure(exc.what, None, exc.retryable, None), exc
+                unanswered.append(UnansweredCall(exc.message_id or _own_call_id(), exc.what))
 
             if not failure.retryable:
-                raise ModelRequestRejected(failure.what, status=failure.status, attempts=attempt) from cause
+                raise ModelRequestRejected(failure.what, status=failure.status, attempts=attempt,
+                                           unanswered=tuple(unanswered)) from cause
             wait = failure.server_wait if failure.server_wait is not None else self._backoff(attempt)
             if attempt >= self._max_attempts:
                 raise ModelUnavailable(
@@ -184,6 +233,7 @@ class AnthropicModel:
                     status=failure.status,
                     attempts=attempt,
                     retry_after_seconds=failure.server_wait,
+                    unanswered=tuple(unanswered),
                 ) from cause
             if waited + wait > self._max_wait_seconds:
                 raise ModelUnavailable(
@@ -192,9 +242,41 @@ class AnthropicModel:
                     status=failure.status,
                     attempts=attempt,
                     retry_after_seconds=wait,
+                    unanswered=tuple(unanswered),
                 ) from cause
             self._sleep(wait)
             waited += wait
+
+    def _stream(self, client: anthropic.Anthropic, arguments: dict[str, Any], attempt: int,
+                unanswered: tuple[UnansweredCall, ...]) -> ModelResponse:
+        """One attempt, streamed: the answer as its events put it together. Raises
+        the SDK's errors for a failure before the stream began, ``_StreamBroken``
+        for one after."""
+        import anthropic
+        import httpx2
+
+        stream = client.messages.create(stream=True, **arguments)
+        answer = _StreamedAnswer()
+        try:
+            with stream:
+                for event in stream:
+                    answer.add(event.to_dict(mode="json"))
+        except anthropic.APIStatusError as exc:  # an error event in the stream
+            error_type = _error_type(exc.body) or "error"
+            raise _StreamBroken(f"the model API's stream ended in an error ({error_type})", answer.message_id,
+                                retryable=error_type in ("overloaded_error", "api_error", "rate_limit_error",
+                                                         "timeout_error")) from exc
+        except (httpx2.TimeoutException, anthropic.APITimeoutError) as exc:
+            raise _StreamBroken(f"the model API's stream stalled ({self._timeout_seconds:g}s without an event)",
+                                answer.message_id) from exc
+        except (httpx2.HTTPError, anthropic.APIConnectionError) as exc:
+            raise _StreamBroken("the model API's stream was cut off", answer.message_id) from exc
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise _StreamBroken("the model API sent a malformed stream", answer.message_id) from exc
+        try:
+            return answer.response(attempt, stream.response.headers.get("request-id"), unanswered)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _StreamBroken("the model API sent a malformed stream", answer.message_id) from exc
 
     def close(self) -> None:
         """Close the SDK's connection pool (if one was opened)."""
@@ -290,27 +372,82 @@ def _sdk_arguments(request: ModelRequest) -> dict[str, Any]:
     return arguments
 
 
-def _to_response(raw: Any, attempts: int) -> ModelResponse:
-    """The raw HTTP response as a ModelResponse (content exactly as sent)."""
-    try:
-        data = raw.json()
-        usage = data.get("usage") or {}
+class _StreamedAnswer:
+    """A message put together from its stream's events (plain JSON, as sent)."""
+
+    def __init__(self) -> None:
+        self.message: dict[str, Any] | None = None
+        self.blocks: dict[int, dict[str, Any]] = {}
+        self.partial_json: dict[int, str] = {}
+        self.usage: dict[str, Any] = {}
+        self.stop_reason: str | None = None
+        self.complete = False
+
+    @property
+    def message_id(self) -> str | None:
+        return str(self.message["id"]) if self.message is not None and self.message.get("id") else None
+
+    def add(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "message_start":
+            self.message = dict(event["message"])
+            self.usage = dict(self.message.get("usage") or {})
+            self.stop_reason = self.message.get("stop_reason")
+        elif kind == "content_block_start":
+            self.blocks[int(event["index"])] = dict(event["content_block"])
+        elif kind == "content_block_delta":
+            block, delta = self.blocks[int(event["index"])], event["delta"]
+            if delta["type"] == "text_delta":
+                block["text"] = block.get("text", "") + delta["text"]
+            elif delta["type"] == "input_json_delta":
+                index = int(event["index"])
+                self.partial_json[index] = self.partial_json.get(index, "") + delta["partial_json"]
+            elif delta["type"] == "thinking_delta":
+                block["thinking"] = block.get("thinking", "") + delta["thinking"]
+            elif delta["type"] == "signature_delta":
+                block["signature"] = delta["signature"]
+            elif delta["type"] == "citations_delta":
+                block["citations"] = [*(block.get("citations") or []), delta["citation"]]
+        elif kind == "message_delta":
+            self.stop_reason = event.get("delta", {}).get("stop_reason", self.stop_reason)
+            # cumulative counts: a count the delta gives replaces message_start's
+            self.usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
+        elif kind == "message_stop":
+            self.complete = True
+
+    def response(self, attempts: int, request_id: str | None,
+                 unanswered: tuple[UnansweredCall, ...]) -> ModelResponse:
+        if self.message is None or not self.complete:
+            raise _StreamBroken("the model API's stream ended before the answer did", self.message_id)
+        for index, text in self.partial_json.items():
+            self.blocks[index]["input"] = json.loads(text) if text.strip() else {}
         return ModelResponse(
-            id=data["id"],
-            model=data["model"],
-            content=list(data["content"]),
-            stop_reason=data.get("stop_reason"),
+            id=str(self.message["id"]),
+            model=str(self.message["model"]),
+            content=[self.blocks[index] for index in sorted(self.blocks)],
+            stop_reason=self.stop_reason,
             usage=TokenUsage(
-                input_tokens=usage.get("input_tokens") or 0,
-                output_tokens=usage.get("output_tokens") or 0,
-                cache_write_tokens=usage.get("cache_creation_input_tokens") or 0,
-                cache_read_tokens=usage.get("cache_read_input_tokens") or 0,
+                input_tokens=int(self.usage.get("input_tokens") or 0),
+                output_tokens=int(self.usage.get("output_tokens") or 0),
+                cache_write_tokens=int(self.usage.get("cache_creation_input_tokens") or 0),
+                cache_read_tokens=int(self.usage.get("cache_read_input_tokens") or 0),
             ),
             attempts=attempts,
-            request_id=raw.headers.get("request-id"),
+            request_id=request_id,
+            unanswered=unanswered,
         )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ModelUnavailable("the model API sent a malformed response", attempts=attempts) from exc
+
+
+def _was_sent(exc: Exception) -> bool:
+    """Whether a connection error or timeout came after the request could reach
+    the API (not while connecting, nor while waiting for a pooled connection)."""
+    import httpx2
+
+    return not isinstance(exc.__cause__, (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout))
+
+
+def _own_call_id() -> str:
+    return f"unanswered_{secrets.token_hex(12)}"
 
 
 def _error_type(body: object) -> str | None:

@@ -8,7 +8,12 @@ The stream's event-source mapping hands over only new RunEvent and Alert items
 - an Alert goes, as ``usage.alert``, to the workspace's subscribers.
 
 Subscribers are read with a consistent Query of the workspace's ``LIVE``
-partition (see ``connections`` for why that closes the replay seam). Posts to
+partition after the record was stored: a run subscription still replaying is
+left to its replay (``seam`` says why that closes the replay seam), and each
+subscriber's principal is checked again (``standing``, one consistent read
+per batch): one whose access ended since it connected — or that may not see
+this record (``usage.alert`` needs ``usage:read``) — is sent nothing, and a
+connection whose access ended is closed and forgotten. Posts to
 different connections run in parallel (bounded); one record is posted to all
 before the next, so each connection receives a run's events in seq order.
 A 410 (the client left) deletes the connection's items; a 429 is retried with
@@ -30,7 +35,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agenthq.adapters.connections import ConnectionGone, SendThrottled
+from agenthq.context import Scope
+from agenthq.live import seam
 from agenthq.live.protocol import alert_frame, run_event_frame
+from agenthq.live.standing import Holder, scopes_held
 from agenthq.observability import logger
 from agenthq.runs.records import event_view
 from agenthq.store import global_scope
@@ -67,6 +75,7 @@ class Delivery:
     data: bytes
     audiences: tuple[str, ...]  # LiveSubscription prefixes: a run's, the workspace's
     seq: int = 0  # a run event's seq: a run subscription gets only those after its ``after``
+    needs: Scope = Scope.runs_read  # what a subscriber's principal must hold to be sent it
 
 
 def delivery_of(new_image: dict[str, Any]) -> Delivery | None:
@@ -83,7 +92,7 @@ def delivery_of(new_image: dict[str, Any]) -> Delivery | None:
         return Delivery(workspace_id, run_event_frame(run_id, view), tuple(audiences), seq=int(view["seq"]))
     if kind == "Alert" and len(parts) == 2 and parts[0] == "WS":
         return Delivery(parts[1], alert_frame(parts[1], alert_view(Alert.from_raw_data(new_image))),
-                        (LiveSubscription.prefix(None),))
+                        (LiveSubscription.prefix(None),), needs=Scope.usage_read)
     return None
 
 
@@ -97,7 +106,7 @@ def deliver_record(services: Services, record: dict[str, Any], pool: ThreadPoolE
     if delivery is None:
         return 0
     batch = batch if batch is not None else Batch()
-    subscribers = _subscribers(delivery, batch)
+    subscribers = _entitled(services, delivery, _subscribers(delivery, batch), batch)
     key = (str(record.get("eventID") or ""), delivery.seq)
     reached = _reached.get(key, set()) if key[0] else set()  # a retried record goes only where it did not get
     todo = [sub for sub in subscribers if sub.connection_id not in reached]
@@ -140,6 +149,10 @@ class Batch:
         #: Connections a record of this batch did not reach: the batch's later records skip them
         #: (and fail too), so the mapping's retry sends them the missed one first, then the rest.
         self.behind: set[str] = set()
+        #: What each subscriber's principal still holds (read once per batch, after its records were stored).
+        self.held: dict[Holder, frozenset[Scope]] = {}
+        #: Connections found without access in this batch (closed once).
+        self.ended: set[str] = set()
 
     def subscriptions(self, partition: str, prefix: str) -> list[LiveSubscription]:
         if (partition, prefix) not in self._read:
@@ -154,12 +167,43 @@ def _subscribers(delivery: Delivery, batch: Batch) -> list[LiveSubscription]:
     with global_scope():  # the broadcaster's own role reads WS#*#LIVE, every workspace's (no role per tenant)
         for prefix in delivery.audiences:
             for sub in batch.subscriptions(partition, prefix):
-                if sub.run_id and delivery.seq <= int(sub.after or 0):
-                    continue  # the subscriber asked for what comes after it (it has the rest)
-                if sub.connection_id not in seen:
-                    seen.add(sub.connection_id)
-                    found.append(sub)
+                if sub.connection_id in seen:
+                    continue
+                seen.add(sub.connection_id)  # a connection's run subscription decides for it, not its workspace one
+                if sub.run_id and not seam.takes_live(sub, delivery.seq):
+                    continue  # it has this seq already, or its replay sends it
+                found.append(sub)
     return found
+
+
+def _entitled(services: Services, delivery: Delivery, subscribers: list[LiveSubscription],
+              batch: Batch) -> list[LiveSubscription]:
+    """The subscribers whose principal still holds what this record needs. A connection whose access
+    ended (or that records no principal) is closed and forgotten, once per batch."""
+    holders = {sub.connection_id: Holder.recorded(delivery.workspace_id, sub) for sub in subscribers}
+    unread = {h for h in holders.values() if h is not None and h not in batch.held}
+    if unread:
+        batch.held.update(scopes_held(unread))
+    entitled: list[LiveSubscription] = []
+    for sub in subscribers:
+        holder = holders[sub.connection_id]
+        held = batch.held.get(holder, frozenset()) if holder is not None else frozenset()
+        if delivery.needs in held:
+            entitled.append(sub)
+        elif not held and sub.connection_id not in batch.ended:
+            batch.ended.add(sub.connection_id)
+            _end(services, delivery.workspace_id, sub)
+    return entitled
+
+
+def _end(services: Services, workspace_id: str, sub: LiveSubscription) -> None:
+    """A connection whose principal lost its access: closed (best effort) and forgotten."""
+    try:
+        services.connections.close(sub.connection_id)
+    except Exception:  # noqa: BLE001 - it is sent nothing either way; the next record tries again
+        logger.warning("could not close connection %s", sub.connection_id, exc_info=True)
+        return
+    _forget(workspace_id, sub)
 
 
 def _query(partition: str, prefix: str) -> Iterable[LiveSubscription]:

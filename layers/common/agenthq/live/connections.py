@@ -6,12 +6,16 @@ connection). Connections and subscriptions are items of the workspace's
 ``WS#<wid>#LIVE`` partition, written through the tenant role, with a TTL past
 API Gateway's 2-hour connection limit ($disconnect is best effort).
 
-Replay without gap or duplicate: ``subscribe`` records the subscription
-*before* it reads the backlog, so an event stored before the read is in the
-backlog, and one stored after the subscription is seen by the broadcaster
-(which reads subscriptions with a consistent Query after the event is
-stored). An event stored in between may come both ways: the client drops a
-seq it already has (frames carry their seq; the stream is dense).
+Replay without gap or duplicate: ``subscribe`` records the subscription as
+replaying *before* it reads the backlog, sends the backlog, then hands the
+subscription over to the broadcaster (``agenthq.live.seam`` says how and why
+each seq then arrives exactly once, in order).
+
+Access: the principal is fixed at ``$connect``, so ``subscribe`` checks it
+again against the items that grant it (``agenthq.live.standing``); one whose
+access ended is refused and its connection closed. ``close_connections``
+closes a member's, a session's, an API key's or a whole workspace's
+connections when their access ends.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from agenthq.adapters.connections import ConnectionGone
 from agenthq.context import Principal, Scope
-from agenthq.errors import AppError, NotFound, PlanLimit
-from agenthq.live.protocol import encode, error_frame, parse_subscription, run_event_frame
-from agenthq.runs.records import event_view, iter_events, load_run
-from agenthq.store import tenant_scope
+from agenthq.errors import AppError, NotFound, PlanLimit, Unauthorized
+from agenthq.live import seam
+from agenthq.live.protocol import encode, error_frame, parse_subscription
+from agenthq.live.standing import API_KEY, USER, Holder, index_partition, scopes_held, session_prefix
+from agenthq.observability import logger
+from agenthq.runs.records import load_run
+from agenthq.store import BaseItem, tenant_scope
 from agenthq.store.items import LiveConnection, LiveSubscription
 
 if TYPE_CHECKING:
@@ -36,8 +42,7 @@ WORKSPACE = "*"  # the workspace's subscription, in LiveConnection.subscriptions
 def connect(services: Services, principal: Principal, connection_id: str) -> None:
     now = services.now()
     item = LiveConnection(*LiveConnection.key(principal.workspace_id, connection_id), connection_id=connection_id,
-                          subject=principal.subject, kind=principal.kind.value,
-                          session_id=principal.session_id or None, connected_at=now,
+                          connected_at=now, **Holder.of(principal).connection_fields(connection_id),
                           expires_at=now + timedelta(seconds=services.settings.live_connection_ttl_seconds))
     with tenant_scope(principal.workspace_id):
         item.save()
@@ -52,22 +57,45 @@ def disconnect(services: Services, principal: Principal, connection_id: str) -> 
             _forget(wid, connection)
 
 
-def close_connections(services: Services, workspace_id: str, *, session_id: str | None = None,
-                      api_key_id: str | None = None) -> int:
-    """Close the workspace's open WebSocket connections that a session (logout)
-    or an API key (revoked) opened, and forget them: its credentials no longer
-    hold, so neither does what they opened. Returns how many were closed."""
+def close_connections(services: Services, workspace_id: str, *, user_id: str | None = None,
+                      session_id: str | None = None, api_key_id: str | None = None, everyone: bool = False) -> int:
+    """Close, and forget, the workspace's open WebSocket connections whose access just ended: a
+    member's (removed, or given another role), one login session's of that member (logged out,
+    revoked), an API key's (revoked), or ``everyone``'s (offboarding). Each set is one Query (the
+    connections' index, or the workspace's LIVE partition). A close that fails is logged and left:
+    the connection's principal is checked again before anything is sent to it (``standing``).
+    Returns how many were closed."""
     if not services.settings.live_connections_url:
         return 0  # no WebSocket API in this deployment
     with tenant_scope(workspace_id):
-        opened = [c for c in LiveConnection.query(LiveConnection.partition(workspace_id),
-                                                  LiveConnection.sk.startswith("CONN#"), consistent_read=True)
-                  if (session_id and c.session_id == session_id)
-                  or (api_key_id and c.kind == "api_key" and c.subject == api_key_id)]
+        opened = list(_opened(workspace_id, user_id=user_id, session_id=session_id, api_key_id=api_key_id,
+                              everyone=everyone))
+        closed = 0
         for connection in opened:
-            services.connections.close(connection.connection_id)  # a gone one is already closed
+            try:
+                services.connections.close(connection.connection_id)  # a gone one is already closed
+            except Exception:  # noqa: BLE001 - best effort: its access is checked again at every send
+                logger.warning("could not close connection %s", connection.connection_id, exc_info=True)
+                continue
             _forget(workspace_id, connection)
-    return len(opened)
+            closed += 1
+    return closed
+
+
+def _opened(workspace_id: str, *, user_id: str | None, session_id: str | None, api_key_id: str | None,
+            everyone: bool) -> list[LiveConnection]:
+    if everyone:
+        return list(LiveConnection.query(LiveConnection.partition(workspace_id),
+                                         LiveConnection.sk.startswith("CONN#"), consistent_read=True))
+    if api_key_id:
+        found = LiveConnection.gsi1.query(index_partition(workspace_id, API_KEY, api_key_id))
+    elif user_id:
+        found = LiveConnection.gsi1.query(index_partition(workspace_id, USER, user_id),
+                                          BaseItem.gsi1sk.startswith(session_prefix(session_id))
+                                          if session_id else None)
+    else:
+        raise ValueError("name whose connections to close")
+    return [c for c in found if isinstance(c, LiveConnection)]
 
 
 def _forget(workspace_id: str, connection: LiveConnection) -> None:
@@ -87,28 +115,41 @@ def subscribe(services: Services, principal: Principal, connection_id: str, body
     wid = principal.workspace_id
     with tenant_scope(wid):
         connection = _connection(wid, connection_id)
+    require_standing(services, principal, connection)
+    with tenant_scope(wid):
         run = load_run(wid, run_id) if run_id else None  # another workspace's run: NotFound, like a missing one
         target = run_id or WORKSPACE
         current = connection.subscriptions or set()
         if target not in current and len(current) >= services.settings.live_max_subscriptions:
             raise PlanLimit(f"A connection holds at most {services.settings.live_max_subscriptions} subscriptions.")
-        LiveSubscription(*LiveSubscription.key(wid, run_id, connection_id), connection_id=connection_id,
-                         run_id=run_id, after=frame.after if run_id else 0, expires_at=connection.expires_at).save()
+        subscription = LiveSubscription(*LiveSubscription.key(wid, run_id, connection_id), connection_id=connection_id,
+                                        run_id=run_id, after=frame.after if run_id else 0,
+                                        replaying=seam.new_token() if run_id else None,
+                                        expires_at=connection.expires_at, **Holder.of(principal).fields())
+        subscription.save()
         connection.update(actions=[LiveConnection.subscriptions.add({target})])
         if run is None:
             return {"type": "subscribed", "workspace": True}
-        through, more = frame.after, False
-        limit = services.settings.live_replay_limit
-        for count, event in enumerate(iter_events(run, frame.after, limit + 1)):
-            if count == limit:
-                more = True
-                break
-            try:
-                services.connections.send(connection_id, run_event_frame(run.id, event_view(event)))
-            except ConnectionGone:
-                return {"type": "subscribed", "run_id": run.id, "after": frame.after, "through": through}
-            through = int(event.seq)
+        through, more, gone = seam.replay(run, subscription, services.settings.live_replay_limit,
+                                          lambda data: services.connections.send(connection_id, data))
+    if gone:
+        return {"type": "subscribed", "run_id": run.id, "after": frame.after, "through": through}
     return {"type": "subscribed", "run_id": run.id, "after": frame.after, "through": through, "more": more}
+
+
+def require_standing(services: Services, principal: Principal, connection: LiveConnection) -> None:
+    """Refuse, and close, a connection whose principal no longer has the access it connected with
+    (removed, another role, session or key revoked, workspace offboarded) or no longer reads runs."""
+    holder = Holder.of(principal)
+    if Scope.runs_read in scopes_held([holder]).get(holder, frozenset()):
+        return
+    try:
+        services.connections.close(connection.connection_id)
+    except Exception:  # noqa: BLE001 - best effort: the broadcaster checks it again
+        logger.warning("could not close connection %s", connection.connection_id, exc_info=True)
+    with tenant_scope(principal.workspace_id):
+        _forget(principal.workspace_id, connection)
+    raise Unauthorized("This connection's access has ended; connect again.")
 
 
 def unsubscribe(services: Services, principal: Principal, connection_id: str, body: str | None) -> dict[str, Any]:

@@ -39,7 +39,13 @@ from typing import TYPE_CHECKING, Any
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from agenthq import ids
-from agenthq.adapters.model import ModelRequest, ModelRequestRejected, ModelResponse, ModelUnavailable
+from agenthq.adapters.model import (
+    ModelRequest,
+    ModelRequestRejected,
+    ModelResponse,
+    ModelUnavailable,
+    UnansweredCall,
+)
 from agenthq.agent_lookup import find_agent
 from agenthq.errors import InvalidRequest, NotFound, QuotaExceeded
 from agenthq.messaging import take_inbox
@@ -388,12 +394,14 @@ def think(work: Slice, event: dict[str, Any]) -> str:
     try:
         response = services.model.create_message(request)
     except ModelRequestRejected as exc:
-        _release(work, step)
+        _meter_unanswered(work, step, request, exc.unanswered, reservation, settles=True)
         return _decide(work, step, "think",
                        {"status": "failed", "reason": "model_rejected_request", "message": exc.reason})
-    except ModelUnavailable:
-        _release(work, step)
+    except ModelUnavailable as exc:
+        _meter_unanswered(work, step, request, exc.unanswered, reservation, settles=True)
         raise  # the state machine retries the slice, then fails the run with its reason
+    if response.unanswered:  # earlier attempts of this call that may be billed: before the answer's commit
+        _meter_unanswered(work, step, request, response.unanswered, reservation, settles=False)
 
     usage = Usage.model_call(request.model, response.usage, at.date())
     next_step, outcome = decisions.after_model(response.content, response.stop_reason)
@@ -451,7 +459,7 @@ def _keep_answer(work: Slice, step: int, exc: Exception, change: Change, outcome
 
 
 def _model_called(step: int, request: ModelRequest, response: ModelResponse, usage: Usage) -> dict[str, Any]:
-    return {
+    data = {
         "step": step,
         "model": request.model,
         "stop_reason": response.stop_reason,
@@ -460,6 +468,9 @@ def _model_called(step: int, request: ModelRequest, response: ModelResponse, usa
         "cost_usd": f"{usage.cost_usd:.6f}",
         "tool_uses": [b.get("name") for b in response.content if b.get("type") == "tool_use"],
     }
+    if response.unanswered:  # metered apart, at their upper bound (_meter_unanswered)
+        data["unanswered_attempts"] = len(response.unanswered)
+    return data
 
 
 def _meter_model_call(work: Slice, step: int, entry: str, model: str, usage: Usage,
@@ -486,10 +497,66 @@ def _meter_model_call(work: Slice, step: int, entry: str, model: str, usage: Usa
     _after_metering(work, usage)
 
 
+def _meter_unanswered(work: Slice, step: int, request: ModelRequest, calls: tuple[UnansweredCall, ...],
+                      reservation: Reservation | None, *, settles: bool) -> None:
+    """Meter the attempts of ``step``'s model call whose answers never arrived
+    (a timeout, a dropped connection, a stream cut off: Anthropic may bill each):
+    each at the call's reserved upper bound, a ledger entry marked ``estimated``,
+    with the workspace's counters, the run's totals and the month's quota — one
+    transaction, once (the entries' ids are the attempts'). ``settles``: no answer
+    will settle the reservation, so these do (with none, it is released)."""
+    if not calls:
+        if settles:
+            _release(work, step)
+        return
+    run, services = work.run, work.services
+    at = services.now()
+    each = _unanswered_usage(request, reservation, at)
+    total = sum((each for _ in calls), Usage())
+    entries = [ledger.model_entry(call.id) for call in calls]
+    held = reservation if settles else None
+    for _ in range(5):
+        try:
+            with transaction() as tx:
+                for entry in entries:
+                    ledger.put(tx, run.workspace_id, run.id, entry, each, at, step=step, model=request.model,
+                               estimated=True)
+                counters.count(tx, run.workspace_id, total, at, services.settings.usage_counter_shards)
+                tx.update(Run(*Run.key(run.workspace_id, run.id)), actions=total.add_actions(Run))
+                quota.settle(tx, run.workspace_id, held, total, at)
+            break
+        except TransactWriteError:
+            if LedgerEntry.get_or_none(*LedgerEntry.key(run.workspace_id, run.id, entries[0])) is not None:
+                return  # metered already
+            if held is not None and Reservation.get_or_none(*Reservation.key(run.workspace_id, run.id, step)) is None:
+                held = None  # given back meanwhile (the run ended): they count on their own
+            # else a conflict with a concurrent writer: again
+    else:
+        raise RunConflict("the metering of unanswered model calls kept conflicting")
+    if settles:
+        work.reserved.pop(step, None)
+    for name, value in total.view().items():  # the run in memory, as commit keeps it
+        if value and name in Run.get_attributes():
+            setattr(work.run, name, int(getattr(work.run, name) or 0) + value)
+    _after_metering(work, total)
+
+
+def _unanswered_usage(request: ModelRequest, reservation: Reservation | None, at: datetime) -> Usage:
+    """What a call whose answer never arrived is metered: the most it can cost, as reserved
+    (its ``max_tokens`` as output, the rest of the reserved tokens as prompt)."""
+    if reservation is not None:
+        tokens, micro_usd = int(reservation.tokens), int(reservation.micro_usd)
+    else:
+        hold = quota.hold_for(request, at)
+        tokens, micro_usd = hold.tokens, hold.micro_usd
+    output = min(request.max_tokens, tokens)
+    return Usage(model_calls=1, input_tokens=tokens - output, output_tokens=output, cost_micro_usd=micro_usd)
+
+
 def _after_metering(work: Slice, usage: Usage) -> None:
     """The month's alerts (when due: ``Slice.check_alerts``), and the metrics."""
     work.metered()
-    metrics.add_metric(name="ModelCalls", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="ModelCalls", unit=MetricUnit.Count, value=max(1, usage.model_calls))
     metrics.add_metric(name="ModelCostMicroUSD", unit=MetricUnit.Count, value=usage.cost_micro_usd)
     count_model_tokens(usage.tokens.view())
 

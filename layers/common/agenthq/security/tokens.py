@@ -13,6 +13,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -132,37 +133,54 @@ class TokenVerifier:
                             expires_at=int(claims["exp"]))
 
 
-class KeyStore:
-    """The signing keys in SSM: read (and, for the auth function, created) once
-    per process, re-read at most every ``refresh_seconds`` when an unknown kid appears."""
+KEY_CACHE_SECONDS = 300  # a key removed from SSM is no longer used or trusted by a warm container after this
 
-    def __init__(self, ssm: Any, signing_parameter: str, public_parameter: str, refresh_seconds: int = 60) -> None:
+
+class KeyStore:
+    """The signing keys in SSM, as one warm process sees them.
+
+    Both halves are cached for at most ``max_age_seconds`` (5 minutes): a key
+    added to the signing parameter is used, and one removed from it (or from
+    the public parameter) stops being used to sign and to verify, in every
+    warm container within that time — the revocation bound docs/security.md
+    states. The public keys are also re-read, at most every ``refresh_seconds``,
+    when a token names a key not yet known (a key added a moment ago)."""
+
+    def __init__(self, ssm: Any, signing_parameter: str, public_parameter: str, refresh_seconds: int = 60,
+                 max_age_seconds: float = KEY_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
         self.ssm = ssm
         self.signing_parameter = signing_parameter
         self.public_parameter = public_parameter
         self.refresh_seconds = refresh_seconds
+        self.max_age_seconds = max_age_seconds
+        self.clock = clock
         self._lock = threading.Lock()
         self._signing: list[dict[str, str]] | None = None
+        self._signing_loaded_at = 0.0
         self._public: dict[str, Any] | None = None
         self._public_loaded_at = 0.0
 
     def signing_keys(self) -> list[dict[str, str]]:
-        """The private keys, newest first; the first ever call creates one."""
+        """The private keys, newest first, as SSM had them at most ``max_age_seconds`` ago; the
+        first ever call creates one. A reload that finds other keys republishes the public halves."""
         with self._lock:
-            if self._signing is None:
+            if self._signing is None or self.clock() - self._signing_loaded_at >= self.max_age_seconds:
                 self._signing = self._load_or_create_signing_keys()
+                self._signing_loaded_at = self.clock()
             return self._signing
 
     def public_keys(self, refresh: bool = False) -> dict[str, Any]:
+        """The published public keys, as SSM had them at most ``max_age_seconds`` ago (``refresh``:
+        a token names an unknown key; re-read if the last read is ``refresh_seconds`` old)."""
         with self._lock:
-            stale = time.monotonic() - self._public_loaded_at > self.refresh_seconds
-            if self._public is None or (refresh and stale):
+            age = self.clock() - self._public_loaded_at
+            if self._public is None or age >= self.max_age_seconds or (refresh and age > self.refresh_seconds):
                 try:
                     value = self.ssm.get_parameter(Name=self.public_parameter)["Parameter"]["Value"]
                     self._public = json.loads(value)
                 except self.ssm.exceptions.ParameterNotFound:
                     self._public = {"keys": []}
-                self._public_loaded_at = time.monotonic()
+                self._public_loaded_at = self.clock()
             return self._public
 
     def _load_or_create_signing_keys(self) -> list[dict[str, str]]:
@@ -177,7 +195,13 @@ class KeyStore:
             except self.ssm.exceptions.ParameterAlreadyExists:  # another cold start won the race
                 value = self.ssm.get_parameter(Name=self.signing_parameter, WithDecryption=True)["Parameter"]["Value"]
                 keys = json.loads(value)["keys"]
-        # Publish the public halves (idempotent: same keys, same value).
-        self.ssm.put_parameter(Name=self.public_parameter, Type="String", Overwrite=True,
-                               Value=json.dumps(public_jwks(keys)))
+        # Publish the public halves when they differ (a rotation, a removal; PutParameter's
+        # throughput is low, and every warm container reloads every few minutes).
+        published = json.dumps(public_jwks(keys))
+        try:
+            current = self.ssm.get_parameter(Name=self.public_parameter)["Parameter"]["Value"]
+        except self.ssm.exceptions.ParameterNotFound:
+            current = None
+        if current is None or json.loads(current) != json.loads(published):
+            self.ssm.put_parameter(Name=self.public_parameter, Type="String", Overwrite=True, Value=published)
         return list(keys)

@@ -500,12 +500,15 @@ class Reservation(BaseItem, discriminator="Reservation"):
 class LedgerEntry(BaseItem, UsageCounts, discriminator="LedgerEntry"):
     """pk WS#<id>#RUN#<run_id>, sk LEDGER#<entry>: one metered quantity of a run,
     under a deterministic id (``run``, ``model#<message id>``, ``tool#<tool use
-    id>``, ``seconds``), written with the counters it moves: counted once."""
+    id>``, ``seconds``), written with the counters it moves: counted once.
+    ``estimated``: a model call whose answer never arrived, metered at its
+    reserved upper bound (``model#<message id or unanswered_…>``)."""
 
     entry = UnicodeAttribute()
     at = UTCDateTimeAttribute()
     step = NumberAttribute(default=0)
     model = UnicodeAttribute(null=True)
+    estimated = BooleanAttribute(null=True)
 
     @staticmethod
     def key(workspace_id: str, run_id: str, entry: str) -> tuple[str, str]:
@@ -594,12 +597,16 @@ class LiveTicket(BaseItem, discriminator="LiveTicket"):
 
 class LiveConnection(BaseItem, discriminator="LiveConnection"):
     """pk WS#<id>#LIVE, sk CONN#<connection id>: an open WebSocket connection
-    (TTL past API Gateway's 2-hour limit: $disconnect is best effort)."""
+    (TTL past API Gateway's 2-hour limit: $disconnect is best effort);
+    gsi1: WS#<id>#LIVE#USER#<user id> / SESSION#<session id>#CONN#<connection id>, or
+    WS#<id>#LIVE#KEY#<key id> / CONN#<connection id> → the connections of a member, a
+    session, an API key (``agenthq.live.standing``)."""
 
     connection_id = UnicodeAttribute()
     subject = UnicodeAttribute()  # user id or API key id
     kind = UnicodeAttribute()  # user | api_key
     session_id = UnicodeAttribute(null=True)
+    role = UnicodeAttribute(null=True)  # a user's role when it connected
     connected_at = UTCDateTimeAttribute()
     subscriptions = UnicodeSetAttribute(null=True)  # run ids, and "*" for the workspace
 
@@ -620,6 +627,15 @@ class LiveSubscription(BaseItem, discriminator="LiveSubscription"):
     connection_id = UnicodeAttribute()
     run_id = UnicodeAttribute(null=True)  # None: the workspace
     after = NumberAttribute(default=0)  # a run subscription wants its events after this seq only
+    # While set, the subscribe that wrote it is still replaying the run's stored events: the
+    # broadcaster leaves the subscription alone until the replay hands over (agenthq.live.seam).
+    replaying = UnicodeAttribute(null=True)
+    missed = NumberAttribute(null=True)  # the highest seq the broadcaster left to that replay
+    # Who the connection acts as (its $connect principal), re-checked as it is sent to (agenthq.live.standing).
+    subject = UnicodeAttribute(null=True)
+    kind = UnicodeAttribute(null=True)
+    session_id = UnicodeAttribute(null=True)
+    role = UnicodeAttribute(null=True)
 
     @staticmethod
     def prefix(run_id: str | None) -> str:

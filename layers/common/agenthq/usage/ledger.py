@@ -5,7 +5,10 @@ condition that the entry does not exist yet. So a retried or redelivered step
 is counted once, and the ledger, the counters and the run's totals agree.
 
 Entry ids: ``run`` (the launch), ``model#<message id>`` (a model call Anthropic
-answered — a step that calls the model twice pays twice, and both are here),
+answered — a step that calls the model twice pays twice, and both are here; a
+call whose answer never arrived is here too, marked ``estimated``, at the most
+it can cost: under its message id if its stream said it, else under
+``unanswered_<hex>``, the adapter's id of that attempt),
 ``tool#<tool use id>``, ``seconds`` (agent-seconds) and ``infra`` (the modelled
 AWS cost of its steps, accrued on the run as it goes), both when the run ends.
 """
@@ -42,9 +45,10 @@ def record(tx: Any, workspace_id: str, run_id: str, entry: str, usage: Usage, at
 
 
 def put(tx: Any, workspace_id: str, run_id: str, entry: str, usage: Usage, at: datetime, *, step: int = 0,
-        model: str | None = None) -> None:
+        model: str | None = None, estimated: bool = False) -> None:
     """In ``tx``: the entry alone, only if new (the caller counts the usage once for all its entries)."""
-    item = LedgerEntry(*LedgerEntry.key(workspace_id, run_id, entry), entry=entry, at=at, step=step, model=model)
+    item = LedgerEntry(*LedgerEntry.key(workspace_id, run_id, entry), entry=entry, at=at, step=step, model=model,
+                       estimated=True if estimated else None)
     for name, value in usage.view().items():
         setattr(item, name, value)
     tx.save(item, condition=LedgerEntry.pk.does_not_exist())
