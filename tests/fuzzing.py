@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agenthq import pricing
-from agenthq.adapters.model import ModelRequest, ModelResponse, ModelUnavailable
+from agenthq.adapters.model import ModelRequest, ModelResponse, ModelUnavailable, UnansweredCall
 from agenthq.adapters.stepfunctions import Execution
 from agenthq.security.tokens import KeyStore, generate_signing_key, public_jwks
 from agenthq.usage.vector import TokenUsage
@@ -259,8 +259,9 @@ class ScriptedModel:
     """The real ``ModelClient`` interface, answering as ``script`` says (then plain answers): text,
     a tool call, a delegation, or the failures the real adapter raises after its retries — 429, 529,
     a timeout (Anthropic answered every attempt, the caller got none), a stall (the first attempt's
-    answer came too late, the retry's in time) — or a crash of the worker mid-call. ``billed`` is
-    what Anthropic would bill: every answer it gave."""
+    answer came too late, the retry's in time), each attempt that may be billed reported as the
+    adapter reports it (``UnansweredCall``) — or a crash of the worker mid-call. ``billed`` is what
+    Anthropic would bill: every answer it gave."""
 
     def __init__(self, clock: Callable[[], datetime], agent_names: Callable[[str], list[str]],
                  attempts: int = 4) -> None:
@@ -282,19 +283,22 @@ class ScriptedModel:
             status = 429 if behaviour.kind == THROTTLED else 529
             raise ModelUnavailable(f"status {status} after {self.attempts} attempts", status=status,
                                    attempts=self.attempts)
-        if behaviour.kind == TIMEOUT:
-            for _ in range(self.attempts):
-                self._bill(workspace_id, request, usage)
-            raise ModelUnavailable(f"model request timed out after {self.attempts} attempts", attempts=self.attempts)
-        attempts = 1
-        if behaviour.kind == STALL:
-            self._bill(workspace_id, request, usage)  # answered after the client gave up on it
-            attempts = 2
+        if behaviour.kind == TIMEOUT:  # every attempt was sent, answered and billed; none arrived in time
+            unanswered = tuple(self._unanswered(workspace_id, request, usage) for _ in range(self.attempts))
+            raise ModelUnavailable(f"model request timed out after {self.attempts} attempts", attempts=self.attempts,
+                                   unanswered=unanswered)
+        # A stall: the first attempt's answer came after the client gave up on it (billed); the retry's in time.
+        late = (self._unanswered(workspace_id, request, usage),) if behaviour.kind == STALL else ()
         content = self._content(request, behaviour, workspace_id)
         self._bill(workspace_id, request, usage)
         stop = "tool_use" if any(b["type"] == "tool_use" for b in content) else "end_turn"
         return ModelResponse(id=f"msg_{self.calls:06d}_{id(self):x}", model=request.model, content=content,
-                             stop_reason=stop, usage=usage, attempts=attempts)
+                             stop_reason=stop, usage=usage, attempts=1 + len(late), unanswered=late)
+
+    def _unanswered(self, workspace_id: str, request: ModelRequest, usage: TokenUsage) -> UnansweredCall:
+        """An attempt the API answered (and bills) whose answer the caller never got, as the adapter reports it."""
+        self._bill(workspace_id, request, usage)
+        return UnansweredCall(f"unanswered_{len(self.billed):06d}_{id(self):x}", "model request timed out (60s)")
 
     def _bill(self, workspace_id: str, request: ModelRequest, usage: TokenUsage) -> None:
         self.billed.append(Billed(workspace_id, request.model, usage, self.clock()))
@@ -466,6 +470,15 @@ def no_slot_is_held_by_an_ended_run(books: WorkspaceBooks) -> None:
     assert waiting == len(books.queued), f"the slots count {waiting} waiting, {len(books.queued)} runs are queued"
     launched = [r.id for r in books.runs if not r.parent_run_id and r.status not in TERMINAL]
     assert pending == len(launched), f"the slots count {pending} pending, {len(launched)} launched runs have not ended"
+
+
+def an_ended_run_holds_no_reservation(books: WorkspaceBooks) -> None:
+    """A reservation is held only while its model call may still happen: a run that has ended gives
+    every reservation back (else the month's room shrinks by what was never spent)."""
+    ended = {r.id for r in books.runs if r.status in TERMINAL}
+    held = [(r.pk.rsplit("#", 1)[-1], r.sk, int(r.micro_usd)) for r in books.reservations
+            if r.pk.rsplit("#", 1)[-1] in ended]
+    assert not held, f"ended runs still hold reservations (run, step, µ$): {held}"
 
 
 def the_month_stays_within_its_tokens_and_budget(books: WorkspaceBooks, limits: Any,

@@ -70,6 +70,7 @@ from tests.fuzzing import (
     a_run_starts_only_within_the_concurrency_limit,
     a_run_that_has_not_ended_waits_for_a_cause,
     a_run_tree_spends_within_its_root_budget,
+    an_ended_run_holds_no_reservation,
     ledger_counters_and_export_agree,
     metering_is_never_below_billing,
     module_path,
@@ -461,6 +462,7 @@ class Invariants(RuleBasedStateMachine):
             limits = self.limits(tenant)
             a_run_starts_only_within_the_concurrency_limit(books, tenant.held, limits.concurrent_runs)
             no_slot_is_held_by_an_ended_run(books)
+            an_ended_run_holds_no_reservation(books)
             the_month_stays_within_its_tokens_and_budget(books, limits, tenant.committed)
             a_run_tree_spends_within_its_root_budget(books)
             ledger_counters_and_export_agree(books, self.export(tenant), all_ended=False)
@@ -535,3 +537,28 @@ def test_the_promises_hold_under_random_interleavings(world: World) -> None:
               f"of run steps, {stats.runs} runs launched, {stats.model_calls} model calls, in {rounds} round(s) of "
               f"{profile.max_examples} examples; runs ended: {dict(stats.ends.most_common())}")
 
+
+
+@pytest.mark.parametrize("ending", ["deadline", "cancel"])
+def test_a_run_that_ends_before_its_reserved_model_call_gives_the_reservation_back(world: World, ending: str) -> None:
+    """Found by the fuzzer: Start reserves the first model call with its commit; when the slice hands
+    back there and the run then ends before that call (its deadline passed, or a cancel), the
+    reservation was kept for ever — the month's room shrank by money never spent."""
+    Invariants.world = world
+    machine = Invariants()
+    machine.launch(0, 0, "owner", False)
+    machine.deliver(0, "short-slice", [])  # Start commits run.started with step 1's reservation, and hands back
+    tenant = machine.tenants[0]
+    assert len(machine.books(tenant).reservations) == 1
+    if ending == "deadline":
+        machine.time_passes("a day")
+    else:
+        machine.cancel(0, 0, "owner")
+    machine.deliver(0, "once", [])  # Think: the run ends instead of calling the model
+    books = machine.books(tenant)
+    assert [r.status for r in books.runs] == ["timed_out" if ending == "deadline" else "cancelled"]
+    assert books.reservations == []
+    an_ended_run_holds_no_reservation(books)
+    month = next(iter(books.quotas.values()))
+    assert int(month.committed_micro_usd) == int(month.used_micro_usd) == 0
+    machine.teardown()
