@@ -7,7 +7,7 @@ import sys
 
 from local.cloud import LocalCloud, LocalCloudConfig
 
-BENCHMARKS = ("handlers", "runs", "cost_control", "live")
+BENCHMARKS = ("handlers", "runs", "cost_control", "live", "live_flood")
 
 
 def main() -> int:
@@ -18,7 +18,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="timed agent runs (after one accounting run)")
     args = parser.parse_args()
     sys.path.insert(0, "layers/common")
-    from bench import cost_control, handlers, live, runs
+    from bench import cost_control, handlers, live, live_flood, runs
 
     selected = [args.only] if args.only else list(BENCHMARKS)
     with LocalCloud(LocalCloudConfig(rest_port=0, ws_port=0, data_dir=None)) as cloud:
@@ -31,6 +31,8 @@ def main() -> int:
             cost_control.run(cloud, samples=max(100, args.n))
         if "live" in selected:
             live.run(cloud)
+        if "live_flood" in selected:
+            live_flood.run(cloud)
     return 0
 
 

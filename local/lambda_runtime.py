@@ -5,10 +5,11 @@ execution environments of its own — processes (``local.lambda_worker``) that
 get the function's environment from template.yaml and its role's credentials,
 import its handler once (a cold start, on first use) and then serve one
 invocation at a time (warm reuse, most recently used first). A function has at
-most its ``ReservedConcurrentExecutions`` environments (beyond them an
-invocation is throttled, as Lambda throttles) or, without one, the runtime's
-``concurrency`` (beyond it an invocation waits for a free one: Lambda would
-scale further, this machine cannot). A handler still running at its timeout
+most the runtime's ``concurrency`` environments (beyond it an invocation
+waits for a free one: Lambda would scale further, this machine cannot). A
+function's ``ReservedConcurrentExecutions`` holds as on Lambda, in either
+mode: at most that many invocations at once (the waiting ones counted), and
+one more is throttled (``TooManyRequestsException``; the handler never runs). A handler still running at its timeout
 is killed with its process — nothing it would have done afterwards happens —
 and the caller gets Lambda's timeout error; the next invocation cold-starts a
 new environment. Environments are forked from a server process that has
@@ -31,6 +32,7 @@ Task states) are routed here by a botocore hook, in either mode.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import io
 import json
@@ -246,12 +248,36 @@ class _Worker:
         self.conn.close()
 
 
+class _Reservation:
+    """A function's ``ReservedConcurrentExecutions``, as Lambda holds it: at most that many invocations
+    at once, in either mode; one more is throttled (``Throttled``, the handler never runs). Counted are
+    the invocations under way, those waiting for one of this machine's worker processes included."""
+
+    def __init__(self, reserved: int) -> None:
+        self.reserved = reserved
+        self.in_flight = 0
+        self.throttled = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def held(self, function: str) -> Iterator[None]:
+        with self._lock:
+            if self.in_flight >= self.reserved:
+                self.throttled += 1
+                raise Throttled(function)
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
 class _Environments:
     """A function's execution environments: idle ones reused most recent first, at most ``limit``."""
 
-    def __init__(self, limit: int, throttles: bool) -> None:
+    def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.throttles = throttles  # reserved concurrency: refuse beyond it (else wait for a free one)
         self.idle: list[_Worker] = []
         self.count = 0  # idle + busy + starting
         self.changed = threading.Condition()
@@ -264,8 +290,6 @@ class _Environments:
         for one. It waits at most ``patience`` (its timeout: on Lambda it would have run at once)."""
         began = time.monotonic()
         with self.changed:
-            if self.throttles and not self.idle and self.count >= self.limit:
-                raise Throttled(function)
             ticket = object()
             self.queue.append(ticket)  # first come, first served: a newcomer never overtakes one who waits
             try:
@@ -336,10 +360,12 @@ class LambdaRuntime:
         self.replacements: dict[str, str] = {}  # logical id -> "module:function" run instead (tests)
         self.timed_out: list[TimedOut] = []
         self.workers = workers
-        self._environments = {logical_id: _Environments(spec.reserved_concurrency or
-                                                        (workers.concurrency if workers else 0),
-                                                        throttles=spec.reserved_concurrency is not None)
+        concurrency = workers.concurrency if workers else 0
+        self._environments = {logical_id: _Environments(min(spec.reserved_concurrency, concurrency)
+                                                        if spec.reserved_concurrency is not None else concurrency)
                               for logical_id, spec in specs.items()}
+        self._reservations = {logical_id: _Reservation(spec.reserved_concurrency)
+                              for logical_id, spec in specs.items() if spec.reserved_concurrency is not None}
         self._context: Any = None  # the fork server's multiprocessing context, made on first use
         self._closed = False
         if str(LAYER_PATH) not in sys.path:
@@ -425,6 +451,11 @@ class LambdaRuntime:
         """How many execution environments of the function were started (workers only)."""
         return self._environments[logical_id].cold_starts
 
+    def throttles(self, logical_id: str) -> int:
+        """How many invocations of the function its reserved concurrency refused."""
+        reservation = self._reservations.get(logical_id)
+        return reservation.throttled if reservation else 0
+
     # ------------------------------------------------------------------ invocation
 
     def timeout_of(self, spec: FunctionSpec) -> float:
@@ -458,10 +489,12 @@ class LambdaRuntime:
         with self._count_lock:
             self.invocations[spec.logical_id] = self.invocations.get(spec.logical_id, 0) + 1
         fault = self._fault_for(spec.logical_id, event)
+        reservation = self._reservations.get(spec.logical_id)
         try:
-            if self.runs_in_process(spec.logical_id):
-                return self._invoke_here(spec, event, fault)
-            return self._invoke_in_worker(spec, event, fault)
+            with reservation.held(spec.logical_id) if reservation else contextlib.nullcontext():
+                if self.runs_in_process(spec.logical_id):
+                    return self._invoke_here(spec, event, fault)
+                return self._invoke_in_worker(spec, event, fault)
         except FunctionError as error:
             # What CloudWatch Logs would show for a failed invocation.
             log.error("%s failed: %s\n%s", spec.name, error, "".join(error.stack))

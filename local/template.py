@@ -434,6 +434,11 @@ class WebSocketApiSpec:
     stage: str
     route_selection: str  # $request.body.<field>
     routes: dict[str, WebSocketRoute]
+    #: The stage's throttles: route key → (rate a second, burst); "*" is DefaultRouteSettings'.
+    throttles: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+    def throttle_of(self, route_key: str) -> tuple[float, int] | None:
+        return self.throttles.get(route_key) or self.throttles.get("*")
 
 
 def _function_of_uri(uri: Any) -> str:
@@ -476,10 +481,16 @@ def websocket_api(template: dict[str, Any]) -> WebSocketApiSpec | None:
             authorizer_function=authorizers[authorizer] if authorizer else None,
             two_way=logical_id in responded)
     stages = of_api("AWS::ApiGatewayV2::Stage")
-    stage = next(iter(stages.values()))["Properties"]["StageName"] if stages else "v1"
+    stage_props = next(iter(stages.values()))["Properties"] if stages else {}
+    stage = stage_props.get("StageName", "v1")
+    throttles: dict[str, tuple[float, int]] = {}
+    for key, settings in [("*", stage_props.get("DefaultRouteSettings") or {}),
+                          *(stage_props.get("RouteSettings") or {}).items()]:
+        if "ThrottlingRateLimit" in settings or "ThrottlingBurstLimit" in settings:
+            throttles[key] = (float(settings.get("ThrottlingRateLimit", 0)), int(settings.get("ThrottlingBurstLimit", 0)))
     return WebSocketApiSpec(logical_id=api_id, stage=stage,
                             route_selection=api["Properties"].get("RouteSelectionExpression", "$request.body.action"),
-                            routes=routes)
+                            routes=routes, throttles=throttles)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ template.yaml, ``local.template.websocket_api``):
   (``$request.body.action``) to its route or to ``$default``; a two-way
   route's answer (its ``body``) is sent back on the connection;
 - every route after ``$connect`` gets the authorizer's context;
+- the stage's route throttles (``DefaultRouteSettings``, ``RouteSettings``):
+  a token bucket per route; a throttled message gets ``{"message": "Too Many
+  Requests", …}`` and invokes nothing, a throttled connect a 429;
 - limits: a message of more than 32 KB closes the connection (1009; API
   Gateway allows 128 KB messages in 32 KB frames — locally one frame is the
   limit, stricter), 10 minutes without a message from the client and 2 hours
@@ -99,6 +102,7 @@ class WebSocketFront:
         #: A fault for tests: the @connections API's DELETE fails (500) instead of closing, as a close
         #: that API Gateway could not do would; the callers must still end the connection's access.
         self.failing_closes = False
+        self.throttle = _RouteThrottle(api)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -168,6 +172,8 @@ class WebSocketFront:
         parsed = urllib.parse.urlsplit(request.path)
         if parsed.path.rstrip("/") != f"/{self.api.stage}":
             return ws.respond(404, "Not Found\n")
+        if not self.throttle.take("$connect"):
+            return ws.respond(429, "Too Many Requests\n")
         connection_id = base64.b64encode(secrets.token_bytes(12)).decode().replace("/", "_").replace("+", "-")
         headers = {k: v for k, v in request.headers.raw_items()}
         query = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
@@ -260,6 +266,10 @@ class WebSocketFront:
         if route is None:
             return
         event = self._event(route.key, "MESSAGE", connection.id, connection.source_ip, connection.authorizer)
+        if not self.throttle.take(route.key):  # the stage's route throttle: the function is not invoked
+            self._enqueue(connection, json.dumps({"message": "Too Many Requests", "connectionId": connection.id,
+                                                  "requestId": event["requestContext"]["requestId"]}))
+            return
         event["body"] = text if text is not None else base64.b64encode(message).decode()  # type: ignore[arg-type]
         event["isBase64Encoded"] = text is None
         try:
@@ -363,6 +373,39 @@ class WebSocketFront:
             connection.ws.transport.abort()
             return True
         return bool(self._call(cut()))
+
+
+class _RouteThrottle:
+    """The stage's route throttles (``DefaultRouteSettings`` and ``RouteSettings``): a token bucket per
+    route, ``burst`` tokens refilled at ``rate`` a second, shared by every connection, as API Gateway
+    throttles a stage's routes; an empty bucket refuses the message before any function runs."""
+
+    def __init__(self, api: WebSocketApiSpec) -> None:
+        self.api = api
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+        self.throttled: dict[str, int] = {}
+
+    def take(self, route_key: str) -> bool:
+        limits = self.api.throttle_of(route_key)
+        if limits is None:
+            return True
+        rate, burst = limits
+        now = time.monotonic()
+        with self._lock:
+            tokens, at = self._buckets.get(route_key, (float(burst), now))
+            tokens = min(float(burst), tokens + (now - at) * rate)
+            if tokens < 1.0:
+                self._buckets[route_key] = (tokens, now)
+                self.throttled[route_key] = self.throttled.get(route_key, 0) + 1
+                return False
+            self._buckets[route_key] = (tokens - 1.0, now)
+            return True
+
+    def reset(self) -> None:
+        """Every bucket full again, as on a newly deployed stage (tests that count from a full burst)."""
+        with self._lock:
+            self._buckets.clear()
 
 
 class _ManagementServer:

@@ -6,7 +6,9 @@ order, each once: a seq it already showed is dropped, one that comes early
 (a live event can overtake the replay) is held until the seqs before it have
 come. When the connection drops it reconnects with ``after`` = the last seq
 shown, so nothing is missed or shown twice. It sends ``ping`` well before the
-API's 10-minute idle limit. It stops after the run's last event.
+API's 10-minute idle limit. It follows a replay page by page (``more``), and
+when its subscribes are ``rate_limited`` it waits ``retry_after`` and subscribes
+again from the last seq shown. It stops after the run's last event.
 """
 
 from __future__ import annotations
@@ -81,6 +83,11 @@ class RunWatcher:
                 continue
             frame = json.loads(raw)
             kind = frame.get("type")
+            if kind == "error" and frame.get("code") == "rate_limited":  # too many subscribes (pages) at once
+                time.sleep(min(30.0, float(frame.get("retry_after") or 1)))
+                ws.send(json.dumps({"action": "subscribe", "run_id": self.run_id, "after": self.last}))
+                last_sent = time.monotonic()
+                continue
             if kind == "error":
                 raise WatchError(f"{frame.get('message')} ({frame.get('code')})")
             if kind == "subscribed" and frame.get("more"):  # the replay stopped at its page size: next page

@@ -3,9 +3,9 @@
 from fastapi import Request, Response
 
 from agenthq import accounts
-from agenthq.accounts import LoginRequest, RefreshRequest, SignupRequest, Tokens
+from agenthq.accounts import LoginRequest, NotAMember, RefreshRequest, SignupRequest, Tokens
 from agenthq.errors import Conflict, ServiceUnavailable, Unauthorized
-from agenthq.http import CurrentPrincipal, create_app, documented, lambda_handler, source_ip
+from agenthq.http import CurrentPrincipal, create_app, documented, lambda_handler, seconds_left, source_ip
 from agenthq.live import access
 from agenthq.responses import Me, Signup, WsTicket
 from agenthq.services import get_services
@@ -18,9 +18,9 @@ def signup(body: SignupRequest) -> dict:
     return accounts.signup(get_services(), body)
 
 
-@app.post("/auth/login", responses=documented(Unauthorized, ServiceUnavailable))
+@app.post("/auth/login", responses=documented(Unauthorized, NotAMember, ServiceUnavailable))
 def login(body: LoginRequest, request: Request) -> Tokens:
-    return accounts.login(get_services(), body, source_ip(request))
+    return accounts.login(get_services(), body, source_ip(request), seconds_left(request))
 
 
 @app.post("/auth/refresh", responses=documented(Unauthorized))

@@ -6,7 +6,7 @@ from agenthq import workspaces
 from agenthq.errors import Conflict
 from agenthq.http import Cursor, Limit, WorkspacePrincipal, create_app, documented, lambda_handler
 from agenthq.pagination import Page, limit_param
-from agenthq.responses import ApiKey, ListOf, Member, NewApiKey, OffboardingWorkspace, Workspace
+from agenthq.responses import ApiKey, Invitation, ListOf, Member, NewApiKey, OffboardingWorkspace, Workspace
 from agenthq.services import get_services
 from agenthq.workspaces import ApiKeyCreate, MemberInvite, MemberUpdate, WorkspaceUpdate
 
@@ -33,7 +33,7 @@ def list_members(principal: WorkspacePrincipal, cursor: str | None = Cursor, lim
     return workspaces.list_members(principal, cursor, limit_param(limit))
 
 
-@app.post("/workspaces/{wid}/members", status_code=201, response_model=Member, responses=documented(Conflict))
+@app.post("/workspaces/{wid}/members", status_code=201, response_model=Invitation, responses=documented(Conflict))
 def add_member(body: MemberInvite, principal: WorkspacePrincipal) -> dict:
     return workspaces.add_member(get_services(), principal, body)
 

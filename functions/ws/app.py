@@ -4,14 +4,23 @@ A bad frame is answered with an error frame; the connection stays. (The $connect
 authorizer is functions/ws_authorizer.)
 """
 
-from agenthq.context import principal_from_authorizer
+from agenthq.context import Principal, principal_from_authorizer
 from agenthq.errors import AppError
-from agenthq.live import connections
+from agenthq.live import connections, limits
 from agenthq.live.protocol import error_frame
 from agenthq.observability import logger
-from agenthq.services import get_services
+from agenthq.services import Services, get_services
 
 MESSAGES = {"subscribe": connections.subscribe, "unsubscribe": connections.unsubscribe, "ping": connections.ping}
+
+
+def connect(services: Services, principal: Principal, connection_id: str) -> dict:
+    """A refused connect (the workspace's live connections used up) is a refused handshake: its status."""
+    try:
+        connections.connect(services, principal, connection_id)
+    except AppError as error:
+        return {"statusCode": error.status}
+    return {"statusCode": 200}
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -22,11 +31,12 @@ def handler(event: dict, context: object) -> dict:
     try:
         principal = principal_from_authorizer(request.get("authorizer"))
         if route == "$connect":
-            connections.connect(services, principal, connection_id)
-            return {"statusCode": 200}
+            return connect(services, principal, connection_id)
         if route == "$disconnect":
             connections.disconnect(services, principal, connection_id)
             return {"statusCode": 200}
+        # the connection's subscribe window, then an API call of the workspace (refused: an error frame)
+        limits.meter_message(services, principal, connection_id, subscribing=route == "subscribe")
         action = MESSAGES.get(route)
         frame = action(services, principal, connection_id, event.get("body")) if action else \
             connections.unknown_action()

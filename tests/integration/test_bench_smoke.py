@@ -33,3 +33,11 @@ def test_cost_control_benchmark_runs(cloud, capsys):
     assert set(figures["worst_case"]) == {"free", "starter", "pro"}
     out = capsys.readouterr().out
     assert "WRU per metered model call" in out and "worst case" in out
+
+
+def test_live_flood_benchmark_runs(cloud, capsys):
+    from bench import live_flood
+
+    figures = live_flood.run(cloud, pings=5, flood=50)
+    assert figures["ping_p50_ratio"] > 0 and figures["ping_p99_ratio"] > 0
+    assert "Subscribe flood" in capsys.readouterr().out

@@ -155,3 +155,28 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
         return stat.read().split()[2] != "Z"  # a zombie is dead, only not yet reaped
+
+
+def test_reserved_concurrency_holds_as_on_lambda_the_one_past_it_is_throttled(cloud):
+    from dataclasses import replace
+
+    from local.lambda_runtime import LambdaRuntime, Throttled
+
+    # The live functions have a reservation of their own (so they cannot starve the run worker), and it
+    # is read from the template.
+    reserved = {k: cloud.runtime.specs[k].reserved_concurrency
+                for k in ("LiveFunction", "LiveAuthorizerFunction", "BroadcasterFunction")}
+    assert all(n is not None and n > 0 for n in reserved.values()), reserved
+    assert cloud.runtime.specs["RunStepsFunction"].reserved_concurrency is None
+
+    spec = replace(cloud.runtime.specs["HealthFunction"], reserved_concurrency=2)
+    runtime = LambdaRuntime({"HealthFunction": spec})  # in this process: the reservation holds here too
+    with runtime.handler_replaced("HealthFunction", PROBE), ThreadPoolExecutor(2) as pool:
+        held = [pool.submit(runtime.invoke, "HealthFunction", {"hold_seconds": 1.5}) for _ in range(2)]
+        _until(lambda: runtime._reservations["HealthFunction"].in_flight == 2, "two invocations under way")
+        with pytest.raises(Throttled) as throttled:
+            runtime.invoke("HealthFunction", {})
+        assert throttled.value.error_type == "TooManyRequestsException"
+        assert all("pid" in f.result(30) for f in held)
+        assert "pid" in runtime.invoke("HealthFunction", {}), "a place is free again"
+    assert runtime.throttles("HealthFunction") == 1

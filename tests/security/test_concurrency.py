@@ -57,4 +57,8 @@ def test_parallel_invites_of_one_user_make_one_membership(cloud, api):
     with ThreadPoolExecutor(10) as pool:
         statuses = sorted(r.status_code for r in pool.map(attempt, range(10)))
     assert statuses.count(201) == 1 and statuses.count(409) + statuses.count(429) == 9, statuses
+    assert len(table_items(cloud, type="Invitation", workspace_id=owner.workspace_id)) == 1
+    login = api.post("/auth/login", json={"email": colleague.email, "password": PASSWORD,
+                                          "workspace_id": owner.workspace_id})
+    assert login.status_code == 200, login.text
     assert len([m for m in table_items(cloud, type="Member", workspace_id=owner.workspace_id)]) == 2

@@ -122,6 +122,42 @@ def test_the_watcher_shows_each_seq_once_in_order():
     assert shown == [2, 3, 4, 5] and watcher.last == 5
 
 
+def test_the_watcher_waits_out_a_rate_limited_subscribe_and_subscribes_again_from_its_last_seq(monkeypatch):
+    import agenthq_cli.watch as watch
+
+    slept: list[float] = []
+    monkeypatch.setattr(watch.time, "sleep", slept.append)
+
+    class Socket:
+        def __init__(self, frames):
+            self.frames = [json.dumps(f) for f in frames]
+            self.sent: list[dict] = []
+
+        def recv(self, timeout):
+            return self.frames.pop(0)
+
+        def send(self, data):
+            self.sent.append(json.loads(data))
+
+    event = {"seq": 2, "type": "t"}
+    ws = Socket([{"type": "run.event", "run_id": "R", "seq": 2, "event": event},
+                 {"type": "error", "code": "rate_limited", "message": "slow down", "retry_after": 3},
+                 {"type": "run.event", "run_id": "R", "seq": 3, "event": {"seq": 3, "type": "t"}}])
+    watcher = RunWatcher("ws://x", {}, "R", after=1)
+    shown = [e["seq"] for _, e in zip(range(2), watcher._read(ws), strict=False)]
+    assert shown == [2, 3] and slept == [3.0]
+    assert ws.sent == [{"action": "subscribe", "run_id": "R", "after": 2}]
+
+
+def test_a_refused_frame_carries_when_to_send_it_again():
+    from agenthq.errors import NotFound, RateLimited
+    from agenthq.live.connections import as_error_frame
+
+    assert as_error_frame(RateLimited("slow down", retry_after=4)) == {
+        "type": "error", "code": "rate_limited", "message": "slow down", "retry_after": 4}
+    assert "retry_after" not in as_error_frame(NotFound())
+
+
 def test_exit_statuses_follow_gh_run_watch():
     assert [exit_status(t) for t in ("run.succeeded", "run.failed", "run.timed_out", "run.cancelled")] == [0, 1, 1, 2]
 

@@ -87,7 +87,7 @@ def test_invalid_input_is_400_never_422_and_every_error_has_the_error_body():
     ("POST", "/workspaces/{wid}/agents/{aid}/runs", {"400", "401", "403", "404", "409", "413", "429", "503"}),
     ("POST", "/workspaces/{wid}/runs/{rid}/cancel", {"401", "403", "404", "409", "429"}),
     ("POST", "/auth/signup", {"400", "409", "413", "429", "503"}),
-    ("POST", "/auth/login", {"400", "401", "413", "429", "503"}),
+    ("POST", "/auth/login", {"400", "401", "403", "413", "429", "503"}),
     ("GET", "/admin/workspaces/{wid}", {"403", "404", "429"}),
     ("GET", "/health", {"429", "503"}),
 ])

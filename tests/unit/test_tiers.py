@@ -10,21 +10,22 @@ from pydantic import ValidationError
 from agenthq.errors import InvalidRequest
 from agenthq.tiers import TIERS, Tier, TierLimits, limits_for
 
-# DESIGN.md §5: agents, runs/day, concurrent, tokens/month, budget/month, rps, burst, calls/day, price
+# DESIGN.md §5: agents, runs/day, concurrent, tokens/month, budget/month, rps, burst, calls/day, price;
+# §9: live connections
 DESIGN_TABLE = {
-    "free": (3, 50, 1, 200_000, "1", 5, 10, 1_000, "0"),
-    "starter": (10, 500, 5, 5_000_000, "15", 20, 40, 20_000, "49"),
-    "pro": (50, 2_000, 25, 20_000_000, "40", 100, 200, 200_000, "149"),
+    "free": (3, 50, 1, 200_000, "1", 5, 10, 1_000, "0", 10),
+    "starter": (10, 500, 5, 5_000_000, "15", 20, 40, 20_000, "49", 100),
+    "pro": (50, 2_000, 25, 20_000_000, "40", 100, 200, 200_000, "149", 500),
 }
 
 
 @pytest.mark.parametrize("tier", list(DESIGN_TABLE))
 def test_tier_numbers_match_the_design(tier):
-    agents, runs, concurrent, tokens, budget, rps, burst, calls, price = DESIGN_TABLE[tier]
+    agents, runs, concurrent, tokens, budget, rps, burst, calls, price, live = DESIGN_TABLE[tier]
     assert limits_for(tier) == TierLimits(
         max_agents=agents, runs_per_day=runs, concurrent_runs=concurrent, tokens_per_month=tokens,
         budget_usd_per_month=Decimal(budget), api_rps=rps, api_burst=burst, api_calls_per_day=calls,
-        price_usd_per_month=Decimal(price),
+        live_connections=live, price_usd_per_month=Decimal(price),
     )
 
 

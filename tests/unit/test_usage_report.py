@@ -39,7 +39,7 @@ def test_limits_are_measured_as_they_are_enforced():
     month = report.MonthQuota(used_tokens=1_000_000, committed_tokens=1_250_000, used_micro_usd=3_000_000,
                               committed_micro_usd=3_500_001)
     slots = report.Slots(running=5, waiting=3)
-    measured = {m.name: m.view() for m in report.measured_limits(limits, AT, 400, month, slots, 4)}
+    measured = {m.name: m.view() for m in report.measured_limits(limits, AT, 400, month, slots, 4, 7)}
     assert measured == {
         "runs_per_day": {"period": "day", "used": 400, "limit": 500, "percent": 80.0,
                          "resets_at": "2027-01-01T00:00:00+00:00"},
@@ -49,16 +49,17 @@ def test_limits_are_measured_as_they_are_enforced():
         "budget_usd_per_month": {"period": "month", "used": "3.000000", "reserved": "0.500001",
                                  "limit": "15.000000", "percent": 20.0, "resets_at": "2027-01-01T00:00:00+00:00"},
         "max_agents": {"period": None, "used": 4, "limit": 10, "percent": 40.0, "resets_at": None},
+        "live_connections": {"period": None, "used": 7, "limit": 100, "percent": 7.0, "resets_at": None},
     }
 
 
 def test_the_summary_shows_the_period_its_totals_and_the_limits():
-    metered = Usage(runs=2, model_calls=3, input_tokens=10, cost_micro_usd=1_234_567, tool_calls=1)
+    metered = Usage(runs=2, model_calls=3, input_tokens=10, cost_micro_usd=1_234_567, tool_calls=1, api_calls=5)
     body = report.summary("day", AT, "starter", [], metered)
     assert body["starts_at"] == "2026-12-31T00:00:00+00:00" and body["resets_at"] == "2027-01-01T00:00:00+00:00"
     assert body["usage"] == {"runs": 2, "model_calls": 3, "input_tokens": 10, "output_tokens": 0,
                              "cache_write_tokens": 0, "cache_read_tokens": 0, "model_cost_usd": "1.234567",
-                             "infra_cost_usd": "0.000000", "tool_calls": 1, "agent_seconds": 0}
+                             "infra_cost_usd": "0.000000", "tool_calls": 1, "agent_seconds": 0, "api_calls": 5}
 
 
 @pytest.mark.parametrize(("first", "last", "expected"), [

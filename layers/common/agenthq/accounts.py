@@ -10,7 +10,9 @@ that the session is alive, so logout takes effect at once.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,7 @@ from agenthq.security.passwords import check_password_policy, dummy_hash, hash_p
 from agenthq.security.secrets import REFRESH_TOKEN_PREFIX, fingerprint, new_secret, secret_hash
 from agenthq.store import global_scope, retry_transaction, tenant_scope, transaction
 from agenthq.store.items import (
+    Invitation,
     Member,
     RefreshToken,
     SessionFamily,
@@ -45,6 +48,10 @@ EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 SIGNUP_RETRY_WINDOW = timedelta(hours=24)
 REFRESH_RACE_GRACE_SECONDS = 10
 INVALID_LOGIN = "Invalid e-mail or password."
+#: A login starting with less of its invocation left than this is shed (429): half the auth function's 20 s,
+#: against a password hash that takes well under a second on an idle core.
+LOGIN_SECONDS_NEEDED = 10.0
+LOGIN_BUSY_RETRY_AFTER = 5
 
 
 # --------------------------------------------------------------------------- edge models
@@ -235,7 +242,13 @@ def _signup_retry(services: Services, request: SignupRequest, password: str, sig
 # --------------------------------------------------------------------------- login
 
 
-def login(services: Services, request: LoginRequest, source_ip: str) -> Tokens:
+def login(services: Services, request: LoginRequest, source_ip: str, seconds_left: float = math.inf) -> Tokens:
+    """A session for the user in a workspace. ``seconds_left``: the invocation's remaining time. A login
+    that has waited so long to start (for an execution environment, past a busy hour) that its password
+    hash may not finish in time is shed at once: 429 with ``Retry-After``, no hash, nothing recorded,
+    instead of a timeout at the function's end (a 502) after the CPU was spent (decisions.md, 157)."""
+    if seconds_left < LOGIN_SECONDS_NEEDED:
+        raise RateLimited("The service is busy; try again in a few seconds.", retry_after=LOGIN_BUSY_RETRY_AFTER)
     now = services.clock()
     waits = [w for w in (throttle.retry_after(throttle.ACCOUNT, request.email, now),
                          throttle.retry_after(throttle.SOURCE_IP, source_ip, now)) if w]
@@ -255,7 +268,7 @@ def login(services: Services, request: LoginRequest, source_ip: str) -> Tokens:
         with global_scope():
             user.update(actions=[User.password_hash.set(hash_password(password))])
 
-    member = _membership(user.id, request.workspace_id)
+    member = _membership(user.id, request.workspace_id, lambda: _accept_invitation(services, user, request.workspace_id))
     with tenant_scope(member.workspace_id):
         workspace = Workspace.get(*Workspace.key(member.workspace_id))
     ensure_gateway_key(services, workspace)
@@ -268,17 +281,52 @@ def _user_by_email(email: str) -> User | None:
         return User.get_or_none(*User.key(entry.user_id), consistent_read=False) if entry is not None else None
 
 
-def _membership(user_id: str, workspace_id: str | None) -> Member:
+class NotAMember(Forbidden):
+    """A login (with the right password) naming a workspace the user is not a member of, or by a user
+    who is a member of none. The same for a workspace that does not exist: nothing is revealed."""
+
+    message = "You are not a member of that workspace (or of any workspace, when none is named)."
+
+
+def _membership(user_id: str, workspace_id: str | None, invited: Callable[[], Member | None]) -> Member:
     with global_scope():
         memberships = sorted(Member.gsi1.query(f"USER#{user_id}"), key=lambda m: m.joined_at)
     if workspace_id is not None:
         memberships = [m for m in memberships if m.workspace_id == workspace_id]
+        if not memberships and (accepted := invited()) is not None:
+            return accepted
     if not memberships:
         if workspace_id is not None:
-            raise Forbidden("You are not a member of that workspace.")
-        raise Forbidden("You are not a member of any workspace.")
+            raise NotAMember("You are not a member of that workspace.")
+        raise NotAMember("You are not a member of any workspace.")
     first: Member = memberships[0]
     return first
+
+
+def _accept_invitation(services: Services, user: User, workspace_id: str | None) -> Member | None:
+    """The user's pending invitation to the workspace (``workspaces.add_member``), made their membership
+    as its login's first act: the member item and the invitation's removal in one transaction, so an
+    invitation makes one membership. None when there is none (or it lapsed, or the workspace is gone)."""
+    if workspace_id is None or not ids.is_id(workspace_id):
+        return None
+    now = services.now()
+    with global_scope():
+        invitation = Invitation.get_or_none(*Invitation.key(workspace_id, user.email))
+        if invitation is None or (invitation.expires_at is not None and invitation.expires_at <= now):
+            return None
+        workspace = Workspace.get_or_none(*Workspace.key(workspace_id))
+        if workspace is None or workspace.deleting:
+            return None
+        member = Member(*Member.key(workspace_id, user.id), workspace_id=workspace_id, user_id=user.id,
+                        email=user.email, role=invitation.role, usage_key=workspace.usage_key, joined_at=now,
+                        gsi1pk=f"USER#{user.id}", gsi1sk=f"WS#{workspace_id}")
+        try:
+            with transaction() as tx:
+                tx.save(member, condition=Member.pk.does_not_exist())
+                tx.delete(invitation, condition=Invitation.role == invitation.role)
+        except TransactWriteError:  # a concurrent login took it, or it was withdrawn meanwhile
+            return Member.get_or_none(*Member.key(workspace_id, user.id))
+    return member
 
 
 # --------------------------------------------------------------------------- refresh and logout

@@ -49,6 +49,7 @@ from agenthq.personalities import PERSONALITIES, Personality, list_personalities
 from agenthq.pricing import KNOWN_MODELS
 from agenthq.store import retry_transaction, tenant_scope, transaction
 from agenthq.store.items import Agent, AgentName, Workspace
+from agenthq.store.sizes import ensure_fits
 from agenthq.text import NOT_BLANK, display_name
 from agenthq.tiers import limits_for
 from agenthq.tools.catalog import BUILTIN_TOOL_NAMES
@@ -231,6 +232,7 @@ def create_agent(clock: Clock, principal: Principal, body: AgentCreate) -> dict[
                   model=body.model or personality.default_model,
                   tools=list(body.tools if body.tools is not None else personality.default_tools),
                   max_steps=body.max_steps, budget_usd=money(body.budget_usd), created_at=now, updated_at=now)
+    ensure_fits(agent, "system_prompt", "The agent")  # 413 before anything is written
     folded = fold_name(body.name)
     marker = AgentName(*AgentName.key(workspace_id, folded), agent_id=agent_id)
     with tenant_scope(workspace_id):
@@ -263,12 +265,13 @@ def update_agent(clock: Clock, principal: Principal, agent_id: str, change: Agen
         def attempt() -> None:
             agent = load_agent(workspace_id, agent_id)
             actions: list[Action] = [Agent.updated_at.set(clock.now())]
+            changed = Agent.from_raw_data(agent.serialize())  # the agent as it will be: it must fit (413)
             for field, value in given.items():
                 attribute = getattr(Agent, field)
-                if value is None:
-                    actions.append(attribute.remove())
-                else:
-                    actions.append(attribute.set(money(value) if field == "budget_usd" else value))
+                stored = None if value is None else money(value) if field == "budget_usd" else value
+                actions.append(attribute.remove() if stored is None else attribute.set(stored))
+                setattr(changed, field, stored)
+            ensure_fits(changed, "system_prompt", "The agent")
             # The name read above must still be the agent's: a concurrent rename or delete fails this.
             condition = Agent.pk.exists() & (Agent.name == agent.name)
             old, new = fold_name(agent.name), fold_name(new_name) if new_name is not None else None

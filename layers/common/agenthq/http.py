@@ -13,6 +13,7 @@ the operator with ``CurrentOperator`` instead.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -79,6 +80,13 @@ def source_ip(request: Request) -> str:
     """The client's address as API Gateway saw it."""
     identity = (aws_event(request).get("requestContext") or {}).get("identity") or {}
     return str(identity.get("sourceIp") or "unknown")
+
+
+def seconds_left(request: Request) -> float:
+    """The Lambda invocation's remaining time (unbounded outside Lambda)."""
+    context = request.scope.get("aws.context")
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return remaining() / 1000 if callable(remaining) else math.inf
 
 
 def current_principal(request: Request) -> Principal:

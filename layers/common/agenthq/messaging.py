@@ -36,9 +36,13 @@ from agenthq.errors import InvalidRequest
 from agenthq.pagination import Page, page, workspace_page
 from agenthq.store import tenant_scope
 from agenthq.store.items import AgentMessage
+from agenthq.store.sizes import json_text_bytes
+from agenthq.text import clip
 
 MAX_BODY_CHARS = 10_000
 INBOX_BATCH = 20
+#: Each inbox message is shown to the receiving run up to this many characters.
+INBOX_MESSAGE_CHARS = 2000
 
 
 def message_id_for(run_id: str, call_id: str) -> str:
@@ -115,9 +119,25 @@ def list_messages(principal: Principal, agent_id: str | None, cursor: str | None
                     message_view, cursor, partition=inbox, sk_prefix="AMSG#", index="gsi1")
 
 
-def take_inbox(workspace_id: str, agent_id: str, run_id: str, limit: int = INBOX_BATCH) -> list[AgentMessage]:
+def inbox_line(message: AgentMessage) -> str:
+    """How a message is shown to the run that receives it (one line of its first message)."""
+    return f"- from agent {message.from_agent_id}: {clip(message.body, INBOX_MESSAGE_CHARS)}"
+
+
+def line_bytes(message: AgentMessage) -> int:
+    """What the message's line adds to the stored first message (with its line break)."""
+    return json_text_bytes(inbox_line(message)) + 2
+
+
+def take_inbox(workspace_id: str, agent_id: str, run_id: str, limit: int = INBOX_BATCH,
+               room_bytes: int | None = None) -> list[AgentMessage]:
     """Hand the agent's undelivered messages (at most ``limit``, oldest first) to
     its run ``run_id``, marking each delivered to it.
+
+    With ``room_bytes``, only as many as fit that room (their :func:`line_bytes`)
+    are taken, in order: the first one that does not fit and every later one
+    stay undelivered, for the agent's next run. No message is marked delivered
+    that the run's first message could not hold.
 
     Retry-safe: if messages were already handed to ``run_id`` (an earlier
     attempt of the same step), exactly those are returned and no new ones are
@@ -133,7 +153,12 @@ def take_inbox(workspace_id: str, agent_id: str, run_id: str, limit: int = INBOX
         if ours:
             return _in_order(ours)
         taken = []
+        room = room_bytes
         for message in _in_order(candidates)[:limit]:
+            if room is not None:
+                room -= line_bytes(message)
+                if room < 0:
+                    break  # this one and the later ones wait for the next run, in order
             try:
                 message.update(actions=[AgentMessage.delivered_run_id.set(run_id)],
                                condition=AgentMessage.pk.exists() & open_or_ours)

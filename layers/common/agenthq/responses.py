@@ -52,6 +52,7 @@ class Limits(View):
     api_rps: int
     api_burst: int
     api_calls_per_day: int
+    live_connections: int
     price_usd_per_month: Money
 
 
@@ -119,6 +120,17 @@ class Member(View):
     email: str
     role: str
     joined_at: Timestamp
+
+
+class Invitation(View):
+    """An invitation to the workspace (the answer to adding a member, the same whether or not the
+    address has an account): it becomes a membership when its invitee logs in naming the workspace."""
+
+    email: str
+    role: str
+    status: str = Field(examples=["invited"])
+    invited_at: Timestamp
+    expires_at: Timestamp
 
 
 class ApiKey(View):
@@ -234,6 +246,8 @@ class Metered(View):
     infra_cost_usd: Money
     tool_calls: int
     agent_seconds: int
+    api_calls: int | None = Field(default=None, description="WebSocket messages the workspace sent (a period's or "
+                                  "a day's; REST calls are counted by the gateway's usage plan)")
 
 
 class LimitUse(View):

@@ -65,7 +65,10 @@ class Settings(BaseModel):
     live_connections_url: str = Field(default="", alias="LIVE_CONNECTIONS_URL")
     live_ticket_ttl_seconds: int = Field(default=60, alias="LIVE_TICKET_TTL_SECONDS", ge=5, le=300)
     live_connection_ttl_seconds: int = Field(default=2 * 3600 + 600, alias="LIVE_CONNECTION_TTL_SECONDS", ge=60)
-    live_replay_limit: int = Field(default=1000, alias="LIVE_REPLAY_LIMIT", ge=1, le=10_000)
+    live_replay_limit: int = Field(default=100, alias="LIVE_REPLAY_LIMIT", ge=1, le=1000)  # events per subscribe
+    # subscribes per connection per LIVE_SUBSCRIBE_WINDOW_SECONDS (beyond: a `rate_limited` error frame)
+    live_subscribes_per_window: int = Field(default=10, alias="LIVE_SUBSCRIBES_PER_WINDOW", ge=1, le=1000)
+    live_subscribe_window_seconds: int = Field(default=10, alias="LIVE_SUBSCRIBE_WINDOW_SECONDS", ge=1, le=3600)
     live_max_subscriptions: int = Field(default=100, alias="LIVE_MAX_SUBSCRIPTIONS", ge=1, le=1000)
     live_broadcast_parallelism: int = Field(default=16, alias="LIVE_BROADCAST_PARALLELISM", ge=1, le=256)
     # The WebSocket API's URL for clients (wss://<api>.execute-api.<region>.amazonaws.com/v1): the web

@@ -7,10 +7,13 @@ workspace data is read and written inside ``tenant_scope`` of that workspace.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
 
 from agenthq import ids, offboarding
 from agenthq.accounts import normalize_email
@@ -20,17 +23,21 @@ from agenthq.live.connections import close_connections
 from agenthq.observability import logger
 from agenthq.pagination import Page, workspace_page
 from agenthq.security.secrets import API_KEY_PREFIX, new_secret, secret_hash
-from agenthq.store import global_scope, tenant_scope, transaction
+from agenthq.store import global_scope, retry_transaction, tenant_scope, transaction
 from agenthq.store.items import (
     ApiKey,
     ApiKeyLookup,
+    Invitation,
     Member,
-    User,
     UserEmail,
     Workspace,
 )
 from agenthq.text import NOT_BLANK, display_name
 from agenthq.tiers import limits_for
+
+_MEMBER_ATTEMPTS = 5  # a member change racing others is read, checked and written again this often
+INVITATION_TTL = timedelta(days=7)
+NO_USER = "-"  # never a user id (ids are ULIDs)
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -137,40 +144,53 @@ def list_members(principal: Principal, cursor: str | None, limit: int) -> Page:
         return workspace_page(Member, principal.workspace_id, "MEMBER#", member_view, cursor, limit)
 
 
+def invitation_view(invitation: Invitation) -> dict[str, Any]:
+    expires = invitation.expires_at.isoformat() if invitation.expires_at else None
+    return {"email": invitation.email, "role": invitation.role, "status": "invited",
+            "invited_at": invitation.invited_at.isoformat(), "expires_at": expires}
+
+
 def add_member(services: Services, principal: Principal, invite: MemberInvite) -> dict[str, Any]:
+    """Invite an e-mail address. The answer is the same whether or not the address has an account, so
+    that nobody learns which addresses have one: an invitation, which becomes the membership when its
+    invitee logs in naming this workspace (``accounts.login``) — after signing up, for an address
+    without an account. 409 when the address is a member already, or has a pending invitation."""
     principal.require(Scope.members_write)
     _may_grant(principal, invite.role)
-    with global_scope():
+    with global_scope():  # looked up for every address alike: to refuse one that is a member already
         entry = UserEmail.get_or_none(*UserEmail.key(invite.email), consistent_read=False)
-        user = User.get_or_none(*User.key(entry.user_id), consistent_read=False) if entry is not None else None
-    if user is None:
-        raise NotFound("There is no AgentHQ user with that e-mail address; they must sign up first.")
-    user_id = user.id
+    now = services.now()
     with tenant_scope(principal.workspace_id):
         workspace = Workspace.load(principal.workspace_id)
-        member = Member(*Member.key(workspace.id, user_id), workspace_id=workspace.id, user_id=user_id,
-                        email=invite.email, role=invite.role.value, usage_key=workspace.usage_key,
-                        joined_at=services.now(), gsi1pk=f"USER#{user_id}", gsi1sk=f"WS#{workspace.id}")
-        try:
-            member.save(condition=Member.pk.does_not_exist())
+        # The same reads either way (no account: a key no member has), so the time taken tells nothing either.
+        if Member.get_or_none(*Member.key(workspace.id, entry.user_id if entry else NO_USER)) is not None:
+            raise Conflict("That user is already a member of this workspace.")
+        invitation = Invitation(*Invitation.key(workspace.id, invite.email), workspace_id=workspace.id,
+                                email=invite.email, role=invite.role.value, invited_by=principal.subject,
+                                invited_at=now, expires_at=now + INVITATION_TTL)
+        try:  # a lapsed invitation (its TTL not yet swept) is replaced
+            invitation.save(condition=Invitation.pk.does_not_exist() | (Invitation.expires_at <= now))
         except PutError:
-            raise Conflict("That user is already a member of this workspace.") from None
-    return member_view(member)
+            raise Conflict("That address has a pending invitation to this workspace.") from None
+    return invitation_view(invitation)
 
 
 def change_member_role(services: Services, principal: Principal, user_id: str, change: MemberUpdate) -> dict[str, Any]:
     """A new role; the member's open WebSocket connections (opened with the old one) are closed."""
     principal.require(Scope.members_write)
-    with tenant_scope(principal.workspace_id):
-        member = _member(principal.workspace_id, user_id)
+
+    def check(member: Member) -> None:
         _may_manage(principal, Role(member.role))
         _may_grant(principal, change.role)
-        if member.role == Role.owner.value and change.role != Role.owner:
-            _keep_an_owner(principal.workspace_id, member)
-        previous = member.role
-        member.update(actions=[Member.role.set(change.role.value)], condition=Member.pk.exists())
-    if previous != change.role.value:
+
+    def write(tx: TransactWrite, member: Member) -> None:
+        tx.update(member, actions=[Member.role.set(change.role.value)], condition=Member.role == member.role)
+
+    with tenant_scope(principal.workspace_id):
+        member = _change_member(principal.workspace_id, user_id, check, write, stays_owner=change.role == Role.owner)
+    if member.role != change.role.value:
         close_connections(services, principal.workspace_id, user_id=user_id)
+    member.role = change.role.value
     return member_view(member)
 
 
@@ -178,14 +198,31 @@ def remove_member(services: Services, principal: Principal, user_id: str) -> Non
     """The membership ends, and with it the member's open WebSocket connections."""
     if user_id != principal.user_id:  # anyone may leave; removing others takes members:write
         principal.require(Scope.members_write)
-    with tenant_scope(principal.workspace_id):
-        member = _member(principal.workspace_id, user_id)
+
+    if "@" in user_id:  # an invited e-mail address: its pending invitation is withdrawn
+        _withdraw_invitation(principal, user_id)
+        return
+
+    def check(member: Member) -> None:
         if user_id != principal.user_id:
             _may_manage(principal, Role(member.role))
-        if member.role == Role.owner.value:
-            _keep_an_owner(principal.workspace_id, member)
-        member.delete()
+
+    def write(tx: TransactWrite, member: Member) -> None:
+        tx.delete(member, condition=Member.role == member.role)
+
+    with tenant_scope(principal.workspace_id):
+        _change_member(principal.workspace_id, user_id, check, write, stays_owner=False)
     close_connections(services, principal.workspace_id, user_id=user_id)
+
+
+def _withdraw_invitation(principal: Principal, email: str) -> None:
+    with tenant_scope(principal.workspace_id):
+        invitation = Invitation.get_or_404(*Invitation.key(principal.workspace_id, email.strip().lower()))
+        _may_manage(principal, Role(invitation.role))
+        try:
+            invitation.delete(condition=Invitation.pk.exists())
+        except DeleteError:
+            raise NotFound() from None  # accepted or withdrawn meanwhile
 
 
 def _member(workspace_id: str, user_id: str) -> Member:
@@ -204,21 +241,39 @@ def _may_manage(principal: Principal, target: Role) -> None:
         raise Forbidden("Only an owner can change or remove an owner.")
 
 
-def _keep_an_owner(workspace_id: str, leaving: Member) -> None:
-    """Refuse to demote or remove the last owner. The check and the change are
-    not atomic across items, so the demotion is guarded by a condition on the
-    other owners still existing (a transaction with a condition check)."""
-    owners = [m for m in Member.query(Workspace.key(workspace_id)[0], Member.sk.startswith("MEMBER#"),
-                                      consistent_read=True)
-              if m.role == Role.owner.value and m.user_id != leaving.user_id]
-    if not owners:
-        raise Conflict("A workspace must keep at least one owner.")
-    try:
+def _change_member(workspace_id: str, user_id: str, check: Callable[[Member], None],
+                   write: Callable[[TransactWrite, Member], None], *, stays_owner: bool) -> Member:
+    """Read the member, ``check`` the caller may change them, and ``write`` the change in one
+    transaction. An owner who stops being one (``stays_owner`` false: removed, leaving, demoted) needs
+    another owner, and that owner's role is a condition of the same transaction: of owners removing or
+    demoting each other at once, one wins and the others find no owner left besides them (409).
+    ``write`` conditions on the role read, so any concurrent change makes the whole read-check-write
+    start again. Returns the member as read."""
+
+    def attempt() -> Member:
+        member = _member(workspace_id, user_id)
+        check(member)
         with transaction() as tx:
-            tx.condition_check(Member, owners[0].pk, owners[0].sk, condition=Member.role == Role.owner.value)
-            tx.condition_check(Member, leaving.pk, leaving.sk, condition=Member.pk.exists())
-    except TransactWriteError:
-        raise Conflict("A workspace must keep at least one owner.") from None
+            if member.role == Role.owner.value and not stays_owner:
+                other = _another_owner(workspace_id, member)
+                tx.condition_check(Member, other.pk, other.sk, condition=Member.role == Role.owner.value)
+            write(tx, member)
+        return member
+
+    def explain(exc: TransactWriteError) -> None:
+        if not exc.cancellation_reasons:  # refused outright, not a race
+            raise exc
+
+    return retry_transaction(attempt, explain, attempts=_MEMBER_ATTEMPTS, exhausted=lambda: Conflict(
+        "The workspace's members are being changed concurrently; try again."))
+
+
+def _another_owner(workspace_id: str, leaving: Member) -> Member:
+    """An owner of the workspace other than ``leaving`` (409 when there is none)."""
+    for member in Member.query(Workspace.key(workspace_id)[0], Member.sk.startswith("MEMBER#"), consistent_read=True):
+        if member.role == Role.owner.value and member.user_id != leaving.user_id:
+            return member
+    raise Conflict("A workspace must keep at least one owner.")
 
 
 # --------------------------------------------------------------------------- API keys

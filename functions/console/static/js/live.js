@@ -142,6 +142,12 @@ export class Live {
       this.tellWorkspace(frame);
     } else if (frame.type === "subscribed" && frame.run_id && frame.more) {
       this.send({action: "subscribe", run_id: frame.run_id, after: frame.through}, false);
+    } else if (frame.type === "error" && frame.code === "rate_limited") {
+      // too many subscribes on this connection at once (a long replay's pages): each run again, later,
+      // from the seq it shows next
+      setTimeout(() => {
+        for (const [runId, watch] of this.runs) this.send({action: "subscribe", run_id: runId, after: watch.next - 1}, false);
+      }, 1000 * Math.min(30, frame.retry_after || 1));
     } else if (frame.type === "error") {
       for (const watch of this.runs.values()) watch.onError(frame);
     }

@@ -21,6 +21,8 @@ class Connections(Protocol):
 
     def close(self, connection_id: str) -> None: ...
 
+    def exists(self, connection_id: str) -> bool: ...
+
 
 class ApiGatewayConnections:
     def __init__(self, client: Any) -> None:
@@ -39,6 +41,18 @@ class ApiGatewayConnections:
             error = _translated(exc)
             if not isinstance(error, ConnectionGone):
                 raise error from exc
+
+
+    def exists(self, connection_id: str) -> bool:
+        """Whether the connection is still open (GetConnection; 410: it is gone)."""
+        try:
+            self.client.get_connection(ConnectionId=connection_id)
+        except Exception as exc:
+            error = _translated(exc)
+            if isinstance(error, ConnectionGone):
+                return False
+            raise error from exc
+        return True
 
 
 def _translated(exc: Exception) -> Exception:

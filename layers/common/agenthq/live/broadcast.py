@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from agenthq.adapters.connections import ConnectionGone, SendThrottled
 from agenthq.context import Scope
-from agenthq.live import seam
+from agenthq.live import limits, seam
 from agenthq.live.protocol import alert_frame, run_event_frame
 from agenthq.live.standing import Holder, scopes_held
 from agenthq.observability import logger
@@ -227,11 +227,11 @@ def _send(services: Services, workspace_id: str, sub: LiveSubscription, data: by
 
 
 def _forget(workspace_id: str, sub: LiveSubscription) -> None:
-    """A gone connection: its item and this subscription (its others expire or meet their own 410)."""
+    """A gone connection: this subscription (its others expire or meet their own 410), and its item,
+    giving its place among the workspace's live connections back (``limits.release``)."""
     with global_scope():
         try:
-            with LiveSubscription.batch_write() as batch:
-                batch.delete(sub)
-                batch.delete(LiveConnection(*LiveConnection.key(workspace_id, sub.connection_id)))
-        except Exception:  # best effort: the TTL removes them anyway
+            sub.delete()
+            limits.release(workspace_id, LiveConnection(*LiveConnection.key(workspace_id, sub.connection_id)))
+        except Exception:  # best effort: the TTL removes them anyway (and a full workspace's connect repairs)
             logger.exception("could not forget connection %s", sub.connection_id)

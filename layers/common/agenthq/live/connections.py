@@ -25,27 +25,30 @@ from typing import TYPE_CHECKING, Any
 
 from agenthq.context import Principal, Scope
 from agenthq.errors import AppError, NotFound, PlanLimit, Unauthorized
-from agenthq.live import seam
+from agenthq.live import limits, seam
 from agenthq.live.protocol import encode, error_frame, parse_subscription
 from agenthq.live.standing import API_KEY, USER, Holder, index_partition, scopes_held, session_prefix
 from agenthq.observability import logger
 from agenthq.runs.records import load_run
 from agenthq.store import BaseItem, tenant_scope
 from agenthq.store.items import LiveConnection, LiveSubscription
+from agenthq.usage.quota import workspace_limits
 
 if TYPE_CHECKING:
     from agenthq.services import Services
 
-WORKSPACE = "*"  # the workspace's subscription, in LiveConnection.subscriptions
+WORKSPACE = limits.WORKSPACE  # the workspace's subscription, in LiveConnection.subscriptions
 
 
 def connect(services: Services, principal: Principal, connection_id: str) -> None:
+    """Store the connection and count it against the tier's ``live_connections`` (``limits.admit``);
+    refused (LiveConnectionsUsedUp), nothing stays stored."""
     now = services.now()
     item = LiveConnection(*LiveConnection.key(principal.workspace_id, connection_id), connection_id=connection_id,
                           connected_at=now, **Holder.of(principal).connection_fields(connection_id),
                           expires_at=now + timedelta(seconds=services.settings.live_connection_ttl_seconds))
     with tenant_scope(principal.workspace_id):
-        item.save()
+        limits.admit(services, principal.workspace_id, item, workspace_limits(principal.workspace_id).live_connections)
 
 
 def disconnect(services: Services, principal: Principal, connection_id: str) -> None:
@@ -99,16 +102,15 @@ def _opened(workspace_id: str, *, user_id: str | None, session_id: str | None, a
 
 
 def _forget(workspace_id: str, connection: LiveConnection) -> None:
-    with LiveSubscription.batch_write() as batch:
-        for target in connection.subscriptions or set():
-            batch.delete(LiveSubscription(*LiveSubscription.key(workspace_id, None if target == WORKSPACE else target,
-                                                                connection.connection_id)))
-        batch.delete(connection)
+    limits.forget_subscriptions(workspace_id, connection)
+    limits.release(workspace_id, connection)  # its place back (once, whoever forgets it first)
+
 
 
 def subscribe(services: Services, principal: Principal, connection_id: str, body: str | None) -> dict[str, Any]:
-    """Record the subscription, then send the run's stored events after ``after`` in seq order;
-    answers ``subscribed`` with the last seq replayed (``more``: send subscribe again from there)."""
+    """Record the subscription, then send the run's stored events after ``after`` in seq order, at most
+    LIVE_REPLAY_LIMIT of them; answers ``subscribed`` with the last seq replayed (``more``: send subscribe
+    again from there). The connection's subscribe window was taken before (``limits.meter_message``)."""
     frame = parse_subscription(body)
     run_id = frame.target()
     principal.require(Scope.runs_read)
@@ -132,6 +134,7 @@ def subscribe(services: Services, principal: Principal, connection_id: str, body
             return {"type": "subscribed", "workspace": True}
         through, more, gone = seam.replay(run, subscription, services.settings.live_replay_limit,
                                           lambda data: services.connections.send(connection_id, data))
+        limits.count_replayed(services, wid, through - frame.after)  # seqs are dense: the frames just sent
     if gone:
         return {"type": "subscribed", "run_id": run.id, "after": frame.after, "through": through}
     return {"type": "subscribed", "run_id": run.id, "after": frame.after, "through": through, "more": more}
@@ -174,7 +177,10 @@ def unknown_action() -> dict[str, Any]:
 
 
 def as_error_frame(error: AppError) -> dict[str, Any]:
-    return error_frame(error.code, error.message, error.details)
+    frame = error_frame(error.code, error.message, error.details)
+    if "Retry-After" in error.headers:  # rate_limited, quota_exceeded: when to send it again, seconds
+        frame["retry_after"] = int(error.headers["Retry-After"])
+    return frame
 
 
 def encode_frame(frame: dict[str, Any]) -> str:

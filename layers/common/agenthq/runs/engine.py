@@ -50,7 +50,7 @@ from agenthq.agent_lookup import find_agent
 from agenthq.errors import InvalidRequest, NotFound, QuotaExceeded
 from agenthq.messaging import take_inbox
 from agenthq.observability import RUNS_STARTED, MetricUnit, count, count_model_tokens, logger, metrics
-from agenthq.runs import decisions, pausing, slots
+from agenthq.runs import decisions, pausing, slots, transcript
 from agenthq.runs.decisions import ACT, DELEGATE, DONE, FAILED, FINISH, PAUSE, QUEUE, START, THINK, Outcome
 from agenthq.runs.launch import create_run_record
 from agenthq.runs.records import (
@@ -66,7 +66,6 @@ from agenthq.runs.records import (
 from agenthq.runs.statuses import TERMINAL
 from agenthq.store import tenant_scope, transaction
 from agenthq.store.items import ConversationMessage, LedgerEntry, Reservation, Run, RunBody, ToolCall
-from agenthq.text import clip
 from agenthq.tiers import TierLimits
 from agenthq.tools.registry import ToolContext, ToolResult
 from agenthq.tools.stateful import MAX_DELEGATE_INPUT_CHARS
@@ -77,9 +76,6 @@ if TYPE_CHECKING:
 
 #: What an ended run no longer holds (the outcome is written out as output / error by then).
 ENDED_RUN_DROPS = ("task_token", "pause_reason", "pause_hold", "paused_at", "slot", "outcome")
-
-#: Each inbox message is shown up to this many characters, so the first message fits a DynamoDB item.
-INBOX_MESSAGE_CHARS = 2000
 
 #: A slice that meters model calls reads the month's usage for its alerts at most this often, and
 #: once more before it hands back: an alert comes at most this late (decisions.md, 58).
@@ -293,13 +289,10 @@ def start(work: Slice, event: dict[str, Any]) -> str:
     needs_slot = not run.parent_run_id and run.slot is None
     if needs_slot and not slots.is_free(run.workspace_id, work.limits()):
         return QUEUE  # at once: the queue is first in, first out only among the runs in it
-    inbox = take_inbox(run.workspace_id, run.agent_id, run.id)
-    text = work.body().input
-    if inbox:
-        lines = "\n".join(f"- from agent {m.from_agent_id}: {clip(m.body, INBOX_MESSAGE_CHARS)}" for m in inbox)
-        text = f"{text}\n\nMessages other agents sent you since your last run:\n{lines}"
-    first = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, 1), index=1, role="user",
-                                content=[{"type": "text", "text": text}])
+    text = work.body().input  # only inbox messages the first message can store are taken (runs.transcript)
+    inbox = take_inbox(run.workspace_id, run.agent_id, run.id,
+                       room_bytes=transcript.inbox_room(run.workspace_id, run.id, text))
+    first = transcript.opening_message(run.workspace_id, run.id, text, inbox)
     at = services.now()
     work.begin_conversation()
     reserves = _next_reservation(work, 1, [first], at)
@@ -641,8 +634,7 @@ def _reply(work: Slice, step: int, uses: list[dict[str, Any]], last: tuple[ToolC
     results = [{"type": "tool_result", "tool_use_id": u["id"], "content": outcomes[u["id"]]["content"],
                 "is_error": bool(outcomes[u["id"]]["is_error"])} for u in uses]
     index = len(work.conversation()) + 1
-    reply = ConversationMessage(*ConversationMessage.key(run.workspace_id, run.id, index), index=index,
-                                role="user", content=results)
+    reply = transcript.tool_reply(run.workspace_id, run.id, index, results)  # cut to fit one item if it must be
     change = Change(
         run_set={"status": "running"},
         run_condition=Run.status.is_in("running", "waiting"),

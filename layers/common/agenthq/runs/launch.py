@@ -18,10 +18,11 @@ from pynamodb.exceptions import TransactWriteError
 from agenthq import ids, pricing
 from agenthq.agents import agent_view
 from agenthq.errors import ServiceUnavailable
-from agenthq.runs import slots
+from agenthq.runs import slots, transcript
 from agenthq.runs.records import INPUT_PREVIEW_CHARS
 from agenthq.store import retry_transaction, transaction
 from agenthq.store.items import Agent, Run, RunBody, RunEvent, RunLaunch, Workspace
+from agenthq.store.sizes import ensure_fits
 from agenthq.usage import Usage, alerts, counters, ledger, quota
 
 if TYPE_CHECKING:
@@ -84,6 +85,10 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
         snapshot["budget_usd"] = str(min(Decimal(snapshot["budget_usd"]), parent_budget_left(parent)))
     queued = RunEvent(*RunEvent.key(workspace_id, run_id, 1), seq=1, event_type="run.queued", at=at,
                       data={"agent_id": agent.id, "parent_run_id": run.parent_run_id})
+    body = RunBody(*RunBody.key(workspace_id, run_id), input=text, agent=snapshot)
+    # Refused (413) before anything is written: what DynamoDB could not store, in its bytes.
+    ensure_fits(body, "input", "The input with the agent's settings (system prompt, tools, team)")
+    transcript.ensure_input_fits(workspace_id, run_id, text)
 
     def attempt() -> None:
         with transaction() as tx:
@@ -92,8 +97,7 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
                 tx.save(RunLaunch(*RunLaunch.key(workspace_id, key), fingerprint=body_print, run_id=run_id,
                                   expires_at=at + IDEMPOTENCY_TTL), condition=RunLaunch.pk.does_not_exist())
             tx.save(run, condition=Run.pk.does_not_exist())
-            tx.save(RunBody(*RunBody.key(workspace_id, run_id), input=text, agent=snapshot),
-                    condition=RunBody.pk.does_not_exist())
+            tx.save(body, condition=RunBody.pk.does_not_exist())
             tx.save(queued, condition=RunEvent.pk.does_not_exist())
             ledger.record(tx, workspace_id, run_id, ledger.RUN, Usage(runs=1), at,
                           services.settings.usage_counter_shards)

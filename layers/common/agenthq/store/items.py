@@ -12,7 +12,6 @@ from typing import Any
 from pynamodb.attributes import (
     Attribute,
     BooleanAttribute,
-    JSONAttribute,
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
@@ -22,6 +21,7 @@ from pynamodb.attributes import (
 
 from agenthq.errors import NotFound
 from agenthq.store.base import BaseItem, ws_pk
+from agenthq.store.sizes import Utf8JSONAttribute
 
 
 class HealthProbe(BaseItem, discriminator="HealthProbe"):
@@ -139,7 +139,7 @@ class Workspace(BaseItem, discriminator="Workspace"):
     id = UnicodeAttribute()
     name = UnicodeAttribute()
     tier = UnicodeAttribute(default="free")
-    limit_overrides = JSONAttribute(null=True)  # enterprise only
+    limit_overrides = Utf8JSONAttribute(null=True)  # enterprise only
     usage_key = UnicodeAttribute()  # the API Gateway key value of this workspace (never shown)
     gateway_key_id = UnicodeAttribute(null=True)  # set once the API Gateway key exists
     gateway_plan_id = UnicodeAttribute(null=True)  # its own usage plan (enterprise overrides); else its tier's
@@ -205,6 +205,21 @@ class Member(BaseItem, discriminator="Member"):
         return ws_pk(workspace_id), f"MEMBER#{user_id}"
 
 
+class Invitation(BaseItem, discriminator="Invitation"):
+    """pk WS#<id>, sk INVITE#<e-mail>: an invitation to join the workspace, whether or not the address
+    has an account; it becomes a ``Member`` when its invitee logs in naming the workspace (TTL 7 days)."""
+
+    workspace_id = UnicodeAttribute()
+    email = UnicodeAttribute()
+    role = UnicodeAttribute()
+    invited_by = UnicodeAttribute()  # the inviting user's id
+    invited_at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, email: str) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"INVITE#{email}"
+
+
 class ApiKey(BaseItem, discriminator="ApiKey"):
     """pk WS#<id>, sk APIKEY#<key_id>: the key as the workspace sees it (no secret)."""
 
@@ -248,7 +263,7 @@ class Agent(BaseItem, discriminator="Agent"):
     personality = UnicodeAttribute()
     system_prompt = UnicodeAttribute(null=True)  # the agent's own; else the personality's
     model = UnicodeAttribute()
-    tools = JSONAttribute()  # allowed tool names, in order
+    tools = Utf8JSONAttribute()  # allowed tool names, in order
     max_steps = NumberAttribute()
     budget_usd = UnicodeAttribute()  # per-run budget, a decimal string
     created_at = UTCDateTimeAttribute()
@@ -284,15 +299,15 @@ class Run(BaseItem, discriminator="Run"):
     status = UnicodeAttribute()
     input_preview = UnicodeAttribute()  # the start of the input; all of it is in the RunBody
     output = UnicodeAttribute(null=True)
-    error = JSONAttribute(null=True)  # {"reason", "message"}
-    outcome = JSONAttribute(null=True)  # the end a step decided: {"status", "reason"?, "output"?, ...}
+    error = Utf8JSONAttribute(null=True)  # {"reason", "message"}
+    outcome = Utf8JSONAttribute(null=True)  # the end a step decided: {"status", "reason"?, "output"?, ...}
     steps = NumberAttribute(default=0)  # model calls made
     seq = NumberAttribute(default=0)  # last event seq
     step_mark = UnicodeAttribute(null=True)  # the last step committed and what comes next (runs.records.StepMark)
     cancel_requested = BooleanAttribute(default=False)
     task_token = UnicodeAttribute(null=True)  # while paused
     pause_reason = UnicodeAttribute(null=True)  # the limit a think step could not reserve within
-    pause_hold = JSONAttribute(null=True)  # what it could not reserve: {"tokens", "micro_usd"}
+    pause_hold = Utf8JSONAttribute(null=True)  # what it could not reserve: {"tokens", "micro_usd"}
     paused_at = UTCDateTimeAttribute(null=True)
     paused_seconds = NumberAttribute(default=0)  # time spent paused: not agent time, not against the timeout
     slot = UnicodeAttribute(null=True)  # "own" while it holds one of the workspace's run slots; "parent" for a child
@@ -331,7 +346,7 @@ class RunBody(BaseItem, discriminator="RunBody"):
     step rewrites, so those writes stay small."""
 
     input = UnicodeAttribute()
-    agent = JSONAttribute()
+    agent = Utf8JSONAttribute()
 
     @staticmethod
     def key(workspace_id: str, run_id: str) -> tuple[str, str]:
@@ -355,7 +370,7 @@ class RunEvent(BaseItem, discriminator="RunEvent"):
     seq = NumberAttribute()
     event_type = UnicodeAttribute()
     at = UTCDateTimeAttribute()
-    data = JSONAttribute()
+    data = Utf8JSONAttribute()
 
     @staticmethod
     def key(workspace_id: str, run_id: str, seq: int) -> tuple[str, str]:
@@ -367,7 +382,7 @@ class ConversationMessage(BaseItem, discriminator="ConversationMessage"):
 
     index = NumberAttribute()
     role = UnicodeAttribute()
-    content = JSONAttribute()
+    content = Utf8JSONAttribute()
 
     @staticmethod
     def key(workspace_id: str, run_id: str, index: int) -> tuple[str, str]:
@@ -393,7 +408,7 @@ class ToolCall(BaseItem, discriminator="ToolCall"):
     tool_use_id = UnicodeAttribute()
     name = UnicodeAttribute()
     started_at = UTCDateTimeAttribute()
-    result = JSONAttribute(null=True)  # {"content": str, "is_error": bool}
+    result = Utf8JSONAttribute(null=True)  # {"content": str, "is_error": bool}
     child_run_id = UnicodeAttribute(null=True)  # delegate only
 
     @staticmethod
@@ -449,6 +464,7 @@ class UsageCounts:
     tool_calls = NumberAttribute(default=0)
     agent_seconds = NumberAttribute(default=0)
     infra_micro_usd = NumberAttribute(default=0)  # modelled AWS cost of the steps
+    api_calls = NumberAttribute(default=0)  # WebSocket messages (a counter's only: REST calls are the gateway's)
 
 
 class UsageCounter(BaseItem, UsageCounts, discriminator="UsageCounter"):
@@ -474,6 +490,7 @@ class Quota(BaseItem, discriminator="Quota"):
     way; a reservation is admitted only while committed + it ≤ the limit."""
 
     runs = NumberAttribute(default=0)  # DAY: runs launched
+    api_calls = NumberAttribute(default=0)  # DAY: WebSocket messages (REST calls are counted by the gateway)
     used_tokens = NumberAttribute(default=0)  # MONTH: tokens of settled model calls (all four classes)
     used_micro_usd = NumberAttribute(default=0)  # MONTH: model cost of settled calls
     committed_tokens = NumberAttribute(default=0)  # MONTH: used + reserved
@@ -587,7 +604,7 @@ class LiveTicket(BaseItem, discriminator="LiveTicket"):
     deleted by the connect that uses it; TTL cleans up the unused ones."""
 
     workspace_id = UnicodeAttribute()
-    principal = JSONAttribute()  # Principal.to_authorizer_context()
+    principal = Utf8JSONAttribute()  # Principal.to_authorizer_context()
     valid_until = NumberAttribute()  # epoch seconds; TTL deletion is lazy, so this is what is checked
 
     @staticmethod
@@ -609,6 +626,8 @@ class LiveConnection(BaseItem, discriminator="LiveConnection"):
     role = UnicodeAttribute(null=True)  # a user's role when it connected
     connected_at = UTCDateTimeAttribute()
     subscriptions = UnicodeSetAttribute(null=True)  # run ids, and "*" for the workspace
+    rate_window = NumberAttribute(null=True)  # the subscribe rate limit's window (epoch seconds // its length)
+    rate_count = NumberAttribute(null=True)  # subscribes in that window
 
     @staticmethod
     def partition(workspace_id: str) -> str:
@@ -617,6 +636,22 @@ class LiveConnection(BaseItem, discriminator="LiveConnection"):
     @classmethod
     def key(cls, workspace_id: str, connection_id: str) -> tuple[str, str]:
         return cls.partition(workspace_id), f"CONN#{connection_id}"
+
+
+class LiveConnectionCount(BaseItem, discriminator="LiveConnectionCount"):
+    """pk WS#<id>#LIVE, sk COUNT: how many WebSocket connections the workspace holds — what
+    ``$connect`` admits against the tier's ``live_connections`` (a conditional ADD), ``$disconnect``
+    and a gone connection's cleanup give back, and a repair sets from the ``CONN#`` items
+    (``agenthq.live.limits``). ``version`` moves with every change, so a repair that read an old
+    count writes nothing."""
+
+    open = NumberAttribute(default=0)
+    version = NumberAttribute(default=0)
+    repaired_at = UTCDateTimeAttribute(null=True)
+
+    @classmethod
+    def key(cls, workspace_id: str) -> tuple[str, str]:
+        return LiveConnection.partition(workspace_id), "COUNT"
 
 
 class LiveSubscription(BaseItem, discriminator="LiveSubscription"):

@@ -170,7 +170,7 @@ class Slots:
 
 
 def measured_limits(limits: TierLimits, at: datetime, runs_today: int, month: MonthQuota, slots: Slots,
-                    agents: int) -> list[Measured]:
+                    agents: int, live_connections: int = 0) -> list[Measured]:
     """Every limit enforced in code, measured the way it is enforced: runs per
     day from the day's quota; tokens and budget from the month's quota (used =
     settled model calls; reserved = held for calls under way); concurrent runs
@@ -184,6 +184,7 @@ def measured_limits(limits: TierLimits, at: datetime, runs_today: int, month: Mo
         Measured("budget_usd_per_month", "month", month.used_micro_usd, quota.budget_micro_usd(limits),
                  next_month(at), reserved=max(0, month.committed_micro_usd - month.used_micro_usd), money=True),
         Measured("max_agents", None, agents, limits.max_agents, None),
+        Measured("live_connections", None, live_connections, limits.live_connections, None),
     ]
 
 
@@ -205,9 +206,12 @@ def usage_view(usage: Usage, *, model_calls: bool = True) -> dict[str, Any]:
     view: dict[str, Any] = {"runs": usage.runs}
     if model_calls:
         view["model_calls"] = usage.model_calls
-    return {**view, **usage.tokens.view(), "model_cost_usd": usd(usage.cost_micro_usd),
+    view = {**view, **usage.tokens.view(), "model_cost_usd": usd(usage.cost_micro_usd),
             "infra_cost_usd": usd(usage.infra_micro_usd), "tool_calls": usage.tool_calls,
             "agent_seconds": usage.agent_seconds}
+    if model_calls:  # a period's or a day's counters; a run counts no messages
+        view["api_calls"] = usage.api_calls
+    return view
 
 
 def daily_rows(by_day: Mapping[date, Usage], first: date, last: date) -> list[dict[str, Any]]:

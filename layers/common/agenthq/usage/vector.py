@@ -54,6 +54,7 @@ class Usage(_Counts):
     tool_calls: int = 0
     agent_seconds: int = 0
     infra_micro_usd: int = 0  # the modelled AWS cost of the run's steps (agenthq.usage.infra)
+    api_calls: int = 0  # WebSocket messages (agenthq.live.limits); REST calls are counted by the gateway
 
     @classmethod
     def model_call(cls, model: str, tokens: TokenUsage, on: date | None = None) -> Usage:
