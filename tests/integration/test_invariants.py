@@ -43,8 +43,10 @@ from hypothesis.stateful import (
 from agenthq import services as services_module
 from agenthq.accounts import LoginRequest, SignupRequest, login, signup
 from agenthq.admin.workspaces import TierChange, change_tier
-from agenthq.authorizer import authorize
+from agenthq.authorizer import authorize, principal_from_headers
+from agenthq.context import Scope
 from agenthq.errors import Unauthorized
+from agenthq.live.standing import Holder, scopes_held
 from agenthq.observability import logger
 from agenthq.operators import Operator
 from agenthq.runs import pausing
@@ -193,6 +195,7 @@ class Principal:
     name: str
     headers: dict[str, str]
     revoked: bool = False
+    granted: Any = None  # the principal as the authorizer saw it at first (what a WebSocket connection keeps)
 
 
 @dataclass
@@ -253,8 +256,11 @@ class Invariants(RuleBasedStateMachine):
             assert status == 201, agent
             agents.append(agent["id"])
         self.world.agent_names[wid] = [name for name, _, _ in AGENTS]
-        return Tenant(wid, owner, Principal("member", {"Authorization": f"Bearer {tokens.access_token}"}),
-                      member_id, Principal("key", {"x-api-key": key["key"]}), key["id"], agents)
+        member = Principal("member", {"Authorization": f"Bearer {tokens.access_token}"})
+        api_key = Principal("key", {"x-api-key": key["key"]})
+        for principal in (owner, member, api_key):
+            principal.granted = principal_from_headers(services, principal.headers)[0]
+        return Tenant(wid, owner, member, member_id, api_key, key["id"], agents)
 
     def rest(self, method: str, path: str, principal: Principal, body: Any = None) -> tuple[int, Any]:
         """A request as API Gateway makes it: the real authorizer, then the function, with the
@@ -352,6 +358,10 @@ class Invariants(RuleBasedStateMachine):
             assert status in (401, 403, 404), f"{who} without access read run {run_id}: {status} {body}"
         else:
             assert status == 200 and body["id"] == run_id, (status, body)
+        # The live layer's own check (what a WebSocket connection opened by this principal is held to).
+        holder = Holder.of(principal.granted)
+        reads = Scope.runs_read in scopes_held([holder]).get(holder, frozenset())
+        assert reads == (not principal.revoked), f"the live layer says {who} (revoked: {principal.revoked}) reads: {reads}"
 
     @rule(w=st.integers(0, 1))
     def remove_member(self, w: int) -> None:
