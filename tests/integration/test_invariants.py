@@ -97,7 +97,7 @@ OPERATOR = Operator(arn="arn:aws:iam::123456789012:user/fuzzer", caller="AIDAFUZ
 TIERS: dict[str, TierChange] = {
     "free": TierChange(tier="free"), "starter": TierChange(tier="starter"), "pro": TierChange(tier="pro"),
     "tight": TierChange(tier="enterprise", limit_overrides={
-        "concurrent_runs": 2, "budget_usd_per_month": "0.40", "tokens_per_month": 150_000}),
+        "concurrent_runs": 2, "budget_usd_per_month": "0.15", "tokens_per_month": 40_000}),
 }
 #: How the model answers the calls of a delivery: mostly work (tools, delegations, long answers), sometimes faults.
 ANSWERS = st.lists(st.builds(Behaviour, kind=st.sampled_from([*BEHAVIOURS, "tool", "delegate", "tool"]),
