@@ -527,6 +527,7 @@ class Invariants(RuleBasedStateMachine):
             assert not books.reservations, f"reservations left after every run ended: {books.reservations}"
 
 
+@pytest.mark.timeout(int(FUZZ_MINUTES * 60) + 900)  # hypothesis shrinks a failure for up to 5 minutes
 def test_the_promises_hold_under_random_interleavings(world: World) -> None:
     """Hypothesis explores interleavings of launches, delegations, cancels, pauses and resumes,
     tier changes, member removals, key revocations, model faults, crashed and redelivered steps
