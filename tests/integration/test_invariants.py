@@ -85,7 +85,7 @@ pytestmark = pytest.mark.slow
 
 FUZZ_MINUTES = float(os.environ.get("FUZZ_MINUTES") or 0)
 settings.register_profile("invariants", max_examples=int(os.environ.get("INVARIANT_EXAMPLES") or 4),
-                          stateful_step_count=30, deadline=None, database=None, derandomize=False,
+                          stateful_step_count=40, deadline=None, database=None, derandomize=False,
                           suppress_health_check=list(HealthCheck), print_blob=True)
 settings.register_profile("invariants-long", parent=settings.get_profile("invariants"), max_examples=20,
                           stateful_step_count=60)
@@ -420,15 +420,16 @@ class Invariants(RuleBasedStateMachine):
         self.deliver(i, "once", answers)
 
     @precondition(lambda self: bool(self.orchestrator and self.orchestrator.pending()))
-    @rule(rounds=st.integers(1, 4), answers=ANSWERS)
-    def advance(self, rounds: int, answers: list[Behaviour]) -> None:
-        """Every pending task runs, ``rounds`` times over (the model answers as ``answers`` say, then plainly)."""
+    @rule(rounds=st.integers(1, 4), answers=ANSWERS, one_step=st.booleans())
+    def advance(self, rounds: int, answers: list[Behaviour], one_step: bool) -> None:
+        """Every pending task runs, ``rounds`` times over (the model answers as ``answers`` say, then
+        plainly); with ``one_step`` each slice hands back after its first step, so runs stay running."""
         assert self.orchestrator is not None and self.model is not None
         self.model.script = list(answers)
         for _ in range(rounds):
             for execution in self.orchestrator.pending():
                 if execution.deliverable:
-                    self.orchestrator.deliver(execution)
+                    self.orchestrator.deliver(execution, seconds=0.0 if one_step else 900.0)
                     self.world.stats.deliveries += 1
 
     @rule(by=st.sampled_from(["a minute", "an hour", "a day", "midnight", "month end"]))
