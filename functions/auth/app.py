@@ -13,9 +13,10 @@ from agenthq.services import get_services
 app = create_app("auth")
 
 
-@app.post("/auth/signup", status_code=201, response_model=Signup, responses=documented(Conflict, ServiceUnavailable))
-def signup(body: SignupRequest) -> dict:
-    return accounts.signup(get_services(), body)
+@app.post("/auth/signup", status_code=201, response_model=Signup,
+          responses=documented(Conflict, ServiceUnavailable))
+def signup(body: SignupRequest, request: Request) -> dict:
+    return accounts.signup(get_services(), body, source_ip(request))
 
 
 @app.post("/auth/login", responses=documented(Unauthorized, NotAMember, ServiceUnavailable))
@@ -24,8 +25,8 @@ def login(body: LoginRequest, request: Request) -> Tokens:
 
 
 @app.post("/auth/refresh", responses=documented(Unauthorized))
-def refresh(body: RefreshRequest) -> Tokens:
-    return accounts.refresh(get_services(), body)
+def refresh(body: RefreshRequest, request: Request) -> Tokens:
+    return accounts.refresh(get_services(), body, source_ip(request))
 
 
 @app.post("/auth/logout", status_code=204)

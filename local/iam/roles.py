@@ -35,10 +35,11 @@ class Role:
     policies: tuple[dict[str, Any], ...]  # identity-based policy documents, intrinsics resolved
     trust_policy: dict[str, Any] | None = None
     managed_policies: tuple[str, ...] = ()  # named but not evaluated locally (they grant nothing here)
+    path: str = "/"  # the role's IAM path (``Path``; a function's ``RolePath``): part of its ARN, not its sessions'
 
     @property
     def arn(self) -> str:
-        return f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/{self.name}"
+        return f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role{self.path}{self.name}"
 
 
 @dataclass
@@ -62,7 +63,8 @@ def roles_from_template(template: dict[str, Any], resolver: Resolver) -> Roles:
         documents = [resolver.resolve(p["PolicyDocument"]) for p in props.get("Policies", [])]
         roles.add(Role(logical_id=logical_id, name=props.get("RoleName") or f"{stack}-{logical_id}",
                        policies=tuple(documents), trust_policy=resolver.resolve(props.get("AssumeRolePolicyDocument")),
-                       managed_policies=tuple(str(resolver.resolve(m)) for m in props.get("ManagedPolicyArns", []))))
+                       managed_policies=tuple(str(resolver.resolve(m)) for m in props.get("ManagedPolicyArns", [])),
+                       path=str(resolver.resolve(props.get("Path", "/")))))
     for kind, mapping in (("AWS::Serverless::Function", roles.of_function),
                           ("AWS::Serverless::StateMachine", roles.of_state_machine)):
         for logical_id, resource in resources_of_type(template, kind).items():
@@ -75,7 +77,8 @@ def roles_from_template(template: dict[str, Any], resolver: Resolver) -> Roles:
                 continue
             documents, managed = sam_policies(props.get("Policies", []), resolver)
             mapping[logical_id] = roles.add(Role(logical_id=f"{logical_id}Role", name=f"{stack}-{logical_id}Role",
-                                                 policies=tuple(documents), managed_policies=tuple(managed)))
+                                                 policies=tuple(documents), managed_policies=tuple(managed),
+                                                 path=str(resolver.resolve(props.get("RolePath", "/")))))
     acted_as = {r.arn for r in (*roles.of_function.values(), *roles.of_state_machine.values())}
     for role in roles.by_arn.values():
         # a role only an AWS service assumes (API Gateway's logging role) is never acted as locally

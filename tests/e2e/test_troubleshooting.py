@@ -199,6 +199,14 @@ def anthropic_key_refused(request: pytest.FixtureRequest, tmp_path: Path) -> tup
     return tenant.get(f"/runs/{run_id}").text, {}  # what `curl …/runs/<id>` shows
 
 
+def budget_below_one_call(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    tenant = signup(request.getfixturevalue("api"), tier="pro")
+    agent = create_agent(tenant, "frugal", "sre", budget_usd="0.004")
+    run_id = launch(tenant, agent["id"], "Hello.").json()["id"]
+    assert wait_for(tenant, run_id)["status"] == "failed"
+    return tenant.get(f"/runs/{run_id}").text, {}  # what `curl …/runs/<id>` shows
+
+
 def _make_sam_local(tmp_path: Path, docker: str | None) -> str:
     """`make sam-local` with ``docker`` (a script's body; None: no docker command at all) as the only
     program on PATH; whatever else make asks of docker would be logged, and nothing else may run."""
@@ -257,6 +265,7 @@ PROVOKED: dict[str, Callable[[pytest.FixtureRequest, Path], tuple[str, dict[str,
     "api-not-running": api_not_running,
     "rate-limited": rate_limited,
     "anthropic-key-refused": anthropic_key_refused,
+    "budget-below-one-call": budget_below_one_call,
     "deploy-no-credentials": deploy_no_credentials,
     "deploy-no-region": deploy_no_region,
     "sam-local-no-docker": sam_local_no_docker,

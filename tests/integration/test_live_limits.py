@@ -11,6 +11,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import jwt
 import pytest
 
 from agenthq.adapters.connections import ConnectionGone
@@ -56,8 +57,11 @@ def _services(at: float | None = None, **settings: Any) -> tuple[Services, FakeC
 
 
 def _owner(tenant: Any) -> Principal:
+    """The tenant's owner as the authorizer gives it: the session of its access token (a connection's
+    subscribe checks that the session is still open)."""
+    session_id = jwt.decode(tenant.access_token, options={"verify_signature": False})["sid"]
     return Principal(tenant.workspace_id, tenant.user_id, PrincipalKind.user, role=Role.owner,
-                     scopes=ROLE_SCOPES[Role.owner], session_id="s")
+                     scopes=ROLE_SCOPES[Role.owner], session_id=session_id)
 
 
 def _stored(workspace_id: str) -> list[str]:

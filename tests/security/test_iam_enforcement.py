@@ -18,6 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import GetError, PutError, QueryError, TransactWriteError
 
+from agenthq import ids
 from agenthq.store import global_scope, tenant_scope, transaction
 from agenthq.store.items import ApiKey, Note, User, Workspace
 from local.lambda_runtime import in_process
@@ -111,7 +112,7 @@ def test_the_tenant_role_is_assumed_only_with_a_workspace_tag(cloud, handler_of)
         return {
             "untagged": attempt(lambda: sts.assume_role(RoleArn=role, RoleSessionName="untagged")),
             "tagged": attempt(lambda: sts.assume_role(RoleArn=role, RoleSessionName="tagged",
-                                                      Tags=[{"Key": "workspace_id", "Value": "01A"}])),
+                                                      Tags=[{"Key": "workspace_id", "Value": ids.new_id()}])),
         }
 
     handler_of("AgentsFunction", handler)

@@ -73,4 +73,9 @@ def test_tenant_role_can_only_be_assumed_with_a_workspace_tag():
     role = load_template()["Resources"]["TenantDataRole"]["Properties"]
     (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert set(trust["Action"]) == {"sts:AssumeRole", "sts:TagSession"}
-    assert trust["Condition"] == {"StringLike": {"aws:RequestTag/workspace_id": "?*"}}
+    assert trust["Condition"] == {
+        "ArnLike": {"aws:PrincipalArn": {
+            "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${AWS::StackName}/tenant-data/*"}},
+        "StringLike": {"aws:RequestTag/workspace_id": "?" * 26},  # a workspace id (a ULID)
+        "ForAllValues:StringEquals": {"aws:TagKeys": ["workspace_id"]},
+    }

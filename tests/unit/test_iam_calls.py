@@ -106,6 +106,8 @@ def test_every_function_and_state_machine_has_its_role_from_the_template():
     template = load_template()
     stack = LocalStack()
     stack.refs["AnthropicApiKeySecret"] = "arn:aws:secretsmanager:us-east-1:123456789012:secret:agenthq/key-AbCdEf"
+    for tier in ("Free", "Starter", "Pro"):  # the auth function may attach keys to these plans only
+        stack.refs[f"{tier}UsagePlan"] = f"plan{tier.lower()}"
     roles = roles_from_template(template, Resolver(template, stack))
     functions = {k for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
     assert set(roles.of_function) == functions

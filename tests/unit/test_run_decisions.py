@@ -173,3 +173,13 @@ def test_a_slice_starts_a_model_call_or_a_tool_only_when_its_whole_budget_fits()
     assert goes_on(FINISH, margin) and not goes_on(FINISH, margin - 1)
     for waiting in ("delegate", "pause", "queue"):  # they need a task token: the state machine's
         assert not goes_on(waiting, 900.0)
+
+
+def test_a_call_that_does_not_fit_its_trees_budget_fails_the_run_with_budget_exhausted():
+    from decimal import Decimal
+
+    root = decisions.call_over_budget(Decimal("0.004000"), shared=False)
+    child = decisions.call_over_budget(Decimal("0.004000"), shared=True)
+    assert root["status"] == child["status"] == "failed"
+    assert root["reason"] == child["reason"] == "budget_exhausted"
+    assert "its budget of $0.004000" in root["message"] and "its run tree shares" in child["message"]

@@ -24,7 +24,7 @@ from agenthq.context import Role
 from agenthq.errors import Conflict, Forbidden, RateLimited, ServiceUnavailable, Unauthorized
 from agenthq.live.connections import close_connections
 from agenthq.observability import logger
-from agenthq.security import throttle
+from agenthq.security import request_rates, throttle
 from agenthq.security.passwords import check_password_policy, dummy_hash, hash_password, needs_rehash, verify_password
 from agenthq.security.secrets import REFRESH_TOKEN_PREFIX, fingerprint, new_secret, secret_hash
 from agenthq.store import global_scope, retry_transaction, tenant_scope, transaction
@@ -156,27 +156,59 @@ def _new_session(services: Services, user_id: str, workspace_id: str) -> Tokens:
 
 def ensure_gateway_key(services: Services, workspace: Workspace) -> None:
     """Give the workspace its API Gateway key if it has none yet (first signup,
-    or a signup that failed half-way and is being retried)."""
+    or a signup that failed half-way and is being retried).
+
+    Each attempt creates a key with a new value and stores its id and value (on
+    the workspace and its members, whose copy the authorizer returns) only if no
+    attempt stored one before: a retry after a crash between the creation and the
+    write makes a new key rather than looking the lost one up (a lookup lists
+    every key value of the region; decisions.md 195). A lost attempt's key is
+    left attached to its tier's plan with a value no item holds: it meters nothing."""
     if workspace.gateway_key_id:
         return
+    value = new_secret("", 30)
     try:
-        key_id = services.gateway_keys.ensure_key(workspace.id, workspace.usage_key, workspace.tier)
+        key_id = services.gateway_keys.create_key(workspace.id, value, workspace.tier)
     except Exception as exc:
         logger.exception("could not create the workspace's API Gateway key")
         raise ServiceUnavailable("Your workspace is not ready yet; please retry.") from exc
     with tenant_scope(workspace.id):
-        workspace.update(actions=[Workspace.gateway_key_id.set(key_id)])
+        members = list(Member.query(Workspace.key(workspace.id)[0], Member.sk.startswith("MEMBER#"),
+                                    consistent_read=True))
+        try:
+            with transaction() as tx:
+                tx.update(workspace, actions=[Workspace.gateway_key_id.set(key_id), Workspace.usage_key.set(value)],
+                          condition=Workspace.gateway_key_id.does_not_exist())
+                for member in members:
+                    tx.update(member, actions=[Member.usage_key.set(value)], condition=Member.pk.exists())
+        except TransactWriteError:  # a concurrent attempt stored its key first (or a member left): use what is
+            workspace.refresh(consistent_read=True)
+            if not workspace.gateway_key_id:
+                raise ServiceUnavailable("Your workspace is not ready yet; please retry.") from None
+            return
+    workspace.gateway_key_id, workspace.usage_key = key_id, value
+
+
+def admit_caller(services: Services, source_ip: str | None, account: str | None = None) -> None:
+    """Count an auth request against its source address's and its account's request rates (429 past
+    either, before any other work): one caller's retries cannot use up another's (request_rates)."""
+    now = services.clock()
+    if source_ip is not None:
+        request_rates.admit(request_rates.PER_SOURCE, source_ip, now)
+    if account is not None:
+        request_rates.admit(request_rates.PER_ACCOUNT, account, now)
 
 
 # --------------------------------------------------------------------------- signup
 
 
-def signup(services: Services, request: SignupRequest) -> dict[str, Any]:
+def signup(services: Services, request: SignupRequest, source_ip: str) -> dict[str, Any]:
     """Create the user, their workspace (tier free) and the owner membership.
 
     Retrying the same signup (same e-mail, password and workspace name, within
     a day) returns the same user and workspace with a new session instead of
     a second workspace; any other signup with a known e-mail is a 409."""
+    admit_caller(services, source_ip, f"email:{request.email}")
     password = request.password.get_secret_value()
     check_password_policy(password, email=request.email, other_words=(request.workspace_name,))
     signup_print = fingerprint("signup", request.email, request.workspace_name)
@@ -249,6 +281,7 @@ def login(services: Services, request: LoginRequest, source_ip: str, seconds_lef
     instead of a timeout at the function's end (a 502) after the CPU was spent (decisions.md, 157)."""
     if seconds_left < LOGIN_SECONDS_NEEDED:
         raise RateLimited("The service is busy; try again in a few seconds.", retry_after=LOGIN_BUSY_RETRY_AFTER)
+    admit_caller(services, source_ip, f"email:{request.email}")
     now = services.clock()
     waits = [w for w in (throttle.retry_after(throttle.ACCOUNT, request.email, now),
                          throttle.retry_after(throttle.SOURCE_IP, source_ip, now)) if w]
@@ -289,15 +322,19 @@ class NotAMember(Forbidden):
 
 
 def _membership(user_id: str, workspace_id: str | None, invited: Callable[[], Member | None]) -> Member:
+    if workspace_id is not None and ids.is_id(workspace_id):
+        # A strongly consistent read of the membership itself (the index lags its table: a membership a
+        # concurrent login just made from an invitation is not there yet, and its invitation is gone).
+        with tenant_scope(workspace_id):  # a workspace's item: through its tenant role
+            found = Member.get_or_none(*Member.key(workspace_id, user_id))
+        if found is not None or (found := invited()) is not None:
+            return found
+        raise NotAMember("You are not a member of that workspace.")
+    if workspace_id is not None:
+        raise NotAMember("You are not a member of that workspace.")
     with global_scope():
         memberships = sorted(Member.gsi1.query(f"USER#{user_id}"), key=lambda m: m.joined_at)
-    if workspace_id is not None:
-        memberships = [m for m in memberships if m.workspace_id == workspace_id]
-        if not memberships and (accepted := invited()) is not None:
-            return accepted
     if not memberships:
-        if workspace_id is not None:
-            raise NotAMember("You are not a member of that workspace.")
         raise NotAMember("You are not a member of any workspace.")
     first: Member = memberships[0]
     return first
@@ -310,7 +347,7 @@ def _accept_invitation(services: Services, user: User, workspace_id: str | None)
     if workspace_id is None or not ids.is_id(workspace_id):
         return None
     now = services.now()
-    with global_scope():
+    with tenant_scope(workspace_id):  # the invitation, the workspace and the member are all the workspace's items
         invitation = Invitation.get_or_none(*Invitation.key(workspace_id, user.email))
         if invitation is None or (invitation.expires_at is not None and invitation.expires_at <= now):
             return None
@@ -332,7 +369,8 @@ def _accept_invitation(services: Services, user: User, workspace_id: str | None)
 # --------------------------------------------------------------------------- refresh and logout
 
 
-def refresh(services: Services, request: RefreshRequest) -> Tokens:
+def refresh(services: Services, request: RefreshRequest, source_ip: str) -> Tokens:
+    admit_caller(services, source_ip)
     presented = request.refresh_token.get_secret_value()
     now = services.now()
     invalid = "The refresh token is not valid."
@@ -341,6 +379,7 @@ def refresh(services: Services, request: RefreshRequest) -> Tokens:
         family = SessionFamily.get_or_none(*SessionFamily.key(current.family_id)) if current else None
     if current is None or family is None:
         raise Unauthorized(invalid)
+    admit_caller(services, None, f"user:{current.user_id}")
     if family.revoked_at is not None or (current.expires_at and current.expires_at <= now):
         raise Unauthorized(invalid)
     if current.used_at is not None:
@@ -420,7 +459,7 @@ def me(user_id: str) -> dict[str, Any]:
         names = {}
         if memberships:
             keys = [Workspace.key(m.workspace_id) for m in memberships]
-            names = {w.id: w.name for w in Workspace.batch_get(keys)}
+            names = {w.id: w.name for w in Workspace.batch_get(keys, attributes_to_get=["pk", "sk", "type", "id", "name"])}
     return {
         "user": user_view(user),
         "memberships": [

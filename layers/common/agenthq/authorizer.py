@@ -29,6 +29,12 @@ if TYPE_CHECKING:
     from agenthq.services import Services
 
 LAST_USED_RESOLUTION_SECONDS = 60
+
+# Everything an authorizer reads of an item (members, sessions, API keys and their lookups): it reads no
+# more, and its role may read no more (template.yaml, dynamodb:Attributes) — never a run's input or output,
+# an agent's prompt or a note, though they share the workspace's partition.
+AUTHORIZER_ATTRIBUTES = ("pk", "sk", "type", "workspace_id", "user_id", "role", "usage_key", "revoked_at",
+                         "key_id", "scopes")
 _last_used_written: dict[str, float] = {}
 _last_used_lock = threading.Lock()
 
@@ -68,7 +74,8 @@ def allow(principal: Principal, event: dict[str, Any], resource: str | None = No
 def session_is_valid(workspace_id: str, user_id: str, session_id: str) -> Role | None:
     """The member's role if the user is still a member and the session still open; else None."""
     with global_scope():
-        found = get_many(Member.key(workspace_id, user_id), SessionFamily.key(session_id))
+        found = get_many(Member.key(workspace_id, user_id), SessionFamily.key(session_id),
+                         attributes=AUTHORIZER_ATTRIBUTES)
     member = next((item for item in found if isinstance(item, Member)), None)
     session = next((item for item in found if isinstance(item, SessionFamily)), None)
     if member is None or not _session_open(session, workspace_id, user_id):
@@ -95,7 +102,8 @@ def _from_access_token(services: Services, token: str) -> tuple[Principal, str]:
         except InvalidToken:
             raise Unauthorized() from None
     with global_scope():
-        found = get_many(Member.key(claims.workspace_id, claims.user_id), SessionFamily.key(claims.session_id))
+        found = get_many(Member.key(claims.workspace_id, claims.user_id), SessionFamily.key(claims.session_id),
+                         attributes=AUTHORIZER_ATTRIBUTES)
     member = next((item for item in found if isinstance(item, Member)), None)
     session = next((item for item in found if isinstance(item, SessionFamily)), None)
     if member is None or not _session_open(session, claims.workspace_id, claims.user_id):
@@ -113,7 +121,8 @@ def _session_open(session: SessionFamily | None, workspace_id: str, user_id: str
 
 def _from_api_key(services: Services, secret: str) -> tuple[Principal, str]:
     with global_scope():
-        lookup = ApiKeyLookup.get_or_none(*ApiKeyLookup.key(secret_hash(secret)), consistent_read=False)
+        lookup = ApiKeyLookup.get_or_none(*ApiKeyLookup.key(secret_hash(secret)), consistent_read=False,
+                                          attributes=AUTHORIZER_ATTRIBUTES)
     if lookup is None:
         raise Unauthorized()
     scopes = frozenset(Scope(s) for s in lookup.scopes if s in {x.value for x in API_KEY_SCOPES})

@@ -21,6 +21,7 @@ from agenthq.errors import Conflict
 
 
 class GatewayKeys(Protocol):
+    def create_key(self, workspace_id: str, value: str, tier: str) -> str: ...
     def ensure_key(self, workspace_id: str, value: str, tier: str) -> str: ...
     def delete_key(self, key_id: str) -> None: ...
     def tier_plan(self, tier: str) -> str: ...
@@ -41,9 +42,19 @@ class ApiGatewayKeys:
         except KeyError:
             raise RuntimeError(f"no usage plan configured for tier {tier!r}") from None
 
+    def create_key(self, workspace_id: str, value: str, tier: str) -> str:
+        """Create a key with this value, attached to the tier's plan; its id. Not idempotent on purpose: it
+        never lists keys (a listing returns every key's value in the region, which the auth function's role
+        may not read), so a caller that may retry gives each attempt a new value (accounts.ensure_gateway_key)."""
+        key = self.client.create_api_key(name=f"ws-{workspace_id}", value=value, enabled=True,
+                                         description=f"AgentHQ workspace {workspace_id}")
+        self.client.create_usage_plan_key(usagePlanId=self.tier_plan(tier), keyId=key["id"], keyType="API_KEY")
+        return str(key["id"])
+
     def ensure_key(self, workspace_id: str, value: str, tier: str) -> str:
         """Create (or find, on a retry) the workspace's key and attach it to the
-        tier's plan. Idempotent. Returns the key id."""
+        tier's plan. Idempotent. Returns the key id. It lists keys with their values: the operator's
+        (the local cloud restoring keys), never a function's."""
         name = f"ws-{workspace_id}"
         existing = self.client.get_api_keys(nameQuery=name, includeValues=True).get("items", [])
         key = next((k for k in existing if k.get("value") == value), None)

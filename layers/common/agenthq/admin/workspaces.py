@@ -25,13 +25,18 @@ from agenthq.errors import InvalidRequest, NotFound
 from agenthq.observability import logger
 from agenthq.operators import Operator
 from agenthq.pagination import Page, page
-from agenthq.store import get_many, tenant_scope
+from agenthq.store import get_many, tenant_scope, transaction
 from agenthq.store.items import Workspace, WorkspaceDirectoryEntry
-from agenthq.tier_changes import TierSetting, on_tier_changed
+from agenthq.tier_changes import TierSetting, on_tier_changed, takes_effect_with
 from agenthq.tiers import Tier, limits_for
 
 if TYPE_CHECKING:
     from agenthq.services import Services
+
+# What the operator's own role reads of a workspace item (template.yaml allows it no more: dynamodb:Attributes);
+# the rest of the workspace's partition (agents' prompts, runs' inputs and outputs, notes) is out of its reach.
+OPERATOR_ATTRIBUTES = ("pk", "sk", "type", "id", "name", "tier", "limit_overrides", "gateway_key_id",
+                       "gateway_plan_id", "deleting", "offboarding", "created_at")
 
 # Overrides that API Gateway enforces: an enterprise workspace with any of them gets its own usage plan.
 GATEWAY_LIMITS = ("api_rps", "api_burst", "api_calls_per_day")
@@ -115,7 +120,7 @@ def _directory_page(cursor: str | None, limit: int, view: Any) -> Page:
         partition, WorkspaceDirectoryEntry.sk.startswith("WS#"), limit=limit, scan_index_forward=False,
         last_evaluated_key=start), lambda entry: {"id": entry.workspace_id}, cursor, partition=partition,
         sk_prefix="WS#")
-    found = {w.id: w for w in get_many(*(Workspace.key(e["id"]) for e in entries.items))
+    found = {w.id: w for w in get_many(*(Workspace.key(e["id"]) for e in entries.items), attributes=OPERATOR_ATTRIBUTES)
              if isinstance(w, Workspace)} if entries.items else {}
     return Page(items=[view(found[e["id"]]) for e in entries.items if e["id"] in found],
                 next_cursor=entries.next_cursor)
@@ -167,7 +172,10 @@ def change_tier(services: Services, operator: Operator, workspace_id: str, chang
                else Workspace.limit_overrides.remove(),
                Workspace.gateway_plan_id.set(plan_id) if plan_id else Workspace.gateway_plan_id.remove()]
     with tenant_scope(workspace_id):
-        workspace.update(actions=actions, condition=Workspace.pk.exists())
+        with transaction() as tx:  # the limits take effect together (the slots' concurrency limit too)
+            tx.update(workspace, actions=actions, condition=Workspace.pk.exists())
+            takes_effect_with(tx, workspace_id, new)
+        workspace = Workspace.get(*Workspace.key(workspace_id), consistent_read=True)
     logger.info("tier set", extra={"workspace_id": workspace_id, "old_tier": old.tier, "new_tier": new.tier,
                                    "limit_overrides": new.limit_overrides, **operator.log_keys()})
     on_tier_changed(services, workspace_id, old, new)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DeleteError
 
-from agenthq.authorizer import allow, principal_from_headers, session_is_valid
+from agenthq.authorizer import AUTHORIZER_ATTRIBUTES, allow, principal_from_headers, session_is_valid
 from agenthq.context import ROLE_SCOPES, Principal, PrincipalKind, principal_from_authorizer
 from agenthq.errors import Unauthorized
 from agenthq.security.secrets import new_secret, secret_hash
@@ -82,7 +82,8 @@ def redeem_ticket(services: Services, ticket: str) -> Principal:
         return Principal(principal.workspace_id, principal.subject, principal.kind, role=role,
                          scopes=ROLE_SCOPES[role], session_id=principal.session_id)
     with global_scope():  # the authorizer's own role reads WS#* items (as the REST authorizer does)
-        key = ApiKey.get_or_none(*ApiKey.key(principal.workspace_id, principal.subject), consistent_read=False)
+        key = ApiKey.get_or_none(*ApiKey.key(principal.workspace_id, principal.subject), consistent_read=False,
+                                 attributes=AUTHORIZER_ATTRIBUTES)
     if key is None or key.revoked_at is not None:
         raise Unauthorized()
     return principal

@@ -15,7 +15,7 @@ from agenthq.observability import logger
 from agenthq.pagination import Page, page
 from agenthq.runs import decisions, pausing
 from agenthq.runs.cancel import request_cancel
-from agenthq.runs.launch import LaunchRace, create_run_record
+from agenthq.runs.launch import LaunchRace, create_run_record, forget_unstarted
 from agenthq.runs.records import (
     event_view,
     iter_events,
@@ -101,7 +101,7 @@ def _start(services: Services, run: Run, *, retry_with_key: bool) -> None:
     (reason ``start_failed``), giving back its place among the concurrent runs."""
     try:
         services.orchestrator.start(run.id, {"workspace_id": run.workspace_id, "run_id": run.id})
-    except Exception as exc:  # whatever failed, the run did not start
+    except Exception as exc:  # whatever failed, the run did not start (it stays listed as unstarted)
         logger.exception("the run's execution could not be started", extra={"run_id": run.id})
         if retry_with_key:
             raise ServiceUnavailable("The run could not be started yet; retry with the same Idempotency-Key.") from exc
@@ -110,6 +110,10 @@ def _start(services: Services, run: Run, *, retry_with_key: bool) -> None:
         with tenant_scope(run.workspace_id):
             engine.fail(engine.Slice(services, run), {"error": {"Error": decisions.NOT_STARTED, "Cause": str(exc)[:500]}})
         raise ServiceUnavailable("The run could not be started and has failed; launch it again.") from exc
+    try:
+        forget_unstarted(run.workspace_id, run.id)  # its execution carries it from here
+    except Exception:  # noqa: BLE001 - the run started; the period reset clears a marker left behind
+        logger.exception("could not clear the run's unstarted marker", extra={"run_id": run.id})
 
 
 def _launched(services: Services, workspace_id: str, key: str, body_print: str) -> dict[str, Any] | None:

@@ -54,6 +54,15 @@ def ending_before_a_model_call(*, cancel_requested: bool, now: datetime, created
     return None
 
 
+def call_over_budget(budget_usd: Decimal, shared: bool) -> Outcome:
+    """The outcome of a run whose next model call could cost more than is left
+    of its budget: its own per-run budget, or (``shared``) its tree's — its root
+    run's ``budget_usd``, which the runs the root delegated to spend from too."""
+    whose = "the budget its run tree shares" if shared else "its budget"
+    return {"status": "failed", "reason": "budget_exhausted",
+            "message": f"The run's next model call could cost more than is left of {whose} of ${budget_usd}."}
+
+
 def next_turn(step: str, next_step: str, turn: int) -> int:
     """The turn ``next_step`` belongs to: start begins turn 1; think → act stays
     in the turn; act → think, and think → think (pause_turn), begin the next."""

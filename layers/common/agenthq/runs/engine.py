@@ -34,6 +34,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
@@ -52,7 +53,7 @@ from agenthq.messaging import take_inbox
 from agenthq.observability import RUNS_STARTED, MetricUnit, count, count_model_tokens, logger, metrics
 from agenthq.runs import decisions, pausing, slots, transcript
 from agenthq.runs.decisions import ACT, DELEGATE, DONE, FAILED, FINISH, PAUSE, QUEUE, START, THINK, Outcome
-from agenthq.runs.launch import create_run_record
+from agenthq.runs.launch import create_run_record, forget_unstarted
 from agenthq.runs.records import (
     STEP_ORDER,
     Change,
@@ -328,16 +329,21 @@ def start(work: Slice, event: dict[str, Any]) -> str:
 def queue(work: Slice, event: dict[str, Any]) -> str:
     """Wait for a slot (the WaitForSlot state): in the workspace's queue with
     this task token, answered ``start`` when a slot is handed over — or at once
-    if one is free now. A cancelled run is answered ``finish``."""
-    run, services = work.run, work.services
+    if one is free now, or if the run holds one already (handed over while an
+    earlier attempt of this step waited). A cancelled run is answered ``finish``."""
+    services = work.services
     token = event.get("task_token")
     if not isinstance(token, str) or not token:
         raise RunStepRejected("queue needs the task token")
-    if run.status in TERMINAL or run.cancel_requested:
-        _send_task_success(services, token, FINISH)
-        return FINISH
-    limits = work.limits()
-    for _ in range(5):
+    for attempt in range(5):
+        run = work.run if attempt == 0 else work.reload()
+        limits = work.limits() if attempt == 0 else quota.workspace_limits(run.workspace_id)
+        if run.status in TERMINAL or run.cancel_requested:
+            _send_task_success(services, token, FINISH)
+            return FINISH
+        if run.slot is not None or run.status != "queued":
+            _send_task_success(services, token, START)
+            return START
         if slots.enqueue(run, token, limits):
             return QUEUE
         if slots.acquire(run, limits):
@@ -356,10 +362,10 @@ def _next_reservation(work: Slice, step: int, conversation: list[ConversationMes
     if _ending_before_a_model_call(work.services, run, agent, steps=step - 1) is not None:
         return None
     hold = quota.hold_for(_model_request(work.services, run, agent, conversation), at)
-    limits = work.limits()
-    if quota.beyond_limits(hold, limits) is not None:
+    limits, tree = work.limits(), quota.RunTree.of(work.body())
+    if hold.micro_usd > quota.run_budget_left(run, agent["budget_usd"]) or quota.beyond_limits(hold, limits, tree):
         return None
-    return quota.reservation_for(run.workspace_id, run.id, step, hold, at), limits
+    return quota.reservation_for(run.workspace_id, run.id, step, hold, at, tree), limits
 
 
 # --------------------------------------------------------------------------- think
@@ -379,11 +385,16 @@ def think(work: Slice, event: dict[str, Any]) -> str:
     at = services.now()
     reservation = work.reservation(step)
     if reservation is None:
-        hold = quota.hold_for(request, at)
-        blocked = quota.reserve(run.workspace_id, run.id, step, hold, work.limits(), at)
+        hold, tree = quota.hold_for(request, at), quota.RunTree.of(work.body())
+        if hold.micro_usd > quota.run_budget_left(run, agent["budget_usd"]):  # the run's own budget
+            return _decide(work, step, "think", decisions.call_over_budget(Decimal(agent["budget_usd"]), shared=False))
+        blocked = quota.reserve(run.workspace_id, run.id, step, hold, work.limits(), at, tree)
+        if blocked == quota.RUN_BUDGET and tree is not None:  # the tree's budget does not reset: the run ends
+            return _decide(work, step, "think", decisions.call_over_budget(
+                tree.budget_usd(), shared=tree.root_run_id != run.id))
         if blocked is not None:
             return _pause_at(work, blocked, hold)
-        reservation = work.reserved[step] = quota.reservation_for(run.workspace_id, run.id, step, hold, at)
+        reservation = work.reserved[step] = quota.reservation_for(run.workspace_id, run.id, step, hold, at, tree)
     try:
         response = services.model.create_message(request)
     except ModelRequestRejected as exc:
@@ -476,12 +487,13 @@ def _meter_model_call(work: Slice, step: int, entry: str, model: str, usage: Usa
     at = services.now()
     if reservation is not None:  # it may have been settled or released meanwhile
         reservation = Reservation.get_or_none(*Reservation.key(run.workspace_id, run.id, step))
+    at = quota.counted_at(reservation, at)  # the call counts when it was made
     try:
         with transaction() as tx:
             ledger.record(tx, run.workspace_id, run.id, entry, usage, at, services.settings.usage_counter_shards,
                           step=step, model=model)
             tx.update(Run(*Run.key(run.workspace_id, run.id)), actions=usage.add_actions(Run))
-            quota.settle(tx, run.workspace_id, reservation, usage, at)
+            quota.settle(tx, run.workspace_id, reservation, usage, at, quota.RunTree.of(work.body()))
     except TransactWriteError:
         if LedgerEntry.get_or_none(*LedgerEntry.key(run.workspace_id, run.id, entry)) is not None:
             return  # metered already
@@ -503,7 +515,7 @@ def _meter_unanswered(work: Slice, step: int, request: ModelRequest, calls: tupl
             _release(work, step)
         return
     run, services = work.run, work.services
-    at = services.now()
+    at = quota.counted_at(reservation, services.now())  # the attempts count when the call was made
     each = _unanswered_usage(request, reservation, at)
     total = sum((each for _ in calls), Usage())
     entries = [ledger.model_entry(call.id) for call in calls]
@@ -516,7 +528,7 @@ def _meter_unanswered(work: Slice, step: int, request: ModelRequest, calls: tupl
                                estimated=True)
                 counters.count(tx, run.workspace_id, total, at, services.settings.usage_counter_shards)
                 tx.update(Run(*Run.key(run.workspace_id, run.id)), actions=total.add_actions(Run))
-                quota.settle(tx, run.workspace_id, held, total, at)
+                quota.settle(tx, run.workspace_id, held, total, at, quota.RunTree.of(work.body()))
             break
         except TransactWriteError:
             if LedgerEntry.get_or_none(*LedgerEntry.key(run.workspace_id, run.id, entries[0])) is not None:
@@ -828,6 +840,8 @@ def _answer_parent(services: Services, child: Run) -> None:
     if not child.parent_run_id or not child.parent_tool_use_id:
         return
     parent = Slice(services, load_run(child.workspace_id, child.parent_run_id))
+    if parent.run.status in TERMINAL:  # it ended first (and cancelled this child): nothing waits for the answer
+        return
     call = _tool_call(parent.run, child.parent_tool_use_id)
     if call is not None and call.result is None:
         if child.status == "succeeded":
@@ -836,8 +850,9 @@ def _answer_parent(services: Services, child: Run) -> None:
             reason = (child.error or {}).get("message") or child.status
             result = ToolResult(content=f"The delegated run {child.id} ended {child.status}: {reason}",
                                 is_error=True)
-        change = Change()
-        _with_tool_result(change, call, result, child_cost_micro_usd=int(child.cost_micro_usd or 0))
+        change = Change()  # the parent's budget covers the child's whole subtree: its children's cost too
+        subtree_cost = int(child.cost_micro_usd or 0) + int(child.children_micro_usd or 0)
+        _with_tool_result(change, call, result, child_cost_micro_usd=subtree_cost)
         try:
             parent.commit(change)
         except RunConflict:
@@ -848,14 +863,14 @@ def _answer_parent(services: Services, child: Run) -> None:
 
 
 def pause(work: Slice, event: dict[str, Any]) -> str:
-    """Wait for a resume (or a cancel): keep the task token on the run."""
+    """Wait for a resume (or a cancel): keep the task token on the run. A
+    cancel recorded before the pause is (even one racing it) ends the run."""
     token = event.get("task_token")
     if not isinstance(token, str) or not token:
         raise RunStepRejected("pause needs the task token")
-    if work.run.cancel_requested:
+    if work.run.cancel_requested or not pausing.mark_paused(work.services, work.run, token):
         _send_task_success(work.services, token, FINISH)
         return FINISH
-    pausing.mark_paused(work.services, work.run, token)
     return PAUSE
 
 
@@ -875,15 +890,18 @@ def fail(work: Slice, event: dict[str, Any]) -> str:
 
 def _settle(work: Slice, outcome: Outcome, with_change: Change | None = None) -> None:
     """Write the run's end (once), give back what it held, answer a waiting
-    parent. ``with_change``: the step's own writes, in the same transaction
-    (then a conflict raises RunConflict, and the caller writes them alone)."""
+    parent, end its children still going (a child never outlives its parent).
+    ``with_change``: the step's own writes, in the same transaction (then a
+    conflict raises RunConflict, and the caller writes them alone)."""
     run, services = work.run, work.services
     was_paused = run.paused_at is not None
+    ended_waiting = False
     if run.status in TERMINAL and with_change is not None:
         raise RunConflict("the run has ended already")
     if run.status not in TERMINAL:
-        for _ in range(5):  # the slots may change under the end (a run queued meanwhile): decide again
-            change, successor, status = _end_change(work.run, outcome, services.now(), with_change)
+        for _ in range(5):  # the slots may change under the end (a hand-over, a run queued meanwhile): decide again
+            before = work.run.status
+            change, release, status = _end_change(work.run, outcome, services.now(), with_change)
             try:
                 work.commit(change)
             except RunConflict:
@@ -892,8 +910,13 @@ def _settle(work: Slice, outcome: Outcome, with_change: Change | None = None) ->
                 if work.reload().status in TERMINAL:
                     break
                 continue
-            if successor is not None:  # the oldest queued run holds this run's slot now: it starts
-                _send_task_success(services, successor, START)
+            if release.successor_token is not None:  # the oldest queued run holds this run's slot now: it starts
+                _send_task_success(services, release.successor_token, START)
+            if release.own_token is not None:  # it ended while in the queue: its WaitForSlot task goes on to finish
+                _send_task_success(services, release.own_token, FINISH)
+            ended_waiting = before == "waiting"
+            if before == "queued" and not run.parent_run_id:  # it never started: nothing is left to start
+                forget_unstarted(run.workspace_id, run.id)
             metrics.add_metric(name=f"Runs{status.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
             break
         else:
@@ -906,6 +929,8 @@ def _settle(work: Slice, outcome: Outcome, with_change: Change | None = None) ->
     quota.release_all(run.workspace_id, run.id)
     if was_paused:
         pausing.forget(run.workspace_id, run.id)
+    if ended_waiting or (run.status in TERMINAL and work.recovering):  # (a retried end: its children again)
+        _cancel_children(services, run)
     if run.parent_run_id:
         _answer_parent(services, run)
         fresh = load_run(run.workspace_id, run.id)  # a retried parent step may have left a newer token
@@ -914,9 +939,9 @@ def _settle(work: Slice, outcome: Outcome, with_change: Change | None = None) ->
 
 
 def _end_change(run: Run, outcome: Outcome, at: datetime,
-                with_change: Change | None) -> tuple[Change, str | None, str]:
-    """The end of ``run`` as one change (on top of ``with_change``), the task
-    token of the queued run its slot goes to, and its status."""
+                with_change: Change | None) -> tuple[Change, slots.SlotRelease, str]:
+    """The end of ``run`` as one change (on top of ``with_change``), what it
+    gives back of the workspace's slots, and its status."""
     base = with_change or Change()
     status = outcome["status"]
     # agent time: from start to end, less the time it spent paused at a limit
@@ -934,8 +959,8 @@ def _end_change(run: Run, outcome: Outcome, at: datetime,
         data["error"] = error
     data["usage"] = {"cost_usd": f"{totals.cost_usd:.6f}", "steps": int(base.run_set.get("steps", run.steps)),
                      "tool_calls": totals.tool_calls, "agent_seconds": seconds}
-    slot_writes, successor = slots.on_end(run)
-    ending = Run.status.is_in("queued", "running", "paused", "waiting")
+    release = slots.on_end(run)
+    ending = Run.status.is_in("queued", "running", "paused", "waiting") & release.run_condition
     change = Change(
         events=[*base.events, (f"run.{status}", data)],
         run_set={**base.run_set, "status": status, "finished_at": at, "output": outcome.get("output"),
@@ -943,14 +968,49 @@ def _end_change(run: Run, outcome: Outcome, at: datetime,
         run_actions=base.run_actions,
         run_condition=ending if base.run_condition is None else base.run_condition & ending,
         puts=base.puts,
-        extra=[*base.extra, *slot_writes],
+        extra=[*base.extra, *release.writes],
         metered={**base.metered, ledger.SECONDS: Usage(agent_seconds=seconds)},
         entry_details=base.entry_details,
         settles=base.settles,
         step=base.step,
         closes_infra=True,
     )
-    return change, successor, status
+    return change, release, status
+
+
+# --------------------------------------------------------------------------- cancel
+
+
+def cancel(services: Services, run: Run) -> None:
+    """Record the cancel of an active ``run`` and end it, or wake it wherever
+    it waits so that it ends: a run queued outside the queue (its execution
+    never started, or has not reached the queue) or in it ends here and now,
+    giving back its place (a child not started yet too: its parent's delegate
+    step may never start it once the parent is cancelled); a paused run is
+    answered ``finish``; a waiting run cancels its children (their end wakes
+    it). What ``POST …/cancel`` and offboarding call (``runs.cancel``)."""
+    try:  # the update returns the run as it is at the cancel (ALL_NEW): a pause or a hand-over before it shows
+        run.update(actions=[Run.cancel_requested.set(True)], condition=Run.status.is_in("queued", "running",
+                                                                                        "paused", "waiting"))
+    except UpdateError:
+        return  # it ended meanwhile
+    if run.status == "queued" and run.slot != slots.OWN:  # not started, and not about to (no slot handed to it)
+        _settle(Slice(services, run), decisions.final_outcome(run.outcome, True))
+    elif run.status == "paused" and run.task_token:
+        _send_task_success(services, run.task_token, FINISH)
+    elif run.status == "waiting":
+        _cancel_children(services, run)
+    # (a running run, or a queued one just handed a slot, sees the cancel at its next step)
+
+
+def _cancel_children(services: Services, run: Run) -> None:
+    """Cancel the children ``run`` delegated to that have not answered (their end no longer wakes it)."""
+    for call in ToolCall.query(Run.partition(run.workspace_id, run.id), ToolCall.sk.startswith("TOOL#"),
+                               consistent_read=True):
+        if call.child_run_id and call.result is None:
+            child = Run.get_or_none(*Run.key(run.workspace_id, call.child_run_id))
+            if child is not None and child.status not in TERMINAL:
+                cancel(services, child)
 
 
 # --------------------------------------------------------------------------- helpers

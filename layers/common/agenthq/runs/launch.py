@@ -18,10 +18,11 @@ from pynamodb.exceptions import TransactWriteError
 from agenthq import ids, pricing
 from agenthq.agents import agent_view
 from agenthq.errors import ServiceUnavailable
+from agenthq.observability import logger
 from agenthq.runs import slots, transcript
 from agenthq.runs.records import INPUT_PREVIEW_CHARS
-from agenthq.store import retry_transaction, transaction
-from agenthq.store.items import Agent, Run, RunBody, RunEvent, RunLaunch, Workspace
+from agenthq.store import global_scope, retry_transaction, transaction
+from agenthq.store.items import Agent, Run, RunBody, RunEvent, RunLaunch, UnstartedRun, Workspace
 from agenthq.store.sizes import ensure_fits
 from agenthq.usage import Usage, alerts, counters, ledger, quota
 
@@ -83,9 +84,12 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
     snapshot = agent_snapshot(workspace_id, agent)
     if parent is not None:  # a child spends from what is left of its parent's per-run budget
         snapshot["budget_usd"] = str(min(Decimal(snapshot["budget_usd"]), parent_budget_left(parent)))
+    tree = run_tree(run_id, snapshot, parent)
     queued = RunEvent(*RunEvent.key(workspace_id, run_id, 1), seq=1, event_type="run.queued", at=at,
                       data={"agent_id": agent.id, "parent_run_id": run.parent_run_id})
-    body = RunBody(*RunBody.key(workspace_id, run_id), input=text, agent=snapshot)
+    body = RunBody(*RunBody.key(workspace_id, run_id), input=text, agent=snapshot,
+                   tree_root_run_id=tree.root_run_id if tree else None,
+                   tree_budget_micro_usd=tree.budget_micro_usd if tree else None)
     # Refused (413) before anything is written: what DynamoDB could not store, in its bytes.
     ensure_fits(body, "input", "The input with the agent's settings (system prompt, tools, team)")
     transcript.ensure_input_fits(workspace_id, run_id, text)
@@ -119,6 +123,8 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
             raise slots.queue_full(limits)
         # else: a conflict with concurrent launches (the day's quota item): try again
 
+    if parent is None:  # until its execution has started, the period reset can find it (runs.unstarted)
+        mark_unstarted(workspace_id, run_id, at)
     try:
         retry_transaction(attempt, explain, attempts=LAUNCH_ATTEMPTS,
                           exhausted=lambda: ServiceUnavailable("Too many launches at once; please retry."))
@@ -126,13 +132,35 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
         return create_run_record(services, workspace_id, agent, text, created_by=created_by, run_id=run_id,
                                  parent=parent, parent_tool_use_id=parent_tool_use_id,
                                  parent_task_token=parent_task_token)
+    except Exception:
+        if parent is None and Run.get_or_none(*Run.key(workspace_id, run_id)) is None:  # no run was written
+            forget_unstarted(workspace_id, run_id)
+        raise
     _alert_runs(services, workspace_id, limits, at)
     return run
 
 
+def mark_unstarted(workspace_id: str, run_id: str, at: datetime) -> None:
+    with global_scope():
+        UnstartedRun(*UnstartedRun.key(workspace_id, run_id), workspace_id=workspace_id, run_id=run_id,
+                     launched_at=at).save()
+
+
+def forget_unstarted(workspace_id: str, run_id: str) -> None:
+    """The launched run's execution started (or the run ended, or was never written): drop its marker."""
+    with global_scope():
+        UnstartedRun(*UnstartedRun.key(workspace_id, run_id)).delete()
+
+
 def _alert_runs(services: Services, workspace_id: str, limits: Any, at: datetime) -> None:
-    alerts.check(services.operator_events, workspace_id, quota.RUNS, quota.runs_today(workspace_id, at),
-                 limits.runs_per_day, counters.day(at), at)
+    """The runs-per-day alerts, after the launch committed: a failure here is
+    logged, never raised, so the run still starts (a launch that raised after
+    its commit would leave it queued, holding a place, with no execution)."""
+    try:
+        alerts.check(services.operator_events, workspace_id, quota.RUNS, quota.runs_today(workspace_id, at),
+                     limits.runs_per_day, counters.day(at), at)
+    except Exception:
+        logger.exception("could not check the runs-per-day alerts", extra={"workspace_id": workspace_id})
 
 
 def parent_budget_left(parent: Run) -> Decimal:
@@ -148,3 +176,12 @@ def run_deadline(at: datetime, timeout_seconds: int, parent: Run | None) -> date
     """When a run launched at ``at`` times out: a child ends with its parent at the latest."""
     deadline = at + timedelta(seconds=timeout_seconds)
     return min(deadline, parent.deadline) if parent is not None else deadline
+
+
+def run_tree(run_id: str, snapshot: dict[str, Any], parent: Run | None) -> quota.RunTree | None:
+    """The run tree a new run belongs to: a root's own (its per-run budget, which
+    every run it delegates to, at any depth, spends from too), or its parent's
+    (None when the parent was made before run trees were kept)."""
+    if parent is None:
+        return quota.RunTree.rooted_at(run_id, Decimal(snapshot["budget_usd"]))
+    return quota.RunTree.of(RunBody.get(*RunBody.key(parent.workspace_id, parent.id), consistent_read=True))

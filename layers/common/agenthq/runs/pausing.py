@@ -33,19 +33,30 @@ MAX_PAUSE = timedelta(days=7)
 LIMIT_NAMES = {quota.TOKENS: "tokens per month", quota.BUDGET: "model budget per month"}
 
 
-def mark_paused(services: Services, run: Run, task_token: str) -> None:
-    """The pause step: the run is paused at its limit and keeps the task token."""
+def mark_paused(services: Services, run: Run, task_token: str) -> bool:
+    """The pause step: the run is paused at its limit and keeps the task token —
+    unless a cancel was recorded meanwhile (False: the caller ends the run; a
+    cancel recorded after this reads the run paused, and answers the token)."""
     reason = run.pause_reason or quota.BUDGET
     at = services.now()
     with global_scope():
         PausedRun(*PausedRun.key(run.workspace_id, run.id), workspace_id=run.workspace_id, run_id=run.id,
                   reason=reason, paused_at=at).save()
     first = run.status != "paused"
-    commit(services, run, Change(
-        events=[("run.paused", {"reason": reason, "limit": LIMIT_NAMES.get(reason, reason)})] if first else [],
-        run_actions=[Run.status.set("paused"), Run.task_token.set(task_token),
-                     *([Run.paused_at.set(at)] if first else [])],
-        run_condition=Run.status.is_in("running", "paused")))
+    try:
+        commit(services, run, Change(
+            events=[("run.paused", {"reason": reason, "limit": LIMIT_NAMES.get(reason, reason)})] if first else [],
+            run_actions=[Run.status.set("paused"), Run.task_token.set(task_token),
+                         *([Run.paused_at.set(at)] if first else [])],
+            run_condition=Run.status.is_in("running", "paused")
+            & (Run.cancel_requested == False)))  # noqa: E712 - a DynamoDB condition, not a comparison
+    except RunConflict:  # cancelled, or ended, meanwhile
+        forget(run.workspace_id, run.id)
+        fresh = Run.get_or_none(*Run.key(run.workspace_id, run.id))
+        if fresh is not None and fresh.status in ("running", "paused") and not fresh.cancel_requested:
+            raise
+        return False
+    return True
 
 
 def resume(services: Services, run: Run, by: str) -> Run:

@@ -185,12 +185,17 @@ def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -
                     tx.save(item, condition=type(item).pk.does_not_exist())
                 for write in change.extra:
                     write(tx)
+                # The model call it settles counts when it was made (its reservation's time: quota.counted_at).
+                call, made_at = (change.settles[1], quota.counted_at(change.settles[0], at)) if change.settles \
+                    else (Usage(), at)
                 for entry, usage in change.metered.items():
-                    ledger.put(tx, run.workspace_id, run.id, entry, usage, at, **change.entry_details.get(entry, {}))
+                    ledger.put(tx, run.workspace_id, run.id, entry, usage, made_at if usage is call else at,
+                               **change.entry_details.get(entry, {}))
                 if change.closes_infra:
                     ledger.put(tx, run.workspace_id, run.id, ledger.INFRA, closing, at)
-                counters.count(tx, run.workspace_id, counted.without_infra() if not change.closes_infra else counted,
-                               at, services.settings.usage_counter_shards)
+                counters.count(tx, run.workspace_id,
+                               (counted.without_infra() if not change.closes_infra else counted) - call,
+                               at, services.settings.usage_counter_shards, earlier=[(call, made_at)])
                 if change.settles is not None:
                     quota.settle(tx, run.workspace_id, *change.settles, at)
                 if change.reserves is not None:

@@ -16,7 +16,7 @@ import builtins
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
@@ -74,13 +74,16 @@ class BaseItem(Model):
     gsi1 = Gsi1()
 
     @classmethod
-    def get_or_none(cls: builtins.type[_Item], hash_key: str, range_key: str, *, consistent_read: bool = True) -> _Item | None:
+    def get_or_none(cls: builtins.type[_Item], hash_key: str, range_key: str, *, consistent_read: bool = True,
+                    attributes: Sequence[str] | None = None) -> _Item | None:
         """The item at this key, or None. A key DynamoDB could not store (over
-        its size limits) names no item, so it is None too, not an error."""
+        its size limits) names no item, so it is None too, not an error.
+        ``attributes``: read only these (a role may be allowed no more, ``dynamodb:Attributes``)."""
         if len(hash_key.encode()) > MAX_PARTITION_KEY_BYTES or len(range_key.encode()) > MAX_SORT_KEY_BYTES:
             return None
         try:
-            return cls.get(hash_key, range_key, consistent_read=consistent_read)
+            return cls.get(hash_key, range_key, consistent_read=consistent_read,
+                           attributes_to_get=list(attributes) if attributes else None)
         except DoesNotExist:
             return None
 
@@ -154,9 +157,10 @@ def ws_pk(workspace_id: str, *parts: str) -> str:
     return "#".join(("WS", workspace_id, *parts))
 
 
-def get_many(*keys: tuple[str, str]) -> list[BaseItem]:
-    """Items of any types in one BatchGetItem round trip (missing keys are skipped)."""
-    return list(BaseItem.batch_get(keys))
+def get_many(*keys: tuple[str, str], attributes: Sequence[str] | None = None) -> list[BaseItem]:
+    """Items of any types in one BatchGetItem round trip (missing keys are skipped);
+    with ``attributes``, only those (``type`` among them, to tell the items apart)."""
+    return list(BaseItem.batch_get(keys, attributes_to_get=list(attributes) if attributes else None))
 
 
 def partition_page(pk: str, after: str | None = None, limit: int = 100) -> tuple[list[BaseItem], bool]:

@@ -102,6 +102,17 @@ class LoginThrottle(BaseItem, discriminator="LoginThrottle"):
         return f"LOGIN#{subject}", "META"
 
 
+class RequestCount(BaseItem, discriminator="RequestCount"):
+    """pk RATE#<kind>#<hash of the address or account>, sk <window number>: requests of one caller to the
+    auth routes in one window (agenthq.security.request_rates); expires with its window."""
+
+    hits = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(subject: str, window: int) -> tuple[str, str]:
+        return f"RATE#{subject}", str(window)
+
+
 class ApiKeyLookup(BaseItem, discriminator="ApiKeyLookup"):
     """pk APIKEY#<sha256 of the secret>, sk META: what the authorizer reads.
     Deleted when the key is revoked, so a revoked key finds nothing."""
@@ -345,6 +356,10 @@ class RunBody(BaseItem, discriminator="RunBody"):
     prompt, tools, limits, team). Kept apart from the Run item, which every
     step rewrites, so those writes stay small."""
 
+    # The run tree it belongs to (usage.quota.RunTree): its root run (itself for a root) and the root's
+    # per-run budget, which every model call of the tree is reserved against. Absent on runs made before.
+    tree_root_run_id = UnicodeAttribute(null=True)
+    tree_budget_micro_usd = NumberAttribute(null=True)
     input = UnicodeAttribute()
     agent = Utf8JSONAttribute()
 
@@ -508,10 +523,31 @@ class Reservation(BaseItem, discriminator="Reservation"):
     period = UnicodeAttribute()  # the MONTH# quota it was taken from
     tokens = NumberAttribute()
     micro_usd = NumberAttribute()
+    reserved_at = UTCDateTimeAttribute(null=True)  # when: the call is counted in this day and month
+    tree_root_run_id = UnicodeAttribute(null=True)  # the run tree whose budget it was also taken from
+    tree_budget_micro_usd = NumberAttribute(null=True)  # that tree's budget (the root run's budget_usd)
 
     @staticmethod
     def key(workspace_id: str, run_id: str, step: int) -> tuple[str, str]:
         return Run.partition(workspace_id, run_id), f"RESERVE#{step:06d}"
+
+
+class RunTreeBudget(BaseItem, discriminator="RunTreeBudget"):
+    """pk WS#<id>#RUN#<root_run_id>, sk TREE_BUDGET: what the run tree rooted
+    there (the root and every run it delegated to, at any depth) has spent and
+    reserved of the root's per-run budget. Made by the tree's first reservation.
+
+    ``committed_micro_usd`` is what is used plus what is reserved for model
+    calls under way; a reservation is admitted only while committed + it ≤ the
+    budget (one conditional update: concurrent runs of a tree cannot pass it)."""
+
+    budget_micro_usd = NumberAttribute(default=0)  # the root run's budget_usd, as it was at its launch
+    used_micro_usd = NumberAttribute(default=0)  # model cost of the tree's settled calls
+    committed_micro_usd = NumberAttribute(default=0)  # used + reserved
+
+    @staticmethod
+    def key(workspace_id: str, root_run_id: str) -> tuple[str, str]:
+        return Run.partition(workspace_id, root_run_id), "TREE_BUDGET"
 
 
 class LedgerEntry(BaseItem, UsageCounts, discriminator="LedgerEntry"):
@@ -569,14 +605,41 @@ class PausedRun(BaseItem, discriminator="PausedRun"):
         return "PAUSED", f"WS#{workspace_id}#RUN#{run_id}"
 
 
+class UnstartedRun(BaseItem, discriminator="UnstartedRun"):
+    """pk UNSTARTED#<shard> (global, in a few shards: every launch writes one),
+    sk <run_id>#<workspace_id>: a launched run whose execution may not have
+    started. Written before the launch's transaction, deleted once its
+    StartExecution succeeded (or the run ended); one left after a few minutes
+    is a run whose execution never started (its launch failed or died after the
+    commit), which the period reset starts or ends (``runs.unstarted``)."""
+
+    workspace_id = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    launched_at = UTCDateTimeAttribute()
+
+    SHARDS = 8
+
+    @staticmethod
+    def shard(index: int) -> str:
+        return f"UNSTARTED#{index}"
+
+    @staticmethod
+    def key(workspace_id: str, run_id: str) -> tuple[str, str]:
+        return UnstartedRun.shard(ord(run_id[-1]) % UnstartedRun.SHARDS), f"{run_id}#{workspace_id}"
+
+
 class RunSlots(BaseItem, discriminator="RunSlots"):
     """pk WS#<id>#QUOTA, sk SLOTS: the tier's concurrent runs, enforced atomically.
     ``pending`` runs were launched and have not ended (at most the limit plus
-    the queue's bound); ``running`` hold a slot; ``waiting`` are in the queue."""
+    the queue's bound); ``running`` hold a slot; ``waiting`` are in the queue.
+    ``concurrent_runs`` is the limit as the last tier change set it (written in
+    the tier change's transaction): every grant of a slot is conditioned on the
+    limit it compared with still being this one (``runs.slots``)."""
 
     pending = NumberAttribute(default=0)
     running = NumberAttribute(default=0)
     waiting = NumberAttribute(default=0)
+    concurrent_runs = NumberAttribute(null=True)
 
     @staticmethod
     def key(workspace_id: str) -> tuple[str, str]:

@@ -8,6 +8,7 @@ hot item; reading a period sums its shards with one Query.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -43,13 +44,21 @@ def next_month(at: datetime) -> datetime:
     return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
 
 
-def count(tx: Any, workspace_id: str, usage: Usage, at: datetime, shards: int) -> None:
-    """Add ``usage`` to the workspace's day and month counters in transaction ``tx``."""
-    actions = usage.add_actions(UsageCounter)
-    if not actions:
-        return
+def count(tx: Any, workspace_id: str, usage: Usage, at: datetime, shards: int,
+          earlier: Iterable[tuple[Usage, datetime]] = ()) -> None:
+    """Add ``usage`` to the workspace's day and month counters of ``at`` in
+    transaction ``tx`` — and each of ``earlier`` (a usage, and when it counts:
+    a model call, when it was made) to its own day's and month's (one write per
+    counter: a transaction may not write an item twice)."""
+    by_period: dict[str, Usage] = {}
+    for part, when in ((usage, at), *earlier):
+        for period in (day(when), month(when)):
+            by_period[period] = by_period.get(period, Usage()) + part
     shard = random.randrange(shards)  # nosec B311  # spreads writes over shards, not a secret
-    for period in (day(at), month(at)):
+    for period, total in by_period.items():
+        actions = total.add_actions(UsageCounter)
+        if not actions:
+            continue
         counter = UsageCounter(*UsageCounter.key(workspace_id, period, shard))
         tx.update(counter, actions=[*actions, UsageCounter.period.set(period), UsageCounter.type.set(UsageCounter)])
 

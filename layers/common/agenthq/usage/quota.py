@@ -12,6 +12,18 @@
   When the call is answered, :func:`settle` swaps the reservation for what it
   actually cost, in the metering transaction; :func:`release` gives a
   reservation back when no call was made.
+- **A run tree's budget**: the same reservation is taken, in the same
+  transaction, from the budget of the run's tree (:class:`RunTree`): its root
+  run's per-run ``budget_usd``, which the root and every run it delegated to,
+  at any depth, spend together (one ``RunTreeBudget`` item per tree, whose
+  ``committed_micro_usd`` may grow only while it stays within that budget).
+  So a tree never spends more than its root's budget, however deep it
+  delegates and however many of its runs reserve at once. A call that does
+  not fit ends its run (``budget_exhausted``) rather than pausing it: the
+  tree's budget does not reset.
+- **Periods**: a reservation is taken from the month it is made in, and
+  settled or released there, whenever the call is answered: the call belongs
+  to that month (and that day: :func:`counted_at`), whose budget admitted it.
 
 A limit of 0 admits nothing. Enterprise overrides arrive here already applied
 (``tiers.limits_for``).
@@ -23,6 +35,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import TransactWriteError
@@ -30,7 +43,7 @@ from pynamodb.exceptions import TransactWriteError
 from agenthq import pricing
 from agenthq.errors import QuotaExceeded
 from agenthq.store import transaction
-from agenthq.store.items import Quota, Reservation, Run, Workspace
+from agenthq.store.items import Quota, Reservation, Run, RunBody, RunTreeBudget, Workspace
 from agenthq.tiers import TierLimits, limits_for
 from agenthq.usage.counters import day, month, next_day
 from agenthq.usage.vector import Usage
@@ -41,6 +54,7 @@ if TYPE_CHECKING:
 TOKENS = "tokens_per_month"
 BUDGET = "budget_usd_per_month"
 RUNS = "runs_per_day"
+RUN_BUDGET = "budget_usd"  # the run tree's: its root run's per-run budget
 
 
 def workspace_limits(workspace_id: str) -> TierLimits:
@@ -106,14 +120,52 @@ def hold_for(request: ModelRequest, at: datetime) -> Hold:
     return Hold(tokens=prompt_tokens + request.max_tokens, micro_usd=math.ceil(usd / pricing.MICRO_DOLLAR))
 
 
-def reservation_for(workspace_id: str, run_id: str, step: int, hold: Hold, at: datetime) -> Reservation:
-    """The reservation of ``hold`` for the model call of ``step``, as it is stored."""
+@dataclass(frozen=True)
+class RunTree:
+    """The delegation tree a run belongs to: its root run (the run itself for a
+    root) and the root's per-run budget, which every run of the tree spends from."""
+
+    root_run_id: str
+    budget_micro_usd: int
+
+    @classmethod
+    def of(cls, body: RunBody) -> RunTree | None:
+        """The tree of the run whose body is ``body`` (None for a run made before trees were kept)."""
+        if body.tree_root_run_id is None or body.tree_budget_micro_usd is None:
+            return None
+        return cls(body.tree_root_run_id, int(body.tree_budget_micro_usd))
+
+    @classmethod
+    def rooted_at(cls, run_id: str, budget_usd: Decimal) -> RunTree:
+        return cls(run_id, int(Decimal(budget_usd) / pricing.MICRO_DOLLAR))
+
+    def budget_usd(self) -> Decimal:
+        return Decimal(self.budget_micro_usd) * pricing.MICRO_DOLLAR
+
+
+def run_budget_left(run: Run, budget_usd: str) -> int:
+    """Micro-dollars left of a run's own per-run budget (``budget_usd``, from its
+    agent as launched): less its model cost and its finished children's (with
+    theirs). Its own calls come one at a time, and it waits for each child, so
+    what it holds in flight is at most the call about to be made."""
+    spent = int(run.cost_micro_usd or 0) + int(run.children_micro_usd or 0)
+    return int(Decimal(budget_usd) / pricing.MICRO_DOLLAR) - spent
+
+
+def reservation_for(workspace_id: str, run_id: str, step: int, hold: Hold, at: datetime,
+                    tree: RunTree | None = None) -> Reservation:
+    """The reservation of ``hold`` for the model call of ``step``, as it is stored:
+    taken from the month of ``at`` and from ``tree``'s budget."""
     return Reservation(*Reservation.key(workspace_id, run_id, step), period=month(at), tokens=hold.tokens,
-                       micro_usd=hold.micro_usd)
+                       micro_usd=hold.micro_usd, reserved_at=at,
+                       tree_root_run_id=tree.root_run_id if tree else None,
+                       tree_budget_micro_usd=tree.budget_micro_usd if tree else None)
 
 
-def beyond_limits(hold: Hold, limits: TierLimits) -> str | None:
+def beyond_limits(hold: Hold, limits: TierLimits, tree: RunTree | None = None) -> str | None:
     """The limit ``hold`` alone is larger than (it can never be reserved), or None."""
+    if tree is not None and hold.micro_usd > tree.budget_micro_usd:
+        return RUN_BUDGET
     if hold.tokens > limits.tokens_per_month:
         return TOKENS
     if hold.micro_usd > budget_micro_usd(limits):
@@ -121,9 +173,16 @@ def beyond_limits(hold: Hold, limits: TierLimits) -> str | None:
     return None
 
 
+def _tree_item(workspace_id: str, reservation: Reservation) -> RunTreeBudget | None:
+    if reservation.tree_root_run_id is None:
+        return None
+    return RunTreeBudget(*RunTreeBudget.key(workspace_id, reservation.tree_root_run_id))
+
+
 def reserve_in(tx: Any, workspace_id: str, reservation: Reservation, limits: TierLimits) -> None:
     """In ``tx``: store ``reservation`` (once) and add it to the month's committed
-    tokens and budget, on the condition that they stay within ``limits``."""
+    tokens and budget, and to its run tree's committed budget, on the condition
+    that they stay within ``limits`` and the tree's budget."""
     tokens, micro = int(reservation.tokens), int(reservation.micro_usd)
     fits = ((Quota.committed_tokens.does_not_exist() | (Quota.committed_tokens <= limits.tokens_per_month - tokens))
             & (Quota.committed_micro_usd.does_not_exist()
@@ -131,16 +190,24 @@ def reserve_in(tx: Any, workspace_id: str, reservation: Reservation, limits: Tie
     tx.save(reservation, condition=Reservation.pk.does_not_exist())
     tx.update(Quota(*Quota.key(workspace_id, reservation.period)),
               actions=[Quota.committed_tokens.add(tokens), Quota.committed_micro_usd.add(micro)], condition=fits)
+    if (tree := _tree_item(workspace_id, reservation)) is not None:
+        budget = int(reservation.tree_budget_micro_usd or 0)
+        within = RunTreeBudget.committed_micro_usd <= budget - micro
+        tx.update(tree, actions=[RunTreeBudget.committed_micro_usd.add(micro),
+                                 RunTreeBudget.budget_micro_usd.set(budget),
+                                 RunTreeBudget.type.set(RunTreeBudget)],
+                  condition=within if micro > budget else RunTreeBudget.committed_micro_usd.does_not_exist() | within)
 
 
 def reserve(workspace_id: str, run_id: str, step: int, hold: Hold, limits: TierLimits, at: datetime,
-            attempts: int = 8) -> str | None:
-    """Reserve ``hold`` for the model call of ``step``: None when reserved (or
-    already reserved by an earlier attempt of the same step), else the limit it
-    does not fit in (``tokens_per_month`` or ``budget_usd_per_month``)."""
-    if (limit := beyond_limits(hold, limits)) is not None:
+            tree: RunTree | None = None, attempts: int = 8) -> str | None:
+    """Reserve ``hold`` for the model call of ``step`` (from the month and from
+    ``tree``'s budget): None when reserved (or already reserved by an earlier
+    attempt of the same step), else the limit it does not fit in
+    (``budget_usd``, the tree's; ``tokens_per_month``; ``budget_usd_per_month``)."""
+    if (limit := beyond_limits(hold, limits, tree)) is not None:
         return limit
-    reservation = reservation_for(workspace_id, run_id, step, hold, at)
+    reservation = reservation_for(workspace_id, run_id, step, hold, at, tree)
     budget = budget_micro_usd(limits)
     for _ in range(attempts):
         try:
@@ -150,6 +217,10 @@ def reserve(workspace_id: str, run_id: str, step: int, hold: Hold, limits: TierL
         except TransactWriteError:
             if Reservation.get_or_none(*reservation.key(workspace_id, run_id, step)) is not None:
                 return None  # an earlier attempt of this step reserved it
+            if tree is not None:
+                spent = RunTreeBudget.get_or_none(*RunTreeBudget.key(workspace_id, tree.root_run_id))
+                if spent is not None and int(spent.committed_micro_usd) + hold.micro_usd > tree.budget_micro_usd:
+                    return RUN_BUDGET
             quota = Quota.get_or_none(*Quota.key(workspace_id, reservation.period))
             if quota is not None and int(quota.committed_tokens) + hold.tokens > limits.tokens_per_month:
                 return TOKENS
@@ -159,8 +230,22 @@ def reserve(workspace_id: str, run_id: str, step: int, hold: Hold, limits: TierL
     raise TransactWriteError("the month's quota kept changing")
 
 
-def settle(tx: Any, workspace_id: str, reservation: Reservation | None, usage: Usage, at: datetime) -> None:
-    """In the metering transaction: the call's actual use replaces its reservation."""
+def counted_at(reservation: Reservation | None, at: datetime) -> datetime:
+    """When a model call metered at ``at`` is counted (its ledger entry, its day's
+    and month's counters): in the day its reservation was made — the call was made
+    then, and that month's budget admitted it. So ``at`` itself within that day
+    (entries keep the order they were metered in), else when it was reserved."""
+    if reservation is None or reservation.reserved_at is None or day(reservation.reserved_at) == day(at):
+        return at
+    return min(reservation.reserved_at, at)
+
+
+def settle(tx: Any, workspace_id: str, reservation: Reservation | None, usage: Usage, at: datetime,
+           tree: RunTree | None = None) -> None:
+    """In the metering transaction: the call's actual use replaces its reservation,
+    in the month it was reserved in and in its run tree's budget. A call whose
+    reservation is gone (released meanwhile) still counts in the month of ``at``
+    and in ``tree``, its run's tree: what the tree spent is what its ledger says."""
     tokens = usage.tokens.total
     reserved_tokens = int(reservation.tokens) if reservation else 0
     reserved_micro = int(reservation.micro_usd) if reservation else 0
@@ -171,11 +256,17 @@ def settle(tx: Any, workspace_id: str, reservation: Reservation | None, usage: U
         Quota.committed_micro_usd.add(usage.cost_micro_usd - reserved_micro)])
     if reservation is not None:
         tx.delete(reservation, condition=Reservation.pk.exists())
+    spent = _tree_item(workspace_id, reservation) if reservation is not None else \
+        RunTreeBudget(*RunTreeBudget.key(workspace_id, tree.root_run_id)) if tree is not None else None
+    if spent is not None:
+        tx.update(spent, actions=[RunTreeBudget.used_micro_usd.add(usage.cost_micro_usd),
+                                  RunTreeBudget.committed_micro_usd.add(usage.cost_micro_usd - reserved_micro),
+                                  RunTreeBudget.type.set(RunTreeBudget)])
 
 
 def release(workspace_id: str, run_id: str, step: int, reservation: Reservation | None = None) -> None:
     """Give back the reservation of ``step`` (no model call was answered; pass it
-    when known, else it is read). Idempotent."""
+    when known, else it is read) to its month and its run tree. Idempotent."""
     if reservation is None:
         reservation = Reservation.get_or_none(*Reservation.key(workspace_id, run_id, step))
     if reservation is None:
@@ -186,6 +277,8 @@ def release(workspace_id: str, run_id: str, step: int, reservation: Reservation 
             tx.update(Quota(*Quota.key(workspace_id, reservation.period)),
                       actions=[Quota.committed_tokens.add(-int(reservation.tokens)),
                                Quota.committed_micro_usd.add(-int(reservation.micro_usd))])
+            if (tree := _tree_item(workspace_id, reservation)) is not None:
+                tx.update(tree, actions=[RunTreeBudget.committed_micro_usd.add(-int(reservation.micro_usd))])
     except TransactWriteError:
         pass  # released (or settled) meanwhile
 
