@@ -347,6 +347,9 @@ class InMemoryGatewayKeys:
     def __init__(self) -> None:
         self.plan_of: dict[str, str] = {}
 
+    def create_key(self, workspace_id: str, value: str, tier: str) -> str:
+        return self.ensure_key(workspace_id, value, tier)
+
     def ensure_key(self, workspace_id: str, value: str, tier: str) -> str:
         self.plan_of.setdefault(f"key-{workspace_id}", self.tier_plan(tier))
         return f"key-{workspace_id}"

@@ -236,16 +236,17 @@ class Invariants(RuleBasedStateMachine):
     def _tenant(self) -> Tenant:
         services = self.services
         owner_email, member_email = unique_email("fuzz-owner"), unique_email("fuzz-member")
-        made = signup(services, SignupRequest(email=owner_email, password=PASSWORD, workspace_name="Fuzz Works"))
+        source_ip = f"10.9.{len(self.world.agent_names) % 250}.1"  # a client of its own (signup and login throttles)
+        made = signup(services, SignupRequest(email=owner_email, password=PASSWORD, workspace_name="Fuzz Works"),
+                      source_ip)
         member_id = signup(services, SignupRequest(email=member_email, password=PASSWORD,
-                                                   workspace_name="Elsewhere"))["user"]["id"]
+                                                   workspace_name="Elsewhere"), source_ip)["user"]["id"]
         wid = made["workspace"]["id"]
         owner = Principal("owner", {"Authorization": f"Bearer {made['access_token']}"})
         status, invited = self.rest("POST", f"/workspaces/{wid}/members", owner,
                                     {"email": member_email, "role": "member"})
         assert status == 201, invited
-        tokens = login(services, LoginRequest(email=member_email, password=PASSWORD, workspace_id=wid),
-                       source_ip=f"10.9.{len(self.world.agent_names) % 250}.1")
+        tokens = login(services, LoginRequest(email=member_email, password=PASSWORD, workspace_id=wid), source_ip)
         status, key = self.rest("POST", f"/workspaces/{wid}/api-keys", owner,
                                 {"name": "ci", "scopes": ["runs:read", "runs:write"]})
         assert status == 201, key
