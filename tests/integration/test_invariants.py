@@ -73,6 +73,7 @@ from tests.fuzzing import (
     a_run_that_has_not_ended_waits_for_a_cause,
     a_run_tree_spends_within_its_root_budget,
     an_ended_run_holds_no_reservation,
+    lambda_context,
     ledger_counters_and_export_agree,
     metering_is_never_below_billing,
     module_path,
@@ -275,8 +276,6 @@ class Invariants(RuleBasedStateMachine):
         except Unauthorized:
             return 401, None
         event["requestContext"]["authorizer"] = {**allowed["context"], "principalId": allowed["principalId"]}
-        from tests.fuzzing import lambda_context
-
         response = self.world.handlers[function](event, lambda_context(30))
         status = int(response["statusCode"])
         assert status < 500, f"{method} {path} as {principal.name}: {status} {response.get('body')}"
