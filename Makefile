@@ -23,12 +23,13 @@ DYNAMODB_LOCAL_NPM_VERSION := 2.9.30
 DYNAMODB_LOCAL_JAR_SHA256 := 454305e9bc3e6ebcca5b62569869e31563b8d7e346474e94557b2600702146c7
 DYNAMODB_LOCAL_DIR := .cache/dynamodb-local
 PYTEST_ARGS ?=
+FUZZ_MINUTES ?= 30
 # checkov runs from a virtualenv of its own: its pinned dependencies (requirements-checkov.txt)
 # conflict with the project's (older boto3/botocore, packaging, networkx). bandit fits in .venv.
 CHECKOV_VENV := .cache/checkov-venv
 BANDIT_TARGETS := layers/common/agenthq functions local cli bench
 
-.PHONY: dev test setup check-tools lint-template scan build bench load clean openapi sam-local check-docker
+.PHONY: dev test fuzz setup check-tools lint-template scan build bench load clean openapi sam-local check-docker
 
 dev: setup ## Run AgentHQ on the local cloud (REST API on :3000, WebSocket API on :3001)
 	$(PY) -m local
@@ -37,6 +38,10 @@ test: setup scan ## Every check: lint, types, security scanners, unit, integrati
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+fuzz: setup ## The invariant fuzzer for FUZZ_MINUTES (default 30): random interleavings, every promise checked after each step
+	FUZZ_MINUTES=$(FUZZ_MINUTES) $(PY) -m pytest tests/integration/test_invariants.py -p no:xdist -s -q \
+		-k interleavings
 
 setup: check-tools $(VENV)/.installed $(DYNAMODB_LOCAL_DIR)/DynamoDBLocal.jar
 

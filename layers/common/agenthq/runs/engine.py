@@ -1006,11 +1006,11 @@ def _settle(work: Slice, outcome: Outcome, with_change: Change | None = None) ->
         else:
             raise RunConflict("the run's end kept conflicting")  # Step Functions retries Finish
     run = work.run
-    if work.recovering:
-        quota.release_all(run.workspace_id, run.id)  # reservations a crashed slice left
-    else:
-        for step in list(work.reserved):
-            _release(work, step)
+    for step in list(work.reserved):  # the reservations this slice knows of
+        _release(work, step)
+    # and those it does not: a crashed slice's, or the next call's that an earlier slice reserved with its
+    # step (start, a reply) when the run ends before that call (a cancel, its deadline, a limit)
+    quota.release_all(run.workspace_id, run.id)
     if was_paused:
         pausing.forget(run.workspace_id, run.id)
     if ended_waiting or (run.status in TERMINAL and work.recovering):  # (a retried end: its children again)
