@@ -284,16 +284,27 @@ class ScriptedModel:
             raise ModelUnavailable(f"status {status} after {self.attempts} attempts", status=status,
                                    attempts=self.attempts)
         if behaviour.kind == TIMEOUT:  # every attempt was sent, answered and billed; none arrived in time
-            unanswered = tuple(self._unanswered(workspace_id, request, usage) for _ in range(self.attempts))
+            unanswered: list[UnansweredCall] = []
+            for attempt in range(1, self.attempts + 1):
+                unanswered.append(self._unanswered(workspace_id, request, usage))
+                if attempt < self.attempts:  # as the adapter does: a retry only once the caller said yes
+                    self._before_retry(request, unanswered[-1:])  # may raise (no hold for it): no retry
             raise ModelUnavailable(f"model request timed out after {self.attempts} attempts", attempts=self.attempts,
-                                   unanswered=unanswered)
+                                   unanswered=tuple(unanswered))
         # A stall: the first attempt's answer came after the client gave up on it (billed); the retry's in time.
         late = (self._unanswered(workspace_id, request, usage),) if behaviour.kind == STALL else ()
+        if late:
+            self._before_retry(request, list(late))
         content = self._content(request, behaviour, workspace_id)
         self._bill(workspace_id, request, usage)
         stop = "tool_use" if any(b["type"] == "tool_use" for b in content) else "end_turn"
         return ModelResponse(id=f"msg_{self.calls:06d}_{id(self):x}", model=request.model, content=content,
                              stop_reason=stop, usage=usage, attempts=1 + len(late), unanswered=late)
+
+    @staticmethod
+    def _before_retry(request: ModelRequest, unanswered: list[UnansweredCall]) -> None:
+        if request.before_retry is not None:
+            request.before_retry(tuple(unanswered))
 
     def _unanswered(self, workspace_id: str, request: ModelRequest, usage: TokenUsage) -> UnansweredCall:
         """An attempt the API answered (and bills) whose answer the caller never got, as the adapter reports it."""

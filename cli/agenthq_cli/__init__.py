@@ -5,4 +5,4 @@ operator's AWS credentials (:mod:`agenthq_cli.signing`). User commands join the
 same Typer app (:mod:`agenthq_cli.main`) as sub-apps of their own.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

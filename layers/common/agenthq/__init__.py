@@ -1,3 +1,3 @@
 """AgentHQ: the domain and adapters shared by every Lambda function."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
