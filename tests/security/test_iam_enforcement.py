@@ -40,17 +40,6 @@ def attempt(call) -> str:
     return "ok"
 
 
-@pytest.fixture()
-def handler_of(cloud, monkeypatch):
-    """Swap a function's handler for this test (the runtime reads it at each invocation)."""
-
-    def swap(logical_id: str, handler) -> None:
-        module = cloud.runtime.module(logical_id)
-        monkeypatch.setattr(module, cloud.runtime.specs[logical_id].handler.rsplit(".", 1)[1], handler)
-
-    return swap
-
-
 def test_a_function_gets_access_denied_for_what_its_policy_does_not_allow(cloud, api, handler_of):
     """The health function may read the HEALTH item and describe the state machine; nothing else."""
 

@@ -28,17 +28,6 @@ from tests.security.test_iam_enforcement import DENIED, attempt
 from tests.support import PASSWORD, signup
 
 
-@pytest.fixture()
-def handler_of(cloud, monkeypatch):
-    """Swap a function's handler for this test (the runtime reads it at each invocation)."""
-
-    def swap(logical_id: str, handler) -> None:
-        module = cloud.runtime.module(logical_id)
-        monkeypatch.setattr(module, cloud.runtime.specs[logical_id].handler.rsplit(".", 1)[1], handler)
-
-    return swap
-
-
 def _refused(outcome: str, role: str, action: str) -> bool:
     return outcome.startswith(f"{DENIED}: User: arn:aws:sts::{ACCOUNT_ID}:assumed-role/agenthq-{role}Role/") \
         and f"perform: {action} " in outcome
