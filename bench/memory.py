@@ -103,6 +103,7 @@ def workload(cloud: Any, runs: int = 3) -> None:
 def measure(cloud: Any, runs: int = 3) -> list[FunctionMemory]:
     if cloud.runtime.workers is None:
         raise RuntimeError("the memory benchmark needs the local cloud's worker processes (not --in-process)")
+    cloud.runtime.retire_environments()  # the peaks of environments that ran this workload, not earlier ones
     workload(cloud, runs)
     figures = []
     for logical_id, spec in sorted(cloud.runtime.specs.items()):

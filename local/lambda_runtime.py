@@ -420,6 +420,12 @@ class LambdaRuntime:
             self.replacements.pop(logical_id, None)
             self._retire(logical_id)
 
+    def retire_environments(self) -> None:
+        """Every function's next invocation starts a new environment (as after a deploy): for measuring
+        what a workload alone leaves in its environments (bench.memory)."""
+        for logical_id in self.specs:
+            self._retire(logical_id)
+
     def _retire(self, logical_id: str) -> None:
         """No environment of the function's current code is used again (a cold start follows)."""
         for worker in self._environments[logical_id].drain(new_generation=True):
