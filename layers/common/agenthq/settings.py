@@ -78,6 +78,9 @@ class Settings(BaseModel):
     # console learns it from /v1/console/config.json and allows it in its Content-Security-Policy.
     live_url: str = Field(default="", alias="LIVE_URL")
 
+    # Webhooks: the delivery queue (SQS) of agenthq.webhooks
+    webhook_queue_url: str = Field(default="", alias="WEBHOOK_QUEUE_URL")
+
     # HTTP edge
     max_request_bytes: int = Field(default=256 * 1024, alias="MAX_REQUEST_BYTES", gt=0)
     cors_allow_origins: tuple[str, ...] = Field(default=(), alias="CORS_ALLOW_ORIGINS")

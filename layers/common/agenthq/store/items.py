@@ -158,6 +158,7 @@ class Workspace(BaseItem, discriminator="Workspace"):
     created_by = UnicodeAttribute()
     signup_fingerprint = UnicodeAttribute(null=True)  # recognises a retried signup
     agent_count = NumberAttribute(default=0)  # kept in step with Agent items (tier max_agents)
+    webhook_count = NumberAttribute(null=True)  # kept in step with Webhook items (tier webhooks; none yet: 0)
     deleting = BooleanAttribute(default=False)  # offboarding: every workspace route answers 404
     offboarding = OffboardingJob(null=True)  # type: ignore[no-untyped-call]
 
