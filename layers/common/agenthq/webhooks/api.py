@@ -29,6 +29,7 @@ from agenthq.webhooks.items import Webhook, WebhookDelivery
 if TYPE_CHECKING:
     from pynamodb.expressions.condition import Condition
 
+    from agenthq.outbound import Resolver
     from agenthq.services import Services
 
 EventType = Literal["run.succeeded", "run.failed", "run.cancelled", "run.timed_out", "run.paused",
@@ -71,12 +72,13 @@ def delivery_view(delivery: WebhookDelivery) -> dict[str, Any]:
             "created_at": delivery.created_at.isoformat()}
 
 
-def create_webhook(services: Services, principal: Principal, body: WebhookCreate) -> dict[str, Any]:
+def create_webhook(services: Services, principal: Principal, body: WebhookCreate, *,
+                   resolver: Resolver | None = None) -> dict[str, Any]:
     """Register an endpoint; the answer carries its signing secret, shown this once."""
     principal.require(Scope.workspace_write)
     workspace_id = principal.workspace_id
     try:
-        check_url(body.url, OutboundPolicy.from_settings(services.settings))
+        check_url(body.url, OutboundPolicy.from_settings(services.settings), resolver)
     except OutboundRefused as refused:
         raise InvalidRequest(f"This URL cannot receive webhooks: {refused}",
                              details=[{"field": "url", "message": str(refused)}]) from None

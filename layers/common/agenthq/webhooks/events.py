@@ -2,7 +2,8 @@
 
 Events are picked by type from the table's stream, whatever item stored them: a run's events
 (``RunEvent``, by ``event_type``), the workspace's alerts (``Alert``, as ``usage.alert``), and any
-later item carrying an ``event_type`` of :data:`EVENT_TYPES` (``approval.requested``, ``session.idle``)
+later event item (a type named ``…Event``) carrying an ``event_type`` of :data:`EVENT_TYPES`
+(``approval.requested``, ``session.idle``)
 — the stream mapping's filter in template.yaml names the same types.
 
 A body is ``{"type", "timestamp", "data"}`` (the spec's shape). ``data`` carries ids and statuses
@@ -59,8 +60,8 @@ def event_of(new_image: dict[str, Any]) -> Event | None:
                 "period": _s(new_image, "period"), "used": _n(new_image, "used"), "allowed": _n(new_image, "allowed")}
         return Event(workspace_id, "usage.alert", f"{pk}|{sk}", _s(new_image, "at"), data)
     event_type = _s(new_image, "event_type")
-    if event_type not in EVENT_TYPES or event_type == "usage.alert":
-        return None
+    if event_type not in EVENT_TYPES or event_type == "usage.alert" or not _s(new_image, "type").endswith("Event"):
+        return None  # only stored events (RunEvent, and the like): never a delivery or any other item
     try:
         stored = json.loads(_s(new_image, "data") or "{}")
     except ValueError:

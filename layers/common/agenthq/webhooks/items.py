@@ -46,7 +46,9 @@ class WebhookDelivery(BaseItem, discriminator="WebhookDelivery"):
     id = UnicodeAttribute()  # also the ``webhook-id`` header: the same on every attempt
     webhook_id = UnicodeAttribute()
     workspace_id = UnicodeAttribute()
-    event_type = UnicodeAttribute()
+    # not stored as ``event_type``: the table stream's webhook filter picks events by that attribute, and a
+    # delivery must never look like an event to deliver (tests/unit/test_webhook_events.py)
+    event_type = UnicodeAttribute(attr_name="delivered_event")
     payload = Utf8JSONAttribute()  # the body, signed as sent (ids and statuses only)
     status = UnicodeAttribute(default="pending")  # pending | delivered | failed
     attempt_limit = NumberAttribute()  # attempts this round may make: the schedule's, or 1 more (manual, test)
