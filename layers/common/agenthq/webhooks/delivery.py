@@ -37,6 +37,8 @@ from agenthq.webhooks.events import Event, event_of
 from agenthq.webhooks.items import Attempt, Webhook, WebhookDelivery
 
 if TYPE_CHECKING:
+    from pynamodb.expressions.update import Action
+
     from agenthq.outbound import Resolver
     from agenthq.services import Services
 
@@ -194,7 +196,8 @@ def _record(delivery: WebhookDelivery, now: datetime, status_code: int | None, e
     """Append the attempt and the delivery's new state; the claim ends."""
     status = "delivered" if delivered else "failed" if final else "pending"
     attempts = WebhookDelivery.attempts
-    actions = [attempts.set(attempts.append([Attempt(at=now, status_code=status_code, error=error)])),
+    made = Attempt(at=now, status_code=status_code, error=error)  # type: ignore[no-untyped-call]
+    actions: list[Action] = [attempts.set(attempts.append([made])),
                WebhookDelivery.status.set(status), WebhookDelivery.updated_at.set(now),
                WebhookDelivery.expires_at.set(now + DELIVERY_TTL), WebhookDelivery.claimed_until.remove()]
     if wait is None:

@@ -56,9 +56,9 @@ def event_of(new_image: dict[str, Any]) -> Event | None:
         return None
     workspace_id = parts[1]
     if _s(new_image, "type") == "Alert" and len(parts) == 2:
-        data = {"id": sk.removeprefix("ALERT#"), "limit": _s(new_image, "limit"), "threshold_percent": _n(new_image, "threshold"),
+        alert = {"id": sk.removeprefix("ALERT#"), "limit": _s(new_image, "limit"), "threshold_percent": _n(new_image, "threshold"),
                 "period": _s(new_image, "period"), "used": _n(new_image, "used"), "allowed": _n(new_image, "allowed")}
-        return Event(workspace_id, "usage.alert", f"{pk}|{sk}", _s(new_image, "at"), data)
+        return Event(workspace_id, "usage.alert", f"{pk}|{sk}", _s(new_image, "at"), alert)
     event_type = _s(new_image, "event_type")
     if event_type not in EVENT_TYPES or event_type == "usage.alert" or not _s(new_image, "type").endswith("Event"):
         return None  # only stored events (RunEvent, and the like): never a delivery or any other item

@@ -20,7 +20,7 @@ class Webhook(BaseItem, discriminator="Webhook"):
     id = UnicodeAttribute()
     workspace_id = UnicodeAttribute()
     url = UnicodeAttribute()
-    events = ListAttribute(of=UnicodeAttribute)  # type: ignore[var-annotated]
+    events = ListAttribute(of=UnicodeAttribute)
     description = UnicodeAttribute(null=True)
     # The signing secret (``whsec_…``): a symmetric key the sender must hold to sign (Standard Webhooks).
     # Read only by the delivery function; never in a view, a log line, an event or an error.
@@ -53,7 +53,7 @@ class WebhookDelivery(BaseItem, discriminator="WebhookDelivery"):
     status = UnicodeAttribute(default="pending")  # pending | delivered | failed
     attempt_limit = NumberAttribute()  # attempts this round may make: the schedule's, or 1 more (manual, test)
     claimed_until = UTCDateTimeAttribute(null=True)  # an attempt under way (one copy of a message at a time)
-    attempts = ListAttribute(of=Attempt, default=list)  # type: ignore[var-annotated]
+    attempts = ListAttribute(of=Attempt, default=list)
     next_attempt_at = UTCDateTimeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
