@@ -43,9 +43,12 @@ def _admin(api, workspace_id: str) -> dict:
 
 def _busy_workspace(api):
     """A workspace with members, an API key, agents, finished runs with events, usage, alerts
-    (3 runs of 3 a day), a note and a message between agents, and its own usage plan."""
+    (3 runs of 3 a day), a note and a message between agents, its own usage plan, and a webhook
+    whose deliveries fail (queued for their next attempt)."""
     owner = with_api_key(signup(api, tag="leaving", tier="pro"))
     plan = set_tier(api, owner.workspace_id, "enterprise", limit_overrides={"runs_per_day": 3, "api_rps": 500})
+    hook = owner.post("/webhooks", json={"url": "http://127.0.0.1:9/nobody-listens", "events": ["run.succeeded"]})
+    assert hook.status_code == 201, hook.text
     colleague = signup(api, tag="colleague")
     assert owner.post("/members", json={"email": colleague.email, "role": "admin"}).status_code == 201
     writer = create_agent(owner, "writer", "architect")
@@ -55,6 +58,8 @@ def _busy_workspace(api):
     first = wait_for(owner, launch(owner, writer["id"], text).json()["id"])
     second = wait_for(owner, launch(owner, reader["id"], "Read your messages.").json()["id"])
     assert (first["status"], second["status"]) == ("succeeded", "succeeded"), (first, second)
+    _until(lambda: [d for d in owner.get(f"/webhooks/{hook.json()['id']}/deliveries").json()["items"]
+                    if d["attempts"] and d["status"] == "pending"], "a delivery queued for its next attempt")
     return owner, colleague, reader, plan["usage_plan"]["id"]
 
 
@@ -76,7 +81,7 @@ def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
             kinds = {item.get("type") for item in workspace_leftovers(cloud, owner.workspace_id)}
             assert kinds >= {"Workspace", "Member", "WorkspaceSession", "SessionFamily", "ApiKey", "ApiKeyLookup",
                              "Agent", "Run", "RunEvent", "ConversationMessage", "LedgerEntry", "UsageCounter", "Alert",
-                             "Note", "AgentMessage", "WorkspaceDirectoryEntry",
+                             "Note", "AgentMessage", "WorkspaceDirectoryEntry", "Webhook", "WebhookDelivery",
                              None}, kinds  # None: quota and run-slot counters, which only updates write
             started = api.delete(owner.path(), headers=owner.headers)
             assert started.status_code == 202, started.text

@@ -233,3 +233,15 @@ def test_a_host_that_rebinds_to_a_private_address_is_refused_at_delivery(setup, 
     assert outcome.status == "failed" and resolver.calls == 2
     (attempt,) = stored(owner, made["id"], ping["id"]).attempts
     assert attempt.status_code is None and "hooks.example.test" in attempt.error and "AgentHQ does not call" in attempt.error
+
+
+def test_a_queued_delivery_of_a_removed_endpoint_is_dropped_unsent(setup, endpoint) -> None:
+    """Removing an endpoint (or offboarding its workspace) deletes its deliveries; a message still on the
+    queue names nothing any more and is dropped without a request."""
+    services, _, queue, owner = setup
+    made = register(services, owner, endpoint.url)
+    ping = webhooks.test_webhook(services, owner, made["id"])
+    webhooks.delete_webhook(owner, made["id"])
+    with tenant_scope(owner.workspace_id):
+        assert WebhookDelivery.get_or_none(*WebhookDelivery.key(owner.workspace_id, made["id"], ping["id"])) is None
+    assert delivery.attempt(services, queue.sent[-1]).status == "skipped" and endpoint.requests == 0

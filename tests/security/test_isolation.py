@@ -31,6 +31,9 @@ SAMPLE_BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/workspaces/{wid}/agents/{aid}/runs"): {"input": "Tell me B's secrets."},
     ("POST", "/workspaces/{wid}/runs/{rid}/cancel"): {},
     ("POST", "/workspaces/{wid}/runs/{rid}/resume"): {},
+    ("POST", "/workspaces/{wid}/webhooks"): {"url": "http://127.0.0.1:9/a-listens", "events": ["run.succeeded"]},
+    ("POST", "/workspaces/{wid}/webhooks/{webhook_id}/test"): {},
+    ("POST", "/workspaces/{wid}/webhooks/{webhook_id}/deliveries/{delivery_id}/retry"): {},
 }
 
 
@@ -64,7 +67,26 @@ def tenants(cloud):
         assert run.status_code == 202, run.text
         b.extra["run_id"] = run.json()["id"]
         _wait_until_ended(b, b.extra["run_id"])  # B's data must hold still while the matrix runs
+        _with_a_webhook(b)
         yield a, b
+
+
+def _with_a_webhook(b) -> None:
+    """B's webhook (to nowhere: port 9) and its test ping, attempted once and failed before the matrix runs."""
+    import time
+
+    made = b.post("/webhooks", json={"url": "http://127.0.0.1:9/b-listens", "events": ["run.failed"]})
+    assert made.status_code == 201, made.text
+    b.extra["webhook_id"] = made.json()["id"]
+    ping = b.post(f"/webhooks/{b.extra['webhook_id']}/test")
+    assert ping.status_code == 202, ping.text
+    b.extra["delivery_id"] = ping.json()["id"]
+    for _ in range(300):
+        logged = b.get(f"/webhooks/{b.extra['webhook_id']}/deliveries").json()["items"]
+        if logged and logged[0]["status"] == "failed":
+            return
+        time.sleep(0.1)
+    raise AssertionError("B's test ping was not attempted")
 
 
 def _wait_until_ended(tenant, run_id: str) -> None:
@@ -80,7 +102,7 @@ def _wait_until_ended(tenant, run_id: str) -> None:
 def b_ids(b) -> dict[str, str]:
     """B's id for every path parameter a workspace route may have."""
     return {"wid": b.workspace_id, "uid": b.user_id, "kid": b.api_key_id, "aid": b.extra["agent_id"],
-            "rid": b.extra["run_id"]}
+            "rid": b.extra["run_id"], "webhook_id": b.extra["webhook_id"], "delivery_id": b.extra["delivery_id"]}
 
 
 def fill(path: str, ids: dict[str, str]) -> str:
