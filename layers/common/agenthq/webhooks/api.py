@@ -121,6 +121,7 @@ def delete_webhook(principal: Principal, webhook_id: str) -> None:
     workspace_id = principal.workspace_id
     with tenant_scope(workspace_id):
         Workspace.load(workspace_id)
+        _load_webhook(workspace_id, webhook_id)  # 404 for an id that names none (whatever its shape or size)
 
         def attempt() -> None:
             with transaction() as tx:
