@@ -12,6 +12,7 @@ import typer
 from agenthq_cli import __version__
 from agenthq_cli.admin import admin_app
 from agenthq_cli.user import agents_app, keys_app, login, runs_app, usage, workspaces
+from agenthq_cli.webhooks import webhooks_app
 
 app = typer.Typer(name="agenthq", help="AgentHQ from the command line.", no_args_is_help=True,
                   add_completion=False)
@@ -22,6 +23,7 @@ app.command()(usage)
 app.add_typer(agents_app, name="agents")
 app.add_typer(runs_app, name="runs")
 app.add_typer(keys_app, name="keys")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 def _version(value: bool) -> None:
