@@ -11,6 +11,7 @@ import {runView} from "./views/run.js";
 import {runsView} from "./views/runs.js";
 import {signInView} from "./views/signin.js";
 import {usageView} from "./views/usage.js";
+import {webhooksView} from "./views/webhooks.js";
 
 const ROUTES = [
   {pattern: /^#\/signin$/, view: signInView, mode: null, title: "Sign in"},
@@ -18,11 +19,12 @@ const ROUTES = [
   {pattern: /^#\/runs$/, view: runsView, mode: "workspace", title: "Agents and runs"},
   {pattern: /^#\/runs\/([0-9A-Za-z]+)$/, view: runView, mode: "workspace", title: "Run"},
   {pattern: /^#\/usage$/, view: usageView, mode: "workspace", title: "Usage"},
+  {pattern: /^#\/webhooks$/, view: webhooksView, mode: "workspace", title: "Webhooks"},
   {pattern: /^#\/operator$/, view: operatorView, mode: "operator", title: "Cost against price"},
 ];
 
 const NAV = {
-  workspace: [["#/runs", "Agents and runs"], ["#/usage", "Usage"], ["#/health", "Health"]],
+  workspace: [["#/runs", "Agents and runs"], ["#/usage", "Usage"], ["#/webhooks", "Webhooks"], ["#/health", "Health"]],
   operator: [["#/operator", "Cost against price"], ["#/health", "Health"]],
   null: [["#/signin", "Sign in"], ["#/health", "Health"]],
 };
