@@ -4,7 +4,7 @@ from fastapi import Header, Query, Response
 
 from agenthq import agents, messaging
 from agenthq.agents import AgentCreate, AgentUpdate
-from agenthq.errors import Conflict, InvalidRequest, PlanLimit, ServiceUnavailable
+from agenthq.errors import Conflict, PlanLimit, ServiceUnavailable
 from agenthq.http import (
     AgentIdFilter,
     CurrentPrincipal,
@@ -66,9 +66,8 @@ def list_agent_versions(aid: str, principal: WorkspacePrincipal, cursor: str | N
     return versions.list_versions(principal, aid, cursor, limit_param(limit))
 
 
-@app.get("/workspaces/{wid}/agents/{aid}/versions/{version}", response_model=AgentVersion,
-         responses=documented(InvalidRequest))  # a version that is not an integer
-def get_agent_version(aid: str, version: int, principal: WorkspacePrincipal) -> dict:
+@app.get("/workspaces/{wid}/agents/{aid}/versions/{version}", response_model=AgentVersion)
+def get_agent_version(aid: str, version: str, principal: WorkspacePrincipal) -> dict:
     return versions.get_version(principal, aid, version)
 
 

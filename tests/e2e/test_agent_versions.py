@@ -126,7 +126,8 @@ def test_rollback_and_version_reads_refuse_bad_input(owner):
                  f"/agents/{agent['id']}/versions/-1", f"/agents/{agent['id']}/versions/99999999999999999999",
                  f"/agents/{ids.new_id()}/versions/1", f"/agents/{ids.new_id()}/versions"):
         assert_error(owner.get(path), 404, "not_found")
-    assert_error(owner.get(f"/agents/{agent['id']}/versions/one"), 400)
+    for text in ("one", "1.0", "+1", "١"):  # not a version number: names no version
+        assert_error(owner.get(f"/agents/{agent['id']}/versions/{text}"), 404, "not_found")
 
 
 def test_reading_versions_needs_agents_read_and_rolling_back_agents_write(owner):

@@ -15,10 +15,13 @@ from agenthq.agent_lookup import load_agent
 from agenthq.agents import agent_view, change_agent
 from agenthq.clock import Clock
 from agenthq.context import Principal, Scope
+from agenthq.errors import NotFound
 from agenthq.pagination import Page, decode_cursor, page
 from agenthq.store import tenant_scope
 from agenthq.store.items import Agent, AgentVersion
 from agenthq.versions.records import ROLLBACK, load_version, with_definition
+
+_MAX_VERSION_DIGITS = 10  # as the versions' sort keys hold them
 
 #: What a version's ``definition`` leaves out of the agent's view: the agent's, not the version's.
 _NOT_DEFINITION = ("id", "workspace_id", "version", "created_at", "updated_at")
@@ -62,12 +65,15 @@ def list_versions(principal: Principal, agent_id: str, cursor: str | None, limit
                     lambda item: version_view(agent, item), cursor, partition=partition, sk_prefix=prefix)
 
 
-def get_version(principal: Principal, agent_id: str, version: int) -> dict[str, Any]:
+def get_version(principal: Principal, agent_id: str, version: str) -> dict[str, Any]:
+    """One version. ``version`` is the path's text: one that is not a version number names no version (404)."""
     principal.require(Scope.agents_read)
     workspace_id = principal.workspace_id
     with tenant_scope(workspace_id):
         agent = load_agent(workspace_id, agent_id)
-        return version_view(agent, load_version(workspace_id, agent, version))
+        if not (version.isascii() and version.isdigit() and len(version) <= _MAX_VERSION_DIGITS):
+            raise NotFound("No such version of this agent.")
+        return version_view(agent, load_version(workspace_id, agent, int(version)))
 
 
 def rollback(clock: Clock, principal: Principal, agent_id: str, request: RollbackRequest) -> dict[str, Any]:
