@@ -243,3 +243,27 @@ def test_a_run_records_its_version_and_runs_it_while_the_agent_changes(owner, cl
     assert "You are version two." in system_text(body) and [t["name"] for t in body["tools"]] == ["notes_read"]
     listed = owner.get("/runs", params={"agent_id": agent["id"]}).json()["items"]
     assert sorted(r["agent_version"] for r in listed) == [1, 2]
+
+
+def test_an_agent_made_before_versions_has_version_1_until_its_first_change_writes_it(owner, cloud):
+    agent = create_agent(owner, "old-timer", "sre", system_prompt="From before versions.")
+    table = boto3.resource("dynamodb", region_name="us-east-1").Table(cloud.config.stack.table_name)
+    # as such an agent is stored: no counter, no version items
+    table.update_item(Key={"pk": f"WS#{owner.workspace_id}", "sk": f"AGENT#{agent['id']}"}, UpdateExpression="REMOVE version")
+    table.delete_item(Key={"pk": f"WS#{owner.workspace_id}", "sk": f"AGENTVER#{agent['id']}#0000000001"})
+
+    assert owner.get(f"/agents/{agent['id']}").json()["version"] == 1
+    (only,) = versions_of(owner, agent["id"])
+    assert (only["version"], only["definition"]) == (1, definition(agent))
+    assert owner.get(f"/agents/{agent['id']}/versions/1").json() == only
+    launched = launch(owner, agent["id"], "Hello.")
+    assert launched.status_code == 202 and launched.json()["agent_version"] == 1
+    assert stored_versions(cloud, owner.workspace_id, agent["id"]) == [], "reading writes nothing"
+
+    changed = patch(owner, agent["id"], system_prompt="After versions.")
+    assert changed.status_code == 200 and changed.json()["version"] == 2, changed.text
+    listed = versions_of(owner, agent["id"])
+    assert [(v["version"], v["definition"]["system_prompt"]) for v in listed] == [
+        (2, "After versions."), (1, "From before versions.")]
+    assert owner.post(f"/agents/{agent['id']}/rollback", json={"version": 1}).json()["version"] == 3
+    wait_for(owner, launched.json()["id"])
