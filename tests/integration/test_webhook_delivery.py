@@ -19,7 +19,7 @@ from agenthq.adapters.queue import SqsDeliveryQueue
 from agenthq.context import ROLE_SCOPES, Principal, PrincipalKind, Role
 from agenthq.services import Services, get_services
 from agenthq.store import tenant_scope
-from agenthq.store.items import Alert
+from agenthq.store.items import Alert, Workspace
 from agenthq.webhooks import api as webhooks
 from agenthq.webhooks import delivery
 from agenthq.webhooks.items import Webhook, WebhookDelivery
@@ -245,3 +245,16 @@ def test_a_queued_delivery_of_a_removed_endpoint_is_dropped_unsent(setup, endpoi
     with tenant_scope(owner.workspace_id):
         assert WebhookDelivery.get_or_none(*WebhookDelivery.key(owner.workspace_id, made["id"], ping["id"])) is None
     assert delivery.attempt(services, queue.sent[-1]).status == "skipped" and endpoint.requests == 0
+
+
+def test_a_workspace_being_offboarded_gets_no_new_deliveries(setup, endpoint) -> None:
+    """Offboarding cancels the workspace's runs before it deletes its items: their last events, fanned out
+    meanwhile, must not leave deliveries behind the deletion."""
+    services, _, queue, owner = setup
+    register(services, owner, endpoint.url)
+    with tenant_scope(owner.workspace_id):
+        Workspace(*Workspace.key(owner.workspace_id)).update(actions=[Workspace.deleting.set(True)])
+    image = {"pk": {"S": f"WS#{owner.workspace_id}#RUN#01J0000000000000000000RUN3"}, "sk": {"S": "EVT#0000000005"},
+             "type": {"S": "RunEvent"}, "event_type": {"S": "run.failed"}, "at": {"S": "2026-12-07T09:00:00.000000+0000"},
+             "data": {"S": '{"status": "cancelled"}'}}
+    assert delivery.fan_out(services, image) == 0 and queue.sent == []

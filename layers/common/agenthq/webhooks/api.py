@@ -23,7 +23,7 @@ from agenthq.store import retry_transaction, tenant_scope, transaction, ws_pk
 from agenthq.store.items import Workspace
 from agenthq.tiers import limits_for
 from agenthq.webhooks import events, signing
-from agenthq.webhooks.delivery import DELIVERY_TTL, SCHEDULE, enqueue, new_delivery
+from agenthq.webhooks.delivery import DELIVERY_TTL, enqueue, new_delivery
 from agenthq.webhooks.items import Webhook, WebhookDelivery
 
 if TYPE_CHECKING:
@@ -228,5 +228,5 @@ def _plan_limit(allowed: int) -> PlanLimit:
                      details=[{"field": "webhooks", "message": f"limit is {allowed}"}])
 
 
-__all__ = ["SCHEDULE", "WebhookCreate", "create_webhook", "delete_webhook", "delivery_view", "list_deliveries",
+__all__ = ["WebhookCreate", "create_webhook", "delete_webhook", "delivery_view", "list_deliveries",
            "list_webhooks", "retry_delivery", "test_webhook", "webhook_view"]

@@ -29,8 +29,8 @@ from pynamodb.exceptions import PutError, UpdateError
 from agenthq import ids
 from agenthq.observability import logger
 from agenthq.outbound import OutboundPolicy, OutboundRefused, guarded_client
-from agenthq.store import tenant_scope
-from agenthq.store.items import Alert
+from agenthq.store import tenant_scope, ws_pk
+from agenthq.store.items import Alert, Workspace
 from agenthq.store.sizes import utf8_json
 from agenthq.webhooks import signing
 from agenthq.webhooks.events import Event, event_of
@@ -90,7 +90,10 @@ def fan_out(services: Services, new_image: dict[str, Any]) -> int:
     now = services.now()
     queued = 0
     with tenant_scope(event.workspace_id):
-        webhooks = [w for w in Webhook.query(f"WS#{event.workspace_id}", Webhook.sk.startswith("WEBHOOK#"))
+        workspace = Workspace.get_or_none(*Workspace.key(event.workspace_id), attributes=["deleting"])
+        if workspace is None or workspace.deleting:
+            return 0  # being offboarded (its runs' last events come now): nothing more is made for it
+        webhooks = [w for w in Webhook.query(ws_pk(event.workspace_id), Webhook.sk.startswith("WEBHOOK#"))
                     if w.status == "active" and event.event_type in (w.events or [])]
         for webhook in webhooks:
             delivery_id = _delivery_id(event, webhook)
