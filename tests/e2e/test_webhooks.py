@@ -48,7 +48,8 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 receiver.received.append({"headers": {k.lower(): v for k, v in self.headers.items()},
-                                          "body": body, "path": self.path, "at": time.monotonic()})
+                                          "body": body, "path": self.path, "at": time.monotonic(),
+                                          "wall": time.time()})
                 status, headers = receiver.answers.pop(0) if receiver.answers else (204, {})
                 self.send_response(status)
                 for name, value in headers.items():
