@@ -19,10 +19,9 @@ from agenthq.adapters.queue import SqsDeliveryQueue
 from agenthq.context import ROLE_SCOPES, Principal, PrincipalKind, Role
 from agenthq.services import Services, get_services
 from agenthq.store import tenant_scope
-from agenthq.store.items import Alert, Workspace
+from agenthq.store.items import Alert, Webhook, WebhookDelivery, Workspace
 from agenthq.webhooks import api as webhooks
 from agenthq.webhooks import delivery
-from agenthq.webhooks.items import Webhook, WebhookDelivery
 from tests.support import LocalApi, signup
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from agenthq.store.items import WebhookDelivery
 from agenthq.webhooks.events import EVENT_TYPES, event_of
-from agenthq.webhooks.items import WebhookDelivery
 
 WID, RID = "01J0000000000000000000WSID", "01J0000000000000000000RUN1"
 AT = "2026-12-07T11:42:51.766000+0000"
@@ -78,3 +78,23 @@ def test_a_delivery_never_looks_like_an_event_to_deliver() -> None:
     image = delivery.serialize(null_check=False)
     assert "event_type" not in image and image["delivered_event"] == {"S": "run.succeeded"}
     assert event_of({**image, "type": {"S": "WebhookDelivery"}}) is None
+
+
+def test_code_that_reads_a_partition_whole_knows_the_webhook_items() -> None:
+    """Offboarding reads ``WS#<wid>`` as plain ``BaseItem``s (every type): in a process that imported only
+    it, a webhook's items must be known types (they were not, in a package of their own)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    layer = Path(__file__).resolve().parents[2] / "layers" / "common"
+    code = """
+from agenthq.offboarding import delete
+from agenthq.store import BaseItem
+for kind in ("Webhook", "WebhookDelivery"):
+    item = BaseItem.from_raw_data({"pk": {"S": "WS#W"}, "sk": {"S": "X"}, "type": {"S": kind}})
+    assert type(item).__name__ == kind, item
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=layer, capture_output=True, text=True,
+                          env={"TABLE_NAME": "agenthq-unit", "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -1,7 +1,8 @@
 """Webhooks: a workspace's endpoints, told (signed, at least once) when its runs end, pause or wait.
 
-- ``items``: the endpoint (``Webhook``), its delivery log (``WebhookDelivery``) and the workspace's
-  count of endpoints (the tier's ``webhooks`` limit);
+The items — ``Webhook`` (an endpoint), ``WebhookDelivery`` (its delivery log) — are in ``store.items`` with
+every other type (code that reads a partition whole, offboarding, knows them all).
+
 - ``signing``: the Standard Webhooks signature (``webhook-id``, ``webhook-timestamp``,
   ``webhook-signature: v1,<base64 HMAC-SHA256>``), done once here;
 - ``events``: which stored events are delivered, and their payloads (ids and statuses, never input,

@@ -20,11 +20,10 @@ from agenthq.observability import logger
 from agenthq.outbound import OutboundPolicy, OutboundRefused, check_url
 from agenthq.pagination import Page, workspace_page
 from agenthq.store import retry_transaction, tenant_scope, transaction, ws_pk
-from agenthq.store.items import Workspace
+from agenthq.store.items import Webhook, WebhookDelivery, Workspace
 from agenthq.tiers import limits_for
 from agenthq.webhooks import events, signing
 from agenthq.webhooks.delivery import DELIVERY_TTL, enqueue, new_delivery
-from agenthq.webhooks.items import Webhook, WebhookDelivery
 
 if TYPE_CHECKING:
     from pynamodb.expressions.condition import Condition

@@ -30,11 +30,10 @@ from agenthq import ids
 from agenthq.observability import logger
 from agenthq.outbound import OutboundPolicy, OutboundRefused, guarded_client
 from agenthq.store import tenant_scope, ws_pk
-from agenthq.store.items import Alert, Workspace
+from agenthq.store.items import Alert, Webhook, WebhookAttempt, WebhookDelivery, Workspace
 from agenthq.store.sizes import utf8_json
 from agenthq.webhooks import signing
 from agenthq.webhooks.events import Event, event_of
-from agenthq.webhooks.items import Attempt, Webhook, WebhookDelivery
 
 if TYPE_CHECKING:
     from pynamodb.expressions.update import Action
@@ -199,7 +198,7 @@ def _record(delivery: WebhookDelivery, now: datetime, status_code: int | None, e
     """Append the attempt and the delivery's new state; the claim ends."""
     status = "delivered" if delivered else "failed" if final else "pending"
     attempts = WebhookDelivery.attempts
-    made = Attempt(at=now, status_code=status_code, error=error)  # type: ignore[no-untyped-call]
+    made = WebhookAttempt(at=now, status_code=status_code, error=error)  # type: ignore[no-untyped-call]
     actions: list[Action] = [attempts.set(attempts.append([made])),
                WebhookDelivery.status.set(status), WebhookDelivery.updated_at.set(now),
                WebhookDelivery.expires_at.set(now + DELIVERY_TTL), WebhookDelivery.claimed_until.remove()]
