@@ -6,6 +6,7 @@ expires, verifies only its own account, and a new link can be asked for at most 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -205,3 +206,37 @@ def test_with_verification_off_a_signup_launches_at_once_and_sends_no_mail(cloud
         held = signup(api, tag="held", tier="starter")
     held_agent = create_agent(held, "helper", "sre")
     assert launch(held, held_agent["id"], "Hi").status_code == 202
+
+
+def test_the_cli_shows_whether_the_address_is_verified_and_verifies_it(cloud, api, verifying, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from local.template import ROOT
+
+    def agenthq(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+               "XDG_CONFIG_HOME": str(tmp_path / "config"), "PYTHONPATH": str(ROOT / "cli"),
+               "AGENTHQ_API_URL": cloud.rest_url, "AGENTHQ_WS_URL": cloud.ws_url}
+        return subprocess.run([sys.executable, "-m", "agenthq_cli", *args], env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    owner = signup(api, tag="cli-verify", tier="starter")
+    logged_in = agenthq("login", "--email", owner.email, "--password", PASSWORD)
+    assert logged_in.returncode == 0, logged_in.stderr
+    before = agenthq("whoami")
+    assert before.returncode == 0, before.stderr
+    assert f"{owner.email} (e-mail NOT verified)" in before.stdout and "agenthq verify-email" in before.stdout
+    assert owner.workspace_id in before.stdout
+
+    _, token = mailed_token(cloud, owner.email)
+    assert f"agenthq verify-email {token}" in read_mailbox(cloud.mailbox, to=owner.email)[-1].get_content()
+    done = agenthq("verify-email", token)
+    assert done.returncode == 0 and f"{owner.email} is verified." in done.stdout, done.stderr
+    again = agenthq("verify-email", token)
+    assert again.returncode == 1 and "already used" in again.stderr and "invalid_verification_token" in again.stderr
+    after = agenthq("whoami", "--json")
+    assert json.loads(after.stdout)["user"]["email_verified"] is True
+    resend = agenthq("verify-email", "--resend")
+    assert resend.returncode == 0 and "verified already" in resend.stdout, resend.stderr
