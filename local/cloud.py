@@ -135,6 +135,8 @@ class LocalCloud:
         self._saved_env: dict[str, str | None] = {}
         self.environment: dict[str, str] = {}
         self.operator: LocalCredentials | None = None  # signs the operator routes (/v1/admin/…)
+        # the operator's temporary credentials (12 hours from the start), what the web console takes
+        self.operator_session: LocalCredentials | None = None
         self.iam: Any = None  # local.iam.LocalIam while enforcing
         self.moto_server: MotoServer | None = None  # moto for the functions' worker processes
         self.mailbox: Path | None = None  # the local SES's mailbox folder (local.mailbox)
@@ -287,6 +289,9 @@ class LocalCloud:
             f"AWS_SECRET_ACCESS_KEY={self.operator.secret_access_key} AWS_REGION={self.config.stack.region} "
             f"AGENTHQ_API_URL={self.rest_url}",
             "                 then: .venv/bin/agenthq admin workspace get <workspace id>",
+            *([f"                 the web console takes temporary credentials only: access key "
+               f"{self.operator_session.access_key_id}, secret {self.operator_session.secret_access_key}, "
+               f"session token {self.operator_session.session_token} (12 hours)"] if self.operator_session else []),
         ]
 
     def __exit__(self, *exc: object) -> None:
@@ -499,9 +504,10 @@ class LocalCloud:
         """The local operator's credentials, and the template's OperatorPrincipalArns naming them (unless
         the stack's parameters name others): the gateway's resource policy and the admin function then
         admit that operator, and refuse any other signer, as on AWS."""
-        from local.sigv4 import operator_credentials
+        from local.sigv4 import operator_credentials, session_credentials
 
         self.operator = operator_credentials(self.config.data_dir)
+        self.operator_session = session_credentials(self.operator, 12 * 3600)
         self.config.stack.parameters.setdefault("OperatorPrincipalArns", self.operator.arn)
 
     def _start_runtime(self) -> None:
@@ -584,7 +590,8 @@ class LocalCloud:
                                  meter=GatewayUsagePlanMeter(self.client("apigateway")),
                                  host=self.config.host, port=self.config.rest_port,
                                  region=self.config.stack.region,
-                                 signatures=SigV4Verifier([self.operator], self.config.stack.region),
+                                 signatures=SigV4Verifier([self.operator, *filter(None, [self.operator_session])],
+                                                          self.config.stack.region),
                                  policy=resource_policy(self.template, self.resolver)).start()
         self._set_environment({"PUBLIC_API_URL": self.rest_url})  # the links in mails (no custom domain here)
 
