@@ -99,6 +99,9 @@ class LocalCloudConfig:
     require_verified_email: bool = False
     verification_sender: str = "no-reply@agenthq.localhost"  # verified in the local SES
     mailbox_dir: Path | None = None  # where the local SES writes mails; None: <data_dir>/mailbox, or a temp dir
+    # Webhook receivers and MCP servers on loopback (http://127.0.0.1:…) may be called (agenthq.outbound):
+    # a trial points them at a local script. False: as on AWS (public https addresses only).
+    outbound_allow_loopback: bool = True
 
 
 class PortInUse(RuntimeError):
@@ -152,7 +155,8 @@ class LocalCloud:
             self._start_dynamodb()
             # SENTRY_DSN too, before any agenthq module is imported (agenthq.observability reads it once)
             self._set_environment(BASE_ENVIRONMENT | {"AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint or "",
-                                                      "SENTRY_DSN": self.config.environment.get("SENTRY_DSN", "")})
+                                                      "SENTRY_DSN": self.config.environment.get("SENTRY_DSN", ""),
+                                                      **self._outbound_environment()})
             self._start_moto()
             self._create_table()
             self._create_state_machines()
@@ -251,6 +255,9 @@ class LocalCloud:
             f"  Mailbox        {self.mailbox}: each mail the local SES sends (e-mail verification "
             + ("on: a signup's workspace launches runs once its link is used)" if self.verification_required
                else "off; python -m local --require-verified-email turns it on)"),
+            "  Outbound       " + ("webhook receivers and MCP servers may be on loopback (http://127.0.0.1:…), "
+                                   "for trials; on AWS only public https URLs" if self.config.outbound_allow_loopback
+                                   else "public https URLs only, as on AWS"),
             "Press Ctrl-C to stop.",
         ]
         return "\n".join(lines)
@@ -559,8 +566,12 @@ class LocalCloud:
             **({"ANTHROPIC_BASE_URL": self.environment["ANTHROPIC_BASE_URL"]}
                if "ANTHROPIC_BASE_URL" in self.environment else {}),
             "POWERTOOLS_LOG_LEVEL": self.config.log_level,
+            **self._outbound_environment(),
             **self.config.environment,
         }
+
+    def _outbound_environment(self) -> dict[str, str]:
+        return {"OUTBOUND_ALLOW_LOOPBACK": "true" if self.config.outbound_allow_loopback else "false"}
 
     def _tunable_settings(self) -> set[str]:
         """The functions' settings (agenthq.settings) that template.yaml sets for no function: what a
