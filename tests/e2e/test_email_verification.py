@@ -240,3 +240,25 @@ def test_the_cli_shows_whether_the_address_is_verified_and_verifies_it(cloud, ap
     assert json.loads(after.stdout)["user"]["email_verified"] is True
     resend = agenthq("verify-email", "--resend")
     assert resend.returncode == 0 and "verified already" in resend.stdout, resend.stderr
+
+
+class RefusingSes:
+    """SES refusing every mail (a sender not verified any more, an account paused): the adapter's error."""
+
+    def send(self, to: str, subject: str, text: str) -> None:
+        from agenthq.adapters.mail import MailNotSent
+
+        raise MailNotSent("MessageRejected: Email address is not verified.")
+
+
+def test_a_mail_ses_refuses_does_not_undo_the_signup_and_resend_says_so(cloud, api, verifying):
+    from tests.support import services_with
+
+    with services_with(mailer=RefusingSes()):
+        owner = signup(api, tag="unmailed", tier="starter")  # 201: the account and workspace exist
+        assert read_mailbox(cloud.mailbox, to=owner.email) == []
+        assert_error(api.post("/auth/verify-email/resend", headers=owner.headers), 503, "service_unavailable")
+    agent = create_agent(owner, "helper", "sre")
+    assert_error(launch(owner, agent["id"], "Hi"), 403, "email_unverified")
+    # the failed attempt counted against the account's resend rate (attempts are counted, as the auth rates do)
+    assert_error(api.post("/auth/verify-email/resend", headers=owner.headers), 429, "rate_limited")
