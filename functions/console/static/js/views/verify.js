@@ -40,7 +40,7 @@ export function verificationNotice(app) {
     resend.disabled = false;
   });
   const notice = h("p", {class: "hint", id: "verification-notice", role: "note"},
-    `${me.user.email} is not verified yet: a workspace you signed up launches runs once you open the link we `
-    + "mailed you. ", resend, " ", outcome);
+    "Your e-mail address is not verified yet: a workspace you signed up launches runs once you open the link "
+    + "we mailed you. ", resend, " ", outcome);
   return replace(h("div", {class: "verification"}), notice);
 }
