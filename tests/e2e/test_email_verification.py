@@ -73,6 +73,7 @@ def verify(api, token: str):
 
 
 def test_an_unverified_workspace_launches_nothing_until_the_mailed_link_is_used(cloud, api, verifying):
+    assert f"Mailbox        {cloud.mailbox}" in cloud.banner(0.0) and "e-mail verification on" in cloud.banner(0.0)
     owner = with_api_key(signup(api, tag="unverified", tier="starter"))
     assert me(api, owner)["user"]["email_verified"] is False
     assert me(api, owner)["email_verification_required"] is True
@@ -195,6 +196,7 @@ def test_an_invited_member_of_a_verified_workspace_launches_without_verifying_th
 
 
 def test_with_verification_off_a_signup_launches_at_once_and_sends_no_mail(cloud, api):
+    assert f"Mailbox        {cloud.mailbox}" in cloud.banner(0.0) and "e-mail verification off" in cloud.banner(0.0)
     owner = signup(api, tag="quick", tier="starter")
     assert me(api, owner)["email_verification_required"] is False
     assert read_mailbox(cloud.mailbox, to=owner.email) == []
