@@ -190,6 +190,7 @@ def test_an_invited_member_of_a_verified_workspace_launches_without_verifying_th
     launched = owner.api.post(owner.path(f"/agents/{agent['id']}/runs"), json={"input": "Hi"},
                               headers=bearer(joined.json()["access_token"]))
     assert launched.status_code == 202, launched.text
+    assert wait_for(owner, launched.json()["id"])["status"] == "succeeded"
     # their own address is still unverified, and their own new workspace waits for it
     member_me = api.get("/me", headers=bearer(joined.json()["access_token"])).json()
     assert member_me["user"]["email_verified"] is False
@@ -203,11 +204,14 @@ def test_with_verification_off_a_signup_launches_at_once_and_sends_no_mail(cloud
     agent = create_agent(owner, "helper", "sre")
     launched = launch(owner, agent["id"], "What is 6 * 7?")
     assert launched.status_code == 202, launched.text
+    assert wait_for(owner, launched.json()["id"])["status"] == "succeeded"
     # a workspace signed up while verification was on, and not verified, may launch once the operator turns it off
     with cloud.email_verification(required=True):
         held = signup(api, tag="held", tier="starter")
     held_agent = create_agent(held, "helper", "sre")
-    assert launch(held, held_agent["id"], "Hi").status_code == 202
+    held_run = launch(held, held_agent["id"], "Hi")
+    assert held_run.status_code == 202, held_run.text
+    assert wait_for(held, held_run.json()["id"])["status"] == "succeeded"
 
 
 def test_the_cli_shows_whether_the_address_is_verified_and_verifies_it(cloud, api, verifying, tmp_path):
@@ -264,3 +268,49 @@ def test_a_mail_ses_refuses_does_not_undo_the_signup_and_resend_says_so(cloud, a
     assert_error(launch(owner, agent["id"], "Hi"), 403, "email_unverified")
     # the failed attempt counted against the account's resend rate (attempts are counted, as the auth rates do)
     assert_error(api.post("/auth/verify-email/resend", headers=owner.headers), 429, "rate_limited")
+
+
+def test_a_verification_cut_off_between_its_two_steps_is_finished_by_using_the_link_again(cloud, api, verifying,
+                                                                                         monkeypatch):
+    """The workspaces are released first, the token consumed and the user marked last: a crash between
+    the two (here: the transaction fails as a dying invocation would) leaves the token usable."""
+    import agenthq.verification as verification
+    from tests.support import services_with
+
+    owner = signup(api, tag="cut-off", tier="starter")
+    agent = create_agent(owner, "helper", "sre")
+    _, token = mailed_token(cloud, owner.email)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the invocation died here")
+
+    with services_with():
+        monkeypatch.setattr(verification, "transaction", crash)
+        assert verify(api, token).status_code == 500
+        monkeypatch.undo()
+    assert me(api, owner)["user"]["email_verified"] is False  # not marked: the token is not used either
+    done = verify(api, token)
+    assert done.status_code == 200 and done.json()["email_verified"] is True, done.text
+    run = launch(owner, agent["id"], "Hi")
+    assert run.status_code == 202, run.text
+    assert wait_for(owner, run.json()["id"])["status"] == "succeeded"
+
+
+def test_a_workspace_the_verification_missed_is_released_by_asking_for_a_new_link(cloud, api, verifying):
+    """Verifying finds the user's workspaces through the membership index, which may lag a fresh signup on
+    AWS; a verified user's resend releases any workspace of theirs still held, and sends nothing."""
+    owner = signup(api, tag="missed", tier="starter")
+    assert verify(api, mailed_token(cloud, owner.email)[1]).status_code == 200
+    import boto3
+
+    table = boto3.resource("dynamodb", region_name=cloud.config.stack.region).Table(cloud.config.stack.table_name)
+    table.update_item(Key={"pk": f"WS#{owner.workspace_id}", "sk": "META"},
+                      UpdateExpression="SET verification_pending = :t", ExpressionAttributeValues={":t": True})
+    agent = create_agent(owner, "helper", "sre")
+    assert_error(launch(owner, agent["id"], "Hi"), 403, "email_unverified")
+    again = api.post("/auth/verify-email/resend", headers=owner.headers)
+    assert again.status_code == 200 and again.json() == {"email": owner.email, "email_verified": True, "sent": False}
+    assert len(read_mailbox(cloud.mailbox, to=owner.email)) == 1
+    run = launch(owner, agent["id"], "Hi")
+    assert run.status_code == 202, run.text
+    assert wait_for(owner, run.json()["id"])["status"] == "succeeded"
