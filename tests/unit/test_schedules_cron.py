@@ -23,7 +23,7 @@ NOW = datetime(2026, 12, 7, 11, 0, tzinfo=UTC)
     ("30 8 1,15 JAN-MAR *", "cron(30 8 1,15 1-3 ? *)"),
     ("0 0-23/6 * * *", "cron(0 0,6,12,18 * * ? *)"),
     ("5 4 * * sun,sat", "cron(5 4 ? * 1,7 *)"),
-    ("0 0 * * MON/2", "cron(0 0 ? * 2,4,6 *)"),  # from Monday, every other day of the week
+    ("0 0 * * MON/2", "cron(0 0 ? * 1-2,4,6 *)"),  # 1, 3, 5, 7 (as cron counts 0-7): Mon, Wed, Fri, Sun
 ])
 def test_a_cron_is_written_as_eventbridge_scheduler_reads_it_and_read_back(cron, aws):
     parsed = Cron.parse(cron)
