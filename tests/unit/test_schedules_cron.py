@@ -64,7 +64,7 @@ def test_a_time_the_clock_skips_fires_an_hour_later_and_a_repeated_time_fires_on
 @pytest.mark.parametrize("cron, tz, gap", [
     ("0 * * * *", "UTC", timedelta(hours=1)),
     ("*/5 * * * *", "Asia/Tokyo", timedelta(minutes=5)),
-    ("0 9 * * *", "Europe/Paris", timedelta(days=1)),
+    ("0 9 * * *", "Europe/Paris", timedelta(hours=23)),  # the day the clocks go forward
     ("0 9 * * MON", "UTC", None),  # never two days in a row
     ("0 0,23 1,2 * *", "UTC", timedelta(hours=1)),  # 23:00 on the 1st, 00:00 on the 2nd
     ("0 0,23 1,15 * *", "UTC", timedelta(hours=23)),  # never two days in a row: no gap over midnight
