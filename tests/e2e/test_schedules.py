@@ -157,3 +157,23 @@ def test_change_disable_and_delete_follow_into_the_scheduler(cloud, tenant):
     assert_error(tenant.get(f"/schedules/{schedule['id']}"), 404, "not_found")
     assert _scheduler_schedules(cloud, tenant.workspace_id) == {}
     assert tenant.get("/usage").json()["limits"]["schedules"]["used"] == 0
+
+
+def test_parallel_creations_never_pass_the_tiers_schedules(cloud, api, tenant):
+    from concurrent.futures import ThreadPoolExecutor
+
+    set_tier(api, tenant.workspace_id, "enterprise", limit_overrides={"schedules": 3})
+    agent = tenant.extra["agent"]
+
+    def create(i: int):
+        return tenant.post(f"/agents/{agent['id']}/schedules",
+                           json={"cron": f"{i} 6 * * *", "timezone": "UTC", "input": f"Report {i}."})
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(create, range(8)))
+    assert sorted(r.status_code for r in answers) == [201] * 3 + [403] * 5, [r.text for r in answers]
+    for refused in (r for r in answers if r.status_code == 403):
+        assert_error(refused, 403, "plan_limit")
+    listed = tenant.get("/schedules").json()["items"]
+    assert len(listed) == 3 and len(_scheduler_schedules(cloud, tenant.workspace_id)) == 3
+    assert tenant.get("/usage").json()["limits"]["schedules"]["used"] == 3
