@@ -110,8 +110,9 @@ class ScheduleUpdate(BaseModel):
 
 def schedule_view(schedule: Schedule, now: datetime) -> dict[str, Any]:
     next_fire = None
-    if schedule.enabled:
-        fire = Cron.parse(schedule.cron).next_fire(now, zone(schedule.timezone))
+    if schedule.enabled:  # after the last fire recorded too (a fire's clock may run ahead of this one's)
+        after = max(now, schedule.last_fire_at) if schedule.last_fire_at else now
+        fire = Cron.parse(schedule.cron).next_fire(after, zone(schedule.timezone))
         next_fire = fire.isoformat() if fire else None
     last_fire = None
     if schedule.last_fire_at is not None:
