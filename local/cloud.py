@@ -297,6 +297,9 @@ class LocalCloud:
         from local.usage_plans import hold_moto_to_one_plan_per_stage
 
         hold_moto_to_one_plan_per_stage()
+        from local.schedules import hold_moto_to_schedulers_rules
+
+        hold_moto_to_schedulers_rules()
         remember_state_machine_parses()
         self.moto_server = MotoServer(host="127.0.0.1", port=0).start()
         # moto replaced boto3's default session: credentials and hooks go on the new one.

@@ -215,3 +215,50 @@ class SchedulerSchedules:
         except Exception as exc:  # noqa: BLE001 - as Scheduler: the fire failed, the schedule goes on
             record["error"] = repr(exc)
         return record
+
+
+_held_to_schedulers_rules = False
+_AWS_CRON = re.compile(r"^cron\(\S+ \S+ \S+ \S+ \S+ \S+\)$")
+_AWS_RATE = re.compile(r"^rate\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\)$")
+_AWS_AT = re.compile(r"^at\(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\)$")
+
+
+def hold_moto_to_schedulers_rules() -> None:
+    """Make moto's Scheduler refuse what EventBridge Scheduler refuses. Idempotent. moto takes any
+    expression, any time zone and a missing group (a ``KeyError``: an internal error); Scheduler answers
+    ``ValidationException`` for an expression that is not ``cron(6 fields)``, ``rate(…)`` or ``at(…)``,
+    or for a time zone that is not an IANA name, and ``ResourceNotFoundException`` for an unknown group.
+    Of a cron, only its shape is checked here (the product writes and validates its own)."""
+    global _held_to_schedulers_rules
+    if _held_to_schedulers_rules:
+        return
+    from zoneinfo import available_timezones
+
+    from moto.scheduler.exceptions import ScheduleGroupNotFound, ValidationException
+    from moto.scheduler.models import EventBridgeSchedulerBackend
+
+    zones = frozenset(available_timezones())
+    create, update = EventBridgeSchedulerBackend.create_schedule, EventBridgeSchedulerBackend.update_schedule
+
+    def check(backend: Any, kwargs: dict[str, Any]) -> None:
+        group = kwargs.get("group_name") or "default"
+        if group not in backend.schedule_groups:
+            raise ScheduleGroupNotFound(group)
+        expression = str(kwargs.get("schedule_expression") or "")
+        if not (_AWS_CRON.match(expression) or _AWS_RATE.match(expression) or _AWS_AT.match(expression)):
+            raise ValidationException(f"Invalid Schedule Expression {expression}.")
+        zone = kwargs.get("schedule_expression_timezone")
+        if zone and zone not in zones:
+            raise ValidationException(f"Invalid ScheduleExpressionTimezone {zone}.")
+
+    def create_schedule(self: Any, **kwargs: Any) -> Any:
+        check(self, kwargs)
+        return create(self, **kwargs)
+
+    def update_schedule(self: Any, **kwargs: Any) -> Any:
+        check(self, kwargs)
+        return update(self, **kwargs)
+
+    EventBridgeSchedulerBackend.create_schedule = create_schedule  # type: ignore[method-assign]
+    EventBridgeSchedulerBackend.update_schedule = update_schedule  # type: ignore[method-assign]
+    _held_to_schedulers_rules = True

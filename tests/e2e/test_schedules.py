@@ -181,3 +181,20 @@ def test_parallel_creations_never_pass_the_tiers_schedules(cloud, api, tenant):
     listed = tenant.get("/schedules").json()["items"]
     assert len(listed) == 3 and len(_scheduler_schedules(cloud, tenant.workspace_id)) == 3
     assert tenant.get("/usage").json()["limits"]["schedules"]["used"] == 3
+
+
+@pytest.mark.parametrize("change, error", [
+    ({"ScheduleExpression": "cron(0 9 * * *)"}, "ValidationException"),  # five fields: Scheduler wants six
+    ({"ScheduleExpression": "every day"}, "ValidationException"),
+    ({"ScheduleExpressionTimezone": "Mars/Olympus"}, "ValidationException"),
+    ({"GroupName": "no-such-group"}, "ResourceNotFoundException"),
+])
+def test_the_local_scheduler_refuses_what_eventbridge_scheduler_refuses(cloud, change, error):
+    from botocore.exceptions import ClientError
+
+    request = {"Name": "strict", "GroupName": cloud.scheduler.groups[0], "ScheduleExpression": "cron(0 9 * * ? *)",
+               "ScheduleExpressionTimezone": "UTC", "FlexibleTimeWindow": {"Mode": "OFF"},
+               "Target": {"Arn": "arn:aws:lambda:us-east-1:123456789012:function:x", "RoleArn": "arn:aws:iam::1:role/x"}}
+    with pytest.raises(ClientError) as refused:
+        cloud.client("scheduler").create_schedule(**{**request, **change})
+    assert refused.value.response["Error"]["Code"] == error
