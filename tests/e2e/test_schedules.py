@@ -198,3 +198,29 @@ def test_the_local_scheduler_refuses_what_eventbridge_scheduler_refuses(cloud, c
     with pytest.raises(ClientError) as refused:
         cloud.client("scheduler").create_schedule(**{**request, **change})
     assert refused.value.response["Error"]["Code"] == error
+
+
+def test_after_a_downgrade_schedules_past_the_new_tier_are_skipped_not_fired(cloud, api, tenant):
+    agent = tenant.extra["agent"]
+
+    def create(cron: str) -> dict:
+        created = tenant.post(f"/agents/{agent['id']}/schedules", json={"cron": cron, "timezone": "UTC", "input": cron})
+        assert created.status_code == 201, created.text
+        return created.json()
+
+    kept, too_often, past_the_count = create("0 4 29 2 *"), create("0,30 4 29 2 *"), create("0 5 29 2 *")
+    set_tier(api, tenant.workspace_id, "free")  # 1 schedule, hourly at most
+
+    def fire(schedule: dict) -> dict:
+        return cloud.runtime.invoke("ScheduleFireFunction", {"workspace_id": tenant.workspace_id,
+                                                             "schedule_id": schedule["id"],
+                                                             "scheduled_time": "2028-02-29T04:00:00Z"})
+
+    assert fire(kept)["status"] == "launched"
+    assert fire(too_often) == fire(past_the_count) == {"status": "skipped", "reason": "plan_limit"}
+    seen = {s["id"]: s["last_fire"] for s in tenant.get("/schedules").json()["items"]}
+    assert "at most every hour" in seen[too_often["id"]]["message"]
+    assert "allows 1 schedule;" in seen[past_the_count["id"]]["message"]
+    assert len(tenant.get("/runs").json()["items"]) == 1
+    alerts = {(a["schedule_id"], a["limit"]) for a in tenant.get("/alerts").json()["items"] if a.get("schedule_id")}
+    assert alerts == {(too_often["id"], "schedule_min_interval_seconds"), (past_the_count["id"], "schedules")}

@@ -149,15 +149,36 @@ def _limits(workspace_id: str) -> TierLimits:
     return limits_for(workspace.tier, workspace.limit_overrides)
 
 
-def check_interval(cron: str, timezone: str, limits: TierLimits, now: datetime) -> None:
-    """403 ``plan_limit`` when two of the cron's fires in its time zone come closer than the tier allows."""
+def check_interval(cron: str, timezone: str, limits: TierLimits, now: datetime) -> int | None:
+    """403 ``plan_limit`` when two of the cron's fires in its time zone come closer than the tier allows;
+    else the shortest gap in seconds (None: at most one fire in two days)."""
     gap = Cron.parse(cron).shortest_gap(zone(timezone), now)
-    shortest = limits.schedule_min_interval_seconds
-    if gap is not None and gap.total_seconds() < shortest:
+    seconds = None if gap is None else int(gap.total_seconds())
+    interval_error = too_frequent(seconds, limits)
+    if interval_error is not None:
         raise PlanLimit(
-            f"Your plan allows a schedule to fire at most every {_duration(shortest)}; this cron fires "
-            f"{_duration(int(gap.total_seconds()))} apart in {timezone}.",
-            details=[{"field": "cron", "in": "body", "message": f"fires closer than {shortest} seconds apart"}])
+            f"{interval_error}; this cron fires {_duration(seconds or 0)} apart in {timezone}.",
+            details=[{"field": "cron", "in": "body",
+                      "message": f"fires closer than {limits.schedule_min_interval_seconds} seconds apart"}])
+    return seconds
+
+
+def too_frequent(gap_seconds: int | None, limits: TierLimits) -> str | None:
+    """Why a schedule whose fires come ``gap_seconds`` apart is past the tier (None: it is not)."""
+    shortest = limits.schedule_min_interval_seconds
+    if gap_seconds is None or gap_seconds >= shortest:
+        return None
+    return f"Your plan allows a schedule to fire at most every {_duration(shortest)}"
+
+
+def within_count(workspace_id: str, schedule_id: str, limits: TierLimits) -> bool:
+    """Whether the schedule is among the workspace's first (oldest) ``schedules`` of the tier: after a
+    downgrade, the ones past the new limit fire no more (skipped, ``plan_limit``) until some are deleted."""
+    if limits.schedules <= 0:
+        return False
+    first = Schedule.query(Workspace.key(workspace_id)[0], Schedule.sk.startswith(PREFIX), limit=limits.schedules,
+                           attributes_to_get=["pk", "sk"])
+    return any(item.sk == f"{PREFIX}{schedule_id}" for item in first)
 
 
 def _duration(seconds: int) -> str:
@@ -208,11 +229,12 @@ def create_schedule(services: Services, principal: Principal, agent_id: str, bod
         _check_session(wid, body.session_id)
         if limits.schedules <= 0:
             raise _plan_limit(limits.schedules)
-        check_interval(body.cron, body.timezone, limits, now)
+        gap = check_interval(body.cron, body.timezone, limits, now)
         schedule_id = ids.new_id()
         schedule = Schedule(*Schedule.key(wid, schedule_id), id=schedule_id, workspace_id=wid, agent_id=agent_id,
                             cron=body.cron, timezone=body.timezone, input=body.input, session_id=body.session_id,
-                            enabled=body.enabled, created_by=principal.subject, created_at=now, updated_at=now)
+                            enabled=body.enabled, created_by=principal.subject, created_at=now, updated_at=now,
+                            shortest_gap_seconds=gap)
         ensure_fits(schedule, "input", "The schedule")
 
         def attempt() -> None:
@@ -273,13 +295,14 @@ def update_schedule(services: Services, principal: Principal, schedule_id: str,
             _check_session(wid, given["session_id"])
         cron, timezone = given.get("cron", schedule.cron), given.get("timezone", schedule.timezone)
         if "cron" in given or "timezone" in given:
-            check_interval(cron, timezone, _limits(wid), now)
+            given["shortest_gap_seconds"] = check_interval(cron, timezone, _limits(wid), now)
         for name, value in given.items():
             setattr(schedule, name, value)
         schedule.updated_at = now
         ensure_fits(schedule, "input", "The schedule")
         try:
-            schedule.update(actions=[getattr(Schedule, name).set(value) for name, value in given.items()]
+            schedule.update(actions=[getattr(Schedule, name).set(value) if value is not None
+                                     else getattr(Schedule, name).remove() for name, value in given.items()]
                             + [Schedule.updated_at.set(now)], condition=Schedule.pk.exists())
         except UpdateError:
             raise NotFound("No such schedule.") from None

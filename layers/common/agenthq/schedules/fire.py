@@ -7,7 +7,8 @@
   schedule), with ``schedule:<schedule id>:<fire time>`` as its Idempotency-Key:
   a fire Scheduler delivers again launches nothing new.
 - A launch a limit refuses (runs per day, the queue of concurrent runs, the
-  plan …: any 4xx of the launch) is recorded on the schedule as
+  plan …: any 4xx of the launch; or the schedule itself, when the tier no
+  longer allows it after a downgrade: :func:`past_the_tier`) is recorded on the schedule as
   ``last_fire: {at, status: "skipped", reason}`` and alerted once per schedule,
   limit and day (``agenthq.usage.alerts.skipped_fire``); the invocation
   succeeds, so Scheduler does not retry it into the limit, and a fire delivered
@@ -27,12 +28,13 @@ from pynamodb.exceptions import UpdateError
 
 from agenthq import ids
 from agenthq.context import Principal, PrincipalKind, Scope
-from agenthq.errors import AppError, Conflict, NotFound
+from agenthq.errors import AppError, Conflict, NotFound, PlanLimit
 from agenthq.observability import logger
 from agenthq.runs import api as runs_api
+from agenthq.schedules import api as schedules_api
 from agenthq.store import tenant_scope
 from agenthq.store.items import Schedule, Workspace
-from agenthq.tiers import limits_for
+from agenthq.tiers import TierLimits, limits_for
 from agenthq.usage import alerts, counters, quota
 
 if TYPE_CHECKING:
@@ -64,7 +66,7 @@ def fire(services: Services, event: dict[str, Any]) -> dict[str, Any]:
     at = _fire_time(event.get("scheduled_time"), services)
     with tenant_scope(workspace_id):
         try:
-            Workspace.load(workspace_id)
+            workspace = Workspace.load(workspace_id)
         except NotFound:
             return {"status": IGNORED}
         schedule = Schedule.get_or_none(*Schedule.key(workspace_id, schedule_id), consistent_read=True)
@@ -72,7 +74,10 @@ def fire(services: Services, event: dict[str, Any]) -> dict[str, Any]:
             return {"status": IGNORED}
         if schedule.last_fire_at == at and schedule.last_fire_status == SKIPPED:
             return {"status": SKIPPED, "reason": schedule.last_fire_reason}  # never retried into the limit
+        refusal = past_the_tier(schedule, limits_for(workspace.tier, workspace.limit_overrides))
     try:
+        if refusal is not None:
+            raise refusal
         run = launch(services, schedule, idempotency_key(schedule_id, at))
     except AppError as exc:
         if exc.status >= 500:
@@ -81,6 +86,23 @@ def fire(services: Services, event: dict[str, Any]) -> dict[str, Any]:
         return {"status": SKIPPED, "reason": exc.code}
     _record(schedule, at, LAUNCHED, run_id=run["id"])
     return {"status": LAUNCHED, "run_id": run["id"]}
+
+
+def past_the_tier(schedule: Schedule, limits: TierLimits) -> PlanLimit | None:
+    """A schedule the tier no longer allows (it changed since: a downgrade, an override removed) fires no
+    more: one whose fires come closer than the tier's shortest interval, or one past its ``schedules``
+    (the oldest are kept)."""
+    gap = int(schedule.shortest_gap_seconds) if schedule.shortest_gap_seconds is not None else None
+    too_often = schedules_api.too_frequent(gap, limits)
+    if too_often is not None:
+        return PlanLimit(f"{too_often}; change the schedule's cron.",
+                         details=[{"field": "schedule_min_interval_seconds",
+                                   "message": f"limit is {limits.schedule_min_interval_seconds}"}])
+    if not schedules_api.within_count(schedule.workspace_id, schedule.id, limits):
+        noun = "schedule" if limits.schedules == 1 else "schedules"
+        return PlanLimit(f"Your plan allows {limits.schedules} {noun}; this one is past them.",
+                         details=[{"field": "schedules", "message": f"limit is {limits.schedules}"}])
+    return None
 
 
 def launch(services: Services, schedule: Schedule, key: str) -> dict[str, Any]:

@@ -813,6 +813,9 @@ class Schedule(BaseItem, discriminator="Schedule"):
     last_fire_reason = UnicodeAttribute(null=True)  # why skipped: the refusing error's code
     last_fire_message = UnicodeAttribute(null=True)
     last_fire_run_id = UnicodeAttribute(null=True)
+    # The shortest gap between two of its fires (seconds; None: at most one in two days), measured when its
+    # cron or time zone was set: a fire checks it against the tier's shortest interval of that moment.
+    shortest_gap_seconds = NumberAttribute(null=True)
 
     @staticmethod
     def key(workspace_id: str, schedule_id: str) -> tuple[str, str]:
