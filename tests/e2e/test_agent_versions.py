@@ -267,3 +267,29 @@ def test_an_agent_made_before_versions_has_version_1_until_its_first_change_writ
         (2, "After versions."), (1, "From before versions.")]
     assert owner.post(f"/agents/{agent['id']}/rollback", json={"version": 1}).json()["version"] == 3
     wait_for(owner, launched.json()["id"])
+
+
+@pytest.mark.slow
+def test_a_run_launched_at_an_earlier_version_runs_that_version(owner, cloud):
+    """What a session pinned to a version does: load the agent at it, launch through the one launch path."""
+    from agenthq.runs.launch import create_run_record, forget_unstarted
+    from agenthq.services import get_services
+
+    agent = create_agent(owner, "pinned-runner", "sre", system_prompt="Pinned prompt one.", tools=["calculator"])
+    patch(owner, agent["id"], system_prompt="Prompt two.", tools=[])
+    assert owner.post(f"/agents/{agent['id']}/rollback", json={"version": 1}).json()["version"] == 3
+    patch(owner, agent["id"], system_prompt="Prompt four.")
+    marker = f"marker-{ids.new_id()}"
+    services = get_services()
+    with tenant_scope(owner.workspace_id):
+        at_one = load_agent_version(owner.workspace_id, agent["id"], 1)
+        run = create_run_record(services, owner.workspace_id, at_one, f"{marker}\n/tool calculator "
+                                '{"expression": "1 + 1"}', created_by=owner.user_id)
+    services.orchestrator.start(run.id, {"workspace_id": run.workspace_id, "run_id": run.id})
+    forget_unstarted(run.workspace_id, run.id)
+    done = wait_for(owner, run.id)
+    assert done["status"] == "succeeded" and done["agent_version"] == 1, done
+    calls = requests_with(cloud, marker)
+    assert len(calls) == 2 and all("Pinned prompt one." in system_text(body) for body in calls)
+    assert all([tool["name"] for tool in body["tools"]] == ["calculator"] for body in calls)
+    assert owner.get(f"/agents/{agent['id']}").json()["version"] == 4, "launching at a version changes nothing"
