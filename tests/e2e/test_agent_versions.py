@@ -293,3 +293,32 @@ def test_a_run_launched_at_an_earlier_version_runs_that_version(owner, cloud):
     assert len(calls) == 2 and all("Pinned prompt one." in system_text(body) for body in calls)
     assert all([tool["name"] for tool in body["tools"]] == ["calculator"] for body in calls)
     assert owner.get(f"/agents/{agent['id']}").json()["version"] == 4, "launching at a version changes nothing"
+
+
+def test_an_agent_keeps_its_last_versions_and_the_oldest_go(owner, cloud):
+    """Storage is bounded however often a tenant changes an agent: each change past the kept number deletes
+    the oldest kept version in its own transaction (KEPT_VERSIONS = 100; 3 here, through the same function)."""
+    from agenthq.agents import change_agent
+    from agenthq.context import ROLE_SCOPES, Principal, PrincipalKind, Role
+    from agenthq.services import get_services
+    from agenthq.versions.records import KEPT_VERSIONS, UPDATE
+
+    assert KEPT_VERSIONS == 100
+    agent = create_agent(owner, "often-changed", "sre")
+    principal = Principal(workspace_id=owner.workspace_id, subject=owner.user_id, kind=PrincipalKind.user,
+                          role=Role.owner, scopes=ROLE_SCOPES[Role.owner])
+
+    def steps(n):
+        def changed(current):
+            current.max_steps = n
+            return current
+        return changed
+
+    for n in range(2, 7):  # versions 2..6
+        view = change_agent(get_services(), principal, agent["id"], steps(n), change=UPDATE, kept=3)
+        assert view["version"] == n and view["max_steps"] == n
+    assert [v["version"] for v in versions_of(owner, agent["id"])] == [6, 5, 4]
+    assert sorted(int(i["version"]) for i in stored_versions(cloud, owner.workspace_id, agent["id"])) == [4, 5, 6]
+    assert_error(owner.get(f"/agents/{agent['id']}/versions/3"), 404, "not_found")
+    assert_error(owner.post(f"/agents/{agent['id']}/rollback", json={"version": 1}), 404, "not_found")
+    assert owner.post(f"/agents/{agent['id']}/rollback", json={"version": 4}).json()["version"] == 7
