@@ -322,3 +322,19 @@ def test_an_agent_keeps_its_last_versions_and_the_oldest_go(owner, cloud):
     assert_error(owner.get(f"/agents/{agent['id']}/versions/3"), 404, "not_found")
     assert_error(owner.post(f"/agents/{agent['id']}/rollback", json={"version": 1}), 404, "not_found")
     assert owner.post(f"/agents/{agent['id']}/rollback", json={"version": 4}).json()["version"] == 7
+
+
+def test_a_version_naming_what_was_retired_since_is_not_restored(owner, cloud):
+    agent = create_agent(owner, "retiring", "sre", tools=["calculator"])
+    patch(owner, agent["id"], max_steps=3)
+    table = boto3.resource("dynamodb", region_name="us-east-1").Table(cloud.config.stack.table_name)
+    # version 1 as an older release stored it: a model and a tool that this release no longer offers
+    table.update_item(Key={"pk": f"WS#{owner.workspace_id}", "sk": f"AGENTVER#{agent['id']}#0000000001"},
+                      UpdateExpression="SET #d.model = :m, #d.tools = :t", ExpressionAttributeNames={"#d": "definition"},
+                      ExpressionAttributeValues={":m": "claude-retired-1", ":t": '["abacus"]'})
+    refused = assert_error(owner.post(f"/agents/{agent['id']}/rollback", json={"version": 1}), 409, "conflict")
+    assert refused["message"] == "Version 1 cannot be restored: it is no longer a valid agent."
+    assert {d["field"] for d in refused["details"]} == {"model", "tools"}
+    now = owner.get(f"/agents/{agent['id']}").json()
+    assert (now["version"], now["model"], now["tools"]) == (2, agent["model"], ["calculator"])
+    assert owner.get(f"/agents/{agent['id']}/versions/1").json()["definition"]["model"] == "claude-retired-1"
