@@ -13,6 +13,12 @@ Two rules are kept atomically, with conditional writes in one transaction:
   agent increments ``Workspace.agent_count`` on the condition that it is below
   the limit; deleting decrements it. Parallel creates can never overshoot.
 
+And every change makes a new immutable **version** of the agent
+(``agenthq.versions``): creating it writes version 1 with it; a change writes
+the agent and version n+1 in one transaction, on the condition that the
+agent's counter is still n (:func:`change_agent`, which PATCH and rollback
+share); a change to what the agent already is writes nothing.
+
 A failed transaction is told apart by re-reading (marker taken → 409, count at
 the limit → 403 ``plan_limit``); anything else (a transaction conflict with a
 concurrent writer) is retried.
