@@ -7,7 +7,15 @@ from datetime import UTC, datetime
 
 from agenthq.store.items import Agent, AgentVersion
 from agenthq.store.sizes import Utf8JSONAttribute
-from agenthq.versions.records import BOOKKEEPING, CREATE, current_version, definition_of, version_item, with_definition
+from agenthq.versions.records import (
+    BOOKKEEPING,
+    CREATE,
+    current_version,
+    definition_of,
+    same_definition,
+    version_item,
+    with_definition,
+)
 
 AT = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
@@ -56,3 +64,12 @@ def test_an_agent_made_before_versions_is_at_version_1():
     legacy = agent()
     legacy.version = None
     assert current_version(legacy) == 1 and current_version(agent()) == 3
+
+
+def test_agents_are_defined_alike_when_their_values_are_whatever_the_order_of_a_maps_keys():
+    one = agent(AgentWithPolicies, tool_policies={"calculator": "ask", "notes_read": "allow"})
+    other = agent(AgentWithPolicies, tool_policies={"notes_read": "allow", "calculator": "ask"})
+    other.updated_at, other.version = datetime(2027, 1, 1, tzinfo=UTC), 9  # bookkeeping is not the definition
+    assert same_definition(one, other)
+    assert not same_definition(one, agent(AgentWithPolicies, tool_policies={"calculator": "deny"}))
+    assert not same_definition(agent(tools=["a", "b"]), agent(tools=["b", "a"])), "tools are in order"

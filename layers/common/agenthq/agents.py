@@ -295,7 +295,7 @@ def change_agent(clock: Clock, principal: Principal, agent_id: str, changed: Cal
         def attempt() -> Agent:
             agent = load_agent(workspace_id, agent_id)
             new = changed(Agent.from_raw_data(agent.serialize()))  # a copy: the agent as read stays as it was
-            if versions.definition_of(new) == versions.definition_of(agent):
+            if versions.same_definition(new, agent):
                 return agent  # nothing changes: no version, no write
             now, number = clock.now(), versions.current_version(agent) + 1
             new.updated_at, new.version = now, number

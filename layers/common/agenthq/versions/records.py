@@ -48,6 +48,14 @@ def definition_of(agent: Agent) -> dict[str, Any]:
     return {name: value for name, value in agent.serialize(null_check=False).items() if name not in BOOKKEEPING}
 
 
+def same_definition(one: Agent, other: Agent) -> bool:
+    """Whether two agents are defined alike, compared as values (a map's keys in any order are one map)."""
+    def values(agent: Agent) -> dict[str, Any]:
+        return {name: getattr(agent, name) for name, attribute in agent.get_attributes().items()
+                if attribute.attr_name not in BOOKKEEPING}
+    return values(one) == values(other)
+
+
 def current_version(agent: Agent) -> int:
     """The agent's current version (1 for an agent made before versions were kept)."""
     return int(agent.version) if agent.version is not None else 1
