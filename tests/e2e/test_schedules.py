@@ -224,3 +224,17 @@ def test_after_a_downgrade_schedules_past_the_new_tier_are_skipped_not_fired(clo
     assert len(tenant.get("/runs").json()["items"]) == 1
     alerts = {(a["schedule_id"], a["limit"]) for a in tenant.get("/alerts").json()["items"] if a.get("schedule_id")}
     assert alerts == {(too_often["id"], "schedule_min_interval_seconds"), (past_the_count["id"], "schedules")}
+
+
+def test_a_fire_of_a_workspace_awaiting_email_verification_is_skipped(cloud, api):
+    with cloud.email_verification(required=True):
+        owner = signup(api, tag="unverified-scheduler", tier="pro")
+        agent = create_agent(owner, "waiting", "sre")
+        schedule = owner.post(f"/agents/{agent['id']}/schedules",
+                              json={"cron": "0 4 29 2 *", "timezone": "UTC", "input": "Leap day."}).json()
+        fired = cloud.runtime.invoke("ScheduleFireFunction", {"workspace_id": owner.workspace_id,
+                                                              "schedule_id": schedule["id"],
+                                                              "scheduled_time": "2028-02-29T04:00:00Z"})
+        assert fired == {"status": "skipped", "reason": "email_unverified"}
+        assert owner.get("/runs").json()["items"] == []
+        assert owner.get(f"/schedules/{schedule['id']}").json()["last_fire"]["reason"] == "email_unverified"
