@@ -71,11 +71,14 @@ def fuzzed(cloud):
         run = wait_for(tenant, launch(tenant, agent["id"], "Say hello.").json()["id"])
         hook = tenant.post("/webhooks", json={"url": "http://127.0.0.1:9/fuzzed", "events": ["run.failed"]}).json()
         ping = tenant.post(f"/webhooks/{hook['id']}/test").json()
+        schedule = tenant.post(f"/agents/{agent['id']}/schedules",
+                               json={"cron": "0 9 * * *", "timezone": "UTC", "input": "Fuzzed."})
+        assert schedule.status_code == 201, schedule.text
         spare = signup(api, "spare", workspace_name="Spare Parts")
         second_session = signup(api, "leaver", workspace_name="Leavers")
         yield Fuzzed(tenant=tenant, path_ids={"aid": agent["id"], "rid": run["id"], "uid": tenant.user_id,
                                                    "webhook_id": hook["id"], "delivery_id": ping["id"],
-                                                   "version": "1"},
+                                                   "scid": schedule.json()["id"], "version": "1"},
                      spare_workspace_id=spare.workspace_id, logout_token=second_session.access_token)
 
 
