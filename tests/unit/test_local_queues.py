@@ -6,6 +6,7 @@ RedrivePolicy)."""
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import boto3
@@ -48,7 +49,8 @@ def sqs() -> Any:
 
 
 def mapping_on(sqs: Any, runtime: ScriptedRuntime) -> tuple[QueueMapping, Resolver]:
-    resolver = Resolver(TEMPLATE, LocalStack())
+    # queues of their own: a local cloud of the same test session may share moto's backend
+    resolver = Resolver(TEMPLATE, LocalStack(stack_name=f"queues-{uuid.uuid4().hex[:12]}"))
     create_queues(TEMPLATE, resolver, sqs)
     spec = QueueMappingSpec(function="Fn", queue="Work", batch_size=10, report_item_failures=True,
                             maximum_concurrency=None)
@@ -79,7 +81,7 @@ def test_handed_back_messages_stay_and_the_others_are_deleted(sqs) -> None:
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"n": 2, "fail": True}))
     assert mapping.poll_once() == 2
     record = runtime.batches[0][0]
-    assert record["eventSource"] == "aws:sqs" and record["eventSourceARN"].endswith(":agenthq-Work")
+    assert record["eventSource"] == "aws:sqs" and record["eventSourceARN"] == resolver.get_att("Work", "Arn")
     assert {"messageId", "receiptHandle", "body", "attributes", "md5OfBody"} <= set(record)
     assert (visible(sqs, url), in_flight(sqs, url)) == (0, 1)  # the handed-back one, hidden for its timeout
     assert mapping.poll_once() == 0  # not visible: not received again yet
