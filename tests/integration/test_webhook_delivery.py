@@ -257,3 +257,18 @@ def test_a_workspace_being_offboarded_gets_no_new_deliveries(setup, endpoint) ->
              "type": {"S": "RunEvent"}, "event_type": {"S": "run.failed"}, "at": {"S": "2026-12-07T09:00:00.000000+0000"},
              "data": {"S": '{"status": "cancelled"}'}}
     assert delivery.fan_out(services, image) == 0 and queue.sent == []
+
+
+def test_an_answer_later_than_10_seconds_is_a_failed_attempt(setup) -> None:
+    services, _, queue, owner = setup
+    slow = Endpoint(status=200, delay=delivery.TIMEOUT_SECONDS + 1.5)
+    try:
+        made = register(services, owner, slow.url)
+        ping = webhooks.test_webhook(services, owner, made["id"])
+        assert delivery.attempt(services, queue.sent[-1]).status == "failed"
+        (attempt,) = stored(owner, made["id"], ping["id"]).attempts
+        assert attempt.status_code is None and attempt.error == "No answer within 10 s."
+        assert slow.requests == 1
+    finally:
+        slow.server.shutdown()
+        slow.server.server_close()
