@@ -272,3 +272,19 @@ def test_an_answer_later_than_10_seconds_is_a_failed_attempt(setup) -> None:
     finally:
         slow.server.shutdown()
         slow.server.server_close()
+
+
+def test_an_alert_is_delivered_as_usage_alert_to_the_endpoints_that_asked(setup, endpoint) -> None:
+    services, _, queue, owner = setup
+    asked = webhooks.create_webhook(services, owner, webhooks.WebhookCreate(url=endpoint.url, events=["usage.alert"]))
+    register(services, owner, endpoint.url)  # run.failed only: not sent an alert
+    image = {"pk": {"S": f"WS#{owner.workspace_id}"}, "sk": {"S": "ALERT#2026-12#tokens_per_month#080"},
+             "type": {"S": "Alert"}, "limit": {"S": "tokens_per_month"}, "threshold": {"N": "80"},
+             "period": {"S": "2026-12"}, "used": {"N": "160000"}, "allowed": {"N": "200000"},
+             "at": {"S": "2026-12-07T09:00:00.000000+0000"}}
+    assert delivery.fan_out(services, image) == 1
+    assert queue.sent[-1]["webhook_id"] == asked["id"]
+    outcome = delivery.attempt(services, queue.sent[-1])  # the endpoint answers 500: the round's next in 5 s
+    assert (outcome.status, outcome.postpone, endpoint.requests) == ("pending", 5, 1)
+    logged = stored(owner, asked["id"], queue.sent[-1]["delivery_id"])
+    assert logged.event_type == "usage.alert" and logged.payload["data"]["limit"] == "tokens_per_month"
