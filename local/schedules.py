@@ -10,6 +10,7 @@ curious) can fire a schedule at once with :meth:`LocalSchedules.fire`.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import uuid
@@ -28,6 +29,7 @@ class Schedule:
     function: str  # logical id
     name: str  # the event's name in the template
     expression: str
+    input: str | None = None  # the target's constant input (the ``Input`` property): sent instead of the event
 
     def next_after(self, now: datetime) -> datetime:
         """When the expression next comes due after ``now`` (UTC)."""
@@ -52,7 +54,7 @@ def schedules(template: dict[str, Any]) -> list[Schedule]:
     for logical_id, resource in resources_of_type(template, "AWS::Serverless::Function").items():
         for name, event in (resource.get("Properties", {}).get("Events") or {}).items():
             if event.get("Type") == "Schedule":
-                found.append(Schedule(logical_id, name, event["Properties"]["Schedule"]))
+                found.append(Schedule(logical_id, name, event["Properties"]["Schedule"], event["Properties"].get("Input")))
     return found
 
 
@@ -76,9 +78,11 @@ class LocalSchedules:
         for thread in self._threads:
             thread.join(timeout=5)
 
-    def fire(self, function: str) -> list[Any]:
-        """Invoke each schedule of ``function`` now; returns what the function returned."""
-        return [self._invoke(spec, datetime.now(UTC)) for spec in self.specs if spec.function == function]
+    def fire(self, function: str, name: str | None = None) -> list[Any]:
+        """Invoke each schedule of ``function`` (or only the one called ``name``) now; returns what the
+        function returned."""
+        return [self._invoke(spec, datetime.now(UTC)) for spec in self.specs
+                if spec.function == function and name in (None, spec.name)]
 
     def _loop(self, spec: Schedule) -> None:
         while not self._stop.is_set():
@@ -99,4 +103,6 @@ class LocalSchedules:
             "resources": [f"arn:aws:events:{self.region}:{ACCOUNT_ID}:rule/{spec.function}{spec.name}"],
             "detail": {},
         }
+        if spec.input is not None:  # as EventBridge does: the target gets the constant input, not the event
+            return self.runtime.invoke(spec.function, json.loads(spec.input))
         return self.runtime.invoke(spec.function, event)
