@@ -174,7 +174,7 @@ class Agent(View):
     tool_policies: dict[str, Literal["allow", "ask", "deny"]] = Field(
         description="Tools whose policy differs from their default (`allow` for built-ins, `ask` for MCP tools).")
     approval_timeout_seconds: int
-    on_approval_timeout: Literal["deny", "approve"]
+    on_approval_timeout: Literal["approve", "deny"]
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -237,7 +237,7 @@ class Approval(View):
     tool_use_id: str
     input: dict[str, Any]
     status: Literal["pending", "approved", "denied", "expired", "cancelled"]
-    on_timeout: Literal["deny", "approve"]
+    on_timeout: Literal["approve", "deny"]
     applied: Literal["approve", "deny"] | None = Field(
         description="What the tool call did once decided: ran (`approve`) or got an is_error result (`deny`).")
     reason: str | None

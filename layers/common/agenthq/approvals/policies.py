@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 ToolPolicy = Literal["allow", "ask", "deny"]
-OnApprovalTimeout = Literal["deny", "approve"]
+OnApprovalTimeout = Literal["approve", "deny"]
 
 ALLOW, ASK, DENY = "allow", "ask", "deny"
 POLICIES: tuple[str, ...] = (ALLOW, ASK, DENY)
