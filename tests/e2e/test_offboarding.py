@@ -43,9 +43,10 @@ def _admin(api, workspace_id: str) -> dict:
 
 def _busy_workspace(api):
     """A workspace with members, an API key, agents, finished runs with events, usage, alerts
-    (3 runs of 3 a day), a note and a message between agents, and its own usage plan."""
+    (3 runs of 4 a day, then the one in flight), a note and a message between agents, a run waiting
+    for a person's approval, and its own usage plan."""
     owner = with_api_key(signup(api, tag="leaving", tier="pro"))
-    plan = set_tier(api, owner.workspace_id, "enterprise", limit_overrides={"runs_per_day": 3, "api_rps": 500})
+    plan = set_tier(api, owner.workspace_id, "enterprise", limit_overrides={"runs_per_day": 4, "api_rps": 500})
     colleague = signup(api, tag="colleague")
     assert owner.post("/members", json={"email": colleague.email, "role": "admin"}).status_code == 201
     writer = create_agent(owner, "writer", "architect")
@@ -55,6 +56,10 @@ def _busy_workspace(api):
     first = wait_for(owner, launch(owner, writer["id"], text).json()["id"])
     second = wait_for(owner, launch(owner, reader["id"], "Read your messages.").json()["id"])
     assert (first["status"], second["status"]) == ("succeeded", "succeeded"), (first, second)
+    careful = create_agent(owner, "careful", "sre", tools=["calculator"], tool_policies={"calculator": "ask"})
+    asking = launch(owner, careful["id"], '/tool calculator {"expression": "1 + 1"}').json()
+    _until(lambda: owner.get("/approvals", params={"run_id": asking["id"], "status": "pending"}).json()["items"],
+           "the approval its run waits for")
     return owner, colleague, reader, plan["usage_plan"]["id"]
 
 
@@ -76,7 +81,7 @@ def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
             kinds = {item.get("type") for item in workspace_leftovers(cloud, owner.workspace_id)}
             assert kinds >= {"Workspace", "Member", "WorkspaceSession", "SessionFamily", "ApiKey", "ApiKeyLookup",
                              "Agent", "Run", "RunEvent", "ConversationMessage", "LedgerEntry", "UsageCounter", "Alert",
-                             "Note", "AgentMessage", "WorkspaceDirectoryEntry",
+                             "Note", "AgentMessage", "WorkspaceDirectoryEntry", "Approval",
                              None}, kinds  # None: quota and run-slot counters, which only updates write
             started = api.delete(owner.path(), headers=owner.headers)
             assert started.status_code == 202, started.text
