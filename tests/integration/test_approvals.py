@@ -24,6 +24,7 @@ from tests.support import (
     events_of,
     launch,
     services_with,
+    set_tier,
     signup,
     wait_for,
     with_api_key,
@@ -46,7 +47,7 @@ def pending_approvals(tenant: Tenant, run_id: str, count: int = 1, timeout: floa
     while time.monotonic() < deadline:
         found = tenant.get("/approvals", params={"run_id": run_id, "status": "pending"}).json()["items"]
         run = tenant.get(f"/runs/{run_id}").json()
-        if len(found) >= count and run["status"] == "waiting":
+        if len(found) >= count and run["status"] == "waiting" and run["waiting_for"] == "approval":
             return found
         time.sleep(0.2)
     raise AssertionError(f"run {run_id} has {len(found)} pending approvals after {timeout} s")
@@ -330,3 +331,23 @@ def test_a_denied_tool_never_runs_and_the_run_goes_on(api):
     (result,) = tool_results(events_of(tenant, done["id"]))
     assert result["is_error"] is True and "denied by this agent's tool policy" in result["content"]
     assert tenant.get("/approvals").json()["items"] == []
+
+
+def test_ask_calls_past_the_pending_approvals_limit_are_refused_and_the_run_goes_on(api):
+    tenant = signup(api, tier="pro")
+    set_tier(api, tenant.workspace_id, "enterprise", limit_overrides={"pending_approvals": 1})
+    agent = asking_agent(tenant)
+    first = launch(tenant, agent["id"], SIX_BY_SEVEN).json()
+    (approval,) = pending_approvals(tenant, first["id"])
+    limit = tenant.get("/usage").json()["limits"]["pending_approvals"]
+    assert (limit["used"], limit["limit"]) == (1, 1)
+
+    second = wait_for(tenant, launch(tenant, agent["id"], SIX_BY_SEVEN).json()["id"])
+    assert second["status"] == "succeeded", second
+    (result,) = tool_results(events_of(tenant, second["id"]))
+    assert result["is_error"] is True and "as many approvals pending as its plan allows" in result["content"]
+    assert [a["id"] for a in tenant.get("/approvals").json()["items"]] == [approval["id"]]
+
+    assert decide(tenant, approval["id"], "approve").status_code == 200
+    assert wait_for(tenant, first["id"])["status"] == "succeeded"
+    assert tenant.get("/usage").json()["limits"]["pending_approvals"]["used"] == 0

@@ -200,6 +200,8 @@ class Run(View):
     agent_id: str
     parent_run_id: str | None
     status: RunStatus
+    waiting_for: Literal["approval"] | None = Field(
+        default=None, description="While `waiting` for its tool calls' approvals: `approval`.")
     input: str
     input_truncated: bool
     output: str | None
