@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.support import (
+    LiveClient,
     Tenant,
     assert_dense,
     assert_error,
@@ -351,3 +352,36 @@ def test_ask_calls_past_the_pending_approvals_limit_are_refused_and_the_run_goes
     assert decide(tenant, approval["id"], "approve").status_code == 200
     assert wait_for(tenant, first["id"])["status"] == "succeeded"
     assert tenant.get("/usage").json()["limits"]["pending_approvals"]["used"] == 0
+
+
+def test_approval_requests_and_decisions_reach_the_workspace_and_run_subscribers_live(api, cloud):
+    tenant = signup(api, tier="pro")
+    agent = asking_agent(tenant)
+    workspace_watcher, run_watcher = LiveClient(cloud.ws_url, tenant.headers), LiveClient(cloud.ws_url, tenant.headers)
+    try:
+        workspace_watcher.send({"action": "subscribe", "workspace": True})
+        assert workspace_watcher.next(type_="subscribed") == {"type": "subscribed", "workspace": True}
+        run = launch(tenant, agent["id"], SIX_BY_SEVEN).json()
+        run_watcher.send({"action": "subscribe", "run_id": run["id"], "after": 0})
+
+        def next_event(client: LiveClient, kind: str) -> dict[str, Any]:
+            while True:
+                frame = client.next(timeout=60, type_="run.event")
+                if frame["event"]["type"] == kind:
+                    return frame
+
+        requested = next_event(workspace_watcher, "approval.requested")
+        assert requested["run_id"] == run["id"]
+        approval_id = requested["event"]["data"]["approval_id"]
+        assert requested["event"]["data"]["tool"] == "calculator"
+        assert next_event(run_watcher, "approval.requested")["event"]["data"]["approval_id"] == approval_id
+        pending_approvals(tenant, run["id"])
+        assert decide(tenant, approval_id, "approve").status_code == 200
+        approved = next_event(workspace_watcher, "approval.approved")
+        assert approved["event"]["data"]["approval_id"] == approval_id
+        assert approved["event"]["data"]["by"] == tenant.user_id
+        assert next_event(run_watcher, "approval.approved")["event"]["data"]["approval_id"] == approval_id
+        assert next_event(workspace_watcher, "run.succeeded")["run_id"] == run["id"]
+    finally:
+        workspace_watcher.close()
+        run_watcher.close()
