@@ -5,6 +5,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +19,9 @@ from typing import Any
 
 import pytest
 
+from local.template import ROOT
 from tests.support import (
+    PASSWORD,
     LiveClient,
     Tenant,
     assert_dense,
@@ -385,3 +390,40 @@ def test_approval_requests_and_decisions_reach_the_workspace_and_run_subscribers
     finally:
         workspace_watcher.close()
         run_watcher.close()
+
+
+def test_the_cli_lists_approves_and_denies(api, cloud, tmp_path):
+    tenant = signup(api, tier="pro")
+    agent = asking_agent(tenant, tool_policies={"calculator": "ask", "current_time": "ask"})
+
+    def agenthq(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+               "AGENTHQ_CONFIG_DIR": str(tmp_path / "config"), "PYTHONPATH": str(ROOT / "cli"),
+               "AGENTHQ_API_URL": cloud.rest_url, "AGENTHQ_WS_URL": cloud.ws_url}
+        return subprocess.run([sys.executable, "-m", "agenthq_cli", *args], env=env, capture_output=True,
+                              text=True, timeout=180)
+
+    assert agenthq("login", "--email", tenant.email, "--password", PASSWORD).returncode == 0
+    calls = [{"name": "calculator", "input": {"expression": "2 + 3"}}, {"name": "current_time", "input": {}}]
+    run = launch(tenant, agent["id"], "Both.\n/tools " + json.dumps(calls)).json()
+    pending_approvals(tenant, run["id"], count=2)
+    listed = agenthq("approvals", "list", "--run", run["id"], "--json")
+    assert listed.returncode == 0, listed.stderr
+    by_tool = {a["tool"]: a for a in json.loads(listed.stdout)}
+    assert set(by_tool) == {"calculator", "current_time"}
+    shown = agenthq("approvals", "list")
+    assert by_tool["calculator"]["id"] in shown.stdout and "pending" in shown.stdout
+
+    denied = agenthq("approvals", "deny", by_tool["current_time"]["id"], "--reason", "not now")
+    assert denied.returncode == 0, denied.stderr
+    assert "denied" in denied.stdout
+    approved = agenthq("approvals", "approve", by_tool["calculator"]["id"])
+    assert approved.returncode == 0 and "approved" in approved.stdout, approved.stderr
+    again = agenthq("approvals", "approve", by_tool["calculator"]["id"])
+    assert again.returncode != 0 and "409" in again.stderr, (again.stdout, again.stderr)
+
+    assert wait_for(tenant, run["id"])["status"] == "succeeded"
+    results = {r["tool_use_id"]: r for r in tool_results(events_of(tenant, run["id"]))}
+    assert results[by_tool["calculator"]["tool_use_id"]]["content"] == "5"
+    assert "not now" in results[by_tool["current_time"]["tool_use_id"]]["content"]
+    assert agenthq("approvals", "list").stdout.strip() == "No pending approvals."
