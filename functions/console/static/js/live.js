@@ -41,7 +41,7 @@ export class Live {
     };
   }
 
-  /** Every run's status changes (run.* events) and usage alerts of the workspace. */
+  /** Every run's status changes (run.* events), approvals (approval.*) and usage alerts of the workspace. */
   watchWorkspace(listener) {
     this.workspaceListeners.add(listener);
     if (this.workspaceListeners.size === 1) this.send({action: "subscribe", workspace: true});
@@ -137,7 +137,7 @@ export class Live {
         if (frame.truncated) this.fetchWhole(frame.run_id, frame.seq, watch);
         else this.deliver(watch, frame.seq, frame.event);
       }
-      if (String(frame.event && frame.event.type).startsWith("run.")) this.tellWorkspace(frame);
+      if (/^(run|approval)\./.test(String(frame.event && frame.event.type))) this.tellWorkspace(frame);
     } else if (frame.type === "usage.alert") {
       this.tellWorkspace(frame);
     } else if (frame.type === "subscribed" && frame.run_id && frame.more) {

@@ -3,6 +3,7 @@
 // shows the view the location's hash names.
 
 import {Api} from "./api.js";
+import {approvalsView} from "./views/approvals.js";
 import {h, replace} from "./dom.js";
 import {Live} from "./live.js";
 import {healthView} from "./views/health.js";
@@ -18,11 +19,13 @@ const ROUTES = [
   {pattern: /^#\/runs$/, view: runsView, mode: "workspace", title: "Agents and runs"},
   {pattern: /^#\/runs\/([0-9A-Za-z]+)$/, view: runView, mode: "workspace", title: "Run"},
   {pattern: /^#\/usage$/, view: usageView, mode: "workspace", title: "Usage"},
+  {pattern: /^#\/approvals$/, view: approvalsView, mode: "workspace", title: "Approvals"},
   {pattern: /^#\/operator$/, view: operatorView, mode: "operator", title: "Cost against price"},
 ];
 
 const NAV = {
-  workspace: [["#/runs", "Agents and runs"], ["#/usage", "Usage"], ["#/health", "Health"]],
+  workspace: [["#/runs", "Agents and runs"], ["#/approvals", "Approvals"], ["#/usage", "Usage"],
+              ["#/health", "Health"]],
   operator: [["#/operator", "Cost against price"], ["#/health", "Health"]],
   null: [["#/signin", "Sign in"], ["#/health", "Health"]],
 };
