@@ -243,14 +243,16 @@ def test_a_run_waiting_30_s_counts_only_its_work_and_invokes_no_lambda_meanwhile
 def test_expiry_applies_on_approval_timeout_once(cloud, api, on_timeout):
     tenant = signup(api, tier="pro")
     agent = asking_agent(tenant, approval_timeout_seconds=60, on_approval_timeout=on_timeout)
+    run = launch(tenant, agent["id"], SIX_BY_SEVEN).json()
+    (approval,) = pending_approvals(tenant, run["id"])
+    # in its own worker, with its role's IAM: nothing is due yet
+    assert cloud.schedules.fire("PeriodResetFunction", "ApprovalExpiry") == [{"expired": 0, "already_decided": 0}]
     with moved_clock() as clock:
-        run = launch(tenant, agent["id"], SIX_BY_SEVEN).json()
-        (approval,) = pending_approvals(tenant, run["id"])
-        assert cloud.schedules.fire("PeriodResetFunction", "ApprovalExpiry") == [{"expired": 0, "already_decided": 0}]
         clock.offset += timedelta(seconds=61)
         fired = [cloud.schedules.fire("PeriodResetFunction", "ApprovalExpiry") for _ in range(3)]
         done = wait_for(tenant, run["id"])
-    assert sum(f[0]["expired"] for f in fired) == 1, fired
+    # (the local cloud's own one-minute timer may have come first: then these found it decided)
+    assert sum(f[0]["expired"] for f in fired) <= 1, fired
     assert done["status"] == "succeeded", done
     stored = tenant.get(f"/approvals/{approval['id']}").json()
     assert stored["status"] == "expired" and stored["applied"] == on_timeout and stored["decided_by"] is None

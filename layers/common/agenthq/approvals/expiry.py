@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agenthq.approvals import gate
-from agenthq.errors import NotFound
 from agenthq.observability import logger
 from agenthq.runs.records import RunConflict, commit
 from agenthq.store import global_scope, tenant_scope
@@ -48,8 +47,9 @@ def expire(services: Services, workspace_id: str, approval_id: str) -> bool:
     if approval is None or approval.status != gate.PENDING:
         return False
     run = Run.get_or_none(*Run.key(workspace_id, approval.run_id))
-    if run is None:
-        raise NotFound(f"approval {approval_id} of a run that does not exist")
+    if run is None:  # (its workspace is being offboarded: the job deletes it)
+        logger.warning("a pending approval of a run that does not exist", extra={"approval_id": approval_id})
+        return False
     applied = "approve" if approval.on_timeout == "approve" else "deny"
     try:
         run = commit(services, run, gate.decision_change(

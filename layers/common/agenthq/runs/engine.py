@@ -697,8 +697,11 @@ def act(work: Slice, event: dict[str, Any]) -> str:
     if run.cancel_requested:
         return FINISH
     agent = work.body().agent
-    if run.waiting_for == gate.APPROVAL and not _end_approval_wait(work):
-        return FINISH  # cancelled meanwhile
+    if run.waiting_for == gate.APPROVAL:
+        if int(run.approvals_pending or 0) > 0:
+            return gate.APPROVAL  # a retried act that asked already: the wait state takes the token
+        if not _end_approval_wait(work):
+            return FINISH  # cancelled meanwhile
     run = work.run
     if services.now() >= run.deadline:
         return _decide(work, step, "act", decisions.timed_out(run.created_at, run.deadline))
