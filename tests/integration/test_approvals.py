@@ -429,3 +429,22 @@ def test_the_cli_lists_approves_and_denies(api, cloud, tmp_path):
     assert results[by_tool["calculator"]["tool_use_id"]]["content"] == "5"
     assert "not now" in results[by_tool["current_time"]["tool_use_id"]]["content"]
     assert agenthq("approvals", "list").stdout.strip() == "No pending approvals."
+
+
+def test_tool_policies_are_part_of_every_agent_version(api):
+    tenant = signup(api, tier="pro")
+    agent = asking_agent(tenant)
+    assert agent["version"] == 1
+    changed = tenant.api.patch(tenant.path(f"/agents/{agent['id']}"), headers=tenant.headers,
+                               json={"tool_policies": {}, "approval_timeout_seconds": 600})
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["version"], changed.json()["tool_policies"]) == (2, {})
+    rolled = tenant.post(f"/agents/{agent['id']}/rollback", json={"version": 1})
+    assert rolled.status_code == 200, rolled.text
+    assert rolled.json()["tool_policies"] == {"calculator": "ask"}
+    assert rolled.json()["approval_timeout_seconds"] == 3600
+    # and a run of the restored version asks again
+    run = launch(tenant, agent["id"], SIX_BY_SEVEN).json()
+    (approval,) = pending_approvals(tenant, run["id"])
+    assert decide(tenant, approval["id"], "approve").status_code == 200
+    assert wait_for(tenant, run["id"])["status"] == "succeeded"
