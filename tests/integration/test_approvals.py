@@ -51,11 +51,14 @@ def pending_approvals(tenant: Tenant, run_id: str, count: int = 1, timeout: floa
     deadline = time.monotonic() + timeout
     found: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        found = tenant.get("/approvals", params={"run_id": run_id, "status": "pending"}).json()["items"]
-        run = tenant.get(f"/runs/{run_id}").json()
-        if len(found) >= count and run["status"] == "waiting" and run["waiting_for"] == "approval":
+        time.sleep(0.4)  # (within the free tier's 5 requests a second)
+        listed = tenant.get("/approvals", params={"run_id": run_id, "status": "pending"})
+        run = tenant.get(f"/runs/{run_id}")
+        if listed.status_code != 200 or run.status_code != 200:
+            continue  # throttled: again
+        found = listed.json()["items"]
+        if len(found) >= count and run.json()["status"] == "waiting" and run.json()["waiting_for"] == "approval":
             return found
-        time.sleep(0.2)
     raise AssertionError(f"run {run_id} has {len(found)} pending approvals after {timeout} s")
 
 
@@ -448,3 +451,17 @@ def test_tool_policies_are_part_of_every_agent_version(api):
     (approval,) = pending_approvals(tenant, run["id"])
     assert decide(tenant, approval["id"], "approve").status_code == 200
     assert wait_for(tenant, run["id"])["status"] == "succeeded"
+
+
+def test_a_run_waiting_for_approval_keeps_its_slot(api):
+    tenant = signup(api)  # the free tier: one run at a time
+    agent = asking_agent(tenant)
+    waiting = launch(tenant, agent["id"], SIX_BY_SEVEN).json()
+    (approval,) = pending_approvals(tenant, waiting["id"])
+    queued = launch(tenant, agent["id"], "Hello.").json()
+    time.sleep(1.0)
+    assert tenant.get(f"/runs/{queued['id']}").json()["status"] == "queued", "the waiting run holds the slot"
+    assert tenant.get("/usage").json()["limits"]["concurrent_runs"]["used"] == 1
+    assert decide(tenant, approval["id"], "approve").status_code == 200
+    assert wait_for(tenant, waiting["id"])["status"] == "succeeded"
+    assert wait_for(tenant, queued["id"])["status"] == "succeeded", "the slot went on to the queued run"
