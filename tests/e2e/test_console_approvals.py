@@ -15,6 +15,7 @@ from tests.support import (
     CHROMIUM_INSTALL,
     PASSWORD,
     ConsolePage,
+    LiveClient,
     chromium_paths,
     create_agent,
     events_of,
@@ -59,9 +60,19 @@ def test_pending_approvals_appear_live_and_are_approved_and_denied_from_the_page
                message="the empty list")
     assert page.unlabelled_controls() == []
 
-    # Requested while the page is open: it appears without a reload.
-    first = launch(owner, agent["id"], 'Compute.\n/tool calculator {"expression": "6 * 7"}').json()
-    page.until(lambda: list(shown(page).values()) == ["calculator"], timeout=60, message="the request, live")
+    # Requested while the page is open: it appears without a reload. (A second workspace subscriber, this
+    # test's, tells a page that missed the frame from a frame that was never sent.)
+    watcher = LiveClient(cloud.ws_url, owner.headers)
+    try:
+        watcher.send({"action": "subscribe", "workspace": True})
+        assert watcher.next(type_="subscribed") == {"type": "subscribed", "workspace": True}
+        first = launch(owner, agent["id"], 'Compute.\n/tool calculator {"expression": "6 * 7"}').json()
+        while (frame := watcher.next(timeout=90, type_="run.event"))["event"]["type"] != "approval.requested":
+            pass
+        assert frame["run_id"] == first["id"]
+    finally:
+        watcher.close()
+    page.until(lambda: list(shown(page).values()) == ["calculator"], timeout=30, message="the request, live")
     assert '"expression": "6 * 7"' in page.text("#approvals-list .approval-input")
     assert page.unlabelled_controls() == []
     page.screenshot("pending")

@@ -54,7 +54,7 @@ def list_approvals(principal: Principal, status: str | None, run_id: str | None,
     with tenant_scope(wid):
         return page(lambda start: Approval.query(partition, Approval.sk.startswith("APPROVAL#"),
                                                  filter_condition=condition, scan_index_forward=False,
-                                                 limit=limit, last_evaluated_key=start),
+                                                 limit=limit, last_evaluated_key=start, consistent_read=True),
                     gate.approval_view, cursor, partition=partition, sk_prefix="APPROVAL#")
 
 
