@@ -61,5 +61,6 @@ export const LIMIT_LABELS = {
   budget_usd_per_month: "Model budget this month",
   max_agents: "Agents",
   schedules: "Schedules",
+  pending_approvals: "Approvals pending",
   webhooks: "Webhooks",
 };

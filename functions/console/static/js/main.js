@@ -3,6 +3,7 @@
 // shows the view the location's hash names.
 
 import {Api} from "./api.js";
+import {approvalsView} from "./views/approvals.js";
 import {h, replace} from "./dom.js";
 import {Live} from "./live.js";
 import {agentView} from "./views/agent.js";
@@ -23,6 +24,7 @@ const ROUTES = [
   {pattern: /^#\/runs\/([0-9A-Za-z]+)$/, view: runView, mode: "workspace", title: "Run"},
   {pattern: /^#\/agents\/([0-9A-Za-z]+)$/, view: agentView, mode: "workspace", title: "Agent"},
   {pattern: /^#\/usage$/, view: usageView, mode: "workspace", title: "Usage"},
+  {pattern: /^#\/approvals$/, view: approvalsView, mode: "workspace", title: "Approvals"},
   {pattern: /^#\/schedules$/, view: schedulesView, mode: "workspace", title: "Schedules"},
   {pattern: /^#\/webhooks$/, view: webhooksView, mode: "workspace", title: "Webhooks"},
   {pattern: /^#\/operator$/, view: operatorView, mode: "operator", title: "Cost against price"},
@@ -30,7 +32,8 @@ const ROUTES = [
 ];
 
 const NAV = {
-  workspace: [["#/runs", "Agents and runs"], ["#/schedules", "Schedules"], ["#/webhooks", "Webhooks"],
+  workspace: [["#/runs", "Agents and runs"], ["#/approvals", "Approvals"], ["#/schedules", "Schedules"],
+              ["#/webhooks", "Webhooks"],
               ["#/usage", "Usage"], ["#/health", "Health"]],
   operator: [["#/operator", "Cost against price"], ["#/health", "Health"]],
   null: [["#/signin", "Sign in"], ["#/health", "Health"]],
