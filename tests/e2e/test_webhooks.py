@@ -242,3 +242,21 @@ def test_bad_input_is_a_400_and_unknown_ids_a_404(tenant: Tenant, receiver: Rece
     assert_error(tenant.post(f"/webhooks/{missing}/test"), 404)
     assert_error(tenant.get(f"/webhooks/{missing}/deliveries"), 404)
     assert_error(tenant.post(f"/webhooks/{missing}/deliveries/{missing}/retry"), 404)
+
+
+def test_an_approval_request_is_delivered_with_its_ids_and_never_the_tool_input(tenant: Tenant,
+                                                                                  receiver: Receiver) -> None:
+    """approval.requested is a run event the approvals feature stores; the stream's filter picks it by type."""
+    made = register(tenant, receiver.url, ["approval.requested"])
+    careful = create_agent(tenant, "careful", "sre", tools=["calculator"], tool_policies={"calculator": "ask"})
+    run = launch(tenant, careful["id"], '/tool calculator {"expression": "6 * 7 + 1234567"}').json()
+    (request,) = receiver.wait(1)
+    payload = Verifier(made["secret"]).verify(request["body"], request["headers"])
+    assert payload["type"] == "approval.requested"
+    data = payload["data"]
+    assert data["run_id"] == run["id"] and data["root_run_id"] == run["id"] and data["status"] == "pending"
+    assert data["tool"] == "calculator" and data["approval_id"]
+    assert "1234567" not in request["body"].decode() and "input" not in data  # never the call's input
+    pending = tenant.get("/approvals", params={"run_id": run["id"]}).json()["items"]
+    assert [a["id"] for a in pending] == [data["approval_id"]]
+    assert tenant.post(f"/runs/{run['id']}/cancel").status_code == 202
