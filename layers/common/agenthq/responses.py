@@ -194,6 +194,7 @@ class Run(View):
     workspace_id: str
     agent_id: str
     parent_run_id: str | None
+    session_id: str | None = Field(default=None, description="The session this run is a turn of, if any.")
     status: RunStatus
     input: str
     input_truncated: bool
@@ -303,4 +304,34 @@ class Alert(View):
     period: str
     used: int
     allowed: int
+    at: Timestamp
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+class SessionUsage(RunUsage):
+    runs: int = Field(description="Runs (turns) whose usage is summed here: the turns that have ended.")
+
+
+class Session(View):
+    id: str
+    workspace_id: str
+    agent_id: str
+    agent_version: str = Field(description="The agent version the session runs (a number), or `latest`.",
+                               examples=["1", "latest"])
+    title: str | None
+    status: str = Field(description="`running` while a message is being answered or waits its turn; else `idle`.",
+                        examples=["idle"])
+    turns: int = Field(description="Messages sent to the session (each one run).")
+    usage: SessionUsage
+    last_run_id: str | None = Field(description="The run of the last turn that ended.")
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class TranscriptMessage(View):
+    role: str = Field(examples=["user", "assistant"])
+    text: str
+    run_id: str
     at: Timestamp

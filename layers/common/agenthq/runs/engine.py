@@ -52,7 +52,7 @@ from agenthq.agent_lookup import find_agent
 from agenthq.errors import InvalidRequest, NotFound, QuotaExceeded
 from agenthq.messaging import take_inbox
 from agenthq.observability import RUNS_STARTED, MetricUnit, count, count_model_tokens, logger, metrics
-from agenthq.runs import decisions, pausing, slots, transcript
+from agenthq.runs import decisions, pausing, slots, transcript, turns
 from agenthq.runs.decisions import ACT, DELEGATE, DONE, FAILED, FINISH, PAUSE, QUEUE, START, THINK, Outcome
 from agenthq.runs.launch import create_run_record, forget_unstarted
 from agenthq.runs.records import (
@@ -103,6 +103,7 @@ class Slice:
         self.recovering = True
         self._body: RunBody | None = None
         self._conversation: list[ConversationMessage] | None = None
+        self._earlier: list[dict[str, Any]] | None = None
         self._calls: dict[str, ToolCall] | None = None
         self._limits: TierLimits | None = None
         self.reserved: dict[int, Reservation] = {}  # reservations of model calls this slice knows of
@@ -131,6 +132,12 @@ class Slice:
                 c.tool_use_id: c for c in ToolCall.query(Run.partition(self.run.workspace_id, self.run.id),
                                                          ToolCall.sk.startswith("TOOL#"), consistent_read=True)}
         return self._calls
+
+    def earlier(self) -> list[dict[str, Any]]:
+        """The session's earlier turns this run's prompt begins with (none for a run not in a session)."""
+        if self._earlier is None:
+            self._earlier = turns.earlier_messages(self.run)
+        return self._earlier
 
     def begin_conversation(self) -> None:
         """The run's conversation begins in this slice (start): nothing to read."""
@@ -288,6 +295,8 @@ def start(work: Slice, event: dict[str, Any]) -> str:
         return done
     if run.status in TERMINAL or run.cancel_requested:
         return FINISH
+    if not turns.is_ready(run):
+        return QUEUE  # a session's turn waits for the turn before it to end (runs.turns), holding nothing
     needs_slot = not run.parent_run_id and run.slot is None
     if needs_slot and not slots.is_free(run.workspace_id, work.limits()):
         return QUEUE  # at once: the queue is first in, first out only among the runs in it
@@ -345,6 +354,8 @@ def queue(work: Slice, event: dict[str, Any]) -> str:
         if run.slot is not None or run.status != "queued":
             _send_task_success(services, token, START)
             return START
+        if run.session_turn and turns.wait(run, token):
+            return QUEUE  # the session's turn before it is still going (runs.turns answers the token)
         if slots.enqueue(run, token, limits):
             return QUEUE
         if slots.acquire(run, limits):
@@ -362,7 +373,7 @@ def _next_reservation(work: Slice, step: int, conversation: list[ConversationMes
     agent = work.body().agent
     if _ending_before_a_model_call(work.services, run, agent, steps=step - 1) is not None:
         return None
-    hold = quota.hold_for(_model_request(work.services, run, agent, conversation), at)
+    hold = quota.hold_for(_model_request(work.services, run, agent, [*work.earlier(), *conversation]), at)
     limits, tree = work.limits(), quota.RunTree.of(work.body())
     if hold.micro_usd > quota.run_budget_left(run, agent["budget_usd"]) or quota.beyond_limits(hold, limits, tree):
         return None
@@ -382,7 +393,7 @@ def think(work: Slice, event: dict[str, Any]) -> str:
         return _decide(work, step, "think", ending)
 
     conversation = work.conversation()
-    request = _model_request(services, run, agent, conversation)
+    request = _model_request(services, run, agent, [*work.earlier(), *conversation])
     at = services.now()
     admitted = _admit_call(work, step, request, at)
     if isinstance(admitted, str):
@@ -673,8 +684,11 @@ def _ending_before_a_model_call(services: Services, run: Run, agent: dict[str, A
 
 
 def _model_request(services: Services, run: Run, agent: dict[str, Any],
-                   conversation: list[ConversationMessage]) -> ModelRequest:
-    messages = decisions.with_cache_breakpoint([{"role": m.role, "content": m.content} for m in conversation])
+                   conversation: list[ConversationMessage | dict[str, Any]]) -> ModelRequest:
+    """The model call of a step: ``conversation`` is the session's earlier turns (``Slice.earlier``),
+    then the run's own messages."""
+    messages = decisions.with_cache_breakpoint([m if isinstance(m, dict) else {"role": m.role, "content": m.content}
+                                                for m in conversation])
     system = [{"type": "text", "text": decisions.system_prompt(run.agent_id, agent),
                "cache_control": {"type": "ephemeral"}}]
     return ModelRequest(model=agent["model"], system=system, messages=messages,
@@ -1015,6 +1029,8 @@ def _settle(work: Slice, outcome: Outcome, with_change: Change | None = None) ->
         pausing.forget(run.workspace_id, run.id)
     if ended_waiting or (run.status in TERMINAL and work.recovering):  # (a retried end: its children again)
         _cancel_children(services, run)
+    if run.session_id:  # the session's next turn may start
+        turns.on_end(services, run)
     if run.parent_run_id:
         _answer_parent(services, run)
         fresh = load_run(run.workspace_id, run.id)  # a retried parent step may have left a newer token

@@ -21,6 +21,7 @@ from agenthq.errors import ServiceUnavailable
 from agenthq.observability import logger
 from agenthq.runs import slots, transcript
 from agenthq.runs.records import INPUT_PREVIEW_CHARS
+from agenthq.runs.turns import TurnClaim
 from agenthq.store import global_scope, retry_transaction, transaction
 from agenthq.store.items import Agent, Run, RunBody, RunEvent, RunLaunch, UnstartedRun, Workspace
 from agenthq.store.sizes import ensure_fits
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 LAUNCH_ATTEMPTS = 10  # transaction conflicts with concurrent launches are retried this often
+TURN_ATTEMPTS = 4  # a session's launches all want its next turn: so many times more (runs.turns)
 
 
 class LaunchRace(Exception):
@@ -55,14 +57,18 @@ def agent_snapshot(workspace_id: str, agent: Agent) -> dict[str, Any]:
 def create_run_record(services: Services, workspace_id: str, agent: Agent, text: str, *, created_by: str,
                       run_id: str | None = None, parent: Run | None = None, parent_tool_use_id: str | None = None,
                       parent_task_token: str | None = None, timeout_seconds: int | None = None,
-                      idempotency: tuple[str, str] | None = None) -> Run:
+                      idempotency: tuple[str, str] | None = None, turn: TurnClaim | None = None) -> Run:
     """Write a new run (queued, with its run.queued event). For a child run the
     id is derived from the parent's call, so a retried delegation finds the same
     child; then only its parent task token is refreshed.
 
     With ``idempotency`` (key, request fingerprint) the launch record is written
     in the same transaction; :class:`LaunchRace` says another request won.
-    Past the tier's runs per day: :class:`QuotaExceeded` (429, Retry-After)."""
+    Past the tier's runs per day: :class:`QuotaExceeded` (429, Retry-After).
+
+    With ``turn`` the run is the next turn of a session, numbered in the same
+    transaction (``runs.turns``: a concurrent launch into the session is a
+    conflict, retried)."""
     at = services.now()
     run_id = run_id or ids.new_id()
     if parent is not None:
@@ -97,11 +103,15 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
     transcript.ensure_input_fits(workspace_id, run_id, text)
 
     def attempt() -> None:
+        if turn is not None:
+            turn.read(run)
         with transaction() as tx:
             if idempotency is not None:
                 key, body_print = idempotency
                 tx.save(RunLaunch(*RunLaunch.key(workspace_id, key), fingerprint=body_print, run_id=run_id,
                                   expires_at=at + IDEMPOTENCY_TTL), condition=RunLaunch.pk.does_not_exist())
+            if turn is not None:
+                turn.write(tx, run, text, at)
             tx.save(run, condition=Run.pk.does_not_exist())
             tx.save(body, condition=RunBody.pk.does_not_exist())
             tx.save(queued, condition=RunEvent.pk.does_not_exist())
@@ -128,7 +138,7 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
     if parent is None:  # until its execution has started, the period reset can find it (runs.unstarted)
         mark_unstarted(workspace_id, run_id, at)
     try:
-        retry_transaction(attempt, explain, attempts=LAUNCH_ATTEMPTS,
+        retry_transaction(attempt, explain, attempts=LAUNCH_ATTEMPTS * (TURN_ATTEMPTS if turn else 1),
                           exhausted=lambda: ServiceUnavailable("Too many launches at once; please retry."))
     except _ChildExists:
         return create_run_record(services, workspace_id, agent, text, created_by=created_by, run_id=run_id,

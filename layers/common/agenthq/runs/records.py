@@ -99,6 +99,7 @@ def run_view(run: Run, body: RunBody | None = None) -> dict[str, Any]:
         "workspace_id": run.workspace_id,
         "agent_id": run.agent_id,
         "parent_run_id": run.parent_run_id,
+        "session_id": run.session_id,
         "status": run.status,
         "input": text,
         "input_truncated": body is None and len(run.input_preview) >= INPUT_PREVIEW_CHARS,

@@ -337,6 +337,8 @@ class Run(BaseItem, discriminator="Run"):
     started_at = UTCDateTimeAttribute(null=True)
     finished_at = UTCDateTimeAttribute(null=True)
     deadline = UTCDateTimeAttribute()
+    session_id = UnicodeAttribute(null=True)  # a session's turn (agenthq.runs.turns): its session
+    session_turn = NumberAttribute(null=True)  # and its turn's number there
 
     @staticmethod
     def key(workspace_id: str, run_id: str) -> tuple[str, str]:
@@ -748,3 +750,65 @@ class LiveSubscription(BaseItem, discriminator="LiveSubscription"):
     @classmethod
     def key(cls, workspace_id: str, run_id: str | None, connection_id: str) -> tuple[str, str]:
         return LiveConnection.partition(workspace_id), cls.prefix(run_id) + connection_id
+
+
+class AgentSession(BaseItem, UsageCounts, discriminator="AgentSession"):
+    """pk WS#<id>, sk CONVERSATION#<session id> (``SESSION#`` is a login's); gsi1:
+    WS#<id>#AGENT#<agent id>, CONVERSATION#<session id> → an agent's sessions. One
+    conversation with one agent across many runs (agenthq.sessions). ``launched``
+    turns were launched (each a run, numbered in the order its launch committed);
+    ``done_turns`` of them, from the first on, have ended (agenthq.runs.turns). Its
+    turns and transcript live in partition WS#<id>#CONVERSATION#<session id>. The
+    usage is its ended turns' runs' usage, added once as each turn is done."""
+
+    id = UnicodeAttribute()
+    workspace_id = UnicodeAttribute()
+    agent_id = UnicodeAttribute()
+    agent_version = UnicodeAttribute()  # the agent's version it runs ("latest": whatever the agent is at launch)
+    title = UnicodeAttribute(null=True)
+    launched = NumberAttribute(default=0)
+    done_turns = NumberAttribute(default=0)
+    last_run_id = UnicodeAttribute(null=True)
+    created_by = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, session_id: str) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"CONVERSATION#{session_id}"
+
+    @staticmethod
+    def partition(workspace_id: str, session_id: str) -> str:
+        return ws_pk(workspace_id, "CONVERSATION", session_id)
+
+    def owned_partitions(self) -> list[str]:
+        return [self.partition(self.workspace_id, self.id)]
+
+
+class SessionTurn(BaseItem, discriminator="SessionTurn"):
+    """pk WS#<id>#CONVERSATION#<session id>, sk TURN#<n, 6 digits>: the session's n-th
+    turn and its run, written by the launch that numbered it. ``task_token``: the
+    run's WaitForSlot task while it waits for the turn before to end."""
+
+    number = NumberAttribute()
+    run_id = UnicodeAttribute()
+    launched_at = UTCDateTimeAttribute()
+    task_token = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(workspace_id: str, session_id: str, number: int) -> tuple[str, str]:
+        return AgentSession.partition(workspace_id, session_id), f"TURN#{number:06d}"
+
+
+class TranscriptEntry(BaseItem, discriminator="TranscriptEntry"):
+    """pk WS#<id>#CONVERSATION#<session id>, sk MSG#<turn, 6 digits>#<1 user | 2 assistant>:
+    the session's transcript as people read it (every turn, even those compacted away)."""
+
+    role = UnicodeAttribute()
+    text = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, session_id: str, turn: int, role: str) -> tuple[str, str]:
+        return AgentSession.partition(workspace_id, session_id), f"MSG#{turn:06d}#{1 if role == 'user' else 2}"

@@ -1,0 +1,211 @@
+"""A session's runs go one at a time, in the order their launches committed
+(DESIGN §9). The sessions themselves (create, list, the transcript) are
+``agenthq.sessions``; this is the part the launch and the run engine need.
+
+- **Numbering** (:class:`TurnClaim`): a launch into a session writes, in the
+  launch's own transaction, ``launched = n`` on the session on the condition
+  that it was ``n - 1`` when read, and the session's ``TURN#n`` item with the
+  run's id. Concurrent launches conflict on that condition and are retried
+  (``runs.launch``): the turn numbers are the order the launches committed,
+  with no gap. ``reject`` adds ``done_turns = n - 1`` (nothing in flight) to
+  the condition: a busy session is a 409 ``session_busy``.
+- **Waiting** (:func:`is_ready`, :func:`wait`): turn n starts only once turns
+  1 … n-1 are done (``done_turns >= n - 1``). Until then its Start step answers
+  ``queue`` and its WaitForSlot task token is kept on ``TURN#n``, written on the
+  condition that the turn is still not ready — so a turn never waits on a token
+  nobody will answer. A waiting turn holds nothing: no Lambda, no run slot
+  (it takes a slot only once it is ready).
+- **Handing on** (:func:`on_end`, after a session run's end, idempotent):
+  ``done_turns`` moves past every turn whose run has ended, from the first not
+  done on, each move conditioned on the count it read (so each turn is done —
+  and its usage added to the session, its answer put in the transcript —
+  exactly once); then the next turn's waiting task, if any, is answered
+  ``start``. A run that ended while waiting for its turn (a cancel) has its own
+  task answered ``finish``, and is done only when the turns before it are.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pynamodb.exceptions import TransactWriteError
+
+from agenthq.errors import NotFound, SessionBusy
+from agenthq.observability import logger
+from agenthq.runs.statuses import TERMINAL
+from agenthq.store import transaction
+from agenthq.store.items import AgentSession, ConversationMessage, Run, SessionTurn, TranscriptEntry
+from agenthq.usage import Usage
+
+if TYPE_CHECKING:
+    from agenthq.services import Services
+
+START, FINISH = "start", "finish"
+#: How many turns one hand-on moves past at most (a long line of cancelled turns: the next run's end goes on).
+MOST_TURNS_PER_HAND_ON = 100
+
+
+class TurnClaim:
+    """A launch's place in a session: the next turn, numbered in the launch's
+    transaction (:meth:`write`, called again on each attempt of the transaction)."""
+
+    def __init__(self, workspace_id: str, session_id: str, *, reject_if_busy: bool) -> None:
+        self.workspace_id = workspace_id
+        self.session_id = session_id
+        self.reject_if_busy = reject_if_busy
+        self.number: int | None = None
+        self.launched = 0
+
+    def read(self, run: Run) -> None:
+        """Before each attempt: the session as it is now, and the turn this launch would be."""
+        session = AgentSession.get_or_none(*AgentSession.key(self.workspace_id, self.session_id),
+                                           consistent_read=True)
+        if session is None:
+            raise NotFound("Session not found.")
+        self.launched = int(session.launched or 0)
+        if self.reject_if_busy and int(session.done_turns or 0) < self.launched:
+            raise SessionBusy()
+        self.number = self.launched + 1
+        run.session_id, run.session_turn = self.session_id, self.number
+
+    def write(self, tx: Any, run: Run, text: str, at: datetime) -> None:
+        """In the launch's transaction: the turn :meth:`read` found, on the condition that it is still next."""
+        launched, number = self.launched, self.launched + 1
+        session = AgentSession(*AgentSession.key(self.workspace_id, self.session_id))
+        condition = AgentSession.launched == launched
+        if self.reject_if_busy:
+            condition &= AgentSession.done_turns == launched
+        tx.update(session, actions=[AgentSession.launched.set(number), AgentSession.updated_at.set(at)],
+                  condition=condition)
+        tx.save(SessionTurn(*SessionTurn.key(self.workspace_id, self.session_id, number), number=number,
+                            run_id=run.id, launched_at=at), condition=SessionTurn.pk.does_not_exist())
+        tx.save(TranscriptEntry(*TranscriptEntry.key(self.workspace_id, self.session_id, number, "user"),
+                                role="user", text=text, run_id=run.id, at=at),
+                condition=TranscriptEntry.pk.does_not_exist())
+
+
+def _session(run: Run) -> AgentSession | None:
+    return AgentSession.get_or_none(*AgentSession.key(run.workspace_id, str(run.session_id)), consistent_read=True)
+
+
+def is_ready(run: Run) -> bool:
+    """Whether a session run's turn may start: every turn before it is done (or the session is gone)."""
+    if not run.session_turn:
+        return True
+    session = _session(run)
+    return session is None or int(session.done_turns or 0) >= int(run.session_turn) - 1
+
+
+def wait(run: Run, task_token: str) -> bool:
+    """Keep ``task_token`` on the run's turn while it is not ready; False when it is ready (start it)."""
+    number = int(run.session_turn or 0)
+    try:
+        with transaction() as tx:
+            tx.update(SessionTurn(*SessionTurn.key(run.workspace_id, str(run.session_id), number)),
+                      actions=[SessionTurn.task_token.set(task_token)], condition=SessionTurn.pk.exists())
+            tx.condition_check(AgentSession, *AgentSession.key(run.workspace_id, str(run.session_id)),
+                               condition=AgentSession.done_turns < number - 1)
+    except TransactWriteError:
+        return not is_ready(run) and _waits_with(run, task_token)
+    return True
+
+
+def _waits_with(run: Run, task_token: str) -> bool:
+    turn = SessionTurn.get_or_none(*SessionTurn.key(run.workspace_id, str(run.session_id), int(run.session_turn or 0)),
+                                   consistent_read=True)
+    return turn is not None and turn.task_token == task_token
+
+
+# --------------------------------------------------------------------------- the prompt
+
+
+def earlier_messages(run: Run) -> list[dict[str, Any]]:
+    """The conversation of the session's turns before this run's, as Messages API
+    messages: each turn's input, tool calls, tool results and answer (a turn that
+    ended without an answer: its input and a line saying how it ended; one that
+    never started is left out)."""
+    if not run.session_turn or int(run.session_turn) <= 1:
+        return []
+    partition = AgentSession.partition(run.workspace_id, str(run.session_id))
+    messages: list[dict[str, Any]] = []
+    for turn in SessionTurn.query(partition, SessionTurn.sk.between(
+            SessionTurn.key(run.workspace_id, str(run.session_id), 1)[1],
+            SessionTurn.key(run.workspace_id, str(run.session_id), int(run.session_turn) - 1)[1]),
+            consistent_read=True):
+        messages += turn_messages(run.workspace_id, turn.run_id)
+    return messages
+
+
+def turn_messages(workspace_id: str, run_id: str) -> list[dict[str, Any]]:
+    stored = [{"role": m.role, "content": m.content} for m in ConversationMessage.query(
+        Run.partition(workspace_id, run_id), ConversationMessage.sk.startswith("MSG#"), consistent_read=True)]
+    if not stored:
+        return []
+    answered = [i for i, m in enumerate(stored) if m["role"] == "assistant" and m["content"]
+                and not any(b.get("type") == "tool_use" for b in m["content"])]
+    if answered:
+        return stored[:answered[-1] + 1]
+    ended = Run.get_or_none(*Run.key(workspace_id, run_id))
+    status = ended.status if ended is not None else "unknown"
+    return [stored[0], {"role": "assistant",
+                        "content": [{"type": "text", "text": f"(This turn ended {status} without an answer.)"}]}]
+
+
+# --------------------------------------------------------------------------- the end of a turn
+
+
+def on_end(services: Services, run: Run) -> None:
+    """After a session run's end (idempotent): its own waiting task goes on to
+    finish; the session's done turns move on; the next turn starts."""
+    if not run.session_id or not run.session_turn:
+        return
+    own = SessionTurn.get_or_none(*SessionTurn.key(run.workspace_id, run.session_id, int(run.session_turn)),
+                                  consistent_read=True)
+    if own is not None and own.task_token and run.started_at is None:  # it ended while waiting for its turn
+        _answer(services, own.task_token, FINISH)
+    hand_on(services, run.workspace_id, run.session_id)
+
+
+def hand_on(services: Services, workspace_id: str, session_id: str) -> None:
+    for _ in range(MOST_TURNS_PER_HAND_ON):
+        session = AgentSession.get_or_none(*AgentSession.key(workspace_id, session_id), consistent_read=True)
+        if session is None:
+            return
+        done = int(session.done_turns or 0)
+        turn = SessionTurn.get_or_none(*SessionTurn.key(workspace_id, session_id, done + 1), consistent_read=True)
+        if turn is None:
+            return  # nothing launched after the last turn done
+        run = Run.get_or_none(*Run.key(workspace_id, turn.run_id))
+        if run is None or run.status not in TERMINAL:
+            if turn.task_token:  # the next turn waits: it starts (an answered token is refused, harmlessly)
+                _answer(services, turn.task_token, START)
+            return
+        _mark_done(session, run, done + 1, services.now())
+
+
+def _mark_done(session: AgentSession, run: Run, number: int, at: datetime) -> None:
+    """Turn ``number`` is done: its answer in the transcript and its usage on the session, once."""
+    usage = Usage.of(run) + Usage(runs=1)
+    entry = TranscriptEntry(*TranscriptEntry.key(session.workspace_id, session.id, number, "assistant"),
+                            role="assistant", text=_answer_text(run), run_id=run.id, at=run.finished_at or at)
+    try:
+        with transaction() as tx:
+            tx.update(session, actions=[AgentSession.done_turns.set(number), AgentSession.last_run_id.set(run.id),
+                                        AgentSession.updated_at.set(at), *usage.add_actions(AgentSession)],
+                      condition=AgentSession.done_turns == number - 1)
+            tx.save(entry)
+    except TransactWriteError:
+        pass  # another hand-on marked it: the caller reads the session again
+
+
+def _answer_text(run: Run) -> str:
+    if run.status == "succeeded":
+        return run.output or ""
+    reason = (run.error or {}).get("message") or (run.error or {}).get("reason") or run.status
+    return f"(The run ended {run.status}: {reason})"
+
+
+def _answer(services: Services, token: str, next_step: str) -> None:
+    if not services.orchestrator.send_next(token, next_step):
+        logger.info("task token no longer valid")
