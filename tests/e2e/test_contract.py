@@ -69,9 +69,11 @@ def fuzzed(cloud):
         set_tier(api, tenant.workspace_id, "enterprise", limit_overrides=FAST_LANE)
         agent = create_agent(tenant, "target", "sre")
         run = wait_for(tenant, launch(tenant, agent["id"], "Say hello.").json()["id"])
+        session = tenant.post(f"/agents/{agent['id']}/sessions", json={"title": "Fuzzed"}).json()
         spare = signup(api, "spare", workspace_name="Spare Parts")
         second_session = signup(api, "leaver", workspace_name="Leavers")
-        yield Fuzzed(tenant=tenant, path_ids={"aid": agent["id"], "rid": run["id"], "uid": tenant.user_id},
+        yield Fuzzed(tenant=tenant, path_ids={"aid": agent["id"], "rid": run["id"], "uid": tenant.user_id,
+                                                   "sid": session["id"]},
                      spare_workspace_id=spare.workspace_id, logout_token=second_session.access_token)
 
 
