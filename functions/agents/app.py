@@ -16,7 +16,17 @@ from agenthq.http import (
     lambda_handler,
 )
 from agenthq.pagination import Page, limit_param
-from agenthq.responses import Agent, ListOf, Message, Personality, Run, RunEvents, Session, TranscriptMessage
+from agenthq.responses import (
+    Agent,
+    ListOf,
+    Message,
+    Personality,
+    Run,
+    RunEvents,
+    Session,
+    SessionEvents,
+    TranscriptMessage,
+)
 from agenthq.runs import api as runs
 from agenthq.runs.api import IDEMPOTENCY_KEY, RunLaunchRequest, RunStatus
 from agenthq.services import get_services
@@ -139,6 +149,12 @@ def send_session_message(sid: str, body: SessionMessage, principal: WorkspacePri
 def list_session_messages(sid: str, principal: WorkspacePrincipal, cursor: str | None = Cursor,
                           limit: int | None = Limit) -> Page:
     return sessions.list_transcript(principal, sid, cursor, limit_param(limit))
+
+
+@app.get("/workspaces/{wid}/sessions/{sid}/events", response_model=SessionEvents)
+def list_session_events(sid: str, principal: WorkspacePrincipal, after: int = Query(default=0, ge=0),
+                        limit: int = Query(default=100, ge=1, le=500)) -> dict:
+    return sessions.list_events(principal, sid, after, limit)
 
 
 handler = lambda_handler(app)

@@ -144,6 +144,10 @@ def test_twenty_parallel_messages_run_one_at_a_time_in_the_order_their_launches_
         assert [m["content"][0]["text"] for m in prompt[::2]] == [by_id[r]["input"] for r in order[:index + 1]]
     shown = tenant.get(f"/sessions/{session['id']}").json()
     assert shown["turns"] == 20 and shown["status"] == "idle" and shown["usage"]["runs"] == 20
+    # the session's cursor: every event of the 20 runs once, dense, turn after turn
+    events = session_events(tenant, session["id"])
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert len(events) == sum(len(events_of(tenant, rid)) for rid in order)
 
 
 def test_sessions_list_rename_delete_and_validate(api):
@@ -175,3 +179,40 @@ def test_sessions_list_rename_delete_and_validate(api):
     assert_error(tenant.get(f"/sessions/{first['id']}"), 404)
     assert_error(tenant.get(f"/sessions/{first['id']}/messages"), 404)
     assert tenant.get(f"/runs/{run['id']}").json()["session_id"] == first["id"], "its runs stay"
+
+
+def session_events(tenant: Tenant, session_id: str, after: int = 0) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    while True:
+        response = tenant.get(f"/sessions/{session_id}/events", params={"after": after, "limit": 7})
+        assert response.status_code == 200, response.text
+        items += response.json()["items"]
+        if response.json()["next_after"] is None:
+            return items
+        after = response.json()["next_after"]
+
+
+def test_the_session_cursor_is_dense_over_two_runs_and_a_delegated_child(api):
+    tenant = signup(api, tier="pro")
+    lead = create_agent(tenant, "lead", "coordinator")
+    helper = create_agent(tenant, "helper", "sre")
+    session = new_session(tenant, lead["id"])
+    child_task = 'Add them up.\n/tool calculator {"expression": "2 + 3"}'
+    first = wait_for(tenant, send(tenant, session["id"], "Ask the helper.\n/tool delegate "
+                                  + json.dumps({"agent": "helper", "input": child_task})).json()["id"])
+    second = wait_for(tenant, send(tenant, session["id"], "Thanks, that is all.").json()["id"])
+    assert first["status"] == second["status"] == "succeeded"
+    [child] = tenant.get("/runs", params={"agent_id": helper["id"]}).json()["items"]
+    assert child["parent_run_id"] == first["id"] and child["session_id"] == session["id"]
+
+    events = session_events(tenant, session["id"])
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), "dense and gapless from 1"
+    for run in (first, child, second):  # every event of each run, exactly once, in its run's order
+        own = [(e["run_seq"], e["type"]) for e in events if e["run_id"] == run["id"]]
+        assert own == [(e["seq"], e["type"]) for e in events_of(tenant, run["id"])]
+    assert {e["run_id"] for e in events} == {first["id"], child["id"], second["id"]}
+    first_turn = [e["seq"] for e in events if e["run_id"] in (first["id"], child["id"])]
+    assert first_turn == list(range(1, len(first_turn) + 1)), "the second turn's events come after the first's"
+    assert session_events(tenant, session["id"], after=len(events) - 2) == events[-2:]
+    assert session_events(tenant, session["id"], after=len(events)) == []
+    assert_error(tenant.get(f"/sessions/{session['id']}/events", params={"after": -1}), 400)

@@ -335,3 +335,17 @@ class TranscriptMessage(View):
     text: str
     run_id: str
     at: Timestamp
+
+
+class SessionEvent(View):
+    seq: int = Field(ge=1, description="The session's own seq: dense from 1 over all its runs and their children.")
+    run_id: str
+    run_seq: int = Field(ge=1, description="The event's seq in its run.")
+    type: str = Field(examples=["model.called"])
+    at: Timestamp
+    data: dict[str, Any]
+
+
+class SessionEvents(View):
+    items: list[SessionEvent]
+    next_after: int | None = Field(description="Pass as `after` for the next page (null: the end).")

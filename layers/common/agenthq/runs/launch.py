@@ -19,7 +19,7 @@ from agenthq import ids, pricing
 from agenthq.agents import agent_view
 from agenthq.errors import ServiceUnavailable
 from agenthq.observability import logger
-from agenthq.runs import slots, transcript
+from agenthq.runs import session_events, slots, transcript
 from agenthq.runs.records import INPUT_PREVIEW_CHARS
 from agenthq.runs.turns import TurnClaim
 from agenthq.store import global_scope, retry_transaction, transaction
@@ -81,6 +81,7 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
         id=run_id, workspace_id=workspace_id, agent_id=agent.id, status="queued",
         input_preview=text[:INPUT_PREVIEW_CHARS], seq=1, created_by=created_by, created_at=at, updated_at=at,
         deadline=run_deadline(at, timeout_seconds or services.settings.run_timeout_seconds, parent),
+        session_id=parent.session_id if parent else None,  # a session's delegated child: in its event cursor
         depth=int(parent.depth) + 1 if parent else 0,
         parent_run_id=parent.id if parent else None, parent_tool_use_id=parent_tool_use_id,
         parent_task_token=parent_task_token, slot=slots.PARENT if parent else None,
@@ -102,16 +103,24 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
     ensure_fits(body, "input", "The input with the agent's settings (system prompt, tools, team)")
     transcript.ensure_input_fits(workspace_id, run_id, text)
 
+    child_cursor: int | None = None  # a session child's: the session's event count its attempt read
+
     def attempt() -> None:
+        nonlocal child_cursor
         if turn is not None:
             turn.read(run)
+        elif run.session_id:  # a session's delegated child: its run.queued is the session's next event too
+            child_cursor = session_events.counter(workspace_id, run.session_id)
         with transaction() as tx:
             if idempotency is not None:
                 key, body_print = idempotency
                 tx.save(RunLaunch(*RunLaunch.key(workspace_id, key), fingerprint=body_print, run_id=run_id,
                                   expires_at=at + IDEMPOTENCY_TTL), condition=RunLaunch.pk.does_not_exist())
             if turn is not None:
-                turn.write(tx, run, text, at)
+                turn.write(tx, run, text, at, (queued.event_type, queued.data))
+            elif child_cursor is not None and run.session_id:
+                session_events.write(tx, workspace_id, run.session_id, child_cursor, run_id,
+                                     [(1, queued.event_type, at, queued.data)])
             tx.save(run, condition=Run.pk.does_not_exist())
             tx.save(body, condition=RunBody.pk.does_not_exist())
             tx.save(queued, condition=RunEvent.pk.does_not_exist())

@@ -33,6 +33,7 @@ from pynamodb.exceptions import TransactWriteError
 
 from agenthq.errors import NotFound, SessionBusy
 from agenthq.observability import logger
+from agenthq.runs import session_events
 from agenthq.runs.statuses import TERMINAL
 from agenthq.store import transaction
 from agenthq.store.items import AgentSession, ConversationMessage, Run, SessionTurn, TranscriptEntry
@@ -56,6 +57,7 @@ class TurnClaim:
         self.reject_if_busy = reject_if_busy
         self.number: int | None = None
         self.launched = 0
+        self.event_seq = 0
 
     def read(self, run: Run) -> None:
         """Before each attempt: the session as it is now, and the turn this launch would be."""
@@ -64,20 +66,23 @@ class TurnClaim:
         if session is None:
             raise NotFound("Session not found.")
         self.launched = int(session.launched or 0)
+        self.event_seq = int(session.event_seq or 0)
         if self.reject_if_busy and int(session.done_turns or 0) < self.launched:
             raise SessionBusy()
         self.number = self.launched + 1
         run.session_id, run.session_turn = self.session_id, self.number
 
-    def write(self, tx: Any, run: Run, text: str, at: datetime) -> None:
-        """In the launch's transaction: the turn :meth:`read` found, on the condition that it is still next."""
+    def write(self, tx: Any, run: Run, text: str, at: datetime, queued: tuple[str, dict[str, Any]]) -> None:
+        """In the launch's transaction: the turn :meth:`read` found, on the condition that it is still
+        next, with the run's ``queued`` event (type, data) as the session's next event."""
         launched, number = self.launched, self.launched + 1
-        session = AgentSession(*AgentSession.key(self.workspace_id, self.session_id))
         condition = AgentSession.launched == launched
         if self.reject_if_busy:
             condition &= AgentSession.done_turns == launched
-        tx.update(session, actions=[AgentSession.launched.set(number), AgentSession.updated_at.set(at)],
-                  condition=condition)
+        session_events.write(tx, self.workspace_id, self.session_id, self.event_seq, run.id,
+                             [(1, queued[0], at, queued[1])],
+                             session_actions=[AgentSession.launched.set(number), AgentSession.updated_at.set(at)],
+                             session_condition=condition)
         tx.save(SessionTurn(*SessionTurn.key(self.workspace_id, self.session_id, number), number=number,
                             run_id=run.id, launched_at=at), condition=SessionTurn.pk.does_not_exist())
         tx.save(TranscriptEntry(*TranscriptEntry.key(self.workspace_id, self.session_id, number, "user"),

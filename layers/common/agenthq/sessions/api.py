@@ -20,6 +20,7 @@ from agenthq.context import Principal, Scope
 from agenthq.errors import InvalidRequest, NotFound, SessionBusy
 from agenthq.pagination import Page, page
 from agenthq.runs import api as runs
+from agenthq.runs import session_events
 from agenthq.runs.records import usage_view
 from agenthq.runs.turns import TurnClaim
 from agenthq.sessions.versions import LATEST, pinned_version
@@ -161,6 +162,20 @@ def list_transcript(principal: Principal, session_id: str, cursor: str | None, l
         return page(lambda start: TranscriptEntry.query(partition, TranscriptEntry.sk.startswith("MSG#"), limit=limit,
                                                         last_evaluated_key=start, consistent_read=True),
                     entry_view, cursor, partition=partition, sk_prefix="MSG#")
+
+
+def list_events(principal: Principal, session_id: str, after: int, limit: int) -> dict[str, Any]:
+    """The session's events after session seq ``after``, in order: every event of its runs and their
+    delegated children, each with its run's id and seq; ``next_after`` continues the list."""
+    principal.require(Scope.runs_read)
+    if after < 0:
+        raise InvalidRequest(details=[{"field": "after", "in": "query", "message": "must be 0 or more"}])
+    wid = principal.workspace_id
+    with tenant_scope(wid):
+        session = _load(wid, session_id)
+        items = [session_events.event_view(e) for e in session_events.events_after(wid, session_id, after, limit)]
+    more = bool(items) and items[-1]["seq"] < int(session.event_seq or 0)
+    return {"items": items, "next_after": items[-1]["seq"] if more else None}
 
 
 # --------------------------------------------------------------------------- change

@@ -768,6 +768,7 @@ class AgentSession(BaseItem, UsageCounts, discriminator="AgentSession"):
     title = UnicodeAttribute(null=True)
     launched = NumberAttribute(default=0)
     done_turns = NumberAttribute(default=0)
+    event_seq = NumberAttribute(default=0)  # the last session event's seq (agenthq.runs.session_events)
     last_run_id = UnicodeAttribute(null=True)
     created_by = UnicodeAttribute()
     created_at = UTCDateTimeAttribute()
@@ -812,3 +813,20 @@ class TranscriptEntry(BaseItem, discriminator="TranscriptEntry"):
     @staticmethod
     def key(workspace_id: str, session_id: str, turn: int, role: str) -> tuple[str, str]:
         return AgentSession.partition(workspace_id, session_id), f"MSG#{turn:06d}#{1 if role == 'user' else 2}"
+
+
+class SessionEvent(BaseItem, discriminator="SessionEvent"):
+    """pk WS#<id>#CONVERSATION#<session id>, sk EVT#<session seq, 10 digits>: every event of the
+    session's runs and their delegated children, under one dense session sequence from 1, written
+    in the same transaction as the run event it copies (agenthq.runs.session_events)."""
+
+    seq = NumberAttribute()
+    run_id = UnicodeAttribute()
+    run_seq = NumberAttribute()
+    event_type = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+    data = Utf8JSONAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, session_id: str, seq: int) -> tuple[str, str]:
+        return AgentSession.partition(workspace_id, session_id), f"EVT#{seq:010d}"
