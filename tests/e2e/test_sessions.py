@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -84,7 +85,7 @@ def test_a_two_turn_session_carries_the_first_turn_into_the_second_runs_prompt(c
     shown = tenant.get(f"/sessions/{session['id']}").json()
     assert shown["status"] == "idle" and shown["turns"] == 2 and shown["last_run_id"] == two["id"]
     assert shown["usage"]["runs"] == 2
-    assert shown["usage"]["cost_usd"] == f"{float(one['usage']['cost_usd']) + float(two['usage']['cost_usd']):.6f}"
+    assert Decimal(shown["usage"]["cost_usd"]) == Decimal(one["usage"]["cost_usd"]) + Decimal(two["usage"]["cost_usd"])
     assert shown["usage"]["input_tokens"] == one["usage"]["input_tokens"] + two["usage"]["input_tokens"]
 
 
@@ -216,3 +217,57 @@ def test_the_session_cursor_is_dense_over_two_runs_and_a_delegated_child(api):
     assert session_events(tenant, session["id"], after=len(events) - 2) == events[-2:]
     assert session_events(tenant, session["id"], after=len(events)) == []
     assert_error(tenant.get(f"/sessions/{session['id']}/events", params={"after": -1}), 400)
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """A request's prompt as the context budget counts it (agenthq.runs.turns.prompt_tokens)."""
+    return -(-len(json.dumps({"system": body.get("system"), "messages": body["messages"],
+                              "tools": body.get("tools")})) // 4)
+
+
+def test_a_turn_past_the_context_budget_compacts_once_metered_and_the_next_turns_fit(cloud, api):
+    tenant = signup(api, tier="pro")
+    agent = create_agent(tenant, "long-talker", "sre")
+    session = new_session(tenant, agent["id"], agent_version="latest")
+
+    def turn(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        run = wait_for(tenant, send(tenant, session["id"], text).json()["id"])
+        assert run["status"] == "succeeded", run
+        [body] = [b for b in cloud.model_server.requests if b.get("metadata", {}).get("user_id") == tenant.workspace_id
+                  and b["messages"][-1]["content"][0].get("text") == text]
+        return run, body
+
+    pad = "lorem ipsum dolor sit amet " * 60  # about 400 tokens a turn, echoed in its answer
+    turn(f"c1 first topic: {pad}")
+    _, second = turn(f"c2 second topic: {pad}")
+    budget = prompt_tokens(second) + 100  # the third turn's prompt (the second's answer on top) passes it
+    changed = tenant.api.patch(tenant.path(f"/agents/{agent['id']}"), json={"context_budget_tokens": budget},
+                               headers=tenant.headers)
+    assert changed.status_code == 200 and changed.json()["context_budget_tokens"] == budget
+
+    third, third_body = turn("c3 where were we?")
+    fourth, fourth_body = turn("c4 and then?")
+    assert prompt_tokens(third_body) <= budget and prompt_tokens(fourth_body) <= budget, "within the budget"
+
+    events = events_of(tenant, third["id"])
+    [compacted] = [e for e in events if e["type"] == "session.compacted"]
+    assert compacted["data"]["turns"] == [1, 2] and compacted["data"]["through_turn"] == 2
+    assert not [e for e in events_of(tenant, fourth["id"]) if e["type"] == "session.compacted"], "once"
+    # metered like any model call: the run's cost is its think's plus the summary's
+    [called] = [e for e in events if e["type"] == "model.called"]
+    assert float(compacted["data"]["cost_usd"]) > 0
+    assert Decimal(third["usage"]["cost_usd"]) == Decimal(called["data"]["cost_usd"]) + \
+        Decimal(compacted["data"]["cost_usd"])
+    assert third["usage"]["output_tokens"] == called["data"]["usage"]["output_tokens"] + \
+        compacted["data"]["usage"]["output_tokens"]
+    # the summary call saw the turns it replaced; the next prompts begin with the summary, not those turns
+    [summarised] = [b for b in cloud.model_server.requests if "c1 first topic" in json.dumps(b["messages"])
+                    and "summarise" in json.dumps(b.get("system", "")).lower()]
+    assert "c2 second topic" in json.dumps(summarised["messages"])
+    for body in (third_body, fourth_body):
+        assert "c1 first topic" not in json.dumps(body["messages"])
+        assert body["messages"][0]["content"][0]["text"].startswith("The conversation so far, summarised")
+    assert "c3 where were we?" in json.dumps(fourth_body["messages"]), "the turn after the summary stays whole"
+    # the transcript keeps every original turn
+    entries = transcript(tenant, session["id"])
+    assert len(entries) == 8 and entries[0]["text"] == f"c1 first topic: {pad}"

@@ -120,6 +120,18 @@ class _AgentFields(BaseModel):
         return None if value is None else _tools(value)
 
 
+#: A session turn's prompt (system, tools, earlier turns, its own messages) is kept within this many tokens
+#: by default: below the 200,000-token window of the models the price table knows, leaving room for the answer.
+DEFAULT_CONTEXT_BUDGET_TOKENS = 150_000
+MIN_CONTEXT_BUDGET_TOKENS, MAX_CONTEXT_BUDGET_TOKENS = 1_000, 190_000
+
+
+def _context_budget_field() -> Any:
+    return Field(default=None, ge=MIN_CONTEXT_BUDGET_TOKENS, le=MAX_CONTEXT_BUDGET_TOKENS, strict=True,
+                 description="In a session, when a turn's prompt would pass this many tokens the oldest turns "
+                             f"are summarised by a metered model call (default {DEFAULT_CONTEXT_BUDGET_TOKENS:,}).")
+
+
 class AgentCreate(_AgentFields):
     """A new agent. What it leaves out comes from its personality (prompt, model,
     tools) or from the defaults (20 steps and $1.00 per run)."""
@@ -136,6 +148,7 @@ class AgentCreate(_AgentFields):
     tools: list[str] | None = Field(default=None, max_length=len(BUILTIN_TOOL_NAMES) * 2)
     max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1, le=MAX_STEPS, strict=True)
     budget_usd: Decimal = Field(default=DEFAULT_BUDGET_USD, gt=0, le=MAX_BUDGET_USD, decimal_places=6)
+    context_budget_tokens: int | None = _context_budget_field()
 
 
 class AgentUpdate(_AgentFields):
@@ -150,6 +163,7 @@ class AgentUpdate(_AgentFields):
     tools: list[str] | None = Field(default=None, max_length=len(BUILTIN_TOOL_NAMES) * 2)
     max_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS, strict=True)
     budget_usd: Decimal | None = Field(default=None, gt=0, le=MAX_BUDGET_USD, decimal_places=6)
+    context_budget_tokens: int | None = _context_budget_field()  # null: back to the default
 
     @field_validator("name", "personality", "model", "tools", "max_steps", "budget_usd", mode="before")
     @classmethod
@@ -198,6 +212,7 @@ def agent_view(agent: Agent) -> dict[str, Any]:
         "tools": list(agent.tools),
         "max_steps": int(agent.max_steps),
         "budget_usd": agent.budget_usd,
+        "context_budget_tokens": int(agent.context_budget_tokens or DEFAULT_CONTEXT_BUDGET_TOKENS),
         "created_at": agent.created_at.isoformat(),
         "updated_at": agent.updated_at.isoformat(),
     }
@@ -231,7 +246,8 @@ def create_agent(clock: Clock, principal: Principal, body: AgentCreate) -> dict[
                   personality=personality.id, system_prompt=body.system_prompt,
                   model=body.model or personality.default_model,
                   tools=list(body.tools if body.tools is not None else personality.default_tools),
-                  max_steps=body.max_steps, budget_usd=money(body.budget_usd), created_at=now, updated_at=now)
+                  max_steps=body.max_steps, budget_usd=money(body.budget_usd),
+                  context_budget_tokens=body.context_budget_tokens, created_at=now, updated_at=now)
     ensure_fits(agent, "system_prompt", "The agent")  # 413 before anything is written
     folded = fold_name(body.name)
     marker = AgentName(*AgentName.key(workspace_id, folded), agent_id=agent_id)

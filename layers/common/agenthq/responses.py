@@ -170,6 +170,7 @@ class Agent(View):
     tools: list[str]
     max_steps: int
     budget_usd: Money
+    context_budget_tokens: int = Field(default=150_000, description="A session turn's prompt at most, in tokens.")
     created_at: Timestamp
     updated_at: Timestamp
 

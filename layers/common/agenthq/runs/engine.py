@@ -49,6 +49,7 @@ from agenthq.adapters.model import (
     unanswered_call_id,
 )
 from agenthq.agent_lookup import find_agent
+from agenthq.agents import DEFAULT_CONTEXT_BUDGET_TOKENS
 from agenthq.errors import InvalidRequest, NotFound, QuotaExceeded
 from agenthq.messaging import take_inbox
 from agenthq.observability import RUNS_STARTED, MetricUnit, count, count_model_tokens, logger, metrics
@@ -103,7 +104,7 @@ class Slice:
         self.recovering = True
         self._body: RunBody | None = None
         self._conversation: list[ConversationMessage] | None = None
-        self._earlier: list[dict[str, Any]] | None = None
+        self._earlier: turns.EarlierTurns | None = None
         self._calls: dict[str, ToolCall] | None = None
         self._limits: TierLimits | None = None
         self.reserved: dict[int, Reservation] = {}  # reservations of model calls this slice knows of
@@ -133,11 +134,18 @@ class Slice:
                                                          ToolCall.sk.startswith("TOOL#"), consistent_read=True)}
         return self._calls
 
-    def earlier(self) -> list[dict[str, Any]]:
+    def earlier_turns(self) -> turns.EarlierTurns:
         """The session's earlier turns this run's prompt begins with (none for a run not in a session)."""
         if self._earlier is None:
-            self._earlier = turns.earlier_messages(self.run)
+            self._earlier = turns.earlier_turns(self.run)
         return self._earlier
+
+    def earlier(self) -> list[dict[str, Any]]:
+        return self.earlier_turns().messages()
+
+    def forget_earlier(self) -> None:
+        """The session's turns changed (a summary was made): read them again when next needed."""
+        self._earlier = None
 
     def begin_conversation(self) -> None:
         """The run's conversation begins in this slice (start): nothing to read."""
@@ -391,6 +399,9 @@ def think(work: Slice, event: dict[str, Any]) -> str:
     agent = work.body().agent
     if (ending := _ending_before_a_model_call(services, run, agent)) is not None:
         return _decide(work, step, "think", ending)
+    if step == 1 and run.session_turn and (stopped := _compact(work)) is not None:
+        return stopped  # (the compaction's call did not fit a limit: as a think step's would not)
+    run = work.run
 
     conversation = work.conversation()
     request = _model_request(services, run, agent, [*work.earlier(), *conversation])
@@ -456,6 +467,73 @@ def think(work: Slice, event: dict[str, Any]) -> str:
         return _keep_answer(work, step, exc, change, outcome, next_step)
     _after_metering(work, usage)
     return DONE if next_step == FINISH else next_step
+
+
+#: The reservation key a session turn's compaction call is held under (a run's model calls are steps 1 …).
+COMPACTION_STEP = 0
+
+
+def _compact(work: Slice) -> str | None:
+    """Before a session turn's first model call: when its prompt would pass the agent's context budget,
+    summarise the oldest earlier turns by a model call reserved and metered like any other, and store the
+    summary (``session.compacted`` with the turns it replaced) with its metering in one commit. None: the
+    turn goes on (with the summary, if one was made); else the next step (a limit stopped the call)."""
+    run, services = work.run, work.services
+    agent = work.body().agent
+    earlier = work.earlier_turns()
+    budget = int(agent.get("context_budget_tokens") or DEFAULT_CONTEXT_BUDGET_TOKENS)
+
+    def tokens_with(messages: list[dict[str, Any]]) -> int:
+        request = _model_request(services, run, agent, [*messages, *work.conversation()])
+        return turns.prompt_tokens(request.system, request.messages, request.tools)
+
+    through = turns.compaction_through(earlier, tokens_with, budget)
+    if through is None:
+        return None
+    if turns.summary_of(run.workspace_id, str(run.session_id), through) is not None:
+        work.forget_earlier()  # made by an earlier attempt of this step: read the turns again
+        return None
+    request = ModelRequest(model=agent["model"], system=[{"type": "text", "text": turns.SUMMARISE_SYSTEM}],
+                           messages=turns.summary_request(earlier, through), tools=[],
+                           max_tokens=min(services.settings.model_max_tokens, turns.SUMMARY_MAX_TOKENS),
+                           metadata_user_id=run.workspace_id)
+    at = services.now()
+    admitted = _admit_call(work, COMPACTION_STEP, request, at)
+    if isinstance(admitted, str):
+        return admitted
+    try:
+        response = services.model.create_message(request)
+    except ModelRequestRejected as exc:
+        _meter_unanswered(work, COMPACTION_STEP, request.model, request.max_tokens, exc.unanswered, admitted,
+                          settles=True)
+        return _decide(work, 1, "think", {"status": "failed", "reason": "model_rejected_request",
+                                          "message": exc.reason})
+    except ModelUnavailable as exc:
+        _meter_unanswered(work, COMPACTION_STEP, request.model, request.max_tokens, exc.unanswered, admitted,
+                          settles=True)
+        raise  # the state machine retries the slice, then fails the run with its reason
+    if response.unanswered:
+        _meter_unanswered(work, COMPACTION_STEP, request.model, request.max_tokens, response.unanswered, admitted,
+                          settles=False)
+    usage = Usage.model_call(request.model, response.usage, at.date())
+    text = "\n".join(b.get("text", "") for b in response.content if b.get("type") == "text").strip()
+    summary = turns.new_summary(run, through, earlier, text or "(no summary)", at)
+    entry = ledger.model_entry(response.id)
+    change = Change(
+        events=[("session.compacted", {"turns": list(summary.replaced_turns), "through_turn": through,
+                                       "model": request.model, "usage": usage.tokens.view(),
+                                       "cost_usd": f"{usage.cost_usd:.6f}", "budget_tokens": budget})],
+        run_condition=Run.status.is_in("running", "waiting"), puts=[summary],
+        metered={entry: usage}, entry_details={entry: {"step": COMPACTION_STEP, "model": request.model}},
+        settles=(admitted, usage))
+    try:
+        work.commit(change)
+    except RunConflict:  # answered, so billed: metered on its own; the summary is kept only with its event
+        _meter_model_call(work, COMPACTION_STEP, entry, request.model, usage, admitted)
+        work.reload()
+    _after_metering(work, usage)
+    work.forget_earlier()
+    return None
 
 
 class _NotAdmitted(Exception):

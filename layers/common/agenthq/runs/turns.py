@@ -26,6 +26,10 @@
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +40,14 @@ from agenthq.observability import logger
 from agenthq.runs import session_events
 from agenthq.runs.statuses import TERMINAL
 from agenthq.store import transaction
-from agenthq.store.items import AgentSession, ConversationMessage, Run, SessionTurn, TranscriptEntry
+from agenthq.store.items import (
+    AgentSession,
+    ConversationMessage,
+    ConversationSummary,
+    Run,
+    SessionTurn,
+    TranscriptEntry,
+)
 from agenthq.usage import Usage
 
 if TYPE_CHECKING:
@@ -124,22 +135,105 @@ def _waits_with(run: Run, task_token: str) -> bool:
 
 # --------------------------------------------------------------------------- the prompt
 
+SUMMARY_HEADING = "The conversation so far, summarised (the turns before this one):\n\n"
+SUMMARY_ACK = "Understood. I will continue the conversation from this summary."
+SUMMARISE_SYSTEM = ("You summarise a conversation between a user and an AI agent so that the agent can go on "
+                    "with it without the full text. Keep every fact, decision, name, number, tool result and open "
+                    "question that later turns may need; leave out pleasantries. Write plain prose.")
+SUMMARISE_ASK = "Summarise the conversation above for your own later use, as the system prompt says."
+#: The most a summary's answer may take (its call is reserved at this).
+SUMMARY_MAX_TOKENS = 1024
+
+
+@dataclass
+class EarlierTurns:
+    """What a session run's prompt begins with: the newest summary of the first turns (if the session
+    was compacted), then each later turn before the run's own, whole."""
+
+    summary: ConversationSummary | None = None
+    turns: list[tuple[int, list[dict[str, Any]]]] = field(default_factory=list)
+
+    def messages(self, through: int | None = None) -> list[dict[str, Any]]:
+        """As Messages API messages (only the turns up to ``through``, if given)."""
+        messages = summary_messages(self.summary.text) if self.summary is not None else []
+        for number, turn in self.turns:
+            if through is None or number <= through:
+                messages += turn
+        return messages
+
+
+def summary_messages(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": [{"type": "text", "text": SUMMARY_HEADING + text}]},
+            {"role": "assistant", "content": [{"type": "text", "text": SUMMARY_ACK}]}]
+
+
+def earlier_turns(run: Run) -> EarlierTurns:
+    """The session's turns before this run's (``EarlierTurns``): the newest summary made before it, and
+    each turn after that summary — its input, tool calls, tool results and answer (a turn that ended
+    without one: its input and a line saying how it ended; one that never started is left out)."""
+    if not run.session_turn or int(run.session_turn) <= 1:
+        return EarlierTurns()
+    wid, sid, number = run.workspace_id, str(run.session_id), int(run.session_turn)
+    partition = AgentSession.partition(wid, sid)
+    summary = next(iter(ConversationSummary.query(
+        partition, ConversationSummary.sk.between(ConversationSummary.key(wid, sid, 1)[1],
+                                                  ConversationSummary.key(wid, sid, number - 1)[1]),
+        scan_index_forward=False, limit=1, consistent_read=True)), None)
+    first = int(summary.through_turn) + 1 if summary is not None else 1
+    earlier = EarlierTurns(summary)
+    if first <= number - 1:
+        for turn in SessionTurn.query(partition, SessionTurn.sk.between(
+                SessionTurn.key(wid, sid, first)[1], SessionTurn.key(wid, sid, number - 1)[1]), consistent_read=True):
+            messages = turn_messages(wid, turn.run_id)
+            if messages:
+                earlier.turns.append((int(turn.number), messages))
+    return earlier
+
 
 def earlier_messages(run: Run) -> list[dict[str, Any]]:
-    """The conversation of the session's turns before this run's, as Messages API
-    messages: each turn's input, tool calls, tool results and answer (a turn that
-    ended without an answer: its input and a line saying how it ended; one that
-    never started is left out)."""
-    if not run.session_turn or int(run.session_turn) <= 1:
-        return []
-    partition = AgentSession.partition(run.workspace_id, str(run.session_id))
-    messages: list[dict[str, Any]] = []
-    for turn in SessionTurn.query(partition, SessionTurn.sk.between(
-            SessionTurn.key(run.workspace_id, str(run.session_id), 1)[1],
-            SessionTurn.key(run.workspace_id, str(run.session_id), int(run.session_turn) - 1)[1]),
-            consistent_read=True):
-        messages += turn_messages(run.workspace_id, turn.run_id)
-    return messages
+    """The session's earlier turns as the messages this run's prompt begins with."""
+    return earlier_turns(run).messages()
+
+
+def prompt_tokens(system: Any, messages: Any, tools: Any) -> int:
+    """A prompt's size in tokens as the context budget counts it: a token per 4 characters of its JSON."""
+    return math.ceil(len(json.dumps({"system": system, "messages": messages, "tools": tools})) / 4)
+
+
+def compaction_through(earlier: EarlierTurns, tokens_with: Callable[[list[dict[str, Any]]], int],
+                       budget: int) -> int | None:
+    """The turn through which the earlier turns are to be summarised (with the summary before them), so
+    that the prompt fits ``budget`` — None when it fits as it is. The newest turns are kept whole while,
+    with the summary's place, they take at most half the budget (room for the turns to come); the rest
+    are folded, at least the oldest one."""
+    if not earlier.turns or tokens_with(earlier.messages()) <= budget:
+        return None
+    placeholder = summary_messages("x" * SUMMARY_MAX_TOKENS * 4)
+    kept: list[dict[str, Any]] = []
+    through = earlier.turns[-1][0]
+    for index in range(len(earlier.turns) - 1, 0, -1):  # the oldest turn is always folded
+        number, messages = earlier.turns[index]
+        if tokens_with([*placeholder, *messages, *kept]) > budget // 2:
+            break
+        kept = [*messages, *kept]
+        through = earlier.turns[index - 1][0]
+    return through
+
+
+def summary_request(earlier: EarlierTurns, through: int) -> list[dict[str, Any]]:
+    """The messages of the model call that summarises the turns up to ``through``."""
+    return [*earlier.messages(through), {"role": "user", "content": [{"type": "text", "text": SUMMARISE_ASK}]}]
+
+
+def summary_of(workspace_id: str, session_id: str, through: int) -> ConversationSummary | None:
+    return ConversationSummary.get_or_none(*ConversationSummary.key(workspace_id, session_id, through),
+                                           consistent_read=True)
+
+
+def new_summary(run: Run, through: int, earlier: EarlierTurns, text: str, at: datetime) -> ConversationSummary:
+    replaced = [number for number, _ in earlier.turns if number <= through]
+    return ConversationSummary(*ConversationSummary.key(run.workspace_id, str(run.session_id), through), text=text,
+                               through_turn=through, replaced_turns=replaced, run_id=run.id, at=at)
 
 
 def turn_messages(workspace_id: str, run_id: str) -> list[dict[str, Any]]:

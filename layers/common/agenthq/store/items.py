@@ -277,6 +277,7 @@ class Agent(BaseItem, discriminator="Agent"):
     tools = Utf8JSONAttribute()  # allowed tool names, in order
     max_steps = NumberAttribute()
     budget_usd = UnicodeAttribute()  # per-run budget, a decimal string
+    context_budget_tokens = NumberAttribute(null=True)  # a session turn's prompt at most (None: the default)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
 
@@ -743,13 +744,31 @@ class LiveSubscription(BaseItem, discriminator="LiveSubscription"):
     session_id = UnicodeAttribute(null=True)
     role = UnicodeAttribute(null=True)
 
+    # A session's events (agenthq.sessions): sk CONVERSATION#<session id>#CONN#<connection id>, after: a session seq.
+    conversation_id = UnicodeAttribute(null=True)
+
     @staticmethod
     def prefix(run_id: str | None) -> str:
         return f"RUN#{run_id}#CONN#" if run_id else "WORKSPACE#CONN#"
 
+    @staticmethod
+    def conversation_prefix(session_id: str) -> str:
+        return f"CONVERSATION#{session_id}#CONN#"
+
     @classmethod
     def key(cls, workspace_id: str, run_id: str | None, connection_id: str) -> tuple[str, str]:
         return LiveConnection.partition(workspace_id), cls.prefix(run_id) + connection_id
+
+    #: How a session's subscription is named in ``LiveConnection.subscriptions`` (a run's: its id; the workspace's: *).
+    SESSION_TARGET = "session:"
+
+    @classmethod
+    def target_key(cls, workspace_id: str, target: str, connection_id: str) -> tuple[str, str]:
+        """The key of the subscription ``LiveConnection.subscriptions`` names ``target``."""
+        if target.startswith(cls.SESSION_TARGET):
+            return (LiveConnection.partition(workspace_id),
+                    cls.conversation_prefix(target.removeprefix(cls.SESSION_TARGET)) + connection_id)
+        return cls.key(workspace_id, None if target == "*" else target, connection_id)
 
 
 class AgentSession(BaseItem, UsageCounts, discriminator="AgentSession"):
@@ -830,3 +849,20 @@ class SessionEvent(BaseItem, discriminator="SessionEvent"):
     @staticmethod
     def key(workspace_id: str, session_id: str, seq: int) -> tuple[str, str]:
         return AgentSession.partition(workspace_id, session_id), f"EVT#{seq:010d}"
+
+
+class ConversationSummary(BaseItem, discriminator="ConversationSummary"):
+    """pk WS#<id>#CONVERSATION#<session id>, sk SUMMARY#<through turn, 6 digits>: a summary of the
+    session's turns 1 … ``through_turn`` (the earlier summary included), made by a metered model call of
+    the run ``run_id`` when its prompt would pass the agent's context budget. Later turns' prompts begin
+    with the newest summary instead of the turns it replaced; the transcript keeps them all."""
+
+    text = UnicodeAttribute()
+    through_turn = NumberAttribute()
+    replaced_turns = Utf8JSONAttribute()  # the turn numbers this summary newly folded in
+    run_id = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, session_id: str, through_turn: int) -> tuple[str, str]:
+        return AgentSession.partition(workspace_id, session_id), f"SUMMARY#{through_turn:06d}"
