@@ -73,7 +73,7 @@ def fuzzed(cloud):
         spare = signup(api, "spare", workspace_name="Spare Parts")
         second_session = signup(api, "leaver", workspace_name="Leavers")
         yield Fuzzed(tenant=tenant, path_ids={"aid": agent["id"], "rid": run["id"], "uid": tenant.user_id,
-                                                   "sid": session["id"]},
+                                              "sid": session["id"], "version": "1"},
                      spare_workspace_id=spare.workspace_id, logout_token=second_session.access_token)
 
 

@@ -271,3 +271,36 @@ def test_a_turn_past_the_context_budget_compacts_once_metered_and_the_next_turns
     # the transcript keeps every original turn
     entries = transcript(tenant, session["id"])
     assert len(entries) == 8 and entries[0]["text"] == f"c1 first topic: {pad}"
+
+
+def test_a_session_keeps_the_agent_version_it_began_with_unless_latest(cloud, api):
+    tenant = signup(api, tier="pro")
+    agent = create_agent(tenant, "versioned", "sre", system_prompt="You are version one.")
+
+    def patch(**change: Any) -> dict[str, Any]:
+        changed = tenant.api.patch(tenant.path(f"/agents/{agent['id']}"), json=change, headers=tenant.headers)
+        assert changed.status_code == 200, changed.text
+        return changed.json()
+
+    pinned = new_session(tenant, agent["id"])
+    assert pinned["agent_version"] == "1"
+    patch(system_prompt="You are version two.")
+    assert patch(system_prompt="You are version three.")["version"] == 3
+    second = new_session(tenant, agent["id"], agent_version=2)
+    latest = new_session(tenant, agent["id"], agent_version="latest")
+    assert (second["agent_version"], latest["agent_version"]) == ("2", "latest")
+
+    def system_of(session: dict[str, Any], marker: str) -> tuple[dict[str, Any], str]:
+        run = wait_for(tenant, send(tenant, session["id"], marker).json()["id"])
+        [body] = [b for b in cloud.model_server.requests if marker in json.dumps(b["messages"][-1])]
+        return run, " ".join(block["text"] for block in body["system"])
+
+    for session, version in ((pinned, 1), (second, 2), (latest, 3)):
+        run, system = system_of(session, f"which version? {session['id']}")
+        assert run["agent_version"] == version and f"You are version {['one', 'two', 'three'][version - 1]}." in system
+    rolled = tenant.post(f"/agents/{agent['id']}/rollback", json={"version": 1})
+    assert rolled.status_code == 200, rolled.text
+    run, system = system_of(pinned, "and after the rollback?")
+    assert run["agent_version"] == 1 and "You are version one." in system, "the pinned session keeps version 1"
+    run, system = system_of(latest, "and latest after the rollback?")
+    assert run["agent_version"] == 4 and "You are version one." in system

@@ -29,6 +29,7 @@ from agenthq.security.secrets import fingerprint
 from agenthq.store import tenant_scope
 from agenthq.store.items import Run, RunLaunch, Workspace
 from agenthq.text import NOT_BLANK
+from agenthq.versions.records import load_agent_version
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -74,7 +75,9 @@ def launch_run(services: Services, principal: Principal, agent_id: str, request:
         raise InvalidRequest(details=[{"field": "timeout_seconds", "message": f"must be at most {longest}"}])
     workspace_id = principal.workspace_id
     with tenant_scope(workspace_id):
-        agent = load_agent(workspace_id, agent_id)
+        # A session's turn runs the agent at the version its session is pinned to (runs.turns.TurnClaim).
+        agent = load_agent_version(workspace_id, agent_id, turn.agent_version) if turn is not None \
+            else load_agent(workspace_id, agent_id)
         body_print = fingerprint("launch", agent.id, request.input, str(request.timeout_seconds),
                                  *((turn.session_id,) if turn is not None else ()))
         if idempotency_key is not None:

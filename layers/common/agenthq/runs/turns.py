@@ -62,10 +62,12 @@ class TurnClaim:
     """A launch's place in a session: the next turn, numbered in the launch's
     transaction (:meth:`write`, called again on each attempt of the transaction)."""
 
-    def __init__(self, workspace_id: str, session_id: str, *, reject_if_busy: bool) -> None:
+    def __init__(self, workspace_id: str, session_id: str, *, reject_if_busy: bool,
+                 agent_version: int | None = None) -> None:
         self.workspace_id = workspace_id
         self.session_id = session_id
         self.reject_if_busy = reject_if_busy
+        self.agent_version = agent_version  # the version its session is pinned to (None: the agent's current)
         self.number: int | None = None
         self.launched = 0
         self.event_seq = 0

@@ -23,11 +23,12 @@ from agenthq.runs import api as runs
 from agenthq.runs import session_events
 from agenthq.runs.records import usage_view
 from agenthq.runs.turns import TurnClaim
-from agenthq.sessions.versions import LATEST, pinned_version
+from agenthq.sessions.versions import launch_version, pinned_version
 from agenthq.store import partition_page, tenant_scope
 from agenthq.store.items import AgentSession, TranscriptEntry, Workspace
 from agenthq.text import NOT_BLANK
 from agenthq.usage import Usage
+from agenthq.versions.records import current_version
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -112,13 +113,11 @@ def create_session(services: Services, principal: Principal, agent_id: str, requ
     workspace_id = principal.workspace_id
     with tenant_scope(workspace_id):
         agent = load_agent(workspace_id, agent_id)
-        version = pinned_version(agent, LATEST if request.agent_version == LATEST else None)
         wanted = request.agent_version
-        if isinstance(wanted, int):
-            if wanted > int(version):
-                raise InvalidRequest(details=[{"field": "agent_version",
-                                               "message": f"the agent has versions 1 to {version}"}])
-            version = str(wanted)
+        if isinstance(wanted, int) and wanted > current_version(agent):
+            raise InvalidRequest(details=[{"field": "agent_version",
+                                           "message": f"the agent has versions 1 to {current_version(agent)}"}])
+        version = pinned_version(agent, wanted)
         session_id, at = ids.new_id(), services.now()
         session = AgentSession(*AgentSession.key(workspace_id, session_id), id=session_id,
                                workspace_id=workspace_id, agent_id=agent.id, agent_version=version,
@@ -222,6 +221,7 @@ def send_message(services: Services, principal: Principal, session_id: str, requ
     principal.require(Scope.runs_write)
     with tenant_scope(principal.workspace_id):
         session = _load(principal.workspace_id, session_id)
-    claim = TurnClaim(principal.workspace_id, session_id, reject_if_busy=request.on_busy == "reject")
+    claim = TurnClaim(principal.workspace_id, session_id, reject_if_busy=request.on_busy == "reject",
+                      agent_version=launch_version(session.agent_version))
     launch = runs.RunLaunchRequest(input=request.input, timeout_seconds=request.timeout_seconds)
     return runs.launch_run(services, principal, session.agent_id, launch, idempotency_key, turn=claim)
