@@ -5,10 +5,12 @@
 import {Api} from "./api.js";
 import {h, replace} from "./dom.js";
 import {Live} from "./live.js";
+import {agentView} from "./views/agent.js";
 import {healthView} from "./views/health.js";
 import {operatorView} from "./views/operator.js";
 import {runView} from "./views/run.js";
 import {runsView} from "./views/runs.js";
+import {sessionView, sessionsView} from "./views/sessions.js";
 import {signInView} from "./views/signin.js";
 import {usageView} from "./views/usage.js";
 
@@ -17,12 +19,15 @@ const ROUTES = [
   {pattern: /^#\/health$/, view: healthView, mode: "any", title: "Health"},
   {pattern: /^#\/runs$/, view: runsView, mode: "workspace", title: "Agents and runs"},
   {pattern: /^#\/runs\/([0-9A-Za-z]+)$/, view: runView, mode: "workspace", title: "Run"},
+  {pattern: /^#\/agents\/([0-9A-Za-z]+)$/, view: agentView, mode: "workspace", title: "Agent"},
+  {pattern: /^#\/sessions$/, view: sessionsView, mode: "workspace", title: "Sessions"},
+  {pattern: /^#\/sessions\/([0-9A-Za-z]+)$/, view: sessionView, mode: "workspace", title: "Session"},
   {pattern: /^#\/usage$/, view: usageView, mode: "workspace", title: "Usage"},
   {pattern: /^#\/operator$/, view: operatorView, mode: "operator", title: "Cost against price"},
 ];
 
 const NAV = {
-  workspace: [["#/runs", "Agents and runs"], ["#/usage", "Usage"], ["#/health", "Health"]],
+  workspace: [["#/runs", "Agents and runs"], ["#/sessions", "Sessions"], ["#/usage", "Usage"], ["#/health", "Health"]],
   operator: [["#/operator", "Cost against price"], ["#/health", "Health"]],
   null: [["#/signin", "Sign in"], ["#/health", "Health"]],
 };
