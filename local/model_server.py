@@ -39,8 +39,11 @@ tool, a system block, a message block; or the request's top-level
 ``cache_control``, meaning the last block) is a breakpoint. The prefix up to the
 last breakpoint is cached: the longest part of it seen before (at a breakpoint,
 or up to 20 blocks before one, as the real API looks back) is
-``cache_read_input_tokens``, the rest ``cache_creation_input_tokens``; both are
-then left out of ``input_tokens``.
+``cache_read_input_tokens`` (as many tokens as when it was written), the rest
+``cache_creation_input_tokens``; both are then left out of ``input_tokens``, so
+that, as with the Messages API, only what follows the last breakpoint is input.
+A prefix's tokens are its blocks' share of the whole request's (the JSON around
+the blocks included): a breakpoint on the last block caches the whole prompt.
 
 Streaming: ``"stream": true`` answers with Server-Sent Events as the Messages
 API does (``message_start`` with the prompt's usage, ``content_block_start`` /
@@ -603,7 +606,7 @@ class PromptCache:
 
     def __init__(self, max_entries: int = 4096) -> None:
         self._lock = threading.Lock()
-        self._entries: OrderedDict[str, None] = OrderedDict()
+        self._entries: OrderedDict[str, int] = OrderedDict()  # prefix hash → its tokens, as first written
         self._max_entries = max_entries
 
     def seen(self, key: str) -> bool:
@@ -613,9 +616,14 @@ class PromptCache:
                 return True
             return False
 
-    def write(self, key: str) -> None:
+    def tokens(self, key: str) -> int:
+        """The tokens of a cached prefix (as counted when it was written: a prefix is the same size each time)."""
         with self._lock:
-            self._entries[key] = None
+            return self._entries.get(key, 0)
+
+    def write(self, key: str, tokens: int = 0) -> None:
+        with self._lock:
+            self._entries.setdefault(key, tokens)
             self._entries.move_to_end(key)
             while len(self._entries) > self._max_entries:
                 self._entries.popitem(last=False)
@@ -641,15 +649,22 @@ def usage_for(body: Mapping[str, Any], content: list[dict[str, Any]], cache: Pro
     cache_read = cache_write = 0
     if breakpoints:
         keys, sizes = _prefix_keys(str(body["model"]), [text for text, _ in segments])
+        whole = len(json.dumps({key: body[key] for key in ("system", "messages", "tools") if key in body}))
+
+        def prefix_tokens(index: int) -> int:
+            """The request's tokens up to and including block ``index`` (its share of the whole request,
+            the JSON around the blocks included: a breakpoint on the last block caches all of it)."""
+            return min(total, _tokens_of_size(round(whole * sizes[index] / max(1, sizes[-1]))))
+
         last = max(breakpoints)
         candidates = sorted(
             {i for b in breakpoints for i in range(max(0, b - CACHE_LOOKBACK_BLOCKS), b + 1)}, reverse=True
         )
         hit = next((i for i in candidates if cache.seen(keys[i])), None)
-        cache_read = _tokens_of_size(sizes[hit]) if hit is not None else 0
-        cache_write = max(0, _tokens_of_size(sizes[last]) - cache_read)
+        cache_read = min(cache.tokens(keys[hit]), prefix_tokens(last)) if hit is not None else 0
+        cache_write = max(0, prefix_tokens(last) - cache_read)
         for b in breakpoints:
-            cache.write(keys[b])
+            cache.write(keys[b], prefix_tokens(b))
     return {
         "input_tokens": max(0, total - cache_read - cache_write),
         "output_tokens": min(output_tokens(content), max(int(body["max_tokens"]), 0)),
