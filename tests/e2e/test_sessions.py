@@ -304,3 +304,29 @@ def test_a_session_keeps_the_agent_version_it_began_with_unless_latest(cloud, ap
     assert run["agent_version"] == 1 and "You are version one." in system, "the pinned session keeps version 1"
     run, system = system_of(latest, "and latest after the rollback?")
     assert run["agent_version"] == 4 and "You are version one." in system
+
+
+def test_a_turn_cancelled_while_it_waits_ends_at_once_and_the_next_turn_still_waits_for_the_busy_one(api):
+    tenant = signup(api, tier="pro")
+    agent = create_agent(tenant, "patient", "sre")
+    session = new_session(tenant, agent["id"])
+    busy = send(tenant, session["id"], "Take your time\n/latency 2").json()
+    waiting = send(tenant, session["id"], "Never mind this one").json()
+    after = send(tenant, session["id"], "But this one").json()
+
+    cancelled = tenant.post(f"/runs/{waiting['id']}/cancel")
+    assert cancelled.status_code == 202, cancelled.text
+    assert wait_for(tenant, waiting["id"], timeout=10)["status"] == "cancelled"
+    assert tenant.get(f"/runs/{after['id']}").json()["status"] == "queued", "still behind the busy turn"
+
+    first, third = wait_for(tenant, busy["id"]), wait_for(tenant, after["id"])
+    assert first["status"] == third["status"] == "succeeded"
+    assert datetime.fromisoformat(third["started_at"]) >= datetime.fromisoformat(first["finished_at"])
+    assert third["output"] == "Offline answer: But this one"
+    entries = transcript(tenant, session["id"])
+    assert [(e["role"], e["run_id"]) for e in entries] == [
+        ("user", busy["id"]), ("assistant", busy["id"]), ("user", waiting["id"]), ("assistant", waiting["id"]),
+        ("user", after["id"]), ("assistant", after["id"])]
+    assert entries[3]["text"].startswith("(The run ended cancelled")
+    shown = tenant.get(f"/sessions/{session['id']}").json()
+    assert shown["status"] == "idle" and shown["turns"] == 3 and shown["last_run_id"] == after["id"]
