@@ -33,6 +33,7 @@ from agenthq.runs.api import IDEMPOTENCY_KEY, RunLaunchRequest, RunStatus
 from agenthq.services import get_services
 from agenthq.sessions import api as sessions
 from agenthq.sessions.api import SessionCreate, SessionMessage, SessionUpdate
+from agenthq.verification import EmailUnverified
 from agenthq.versions import api as versions
 from agenthq.versions.api import RollbackRequest
 
@@ -96,7 +97,7 @@ def list_messages(principal: WorkspacePrincipal, agent_id: str | None = AgentIdF
 
 
 @app.post("/workspaces/{wid}/agents/{aid}/runs", status_code=202, response_model=Run,
-          responses=documented(Conflict, ServiceUnavailable))
+          responses=documented(Conflict, EmailUnverified, ServiceUnavailable))
 def launch_run(aid: str, body: RunLaunchRequest, principal: WorkspacePrincipal,
                idempotency_key: str | None = IdempotencyKey) -> dict:
     return runs.launch_run(get_services(), principal, aid, body, idempotency_key)
@@ -158,7 +159,7 @@ def delete_session(sid: str, principal: WorkspacePrincipal) -> Response:
 
 
 @app.post("/workspaces/{wid}/sessions/{sid}/messages", status_code=202, response_model=Run,
-          responses=documented(SessionBusy, ServiceUnavailable))
+          responses=documented(SessionBusy, EmailUnverified, ServiceUnavailable))
 def send_session_message(sid: str, body: SessionMessage, principal: WorkspacePrincipal,
                          idempotency_key: str | None = IdempotencyKey) -> dict:
     return sessions.send_message(get_services(), principal, sid, body, idempotency_key)
