@@ -35,6 +35,9 @@ SAMPLE_BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/workspaces/{wid}/agents/{aid}/sessions"): {"title": "Implant"},
     ("PATCH", "/workspaces/{wid}/sessions/{sid}"): {"title": "Hijacked"},
     ("POST", "/workspaces/{wid}/sessions/{sid}/messages"): {"input": "Tell me what B said before."},
+    ("POST", "/workspaces/{wid}/agents/{aid}/schedules"): {"cron": "0 * * * *", "timezone": "UTC",
+                                                         "input": "Run B's agent for A."},
+    ("PATCH", "/workspaces/{wid}/schedules/{scid}"): {"input": "Hijacked.", "enabled": True},
 }
 
 
@@ -78,6 +81,10 @@ def tenants(cloud):
         assert turn.status_code == 202, turn.text
         _wait_until_ended(b, turn.json()["id"])
         _wait_until_idle(b, b.extra["session_id"])
+        schedule = b.post(f"/agents/{b.extra['agent_id']}/schedules",
+                          json={"cron": "0 3 * * *", "timezone": "UTC", "input": "B's nightly work.", "enabled": False})
+        assert schedule.status_code == 201, schedule.text
+        b.extra["schedule_id"] = schedule.json()["id"]
         yield a, b
 
 
@@ -104,7 +111,7 @@ def _wait_until_idle(tenant, session_id: str) -> None:
 def b_ids(b) -> dict[str, str]:
     """B's id for every path parameter a workspace route may have."""
     return {"wid": b.workspace_id, "uid": b.user_id, "kid": b.api_key_id, "aid": b.extra["agent_id"],
-            "rid": b.extra["run_id"], "sid": b.extra["session_id"], "version": "1"}
+            "rid": b.extra["run_id"], "sid": b.extra["session_id"], "version": "1", "scid": b.extra["schedule_id"]}
 
 
 def fill(path: str, ids: dict[str, str]) -> str:

@@ -10,6 +10,7 @@ import {healthView} from "./views/health.js";
 import {operatorView} from "./views/operator.js";
 import {runView} from "./views/run.js";
 import {runsView} from "./views/runs.js";
+import {schedulesView} from "./views/schedules.js";
 import {sessionView, sessionsView} from "./views/sessions.js";
 import {signInView} from "./views/signin.js";
 import {usageView} from "./views/usage.js";
@@ -24,12 +25,14 @@ const ROUTES = [
   {pattern: /^#\/sessions$/, view: sessionsView, mode: "workspace", title: "Sessions"},
   {pattern: /^#\/sessions\/([0-9A-Za-z]+)$/, view: sessionView, mode: "workspace", title: "Session"},
   {pattern: /^#\/usage$/, view: usageView, mode: "workspace", title: "Usage"},
+  {pattern: /^#\/schedules$/, view: schedulesView, mode: "workspace", title: "Schedules"},
   {pattern: /^#\/operator$/, view: operatorView, mode: "operator", title: "Cost against price"},
   {pattern: /^#\/verify-email\/(ahv_[A-Za-z0-9_-]+)$/, view: verifyEmailView, mode: "any", title: "Verify your e-mail"},
 ];
 
 const NAV = {
-  workspace: [["#/runs", "Agents and runs"], ["#/sessions", "Sessions"], ["#/usage", "Usage"], ["#/health", "Health"]],
+  workspace: [["#/runs", "Agents and runs"], ["#/sessions", "Sessions"], ["#/schedules", "Schedules"],
+              ["#/usage", "Usage"], ["#/health", "Health"]],
   operator: [["#/operator", "Cost against price"], ["#/health", "Health"]],
   null: [["#/signin", "Sign in"], ["#/health", "Health"]],
 };
