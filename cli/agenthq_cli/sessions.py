@@ -132,15 +132,13 @@ def _watch(api: Api, session: str, after: int, json_lines: bool = False, until_i
         fail(str(refused))
 
     def until(event: dict[str, Any]) -> bool:
-        if event["type"] not in TERMINAL:
-            return False
         if until_run is not None:
-            return event["run_id"] == until_run
-        if not until_idle or api.call("GET", api.workspace_path(f"/sessions/{session}"))["status"] != "idle":
+            return event["type"] in TERMINAL and event["run_id"] == until_run
+        if not until_idle or event["type"] != "session.idle":
             return False
         later = api.call("GET", api.workspace_path(f"/sessions/{session}/events"),
                          params={"after": event["seq"], "limit": 1})
-        return not later["items"]  # idle, and nothing after this event: all of it was shown
+        return not later["items"]  # idle, and no turn launched since: all of it was shown
 
     watcher = SessionWatcher(live_url, headers, session, after=after, until=until)
     try:

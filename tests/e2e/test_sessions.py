@@ -148,7 +148,11 @@ def test_twenty_parallel_messages_run_one_at_a_time_in_the_order_their_launches_
     # the session's cursor: every event of the 20 runs once, dense, turn after turn
     events = session_events(tenant, session["id"])
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-    assert len(events) == sum(len(events_of(tenant, rid)) for rid in order)
+    of_runs = [e for e in events if e["type"] != "session.idle"]
+    assert len(of_runs) == sum(len(events_of(tenant, rid)) for rid in order)
+    # idle once the last turn launched is done (between turns too, when the next launch came after it)
+    assert events[-1]["type"] == "session.idle" and events[-1]["run_id"] == order[-1]
+    assert all(e["run_seq"] is None and e["data"]["status"] == "idle" for e in events if e not in of_runs)
 
 
 def test_sessions_list_rename_delete_and_validate(api):
@@ -209,10 +213,15 @@ def test_the_session_cursor_is_dense_over_two_runs_and_a_delegated_child(api):
     events = session_events(tenant, session["id"])
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), "dense and gapless from 1"
     for run in (first, child, second):  # every event of each run, exactly once, in its run's order
-        own = [(e["run_seq"], e["type"]) for e in events if e["run_id"] == run["id"]]
+        own = [(e["run_seq"], e["type"]) for e in events if e["run_id"] == run["id"] and e["type"] != "session.idle"]
         assert own == [(e["seq"], e["type"]) for e in events_of(tenant, run["id"])]
     assert {e["run_id"] for e in events} == {first["id"], child["id"], second["id"]}
+    # idle after each turn (the second was sent after the first ended): the session's own event, last of its turn
+    idle = [e for e in events if e["type"] == "session.idle"]
+    assert [(e["run_id"], e["run_seq"]) for e in idle] == [(first["id"], None), (second["id"], None)]
+    assert events[-1] == idle[-1]
     first_turn = [e["seq"] for e in events if e["run_id"] in (first["id"], child["id"])]
+    assert idle[0]["seq"] == first_turn[-1]
     assert first_turn == list(range(1, len(first_turn) + 1)), "the second turn's events come after the first's"
     assert session_events(tenant, session["id"], after=len(events) - 2) == events[-2:]
     assert session_events(tenant, session["id"], after=len(events)) == []

@@ -260,3 +260,24 @@ def test_an_approval_request_is_delivered_with_its_ids_and_never_the_tool_input(
     pending = tenant.get("/approvals", params={"run_id": run["id"]}).json()["items"]
     assert [a["id"] for a in pending] == [data["approval_id"]]
     assert tenant.post(f"/runs/{run['id']}/cancel").status_code == 202
+
+
+def test_a_session_turn_is_delivered_once_and_the_session_going_idle_too(tenant: Tenant,
+                                                                          receiver: Receiver) -> None:
+    """A session's cursor copies its runs' events: the copies are not delivered again. When its last turn
+    launched is done, ``session.idle`` is delivered with the session's and that run's ids."""
+    made = register(tenant, receiver.url, ["run.succeeded", "session.idle"])
+    agent = create_agent(tenant, "Talker", "architect")
+    session = tenant.post(f"/agents/{agent['id']}/sessions", json={"title": "Hooked"}).json()
+    turn = tenant.post(f"/sessions/{session['id']}/messages", json={"input": "Say hello in one line."})
+    assert turn.status_code == 202, turn.text
+    assert wait_for(tenant, turn.json()["id"])["status"] == "succeeded"
+
+    received = receiver.wait(2)
+    time.sleep(3)  # a copy delivered again would arrive by now
+    bodies = [Verifier(made["secret"]).verify(r["body"], r["headers"]) for r in receiver.received]
+    assert sorted(b["type"] for b in bodies) == ["run.succeeded", "session.idle"], bodies
+    idle = next(b for b in bodies if b["type"] == "session.idle")
+    assert idle["data"] == {"workspace_id": tenant.workspace_id, "session_id": session["id"],
+                            "run_id": turn.json()["id"], "status": "idle"}
+    assert len({r["headers"]["webhook-id"] for r in received}) == 2

@@ -401,8 +401,9 @@ class TranscriptMessage(View):
 
 class SessionEvent(View):
     seq: int = Field(ge=1, description="The session's own seq: dense from 1 over all its runs and their children.")
-    run_id: str
-    run_seq: int = Field(ge=1, description="The event's seq in its run.")
+    run_id: str = Field(description="The run whose event this is (for `session.idle`: the turn that ended last).")
+    run_seq: int | None = Field(ge=1, description="The event's seq in its run; null for the session's own "
+                                                   "events (`session.idle`: its last turn launched is done).")
     type: str = Field(examples=["model.called"])
     at: Timestamp
     data: dict[str, Any]

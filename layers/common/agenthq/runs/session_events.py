@@ -81,5 +81,5 @@ def events_after(workspace_id: str, session_id: str, after: int, limit: int) -> 
 
 
 def event_view(event: SessionEvent) -> dict[str, Any]:
-    return {"seq": int(event.seq), "run_id": event.run_id, "run_seq": int(event.run_seq), "type": event.event_type,
+    return {"seq": int(event.seq), "run_id": event.run_id, "run_seq": int(event.run_seq) or None, "type": event.event_type,
             "at": event.at.isoformat(), "data": event.data}

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from agenthq.services import Services
 
 START, FINISH = "start", "finish"
+IDLE = "session.idle"  # the session's event when its last turn launched is done (run_seq 0: no run's own event)
 #: How many turns one hand-on moves past at most (a long line of cancelled turns: the next run's end goes on).
 MOST_TURNS_PER_HAND_ON = 100
 
@@ -286,18 +287,28 @@ def hand_on(services: Services, workspace_id: str, session_id: str) -> None:
 
 
 def _mark_done(session: AgentSession, run: Run, number: int, at: datetime) -> None:
-    """Turn ``number`` is done: its answer in the transcript and its usage on the session, once."""
+    """Turn ``number`` is done: its answer in the transcript and its usage on the session, once. When it
+    was the last turn launched, the session is idle: ``session.idle`` is its next event, in the same
+    transaction, on the condition that no turn was launched meanwhile (a launch moves ``launched`` and
+    the event counter: this transaction then fails and the caller reads the session again)."""
     usage = Usage.of(run) + Usage(runs=1)
     entry = TranscriptEntry(*TranscriptEntry.key(session.workspace_id, session.id, number, "assistant"),
                             role="assistant", text=_answer_text(run), run_id=run.id, at=run.finished_at or at)
+    actions = [AgentSession.done_turns.set(number), AgentSession.last_run_id.set(run.id),
+               AgentSession.updated_at.set(at), *usage.add_actions(AgentSession)]
+    condition = AgentSession.done_turns == number - 1
     try:
         with transaction() as tx:
-            tx.update(session, actions=[AgentSession.done_turns.set(number), AgentSession.last_run_id.set(run.id),
-                                        AgentSession.updated_at.set(at), *usage.add_actions(AgentSession)],
-                      condition=AgentSession.done_turns == number - 1)
+            if int(session.launched or 0) == number:
+                idle = {"session_id": session.id, "run_id": run.id, "status": "idle", "turns": number}
+                session_events.write(tx, session.workspace_id, session.id, int(session.event_seq or 0), run.id,
+                                     [(0, IDLE, at, idle)], session_actions=actions,
+                                     session_condition=condition & (AgentSession.launched == number))
+            else:
+                tx.update(session, actions=actions, condition=condition)
             tx.save(entry)
     except TransactWriteError:
-        pass  # another hand-on marked it: the caller reads the session again
+        pass  # another hand-on marked it, or a turn was launched meanwhile: the caller reads the session again
 
 
 def _answer_text(run: Run) -> str:

@@ -62,6 +62,8 @@ def event_of(new_image: dict[str, Any]) -> Event | None:
     event_type = _s(new_image, "event_type")
     if event_type not in EVENT_TYPES or event_type == "usage.alert" or not _s(new_image, "type").endswith("Event"):
         return None  # only stored events (RunEvent, and the like): never a delivery or any other item
+    if _s(new_image, "type") == "SessionEvent" and event_type != "session.idle":
+        return None  # a session's copy of its run's event (its cursor): the RunEvent itself is delivered
     try:
         stored = json.loads(_s(new_image, "data") or "{}")
     except ValueError:
