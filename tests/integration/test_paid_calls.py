@@ -310,3 +310,38 @@ def test_the_commit_before_a_call_marks_it_and_a_slice_that_hands_back_takes_the
     assert [e.estimated for e in model_entries(wid, run_id)] == [None, None]
     assert micro(run["usage"]["cost_usd"]) == billed_micro_usd(billed)
     assert_metered_at_least_billed_and_everything_agrees(tenant, run, billed)
+
+
+def test_a_run_ended_before_its_next_call_by_a_slice_that_did_not_make_the_last_one_meters_it(cloud, api):
+    """A slice dies after its call was answered (billed); the retried slice finds the run past its
+    deadline and ends it (``timed_out``) without a call of its own. It committed a step (the run's
+    outcome) before the end, yet the call begun under the reservation was not its own: the end meters it
+    (estimated, at the hold) and gives nothing back unmetered. Found by the invariant fuzzer: the end
+    skipped the read because the slice had committed, and the marked hold stayed held by an ended run."""
+    from datetime import timedelta
+
+    from agenthq.runs import engine
+    from tests.integration.test_run_slots import RecordedOrchestrator, new_run
+
+    tenant = signup(api, tier="pro")
+    wid = tenant.workspace_id
+    agent = create_agent(tenant, "dies-then-late", "architect")
+    marker = "marker-late-" + wid
+    model = AnsweredThenDied(get_services().model, marker)
+    with services_with(orchestrator=RecordedOrchestrator(), model=model):
+        run_id = new_run(tenant, agent["id"], f"Summarise {marker}.")
+        event = {"workspace_id": wid, "run_id": run_id}
+        with pytest.raises(SystemError):
+            engine.run_step(get_services(), {**event, "step": "start"})
+        assert model.died == 1
+        with tenant_scope(wid):  # the retry comes after the run's deadline
+            Run(*Run.key(wid, run_id)).update(actions=[Run.deadline.set(get_services().now() - timedelta(seconds=1))])
+        assert engine.run_step(get_services(), {**event, "step": "think", "turn": 1})["next"] == "done"
+    run = wait_for(tenant, run_id)
+    assert run["status"] == "timed_out", run
+    assert held_by(wid, run_id) == [], "an ended run holds no reservation"
+    billed = cloud.model_server.billed(wid)
+    assert len(billed) == 1
+    (lost,) = model_entries(wid, run_id)
+    assert lost.estimated is True and int(lost.cost_micro_usd) >= billed_micro_usd(billed)
+    assert_metered_at_least_billed_and_everything_agrees(tenant, run, billed)

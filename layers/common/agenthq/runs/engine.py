@@ -111,6 +111,7 @@ class Slice:
         # until that call begins (``_admit_call``), or the slice gives them back (``_release``) or hands back
         # without the call (``disarm``): decisions.md, 275.
         self.armed: dict[int, str] = {}
+        self.began_the_run = False  # it begins at start (run_step): every model call of the run is its own
         # The month's alerts are checked at most every ALERT_CHECK_SECONDS while the slice meters model
         # calls, and before it hands back (``check_alerts``): one read per model call otherwise.
         self._alerts_checked_at = services.clock()
@@ -279,8 +280,10 @@ def run_step(services: Services, event: dict[str, Any],
         except NotFound:  # (a DynamoDB failure is not caught: Step Functions retries it)
             raise RunStepRejected(f"no run {run_id} in workspace {workspace_id}") from None
         work = Slice(services, run, seconds_left)
+        step, turn = work.resume(step, turn)
+        work.began_the_run = step == START
         try:
-            answer = _run_slice(work, event, *work.resume(step, turn))
+            answer = _run_slice(work, event, step, turn)
         except Exception:
             work.disarm()  # a call it marked and never began (a crash after the commit that marked it)
             work.check_alerts(now=True, quietly=True)  # the slice fails with what it raised
@@ -542,11 +545,12 @@ def _meter_begun_call(work: Slice, step: int, reservation: Reservation) -> None:
 
 
 def _meter_begun_calls(work: Slice) -> None:
-    """Before a run's end is written by a slice that did not run it (recovering: the run's
-    failure after a crash, its finish after a wait): meter the calls begun under its reservations
-    and never metered, so that its end gives back only holds no call used."""
-    if not work.recovering:
-        return  # this slice's own calls were metered or given back as they ended
+    """Before a run's end is written by a slice that may not have made every call of the run (one
+    that did not begin at its start: the run's failure after a crash, its finish after a wait, a
+    retried slice that ends the run before a call of its own): meter the calls begun under its
+    reservations and never metered, so that its end gives back only holds no call used."""
+    if work.began_the_run and not work.recovering:
+        return  # every call of the run was this slice's own: metered, settled or given back as it ended
     for reservation in quota.reservations(work.run.workspace_id, work.run.id):
         step = int(reservation.sk.removeprefix("RESERVE#"))
         if reservation.call_started and work.armed.get(step) != reservation.call_started:  # (not its own: _release)
