@@ -71,7 +71,8 @@ def fuzzed(cloud):
         run = wait_for(tenant, launch(tenant, agent["id"], "Say hello.").json()["id"])
         spare = signup(api, "spare", workspace_name="Spare Parts")
         second_session = signup(api, "leaver", workspace_name="Leavers")
-        yield Fuzzed(tenant=tenant, path_ids={"aid": agent["id"], "rid": run["id"], "uid": tenant.user_id},
+        yield Fuzzed(tenant=tenant, path_ids={"aid": agent["id"], "rid": run["id"], "uid": tenant.user_id,
+                                              "version": "1"},
                      spare_workspace_id=spare.workspace_id, logout_token=second_session.access_token)
 
 

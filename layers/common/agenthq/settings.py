@@ -78,12 +78,27 @@ class Settings(BaseModel):
     # console learns it from /v1/console/config.json and allows it in its Content-Security-Policy.
     live_url: str = Field(default="", alias="LIVE_URL")
 
+    # E-mail verification (template.yaml's RequireVerifiedEmail, VerificationEmailSender, PublicApiUrl):
+    # when required, a workspace launches no run (nor anything else that spends) until the address of the
+    # account that signed it up is verified through a one-time link sent by Amazon SES (agenthq.verification).
+    require_verified_email: bool = Field(default=False, alias="REQUIRE_VERIFIED_EMAIL")
+    verification_email_sender: str = Field(default="", alias="VERIFICATION_EMAIL_SENDER", max_length=254)
+    verification_link_ttl_seconds: int = Field(default=24 * 3600, alias="VERIFICATION_LINK_TTL_SECONDS",
+                                               ge=300, le=7 * 86400)
+    # The API's public base URL with its stage (https://api.example.com/v1): the links in mails point under it.
+    # Empty: taken from the request as API Gateway received it (its domain name and stage or base path).
+    public_api_url: str = Field(default="", alias="PUBLIC_API_URL", max_length=2048)
+
     # HTTP edge
     max_request_bytes: int = Field(default=256 * 1024, alias="MAX_REQUEST_BYTES", gt=0)
     cors_allow_origins: tuple[str, ...] = Field(default=(), alias="CORS_ALLOW_ORIGINS")
     # Who may use the operator routes (/v1/admin/*): IAM user or role ARNs (template.yaml's
     # OperatorPrincipalArns, comma-separated; `*` wildcards as in ArnLike). None: nobody (agenthq.operators).
     operator_principal_arns: tuple[str, ...] = Field(default=(), alias="OPERATOR_PRINCIPAL_ARNS")
+
+    # Calls to tenant-given URLs (webhooks, MCP servers; agenthq.outbound): only the local cloud sets this,
+    # so tests and `make dev` can reach a receiver on loopback (and over http). Never on AWS.
+    outbound_allow_loopback: bool = Field(default=False, alias="OUTBOUND_ALLOW_LOOPBACK")
 
     # AWS SDK behaviour
     aws_connect_timeout: float = Field(default=2.0, alias="AWS_CONNECT_TIMEOUT", gt=0)
