@@ -32,6 +32,9 @@ SAMPLE_BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/workspaces/{wid}/agents/{aid}/rollback"): {"version": 1},
     ("POST", "/workspaces/{wid}/runs/{rid}/cancel"): {},
     ("POST", "/workspaces/{wid}/runs/{rid}/resume"): {},
+    ("POST", "/workspaces/{wid}/agents/{aid}/schedules"): {"cron": "0 * * * *", "timezone": "UTC",
+                                                         "input": "Run B's agent for A."},
+    ("PATCH", "/workspaces/{wid}/schedules/{scid}"): {"input": "Hijacked.", "enabled": True},
 }
 
 
@@ -68,6 +71,10 @@ def tenants(cloud):
         assert run.status_code == 202, run.text
         b.extra["run_id"] = run.json()["id"]
         _wait_until_ended(b, b.extra["run_id"])  # B's data must hold still while the matrix runs
+        schedule = b.post(f"/agents/{b.extra['agent_id']}/schedules",
+                          json={"cron": "0 3 * * *", "timezone": "UTC", "input": "B's nightly work.", "enabled": False})
+        assert schedule.status_code == 201, schedule.text
+        b.extra["schedule_id"] = schedule.json()["id"]
         yield a, b
 
 
@@ -84,7 +91,7 @@ def _wait_until_ended(tenant, run_id: str) -> None:
 def b_ids(b) -> dict[str, str]:
     """B's id for every path parameter a workspace route may have."""
     return {"wid": b.workspace_id, "uid": b.user_id, "kid": b.api_key_id, "aid": b.extra["agent_id"],
-            "rid": b.extra["run_id"], "version": "1"}
+            "rid": b.extra["run_id"], "version": "1", "scid": b.extra["schedule_id"]}
 
 
 def fill(path: str, ids: dict[str, str]) -> str:

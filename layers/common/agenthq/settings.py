@@ -89,6 +89,13 @@ class Settings(BaseModel):
     # Empty: taken from the request as API Gateway received it (its domain name and stage or base path).
     public_api_url: str = Field(default="", alias="PUBLIC_API_URL", max_length=2048)
 
+    # Schedules (EventBridge Scheduler): the deployment's schedule group, the fire function each schedule
+    # invokes, and the role Scheduler invokes it with (template.yaml's ScheduleGroup, ScheduleFireFunction,
+    # ScheduleTargetRole).
+    schedule_group_name: str = Field(default="", alias="SCHEDULE_GROUP_NAME")
+    schedule_target_arn: str = Field(default="", alias="SCHEDULE_TARGET_ARN")
+    schedule_role_arn: str = Field(default="", alias="SCHEDULE_ROLE_ARN")
+
     # HTTP edge
     max_request_bytes: int = Field(default=256 * 1024, alias="MAX_REQUEST_BYTES", gt=0)
     cors_allow_origins: tuple[str, ...] = Field(default=(), alias="CORS_ALLOW_ORIGINS")
