@@ -36,7 +36,7 @@ The run engine and the tools find an agent by id or by name with
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -46,9 +46,18 @@ from pynamodb.expressions.condition import Condition
 
 from agenthq import ids
 from agenthq.agent_lookup import MAX_NAME_CHARS, fold_name, load_agent, name_marker
+from agenthq.approvals.policies import (
+    DEFAULT_APPROVAL_TIMEOUT_SECONDS,
+    DEFAULT_ON_APPROVAL_TIMEOUT,
+    MAX_APPROVAL_TIMEOUT_SECONDS,
+    MIN_APPROVAL_TIMEOUT_SECONDS,
+    OnApprovalTimeout,
+    ToolPolicy,
+    unknown_tools,
+)
 from agenthq.clock import Clock
 from agenthq.context import Principal, Scope
-from agenthq.errors import Conflict, NotFound, PlanLimit
+from agenthq.errors import Conflict, InvalidRequest, NotFound, PlanLimit
 from agenthq.pagination import Page, workspace_page
 from agenthq.personalities import PERSONALITIES, Personality, list_personalities
 from agenthq.pricing import KNOWN_MODELS
@@ -101,6 +110,25 @@ def _tools(value: list[str]) -> list[str]:
     return value
 
 
+#: An agent's tool policies and approval settings (agenthq.approvals): on create and on update.
+POLICIES_FIELD = Field(default=None, max_length=len(BUILTIN_TOOL_NAMES) * 2, description=(
+    "Per tool: `allow` (runs), `ask` (waits for a person's approval) or `deny` (refused). Only tools the "
+    "agent has; a tool left out has its default: `allow` for built-ins, `ask` for MCP tools (`mcp__…`)."))
+APPROVAL_TIMEOUT_FIELD = Field(default=None, ge=MIN_APPROVAL_TIMEOUT_SECONDS, le=MAX_APPROVAL_TIMEOUT_SECONDS,
+                               strict=True, description="How long an approval waits before `on_approval_timeout` "
+                               f"applies (default {DEFAULT_APPROVAL_TIMEOUT_SECONDS}, at most 7 days).")
+ON_TIMEOUT_FIELD = Field(default=None, description="What an approval nobody decided in time does: `deny` "
+                         "(the default) or `approve`.")
+
+
+def check_tool_policies(policies: Mapping[str, str] | None, tools: list[str]) -> None:
+    """A policy may name only a tool the agent has (400 otherwise: it would say nothing, or hide a typo)."""
+    unknown = unknown_tools(policies or {}, tools)
+    if unknown:
+        raise InvalidRequest(details=[{"field": "tool_policies", "message":
+                                       f"names tools the agent does not have: {', '.join(unknown)}"}])
+
+
 class _AgentFields(BaseModel):
     """The checks every agent field gets, on create and on update."""
 
@@ -127,6 +155,18 @@ class _AgentFields(BaseModel):
         return None if value is None else _tools(value)
 
 
+#: A session turn's prompt (system, tools, earlier turns, its own messages) is kept within this many tokens
+#: by default: below the 200,000-token window of the models the price table knows, leaving room for the answer.
+DEFAULT_CONTEXT_BUDGET_TOKENS = 150_000
+MIN_CONTEXT_BUDGET_TOKENS, MAX_CONTEXT_BUDGET_TOKENS = 1_000, 190_000
+
+
+def _context_budget_field() -> Any:
+    return Field(default=None, ge=MIN_CONTEXT_BUDGET_TOKENS, le=MAX_CONTEXT_BUDGET_TOKENS, strict=True,
+                 description="In a session, when a turn's prompt would pass this many tokens the oldest turns "
+                             f"are summarised by a metered model call (default {DEFAULT_CONTEXT_BUDGET_TOKENS:,}).")
+
+
 class AgentCreate(_AgentFields):
     """A new agent. What it leaves out comes from its personality (prompt, model,
     tools) or from the defaults (20 steps and $1.00 per run)."""
@@ -143,6 +183,11 @@ class AgentCreate(_AgentFields):
     tools: list[str] | None = Field(default=None, max_length=len(BUILTIN_TOOL_NAMES) * 2)
     max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1, le=MAX_STEPS, strict=True)
     budget_usd: Decimal = Field(default=DEFAULT_BUDGET_USD, gt=0, le=MAX_BUDGET_USD, decimal_places=6)
+    tool_policies: dict[str, ToolPolicy] | None = POLICIES_FIELD
+    approval_timeout_seconds: int | None = APPROVAL_TIMEOUT_FIELD
+    on_approval_timeout: OnApprovalTimeout | None = ON_TIMEOUT_FIELD
+
+    context_budget_tokens: int | None = _context_budget_field()
 
 
 class AgentUpdate(_AgentFields):
@@ -157,8 +202,14 @@ class AgentUpdate(_AgentFields):
     tools: list[str] | None = Field(default=None, max_length=len(BUILTIN_TOOL_NAMES) * 2)
     max_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS, strict=True)
     budget_usd: Decimal | None = Field(default=None, gt=0, le=MAX_BUDGET_USD, decimal_places=6)
+    tool_policies: dict[str, ToolPolicy] | None = POLICIES_FIELD
+    approval_timeout_seconds: int | None = APPROVAL_TIMEOUT_FIELD
+    on_approval_timeout: OnApprovalTimeout | None = ON_TIMEOUT_FIELD
 
-    @field_validator("name", "personality", "model", "tools", "max_steps", "budget_usd", mode="before")
+    context_budget_tokens: int | None = _context_budget_field()  # null: back to the default
+
+    @field_validator("name", "personality", "model", "tools", "max_steps", "budget_usd", "tool_policies",
+                     "approval_timeout_seconds", "on_approval_timeout", mode="before")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         if value is None:
@@ -205,6 +256,11 @@ def agent_view(agent: Agent) -> dict[str, Any]:
         "tools": list(agent.tools),
         "max_steps": int(agent.max_steps),
         "budget_usd": agent.budget_usd,
+        "tool_policies": dict(agent.tool_policies or {}),
+        "approval_timeout_seconds": int(agent.approval_timeout_seconds or DEFAULT_APPROVAL_TIMEOUT_SECONDS),
+        "on_approval_timeout": agent.on_approval_timeout or DEFAULT_ON_APPROVAL_TIMEOUT,
+
+        "context_budget_tokens": int(agent.context_budget_tokens or DEFAULT_CONTEXT_BUDGET_TOKENS),
         "version": versions.current_version(agent),
         "created_at": agent.created_at.isoformat(),
         "updated_at": agent.updated_at.isoformat(),
@@ -239,8 +295,10 @@ def create_agent(clock: Clock, principal: Principal, body: AgentCreate) -> dict[
                   personality=personality.id, system_prompt=body.system_prompt,
                   model=body.model or personality.default_model,
                   tools=list(body.tools if body.tools is not None else personality.default_tools),
-                  max_steps=body.max_steps, budget_usd=money(body.budget_usd), created_at=now, updated_at=now,
-                  version=1)
+                  max_steps=body.max_steps, budget_usd=money(body.budget_usd), tool_policies=body.tool_policies or None,
+                  approval_timeout_seconds=body.approval_timeout_seconds, on_approval_timeout=body.on_approval_timeout,
+                  context_budget_tokens=body.context_budget_tokens, created_at=now, updated_at=now, version=1)
+    check_tool_policies(body.tool_policies, list(agent.tools))
     ensure_fits(agent, "system_prompt", "The agent")  # 413 before anything is written
     first = versions.version_item(agent, 1, change=versions.CREATE, at=now, created_by=principal.subject)
     ensure_fits(first, "system_prompt", "The agent's version")
@@ -275,7 +333,9 @@ def update_agent(clock: Clock, principal: Principal, agent_id: str, change: Agen
 
     def changed(agent: Agent) -> Agent:  # given a copy of the agent as read: the agent as it will be
         for field, value in given.items():
-            setattr(agent, field, None if value is None else money(value) if field == "budget_usd" else value)
+            stored = None if value is None or value == {} else money(value) if field == "budget_usd" else value
+            setattr(agent, field, stored)  # (tool_policies: {} clears them)
+        check_tool_policies(agent.tool_policies, list(agent.tools))  # policies only for the tools it will have
         return agent
 
     return change_agent(clock, principal, agent_id, changed, change=versions.UPDATE)

@@ -17,7 +17,9 @@ export class Live {
     this.socket = null;
     this.opening = null;
     this.runs = new Map(); // run id → {next, held, onEvent, onError}
+    this.sessions = new Map(); // session id → the same: a session's one cursor (its seq, every run of it)
     this.workspaceListeners = new Set();
+    this.workspaceUnsubscribe = null; // a pending unsubscribe of the workspace (watchWorkspace)
     this.stopped = false;
     this.backoff = 1000;
     this.pinger = null;
@@ -41,13 +43,39 @@ export class Live {
     };
   }
 
-  /** Every run's status changes (run.* events) and usage alerts of the workspace. */
+  /** Follow a session's events (every run of it and their children, under the session's seq) from
+   *  `after + 1`: onEvent(event) once per session seq, in order. */
+  watchSession(sessionId, onEvent, {after = 0, onError = () => {}} = {}) {
+    const watch = {next: after + 1, held: new Map(), onEvent, onError};
+    this.sessions.set(sessionId, watch);
+    this.send({action: "subscribe", session_id: sessionId, after});
+    return () => {
+      if (this.sessions.get(sessionId) === watch) {
+        this.sessions.delete(sessionId);
+        this.send({action: "unsubscribe", session_id: sessionId}, false);
+      }
+    };
+  }
+
+  /** Every run's status changes (run.* events), approvals (approval.*) and usage alerts of the workspace. */
   watchWorkspace(listener) {
     this.workspaceListeners.add(listener);
-    if (this.workspaceListeners.size === 1) this.send({action: "subscribe", workspace: true});
+    if (this.workspaceListeners.size === 1 && !this.workspaceUnsubscribe) {
+      this.send({action: "subscribe", workspace: true});
+    }
+    clearTimeout(this.workspaceUnsubscribe);
+    this.workspaceUnsubscribe = null;
     return () => {
       this.workspaceListeners.delete(listener);
-      if (this.workspaceListeners.size === 0) this.send({action: "unsubscribe", workspace: true}, false);
+      if (this.workspaceListeners.size) return;
+      // Later, and only if no view watches by then: a view left for another that watches too would
+      // otherwise send unsubscribe and subscribe at once, and the WebSocket API does not keep the
+      // order in which one connection's messages are handled (the unsubscribe could come last).
+      clearTimeout(this.workspaceUnsubscribe);
+      this.workspaceUnsubscribe = setTimeout(() => {
+        this.workspaceUnsubscribe = null;
+        if (this.workspaceListeners.size === 0) this.send({action: "unsubscribe", workspace: true}, false);
+      }, 2000);
     };
   }
 
@@ -55,7 +83,9 @@ export class Live {
     this.stopped = true;
     clearInterval(this.pinger);
     clearTimeout(this.retryTimer);
+    clearTimeout(this.workspaceUnsubscribe);
     this.runs.clear();
+    this.sessions.clear();
     this.workspaceListeners.clear();
     if (this.socket) this.socket.close(1000, "signed out");
     this.socket = null;
@@ -106,6 +136,9 @@ export class Live {
     for (const [runId, watch] of this.runs) {
       this.send({action: "subscribe", run_id: runId, after: watch.next - 1}, false);
     }
+    for (const [sessionId, watch] of this.sessions) {
+      this.send({action: "subscribe", session_id: sessionId, after: watch.next - 1}, false);
+    }
     if (this.workspaceListeners.size) this.send({action: "subscribe", workspace: true}, false);
   }
 
@@ -137,7 +170,15 @@ export class Live {
         if (frame.truncated) this.fetchWhole(frame.run_id, frame.seq, watch);
         else this.deliver(watch, frame.seq, frame.event);
       }
-      if (String(frame.event && frame.event.type).startsWith("run.")) this.tellWorkspace(frame);
+      if (/^(run|approval)\./.test(String(frame.event && frame.event.type))) this.tellWorkspace(frame);
+    } else if (frame.type === "session.event") {
+      const watch = this.sessions.get(frame.session_id);
+      if (watch) {
+        if (frame.truncated) this.fetchWholeSessionEvent(frame.session_id, frame.seq, watch);
+        else this.deliver(watch, frame.seq, frame.event);
+      }
+    } else if (frame.type === "subscribed" && frame.session_id && frame.more) {
+      this.send({action: "subscribe", session_id: frame.session_id, after: frame.through}, false);
     } else if (frame.type === "usage.alert") {
       this.tellWorkspace(frame);
     } else if (frame.type === "subscribed" && frame.run_id && frame.more) {
@@ -147,9 +188,13 @@ export class Live {
       // from the seq it shows next
       setTimeout(() => {
         for (const [runId, watch] of this.runs) this.send({action: "subscribe", run_id: runId, after: watch.next - 1}, false);
+        for (const [sessionId, watch] of this.sessions) {
+          this.send({action: "subscribe", session_id: sessionId, after: watch.next - 1}, false);
+        }
       }, 1000 * Math.min(30, frame.retry_after || 1));
     } else if (frame.type === "error") {
       for (const watch of this.runs.values()) watch.onError(frame);
+      for (const watch of this.sessions.values()) watch.onError(frame);
     }
   }
 
@@ -165,6 +210,17 @@ export class Live {
       watch.held.delete(watch.next);
       watch.next += 1;
       watch.onEvent(next);
+    }
+  }
+
+  /** A session event too large for a frame: read it whole from the session's cursor over REST. */
+  async fetchWholeSessionEvent(sessionId, seq, watch) {
+    try {
+      const page = await this.api.get(this.api.ws("sessions", sessionId, "events"), {after: seq - 1, limit: 1});
+      const event = page.items.find((item) => item.seq === seq);
+      if (event) this.deliver(watch, seq, event);
+    } catch (error) {
+      watch.onError({code: error.code, message: error.message});
     }
   }
 

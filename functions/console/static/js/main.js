@@ -3,6 +3,7 @@
 // shows the view the location's hash names.
 
 import {Api} from "./api.js";
+import {approvalsView} from "./views/approvals.js";
 import {h, replace} from "./dom.js";
 import {Live} from "./live.js";
 import {agentView} from "./views/agent.js";
@@ -11,6 +12,7 @@ import {operatorView} from "./views/operator.js";
 import {runView} from "./views/run.js";
 import {runsView} from "./views/runs.js";
 import {schedulesView} from "./views/schedules.js";
+import {sessionView, sessionsView} from "./views/sessions.js";
 import {signInView} from "./views/signin.js";
 import {usageView} from "./views/usage.js";
 import {verificationNotice, verifyEmailView} from "./views/verify.js";
@@ -21,15 +23,19 @@ const ROUTES = [
   {pattern: /^#\/runs$/, view: runsView, mode: "workspace", title: "Agents and runs"},
   {pattern: /^#\/runs\/([0-9A-Za-z]+)$/, view: runView, mode: "workspace", title: "Run"},
   {pattern: /^#\/agents\/([0-9A-Za-z]+)$/, view: agentView, mode: "workspace", title: "Agent"},
+  {pattern: /^#\/sessions$/, view: sessionsView, mode: "workspace", title: "Sessions"},
+  {pattern: /^#\/sessions\/([0-9A-Za-z]+)$/, view: sessionView, mode: "workspace", title: "Session"},
   {pattern: /^#\/usage$/, view: usageView, mode: "workspace", title: "Usage"},
+  {pattern: /^#\/approvals$/, view: approvalsView, mode: "workspace", title: "Approvals"},
   {pattern: /^#\/schedules$/, view: schedulesView, mode: "workspace", title: "Schedules"},
   {pattern: /^#\/operator$/, view: operatorView, mode: "operator", title: "Cost against price"},
   {pattern: /^#\/verify-email\/(ahv_[A-Za-z0-9_-]+)$/, view: verifyEmailView, mode: "any", title: "Verify your e-mail"},
 ];
 
 const NAV = {
-  workspace: [["#/runs", "Agents and runs"], ["#/schedules", "Schedules"], ["#/usage", "Usage"],
-              ["#/health", "Health"]],
+  workspace: [["#/runs", "Agents and runs"], ["#/sessions", "Sessions"], ["#/approvals", "Approvals"],
+              ["#/schedules", "Schedules"],
+              ["#/usage", "Usage"], ["#/health", "Health"]],
   operator: [["#/operator", "Cost against price"], ["#/health", "Health"]],
   null: [["#/signin", "Sign in"], ["#/health", "Health"]],
 };

@@ -297,6 +297,11 @@ class Agent(BaseItem, discriminator="Agent"):
     tools = Utf8JSONAttribute()  # allowed tool names, in order
     max_steps = NumberAttribute()
     budget_usd = UnicodeAttribute()  # per-run budget, a decimal string
+    tool_policies = Utf8JSONAttribute(null=True)  # {tool: allow|ask|deny} where it differs from the default
+    approval_timeout_seconds = NumberAttribute(null=True)  # absent: the default (agenthq.approvals.policies)
+    on_approval_timeout = UnicodeAttribute(null=True)  # deny | approve; absent: deny
+
+    context_budget_tokens = NumberAttribute(null=True)  # a session turn's prompt at most (None: the default)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
     # Its current version (AgentVersion): every change advances it by one, on the condition that it is still
@@ -380,6 +385,9 @@ class Run(BaseItem, discriminator="Run"):
     pause_hold = Utf8JSONAttribute(null=True)  # what it could not reserve: {"tokens", "micro_usd"}
     paused_at = UTCDateTimeAttribute(null=True)
     paused_seconds = NumberAttribute(default=0)  # time spent paused: not agent time, not against the timeout
+    waiting_for = UnicodeAttribute(null=True)  # "approval" while it waits on its tool calls' approvals
+    waiting_since = UTCDateTimeAttribute(null=True)  # when that wait began (it is added to paused_seconds)
+    approvals_pending = NumberAttribute(default=0)  # its approvals not decided yet (agenthq.approvals)
     slot = UnicodeAttribute(null=True)  # "own" while it holds one of the workspace's run slots; "parent" for a child
     children_micro_usd = NumberAttribute(default=0)  # model cost of its finished child runs (its budget covers them)
     input_tokens = NumberAttribute(default=0)
@@ -396,6 +404,8 @@ class Run(BaseItem, discriminator="Run"):
     started_at = UTCDateTimeAttribute(null=True)
     finished_at = UTCDateTimeAttribute(null=True)
     deadline = UTCDateTimeAttribute()
+    session_id = UnicodeAttribute(null=True)  # a session's turn (agenthq.runs.turns): its session
+    session_turn = NumberAttribute(null=True)  # and its turn's number there
 
     @staticmethod
     def key(workspace_id: str, run_id: str) -> tuple[str, str]:
@@ -714,6 +724,52 @@ class RunSlots(BaseItem, discriminator="RunSlots"):
         return ws_pk(workspace_id, "QUOTA"), "SLOTS"
 
 
+class Approval(BaseItem, discriminator="Approval"):
+    """pk WS#<id>, sk APPROVAL#<approval_id>: a tool call waiting for (or given) a person's decision
+    (``agenthq.approvals``). Its id is derived from its run and tool call, so a retried step asks once.
+    While pending it is in the sparse gsi1 partition ``APPROVALS_DUE`` sorted by when it expires,
+    so the expiry schedule finds the due ones with a Query; its decision removes it from there."""
+
+    id = UnicodeAttribute()
+    workspace_id = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    root_run_id = UnicodeAttribute()
+    agent_id = UnicodeAttribute()
+    tool_use_id = UnicodeAttribute()
+    tool = UnicodeAttribute()
+    input = Utf8JSONAttribute()
+    turn = NumberAttribute()
+    status = UnicodeAttribute()  # pending | approved | denied | expired | cancelled
+    on_timeout = UnicodeAttribute()  # deny | approve: what expiry applies
+    applied = UnicodeAttribute(null=True)  # approve | deny: what its decision (or expiry) let the tool call do
+    reason = UnicodeAttribute(null=True)
+    decided_by = UnicodeAttribute(null=True)
+    decided_at = UTCDateTimeAttribute(null=True)
+    due_at = UTCDateTimeAttribute()  # when it expires (not ``expires_at``: that is the table's TTL)
+    created_at = UTCDateTimeAttribute()
+
+    DUE = "APPROVALS_DUE"
+
+    @staticmethod
+    def key(workspace_id: str, approval_id: str) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"APPROVAL#{approval_id}"
+
+    @staticmethod
+    def due_key(workspace_id: str, approval_id: str, due_at: Any) -> str:
+        return f"{due_at.strftime('%Y-%m-%dT%H:%M:%S')}#{workspace_id}#{approval_id}"
+
+
+class PendingApprovals(BaseItem, discriminator="PendingApprovals"):
+    """pk WS#<id>#QUOTA, sk APPROVALS: the workspace's approvals not decided yet, at most its tier's
+    ``pending_approvals`` (each request adds on that condition; each decision, expiry or cancel takes one off)."""
+
+    pending = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(workspace_id: str) -> tuple[str, str]:
+        return ws_pk(workspace_id, "QUOTA"), "APPROVALS"
+
+
 class QueuedRun(BaseItem, discriminator="QueuedRun"):
     """pk WS#<id>#QUEUE, sk <run_id>: a run waiting for a slot. Run ids are ULIDs,
     so the partition reads oldest first: the queue is first-in, first-out."""
@@ -803,13 +859,128 @@ class LiveSubscription(BaseItem, discriminator="LiveSubscription"):
     session_id = UnicodeAttribute(null=True)
     role = UnicodeAttribute(null=True)
 
+    # A session's events (agenthq.sessions): sk CONVERSATION#<session id>#CONN#<connection id>, after: a session seq.
+    conversation_id = UnicodeAttribute(null=True)
+
     @staticmethod
     def prefix(run_id: str | None) -> str:
         return f"RUN#{run_id}#CONN#" if run_id else "WORKSPACE#CONN#"
 
+    @staticmethod
+    def conversation_prefix(session_id: str) -> str:
+        return f"CONVERSATION#{session_id}#CONN#"
+
     @classmethod
     def key(cls, workspace_id: str, run_id: str | None, connection_id: str) -> tuple[str, str]:
         return LiveConnection.partition(workspace_id), cls.prefix(run_id) + connection_id
+
+    #: How a session's subscription is named in ``LiveConnection.subscriptions`` (a run's: its id; the workspace's: *).
+    SESSION_TARGET = "session:"
+
+    @classmethod
+    def target_key(cls, workspace_id: str, target: str, connection_id: str) -> tuple[str, str]:
+        """The key of the subscription ``LiveConnection.subscriptions`` names ``target``."""
+        if target.startswith(cls.SESSION_TARGET):
+            return (LiveConnection.partition(workspace_id),
+                    cls.conversation_prefix(target.removeprefix(cls.SESSION_TARGET)) + connection_id)
+        return cls.key(workspace_id, None if target == "*" else target, connection_id)
+
+
+class AgentSession(BaseItem, UsageCounts, discriminator="AgentSession"):
+    """pk WS#<id>, sk CONVERSATION#<session id> (``SESSION#`` is a login's); gsi1:
+    WS#<id>#AGENT#<agent id>, CONVERSATION#<session id> → an agent's sessions. One
+    conversation with one agent across many runs (agenthq.sessions). ``launched``
+    turns were launched (each a run, numbered in the order its launch committed);
+    ``done_turns`` of them, from the first on, have ended (agenthq.runs.turns). Its
+    turns and transcript live in partition WS#<id>#CONVERSATION#<session id>. The
+    usage is its ended turns' runs' usage, added once as each turn is done."""
+
+    id = UnicodeAttribute()
+    workspace_id = UnicodeAttribute()
+    agent_id = UnicodeAttribute()
+    agent_version = UnicodeAttribute()  # the agent's version it runs ("latest": whatever the agent is at launch)
+    title = UnicodeAttribute(null=True)
+    launched = NumberAttribute(default=0)
+    done_turns = NumberAttribute(default=0)
+    event_seq = NumberAttribute(default=0)  # the last session event's seq (agenthq.runs.session_events)
+    last_run_id = UnicodeAttribute(null=True)
+    created_by = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, session_id: str) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"CONVERSATION#{session_id}"
+
+    @staticmethod
+    def partition(workspace_id: str, session_id: str) -> str:
+        return ws_pk(workspace_id, "CONVERSATION", session_id)
+
+    def owned_partitions(self) -> list[str]:
+        return [self.partition(self.workspace_id, self.id)]
+
+
+class SessionTurn(BaseItem, discriminator="SessionTurn"):
+    """pk WS#<id>#CONVERSATION#<session id>, sk TURN#<n, 6 digits>: the session's n-th
+    turn and its run, written by the launch that numbered it. ``task_token``: the
+    run's WaitForSlot task while it waits for the turn before to end."""
+
+    number = NumberAttribute()
+    run_id = UnicodeAttribute()
+    launched_at = UTCDateTimeAttribute()
+    task_token = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(workspace_id: str, session_id: str, number: int) -> tuple[str, str]:
+        return AgentSession.partition(workspace_id, session_id), f"TURN#{number:06d}"
+
+
+class TranscriptEntry(BaseItem, discriminator="TranscriptEntry"):
+    """pk WS#<id>#CONVERSATION#<session id>, sk MSG#<turn, 6 digits>#<1 user | 2 assistant>:
+    the session's transcript as people read it (every turn, even those compacted away)."""
+
+    role = UnicodeAttribute()
+    text = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, session_id: str, turn: int, role: str) -> tuple[str, str]:
+        return AgentSession.partition(workspace_id, session_id), f"MSG#{turn:06d}#{1 if role == 'user' else 2}"
+
+
+class SessionEvent(BaseItem, discriminator="SessionEvent"):
+    """pk WS#<id>#CONVERSATION#<session id>, sk EVT#<session seq, 10 digits>: every event of the
+    session's runs and their delegated children, under one dense session sequence from 1, written
+    in the same transaction as the run event it copies (agenthq.runs.session_events)."""
+
+    seq = NumberAttribute()
+    run_id = UnicodeAttribute()
+    run_seq = NumberAttribute()
+    event_type = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+    data = Utf8JSONAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, session_id: str, seq: int) -> tuple[str, str]:
+        return AgentSession.partition(workspace_id, session_id), f"EVT#{seq:010d}"
+
+
+class ConversationSummary(BaseItem, discriminator="ConversationSummary"):
+    """pk WS#<id>#CONVERSATION#<session id>, sk SUMMARY#<through turn, 6 digits>: a summary of the
+    session's turns 1 … ``through_turn`` (the earlier summary included), made by a metered model call of
+    the run ``run_id`` when its prompt would pass the agent's context budget. Later turns' prompts begin
+    with the newest summary instead of the turns it replaced; the transcript keeps them all."""
+
+    text = UnicodeAttribute()
+    through_turn = NumberAttribute()
+    replaced_turns = Utf8JSONAttribute()  # the turn numbers this summary newly folded in
+    run_id = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, session_id: str, through_turn: int) -> tuple[str, str]:
+        return AgentSession.partition(workspace_id, session_id), f"SUMMARY#{through_turn:06d}"
 
 
 class Schedule(BaseItem, discriminator="Schedule"):
