@@ -16,6 +16,7 @@ from agenthq_cli.approvals import approvals_app
 from agenthq_cli.schedules import schedules_app
 from agenthq_cli.sessions import sessions_app
 from agenthq_cli.user import agents_app, keys_app, login, runs_app, usage, workspaces
+from agenthq_cli.webhooks import webhooks_app
 
 app = typer.Typer(name="agenthq", help="AgentHQ from the command line.", no_args_is_help=True,
                   add_completion=False)
@@ -31,6 +32,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(sessions_app, name="sessions")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 def _version(value: bool) -> None:
