@@ -32,9 +32,11 @@ Task states) are routed here by a botocore hook, in either mode.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import importlib.util
 import io
+import itertools
 import json
 import logging
 import multiprocessing
@@ -274,7 +276,15 @@ class _Reservation:
 
 
 class _Environments:
-    """A function's execution environments: idle ones reused most recent first, at most ``limit``."""
+    """A function's execution environments: idle ones reused most recent first, at most ``limit``.
+
+    On Lambda an invocation never waits for an environment: under the function's concurrency it gets
+    one of its own at once. Here at most ``limit`` run, and the rest wait; so that one caller's burst
+    does not make every other caller wait behind all of it (on Lambda it would not wait at all), the
+    waiting invocations are served **in turns by caller** (``lane``: the WebSocket connection that sent
+    the message; None, one lane for every other caller): each lane's invocations in arrival order, and
+    a lane with one waiting is served before a second of a lane with many waiting (start-time fair
+    queueing, one turn per invocation). Nothing more runs at once and nothing less waits in all."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -283,17 +293,24 @@ class _Environments:
         self.changed = threading.Condition()
         self.cold_starts = 0
         self.generation = 0  # moves on when the function's code changes (a test replaces its handler)
-        self.queue: list[object] = []  # invocations waiting for an environment, in arrival order
+        self.queue: list[tuple[int, int]] = []  # invocations waiting for an environment: (turn, arrival), sorted
+        self._turn = 0  # the turn of the last invocation that got an environment
+        self._lanes: dict[object, int] = {}  # a lane with invocations waiting -> the turn of its last one
+        self._arrivals = itertools.count()
 
-    def take(self, function: str, start: Callable[[], _Worker], patience: float) -> tuple[_Worker, float]:
+    def take(self, function: str, start: Callable[[], _Worker], patience: float,
+             lane: object = None) -> tuple[_Worker, float]:
         """A free environment (a warm one, else a new one: a cold start), and how long the invocation waited
-        for one. It waits at most ``patience`` (its timeout: on Lambda it would have run at once)."""
+        for one. It waits at most ``patience`` (its timeout: on Lambda it would have run at once), for its
+        turn (see the class)."""
         began = time.monotonic()
         with self.changed:
-            ticket = object()
-            self.queue.append(ticket)  # first come, first served: a newcomer never overtakes one who waits
+            turn = max(self._turn, self._lanes.get(lane, 0)) + 1
+            self._lanes[lane] = turn
+            ticket = (turn, next(self._arrivals))
+            bisect.insort(self.queue, ticket)
             try:
-                while self.queue[0] is not ticket or (not self.idle and self.count >= self.limit):
+                while self.queue[0] != ticket or (not self.idle and self.count >= self.limit):
                     left = began + patience - time.monotonic()
                     if left <= 0:
                         raise FunctionError("Sandbox.Timedout", f"Task timed out after {patience:.2f} seconds "
@@ -301,7 +318,10 @@ class _Environments:
                     self.changed.wait(left)
             finally:
                 self.queue.remove(ticket)
+                if self._lanes.get(lane) == turn:  # the lane's last waiting one: it starts afresh next time
+                    del self._lanes[lane]
                 self.changed.notify_all()  # the next in line looks again
+            self._turn = max(self._turn, turn)
             waited = time.monotonic() - began
             if self.idle:
                 return self.idle.pop(), waited
@@ -488,9 +508,10 @@ class LambdaRuntime:
     def _arn(self, spec: FunctionSpec) -> str:
         return f"arn:aws:lambda:{self.region}:{self.account}:function:{spec.name}"
 
-    def invoke(self, name_or_arn: str, event: Any) -> Any:
+    def invoke(self, name_or_arn: str, event: Any, lane: object = None) -> Any:
         """Call the function's handler with ``event``; its result, or FunctionError (or Throttled).
-        A handler running past the function's Timeout is stopped and reported as Lambda does."""
+        A handler running past the function's Timeout is stopped and reported as Lambda does. ``lane``:
+        the caller, when it waits for an environment (``_Environments``: callers are served in turns)."""
         spec = self.spec(name_or_arn)
         with self._count_lock:
             self.invocations[spec.logical_id] = self.invocations.get(spec.logical_id, 0) + 1
@@ -500,7 +521,7 @@ class LambdaRuntime:
             with reservation.held(spec.logical_id) if reservation else contextlib.nullcontext():
                 if self.runs_in_process(spec.logical_id):
                     return self._invoke_here(spec, event, fault)
-                return self._invoke_in_worker(spec, event, fault)
+                return self._invoke_in_worker(spec, event, fault, lane)
         except FunctionError as error:
             # What CloudWatch Logs would show for a failed invocation.
             log.error("%s failed: %s\n%s", spec.name, error, "".join(error.stack))
@@ -546,15 +567,17 @@ class LambdaRuntime:
         except FutureTimeout:
             raise self._timed_out(spec, None) from None
 
-    def _invoke_in_worker(self, spec: FunctionSpec, event: Any, fault: InvocationFault | None) -> Any:
+    def _invoke_in_worker(self, spec: FunctionSpec, event: Any, fault: InvocationFault | None,
+                          lane: object = None) -> Any:
         environments = self._environments[spec.logical_id]
         timeout = self.timeout_of(spec)
-        worker, waited = environments.take(spec.logical_id, lambda: self._start_worker(spec), patience=timeout)
+        worker, waited = environments.take(spec.logical_id, lambda: self._start_worker(spec), patience=timeout,
+                                           lane=lane)
         while not worker.process.is_alive():  # an idle environment that died (killed from outside): another
             worker.kill()
             environments.give_back(None)
             worker, more = environments.take(spec.logical_id, lambda: self._start_worker(spec),
-                                             patience=timeout - waited)
+                                             patience=timeout - waited, lane=lane)
             waited += more
         timeout -= waited  # the time it waited for an environment counts (a cold start's init does not)
         fault_spec = None if fault is None else {"delay_seconds": fault.delay_seconds, "when": fault.when,

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import logging
 import secrets
@@ -42,6 +43,8 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,6 +61,7 @@ MAX_POST_BYTES = 128 * 1024
 IDLE_TIMEOUT_SECONDS = 10 * 60
 MAX_CONNECTION_SECONDS = 2 * 3600
 SEND_QUEUE_FRAMES = 1000
+INVOKER_THREADS = 64  # invocations the front has under way at once; the others wait their connection's turn
 HANDSHAKE_TIMEOUT_SECONDS = 29  # the authorizer and $connect run within API Gateway's integration timeout
 
 CLOSE_GOING_AWAY = 1001
@@ -98,7 +102,8 @@ class WebSocketFront:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self.management = _ManagementServer(self, host)
-        self._invokers = ThreadPoolExecutor(max_workers=64, thread_name_prefix="websocket-invoke")
+        self._invokers = ThreadPoolExecutor(max_workers=INVOKER_THREADS + 8, thread_name_prefix="websocket-invoke")
+        self._turns = _Turns(INVOKER_THREADS)  # the routes' invocations ($disconnect's has the 8 threads more)
         #: A fault for tests: the @connections API's DELETE fails (500) instead of closing, as a close
         #: that API Gateway could not do would; the callers must still end the connection's access.
         self.failing_closes = False
@@ -273,7 +278,7 @@ class WebSocketFront:
         event["body"] = text if text is not None else base64.b64encode(message).decode()  # type: ignore[arg-type]
         event["isBase64Encoded"] = text is None
         try:
-            answer = await self._invoke(route.function, event)
+            answer = await self._invoke(route.function, event, lane=connection.id)
         except FunctionError:
             answer = None
         if not route.two_way:
@@ -306,9 +311,14 @@ class WebSocketFront:
             "identity": {"sourceIp": source_ip}, "authorizer": authorizer},
             "isBase64Encoded": False}
 
-    async def _invoke(self, function: str, event: dict[str, Any]) -> Any:
-        """Invoke a function without blocking the front (the runtime bounds the concurrency, as Lambda does)."""
-        return await asyncio.get_running_loop().run_in_executor(self._invokers, self.runtime.invoke, function, event)
+    async def _invoke(self, function: str, event: dict[str, Any], lane: str | None = None) -> Any:
+        """Invoke a function without blocking the front (the runtime bounds the concurrency, as Lambda does).
+        ``lane``: the connection whose message it is; where the runtime makes invocations wait for one of
+        this machine's few environments (on Lambda none waits), each connection takes its turn, so one
+        connection's burst does not hold up every other connection's messages."""
+        call = functools.partial(self.runtime.invoke, function, event, lane=lane)
+        async with self._turns.turn(lane):
+            return await asyncio.get_running_loop().run_in_executor(self._invokers, call)
 
     def _invoke_quietly(self, function: str, event: dict[str, Any]) -> None:
         try:
@@ -373,6 +383,48 @@ class WebSocketFront:
             connection.ws.transport.abort()
             return True
         return bool(self._call(cut()))
+
+
+class _Turns:
+    """At most ``limit`` invocations under way at once (the front's threads; API Gateway has no such
+    limit, this machine has); the others wait **in turns by connection** (``lane``; None: handshakes),
+    so that one connection's burst does not hold up every other connection's messages: the waiting
+    lanes are served round robin, each lane's invocations in arrival order. Used on the event loop only."""
+
+    def __init__(self, limit: int) -> None:
+        self.free = limit
+        self.waiting: OrderedDict[object, deque[asyncio.Future[None]]] = OrderedDict()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, lane: object) -> AsyncIterator[None]:
+        if self.free > 0 and not self.waiting:
+            self.free -= 1
+        else:
+            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.waiting.setdefault(lane, deque()).append(ready)
+            try:
+                await ready
+            except asyncio.CancelledError:
+                if ready.done() and not ready.cancelled():
+                    self._hand_on()  # it was handed a place it will not use
+                raise
+        try:
+            yield
+        finally:
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        """A place is free: to the first waiting lane's first invocation, that lane to the end of the line."""
+        while self.waiting:
+            lane, queue = next(iter(self.waiting.items()))
+            del self.waiting[lane]
+            ready = queue.popleft()
+            if queue:
+                self.waiting[lane] = queue
+            if not ready.done():
+                ready.set_result(None)
+                return
+        self.free += 1
 
 
 class _RouteThrottle:

@@ -26,6 +26,8 @@ def test_run_benchmark_runs(cloud, capsys):
         assert list(costs) == list(runs.LATENCIES)
         usd = [costs[latency]["usd"] for latency in runs.LATENCIES]
         assert usd == sorted(usd), f"{steps} steps: a longer wait costs more"
+    for steps, shape in figures["bounds"].items():  # counts, not timings: the bench's bound holds
+        assert shape["writes_per_step"] <= 2, f"{steps} steps: the call mark rides on the commit before (275)"
     paced = by_latency[runs.STEPS][2.0]
     assert paced["measured"] == 1.0 and paced["billed_seconds"] >= runs.STEPS * 2.0, "the measured waits are billed"
     out = capsys.readouterr().out

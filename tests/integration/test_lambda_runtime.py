@@ -77,6 +77,31 @@ def test_a_warm_environment_is_reused_and_concurrent_invocations_get_environment
     assert 1 < most <= limit
 
 
+def test_one_callers_burst_does_not_hold_up_another_callers_invocation(cloud):
+    """On Lambda no invocation waits for an environment; here at most `limit` run at once and the others
+    wait, in turns by caller (the WebSocket front passes each connection as a lane): an invocation of
+    another caller runs at the next free environment, not after the whole of one caller's backlog."""
+    runtime = cloud.runtime
+    limit = cloud.config.lambda_concurrency
+    with runtime.handler_replaced("HealthFunction", PROBE), ThreadPoolExecutor(3 * limit + 1) as pool:
+        burst = [pool.submit(runtime.invoke, "HealthFunction", {"hold_seconds": 0.4}, lane="flooding connection")
+                 for _ in range(3 * limit)]
+        _until(lambda: len(runtime._environments["HealthFunction"].queue) == 2 * limit, "the burst waiting")
+        other = runtime.invoke("HealthFunction", {"hold_seconds": 0.4}, lane="another connection")
+        flooded = [f.result(60) for f in burst]
+    # first come first served would have run all 3 × limit of the burst first; in turns, at least the
+    # burst's last `limit` start after it (the turn it got is the burst's second)
+    after = [a for a in flooded if a["started"] > other["started"]]
+    assert len(after) >= limit, (len(after), limit)
+    # and nothing ran beyond the function's environments, nor did any invocation go unserved
+    moments = sorted([(a["started"], 1) for a in [*flooded, other]] + [(a["ended"], -1) for a in [*flooded, other]])
+    running = most = 0
+    for _, change in moments:
+        running += change
+        most = max(most, running)
+    assert most <= limit
+
+
 def test_an_environment_that_died_while_idle_is_replaced_by_a_new_one(cloud):
     runtime = cloud.runtime
     with runtime.handler_replaced("HealthFunction", PROBE):

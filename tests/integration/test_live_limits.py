@@ -178,6 +178,35 @@ def test_subscribes_are_rate_limited_per_connection_and_the_connection_stays(api
         limits.meter_message(services, principal, "never-connected", subscribing=True)
 
 
+def test_a_subscribe_that_loses_the_race_to_open_the_window_takes_its_place_in_it(api, monkeypatch):
+    """Two subscribes of one connection at once, in two environments, the window not open yet: one opens
+    it, the other's opening fails — it takes its place in the window just opened, it is not refused (nor
+    is the refusal remembered by its environment for the rest of the window)."""
+    tenant = signup(api, "live-limit-race")
+    principal = _owner(tenant)
+    services, _ = _services(at=1_800_000_005.0, live_subscribes_per_window=3, live_subscribe_window_seconds=10)
+    connections.connect(services, principal, "racing")
+    real = limits._update_if
+    raced: list[str] = []
+
+    def update_if(item: Any, actions: list[Any], condition: Any) -> bool:
+        done = real(item, actions, condition)
+        if not done and not raced:  # the first subscribe found no window open: the other opens it now
+            raced.append("other")
+            limits.take_subscribe(services, tenant.workspace_id, "racing")
+        return done
+
+    monkeypatch.setattr(limits, "_update_if", update_if)
+    limits.take_subscribe(services, tenant.workspace_id, "racing")  # not RateLimited
+    assert raced == ["other"]
+    with tenant_scope(tenant.workspace_id):
+        stored = LiveConnection.get(*LiveConnection.key(tenant.workspace_id, "racing"))
+    assert int(stored.rate_count) == 2, "both in the window"
+    limits.take_subscribe(services, tenant.workspace_id, "racing")  # the third of three: nothing remembered
+    with pytest.raises(RateLimited):
+        limits.take_subscribe(services, tenant.workspace_id, "racing")
+
+
 def test_messages_count_as_api_calls_against_the_days_quota(api):
     tenant = signup(api, "live-limit-calls")
     wid = tenant.workspace_id

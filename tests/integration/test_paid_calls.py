@@ -245,3 +245,103 @@ def test_a_hold_a_call_was_begun_under_is_marked_once_and_never_given_back(api):
         assert Reservation.get_or_none(*key) is None
         assert int(month_of(wid).committed_micro_usd) == 0
         assert quota.start_call(wid, Reservation(*key), "unanswered_late") is False, "a hold given back"
+
+
+# --------------------------------------------------------------------------- the mark rides on the commit before (275)
+
+TWO_CALLS = 'Check.\n/tool calculator {"expression": "6*7"}'  # a tool turn, then the answer: two model calls
+
+
+def test_a_slice_that_crashes_after_the_commit_that_marked_the_next_call_meters_exactly_what_was_billed(cloud, api):
+    """The act step's reply writes the next call's reservation marked for that call (decision 275); the
+    slice crashes right after that commit, before the call. It takes the mark off as it fails, so the
+    retried slice reserves the call as one never begun: no estimated entry, the ledger is exactly what
+    the server billed (decision 205 kept a write of its own per call for this crash)."""
+    from tests.support import StepFault, step_faults
+
+    tenant = signup(api, tier="pro")
+    agent = create_agent(tenant, "crash-after-reply", "sre")
+    with step_faults(StepFault(steps=("act",), when="after",
+                               match=lambda event: event.get("workspace_id") == tenant.workspace_id)) as faults:
+        run = wait_for(tenant, launch(tenant, agent["id"], TWO_CALLS).json()["id"])
+    assert faults[0].fired == 1, "the fault was injected"
+    assert run["status"] == "succeeded", run
+    billed = cloud.model_server.billed(tenant.workspace_id)
+    assert len(billed) == 2, "two calls, each made once"
+    entries = model_entries(tenant.workspace_id, run["id"])
+    assert [e.estimated for e in entries] == [None, None], [e.entry for e in entries]
+    assert micro(run["usage"]["cost_usd"]) == billed_micro_usd(billed), "metered exactly what was billed"
+    assert_metered_at_least_billed_and_everything_agrees(tenant, run, billed)
+
+
+def test_the_commit_before_a_call_marks_it_and_a_slice_that_hands_back_takes_the_mark_off(cloud, api, monkeypatch):
+    """Start's commit writes the first call's reservation marked; a slice that hands back before the
+    call (here: no time left for a model call after start) takes the mark off, and the next slice marks
+    it just before its request (``quota.start_call``, the one write of its own). The slice that goes on
+    from an act step's reply to the call it marked writes nothing more for it: two calls, one
+    ``start_call``, and nothing estimated."""
+    from agenthq.runs import engine
+    from tests.integration.test_run_slots import RecordedOrchestrator, new_run
+
+    tenant = signup(api, tier="pro")
+    wid = tenant.workspace_id
+    agent = create_agent(tenant, "hands-back", "sre")
+    marked: list[str] = []
+    real_start_call = quota.start_call
+
+    def start_call(workspace_id, reservation, call):
+        marked.append(reservation.sk)
+        return real_start_call(workspace_id, reservation, call)
+
+    monkeypatch.setattr(quota, "start_call", start_call)
+    with services_with(orchestrator=RecordedOrchestrator()):
+        run_id = new_run(tenant, agent["id"], TWO_CALLS)
+        event = {"workspace_id": wid, "run_id": run_id}
+        assert engine.run_step(get_services(), {**event, "step": "start"}, seconds_left=lambda: 0.0) == \
+            {"next": "think", "turn": 1}, "start, then it hands back: no time left for a model call"
+        (held,) = held_by(wid, run_id)
+        assert held.sk == "RESERVE#000001" and held.call_started is None, "the mark taken off as it handed back"
+        assert engine.run_step(get_services(), {**event, "step": "think", "turn": 1})["next"] == "done"
+    assert marked == ["RESERVE#000001"], "the second call's reservation came marked with the act step's reply"
+    run = wait_for(tenant, run_id)
+    assert run["status"] == "succeeded", run
+    billed = cloud.model_server.billed(wid)
+    assert len(billed) == 2
+    assert [e.estimated for e in model_entries(wid, run_id)] == [None, None]
+    assert micro(run["usage"]["cost_usd"]) == billed_micro_usd(billed)
+    assert_metered_at_least_billed_and_everything_agrees(tenant, run, billed)
+
+
+def test_a_run_ended_before_its_next_call_by_a_slice_that_did_not_make_the_last_one_meters_it(cloud, api):
+    """A slice dies after its call was answered (billed); the retried slice finds the run past its
+    deadline and ends it (``timed_out``) without a call of its own. It committed a step (the run's
+    outcome) before the end, yet the call begun under the reservation was not its own: the end meters it
+    (estimated, at the hold) and gives nothing back unmetered. Found by the invariant fuzzer: the end
+    skipped the read because the slice had committed, and the marked hold stayed held by an ended run."""
+    from datetime import timedelta
+
+    from agenthq.runs import engine
+    from tests.integration.test_run_slots import RecordedOrchestrator, new_run
+
+    tenant = signup(api, tier="pro")
+    wid = tenant.workspace_id
+    agent = create_agent(tenant, "dies-then-late", "architect")
+    marker = "marker-late-" + wid
+    model = AnsweredThenDied(get_services().model, marker)
+    with services_with(orchestrator=RecordedOrchestrator(), model=model):
+        run_id = new_run(tenant, agent["id"], f"Summarise {marker}.")
+        event = {"workspace_id": wid, "run_id": run_id}
+        with pytest.raises(SystemError):
+            engine.run_step(get_services(), {**event, "step": "start"})
+        assert model.died == 1
+        with tenant_scope(wid):  # the retry comes after the run's deadline
+            Run(*Run.key(wid, run_id)).update(actions=[Run.deadline.set(get_services().now() - timedelta(seconds=1))])
+        assert engine.run_step(get_services(), {**event, "step": "think", "turn": 1})["next"] == "done"
+    run = wait_for(tenant, run_id)
+    assert run["status"] == "timed_out", run
+    assert held_by(wid, run_id) == [], "an ended run holds no reservation"
+    billed = cloud.model_server.billed(wid)
+    assert len(billed) == 1
+    (lost,) = model_entries(wid, run_id)
+    assert lost.estimated is True and int(lost.cost_micro_usd) >= billed_micro_usd(billed)
+    assert_metered_at_least_billed_and_everything_agrees(tenant, run, billed)

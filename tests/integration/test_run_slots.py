@@ -153,10 +153,9 @@ def running(tenant, agent_id: str, count: int) -> list[str]:
 
 
 def _start(tenant, run_id: str) -> str:
-    """The Start task alone (a slice of one step: the model call is the test's next move)."""
-    with tenant_scope(tenant.workspace_id):
-        work = engine.Slice(get_services(), load_run(tenant.workspace_id, run_id))
-        return engine.start(work, {"step": "start", "turn": 0})
+    """The Start task alone (a slice of one step that hands back: the model call is the test's next move)."""
+    return engine.run_step(get_services(), {"step": "start", "workspace_id": tenant.workspace_id, "run_id": run_id},
+                           seconds_left=lambda: 0.0)["next"]
 
 
 def queued(tenant, orchestrator: RecordedOrchestrator, agent_id: str) -> tuple[str, str]:

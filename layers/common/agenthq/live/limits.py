@@ -237,14 +237,15 @@ def take_subscribe(services: Services, workspace_id: str, connection_id: str) ->
     key = f"connection:{connection_id}"
     if _refused_until(key, now) is None:
         connection = LiveConnection(*LiveConnection.key(workspace_id, connection_id))
-        if _update_if(connection, [LiveConnection.rate_count.add(1)],
-                      LiveConnection.pk.exists() & (LiveConnection.rate_window == window)
-                      & (LiveConnection.rate_count < settings.live_subscribes_per_window)):
-            return
-        if _update_if(connection, [LiveConnection.rate_window.set(window), LiveConnection.rate_count.set(1)],
-                      LiveConnection.pk.exists() & (LiveConnection.rate_window.does_not_exist()
-                                                    | (LiveConnection.rate_window < window))):
-            return
+        for _ in range(2):  # again when a concurrent subscribe of the connection opened the window meanwhile
+            if _update_if(connection, [LiveConnection.rate_count.add(1)],
+                          LiveConnection.pk.exists() & (LiveConnection.rate_window == window)
+                          & (LiveConnection.rate_count < settings.live_subscribes_per_window)):
+                return
+            if _update_if(connection, [LiveConnection.rate_window.set(window), LiveConnection.rate_count.set(1)],
+                          LiveConnection.pk.exists() & (LiveConnection.rate_window.does_not_exist()
+                                                        | (LiveConnection.rate_window < window))):
+                return
         if LiveConnection.get_or_none(*LiveConnection.key(workspace_id, connection_id)) is None:
             raise NotFound("This connection is no longer known; connect again.")
         _remember(key, (window + 1) * length)

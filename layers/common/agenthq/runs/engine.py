@@ -24,8 +24,9 @@ no usage is counted twice.
 
 Writes per step are few: the model's answer, its metering and the first tool's
 start in one transaction; each tool's result with the next tool's start; the
-last result with the reply and the reservation of the next model call; the
-run's end with the last answer.
+last result with the reply and the reservation of the next model call, which
+bears the mark of that call (decisions.md, 275: no write of its own when the
+same slice makes the call); the run's end with the last answer.
 """
 
 from __future__ import annotations
@@ -111,6 +112,11 @@ class Slice:
         self._calls: dict[str, ToolCall] | None = None
         self._limits: TierLimits | None = None
         self.reserved: dict[int, Reservation] = {}  # reservations of model calls this slice knows of
+        # Reservations this slice's commits wrote marked for the call it is about to make (step -> the mark),
+        # until that call begins (``_admit_call``), or the slice gives them back (``_release``) or hands back
+        # without the call (``disarm``): decisions.md, 275.
+        self.armed: dict[int, str] = {}
+        self.began_the_run = False  # it begins at start (run_step): every model call of the run is its own
         # The month's alerts are checked at most every ALERT_CHECK_SECONDS while the slice meters model
         # calls, and before it hands back (``check_alerts``): one read per model call otherwise.
         self._alerts_checked_at = services.clock()
@@ -231,6 +237,8 @@ class Slice:
         if change.reserves is not None:
             reservation = change.reserves[0]
             self.reserved[int(reservation.sk.removeprefix("RESERVE#"))] = reservation
+            if reservation.call_started:
+                self.armed[int(reservation.sk.removeprefix("RESERVE#"))] = str(reservation.call_started)
         if change.settles is not None and change.settles[0] is not None:
             self.reserved.pop(int(change.settles[0].sk.removeprefix("RESERVE#")), None)
         return self.run
@@ -246,6 +254,25 @@ class Slice:
         return decisions.goes_on_in_slice(next_step, seconds_left=self.seconds_left(),
                                           model_call_seconds=self.services.settings.model_call_budget_seconds,
                                           tool_call_seconds=self.services.tools.longest_timeout())
+
+    def disarm(self) -> None:
+        """The slice ends (it hands back, or it fails) without the calls its commits marked: take each
+        mark off its reservation (if it still bears it), so whoever finds the reservation next reserves
+        the call as not begun, instead of metering a call never sent. Best effort: a mark left on (this
+        write failed, or the worker was killed before it) is metered at its hold — more than was billed,
+        never less (decisions.md, 275)."""
+        armed, self.armed = self.armed, {}
+        for step, call in armed.items():
+            reservation = self.reserved.get(step) or Reservation(*Reservation.key(self.run.workspace_id,
+                                                                                  self.run.id, step))
+            try:
+                reservation.update(actions=[Reservation.call_started.remove()],
+                                   condition=Reservation.call_started == call)
+            except UpdateError as exc:
+                if exc.cause_response_code != "ConditionalCheckFailedException":
+                    logger.warning("could not take the mark off the reservation of step %s", step, exc_info=True)
+            except Exception:
+                logger.warning("could not take the mark off the reservation of step %s", step, exc_info=True)
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -271,11 +298,15 @@ def run_step(services: Services, event: dict[str, Any],
         except NotFound:  # (a DynamoDB failure is not caught: Step Functions retries it)
             raise RunStepRejected(f"no run {run_id} in workspace {workspace_id}") from None
         work = Slice(services, run, seconds_left)
+        step, turn = work.resume(step, turn)
+        work.began_the_run = step == START
         try:
-            answer = _run_slice(work, event, *work.resume(step, turn))
+            answer = _run_slice(work, event, step, turn)
         except Exception:
+            work.disarm()  # a call it marked and never began (a crash after the commit that marked it)
             work.check_alerts(now=True, quietly=True)  # the slice fails with what it raised
             raise
+        work.disarm()  # it hands back before the call its last commit marked
         work.check_alerts(now=True)
         return answer
 
@@ -379,7 +410,8 @@ def _next_reservation(work: Slice, step: int, conversation: list[ConversationMes
                       at: datetime) -> tuple[Reservation, TierLimits] | None:
     """The reservation of ``step``'s model call, to be written with the commit
     before it — None when that call will not happen (the run ends first) or can
-    never fit (its think step pauses)."""
+    never fit (its think step pauses). It bears the mark of that call's first
+    attempt (``call_started``), which this slice makes next (``Slice.armed``)."""
     run = work.run
     agent = work.body().agent
     if _ending_before_a_model_call(work.services, run, agent, steps=step - 1) is not None:
@@ -388,7 +420,7 @@ def _next_reservation(work: Slice, step: int, conversation: list[ConversationMes
     limits, tree = work.limits(), quota.RunTree.of(work.body())
     if hold.micro_usd > quota.run_budget_left(run, agent["budget_usd"]) or quota.beyond_limits(hold, limits, tree):
         return None
-    return quota.reservation_for(run.workspace_id, run.id, step, hold, at, tree), limits
+    return quota.reservation_for(run.workspace_id, run.id, step, hold, at, tree, unanswered_call_id()), limits
 
 
 # --------------------------------------------------------------------------- think
@@ -556,13 +588,17 @@ def _admit_call(work: Slice, step: int, request: ModelRequest, at: datetime) -> 
     """The hold of the attempt of ``step``'s model call about to be sent, marked as begun
     (``Reservation.call_started``) — or, where it does not fit, the step's next step: the run's
     own budget or its tree's ends the run (``budget_exhausted``), the month's pauses it. The
-    step's reservation is used if there is one; if a call was begun under it and never metered
-    (the slice that began it died), that call is metered first (estimated, at the hold), and
-    the attempt is reserved anew, exactly as if there were none."""
+    step's reservation is used if there is one: marked already when this slice's commit before
+    wrote it for this call (``Slice.armed``: no write), else marked now; if a call was begun
+    under it and never metered (the slice that began it died), that call is metered first
+    (estimated, at the hold), and the attempt is reserved anew, exactly as if there were none."""
     run, agent = work.run, work.body().agent
     for _ in range(3):
         reservation = work.reservation(step)
         if reservation is not None and reservation.call_started:
+            if work.armed.get(step) == reservation.call_started:  # marked by this slice's commit before
+                del work.armed[step]  # the call begins now
+                return reservation
             _meter_begun_call(work, step, reservation)
             continue
         call = unanswered_call_id()
@@ -602,14 +638,16 @@ def _meter_begun_call(work: Slice, step: int, reservation: Reservation) -> None:
 
 
 def _meter_begun_calls(work: Slice) -> None:
-    """Before a run's end is written by a slice that did not run it (recovering: the run's
-    failure after a crash, its finish after a wait): meter the calls begun under its reservations
-    and never metered, so that its end gives back only holds no call used."""
-    if not work.recovering:
-        return  # this slice's own calls were metered or given back as they ended
+    """Before a run's end is written by a slice that may not have made every call of the run (one
+    that did not begin at its start: the run's failure after a crash, its finish after a wait, a
+    retried slice that ends the run before a call of its own): meter the calls begun under its
+    reservations and never metered, so that its end gives back only holds no call used."""
+    if work.began_the_run and not work.recovering:
+        return  # every call of the run was this slice's own: metered, settled or given back as it ended
     for reservation in quota.reservations(work.run.workspace_id, work.run.id):
-        if reservation.call_started:
-            _meter_begun_call(work, int(reservation.sk.removeprefix("RESERVE#")), reservation)
+        step = int(reservation.sk.removeprefix("RESERVE#"))
+        if reservation.call_started and work.armed.get(step) != reservation.call_started:  # (not its own: _release)
+            _meter_begun_call(work, step, reservation)
 
 
 def _keep_answer(work: Slice, step: int, exc: Exception, change: Change, outcome: Outcome | None,
@@ -743,7 +781,10 @@ def _after_metering(work: Slice, usage: Usage) -> None:
 
 def _release(work: Slice, step: int) -> None:
     run = work.run
-    quota.release(run.workspace_id, run.id, step, work.reserved.pop(step, None))
+    armed, reservation = work.armed.pop(step, None), work.reserved.pop(step, None)
+    # a reservation this slice marked for a call it has not begun is given back as one no call was begun under
+    quota.release(run.workspace_id, run.id, step, reservation,
+                  unbilled=armed is not None and reservation is not None and reservation.call_started == armed)
 
 
 def _pause_at(work: Slice, limit: str, hold: quota.Hold) -> str:

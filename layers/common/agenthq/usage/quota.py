@@ -22,8 +22,10 @@
   not fit ends its run (``budget_exhausted``) rather than pausing it: the
   tree's budget does not reset.
 - **One hold per attempt that may be billed**: the attempt a reservation
-  pays for is marked on it (``call_started``) just before its request is
-  sent (:func:`start_call`, or at once when think reserves it itself). A
+  pays for is marked on it (``call_started``) before its request is sent:
+  with the reservation itself, by the commit before the call (the common
+  case; a slice that hands back or fails without the call takes the mark off
+  again) or when think reserves it; else just before (:func:`start_call`). A
   reservation so marked is never given back (:func:`release` refuses it):
   whoever finds it — the retried slice, the run's end — meters that attempt
   at the hold first (the run engine), since the API may have billed it. After
