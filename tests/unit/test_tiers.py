@@ -11,7 +11,8 @@ from agenthq.errors import InvalidRequest
 from agenthq.tiers import TIERS, Tier, TierLimits, limits_for
 
 # DESIGN.md §5: agents, runs/day, concurrent, tokens/month, budget/month, rps, burst, calls/day, price;
-# §9: live connections
+# §9: live connections; MCP servers (§9) and MCP calls per run (decision 263)
+MCP = {"free": (1, 20), "starter": (5, 50), "pro": (20, 100)}
 DESIGN_TABLE = {
     "free": (3, 50, 1, 200_000, "1", 5, 10, 1_000, "0", 10),
     "starter": (10, 400, 5, 5_000_000, "15", 20, 40, 20_000, "49", 100),
@@ -26,6 +27,7 @@ def test_tier_numbers_match_the_design(tier):
         max_agents=agents, runs_per_day=runs, concurrent_runs=concurrent, tokens_per_month=tokens,
         budget_usd_per_month=Decimal(budget), api_rps=rps, api_burst=burst, api_calls_per_day=calls,
         live_connections=live, price_usd_per_month=Decimal(price),
+        mcp_servers=MCP[tier][0], mcp_calls_per_run=MCP[tier][1],
     )
 
 

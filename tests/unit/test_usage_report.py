@@ -50,6 +50,7 @@ def test_limits_are_measured_as_they_are_enforced():
                                  "limit": "15.000000", "percent": 20.0, "resets_at": "2027-01-01T00:00:00+00:00"},
         "max_agents": {"period": None, "used": 4, "limit": 10, "percent": 40.0, "resets_at": None},
         "live_connections": {"period": None, "used": 7, "limit": 100, "percent": 7.0, "resets_at": None},
+        "mcp_servers": {"period": None, "used": 0, "limit": 5, "percent": 0.0, "resets_at": None},
     }
 
 

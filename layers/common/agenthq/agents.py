@@ -52,6 +52,8 @@ from agenthq.store.items import Agent, AgentName, Workspace
 from agenthq.store.sizes import ensure_fits
 from agenthq.text import NOT_BLANK, display_name
 from agenthq.tiers import limits_for
+from agenthq.mcp import names as mcp_names
+from agenthq.mcp import tools as mcp_tools
 from agenthq.tools.catalog import BUILTIN_TOOL_NAMES
 
 MAX_SYSTEM_PROMPT_CHARS = 20_000
@@ -59,6 +61,7 @@ DEFAULT_MAX_STEPS = 20
 MAX_STEPS = 100
 DEFAULT_BUDGET_USD = Decimal("1.00")
 MAX_BUDGET_USD = Decimal("100")
+MAX_TOOLS = 64  # built-ins and MCP servers' tools
 
 _ATTEMPTS = 8  # transaction conflicts with concurrent writers are retried this often
 
@@ -85,9 +88,11 @@ def _model(value: str) -> str:
 
 
 def _tools(value: list[str]) -> list[str]:
-    unknown = [name for name in value if name not in BUILTIN_TOOL_NAMES]
+    # An MCP server's tool (mcp__<server>__<tool>) is checked against the workspace's servers on write.
+    unknown = [name for name in value if name not in BUILTIN_TOOL_NAMES and mcp_names.split(name) is None]
     if unknown:
-        raise ValueError(f"unknown tools {unknown}; must be among: {', '.join(BUILTIN_TOOL_NAMES)}")
+        raise ValueError(f"unknown tools {unknown}; must be among: {', '.join(BUILTIN_TOOL_NAMES)}, "
+                         "or an MCP server's tool mcp__<server>__<tool>")
     duplicates = sorted({name for name in value if value.count(name) > 1})
     if duplicates:
         raise ValueError(f"tools listed more than once: {duplicates}")
@@ -133,7 +138,7 @@ class AgentCreate(_AgentFields):
     personality: str = Field(max_length=64)
     system_prompt: str | None = Field(default=None, min_length=1, max_length=MAX_SYSTEM_PROMPT_CHARS)
     model: str | None = Field(default=None, max_length=100)
-    tools: list[str] | None = Field(default=None, max_length=len(BUILTIN_TOOL_NAMES) * 2)
+    tools: list[str] | None = Field(default=None, max_length=MAX_TOOLS)
     max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1, le=MAX_STEPS, strict=True)
     budget_usd: Decimal = Field(default=DEFAULT_BUDGET_USD, gt=0, le=MAX_BUDGET_USD, decimal_places=6)
 
@@ -147,7 +152,7 @@ class AgentUpdate(_AgentFields):
     personality: str | None = Field(default=None, max_length=64)
     system_prompt: str | None = Field(default=None, min_length=1, max_length=MAX_SYSTEM_PROMPT_CHARS)
     model: str | None = Field(default=None, max_length=100)
-    tools: list[str] | None = Field(default=None, max_length=len(BUILTIN_TOOL_NAMES) * 2)
+    tools: list[str] | None = Field(default=None, max_length=MAX_TOOLS)
     max_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS, strict=True)
     budget_usd: Decimal | None = Field(default=None, gt=0, le=MAX_BUDGET_USD, decimal_places=6)
 
@@ -236,6 +241,7 @@ def create_agent(clock: Clock, principal: Principal, body: AgentCreate) -> dict[
     folded = fold_name(body.name)
     marker = AgentName(*AgentName.key(workspace_id, folded), agent_id=agent_id)
     with tenant_scope(workspace_id):
+        mcp_tools.ensure_known(workspace_id, agent.tools)  # only this workspace's servers' tools
 
         def attempt() -> None:
             max_agents = _max_agents(workspace_id)
@@ -262,6 +268,7 @@ def update_agent(clock: Clock, principal: Principal, agent_id: str, change: Agen
     given: dict[str, Any] = change.model_dump(exclude_unset=True)  # only what the PATCH names (none null but
     new_name: str | None = given.get("name")                        # system_prompt: null drops the agent's own)
     with tenant_scope(workspace_id):
+        mcp_tools.ensure_known(workspace_id, given.get("tools") or [])  # only this workspace's servers' tools
         def attempt() -> None:
             agent = load_agent(workspace_id, agent_id)
             actions: list[Action] = [Agent.updated_at.set(clock.now())]

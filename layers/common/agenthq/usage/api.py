@@ -53,7 +53,8 @@ def usage_summary(clock: Clock, principal: Principal, period: str) -> dict[str, 
     limits = limits_for(workspace.tier, workspace.limit_overrides)
     slot_numbers = report.Slots(running=int(slots.running), waiting=int(slots.waiting)) if slots else report.Slots()
     measured = report.measured_limits(limits, at, runs_today, month_numbers, slot_numbers, int(workspace.agent_count),
-                                      max(0, int(live.open)) if live is not None else 0)
+                                      max(0, int(live.open)) if live is not None else 0,
+                                      mcp_servers=int(workspace.mcp_server_count or 0))
     return {"workspace_id": wid, **report.summary(period, at, workspace.tier, measured, metered)}
 
 

@@ -170,7 +170,7 @@ class Slots:
 
 
 def measured_limits(limits: TierLimits, at: datetime, runs_today: int, month: MonthQuota, slots: Slots,
-                    agents: int, live_connections: int = 0) -> list[Measured]:
+                    agents: int, live_connections: int = 0, mcp_servers: int = 0) -> list[Measured]:
     """Every limit enforced in code, measured the way it is enforced: runs per
     day from the day's quota; tokens and budget from the month's quota (used =
     settled model calls; reserved = held for calls under way); concurrent runs
@@ -185,6 +185,7 @@ def measured_limits(limits: TierLimits, at: datetime, runs_today: int, month: Mo
                  next_month(at), reserved=max(0, month.committed_micro_usd - month.used_micro_usd), money=True),
         Measured("max_agents", None, agents, limits.max_agents, None),
         Measured("live_connections", None, live_connections, limits.live_connections, None),
+        Measured("mcp_servers", None, mcp_servers, limits.mcp_servers, None),
     ]
 
 
