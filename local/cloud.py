@@ -92,6 +92,9 @@ class LocalCloudConfig:
     lambda_workers: bool = True  # each function in worker processes (False: every handler in this process)
     lambda_concurrency: int = DEFAULT_CONCURRENCY  # worker processes per function without reserved concurrency
     profile_dir: str | None = None  # a cProfile of every invocation in a worker goes there (--profile-dir)
+    # Webhook receivers and MCP servers on loopback (http://127.0.0.1:…) may be called (agenthq.outbound):
+    # a trial points them at a local script. False: as on AWS (public https addresses only).
+    outbound_allow_loopback: bool = True
 
 
 class PortInUse(RuntimeError):
@@ -141,7 +144,8 @@ class LocalCloud:
             self._start_dynamodb()
             # SENTRY_DSN too, before any agenthq module is imported (agenthq.observability reads it once)
             self._set_environment(BASE_ENVIRONMENT | {"AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint or "",
-                                                      "SENTRY_DSN": self.config.environment.get("SENTRY_DSN", "")})
+                                                      "SENTRY_DSN": self.config.environment.get("SENTRY_DSN", ""),
+                                                      **self._outbound_environment()})
             self._start_moto()
             self._create_table()
             self._create_state_machines()
@@ -230,6 +234,9 @@ class LocalCloud:
             "  Model          " + (f"offline model server at {self.model_server.base_url} (no ANTHROPIC_API_KEY)"
                                    if self.model_server else "the Anthropic API (ANTHROPIC_API_KEY)"),
             *self.operator_banner(),
+            "  Outbound       " + ("webhook receivers and MCP servers may be on loopback (http://127.0.0.1:…), "
+                                   "for trials; on AWS only public https URLs" if self.config.outbound_allow_loopback
+                                   else "public https URLs only, as on AWS"),
             "Press Ctrl-C to stop.",
         ]
         return "\n".join(lines)
@@ -489,8 +496,12 @@ class LocalCloud:
             **({"ANTHROPIC_BASE_URL": self.environment["ANTHROPIC_BASE_URL"]}
                if "ANTHROPIC_BASE_URL" in self.environment else {}),
             "POWERTOOLS_LOG_LEVEL": self.config.log_level,
+            **self._outbound_environment(),
             **self.config.environment,
         }
+
+    def _outbound_environment(self) -> dict[str, str]:
+        return {"OUTBOUND_ALLOW_LOOPBACK": "true" if self.config.outbound_allow_loopback else "false"}
 
     def _tunable_settings(self) -> set[str]:
         """The functions' settings (agenthq.settings) that template.yaml sets for no function: what a

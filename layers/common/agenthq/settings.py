@@ -93,6 +93,10 @@ class Settings(BaseModel):
     # OperatorPrincipalArns, comma-separated; `*` wildcards as in ArnLike). None: nobody (agenthq.operators).
     operator_principal_arns: tuple[str, ...] = Field(default=(), alias="OPERATOR_PRINCIPAL_ARNS")
 
+    # Calls to tenant-given URLs (webhooks, MCP servers; agenthq.outbound): only the local cloud sets this,
+    # so tests and `make dev` can reach a receiver on loopback (and over http). Never on AWS.
+    outbound_allow_loopback: bool = Field(default=False, alias="OUTBOUND_ALLOW_LOOPBACK")
+
     # AWS SDK behaviour
     aws_connect_timeout: float = Field(default=2.0, alias="AWS_CONNECT_TIMEOUT", gt=0)
     aws_read_timeout: float = Field(default=10.0, alias="AWS_READ_TIMEOUT", gt=0)
