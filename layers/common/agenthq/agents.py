@@ -44,6 +44,8 @@ from agenthq.agent_lookup import MAX_NAME_CHARS, fold_name, load_agent, name_mar
 from agenthq.clock import Clock
 from agenthq.context import Principal, Scope
 from agenthq.errors import Conflict, PlanLimit
+from agenthq.mcp import names as mcp_names
+from agenthq.mcp import tools as mcp_tools
 from agenthq.pagination import Page, workspace_page
 from agenthq.personalities import PERSONALITIES, Personality, list_personalities
 from agenthq.pricing import KNOWN_MODELS
@@ -52,8 +54,6 @@ from agenthq.store.items import Agent, AgentName, Workspace
 from agenthq.store.sizes import ensure_fits
 from agenthq.text import NOT_BLANK, display_name
 from agenthq.tiers import limits_for
-from agenthq.mcp import names as mcp_names
-from agenthq.mcp import tools as mcp_tools
 from agenthq.tools.catalog import BUILTIN_TOOL_NAMES
 
 MAX_SYSTEM_PROMPT_CHARS = 20_000

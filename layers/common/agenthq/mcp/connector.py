@@ -18,7 +18,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from agenthq.mcp.names import MAX_TOOLS, RemoteTool
 from agenthq.text import clip
@@ -92,7 +92,8 @@ class SdkConnector(McpConnector):
             return found
 
         try:
-            return self._run(url, headers, listing)
+            tools: list[RemoteTool] = self._run(url, headers, listing)
+            return tools
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message without secrets
             raise McpFailure(describe(exc, headers)) from None
 
@@ -118,7 +119,9 @@ class SdkConnector(McpConnector):
 
         async def session() -> Any:
             async with guarded_async_client(self.policy, resolver=self.resolver, headers=dict(headers)) as http:
-                transport = streamable_http_client(url, http_client=http, terminate_on_close=False)
+                # The guarded client is an httpx.AsyncClient; the SDK's transport types it as httpx2's, whose
+                # interface it is (tests/integration/test_mcp.py drives both JSON and SSE answers through it).
+                transport = streamable_http_client(url, http_client=cast(Any, http), terminate_on_close=False)
                 async with Client(transport, read_timeout_seconds=self.timeout_seconds) as client:
                     return await work(client)
 

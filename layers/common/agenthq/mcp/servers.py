@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pynamodb.exceptions import TransactWriteError
+from pynamodb.expressions.update import Action
 
 from agenthq import ids
 from agenthq.context import Principal, Scope
@@ -195,7 +196,7 @@ def refresh_server(services: Services, principal: Principal, server_id: str) -> 
         tools, status = _connect(services.mcp_connector, server.name, server.url, headers, now.isoformat())
     except InvalidRequest as refused:  # an address that became private since: refused, and said so
         tools, status = None, _failed(now.isoformat(), refused.details[0]["message"])
-    actions = [McpServer.status.set(status), McpServer.updated_at.set(now)]
+    actions: list[Action] = [McpServer.status.set(status), McpServer.updated_at.set(now)]
     if status["state"] == "ok":
         actions.append(McpServer.tools.set(tools))
     with tenant_scope(workspace_id):

@@ -50,6 +50,8 @@ from agenthq.adapters.model import (
 )
 from agenthq.agent_lookup import find_agent
 from agenthq.errors import InvalidRequest, NotFound, QuotaExceeded
+from agenthq.mcp import names as mcp_names
+from agenthq.mcp import tools as mcp_tools
 from agenthq.messaging import take_inbox
 from agenthq.observability import RUNS_STARTED, MetricUnit, count, count_model_tokens, logger, metrics
 from agenthq.runs import decisions, pausing, slots, transcript
@@ -69,8 +71,6 @@ from agenthq.runs.statuses import TERMINAL
 from agenthq.store import tenant_scope, transaction
 from agenthq.store.items import ConversationMessage, LedgerEntry, Reservation, Run, RunBody, ToolCall
 from agenthq.tiers import TierLimits
-from agenthq.mcp import names as mcp_names
-from agenthq.mcp import tools as mcp_tools
 from agenthq.tools.registry import ToolContext, ToolResult
 from agenthq.tools.stateful import MAX_DELEGATE_INPUT_CHARS
 from agenthq.usage import Usage, alerts, counters, ledger, quota
