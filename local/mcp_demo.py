@@ -92,7 +92,12 @@ class McpDemo:
     def app(self) -> Any:
         from starlette.responses import PlainTextResponse, RedirectResponse
 
-        inner = self.server.streamable_http_app(stateless_http=True, json_response=self.json_response)
+        from mcp.server.transport_security import TransportSecuritySettings
+
+        # Any Host header: tests reach it under made-up names their resolver maps to 127.0.0.1.
+        inner = self.server.streamable_http_app(
+            stateless_http=True, json_response=self.json_response,
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
         demo = self
 
         async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -17,6 +17,7 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -128,7 +129,10 @@ class SdkConnector(McpConnector):
         async def bounded() -> Any:
             return await asyncio.wait_for(session(), self.timeout_seconds)
 
-        return asyncio.run(bounded())
+        # On a thread of its own: asyncio.run would leave this thread without an event loop, which the
+        # next request's adapter (Mangum) expects to find; and it may be called from a running loop.
+        with ThreadPoolExecutor(1, thread_name_prefix="mcp") as pool:
+            return pool.submit(asyncio.run, bounded()).result()
 
 
 def result_text(result: Any) -> str:

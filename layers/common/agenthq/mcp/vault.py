@@ -12,11 +12,41 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+#: botocore's loggers that write request and response bodies at DEBUG (a secret's value with them).
+WIRE_LOGGERS = ("botocore.endpoint", "botocore.parsers")
+_in_vault = threading.local()
+
+
+class _NotWhileInTheVault(logging.Filter):
+    """Drops botocore's wire records made on a thread while it talks to the vault, whatever the log
+    level (a function run at DEBUG would otherwise log header values in clear)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_in_vault, "depth", 0)
+
+
+_FILTER = _NotWhileInTheVault()
+
+
+@contextmanager
+def quiet_wire() -> Iterator[None]:
+    for name in WIRE_LOGGERS:
+        wire = logging.getLogger(name)
+        if _FILTER not in wire.filters:
+            wire.addFilter(_FILTER)
+    _in_vault.depth = getattr(_in_vault, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _in_vault.depth -= 1
 
 
 class HeaderVault(ABC):
@@ -54,10 +84,12 @@ class SecretsManagerVault(HeaderVault):
                                   "Description": "The headers AgentHQ sends to one MCP server."}
         if self.kms_key_id:
             params["KmsKeyId"] = self.kms_key_id
-        return str(self.client.create_secret(**params)["ARN"])  # a new server id each time: never an existing one
+        with quiet_wire():
+            return str(self.client.create_secret(**params)["ARN"])  # a new server id each time: never an existing one
 
     def get(self, ref: str) -> dict[str, str]:
-        value = json.loads(self.client.get_secret_value(SecretId=ref)["SecretString"])
+        with quiet_wire():
+            value = json.loads(self.client.get_secret_value(SecretId=ref)["SecretString"])
         return {str(k): str(v) for k, v in value.items()}
 
     def delete(self, ref: str) -> None:
