@@ -55,7 +55,15 @@ def _busy_workspace(api):
     first = wait_for(owner, launch(owner, writer["id"], text).json()["id"])
     second = wait_for(owner, launch(owner, reader["id"], "Read your messages.").json()["id"])
     assert (first["status"], second["status"]) == ("succeeded", "succeeded"), (first, second)
+    server = owner.post("/mcp-servers", json={"name": "tickets", "url": "http://127.0.0.1:9/mcp",
+                                              "headers": {"Authorization": "Bearer leaving-secret"}})
+    assert server.status_code == 201, server.text  # unreachable: stored, with a failed status and its secret
     return owner, colleague, reader, plan["usage_plan"]["id"]
+
+
+def _mcp_secrets(cloud, workspace_id: str) -> list[str]:
+    listed = cloud.client("secretsmanager").list_secrets(Filters=[{"Key": "name", "Values": ["agenthq/mcp/"]}])
+    return [s["Name"] for s in listed["SecretList"] if f"/{workspace_id}/" in s["Name"]]
 
 
 def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
@@ -76,8 +84,9 @@ def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
             kinds = {item.get("type") for item in workspace_leftovers(cloud, owner.workspace_id)}
             assert kinds >= {"Workspace", "Member", "WorkspaceSession", "SessionFamily", "ApiKey", "ApiKeyLookup",
                              "Agent", "Run", "RunEvent", "ConversationMessage", "LedgerEntry", "UsageCounter", "Alert",
-                             "Note", "AgentMessage", "WorkspaceDirectoryEntry",
+                             "Note", "AgentMessage", "WorkspaceDirectoryEntry", "McpServer", "McpServerName",
                              None}, kinds  # None: quota and run-slot counters, which only updates write
+            assert len(_mcp_secrets(cloud, owner.workspace_id)) == 1
             started = api.delete(owner.path(), headers=owner.headers)
             assert started.status_code == 202, started.text
             body = started.json()
@@ -98,6 +107,7 @@ def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
     assert job["status"] == "finished" and job["attempt"] == 1
     assert job["items_deleted"] > 30 and job["finished_at"] >= job["started_at"]
     assert workspace_leftovers(cloud, owner.workspace_id) == []
+    assert _mcp_secrets(cloud, owner.workspace_id) == [], "its MCP servers' header secrets are deleted"
     # the run in flight was cancelled and its execution has ended
     execution = cloud.client("stepfunctions").describe_execution(
         executionArn=f"arn:aws:states:us-east-1:123456789012:execution:agenthq-agent-run:{running['id']}")

@@ -166,10 +166,12 @@ def test_refresh_picks_up_a_changed_tool_list(api):
         names = [t["name"] for t in refreshed.json()["tools"]]
         assert "mcp__changing__extra" in names and "mcp__changing__add" not in names
         assert refreshed.json()["status"]["checked_at"] >= server["status"]["checked_at"]
-        create_agent(tenant, "later", "sre", tools=["mcp__changing__extra"])
+        later = create_agent(tenant, "later", "sre", tools=["mcp__changing__extra"])
         run = run_tools(tenant, agent["id"], [("mcp__changing__add", {"a": 1, "b": 2})])
-        assert run["status"] == "succeeded", run  # its tool is gone: an is_error result, not a failed run
-        assert tool_results(tenant, run["id"])[0]["is_error"]
+        assert run["status"] == "succeeded", run  # its tool is gone: no longer offered to the model
+        assert tool_results(tenant, run["id"]) == []
+        run = run_tools(tenant, later["id"], [("mcp__changing__extra", {"note": "new"})])
+        assert "mcp__changing__extra: extra: new" in run["output"], run
     finally:
         changing.stop()
 
@@ -193,13 +195,16 @@ def test_with_the_aws_setting_loopback_is_refused_at_registration_and_at_call(ap
     assert register(tenant, "demo", demo.url, {"Authorization": f"Bearer {TOKEN}"}).status_code == 201
     agent = create_agent(tenant, "caller", "sre", tools=["mcp__demo__echo"])
     with services_with({"outbound_allow_loopback": False}):
-        refused = register(tenant, "again", demo.url, {"Authorization": f"Bearer {TOKEN}"})
+        refused = [register(tenant, "again", url, {"Authorization": f"Bearer {TOKEN}"}) for url in (
+            demo.url, f"https://127.0.0.1:{demo.port}/mcp", f"https://localhost:{demo.port}/mcp",
+            f"https://[::1]:{demo.port}/mcp")]
         run = run_tools(tenant, agent["id"], [("mcp__demo__echo", {"text": "x"})])
-    assert_error(refused, 400, "invalid_request")
-    assert "loopback" in refused.json()["error"]["details"][0]["message"]
+    messages = [assert_error(r, 400, "invalid_request")["details"][0]["message"] for r in refused]
+    assert "https" in messages[0] and all("loopback" in m for m in messages[1:]), messages
     assert run["status"] == "succeeded", run
     result = tool_results(tenant, run["id"])[0]
-    assert result["is_error"] and "loopback" in result["content"]
+    assert result["is_error"] and "not reached" in result["content"], result
+    assert tenant.get("/mcp-servers").json()["items"][0]["name"] == "demo"  # only the one registered before
 
 
 def test_a_redirect_to_link_local_space_is_not_followed(api, demo):
