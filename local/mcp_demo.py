@@ -90,9 +90,8 @@ class McpDemo:
         self.server.remove_tool("add")
 
     def app(self) -> Any:
-        from starlette.responses import PlainTextResponse, RedirectResponse
-
         from mcp.server.transport_security import TransportSecuritySettings
+        from starlette.responses import PlainTextResponse, RedirectResponse
 
         # Any Host header: tests reach it under made-up names their resolver maps to 127.0.0.1.
         inner = self.server.streamable_http_app(
