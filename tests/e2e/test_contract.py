@@ -71,7 +71,10 @@ def fuzzed(cloud):
         run = wait_for(tenant, launch(tenant, agent["id"], "Say hello.").json()["id"])
         spare = signup(api, "spare", workspace_name="Spare Parts")
         second_session = signup(api, "leaver", workspace_name="Leavers")
-        yield Fuzzed(tenant=tenant, path_ids={"aid": agent["id"], "rid": run["id"], "uid": tenant.user_id},
+        server = tenant.post("/mcp-servers", json={"name": "fuzzed", "url": "http://127.0.0.1:9/mcp"})
+        assert server.status_code == 201, server.text
+        yield Fuzzed(tenant=tenant, path_ids={"aid": agent["id"], "rid": run["id"], "uid": tenant.user_id,
+                                              "mid": server.json()["id"]},
                      spare_workspace_id=spare.workspace_id, logout_token=second_session.access_token)
 
 

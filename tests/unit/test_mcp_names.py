@@ -77,3 +77,12 @@ def test_a_result_is_its_text_blocks_and_names_the_others():
 
     assert result_text(Result()) == "one\n[image content omitted]\ntwo"
     assert CallOutcome("x").is_error is False
+
+
+def test_a_url_the_resolver_cannot_encode_is_refused_not_a_crash():
+    from agenthq.mcp.connector import SdkConnector
+    from agenthq.outbound import OutboundPolicy
+
+    connector = SdkConnector(OutboundPolicy(), timeout_seconds=1, max_result_chars=10)
+    assert connector.refusal("https://" + "0" * 3000) == "the URL's host is not a valid host name"
+    assert "private" in connector.refusal("https://10.0.0.1/mcp")

@@ -78,6 +78,8 @@ class SdkConnector(McpConnector):
             check_url(url, self.policy, resolver=self.resolver)
         except OutboundRefused as refused:
             return str(refused)
+        except (UnicodeError, ValueError):  # a host the resolver cannot even encode (a label past 63 characters)
+            return "the URL's host is not a valid host name"
         return None
 
     def list_tools(self, url: str, headers: Mapping[str, str]) -> list[RemoteTool]:
