@@ -111,6 +111,48 @@ def agents_create(name: str, personality: str = typer.Option(..., help="coordina
     _print(api.call("POST", api.workspace_path("/agents"), json={"name": name, "personality": personality}))
 
 
+@agents_app.command("versions")
+def agents_versions(agent: str = typer.Argument(..., help="The agent's id."),
+                    json_output: bool = typer.Option(False, "--json", help="Every version as JSON.")) -> None:
+    """The agent's versions, newest first: every change to an agent makes one."""
+    api = _api()
+    versions: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        page = api.call("GET", api.workspace_path(f"/agents/{agent}/versions"),
+                        params={"limit": 100, **({"cursor": cursor} if cursor else {})})
+        versions += page["items"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            break
+    if json_output:
+        _print(versions)
+        return
+    for version in versions:
+        made = version["change"] + (f" to v{version['restored_version']}" if version.get("restored_version") else "")
+        definition = version["definition"]
+        typer.echo(f"v{version['version']:<5} {version['created_at']}  {made:<16} {definition.get('name')}: "
+                   f"{definition.get('model')}, tools {','.join(definition.get('tools') or []) or '-'}, "
+                   f"{'own prompt' if definition.get('own_system_prompt') else 'personality prompt'}")
+
+
+@agents_app.command("rollback")
+def agents_rollback(agent: str = typer.Argument(..., help="The agent's id."),
+                    version: int = typer.Argument(..., min=1, help="The version to make current again."),
+                    json_output: bool = typer.Option(False, "--json", help="The agent as JSON.")) -> None:
+    """Make an earlier version current again: a new version equal to it (the history only grows)."""
+    api = _api()
+    before = api.call("GET", api.workspace_path(f"/agents/{agent}"))
+    after = api.call("POST", api.workspace_path(f"/agents/{agent}/rollback"), json={"version": version})
+    if json_output:
+        _print(after)
+    elif after["version"] == before["version"]:
+        typer.echo(f"{after['name']} is already as version {version} was (version {after['version']}): "
+                   "nothing changed.")
+    else:
+        typer.echo(f"{after['name']} is now version {after['version']}, equal to version {version}.")
+
+
 @runs_app.command("launch")
 def runs_launch(agent: str = typer.Argument(..., help="The agent's id."),
                 input: str = typer.Option(..., "--input", help="What to ask the agent."),  # noqa: A002

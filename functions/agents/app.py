@@ -16,10 +16,12 @@ from agenthq.http import (
     lambda_handler,
 )
 from agenthq.pagination import Page, limit_param
-from agenthq.responses import Agent, ListOf, Message, Personality, Run, RunEvents
+from agenthq.responses import Agent, AgentVersion, ListOf, Message, Personality, Run, RunEvents
 from agenthq.runs import api as runs
 from agenthq.runs.api import IDEMPOTENCY_KEY, RunLaunchRequest, RunStatus
 from agenthq.services import get_services
+from agenthq.versions import api as versions
+from agenthq.versions.api import RollbackRequest
 
 app = create_app("agents")
 
@@ -56,6 +58,22 @@ def update_agent(aid: str, body: AgentUpdate, principal: WorkspacePrincipal) -> 
 def delete_agent(aid: str, principal: WorkspacePrincipal) -> Response:
     agents.delete_agent(principal, aid)
     return Response(status_code=204)
+
+
+@app.get("/workspaces/{wid}/agents/{aid}/versions", response_model=ListOf[AgentVersion])
+def list_agent_versions(aid: str, principal: WorkspacePrincipal, cursor: str | None = Cursor,
+                        limit: int | None = Limit) -> Page:
+    return versions.list_versions(principal, aid, cursor, limit_param(limit))
+
+
+@app.get("/workspaces/{wid}/agents/{aid}/versions/{version}", response_model=AgentVersion)
+def get_agent_version(aid: str, version: str, principal: WorkspacePrincipal) -> dict:
+    return versions.get_version(principal, aid, version)
+
+
+@app.post("/workspaces/{wid}/agents/{aid}/rollback", response_model=Agent, responses=documented(Conflict))
+def rollback_agent(aid: str, body: RollbackRequest, principal: WorkspacePrincipal) -> dict:
+    return versions.rollback(get_services(), principal, aid, body)
 
 
 @app.get("/workspaces/{wid}/messages", response_model=ListOf[Message])

@@ -94,7 +94,7 @@ def test_an_agent_gets_its_personalitys_defaults_and_can_be_changed_and_deleted(
     assert agent == {
         "id": agent["id"], "workspace_id": owner.workspace_id, "name": "Ops", "personality": "sre",
         "system_prompt": sre.system_prompt, "own_system_prompt": False, "model": sre.default_model,
-        "tools": list(sre.default_tools), "max_steps": 20, "budget_usd": "1.00",
+        "tools": list(sre.default_tools), "max_steps": 20, "budget_usd": "1.00", "version": 1,
         "created_at": agent["created_at"], "updated_at": agent["created_at"],
     }
     assert owner.get(f"/agents/{agent['id']}").json() == agent
@@ -109,6 +109,7 @@ def test_an_agent_gets_its_personalitys_defaults_and_can_be_changed_and_deleted(
         "name": "Ops Lead", "system_prompt": "Be brief.", "own_system_prompt": True, "tools": ["calculator"],
         "budget_usd": "2.50", "max_steps": 5, "model": "claude-haiku-4-5", "personality": "architect"}
     assert changed["created_at"] == agent["created_at"] and changed["updated_at"] >= agent["updated_at"]
+    assert changed["version"] == 2
     assert owner.get(f"/agents/{agent['id']}").json() == changed
 
     # dropping the own prompt falls back to the (new) personality's

@@ -100,3 +100,35 @@ def test_usage_shows_each_limit_of_the_tier_and_what_runs_used(api, agenthq):
     as_json = json.loads(agenthq("usage", "--json").stdout)
     assert as_json["usage"]["runs"] == 1 and as_json["limits"]["budget_usd_per_month"]["limit"] == "1.000000"
     assert f"${as_json['usage']['model_cost_usd']}" in shown.stdout
+
+
+def test_agents_versions_lists_newest_first_and_rollback_makes_an_equal_new_version(api, agenthq):
+    owner = signup(api, "cli-versions", tier="pro")
+    assert agenthq("login", "--email", owner.email, "--password", PASSWORD).returncode == 0
+    agent_id = json.loads(agenthq("agents", "create", "versioned", "--personality", "sre").stdout)["id"]
+    for body in ({"system_prompt": "Be terse."}, {"tools": ["calculator"]}):
+        changed = api.patch(owner.path(f"/agents/{agent_id}"), headers=owner.headers, json=body)
+        assert changed.status_code == 200, changed.text
+
+    listed = agenthq("agents", "versions", agent_id, "--json")
+    assert listed.returncode == 0, listed.stderr
+    versions = json.loads(listed.stdout)
+    assert [v["version"] for v in versions] == [3, 2, 1]
+    table = agenthq("agents", "versions", agent_id).stdout.splitlines()
+    assert [line.split()[0] for line in table] == ["v3", "v2", "v1"]
+    assert "personality prompt" in table[2] and "own prompt" in table[0]
+
+    rolled = agenthq("agents", "rollback", agent_id, "1")
+    assert rolled.returncode == 0, rolled.stderr
+    assert "now version 4, equal to version 1" in rolled.stdout
+    agent = api.get(owner.path(f"/agents/{agent_id}"), headers=owner.headers).json()
+    assert agent["version"] == 4 and agent["system_prompt"] == versions[2]["definition"]["system_prompt"]
+    assert agent["tools"] == versions[2]["definition"]["tools"]
+    again = agenthq("agents", "rollback", agent_id, "1")
+    assert again.returncode == 0 and "nothing changed" in again.stdout
+    assert json.loads(agenthq("agents", "versions", agent_id, "--json").stdout)[0]["change"] == "rollback"
+
+    missing = agenthq("agents", "rollback", agent_id, "9")
+    assert missing.returncode == 1 and "(404 not_found)" in missing.stderr, missing.stderr
+    zero = agenthq("agents", "rollback", agent_id, "0")
+    assert zero.returncode == 2  # refused by the command line, nothing sent

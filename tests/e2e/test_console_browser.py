@@ -230,3 +230,42 @@ def test_the_page_works_from_the_keyboard_names_its_controls_and_refuses_html_fr
     refused = page.policy_violations()
     assert any("TrustedHTML" in message for message in refused) and any("TrustedScript" in m for m in refused)
     page.logs.clear()  # what this test provoked; the page itself must report nothing (the fixture checks)
+
+
+def test_the_agent_page_lists_its_versions_and_rolls_back_to_one(cloud, api, page):
+    owner = signup(api, workspace_name="Versions Ltd", tier="pro")
+    agent = create_agent(owner, "sre-bot", "sre", system_prompt="Keep the pager quiet.")
+    for change in ({"system_prompt": "Page everyone."}, {"tools": ["calculator"]}):
+        changed = api.patch(owner.path(f"/agents/{agent['id']}"), headers=owner.headers, json=change)
+        assert changed.status_code == 200, changed.text
+    page.sign_in(owner.email, PASSWORD)
+    page.find(f"tr[data-agent='{agent['id']}'] a").click()
+    page.until(lambda: page.heading() == "Agent sre-bot", message="the agent's page")
+
+    def shown() -> list[tuple[str, str, str]]:
+        return [(row.get_attribute("data-version"), row.find_element("css selector", ".change").text,
+                 row.find_element("css selector", ".prompt").text) for row in page.all("#versions-list tr")]
+
+    page.until(lambda: len(shown()) == 3, message="the versions")
+    assert shown() == [("3", "update", "Page everyone."), ("2", "update", "Page everyone."),
+                       ("1", "create", "Keep the pager quiet.")], "newest first, each as it was"
+    assert page.text("#versions-list tr[data-version='3'] th") == "v3 (current)"
+    assert page.all("#versions-list tr[data-version='3'] button") == [], "no rolling back to what it is"
+    assert page.text("#agent-version") == "3" and page.unlabelled_controls() == []
+    page.screenshot("agent-versions")
+
+    page.find("#versions-list tr[data-version='1'] button").click()
+    page.until(lambda: page.text("#agent-versions .message") == "Rolled back: version 4 is equal to version 1.",
+               message="the rollback's outcome")
+    assert shown()[0] == ("4", "rollback to v1", "Keep the pager quiet.")
+    assert page.text("#agent-version") == "4" and page.text("#agent-prompt") == "Keep the pager quiet."
+    assert page.text("#agent-tools") == ", ".join(agent["tools"])
+    stored = owner.get(f"/agents/{agent['id']}").json()
+    assert (stored["version"], stored["system_prompt"], stored["tools"]) == (4, "Keep the pager quiet.", agent["tools"])
+    page.screenshot("agent-rolled-back")
+
+    run = launch(owner, agent["id"], "Hello.").json()
+    page.driver.execute_script("location.hash = arguments[0];", f"#/runs/{run['id']}")
+    page.until(lambda: page.heading() == f"Run {run['id']}", message="the run's page")
+    assert page.text("#run-agent-version") == "v4"
+    wait_for(owner, run["id"])

@@ -74,7 +74,7 @@ def fuzzed(cloud):
         server = tenant.post("/mcp-servers", json={"name": "fuzzed", "url": "http://127.0.0.1:9/mcp"})
         assert server.status_code == 201, server.text
         yield Fuzzed(tenant=tenant, path_ids={"aid": agent["id"], "rid": run["id"], "uid": tenant.user_id,
-                                              "mid": server.json()["id"]},
+                                              "mid": server.json()["id"], "version": "1"},
                      spare_workspace_id=spare.workspace_id, logout_token=second_session.access_token)
 
 

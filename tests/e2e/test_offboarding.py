@@ -42,7 +42,7 @@ def _admin(api, workspace_id: str) -> dict:
 
 
 def _busy_workspace(api):
-    """A workspace with members, an API key, agents, finished runs with events, usage, alerts
+    """A workspace with members, an API key, agents (one changed: two versions), finished runs with events, usage, alerts
     (3 runs of 3 a day), a note and a message between agents, and its own usage plan."""
     owner = with_api_key(signup(api, tag="leaving", tier="pro"))
     plan = set_tier(api, owner.workspace_id, "enterprise", limit_overrides={"runs_per_day": 3, "api_rps": 500})
@@ -50,6 +50,8 @@ def _busy_workspace(api):
     assert owner.post("/members", json={"email": colleague.email, "role": "admin"}).status_code == 201
     writer = create_agent(owner, "writer", "architect")
     reader = create_agent(owner, "reader", "sre")
+    changed = api.patch(owner.path(f"/agents/{reader['id']}"), headers=owner.headers, json={"max_steps": 5})
+    assert changed.status_code == 200 and changed.json()["version"] == 2  # versions 1 and 2 are stored
     text = ('Keep a note and tell the reader.\n/tools [{"name": "notes_write", "input": {"name": "plan", '
             '"content": "ship it"}}, {"name": "send_message", "input": {"to_agent": "reader", "body": "hello"}}]')
     first = wait_for(owner, launch(owner, writer["id"], text).json()["id"])
@@ -85,6 +87,7 @@ def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
             assert kinds >= {"Workspace", "Member", "WorkspaceSession", "SessionFamily", "ApiKey", "ApiKeyLookup",
                              "Agent", "Run", "RunEvent", "ConversationMessage", "LedgerEntry", "UsageCounter", "Alert",
                              "Note", "AgentMessage", "WorkspaceDirectoryEntry", "McpServer", "McpServerName",
+                             "AgentVersion",
                              None}, kinds  # None: quota and run-slot counters, which only updates write
             assert len(_mcp_secrets(cloud, owner.workspace_id)) == 1
             started = api.delete(owner.path(), headers=owner.headers)

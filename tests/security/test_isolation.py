@@ -29,6 +29,7 @@ SAMPLE_BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/workspaces/{wid}/agents"): {"name": "Implant", "personality": "coordinator"},
     ("PATCH", "/workspaces/{wid}/agents/{aid}"): {"name": "Hijacked", "system_prompt": "Obey workspace A."},
     ("POST", "/workspaces/{wid}/agents/{aid}/runs"): {"input": "Tell me B's secrets."},
+    ("POST", "/workspaces/{wid}/agents/{aid}/rollback"): {"version": 1},
     ("POST", "/workspaces/{wid}/runs/{rid}/cancel"): {},
     ("POST", "/workspaces/{wid}/runs/{rid}/resume"): {},
     ("POST", "/workspaces/{wid}/mcp-servers"): {"name": "implant", "url": "http://127.0.0.1:9/mcp"},
@@ -62,6 +63,9 @@ def tenants(cloud):
         agent = b.post("/agents", json={"name": "B's agent", "personality": "sre"})
         assert agent.status_code == 201, agent.text
         b.extra["agent_id"] = agent.json()["id"]
+        changed = b.api.patch(b.path(f"/agents/{b.extra['agent_id']}"), headers=b.headers,
+                              json={"system_prompt": "B's own prompt."})  # version 2: a rollback would change it
+        assert changed.status_code == 200 and changed.json()["version"] == 2, changed.text
         run = b.post(f"/agents/{b.extra['agent_id']}/runs", json={"input": "B's private work."})
         assert run.status_code == 202, run.text
         b.extra["run_id"] = run.json()["id"]
@@ -86,7 +90,8 @@ def _wait_until_ended(tenant, run_id: str) -> None:
 def b_ids(b) -> dict[str, str]:
     """B's id for every path parameter a workspace route may have."""
     return {"wid": b.workspace_id, "uid": b.user_id, "kid": b.api_key_id, "aid": b.extra["agent_id"],
-            "rid": b.extra["run_id"], "mid": b.extra["mcp_server_id"]}
+            "rid": b.extra["run_id"], "mid": b.extra["mcp_server_id"],
+            "version": "1"}
 
 
 def fill(path: str, ids: dict[str, str]) -> str:
@@ -131,3 +136,16 @@ def test_the_matrix_covers_every_workspace_route(tenants):
     for route in ROUTES:
         fill(route.path, b_ids(b))
         body_for(route, a)
+
+
+def test_another_workspaces_agent_versions_are_not_found(tenants):
+    """Under A's own workspace id, B's agent's versions are 404 (never 403: that would tell they exist)."""
+    a, b = tenants
+    agent_id = b.extra["agent_id"]
+    for credentials in (a.headers, a.key_headers):
+        for method, suffix, body in (("GET", f"/agents/{agent_id}/versions", None),
+                                     ("GET", f"/agents/{agent_id}/versions/1", None),
+                                     ("POST", f"/agents/{agent_id}/rollback", {"version": 1})):
+            response = a.api.request(method, a.path(suffix), headers=credentials, json=body)
+            assert_error(response, 404, "not_found")
+    assert [v["version"] for v in b.get(f"/agents/{agent_id}/versions").json()["items"]] == [2, 1]

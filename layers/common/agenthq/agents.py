@@ -32,29 +32,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import Condition
-from pynamodb.expressions.update import Action
 
 from agenthq import ids
 from agenthq.agent_lookup import MAX_NAME_CHARS, fold_name, load_agent, name_marker
 from agenthq.clock import Clock
 from agenthq.context import Principal, Scope
-from agenthq.errors import Conflict, PlanLimit
+from agenthq.errors import Conflict, NotFound, PlanLimit
 from agenthq.mcp import names as mcp_names
 from agenthq.mcp import tools as mcp_tools
 from agenthq.pagination import Page, workspace_page
 from agenthq.personalities import PERSONALITIES, Personality, list_personalities
 from agenthq.pricing import KNOWN_MODELS
 from agenthq.store import retry_transaction, tenant_scope, transaction
-from agenthq.store.items import Agent, AgentName, Workspace
+from agenthq.store.items import Agent, AgentName, AgentVersion, Workspace
 from agenthq.store.sizes import ensure_fits
 from agenthq.text import NOT_BLANK, display_name
 from agenthq.tiers import limits_for
 from agenthq.tools.catalog import BUILTIN_TOOL_NAMES
+from agenthq.versions import records as versions
 
 MAX_SYSTEM_PROMPT_CHARS = 20_000
 DEFAULT_MAX_STEPS = 20
@@ -63,7 +63,8 @@ DEFAULT_BUDGET_USD = Decimal("1.00")
 MAX_BUDGET_USD = Decimal("100")
 MAX_TOOLS = 64  # built-ins and MCP servers' tools
 
-_ATTEMPTS = 8  # transaction conflicts with concurrent writers are retried this often
+_ATTEMPTS = 16  # transaction conflicts with concurrent writers are retried this often
+_T = TypeVar("_T")
 
 # --------------------------------------------------------------------------- validation (shared by both edge models)
 
@@ -203,6 +204,7 @@ def agent_view(agent: Agent) -> dict[str, Any]:
         "tools": list(agent.tools),
         "max_steps": int(agent.max_steps),
         "budget_usd": agent.budget_usd,
+        "version": versions.current_version(agent),
         "created_at": agent.created_at.isoformat(),
         "updated_at": agent.updated_at.isoformat(),
     }
@@ -236,8 +238,11 @@ def create_agent(clock: Clock, principal: Principal, body: AgentCreate) -> dict[
                   personality=personality.id, system_prompt=body.system_prompt,
                   model=body.model or personality.default_model,
                   tools=list(body.tools if body.tools is not None else personality.default_tools),
-                  max_steps=body.max_steps, budget_usd=money(body.budget_usd), created_at=now, updated_at=now)
+                  max_steps=body.max_steps, budget_usd=money(body.budget_usd), created_at=now, updated_at=now,
+                  version=1)
     ensure_fits(agent, "system_prompt", "The agent")  # 413 before anything is written
+    first = versions.version_item(agent, 1, change=versions.CREATE, at=now, created_by=principal.subject)
+    ensure_fits(first, "system_prompt", "The agent's version")
     folded = fold_name(body.name)
     marker = AgentName(*AgentName.key(workspace_id, folded), agent_id=agent_id)
     with tenant_scope(workspace_id):
@@ -247,6 +252,7 @@ def create_agent(clock: Clock, principal: Principal, body: AgentCreate) -> dict[
             max_agents = _max_agents(workspace_id)
             with transaction() as tx:
                 tx.save(agent, condition=Agent.pk.does_not_exist())
+                tx.save(first, condition=AgentVersion.pk.does_not_exist())
                 tx.save(marker, condition=AgentName.pk.does_not_exist())
                 tx.update(Workspace(*Workspace.key(workspace_id)), actions=[Workspace.agent_count.add(1)],
                           condition=Workspace.pk.exists() & _below(max_agents))
@@ -263,41 +269,70 @@ def create_agent(clock: Clock, principal: Principal, body: AgentCreate) -> dict[
 
 
 def update_agent(clock: Clock, principal: Principal, agent_id: str, change: AgentUpdate) -> dict[str, Any]:
+    """Change the fields the PATCH names: a new version when the agent changes, none when it does not."""
+    given: dict[str, Any] = change.model_dump(exclude_unset=True)  # only what the PATCH names (none null but
+                                                                   # system_prompt: null drops the agent's own)
+
+    def changed(agent: Agent) -> Agent:
+        new = Agent.from_raw_data(agent.serialize())  # the agent as it will be
+        for field, value in given.items():
+            setattr(new, field, None if value is None else money(value) if field == "budget_usd" else value)
+        return new
+
+    if given.get("tools"):
+        principal.require(Scope.agents_write)
+        with tenant_scope(principal.workspace_id):  # only this workspace's MCP servers' tools
+            mcp_tools.ensure_known(principal.workspace_id, given["tools"])
+    return change_agent(clock, principal, agent_id, changed, change=versions.UPDATE)
+
+
+def change_agent(clock: Clock, principal: Principal, agent_id: str, changed: Callable[[Agent], Agent], *,
+                 change: str, restored_version: int | None = None) -> dict[str, Any]:
+    """Make the agent ``changed(agent)`` (given the agent as read) its next version, in one transaction
+    with that version's item, conditional on the version read: a concurrent change makes this one read
+    again and take the number after it. A change that leaves the definition as it is writes nothing.
+    A new name moves the agent's name marker in the same transaction (409 when it is taken)."""
     principal.require(Scope.agents_write)
     workspace_id = principal.workspace_id
-    given: dict[str, Any] = change.model_dump(exclude_unset=True)  # only what the PATCH names (none null but
-    new_name: str | None = given.get("name")                        # system_prompt: null drops the agent's own)
     with tenant_scope(workspace_id):
-        mcp_tools.ensure_known(workspace_id, given.get("tools") or [])  # only this workspace's servers' tools
-        def attempt() -> None:
+        def attempt() -> Agent:
             agent = load_agent(workspace_id, agent_id)
-            actions: list[Action] = [Agent.updated_at.set(clock.now())]
-            changed = Agent.from_raw_data(agent.serialize())  # the agent as it will be: it must fit (413)
-            for field, value in given.items():
-                attribute = getattr(Agent, field)
-                stored = None if value is None else money(value) if field == "budget_usd" else value
-                actions.append(attribute.remove() if stored is None else attribute.set(stored))
-                setattr(changed, field, stored)
-            ensure_fits(changed, "system_prompt", "The agent")
-            # The name read above must still be the agent's: a concurrent rename or delete fails this.
-            condition = Agent.pk.exists() & (Agent.name == agent.name)
-            old, new = fold_name(agent.name), fold_name(new_name) if new_name is not None else None
+            new = changed(agent)
+            if versions.definition_of(new) == versions.definition_of(agent):
+                return agent  # nothing changes: no version, no write
+            now, number = clock.now(), versions.current_version(agent) + 1
+            new.updated_at, new.version = now, number
+            ensure_fits(new, "system_prompt", "The agent")  # 413 before anything is written
+            item = versions.version_item(new, number, change=change, at=now, created_by=principal.subject,
+                                         restored_version=restored_version)
+            ensure_fits(item, "system_prompt", "The agent's version")
+            # The version read must still be the agent's: a concurrent change or delete fails this. (An agent
+            # made before versions were kept has no counter; its first change writes its version 1 too.)
+            same: Condition = (Agent.version == agent.version) if agent.version is not None else \
+                (Agent.version.does_not_exist() & (Agent.updated_at == agent.updated_at))
+            old_name, new_name = fold_name(agent.name), fold_name(new.name)
             with transaction() as tx:
-                tx.update(agent, actions=actions, condition=condition)
-                if new is not None and new != old:
-                    tx.delete(AgentName(*AgentName.key(workspace_id, old)), condition=AgentName.agent_id == agent.id)
-                    tx.save(AgentName(*AgentName.key(workspace_id, new), agent_id=agent.id),
+                tx.save(new, condition=Agent.pk.exists() & (Agent.name == agent.name) & same)
+                if agent.version is None:
+                    tx.save(versions.version_item(agent, 1, change=versions.CREATE, at=agent.updated_at,
+                                                  created_by=None), condition=AgentVersion.pk.does_not_exist())
+                tx.save(item, condition=AgentVersion.pk.does_not_exist())
+                if new_name != old_name:
+                    tx.delete(AgentName(*AgentName.key(workspace_id, old_name)),
+                              condition=AgentName.agent_id == agent.id)
+                    tx.save(AgentName(*AgentName.key(workspace_id, new_name), agent_id=agent.id),
                             condition=AgentName.pk.does_not_exist())
+            return new
 
         def explain() -> None:
             agent = load_agent(workspace_id, agent_id)  # gone → 404
-            if new_name is not None and fold_name(new_name) != fold_name(agent.name):
-                taken = name_marker(workspace_id, fold_name(new_name))
+            new = changed(agent)
+            if fold_name(new.name) != fold_name(agent.name):
+                taken = name_marker(workspace_id, fold_name(new.name))
                 if taken is not None and taken.agent_id != agent.id:
-                    raise _name_taken(new_name)
+                    raise _name_taken(new.name)
 
-        _transact(attempt, explain)
-        return agent_view(load_agent(workspace_id, agent_id))
+        return agent_view(_transact(attempt, explain))
 
 
 def delete_agent(principal: Principal, agent_id: str) -> None:
@@ -318,7 +353,28 @@ def delete_agent(principal: Principal, agent_id: str) -> None:
         def explain() -> None:
             load_agent(workspace_id, agent_id)  # gone → 404; else a concurrent change: again
 
-        _transact(attempt, explain)
+        try:
+            _transact(attempt, explain)
+        except NotFound:  # gone already: a repeated DELETE removes what an interrupted one left
+            if ids.is_id(agent_id):
+                _delete_versions(workspace_id, agent_id)
+            raise
+        _delete_versions(workspace_id, agent_id)
+
+
+def _delete_versions(workspace_id: str, agent_id: str) -> None:
+    """Delete every version of a deleted agent, a page at a time (more than a transaction could hold).
+    A crash between the agent's deletion and this leaves versions nothing can read (every read of a
+    version loads its agent first); repeating the DELETE, or offboarding, removes them."""
+    while True:
+        page = list(AgentVersion.query(AgentVersion.key(workspace_id, agent_id, 0)[0],
+                                       AgentVersion.sk.startswith(AgentVersion.prefix(agent_id)),
+                                       limit=100, attributes_to_get=["pk", "sk", "type"]))
+        if not page:
+            return
+        with AgentVersion.batch_write() as batch:
+            for item in page:
+                batch.delete(item)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -353,7 +409,7 @@ def _name_taken(name: str) -> Conflict:
                     details=[{"field": "name", "message": "already taken (names are case-insensitive)"}])
 
 
-def _transact(attempt: Callable[[], None], explain: Callable[[], None]) -> None:
+def _transact(attempt: Callable[[], _T], explain: Callable[[], None]) -> _T:
     """Run ``attempt`` (one transaction); when it is cancelled, ``explain`` raises
     the reason the caller should see, or returns — then it was a conflict with a
     concurrent writer and the attempt is repeated."""
@@ -361,5 +417,5 @@ def _transact(attempt: Callable[[], None], explain: Callable[[], None]) -> None:
     def explained(_: TransactWriteError) -> None:
         explain()
 
-    retry_transaction(attempt, explained, attempts=_ATTEMPTS, exhausted=lambda: Conflict(
+    return retry_transaction(attempt, explained, attempts=_ATTEMPTS, exhausted=lambda: Conflict(
         "The workspace's agents are being changed concurrently; try again."))

@@ -172,8 +172,25 @@ class Agent(View):
     tools: list[str]
     max_steps: int
     budget_usd: Money
+    version: int = Field(ge=1, description="Its current version: every change makes the next one.")
     created_at: Timestamp
     updated_at: Timestamp
+
+
+class AgentVersion(View):
+    """One immutable version of an agent: its whole definition as it was (``definition``: every field of
+    the agent but its id, workspace, times and version)."""
+
+    agent_id: str
+    workspace_id: str
+    version: int = Field(ge=1)
+    change: str = Field(description="What made it: `create`, `update` or `rollback`.", examples=["update"])
+    restored_version: int | None = Field(description="A rollback's: the version it made current again.")
+    created_by: str | None = Field(description="Who made it: a user id or an API key id.")
+    created_at: Timestamp
+    definition: dict[str, Any] = Field(examples=[{
+        "name": "sre-bot", "personality": "sre", "system_prompt": "You are an SRE.", "own_system_prompt": True,
+        "model": "claude-sonnet-5-5", "tools": ["calculator"], "max_steps": 20, "budget_usd": "1.00"}])
 
 
 class RunUsage(View):
@@ -195,6 +212,7 @@ class Run(View):
     id: str
     workspace_id: str
     agent_id: str
+    agent_version: int | None = Field(description="The agent's version it runs (null: launched before versions).")
     parent_run_id: str | None
     status: RunStatus
     input: str

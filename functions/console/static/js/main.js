@@ -5,6 +5,7 @@
 import {Api} from "./api.js";
 import {h, replace} from "./dom.js";
 import {Live} from "./live.js";
+import {agentView} from "./views/agent.js";
 import {healthView} from "./views/health.js";
 import {operatorView} from "./views/operator.js";
 import {runView} from "./views/run.js";
@@ -17,6 +18,7 @@ const ROUTES = [
   {pattern: /^#\/health$/, view: healthView, mode: "any", title: "Health"},
   {pattern: /^#\/runs$/, view: runsView, mode: "workspace", title: "Agents and runs"},
   {pattern: /^#\/runs\/([0-9A-Za-z]+)$/, view: runView, mode: "workspace", title: "Run"},
+  {pattern: /^#\/agents\/([0-9A-Za-z]+)$/, view: agentView, mode: "workspace", title: "Agent"},
   {pattern: /^#\/usage$/, view: usageView, mode: "workspace", title: "Usage"},
   {pattern: /^#\/operator$/, view: operatorView, mode: "operator", title: "Cost against price"},
 ];

@@ -25,6 +25,7 @@ from agenthq.store import global_scope, retry_transaction, transaction
 from agenthq.store.items import Agent, Run, RunBody, RunEvent, RunLaunch, UnstartedRun, Workspace
 from agenthq.store.sizes import ensure_fits
 from agenthq.usage import Usage, alerts, counters, infra, ledger, quota
+from agenthq.versions.records import current_version
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -43,7 +44,9 @@ class _ChildExists(Exception):
 
 def agent_snapshot(workspace_id: str, agent: Agent) -> dict[str, Any]:
     """The agent as a run uses it, fixed at launch (editing the agent later
-    does not change a run in flight), with its team for delegation."""
+    does not change a run in flight), with its team for delegation. ``agent``
+    is the agent at the version the run records: the current one, or the one
+    ``versions.records.load_agent_version`` gave (a session pinned to it)."""
     view = agent_view(agent)
     team = [{"id": a.id, "name": a.name, "personality": a.personality}
             for a in Agent.query(Workspace.key(workspace_id)[0], Agent.sk.startswith("AGENT#"))]
@@ -56,7 +59,8 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
                       run_id: str | None = None, parent: Run | None = None, parent_tool_use_id: str | None = None,
                       parent_task_token: str | None = None, timeout_seconds: int | None = None,
                       idempotency: tuple[str, str] | None = None) -> Run:
-    """Write a new run (queued, with its run.queued event). For a child run the
+    """Write a new run (queued, with its run.queued event) of ``agent`` at its
+    version (``agent_version``, the run's for good). For a child run the
     id is derived from the parent's call, so a retried delegation finds the same
     child; then only its parent task token is refreshed.
 
@@ -72,7 +76,7 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
             return existing
     run = Run(
         *Run.key(workspace_id, run_id),
-        id=run_id, workspace_id=workspace_id, agent_id=agent.id, status="queued",
+        id=run_id, workspace_id=workspace_id, agent_id=agent.id, agent_version=current_version(agent), status="queued",
         input_preview=text[:INPUT_PREVIEW_CHARS], seq=1, created_by=created_by, created_at=at, updated_at=at,
         deadline=run_deadline(at, timeout_seconds or services.settings.run_timeout_seconds, parent),
         depth=int(parent.depth) + 1 if parent else 0,
@@ -88,7 +92,7 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
         snapshot["budget_usd"] = str(min(Decimal(snapshot["budget_usd"]), parent_budget_left(parent)))
     tree = run_tree(run_id, snapshot, parent)
     queued = RunEvent(*RunEvent.key(workspace_id, run_id, 1), seq=1, event_type="run.queued", at=at,
-                      data={"agent_id": agent.id, "parent_run_id": run.parent_run_id})
+                      data={"agent_id": agent.id, "agent_version": run.agent_version, "parent_run_id": run.parent_run_id})
     body = RunBody(*RunBody.key(workspace_id, run_id), input=text, agent=snapshot,
                    tree_root_run_id=tree.root_run_id if tree else None,
                    tree_budget_micro_usd=tree.budget_micro_usd if tree else None)

@@ -98,6 +98,7 @@ def run_view(run: Run, body: RunBody | None = None) -> dict[str, Any]:
         "id": run.id,
         "workspace_id": run.workspace_id,
         "agent_id": run.agent_id,
+        "agent_version": int(run.agent_version) if run.agent_version is not None else None,
         "parent_run_id": run.parent_run_id,
         "status": run.status,
         "input": text,

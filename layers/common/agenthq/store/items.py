@@ -280,10 +280,48 @@ class Agent(BaseItem, discriminator="Agent"):
     budget_usd = UnicodeAttribute()  # per-run budget, a decimal string
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
+    # Its current version (AgentVersion): every change advances it by one, on the condition that it is still
+    # the number read. Absent on an agent made before versions were kept (its version 1 is the item itself).
+    version = NumberAttribute(null=True)
 
     @staticmethod
     def key(workspace_id: str, agent_id: str) -> tuple[str, str]:
         return ws_pk(workspace_id), f"AGENT#{agent_id}"
+
+
+class RawMapAttribute(Attribute[dict[str, Any]]):
+    """A map kept as DynamoDB's attribute values (``{"name": {"S": "…"}, …}``), exactly as another item
+    serialized them: what an item's own attributes were, whatever their types, without knowing them."""
+
+    attr_type = "M"
+
+    def serialize(self, value: dict[str, Any]) -> dict[str, Any]:
+        return value
+
+    def deserialize(self, value: dict[str, Any]) -> dict[str, Any]:
+        return value
+
+
+class AgentVersion(BaseItem, discriminator="AgentVersion"):
+    """pk WS#<id>, sk AGENTVER#<agent_id>#<version, 10 digits>: one immutable version of an agent — its
+    whole definition (every attribute of the Agent item but its bookkeeping, agenthq.versions.records),
+    written in the same transaction as the change that made it and never changed after."""
+
+    agent_id = UnicodeAttribute()
+    version = NumberAttribute()
+    definition = RawMapAttribute()
+    change = UnicodeAttribute()  # "create", "update" or "rollback"
+    restored_version = NumberAttribute(null=True)  # a rollback's: the version it made current again
+    created_by = UnicodeAttribute(null=True)  # the principal's subject (user or API key id)
+    created_at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def prefix(agent_id: str) -> str:
+        return f"AGENTVER#{agent_id}#"
+
+    @staticmethod
+    def key(workspace_id: str, agent_id: str, version: int) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"AGENTVER#{agent_id}#{version:010d}"
 
 
 class AgentName(BaseItem, discriminator="AgentName"):
@@ -335,6 +373,7 @@ class Run(BaseItem, discriminator="Run"):
     id = UnicodeAttribute()
     workspace_id = UnicodeAttribute()
     agent_id = UnicodeAttribute()
+    agent_version = NumberAttribute(null=True)  # the agent's version it runs (absent on runs made before)
     parent_run_id = UnicodeAttribute(null=True)
     parent_tool_use_id = UnicodeAttribute(null=True)
     parent_task_token = UnicodeAttribute(null=True)  # the parent's WaitForChild task

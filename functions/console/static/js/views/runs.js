@@ -20,7 +20,7 @@ export async function runsView(app, view) {
   function renderAgents() {
     replace(agentsBody, agents.items.length ? agents.items.map((agent) =>
       h("tr", {dataset: {agent: agent.id}},
-        h("th", {scope: "row", text: agent.name}),
+        h("th", {scope: "row"}, h("a", {href: `#/agents/${agent.id}`, text: agent.name})),
         h("td", {text: agent.personality}),
         h("td", {text: agent.model}),
         h("td", {text: agent.tools.join(", ") || "none"})))
