@@ -11,6 +11,7 @@ import typer
 
 from agenthq_cli import __version__
 from agenthq_cli.admin import admin_app
+from agenthq_cli.mcp import mcp_app
 from agenthq_cli.user import agents_app, keys_app, login, runs_app, usage, workspaces
 
 app = typer.Typer(name="agenthq", help="AgentHQ from the command line.", no_args_is_help=True,
@@ -22,6 +23,7 @@ app.command()(usage)
 app.add_typer(agents_app, name="agents")
 app.add_typer(runs_app, name="runs")
 app.add_typer(keys_app, name="keys")
+app.add_typer(mcp_app, name="mcp")
 
 
 def _version(value: bool) -> None:
