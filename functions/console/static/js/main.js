@@ -7,6 +7,7 @@ import {h, replace} from "./dom.js";
 import {Live} from "./live.js";
 import {agentView} from "./views/agent.js";
 import {healthView} from "./views/health.js";
+import {mcpView} from "./views/mcp.js";
 import {operatorView} from "./views/operator.js";
 import {runView} from "./views/run.js";
 import {runsView} from "./views/runs.js";
@@ -19,12 +20,13 @@ const ROUTES = [
   {pattern: /^#\/runs$/, view: runsView, mode: "workspace", title: "Agents and runs"},
   {pattern: /^#\/runs\/([0-9A-Za-z]+)$/, view: runView, mode: "workspace", title: "Run"},
   {pattern: /^#\/agents\/([0-9A-Za-z]+)$/, view: agentView, mode: "workspace", title: "Agent"},
+  {pattern: /^#\/mcp$/, view: mcpView, mode: "workspace", title: "MCP servers"},
   {pattern: /^#\/usage$/, view: usageView, mode: "workspace", title: "Usage"},
   {pattern: /^#\/operator$/, view: operatorView, mode: "operator", title: "Cost against price"},
 ];
 
 const NAV = {
-  workspace: [["#/runs", "Agents and runs"], ["#/usage", "Usage"], ["#/health", "Health"]],
+  workspace: [["#/runs", "Agents and runs"], ["#/mcp", "MCP servers"], ["#/usage", "Usage"], ["#/health", "Health"]],
   operator: [["#/operator", "Cost against price"], ["#/health", "Health"]],
   null: [["#/signin", "Sign in"], ["#/health", "Health"]],
 };
