@@ -303,7 +303,7 @@ def test_mcp_servers_show_their_tools_and_status_and_a_tool_is_given_to_an_agent
         assert owner.get(f"/agents/{agent['id']}").json()["tools"] == [*agent["tools"], "mcp__demo__echo"]
 
         demo.change_tools()
-        page.find(f".mcp-server[data-server] button[aria-label='Refresh demo']").click()
+        page.find(".mcp-server[data-server] button[aria-label='Refresh demo']").click()
         page.until(lambda: page.all("tr[data-tool='mcp__demo__extra']"), message="the changed tool list")
         assert page.all("tr[data-tool='mcp__demo__add']") == []
         page.screenshot("mcp-refreshed")
