@@ -24,6 +24,7 @@ from tests.support import (
     events_of,
     launch,
     services_with,
+    set_tier,
     signup,
     table_items,
     wait_for,
@@ -134,18 +135,21 @@ def test_slow_failing_and_oversized_tools_are_is_error_results_and_the_run_goes_
 
 def test_a_run_makes_at_most_its_tiers_mcp_calls(api, demo):
     tenant = signup(api, tag="mcp-calls", tier="pro")
+    assert tenant.get("").json()["limits"]["mcp_calls_per_run"] == 100
+    set_tier(api, tenant.workspace_id, "enterprise", limit_overrides={"mcp_calls_per_run": 3})
+    assert tenant.get("").json()["limits"]["mcp_calls_per_run"] == 3
     assert register(tenant, "demo", demo.url, {"Authorization": f"Bearer {TOKEN}"}).status_code == 201
-    agent = create_agent(tenant, "caller", "sre", tools=["mcp__demo__add"])
-    limit = tenant.get("").json()["limits"]["mcp_calls_per_run"]
+    agent = create_agent(tenant, "caller", "sre", tools=["mcp__demo__add", "calculator"])
+    calls = [{"name": "mcp__demo__add", "input": {"a": i, "b": 1}} for i in range(5)]
     launched = launch(tenant, agent["id"], "Add.\n/tools " + json.dumps(
-        [{"name": "mcp__demo__add", "input": {"a": i, "b": 1}} for i in range(limit + 2)]))
+        [*calls[:2], {"name": "calculator", "input": {"expression": "1 + 1"}}, *calls[2:]]))
     assert launched.status_code == 202, launched.text
     run = wait_for(tenant, launched.json()["id"], timeout=180)
     assert run["status"] == "succeeded", run
-    results = tool_results(tenant, run["id"])
-    assert len(results) == limit + 2
-    assert [r["is_error"] for r in results].count(True) == 2
-    assert all("most its plan allows" in r["content"] for r in results[limit:])
+    results = [r for r in tool_results(tenant, run["id"]) if r["name"] == "mcp__demo__add"]
+    assert [r["content"] for r in results[:3]] == ["1", "2", "3"] and not any(r["is_error"] for r in results[:3])
+    assert all(r["is_error"] and "most its plan allows per run (3)" in r["content"] for r in results[3:])
+    assert len(results) == 5 and run["usage"]["tool_calls"] == 6  # refused calls are answered, and counted
 
 
 # --------------------------------------------------------------------------- refresh
