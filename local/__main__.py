@@ -72,6 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default=float(os.environ.get("AGENTHQ_MODEL_TOKENS_PER_SECOND", "0")),
                         help="the rate the offline model streams its output at (default 0: all at once after the "
                              "latency; env AGENTHQ_MODEL_TOKENS_PER_SECOND)")
+    parser.add_argument("--require-verified-email", action="store_true",
+                        default=os.environ.get("AGENTHQ_REQUIRE_VERIFIED_EMAIL", "") == "true",
+                        help="a signup's workspace launches runs only once the link mailed to the mailbox folder is "
+                             "used (RequireVerifiedEmail, on by default on AWS; env AGENTHQ_REQUIRE_VERIFIED_EMAIL=true)")
     parser.add_argument("--no-iam", action="store_true",
                         help="do not check the functions' AWS calls against their IAM policies (AWS always does)")
     return parser.parse_args(argv)
@@ -96,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda_workers=not args.in_process,
         lambda_concurrency=args.lambda_concurrency,
         profile_dir=str(args.profile_dir.resolve()) if args.profile_dir else None,
+        require_verified_email=args.require_verified_email,
     )
     if config.profile_dir:
         Path(config.profile_dir).mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,8 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,6 +94,11 @@ class LocalCloudConfig:
     lambda_workers: bool = True  # each function in worker processes (False: every handler in this process)
     lambda_concurrency: int = DEFAULT_CONCURRENCY  # worker processes per function without reserved concurrency
     profile_dir: str | None = None  # a cProfile of every invocation in a worker goes there (--profile-dir)
+    # E-mail verification (template.yaml's RequireVerifiedEmail, "true" on AWS): off, so the quick start
+    # runs as it is; on, a signup's workspace launches runs once the link mailed to the mailbox is used.
+    require_verified_email: bool = False
+    verification_sender: str = "no-reply@agenthq.localhost"  # verified in the local SES
+    mailbox_dir: Path | None = None  # where the local SES writes mails; None: <data_dir>/mailbox, or a temp dir
     # Webhook receivers and MCP servers on loopback (http://127.0.0.1:…) may be called (agenthq.outbound):
     # a trial points them at a local script. False: as on AWS (public https addresses only).
     outbound_allow_loopback: bool = True
@@ -131,8 +138,12 @@ class LocalCloud:
         self._saved_env: dict[str, str | None] = {}
         self.environment: dict[str, str] = {}
         self.operator: LocalCredentials | None = None  # signs the operator routes (/v1/admin/…)
+        # the operator's temporary credentials (12 hours from the start), what the web console takes
+        self.operator_session: LocalCredentials | None = None
         self.iam: Any = None  # local.iam.LocalIam while enforcing
         self.moto_server: MotoServer | None = None  # moto for the functions' worker processes
+        self.mailbox: Path | None = None  # the local SES's mailbox folder (local.mailbox)
+        self._mailbox_temp: Any = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -151,6 +162,7 @@ class LocalCloud:
             self._create_state_machines()
             self._create_usage_plans()
             self._create_event_buses()
+            self._start_mail()
             self._restore_gateway_keys()
             self._start_model()
             self._name_the_operator()
@@ -191,6 +203,12 @@ class LocalCloud:
         if self.moto_server is not None:
             self.moto_server.stop()
             self.moto_server = None
+        if self._mailbox_temp is not None:
+            from local.mailbox import deliver_to
+
+            deliver_to(None)
+            self._mailbox_temp.cleanup()
+            self._mailbox_temp = None
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
@@ -234,12 +252,40 @@ class LocalCloud:
             "  Model          " + (f"offline model server at {self.model_server.base_url} (no ANTHROPIC_API_KEY)"
                                    if self.model_server else "the Anthropic API (ANTHROPIC_API_KEY)"),
             *self.operator_banner(),
+            f"  Mailbox        {self.mailbox}: each mail the local SES sends (e-mail verification "
+            + ("on: a signup's workspace launches runs once its link is used)" if self.verification_required
+               else "off; python -m local --require-verified-email turns it on)"),
             "  Outbound       " + ("webhook receivers and MCP servers may be on loopback (http://127.0.0.1:…), "
                                    "for trials; on AWS only public https URLs" if self.config.outbound_allow_loopback
                                    else "public https URLs only, as on AWS"),
             "Press Ctrl-C to stop.",
         ]
         return "\n".join(lines)
+
+    @property
+    def verification_required(self) -> bool:
+        return self.config.stack.parameters.get("RequireVerifiedEmail") == "true"
+
+    @contextmanager
+    def email_verification(self, required: bool = True) -> Iterator[None]:
+        """Meanwhile every function runs with RequireVerifiedEmail as given, as after a deploy that changed
+        the parameter (their environments are retired: the next invocation of each is a cold start)."""
+        assert self.runtime is not None  # nosec B101  # type narrowing; set by start()
+        before = self.config.stack.parameters.get("RequireVerifiedEmail", "false")
+
+        def switch(value: str) -> None:
+            assert self.runtime is not None  # nosec B101  # type narrowing
+            self.config.stack.parameters["RequireVerifiedEmail"] = value
+            self.config.environment["REQUIRE_VERIFIED_EMAIL"] = value
+            self._set_environment({"REQUIRE_VERIFIED_EMAIL": value})
+            _reset_process_caches()
+            self.runtime.retire_environments()
+
+        switch("true" if required else "false")
+        try:
+            yield
+        finally:
+            switch(before)
 
     def operator_banner(self) -> list[str]:
         """Which local credentials sign the operator routes, and how to use them."""
@@ -250,6 +296,9 @@ class LocalCloud:
             f"AWS_SECRET_ACCESS_KEY={self.operator.secret_access_key} AWS_REGION={self.config.stack.region} "
             f"AGENTHQ_API_URL={self.rest_url}",
             "                 then: .venv/bin/agenthq admin workspace get <workspace id>",
+            *([f"                 the web console takes temporary credentials only: access key "
+               f"{self.operator_session.access_key_id}, secret {self.operator_session.secret_access_key}, "
+               f"session token {self.operator_session.session_token} (12 hours)"] if self.operator_session else []),
         ]
 
     def __exit__(self, *exc: object) -> None:
@@ -332,6 +381,26 @@ class LocalCloud:
     def _start_schedules(self) -> None:
         assert self.runtime is not None  # nosec B101  # type narrowing; set by start()
         self.schedules = LocalSchedules(schedules(self.template), self.runtime, self.config.stack.region).start()
+
+    def _start_mail(self) -> None:
+        """The local SES: the template's sender verified (as the operator does in SES), each mail written to
+        the mailbox; and the e-mail verification parameters (off unless asked for)."""
+        import tempfile
+
+        from local.mailbox import deliver_to
+
+        parameters = self.config.stack.parameters
+        parameters.setdefault("RequireVerifiedEmail", "true" if self.config.require_verified_email else "false")
+        parameters.setdefault("VerificationEmailSender", self.config.verification_sender)
+        folder = self.config.mailbox_dir
+        if folder is None and self.config.data_dir is not None:
+            folder = self.config.data_dir / "mailbox"
+        if folder is None:
+            self._mailbox_temp = tempfile.TemporaryDirectory(prefix="agenthq-mailbox-")
+            folder = Path(self._mailbox_temp.name)
+        self.mailbox = folder
+        deliver_to(folder)
+        self.client("ses").verify_email_identity(EmailAddress=parameters["VerificationEmailSender"])
 
     def _restore_gateway_keys(self) -> None:
         """Give every workspace of the table its API Gateway key again.
@@ -442,9 +511,10 @@ class LocalCloud:
         """The local operator's credentials, and the template's OperatorPrincipalArns naming them (unless
         the stack's parameters name others): the gateway's resource policy and the admin function then
         admit that operator, and refuse any other signer, as on AWS."""
-        from local.sigv4 import operator_credentials
+        from local.sigv4 import operator_credentials, session_credentials
 
         self.operator = operator_credentials(self.config.data_dir)
+        self.operator_session = session_credentials(self.operator, 12 * 3600)
         self.config.stack.parameters.setdefault("OperatorPrincipalArns", self.operator.arn)
 
     def _start_runtime(self) -> None:
@@ -475,7 +545,7 @@ class LocalCloud:
         endpoints replacing AWS's where the template names an AWS one — the functions' settings you
         tuned for `make dev` (.env.example), and nothing else."""
         assert self.moto_server is not None  # nosec B101  # type narrowing; started before the runtime
-        local_values = {key: self.environment[key] for key in ("LIVE_CONNECTIONS_URL", "LIVE_URL")
+        local_values = {key: self.environment[key] for key in ("LIVE_CONNECTIONS_URL", "LIVE_URL", "PUBLIC_API_URL")
                         if key in spec.environment and key in self.environment}
         tuned = {name: os.environ[name] for name in self._tunable_settings() if name in os.environ}
         return {
@@ -531,8 +601,10 @@ class LocalCloud:
                                  meter=GatewayUsagePlanMeter(self.client("apigateway")),
                                  host=self.config.host, port=self.config.rest_port,
                                  region=self.config.stack.region,
-                                 signatures=SigV4Verifier([self.operator], self.config.stack.region),
+                                 signatures=SigV4Verifier([self.operator, *filter(None, [self.operator_session])],
+                                                          self.config.stack.region),
                                  policy=resource_policy(self.template, self.resolver)).start()
+        self._set_environment({"PUBLIC_API_URL": self.rest_url})  # the links in mails (no custom domain here)
 
 
     def _start_websocket_api(self) -> None:

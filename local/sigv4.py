@@ -42,13 +42,16 @@ OPERATOR_USER = "agenthq-operator"
 
 @dataclass(frozen=True)
 class LocalCredentials:
-    """An IAM user's access key in the local cloud."""
+    """An IAM user's access key in the local cloud: long-lived (``AKIA…``), or temporary (``ASIA…``, with a
+    session token and an end, as STS ``GetSessionToken`` gives the user: they act as the user)."""
 
     access_key_id: str
     secret_access_key: str
     user_name: str = OPERATOR_USER
     user_id: str = "AIDALOCALOPERATOR0001"
     account_id: str = ACCOUNT_ID
+    session_token: str = ""
+    expires_at: float | None = None  # epoch seconds (temporary credentials only)
 
     @property
     def arn(self) -> str:
@@ -83,6 +86,16 @@ def operator_credentials(data_dir: Path | None) -> LocalCredentials:
     return credentials
 
 
+def session_credentials(user: LocalCredentials, seconds: float, clock: Callable[[], float] = time.time
+                        ) -> LocalCredentials:
+    """Temporary credentials of ``user``, valid ``seconds`` from now (what ``aws sts get-session-token`` gives)."""
+    alphabet = string.ascii_uppercase + string.digits
+    return LocalCredentials(access_key_id="ASIA" + "".join(secrets.choice(alphabet) for _ in range(16)),
+                            secret_access_key=secrets.token_urlsafe(30)[:40], user_name=user.user_name,
+                            user_id=user.user_id, account_id=user.account_id,
+                            session_token=secrets.token_urlsafe(96), expires_at=clock() + seconds)
+
+
 class SigV4Verifier(SignatureVerifier):
     def __init__(self, credentials: Iterable[LocalCredentials], region: str,
                  clock: Callable[[], float] = time.time) -> None:
@@ -105,8 +118,13 @@ class SigV4Verifier(SignatureVerifier):
         except ValueError:
             raise SignatureRefused("INVALID_SIGNATURE", "malformed Credential") from None
         signer = self.credentials.get(key_id)
-        if signer is None or "x-amz-security-token" in values:  # local users have long-term keys only
+        token = (values.get("x-amz-security-token") or [""])[0]
+        # a long-lived key takes no token; a temporary one needs its own
+        if signer is None or bool(token) != bool(signer.session_token) or (
+                token and not hmac.compare_digest(token.encode(), signer.session_token.encode())):
             raise SignatureRefused("INVALID_SIGNATURE", "the security token included in the request is invalid")
+        if signer.expires_at is not None and self.clock() >= signer.expires_at:
+            raise SignatureRefused("INVALID_SIGNATURE", "the security token included in the request is expired")
         if (region, service, terminator) != (self.region, SERVICE, "aws4_request"):
             raise SignatureRefused("INVALID_SIGNATURE", f"credential scope must be <date>/{self.region}/{SERVICE}/"
                                                         "aws4_request")

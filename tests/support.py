@@ -687,9 +687,10 @@ class ConsolePage:
         self.find("#sign-in button[type=submit]").click()
         self.until(lambda: self.heading() == "Agents and runs", message="the workspace's agents and runs")
 
-    def operator_sign_in(self, access_key_id: str, secret_access_key: str) -> None:
+    def operator_sign_in(self, access_key_id: str, secret_access_key: str, session_token: str = "") -> None:
         self.fill("#operator-sign-in input[name=access-key-id]", access_key_id)
         self.fill("#operator-sign-in input[name=secret-access-key]", secret_access_key)
+        self.fill("#operator-sign-in input[name=session-token]", session_token)
         self.find("#operator-sign-in button[type=submit]").click()
 
     def go(self, link_text: str, heading: str | None = None) -> None:

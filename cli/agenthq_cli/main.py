@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from agenthq_cli import __version__
+from agenthq_cli.account import verify_email, whoami
 from agenthq_cli.admin import admin_app
 from agenthq_cli.mcp import mcp_app
 from agenthq_cli.user import agents_app, keys_app, login, runs_app, usage, workspaces
@@ -20,6 +21,8 @@ app.add_typer(admin_app, name="admin")
 app.command()(login)
 app.command()(workspaces)
 app.command()(usage)
+app.command()(whoami)
+app.command("verify-email")(verify_email)
 app.add_typer(agents_app, name="agents")
 app.add_typer(runs_app, name="runs")
 app.add_typer(keys_app, name="keys")

@@ -20,6 +20,7 @@ from agenthq.responses import Agent, AgentVersion, ListOf, Message, Personality,
 from agenthq.runs import api as runs
 from agenthq.runs.api import IDEMPOTENCY_KEY, RunLaunchRequest, RunStatus
 from agenthq.services import get_services
+from agenthq.verification import EmailUnverified
 from agenthq.versions import api as versions
 from agenthq.versions.api import RollbackRequest
 
@@ -83,7 +84,7 @@ def list_messages(principal: WorkspacePrincipal, agent_id: str | None = AgentIdF
 
 
 @app.post("/workspaces/{wid}/agents/{aid}/runs", status_code=202, response_model=Run,
-          responses=documented(Conflict, ServiceUnavailable))
+          responses=documented(Conflict, EmailUnverified, ServiceUnavailable))
 def launch_run(aid: str, body: RunLaunchRequest, principal: WorkspacePrincipal,
                idempotency_key: str | None = IdempotencyKey) -> dict:
     return runs.launch_run(get_services(), principal, aid, body, idempotency_key)

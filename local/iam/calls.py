@@ -293,6 +293,24 @@ def _bus_arn(call: Call, name: str) -> str:
     return name if name.startswith("arn:") else f"arn:aws:events:{call.region}:{call.account}:event-bus/{name}"
 
 
+def _ses(call: Call, lookups: Lookups) -> list[Check]:
+    """SES (API v1): ``ses:SendEmail`` on the sending identity's ARN, with ``ses:FromAddress`` (the address in
+    ``Source``, without a display name) and ``ses:Recipients``. The identity is the From address's (the local
+    cloud verifies the address itself; on AWS it may be its domain, which a policy on ``identity/*`` with the
+    ``ses:FromAddress`` condition covers alike)."""
+    import email.utils
+
+    p = call.params
+    if call.operation not in ("SendEmail", "SendRawEmail"):
+        return [Check(f"ses:{call.operation}", "*")]
+    source = email.utils.parseaddr(p.get("Source", ""))[1]
+    recipients = sorted({a for kind in ("ToAddresses", "CcAddresses", "BccAddresses")
+                         for a in p.get("Destination", {}).get(kind, [])})
+    context: dict[str, ContextValue] = {"ses:FromAddress": source, "ses:Recipients": recipients,
+                                        "ses:ApiVersion": "1"}
+    return [Check(f"ses:{call.operation}", f"arn:aws:ses:{call.region}:{call.account}:identity/{source}", context)]
+
+
 def _connections(call: Call, lookups: Lookups) -> list[Check]:
     """The WebSocket API's @connections API: ``execute-api:ManageConnections`` on
     ``arn:aws:execute-api:<region>:<account>:<api id>/<stage>/<METHOD>/@connections/<id>``."""
@@ -319,4 +337,5 @@ _SERVICES: dict[str, Callable[[Call, Lookups], list[Check]]] = {
     "apigateway": _apigateway,
     "lambda": _lambda,
     "events": _events,
+    "ses": _ses,
 }

@@ -32,8 +32,10 @@ from tests.support import (
     launch,
     set_tier,
     signup,
+    table_items,
     tools_replaced_by,
     wait_for,
+    with_api_key,
 )
 
 pytestmark = pytest.mark.slow
@@ -55,6 +57,13 @@ def page(cloud, request) -> Iterator[ConsolePage]:
         console.open()
         yield console
         assert console.policy_violations() == [], "the page broke its Content-Security-Policy"
+
+
+def wait_until(condition, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not after {timeout} s"
+        time.sleep(0.2)
 
 
 def usd_shown(value: str) -> str:
@@ -166,10 +175,11 @@ def test_the_operator_sees_each_workspace_cost_against_its_price_and_who_is_near
     assert report.status_code == 200, report.text
     rows = {row["workspace_id"]: row for row in report.json()["items"]}
 
-    page.operator_sign_in(cloud.operator.access_key_id, "not-the-secret")
+    session = cloud.operator_session  # the console takes temporary credentials only
+    page.operator_sign_in(session.access_key_id, "not-the-secret", session.session_token)
     page.until(lambda: "may not call the operator routes" in page.text("#operator-sign-in .message"),
                message="a wrong secret refused")
-    page.operator_sign_in(cloud.operator.access_key_id, cloud.operator.secret_access_key)
+    page.operator_sign_in(session.access_key_id, session.secret_access_key, session.session_token)
     page.until(lambda: page.heading() == "Cost against price", message="the operator's view")
     page.until(lambda: page.all(f"#cost-rows tr[data-workspace='{big.workspace_id}']"), message="the workspaces")
     page.screenshot("operator-cost-against-price")
@@ -269,6 +279,83 @@ def test_the_agent_page_lists_its_versions_and_rolls_back_to_one(cloud, api, pag
     page.until(lambda: page.heading() == f"Run {run['id']}", message="the run's page")
     assert page.text("#run-agent-version") == "v4"
     wait_for(owner, run["id"])
+
+STORED_IN_THE_BROWSER = """
+const done = arguments[arguments.length - 1];
+(async () => {
+  const databases = indexedDB.databases ? (await indexedDB.databases()).map((d) => d.name) : [];
+  const cacheNames = self.caches ? await caches.keys() : [];
+  const storage = (area) => Object.fromEntries(Array.from({length: area.length}, (_, i) => area.key(i))
+                                                .map((k) => [k, area.getItem(k)]));
+  done({local: storage(localStorage), session: storage(sessionStorage), cookie: document.cookie,
+        databases, caches: cacheNames, url: location.href, history: history.length});
+})().catch((error) => done({error: String(error)}));
+"""
+
+
+def test_the_console_takes_only_temporary_credentials_and_keeps_nothing_in_the_browser(cloud, api, page):
+    owner = with_api_key(signup(api, workspace_name="Careful Co"))
+
+    def sessions() -> list[dict]:
+        return [i for i in table_items(cloud) if i["pk"].startswith("SESSION#") and i.get("user_id") == owner.user_id]
+
+    # an API key pasted as the password (or a refresh token) is refused in the page: nothing is sent
+    for pasted in (owner.api_key, owner.refresh_token):
+        page.fill("#sign-in input[name=email]", owner.email)
+        page.fill("#sign-in input[name=password]", pasted)
+        page.find("#sign-in button[type=submit]").click()
+        page.until(lambda: "API keys are for programs" in page.text("#sign-in .message"), message="an API key refused")
+        assert page.find("#sign-in input[name=password]").get_attribute("value") == ""
+        assert page.heading() == "Sign in to AgentHQ"
+    # an IAM user's long-lived access key is refused for the operator, before anything is signed
+    page.operator_sign_in(cloud.operator.access_key_id, cloud.operator.secret_access_key)
+    page.until(lambda: "long-lived access keys" in page.text("#operator-sign-in .message"),
+               message="a long-lived AWS key refused")
+    assert page.find("#operator-sign-in input[name=secret-access-key]").get_attribute("value") == ""
+    assert len(sessions()) == 1  # the signup's: nothing was sent to log in with what was pasted
+    page.screenshot("long-lived-credentials-refused")
+
+    # e-mail and password: a session, whose tokens live in the page's memory only
+    page.sign_in(owner.email, PASSWORD)
+    stored = page.driver.execute_async_script(STORED_IN_THE_BROWSER)
+    assert "error" not in stored, stored
+    assert stored["local"] == {} and stored["session"] == {} and stored["cookie"] == "", stored
+    assert stored["databases"] == [] and stored["caches"] == [], stored
+    assert page.driver.get_cookies() == []
+    for secret in (owner.api_key, PASSWORD):
+        assert secret not in stored["url"]
+    # leaving the page ends its session on the server: the refresh token the page held is dead with it
+    assert len(sessions()) == 2 and not [s for s in sessions() if s.get("revoked_at")]
+    page.driver.get("about:blank")  # pagehide: a keepalive logout
+    wait_until(lambda: [s.get("revoked_reason") for s in sessions()].count("logout") == 1,
+               "the console's session revoked when the page was left")
+    assert api.get("/me", headers=owner.headers).status_code == 200  # the signup's own session still works
+
+
+def test_the_mailed_link_opens_the_console_which_verifies_the_address(cloud, api, page):
+    from local.mailbox import read_mailbox
+
+    with cloud.email_verification(required=True):
+        owner = signup(api, workspace_name="Mailed Co")
+        (mail,) = read_mailbox(cloud.mailbox, to=owner.email)
+        link = re.search(r"http://\S+/console/#/verify-email/ahv_\S+", mail.get_content()).group(0)
+        page.sign_in(owner.email, PASSWORD)
+        page.until(lambda: "is not verified yet" in page.text("#verification-notice"), message="the notice")
+        page.find("#resend-verification").click()
+        page.until(lambda: "A new link was mailed" in page.text("#verification-notice .message"),
+                   message="a new link mailed")
+        assert len(read_mailbox(cloud.mailbox, to=owner.email)) == 2
+        page.screenshot("unverified-notice")
+
+        page.driver.get(link)  # the first link still works (each is single-use, and this one is unused)
+        page.until(lambda: page.heading() == "Verify your e-mail address", message="the verify page")
+        page.until(lambda: "is verified" in page.text("main .message"), message="verified")
+        assert "ahv_" not in page.driver.current_url  # the token left the address bar (and the history)
+        page.screenshot("verified")
+        assert api.get("/me", headers=owner.headers).json()["user"]["email_verified"] is True
+
+        page.driver.get(link)  # used: refused
+        page.until(lambda: "already used" in page.text("main .message"), message="a used link refused")
 
 
 def test_mcp_servers_show_their_tools_and_status_and_a_tool_is_given_to_an_agent(cloud, api, page):

@@ -124,3 +124,29 @@ def test_operator_credentials_are_made_once_and_kept_private(tmp_path):
     assert operator_credentials(tmp_path) == first
     assert stat.S_IMODE((tmp_path / "operator-credentials.json").stat().st_mode) == 0o600
     assert operator_credentials(None) != operator_credentials(None)
+
+
+def test_temporary_credentials_need_their_own_token_and_end_when_they_expire():
+    """What the web console takes (ASIA… with a session token): signed with the token they were issued with,
+    until their end; a long-lived key with a token, or a temporary one without its token, is refused."""
+    from local.sigv4 import session_credentials
+
+    session = session_credentials(OPERATOR, 3600, clock=Clock(SIGNED_AT))
+    assert session.access_key_id.startswith("ASIA") and session.session_token
+    verifier = SigV4Verifier([OPERATOR, session], REGION, clock=Clock(SIGNED_AT + timedelta(minutes=5)))
+
+    def check(credentials: Credentials, verifier: SigV4Verifier = verifier):
+        request = sign(httpx.Request("GET", "http://127.0.0.1:3000/v1/admin/usage", headers={}), credentials,
+                       REGION, SIGNED_AT + timedelta(minutes=5))
+        return verifier.verify("GET", request.url.raw_path.decode(), list(request.headers.items()), b"")
+
+    signer = check(Credentials(session.access_key_id, session.secret_access_key, session.session_token))
+    assert signer == session and signer.identity()["userArn"] == OPERATOR.arn  # it acts as the user
+    for wrong in (Credentials(session.access_key_id, session.secret_access_key),  # no token
+                  Credentials(session.access_key_id, session.secret_access_key, "another-token"),
+                  Credentials(OPERATOR.access_key_id, OPERATOR.secret_access_key, session.session_token)):
+        with pytest.raises(SignatureRefused, match="security token"):
+            check(wrong)
+    later = SigV4Verifier([OPERATOR, session], REGION, clock=Clock(SIGNED_AT + timedelta(hours=1, minutes=5)))
+    with pytest.raises(SignatureRefused, match="expired"):
+        check(Credentials(session.access_key_id, session.secret_access_key, session.session_token), later)

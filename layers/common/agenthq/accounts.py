@@ -40,6 +40,7 @@ from agenthq.store.items import (
     WorkspaceSession,
 )
 from agenthq.text import NOT_BLANK, display_name
+from agenthq.verification import pending_at_signup, send_link_at_signup
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -115,7 +116,8 @@ class Tokens(BaseModel):
 
 
 def user_view(user: User) -> dict[str, Any]:
-    return {"id": user.id, "email": user.email, "created_at": user.created_at.isoformat()}
+    return {"id": user.id, "email": user.email, "email_verified": user.email_verified_at is not None,
+            "created_at": user.created_at.isoformat()}
 
 
 def workspace_summary(workspace: Workspace) -> dict[str, Any]:
@@ -202,12 +204,15 @@ def admit_caller(services: Services, source_ip: str | None, account: str | None 
 # --------------------------------------------------------------------------- signup
 
 
-def signup(services: Services, request: SignupRequest, source_ip: str) -> dict[str, Any]:
+def signup(services: Services, request: SignupRequest, source_ip: str, api_url: str = "") -> dict[str, Any]:
     """Create the user, their workspace (tier free) and the owner membership.
 
     Retrying the same signup (same e-mail, password and workspace name, within
     a day) returns the same user and workspace with a new session instead of
-    a second workspace; any other signup with a known e-mail is a 409."""
+    a second workspace; any other signup with a known e-mail is a 409.
+
+    When e-mail verification is required the workspace starts ``verification_pending`` and a one-time
+    link is mailed (its links point under ``api_url``, the API's public URL): agenthq.verification."""
     admit_caller(services, source_ip, f"email:{request.email}")
     password = request.password.get_secret_value()
     check_password_policy(password, email=request.email, other_words=(request.workspace_name,))
@@ -224,7 +229,8 @@ def signup(services: Services, request: SignupRequest, source_ip: str) -> dict[s
                 created_at=now)
     email = UserEmail(*UserEmail.key(request.email), user_id=user_id)
     workspace = Workspace(*Workspace.key(workspace_id), id=workspace_id, name=request.workspace_name, tier="free",
-                          usage_key=usage_key, created_at=now, created_by=user_id, signup_fingerprint=signup_print)
+                          usage_key=usage_key, created_at=now, created_by=user_id, signup_fingerprint=signup_print,
+                          verification_pending=pending_at_signup(services.settings))
     member = Member(*Member.key(workspace_id, user_id), workspace_id=workspace_id, user_id=user_id,
                     email=request.email, role=Role.owner.value, usage_key=usage_key, joined_at=now,
                     gsi1pk=f"USER#{user_id}", gsi1sk=f"WS#{workspace_id}")
@@ -247,6 +253,8 @@ def signup(services: Services, request: SignupRequest, source_ip: str) -> dict[s
         raise Conflict("An account with this e-mail address already exists.") from None
 
     ensure_gateway_key(services, workspace)
+    if workspace.verification_pending:  # a retried signup sends no second mail: the resend route does
+        send_link_at_signup(services, user, api_url)
     tokens = _tokens(services, user_id, workspace_id, family_id, refresh_token)
     return {"user": user_view(user), "workspace": workspace_summary(workspace), **tokens.model_dump()}
 
@@ -450,7 +458,9 @@ def _current_member(user_id: str, workspace_id: str) -> Member | None:
 # --------------------------------------------------------------------------- me
 
 
-def me(user_id: str) -> dict[str, Any]:
+def me(user_id: str, required: bool = False) -> dict[str, Any]:
+    """The user (``email_verified``: whether a link sent to the address was used), whether this deployment
+    holds a new workspace's runs until then (``email_verification_required``), and the memberships."""
     with global_scope():
         user = User.get_or_none(*User.key(user_id), consistent_read=False)
         if user is None:
@@ -462,6 +472,7 @@ def me(user_id: str) -> dict[str, Any]:
             names = {w.id: w.name for w in Workspace.batch_get(keys, attributes_to_get=["pk", "sk", "type", "id", "name"])}
     return {
         "user": user_view(user),
+        "email_verification_required": required,
         "memberships": [
             {"workspace_id": m.workspace_id, "workspace_name": names.get(m.workspace_id, ""), "role": m.role,
              "joined_at": m.joined_at.isoformat()}

@@ -82,6 +82,22 @@ def source_ip(request: Request) -> str:
     return str(identity.get("sourceIp") or "unknown")
 
 
+def public_api_url(request: Request) -> str:
+    """The API's public base URL with its stage (https://<domain>/v1), for links in mails: the
+    ``PUBLIC_API_URL`` setting (a custom domain's), else the domain and stage API Gateway received the request
+    on (its ``requestContext``, not a header the client chose)."""
+    configured = get_settings().public_api_url
+    if configured:
+        return configured.rstrip("/")
+    event = aws_event(request)
+    context = event.get("requestContext") or {}
+    domain, full_path, path = context.get("domainName"), context.get("path") or "", event.get("path") or ""
+    if not domain:
+        return str(request.base_url).rstrip("/")
+    prefix = full_path[:len(full_path) - len(path)] if path and full_path.endswith(path) else f"/{context.get('stage', '')}"
+    return f"https://{domain}{prefix.rstrip('/')}"
+
+
 def seconds_left(request: Request) -> float:
     """The Lambda invocation's remaining time (unbounded outside Lambda)."""
     context = request.scope.get("aws.context")

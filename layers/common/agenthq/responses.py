@@ -38,6 +38,7 @@ class ListOf(View, Generic[Item]):
 class User(View):
     id: str
     email: str
+    email_verified: bool = Field(description="Whether a one-time link mailed to the address was used.")
     created_at: Timestamp
 
 
@@ -114,7 +115,15 @@ class Membership(View):
 
 class Me(View):
     user: User
+    email_verification_required: bool = Field(
+        description="Whether a workspace signed up here launches runs only once its creator's address is verified.")
     memberships: list[Membership]
+
+
+class EmailVerificationStatus(View):
+    email: str
+    email_verified: bool
+    sent: bool = Field(default=False, description="Whether a new link was mailed (resend).")
 
 
 class Member(View):

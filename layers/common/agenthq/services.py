@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from agenthq.adapters.apigateway import GatewayKeys
     from agenthq.adapters.connections import Connections
     from agenthq.adapters.events import OperatorEvents
+    from agenthq.adapters.mail import Mailer
     from agenthq.adapters.model import ModelClient
     from agenthq.adapters.stepfunctions import Orchestrator
     from agenthq.mcp.connector import McpConnector
@@ -39,14 +40,15 @@ class Services:
                  model: ModelClient | None = None, tools: ToolRegistry | None = None,
                  operator_events: OperatorEvents | None = None, offboarding_jobs: Orchestrator | None = None,
                  connections: Connections | None = None, key_store: KeyStore | None = None,
-                 mcp_connector: McpConnector | None = None, header_vault: HeaderVault | None = None) -> None:
+                 mailer: Mailer | None = None, mcp_connector: McpConnector | None = None,
+                 header_vault: HeaderVault | None = None) -> None:
         self.settings = settings
         self.clock = clock
         configure(settings)
         given = {"orchestrator": orchestrator, "gateway_keys": gateway_keys, "model": model, "tools": tools,
                  "operator_events": operator_events, "offboarding_jobs": offboarding_jobs,
-                 "connections": connections, "key_store": key_store, "mcp_connector": mcp_connector,
-                 "header_vault": header_vault}
+                 "connections": connections, "key_store": key_store, "mailer": mailer,
+                 "mcp_connector": mcp_connector, "header_vault": header_vault}
         for name, adapter in given.items():
             if adapter is not None:
                 self.__dict__[name] = adapter  # what cached_property would have built
@@ -76,6 +78,12 @@ class Services:
         from agenthq.adapters.apigateway import ApiGatewayKeys
 
         return ApiGatewayKeys(self.client("apigateway"), self.settings.usage_plan_ids)
+
+    @cached_property
+    def mailer(self) -> Mailer:
+        from agenthq.adapters.mail import SesMailer
+
+        return SesMailer(self.client("ses"), self.settings.verification_email_sender)
 
     @cached_property
     def operator_events(self) -> OperatorEvents:

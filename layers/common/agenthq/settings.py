@@ -78,6 +78,17 @@ class Settings(BaseModel):
     # console learns it from /v1/console/config.json and allows it in its Content-Security-Policy.
     live_url: str = Field(default="", alias="LIVE_URL")
 
+    # E-mail verification (template.yaml's RequireVerifiedEmail, VerificationEmailSender, PublicApiUrl):
+    # when required, a workspace launches no run (nor anything else that spends) until the address of the
+    # account that signed it up is verified through a one-time link sent by Amazon SES (agenthq.verification).
+    require_verified_email: bool = Field(default=False, alias="REQUIRE_VERIFIED_EMAIL")
+    verification_email_sender: str = Field(default="", alias="VERIFICATION_EMAIL_SENDER", max_length=254)
+    verification_link_ttl_seconds: int = Field(default=24 * 3600, alias="VERIFICATION_LINK_TTL_SECONDS",
+                                               ge=300, le=7 * 86400)
+    # The API's public base URL with its stage (https://api.example.com/v1): the links in mails point under it.
+    # Empty: taken from the request as API Gateway received it (its domain name and stage or base path).
+    public_api_url: str = Field(default="", alias="PUBLIC_API_URL", max_length=2048)
+
     # MCP servers (agenthq.mcp): their headers' secrets (<prefix><workspace>/<server>, under the KMS key
     # MCP_HEADERS_KEY_ID), a call's time and size bounds.
     mcp_secret_prefix: str = Field(default="agenthq/mcp/", alias="MCP_SECRET_PREFIX", min_length=1)

@@ -55,6 +55,16 @@ export class Api {
     }
   }
 
+  /** The page is going away (closed, reloaded, left): end the session on the server as well, so its refresh
+   *  token dies with the page that held it. Best effort: a keepalive request outlives the page. */
+  endOnLeave() {
+    const session = this.session;
+    this.session = null;
+    if (!session) return;
+    fetch(this.url("auth/logout"), {method: "POST", keepalive: true, cache: "no-store", credentials: "omit",
+                                    headers: {Authorization: `Bearer ${session.accessToken}`}}).catch(() => {});
+  }
+
   get(path, query) {
     return this.request("GET", path, {query});
   }

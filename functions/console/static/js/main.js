@@ -13,6 +13,7 @@ import {runView} from "./views/run.js";
 import {runsView} from "./views/runs.js";
 import {signInView} from "./views/signin.js";
 import {usageView} from "./views/usage.js";
+import {verificationNotice, verifyEmailView} from "./views/verify.js";
 
 const ROUTES = [
   {pattern: /^#\/signin$/, view: signInView, mode: null, title: "Sign in"},
@@ -23,6 +24,7 @@ const ROUTES = [
   {pattern: /^#\/mcp$/, view: mcpView, mode: "workspace", title: "MCP servers"},
   {pattern: /^#\/usage$/, view: usageView, mode: "workspace", title: "Usage"},
   {pattern: /^#\/operator$/, view: operatorView, mode: "operator", title: "Cost against price"},
+  {pattern: /^#\/verify-email\/(ahv_[A-Za-z0-9_-]+)$/, view: verifyEmailView, mode: "any", title: "Verify your e-mail"},
 ];
 
 const NAV = {
@@ -47,6 +49,12 @@ class Console {
     document.getElementById("version").textContent = config.version ? `AgentHQ ${config.version}` : "";
     window.addEventListener("hashchange", () => {
       if (!location.hash || location.hash.startsWith("#/")) this.show();
+    });
+    // Leaving the page ends its session on the server too; a page restored from the back/forward cache
+    // starts signed out.
+    window.addEventListener("pagehide", () => this.api.endOnLeave());
+    window.addEventListener("pageshow", (event) => {
+      if (event.persisted && this.mode) this.signedOut("You were signed out when you left the page.");
     });
     document.querySelector(".skip-link").addEventListener("click", (event) => {
       event.preventDefault(); // "#main" is no view: move the focus, keep the hash
@@ -135,7 +143,7 @@ class Console {
     const name = this.mode === "workspace"
       ? `${this.me.user.email} · ${this.workspace.name} (${this.workspace.tier})`
       : `Operator ${this.api.operator.accessKeyId} · ${this.api.operator.region}`;
-    replace(who, h("span", {class: "who-name", text: name}),
+    replace(who, h("span", {class: "who-name", text: name}), verificationNotice(this),
       h("button", {type: "button", class: "secondary", id: "sign-out", on: {click: () => this.signOut()}},
         "Sign out"));
   }

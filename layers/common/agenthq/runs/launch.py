@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import TransactWriteError
 
-from agenthq import ids, pricing
+from agenthq import ids, pricing, verification
 from agenthq.agents import agent_view
 from agenthq.errors import ServiceUnavailable
 from agenthq.observability import logger
@@ -24,6 +24,7 @@ from agenthq.runs.records import INPUT_PREVIEW_CHARS
 from agenthq.store import global_scope, retry_transaction, transaction
 from agenthq.store.items import Agent, Run, RunBody, RunEvent, RunLaunch, UnstartedRun, Workspace
 from agenthq.store.sizes import ensure_fits
+from agenthq.tiers import limits_for
 from agenthq.usage import Usage, alerts, counters, infra, ledger, quota
 from agenthq.versions.records import current_version
 
@@ -86,7 +87,12 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
         # the request that launched it (a child run's creation is its parent's worker's, metered there)
         infra_micro_usd=0 if parent else infra.launch_micro_usd(services.settings.lambda_architecture),
     )
-    limits = quota.workspace_limits(workspace_id)
+    if parent is None:  # a root run spends the workspace's money: not before its creator's address is verified
+        workspace = Workspace.load(workspace_id)
+        verification.require_verified(services.settings, workspace)
+        limits = limits_for(workspace.tier, workspace.limit_overrides)
+    else:
+        limits = quota.workspace_limits(workspace_id)
     snapshot = agent_snapshot(workspace_id, agent)
     if parent is not None:  # a child spends from what is left of its parent's per-run budget
         snapshot["budget_usd"] = str(min(Decimal(snapshot["budget_usd"]), parent_budget_left(parent)))

@@ -43,10 +43,27 @@ class User(BaseItem, discriminator="User"):
     email = UnicodeAttribute()
     password_hash = UnicodeAttribute()
     created_at = UTCDateTimeAttribute()
+    email_verified_at = UTCDateTimeAttribute(null=True)  # set once a one-time link sent to ``email`` is used
 
     @staticmethod
     def key(user_id: str) -> tuple[str, str]:
         return f"USER#{user_id}", "META"
+
+
+class EmailVerification(BaseItem, discriminator="EmailVerification"):
+    """pk VERIFY#<sha256 of the token>, sk META: one link sent to verify a user's e-mail address
+    (agenthq.verification). Single-use (``used_at``), valid until ``valid_until``; the TTL removes it a day
+    after. The token itself is only in the mail."""
+
+    user_id = UnicodeAttribute()
+    email = UnicodeAttribute()  # the address it was sent to: it verifies that address only
+    created_at = UTCDateTimeAttribute()
+    valid_until = UTCDateTimeAttribute()  # TTL deletion is lazy: this is what is checked
+    used_at = UTCDateTimeAttribute(null=True)
+
+    @staticmethod
+    def key(token_hash: str) -> tuple[str, str]:
+        return f"VERIFY#{token_hash}", "META"
 
 
 class UserEmail(BaseItem, discriminator="UserEmail"):
@@ -160,6 +177,9 @@ class Workspace(BaseItem, discriminator="Workspace"):
     agent_count = NumberAttribute(default=0)  # kept in step with Agent items (tier max_agents)
     mcp_server_count = NumberAttribute(default=0)  # kept in step with McpServer items (tier mcp_servers)
     deleting = BooleanAttribute(default=False)  # offboarding: every workspace route answers 404
+    # Signed up while e-mail verification was required, and its creator's address is not verified yet: it
+    # launches no run (agenthq.verification). Absent on every other workspace.
+    verification_pending = BooleanAttribute(null=True)
     offboarding = OffboardingJob(null=True)  # type: ignore[no-untyped-call]
 
     @staticmethod

@@ -1,7 +1,25 @@
 // Sign in: to a workspace (e-mail and password: POST /v1/auth/login), or as the operator
-// (an AWS access key that may call /v1/admin/…, used to sign each request; kept in memory).
+// (temporary AWS credentials that may call /v1/admin/…, used to sign each request; kept in memory).
+//
+// The console takes temporary credentials only (docs/security.md, "The console's credentials"): a
+// session (a 15-minute access token and its refresh token, in memory, gone with the page) from an
+// e-mail and password; never an API key (long-lived, the workspace's own: for programs) — one pasted
+// into the form is refused before anything is sent; and for the operator, only an STS session (an
+// ASIA… key with its session token, which expires), never an IAM user's long-lived AKIA… key.
 
 import {field, h, messageArea, showError} from "../dom.js";
+
+/** What a pasted long-lived secret looks like: an AgentHQ API key or refresh token. */
+const AGENTHQ_SECRET = /(^|\s)ah[qr]_[A-Za-z0-9_-]{8,}/;
+export const NOT_AN_API_KEY = "That is an API key: API keys are for programs (the CLI, your servers). The console "
+  + "signs in with your e-mail and password only, and keeps nothing after the page is closed.";
+export const NOT_LONG_LIVED = "These are long-lived access keys (AKIA…): the console takes temporary credentials "
+  + "only — an ASIA… key with its session token (aws sts get-session-token, aws configure export-credentials, "
+  + "or your SSO portal).";
+
+function looksLikeAnApiKey(...values) {
+  return values.some((value) => AGENTHQ_SECRET.test(value));
+}
 
 export async function signInView(app, view) {
   const email = h("input", {type: "email", name: "email", autocomplete: "username", required: true});
@@ -16,6 +34,11 @@ export async function signInView(app, view) {
     workspaceMessage);
   workspaceForm.addEventListener("submit", async (event) => {
     event.preventDefault();
+    if (looksLikeAnApiKey(email.value, password.value)) {
+      password.value = "";
+      showError(workspaceMessage, NOT_AN_API_KEY);
+      return;
+    }
     const button = workspaceForm.querySelector("button");
     button.disabled = true;
     workspaceMessage.textContent = "Signing in…";
@@ -39,16 +62,21 @@ export async function signInView(app, view) {
   const operatorMessage = messageArea();
   const operatorForm = h("form", {id: "operator-sign-in", "aria-labelledby": "operator-title"},
     h("h2", {id: "operator-title", text: "Operator"}),
-    h("p", {class: "hint", text: "AWS credentials allowed to call this API's /v1/admin routes. They sign each "
-      + "request in this page and are never sent or stored: reloading the page forgets them."}),
+    h("p", {class: "hint", text: "Temporary AWS credentials allowed to call this API's /v1/admin routes. They sign "
+      + "each request in this page and are never sent or stored: reloading the page forgets them."}),
     field("Access key ID", accessKey),
     field("Secret access key", secret),
-    field("Session token (temporary credentials only)", token),
+    field("Session token", token),
     field("Region", region),
     h("button", {type: "submit", text: "Sign in as the operator"}),
     operatorMessage);
   operatorForm.addEventListener("submit", async (event) => {
     event.preventDefault();
+    if (!/^ASIA/.test(accessKey.value.trim()) || !token.value.trim()) {
+      secret.value = "";
+      showError(operatorMessage, NOT_LONG_LIVED);
+      return;
+    }
     const button = operatorForm.querySelector("button");
     button.disabled = true;
     operatorMessage.textContent = "Checking the credentials…";
