@@ -42,6 +42,11 @@ def demo() -> Iterator[McpDemo]:
     server.stop()
 
 
+def mcp_agent(tenant: Any, name: str, tools: list[str]) -> dict[str, Any]:
+    """An agent with these tools (MCP ones among them) that runs them without asking first."""
+    return create_agent(tenant, name, "sre", tools=tools)
+
+
 def register(tenant: Any, name: str, url: str, headers: dict[str, str] | None = None) -> Any:
     body: dict[str, Any] = {"name": name, "url": url}
     if headers is not None:
@@ -81,7 +86,7 @@ def test_a_server_registered_with_a_bearer_header_lists_its_tools_and_the_header
         responses = [created, tenant.get(f"/mcp-servers/{server['id']}"), tenant.get("/mcp-servers"),
                      tenant.post(f"/mcp-servers/{server['id']}/refresh")]
         assert all(r.status_code == 200 for r in responses[1:]), [r.text for r in responses]
-        agent = create_agent(tenant, "helper", "sre", tools=["calculator", "mcp__demo__echo"])
+        agent = mcp_agent(tenant, "helper", ["calculator", "mcp__demo__echo"])
         run = run_tools(tenant, agent["id"], [("mcp__demo__echo", {"text": "hello"})])
         events = tenant.get(f"/runs/{run['id']}/events")
 
@@ -116,7 +121,7 @@ def test_slow_failing_and_oversized_tools_are_is_error_results_and_the_run_goes_
     with services_with({"mcp_timeout_seconds": 2, "mcp_max_result_chars": 1_000}):
         assert register(tenant, "demo", demo.url, {"Authorization": f"Bearer {TOKEN}"}).status_code == 201
         names = ["mcp__demo__slow", "mcp__demo__fail", "mcp__demo__huge", "mcp__demo__echo"]
-        agent = create_agent(tenant, "tester", "sre", tools=names)
+        agent = mcp_agent(tenant, "tester", names)
         run = run_tools(tenant, agent["id"], [("mcp__demo__slow", {"seconds": 30}), ("mcp__demo__fail", {}),
                                               ("mcp__demo__huge", {"chars": 5_000}),
                                               ("mcp__demo__echo", {"text": "still here"})])
@@ -139,7 +144,7 @@ def test_a_run_makes_at_most_its_tiers_mcp_calls(api, demo):
     set_tier(api, tenant.workspace_id, "enterprise", limit_overrides={"mcp_calls_per_run": 3})
     assert tenant.get("").json()["limits"]["mcp_calls_per_run"] == 3
     assert register(tenant, "demo", demo.url, {"Authorization": f"Bearer {TOKEN}"}).status_code == 201
-    agent = create_agent(tenant, "caller", "sre", tools=["mcp__demo__add", "calculator"])
+    agent = mcp_agent(tenant, "caller", ["mcp__demo__add", "calculator"])
     calls = [{"name": "mcp__demo__add", "input": {"a": i, "b": 1}} for i in range(5)]
     launched = launch(tenant, agent["id"], "Add.\n/tools " + json.dumps(
         [*calls[:2], {"name": "calculator", "input": {"expression": "1 + 1"}}, *calls[2:]]))
@@ -161,7 +166,7 @@ def test_refresh_picks_up_a_changed_tool_list(api):
         tenant = signup(api, tag="mcp-refresh", tier="pro")
         server = register(tenant, "changing", changing.url).json()
         assert "mcp__changing__add" in [t["name"] for t in server["tools"]]
-        agent = create_agent(tenant, "adder", "sre", tools=["mcp__changing__add"])
+        agent = mcp_agent(tenant, "adder", ["mcp__changing__add"])
         changing.change_tools()
         assert_error(tenant.post("/agents", json={"name": "early", "personality": "sre",
                                                   "tools": ["mcp__changing__extra"]}), 400, "invalid_request")
@@ -170,7 +175,7 @@ def test_refresh_picks_up_a_changed_tool_list(api):
         names = [t["name"] for t in refreshed.json()["tools"]]
         assert "mcp__changing__extra" in names and "mcp__changing__add" not in names
         assert refreshed.json()["status"]["checked_at"] >= server["status"]["checked_at"]
-        later = create_agent(tenant, "later", "sre", tools=["mcp__changing__extra"])
+        later = mcp_agent(tenant, "later", ["mcp__changing__extra"])
         run = run_tools(tenant, agent["id"], [("mcp__changing__add", {"a": 1, "b": 2})])
         assert run["status"] == "succeeded", run  # its tool is gone: no longer offered to the model
         assert tool_results(tenant, run["id"]) == []
@@ -197,7 +202,7 @@ def test_registering_a_private_or_link_local_address_is_refused(api, url):
 def test_with_the_aws_setting_loopback_is_refused_at_registration_and_at_call(api, demo):
     tenant = signup(api, tag="mcp-aws", tier="pro")
     assert register(tenant, "demo", demo.url, {"Authorization": f"Bearer {TOKEN}"}).status_code == 201
-    agent = create_agent(tenant, "caller", "sre", tools=["mcp__demo__echo"])
+    agent = mcp_agent(tenant, "caller", ["mcp__demo__echo"])
     with services_with({"outbound_allow_loopback": False}):
         refused = [register(tenant, "again", url, {"Authorization": f"Bearer {TOKEN}"}) for url in (
             demo.url, f"https://127.0.0.1:{demo.port}/mcp", f"https://localhost:{demo.port}/mcp",
@@ -258,7 +263,7 @@ def test_dns_rebinding_is_refused_at_registration_and_at_call(api, demo):
     with services_with(mcp_connector=connector(later)):
         server = register(tenant, "steady", url, {"Authorization": f"Bearer {TOKEN}"}).json()
         assert server["status"]["state"] == "ok", server["status"]
-        agent = create_agent(tenant, "caller", "sre", tools=["mcp__steady__echo"])
+        agent = mcp_agent(tenant, "caller", ["mcp__steady__echo"])
         later.private = True
         run = run_tools(tenant, agent["id"], [("mcp__steady__echo", {"text": "x"})])
     assert run["status"] == "succeeded", run
