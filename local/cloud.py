@@ -36,9 +36,10 @@ from local.dynamodb_local import DynamoDBLocal
 from local.iam import activate, install_hooks, local_iam, secret_arns
 from local.lambda_runtime import DEFAULT_CONCURRENCY, LambdaRuntime, Workers, running_function, running_state_machine
 from local.moto_access import MotoServer, remember_state_machine_parses, serialize_moto
-from local.schedules import LocalSchedules, schedules
+from local.schedules import LocalSchedules, SchedulerSchedules, schedules
 from local.signing_keys import seed_signing_keys
 from local.template import (
+    ACCOUNT_ID,
     ROOT,
     FunctionSpec,
     LocalStack,
@@ -134,6 +135,7 @@ class LocalCloud:
         self.stream_mappings: list[Any] = []  # local.streams.StreamMapping
         self.model_server: Any = None
         self.schedules: LocalSchedules | None = None
+        self.scheduler: SchedulerSchedules | None = None  # EventBridge Scheduler's schedules (the API's)
         self._mock: Any = None
         self._saved_env: dict[str, str | None] = {}
         self.environment: dict[str, str] = {}
@@ -163,6 +165,7 @@ class LocalCloud:
             self._create_usage_plans()
             self._create_event_buses()
             self._start_mail()
+            self._create_schedule_groups()
             self._restore_gateway_keys()
             self._start_model()
             self._name_the_operator()
@@ -182,6 +185,9 @@ class LocalCloud:
         if self.schedules is not None:
             self.schedules.stop()
             self.schedules = None
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         if self.iam is not None:
             activate(None)
             self.iam = None
@@ -340,6 +346,9 @@ class LocalCloud:
         from local.usage_plans import hold_moto_to_one_plan_per_stage
 
         hold_moto_to_one_plan_per_stage()
+        from local.schedules import hold_moto_to_schedulers_rules
+
+        hold_moto_to_schedulers_rules()
         remember_state_machine_parses()
         self.moto_server = MotoServer(host="127.0.0.1", port=0).start()
         # moto replaced boto3's default session: credentials and hooks go on the new one.
@@ -378,9 +387,29 @@ class LocalCloud:
         for logical_id in resources_of_type(self.template, "AWS::Events::EventBus"):
             events.create_event_bus(Name=self.resolver.ref(logical_id))
 
+    def _create_schedule_groups(self) -> None:
+        scheduler = self.client("scheduler")
+        for logical_id in resources_of_type(self.template, "AWS::Scheduler::ScheduleGroup"):
+            scheduler.create_schedule_group(Name=self.resolver.ref(logical_id))
+
     def _start_schedules(self) -> None:
         assert self.runtime is not None  # nosec B101  # type narrowing; set by start()
         self.schedules = LocalSchedules(schedules(self.template), self.runtime, self.config.stack.region).start()
+        groups = [self.resolver.ref(g) for g in resources_of_type(self.template, "AWS::Scheduler::ScheduleGroup")]
+        self.scheduler = SchedulerSchedules(groups, self.runtime, self.config.stack.region,
+                                            may_invoke=self._role_may_invoke if self.iam is not None else None).start()
+
+    def _role_may_invoke(self, role_arn: str, function_arn: str) -> bool:
+        """Whether a schedule's role may invoke its target, by the role's policies in the template and its
+        trust of scheduler.amazonaws.com (as Scheduler assumes it)."""
+        from local.iam.policy import Request, evaluate
+
+        role = self.iam.roles.by_arn.get(role_arn) if self.iam is not None else None
+        if role is None or role.trust_policy is None:
+            return False
+        trusted = evaluate([role.trust_policy], Request("sts:AssumeRole", role_arn, {
+            "aws:SourceAccount": ACCOUNT_ID}, principal="scheduler.amazonaws.com"))
+        return trusted.allowed and evaluate(role.policies, Request("lambda:InvokeFunction", function_arn, {})).allowed
 
     def _start_mail(self) -> None:
         """The local SES: the template's sender verified (as the operator does in SES), each mail written to

@@ -107,6 +107,8 @@ class Resolver:
             return self.state_machine_arn(name)
         if kind == "AWS::Events::EventBus":
             return str(self.resolve(resource.get("Properties", {}).get("Name", name)))
+        if kind == "AWS::Scheduler::ScheduleGroup":
+            return str(self.resolve(resource.get("Properties", {}).get("Name", name)))
         if kind == "AWS::KMS::Key":  # a key id is a UUID
             return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.stack.stack_name}/{name}"))
         if kind == "AWS::ApiGatewayV2::Api":

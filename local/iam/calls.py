@@ -21,7 +21,7 @@ Other services: Step Functions, SSM, Secrets Manager, STS (AssumeRole, plus
 TagSession when tags are passed, with ``aws:RequestTag/…`` and
 ``aws:TagKeys``), API Gateway (``apigateway:<HTTP method>`` on the path),
 Lambda (``lambda:InvokeFunction``), EventBridge (``events:PutEvents`` per
-bus), the WebSocket API's @connections API (``execute-api:ManageConnections``
+bus), EventBridge Scheduler (schedules, and ``iam:PassRole`` of a target's role), the WebSocket API's @connections API (``execute-api:ManageConnections``
 on the connection's ARN). Any other call is ``<service>:<Operation>`` on ``*``, which only a
 policy allowing every resource allows.
 """
@@ -327,6 +327,25 @@ def _connections(call: Call, lookups: Lookups) -> list[Check]:
                   f"arn:aws:execute-api:{call.region}:{call.account}:{api_id}/{stage}/{call.method.upper()}/{rest}")]
 
 
+def _scheduler(call: Call, lookups: Lookups) -> list[Check]:
+    """EventBridge Scheduler: a schedule's actions on ``…:schedule/<group>/<name>``, a group's on
+    ``…:schedule-group/<name>``; creating or updating a schedule also passes its target's role
+    (``iam:PassRole``, with ``iam:PassedToService``), as AWS checks it."""
+    p = call.params
+    base = f"arn:aws:scheduler:{call.region}:{call.account}"
+    if call.operation in ("CreateSchedule", "UpdateSchedule", "DeleteSchedule", "GetSchedule"):
+        checks = [Check(f"scheduler:{call.operation}",
+                        f"{base}:schedule/{p.get('GroupName') or 'default'}/{p.get('Name', '')}")]
+        role = (p.get("Target") or {}).get("RoleArn")
+        if role and call.operation in ("CreateSchedule", "UpdateSchedule"):
+            checks.append(Check("iam:PassRole", role, {"iam:PassedToService": "scheduler.amazonaws.com"},
+                                "the target's role"))
+        return checks
+    if call.operation in ("CreateScheduleGroup", "DeleteScheduleGroup", "GetScheduleGroup"):
+        return [Check(f"scheduler:{call.operation}", f"{base}:schedule-group/{p.get('Name', '')}")]
+    return [Check(f"scheduler:{call.operation}", "*")]
+
+
 _SERVICES: dict[str, Callable[[Call, Lookups], list[Check]]] = {
     "apigatewaymanagementapi": _connections,
     "dynamodb": _dynamodb,
@@ -337,5 +356,6 @@ _SERVICES: dict[str, Callable[[Call, Lookups], list[Check]]] = {
     "apigateway": _apigateway,
     "lambda": _lambda,
     "events": _events,
+    "scheduler": _scheduler,
     "ses": _ses,
 }

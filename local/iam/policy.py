@@ -124,7 +124,7 @@ def _principal_in(element: Any, principal: str) -> bool:
     for value in _as_list(element.get("AWS", [])):
         if value in ("*", principal, account, f"arn:aws:iam::{account}:root"):
             return True
-    return False
+    return principal in _as_list(element.get("Service", []))  # a service principal: scheduler.amazonaws.com
 
 
 # --------------------------------------------------------------------------- matching

@@ -267,3 +267,74 @@ def test_an_agent_made_before_versions_has_version_1_until_its_first_change_writ
         (2, "After versions."), (1, "From before versions.")]
     assert owner.post(f"/agents/{agent['id']}/rollback", json={"version": 1}).json()["version"] == 3
     wait_for(owner, launched.json()["id"])
+
+
+@pytest.mark.slow
+def test_a_run_launched_at_an_earlier_version_runs_that_version(owner, cloud):
+    """What a session pinned to a version does: load the agent at it, launch through the one launch path."""
+    from agenthq.runs.launch import create_run_record, forget_unstarted
+    from agenthq.services import get_services
+
+    agent = create_agent(owner, "pinned-runner", "sre", system_prompt="Pinned prompt one.", tools=["calculator"])
+    patch(owner, agent["id"], system_prompt="Prompt two.", tools=[])
+    assert owner.post(f"/agents/{agent['id']}/rollback", json={"version": 1}).json()["version"] == 3
+    patch(owner, agent["id"], system_prompt="Prompt four.")
+    marker = f"marker-{ids.new_id()}"
+    services = get_services()
+    with tenant_scope(owner.workspace_id):
+        at_one = load_agent_version(owner.workspace_id, agent["id"], 1)
+        run = create_run_record(services, owner.workspace_id, at_one, f"{marker}\n/tool calculator "
+                                '{"expression": "1 + 1"}', created_by=owner.user_id)
+    services.orchestrator.start(run.id, {"workspace_id": run.workspace_id, "run_id": run.id})
+    forget_unstarted(run.workspace_id, run.id)
+    done = wait_for(owner, run.id)
+    assert done["status"] == "succeeded" and done["agent_version"] == 1, done
+    calls = requests_with(cloud, marker)
+    assert len(calls) == 2 and all("Pinned prompt one." in system_text(body) for body in calls)
+    assert all([tool["name"] for tool in body["tools"]] == ["calculator"] for body in calls)
+    assert owner.get(f"/agents/{agent['id']}").json()["version"] == 4, "launching at a version changes nothing"
+
+
+def test_an_agent_keeps_its_last_versions_and_the_oldest_go(owner, cloud):
+    """Storage is bounded however often a tenant changes an agent: each change past the kept number deletes
+    the oldest kept version in its own transaction (KEPT_VERSIONS = 100; 3 here, through the same function)."""
+    from agenthq.agents import change_agent
+    from agenthq.context import ROLE_SCOPES, Principal, PrincipalKind, Role
+    from agenthq.services import get_services
+    from agenthq.versions.records import KEPT_VERSIONS, UPDATE
+
+    assert KEPT_VERSIONS == 100
+    agent = create_agent(owner, "often-changed", "sre")
+    principal = Principal(workspace_id=owner.workspace_id, subject=owner.user_id, kind=PrincipalKind.user,
+                          role=Role.owner, scopes=ROLE_SCOPES[Role.owner])
+
+    def steps(n):
+        def changed(current):
+            current.max_steps = n
+            return current
+        return changed
+
+    for n in range(2, 7):  # versions 2..6
+        view = change_agent(get_services(), principal, agent["id"], steps(n), change=UPDATE, kept=3)
+        assert view["version"] == n and view["max_steps"] == n
+    assert [v["version"] for v in versions_of(owner, agent["id"])] == [6, 5, 4]
+    assert sorted(int(i["version"]) for i in stored_versions(cloud, owner.workspace_id, agent["id"])) == [4, 5, 6]
+    assert_error(owner.get(f"/agents/{agent['id']}/versions/3"), 404, "not_found")
+    assert_error(owner.post(f"/agents/{agent['id']}/rollback", json={"version": 1}), 404, "not_found")
+    assert owner.post(f"/agents/{agent['id']}/rollback", json={"version": 4}).json()["version"] == 7
+
+
+def test_a_version_naming_what_was_retired_since_is_not_restored(owner, cloud):
+    agent = create_agent(owner, "retiring", "sre", tools=["calculator"])
+    patch(owner, agent["id"], max_steps=3)
+    table = boto3.resource("dynamodb", region_name="us-east-1").Table(cloud.config.stack.table_name)
+    # version 1 as an older release stored it: a model and a tool that this release no longer offers
+    table.update_item(Key={"pk": f"WS#{owner.workspace_id}", "sk": f"AGENTVER#{agent['id']}#0000000001"},
+                      UpdateExpression="SET #d.model = :m, #d.tools = :t", ExpressionAttributeNames={"#d": "definition"},
+                      ExpressionAttributeValues={":m": "claude-retired-1", ":t": '["abacus"]'})
+    refused = assert_error(owner.post(f"/agents/{agent['id']}/rollback", json={"version": 1}), 409, "conflict")
+    assert refused["message"] == "Version 1 cannot be restored: it is no longer a valid agent."
+    assert {d["field"] for d in refused["details"]} == {"model", "tools"}
+    now = owner.get(f"/agents/{agent['id']}").json()
+    assert (now["version"], now["model"], now["tools"]) == (2, agent["model"], ["calculator"])
+    assert owner.get(f"/agents/{agent['id']}/versions/1").json()["definition"]["model"] == "claude-retired-1"

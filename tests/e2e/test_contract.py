@@ -69,12 +69,16 @@ def fuzzed(cloud):
         set_tier(api, tenant.workspace_id, "enterprise", limit_overrides=FAST_LANE)
         agent = create_agent(tenant, "target", "sre")
         run = wait_for(tenant, launch(tenant, agent["id"], "Say hello.").json()["id"])
+        schedule = tenant.post(f"/agents/{agent['id']}/schedules",
+                               json={"cron": "0 9 * * *", "timezone": "UTC", "input": "Fuzzed."})
+        assert schedule.status_code == 201, schedule.text
         spare = signup(api, "spare", workspace_name="Spare Parts")
         second_session = signup(api, "leaver", workspace_name="Leavers")
         server = tenant.post("/mcp-servers", json={"name": "fuzzed", "url": "http://127.0.0.1:9/mcp"})
         assert server.status_code == 201, server.text
         yield Fuzzed(tenant=tenant, path_ids={"aid": agent["id"], "rid": run["id"], "uid": tenant.user_id,
-                                              "mid": server.json()["id"], "version": "1"},
+                                              "mid": server.json()["id"], "scid": schedule.json()["id"],
+                                              "version": "1"},
                      spare_workspace_id=spare.workspace_id, logout_token=second_session.access_token)
 
 

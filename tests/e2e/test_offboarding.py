@@ -43,7 +43,8 @@ def _admin(api, workspace_id: str) -> dict:
 
 def _busy_workspace(api):
     """A workspace with members, an API key, agents (one changed: two versions), finished runs with events, usage, alerts
-    (3 runs of 3 a day), a note and a message between agents, and its own usage plan."""
+    (3 runs of 3 a day), a note and a message between agents, its own usage plan, and a schedule
+    (in EventBridge Scheduler too)."""
     owner = with_api_key(signup(api, tag="leaving", tier="pro"))
     plan = set_tier(api, owner.workspace_id, "enterprise", limit_overrides={"runs_per_day": 3, "api_rps": 500})
     colleague = signup(api, tag="colleague")
@@ -57,10 +58,20 @@ def _busy_workspace(api):
     first = wait_for(owner, launch(owner, writer["id"], text).json()["id"])
     second = wait_for(owner, launch(owner, reader["id"], "Read your messages.").json()["id"])
     assert (first["status"], second["status"]) == ("succeeded", "succeeded"), (first, second)
+    schedule = owner.post(f"/agents/{reader['id']}/schedules",
+                          json={"cron": "0 6 * * *", "timezone": "Europe/Berlin", "input": "Morning."})
+    assert schedule.status_code == 201, schedule.text
     server = owner.post("/mcp-servers", json={"name": "tickets", "url": "http://127.0.0.1:9/mcp",
                                               "headers": {"Authorization": "Bearer leaving-secret"}})
     assert server.status_code == 201, server.text  # unreachable: stored, with a failed status and its secret
     return owner, colleague, reader, plan["usage_plan"]["id"]
+
+
+def _in_scheduler(cloud, workspace_id: str) -> list[str]:
+    """The workspace's schedules in (moto's) EventBridge Scheduler, by name."""
+    scheduler = cloud.client("scheduler")
+    return [s["Name"] for s in scheduler.list_schedules(GroupName=cloud.scheduler.groups[0])["Schedules"]
+            if s["Name"].startswith(workspace_id)]
 
 
 def _mcp_secrets(cloud, workspace_id: str) -> list[str]:
@@ -84,10 +95,11 @@ def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
             _until(lambda: hold_run.fired, "the run's first model call")
 
             kinds = {item.get("type") for item in workspace_leftovers(cloud, owner.workspace_id)}
+            assert len(_in_scheduler(cloud, owner.workspace_id)) == 1
             assert kinds >= {"Workspace", "Member", "WorkspaceSession", "SessionFamily", "ApiKey", "ApiKeyLookup",
                              "Agent", "Run", "RunEvent", "ConversationMessage", "LedgerEntry", "UsageCounter", "Alert",
-                             "Note", "AgentMessage", "WorkspaceDirectoryEntry", "McpServer", "McpServerName",
-                             "AgentVersion",
+                             "Note", "AgentMessage", "WorkspaceDirectoryEntry", "AgentVersion", "Schedule",
+                             "McpServer", "McpServerName",
                              None}, kinds  # None: quota and run-slot counters, which only updates write
             assert len(_mcp_secrets(cloud, owner.workspace_id)) == 1
             started = api.delete(owner.path(), headers=owner.headers)
@@ -110,6 +122,7 @@ def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
     assert job["status"] == "finished" and job["attempt"] == 1
     assert job["items_deleted"] > 30 and job["finished_at"] >= job["started_at"]
     assert workspace_leftovers(cloud, owner.workspace_id) == []
+    assert _in_scheduler(cloud, owner.workspace_id) == []  # its schedules left EventBridge Scheduler too
     assert _mcp_secrets(cloud, owner.workspace_id) == [], "its MCP servers' header secrets are deleted"
     # the run in flight was cancelled and its execution has ended
     execution = cloud.client("stepfunctions").describe_execution(

@@ -32,6 +32,9 @@ SAMPLE_BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/workspaces/{wid}/agents/{aid}/rollback"): {"version": 1},
     ("POST", "/workspaces/{wid}/runs/{rid}/cancel"): {},
     ("POST", "/workspaces/{wid}/runs/{rid}/resume"): {},
+    ("POST", "/workspaces/{wid}/agents/{aid}/schedules"): {"cron": "0 * * * *", "timezone": "UTC",
+                                                         "input": "Run B's agent for A."},
+    ("PATCH", "/workspaces/{wid}/schedules/{scid}"): {"input": "Hijacked.", "enabled": True},
     ("POST", "/workspaces/{wid}/mcp-servers"): {"name": "implant", "url": "http://127.0.0.1:9/mcp"},
     ("POST", "/workspaces/{wid}/mcp-servers/{mid}/refresh"): {},
 }
@@ -70,6 +73,10 @@ def tenants(cloud):
         assert run.status_code == 202, run.text
         b.extra["run_id"] = run.json()["id"]
         _wait_until_ended(b, b.extra["run_id"])  # B's data must hold still while the matrix runs
+        schedule = b.post(f"/agents/{b.extra['agent_id']}/schedules",
+                          json={"cron": "0 3 * * *", "timezone": "UTC", "input": "B's nightly work.", "enabled": False})
+        assert schedule.status_code == 201, schedule.text
+        b.extra["schedule_id"] = schedule.json()["id"]
         server = b.post("/mcp-servers", json={"name": "b-tools", "url": "http://127.0.0.1:9/mcp",
                                               "headers": {"Authorization": "Bearer b-secret"}})
         assert server.status_code == 201, server.text  # unreachable: stored with a failed status
@@ -90,8 +97,8 @@ def _wait_until_ended(tenant, run_id: str) -> None:
 def b_ids(b) -> dict[str, str]:
     """B's id for every path parameter a workspace route may have."""
     return {"wid": b.workspace_id, "uid": b.user_id, "kid": b.api_key_id, "aid": b.extra["agent_id"],
-            "rid": b.extra["run_id"], "mid": b.extra["mcp_server_id"],
-            "version": "1"}
+            "rid": b.extra["run_id"], "version": "1", "scid": b.extra["schedule_id"],
+            "mid": b.extra["mcp_server_id"]}
 
 
 def fill(path: str, ids: dict[str, str]) -> str:

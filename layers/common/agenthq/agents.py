@@ -13,6 +13,12 @@ Two rules are kept atomically, with conditional writes in one transaction:
   agent increments ``Workspace.agent_count`` on the condition that it is below
   the limit; deleting decrements it. Parallel creates can never overshoot.
 
+And every change makes a new immutable **version** of the agent
+(``agenthq.versions``): creating it writes version 1 with it; a change writes
+the agent and version n+1 in one transaction, on the condition that the
+agent's counter is still n (:func:`change_agent`, which PATCH and rollback
+share); a change to what the agent already is writes nothing.
+
 A failed transaction is told apart by re-reading (marker taken → 409, count at
 the limit → 403 ``plan_limit``); anything else (a transaction conflict with a
 concurrent writer) is retried.
@@ -273,11 +279,10 @@ def update_agent(clock: Clock, principal: Principal, agent_id: str, change: Agen
     given: dict[str, Any] = change.model_dump(exclude_unset=True)  # only what the PATCH names (none null but
                                                                    # system_prompt: null drops the agent's own)
 
-    def changed(agent: Agent) -> Agent:
-        new = Agent.from_raw_data(agent.serialize())  # the agent as it will be
+    def changed(agent: Agent) -> Agent:  # given a copy of the agent as read: the agent as it will be
         for field, value in given.items():
-            setattr(new, field, None if value is None else money(value) if field == "budget_usd" else value)
-        return new
+            setattr(agent, field, None if value is None else money(value) if field == "budget_usd" else value)
+        return agent
 
     if given.get("tools"):
         principal.require(Scope.agents_write)
@@ -287,18 +292,20 @@ def update_agent(clock: Clock, principal: Principal, agent_id: str, change: Agen
 
 
 def change_agent(clock: Clock, principal: Principal, agent_id: str, changed: Callable[[Agent], Agent], *,
-                 change: str, restored_version: int | None = None) -> dict[str, Any]:
-    """Make the agent ``changed(agent)`` (given the agent as read) its next version, in one transaction
+                 change: str, restored_version: int | None = None,
+                 kept: int = versions.KEPT_VERSIONS) -> dict[str, Any]:
+    """Make the agent ``changed(agent)`` (given a copy of the agent as read) its next version, in one transaction
     with that version's item, conditional on the version read: a concurrent change makes this one read
     again and take the number after it. A change that leaves the definition as it is writes nothing.
-    A new name moves the agent's name marker in the same transaction (409 when it is taken)."""
+    A new name moves the agent's name marker in the same transaction (409 when it is taken). The version
+    ``kept`` before the new one is deleted in it too: an agent keeps its last ``kept`` versions."""
     principal.require(Scope.agents_write)
     workspace_id = principal.workspace_id
     with tenant_scope(workspace_id):
         def attempt() -> Agent:
             agent = load_agent(workspace_id, agent_id)
-            new = changed(agent)
-            if versions.definition_of(new) == versions.definition_of(agent):
+            new = changed(Agent.from_raw_data(agent.serialize()))  # a copy: the agent as read stays as it was
+            if versions.same_definition(new, agent):
                 return agent  # nothing changes: no version, no write
             now, number = clock.now(), versions.current_version(agent) + 1
             new.updated_at, new.version = now, number
@@ -317,6 +324,8 @@ def change_agent(clock: Clock, principal: Principal, agent_id: str, changed: Cal
                     tx.save(versions.version_item(agent, 1, change=versions.CREATE, at=agent.updated_at,
                                                   created_by=None), condition=AgentVersion.pk.does_not_exist())
                 tx.save(item, condition=AgentVersion.pk.does_not_exist())
+                if number > kept:  # the oldest kept one goes (already gone: nothing to delete)
+                    tx.delete(AgentVersion(*AgentVersion.key(workspace_id, agent.id, number - kept)))
                 if new_name != old_name:
                     tx.delete(AgentName(*AgentName.key(workspace_id, old_name)),
                               condition=AgentName.agent_id == agent.id)
@@ -326,7 +335,7 @@ def change_agent(clock: Clock, principal: Principal, agent_id: str, changed: Cal
 
         def explain() -> None:
             agent = load_agent(workspace_id, agent_id)  # gone → 404
-            new = changed(agent)
+            new = changed(Agent.from_raw_data(agent.serialize()))
             if fold_name(new.name) != fold_name(agent.name):
                 taken = name_marker(workspace_id, fold_name(new.name))
                 if taken is not None and taken.agent_id != agent.id:

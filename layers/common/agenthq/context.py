@@ -73,6 +73,7 @@ API_KEY_SCOPES: frozenset[Scope] = frozenset(
 class PrincipalKind(str, Enum):
     user = "user"
     api_key = "api_key"
+    schedule = "schedule"  # a schedule's fire launching its run: acts as the workspace, like an API key
 
 
 @dataclass(frozen=True)

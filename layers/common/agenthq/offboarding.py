@@ -12,7 +12,8 @@ The state machine calls :func:`run_step` (functions/offboarding) for each step:
     Revoke ⟲ → CancelRuns (⟲ WaitForRuns) → DeleteItems ⟲ → Finish       (Catch → RecordFailure)
 
 - ``revoke``: access ends first — API keys with their global lookups, login
-  sessions with their global families, memberships; the WebSocket connections
+  sessions with their global families, memberships, schedules (each deleted
+  from EventBridge Scheduler, then from the table); the WebSocket connections
   they opened are closed; then the workspace's API
   Gateway key and, for an enterprise workspace, its own usage plan; then its
   MCP servers' header secrets (Secrets Manager);
@@ -51,6 +52,7 @@ from agenthq.live.connections import close_connections
 from agenthq.observability import logger
 from agenthq.runs.cancel import request_cancel
 from agenthq.runs.statuses import ACTIVE
+from agenthq.schedules.api import scheduler_name
 from agenthq.store import BaseItem, get_many, global_scope, partition_page, tenant_scope
 from agenthq.store.items import (
     ApiKey,
@@ -77,6 +79,8 @@ MARGIN_SECONDS = 15.0
 PAGE = 100
 #: Sort-key prefixes of the items that give access to the workspace: keys, sessions, memberships.
 ACCESS = ("APIKEY#", "SESSION#", "MEMBER#")
+#: The workspace's schedules: each leaves EventBridge Scheduler, then the table, while access is revoked.
+SCHEDULES = "SCHEDULE#"
 MAX_ATTEMPTS_LISTED = 100
 
 
@@ -247,6 +251,13 @@ def revoke(services: Services, workspace_id: str, event: dict[str, Any], time: T
                 for item in page:
                     time.check()
                     time.deleted += _revoke(workspace_id, item)
+        while page := _page(workspace_id, workspace.pk, SCHEDULES):  # they launch as the workspace
+            for item in page:
+                time.check()
+                services.scheduler.delete(scheduler_name(workspace_id, item.id))  # type: ignore[attr-defined]
+                with tenant_scope(workspace_id):
+                    item.delete()
+                time.deleted += 1
     except _SliceOver:
         return _progress(REVOKE)
     finally:

@@ -54,6 +54,8 @@ class Limits(View):
     api_burst: int
     api_calls_per_day: int
     live_connections: int
+    schedules: int | None = None
+    schedule_min_interval_seconds: int | None = None
     mcp_servers: int
     mcp_calls_per_run: int
     price_usd_per_month: Money
@@ -333,6 +335,36 @@ class Alert(View):
     used: int
     allowed: int
     at: Timestamp
+    schedule_id: str | None = Field(default=None, description="A schedule's fire this limit refused (skipped).")
+    reason: str | None = Field(default=None, examples=["quota_exceeded"])
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+class ScheduleFire(View):
+    """A schedule's latest fire: ``launched`` (``run_id``) or ``skipped`` (``reason``: the refusing error's code)."""
+
+    at: Timestamp
+    status: str = Field(examples=["skipped"])
+    reason: str | None = Field(default=None, examples=["quota_exceeded"])
+    message: str | None = None
+    run_id: str | None = None
+
+
+class Schedule(View):
+    id: str
+    workspace_id: str
+    agent_id: str
+    cron: str = Field(examples=["0 9 * * MON-FRI"])
+    timezone: str = Field(examples=["Europe/Paris"])
+    input: str
+    session_id: str | None = None
+    enabled: bool
+    next_fire: Timestamp | None = Field(default=None, description="When it fires next (null: disabled).")
+    last_fire: ScheduleFire | None = None
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 # --------------------------------------------------------------------------- MCP servers (agenthq.mcp)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from agenthq.adapters.events import OperatorEvents
     from agenthq.adapters.mail import Mailer
     from agenthq.adapters.model import ModelClient
+    from agenthq.adapters.scheduler import Scheduler
     from agenthq.adapters.stepfunctions import Orchestrator
     from agenthq.mcp.connector import McpConnector
     from agenthq.mcp.vault import HeaderVault
@@ -40,15 +41,15 @@ class Services:
                  model: ModelClient | None = None, tools: ToolRegistry | None = None,
                  operator_events: OperatorEvents | None = None, offboarding_jobs: Orchestrator | None = None,
                  connections: Connections | None = None, key_store: KeyStore | None = None,
-                 mailer: Mailer | None = None, mcp_connector: McpConnector | None = None,
-                 header_vault: HeaderVault | None = None) -> None:
+                 mailer: Mailer | None = None, scheduler: Scheduler | None = None,
+                 mcp_connector: McpConnector | None = None, header_vault: HeaderVault | None = None) -> None:
         self.settings = settings
         self.clock = clock
         configure(settings)
         given = {"orchestrator": orchestrator, "gateway_keys": gateway_keys, "model": model, "tools": tools,
                  "operator_events": operator_events, "offboarding_jobs": offboarding_jobs,
                  "connections": connections, "key_store": key_store, "mailer": mailer,
-                 "mcp_connector": mcp_connector, "header_vault": header_vault}
+                 "scheduler": scheduler, "mcp_connector": mcp_connector, "header_vault": header_vault}
         for name, adapter in given.items():
             if adapter is not None:
                 self.__dict__[name] = adapter  # what cached_property would have built
@@ -90,6 +91,15 @@ class Services:
         from agenthq.adapters.events import EventBridgeEvents
 
         return EventBridgeEvents(self.client("events"), self.settings.event_bus_name)
+
+    @cached_property
+    def scheduler(self) -> Scheduler:
+        """EventBridge Scheduler's schedules of this deployment (SCHEDULE_GROUP_NAME)."""
+        from agenthq.adapters.scheduler import EventBridgeScheduler
+
+        s = self.settings
+        return EventBridgeScheduler(self.client("scheduler"), s.schedule_group_name, s.schedule_target_arn,
+                                    s.schedule_role_arn)
 
     @cached_property
     def connections(self) -> Connections:

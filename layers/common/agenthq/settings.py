@@ -89,6 +89,12 @@ class Settings(BaseModel):
     # Empty: taken from the request as API Gateway received it (its domain name and stage or base path).
     public_api_url: str = Field(default="", alias="PUBLIC_API_URL", max_length=2048)
 
+    # Schedules (EventBridge Scheduler): the deployment's schedule group, the fire function each schedule
+    # invokes, and the role Scheduler invokes it with (template.yaml's ScheduleGroup, ScheduleFireFunction,
+    # ScheduleTargetRole).
+    schedule_group_name: str = Field(default="", alias="SCHEDULE_GROUP_NAME")
+    schedule_target_arn: str = Field(default="", alias="SCHEDULE_TARGET_ARN")
+    schedule_role_arn: str = Field(default="", alias="SCHEDULE_ROLE_ARN")
     # MCP servers (agenthq.mcp): their headers' secrets (<prefix><workspace>/<server>, under the KMS key
     # MCP_HEADERS_KEY_ID), a call's time and size bounds.
     mcp_secret_prefix: str = Field(default="agenthq/mcp/", alias="MCP_SECRET_PREFIX", min_length=1)

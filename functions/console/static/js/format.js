@@ -60,4 +60,5 @@ export const LIMIT_LABELS = {
   tokens_per_month: "Tokens this month",
   budget_usd_per_month: "Model budget this month",
   max_agents: "Agents",
+  schedules: "Schedules",
 };

@@ -11,6 +11,7 @@ import {mcpView} from "./views/mcp.js";
 import {operatorView} from "./views/operator.js";
 import {runView} from "./views/run.js";
 import {runsView} from "./views/runs.js";
+import {schedulesView} from "./views/schedules.js";
 import {signInView} from "./views/signin.js";
 import {usageView} from "./views/usage.js";
 import {verificationNotice, verifyEmailView} from "./views/verify.js";
@@ -23,12 +24,14 @@ const ROUTES = [
   {pattern: /^#\/agents\/([0-9A-Za-z]+)$/, view: agentView, mode: "workspace", title: "Agent"},
   {pattern: /^#\/mcp$/, view: mcpView, mode: "workspace", title: "MCP servers"},
   {pattern: /^#\/usage$/, view: usageView, mode: "workspace", title: "Usage"},
+  {pattern: /^#\/schedules$/, view: schedulesView, mode: "workspace", title: "Schedules"},
   {pattern: /^#\/operator$/, view: operatorView, mode: "operator", title: "Cost against price"},
   {pattern: /^#\/verify-email\/(ahv_[A-Za-z0-9_-]+)$/, view: verifyEmailView, mode: "any", title: "Verify your e-mail"},
 ];
 
 const NAV = {
-  workspace: [["#/runs", "Agents and runs"], ["#/mcp", "MCP servers"], ["#/usage", "Usage"], ["#/health", "Health"]],
+  workspace: [["#/runs", "Agents and runs"], ["#/schedules", "Schedules"], ["#/mcp", "MCP servers"],
+              ["#/usage", "Usage"], ["#/health", "Health"]],
   operator: [["#/operator", "Cost against price"], ["#/health", "Health"]],
   null: [["#/signin", "Sign in"], ["#/health", "Health"]],
 };

@@ -676,6 +676,9 @@ class Alert(BaseItem, discriminator="Alert"):
     used = NumberAttribute()
     allowed = NumberAttribute()
     at = UTCDateTimeAttribute()
+    # A schedule's fire that a limit refused (agenthq.schedules.fire): which schedule, and why.
+    schedule_id = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
 
     @staticmethod
     def key(workspace_id: str, period: str, limit: str, threshold: int) -> tuple[str, str]:
@@ -839,3 +842,44 @@ class LiveSubscription(BaseItem, discriminator="LiveSubscription"):
     @classmethod
     def key(cls, workspace_id: str, run_id: str | None, connection_id: str) -> tuple[str, str]:
         return LiveConnection.partition(workspace_id), cls.prefix(run_id) + connection_id
+
+
+class Schedule(BaseItem, discriminator="Schedule"):
+    """pk WS#<id>, sk SCHEDULE#<schedule_id>: runs an agent on a cron in a time zone (agenthq.schedules),
+    with one EventBridge Scheduler schedule of the same id. ``last_fire_at`` orders the fires recorded
+    on it, so a late redelivery never overwrites a newer fire's record."""
+
+    id = UnicodeAttribute()
+    workspace_id = UnicodeAttribute()
+    agent_id = UnicodeAttribute()
+    cron = UnicodeAttribute()
+    timezone = UnicodeAttribute()
+    input = UnicodeAttribute()
+    session_id = UnicodeAttribute(null=True)
+    enabled = BooleanAttribute(default=True)
+    created_by = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+    last_fire_at = UTCDateTimeAttribute(null=True)
+    last_fire_status = UnicodeAttribute(null=True)  # launched | skipped
+    last_fire_reason = UnicodeAttribute(null=True)  # why skipped: the refusing error's code
+    last_fire_message = UnicodeAttribute(null=True)
+    last_fire_run_id = UnicodeAttribute(null=True)
+    # The shortest gap between two of its fires (seconds; None: at most one in two days), measured when its
+    # cron or time zone was set: a fire checks it against the tier's shortest interval of that moment.
+    shortest_gap_seconds = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(workspace_id: str, schedule_id: str) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"SCHEDULE#{schedule_id}"
+
+
+class ScheduleCount(BaseItem, discriminator="ScheduleCount"):
+    """pk WS#<id>, sk SCHEDULES: how many schedules the workspace has, moved in the same transaction
+    as a schedule's item, on the condition that it stays within the tier's ``schedules``."""
+
+    total = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(workspace_id: str) -> tuple[str, str]:
+        return ws_pk(workspace_id), "SCHEDULES"

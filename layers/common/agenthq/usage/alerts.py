@@ -29,9 +29,12 @@ DETAIL_TYPE = "agenthq.usage.alert"
 
 
 def alert_view(alert: Alert) -> dict[str, Any]:
-    return {"id": alert.sk.removeprefix("ALERT#"), "limit": alert.limit, "threshold_percent": int(alert.threshold),
+    view = {"id": alert.sk.removeprefix("ALERT#"), "limit": alert.limit, "threshold_percent": int(alert.threshold),
             "period": alert.period, "used": int(alert.used), "allowed": int(alert.allowed),
             "at": alert.at.isoformat()}
+    if alert.schedule_id:  # a schedule's fire refused by the limit
+        view |= {"schedule_id": alert.schedule_id, "reason": alert.reason}
+    return view
 
 
 def check(events: OperatorEvents, workspace_id: str, limit: str, used: int, allowed: int, period: str,
@@ -58,6 +61,26 @@ def check(events: OperatorEvents, workspace_id: str, limit: str, used: int, allo
         except Exception:  # noqa: BLE001 - the stored alert stands; the operator's copy is best effort
             logger.exception("could not publish a usage alert", extra={"workspace_id": workspace_id})
     return created
+
+
+def skipped_fire(events: OperatorEvents, workspace_id: str, schedule_id: str, limit: str, reason: str,
+                 used: int, allowed: int, period: str, at: datetime) -> Alert | None:
+    """A schedule's fire refused by ``limit``: alerted once per schedule, limit and period (a schedule
+    that fires every few minutes into a used-up limit alerts once, not at every fire). Returns the
+    alert this call created."""
+    alert = Alert(*Alert.key(workspace_id, period, f"{limit}#SCHEDULE#{schedule_id}", 100), limit=limit,
+                  threshold=100, period=period, used=used, allowed=allowed, at=at, schedule_id=schedule_id,
+                  reason=reason, gsi1pk=Alert.timeline(workspace_id), gsi1sk=f"ALERT#{at:%Y-%m-%dT%H:%M:%S.%fZ}")
+    try:
+        alert.save(condition=Alert.pk.does_not_exist())
+    except PutError:
+        return None
+    count(USAGE_ALERTS)
+    try:
+        events.publish(DETAIL_TYPE, {"workspace_id": workspace_id, **alert_view(alert)})
+    except Exception:  # noqa: BLE001 - the stored alert stands; the operator's copy is best effort
+        logger.exception("could not publish a usage alert", extra={"workspace_id": workspace_id})
+    return alert
 
 
 def list_alerts(workspace_id: str, cursor: str | None, limit: int) -> Page:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from agenthq.context import Principal, Scope
 from agenthq.pagination import Page
 from agenthq.store import tenant_scope, ws_pk
-from agenthq.store.items import Agent, LiveConnectionCount, Run, RunSlots, Workspace
+from agenthq.store.items import Agent, LiveConnectionCount, Run, RunSlots, ScheduleCount, Workspace
 from agenthq.tiers import limits_for
 from agenthq.usage import alerts, counters, quota, report
 from agenthq.usage.vector import Usage
@@ -46,6 +46,7 @@ def usage_summary(clock: Clock, principal: Principal, period: str) -> dict[str, 
         slots = RunSlots.get_or_none(*RunSlots.key(wid))
         metered = counters.read(wid, counters.day(at) if period == "day" else counters.month(at))
         live = LiveConnectionCount.get_or_none(*LiveConnectionCount.key(wid))
+        schedules = ScheduleCount.get_or_none(*ScheduleCount.key(wid))
     month_numbers = report.MonthQuota(
         used_tokens=int(month.used_tokens), committed_tokens=int(month.committed_tokens),
         used_micro_usd=int(month.used_micro_usd), committed_micro_usd=int(month.committed_micro_usd),
@@ -54,6 +55,7 @@ def usage_summary(clock: Clock, principal: Principal, period: str) -> dict[str, 
     slot_numbers = report.Slots(running=int(slots.running), waiting=int(slots.waiting)) if slots else report.Slots()
     measured = report.measured_limits(limits, at, runs_today, month_numbers, slot_numbers, int(workspace.agent_count),
                                       max(0, int(live.open)) if live is not None else 0,
+                                      int(schedules.total) if schedules is not None else 0,
                                       mcp_servers=int(workspace.mcp_server_count or 0))
     return {"workspace_id": wid, **report.summary(period, at, workspace.tier, measured, metered)}
 

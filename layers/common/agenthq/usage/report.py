@@ -139,10 +139,13 @@ class Measured:
     reserved: int | None = None
     queued: int | None = None
     money: bool = False  # micro-dollars, shown as dollars
+    min_interval_seconds: int | None = None  # schedules: the shortest gap a cron may leave between fires
 
     def view(self) -> dict[str, Any]:
         show = usd if self.money else int
         body: dict[str, Any] = {"period": self.period, "used": show(self.used)}
+        if self.min_interval_seconds is not None:
+            body["min_interval_seconds"] = self.min_interval_seconds
         if self.reserved is not None:
             body["reserved"] = show(self.reserved)
         if self.queued is not None:
@@ -170,7 +173,8 @@ class Slots:
 
 
 def measured_limits(limits: TierLimits, at: datetime, runs_today: int, month: MonthQuota, slots: Slots,
-                    agents: int, live_connections: int = 0, mcp_servers: int = 0) -> list[Measured]:
+                    agents: int, live_connections: int = 0, schedules: int = 0,
+                    mcp_servers: int = 0) -> list[Measured]:
     """Every limit enforced in code, measured the way it is enforced: runs per
     day from the day's quota; tokens and budget from the month's quota (used =
     settled model calls; reserved = held for calls under way); concurrent runs
@@ -185,6 +189,8 @@ def measured_limits(limits: TierLimits, at: datetime, runs_today: int, month: Mo
                  next_month(at), reserved=max(0, month.committed_micro_usd - month.used_micro_usd), money=True),
         Measured("max_agents", None, agents, limits.max_agents, None),
         Measured("live_connections", None, live_connections, limits.live_connections, None),
+        Measured("schedules", None, schedules, limits.schedules, None,
+                 min_interval_seconds=limits.schedule_min_interval_seconds),
         Measured("mcp_servers", None, mcp_servers, limits.mcp_servers, None),
     ]
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agenthq.agent_lookup import load_agent
-from agenthq.agents import agent_view, change_agent
+from agenthq.agents import AgentUpdate, agent_view, change_agent
 from agenthq.clock import Clock
 from agenthq.context import Principal, Scope
-from agenthq.errors import NotFound
+from agenthq.errors import Conflict, NotFound
 from agenthq.pagination import Page, decode_cursor, page
 from agenthq.store import tenant_scope
 from agenthq.store.items import Agent, AgentVersion
@@ -85,7 +85,25 @@ def rollback(clock: Clock, principal: Principal, agent_id: str, request: Rollbac
 
     def restored(agent: Agent) -> Agent:
         item = load_version(workspace_id, agent, request.version)
-        return with_definition(agent, item.definition, int(agent.version or 1), agent.updated_at)
+        rebuilt = with_definition(agent, item.definition, int(agent.version or 1), agent.updated_at)
+        _ensure_valid_today(rebuilt, request.version)
+        return rebuilt
 
     return change_agent(clock, principal, agent_id, restored, change=ROLLBACK, restored_version=request.version)
 
+
+
+def _ensure_valid_today(agent: Agent, version: int) -> None:
+    """A version is restored only if it is still a valid agent: what it names (a model, a tool) may have
+    been retired since it was made. Checked by the same edge model a PATCH is (``AgentUpdate``), with
+    every field it knows, so a check added there holds here too. Else 409, naming the fields."""
+    view = agent_view(agent)
+    fields = {name: view[name] for name in AgentUpdate.model_fields if name in view and name != "system_prompt"}
+    if view.get("own_system_prompt"):
+        fields["system_prompt"] = view["system_prompt"]
+    try:
+        AgentUpdate.model_validate(fields)
+    except ValidationError as invalid:
+        raise Conflict(f"Version {version} cannot be restored: it is no longer a valid agent.", details=[
+            {"field": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
+            for error in invalid.errors()]) from None

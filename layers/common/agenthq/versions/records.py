@@ -15,6 +15,8 @@ the condition that its version is still the one read, and the new
 transaction (``agenthq.agents``): concurrent changes each get their own
 number, none is lost, none is written twice.
 
+An agent keeps its last :data:`KEPT_VERSIONS` versions; an older one is gone (404).
+
 An agent made before versions were kept has no counter: its version 1 is the
 agent item itself (:func:`current_version`), written as a version item by its
 first change, in that change's transaction.
@@ -35,10 +37,23 @@ BOOKKEEPING = frozenset({"pk", "sk", "type", "gsi1pk", "gsi1sk", "expires_at",
 
 CREATE, UPDATE, ROLLBACK = "create", "update", "rollback"
 
+#: How many versions an agent keeps: the change that makes version n deletes version n - KEPT_VERSIONS, in its
+#: own transaction (as SSM Parameter Store keeps a parameter's last 100), so what a tenant can store is bounded
+#: (agents × KEPT_VERSIONS × one agent's size) however often it changes its agents.
+KEPT_VERSIONS = 100
+
 
 def definition_of(agent: Agent) -> dict[str, Any]:
     """The agent's definition: its attributes but the bookkeeping, as DynamoDB stores them."""
     return {name: value for name, value in agent.serialize(null_check=False).items() if name not in BOOKKEEPING}
+
+
+def same_definition(one: Agent, other: Agent) -> bool:
+    """Whether two agents are defined alike, compared as values (a map's keys in any order are one map)."""
+    def values(agent: Agent) -> dict[str, Any]:
+        return {name: getattr(agent, name) for name, attribute in agent.get_attributes().items()
+                if attribute.attr_name not in BOOKKEEPING}
+    return values(one) == values(other)
 
 
 def current_version(agent: Agent) -> int:
