@@ -19,6 +19,7 @@ IAM would decide). Its clock is the wall clock plus an offset tests move with
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import uuid
@@ -39,6 +40,7 @@ class Schedule:
     function: str  # logical id
     name: str  # the event's name in the template
     expression: str
+    input: str | None = None  # the target's constant input (the ``Input`` property): sent instead of the event
 
     def next_after(self, now: datetime) -> datetime:
         """When the expression next comes due after ``now`` (UTC)."""
@@ -63,7 +65,7 @@ def schedules(template: dict[str, Any]) -> list[Schedule]:
     for logical_id, resource in resources_of_type(template, "AWS::Serverless::Function").items():
         for name, event in (resource.get("Properties", {}).get("Events") or {}).items():
             if event.get("Type") == "Schedule":
-                found.append(Schedule(logical_id, name, event["Properties"]["Schedule"]))
+                found.append(Schedule(logical_id, name, event["Properties"]["Schedule"], event["Properties"].get("Input")))
     return found
 
 
@@ -87,9 +89,11 @@ class LocalSchedules:
         for thread in self._threads:
             thread.join(timeout=5)
 
-    def fire(self, function: str) -> list[Any]:
-        """Invoke each schedule of ``function`` now; returns what the function returned."""
-        return [self._invoke(spec, datetime.now(UTC)) for spec in self.specs if spec.function == function]
+    def fire(self, function: str, name: str | None = None) -> list[Any]:
+        """Invoke each schedule of ``function`` (or only the one called ``name``) now; returns what the
+        function returned."""
+        return [self._invoke(spec, datetime.now(UTC)) for spec in self.specs
+                if spec.function == function and name in (None, spec.name)]
 
     def _loop(self, spec: Schedule) -> None:
         while not self._stop.is_set():
@@ -110,6 +114,8 @@ class LocalSchedules:
             "resources": [f"arn:aws:events:{self.region}:{ACCOUNT_ID}:rule/{spec.function}{spec.name}"],
             "detail": {},
         }
+        if spec.input is not None:  # as EventBridge does: the target gets the constant input, not the event
+            return self.runtime.invoke(spec.function, json.loads(spec.input))
         return self.runtime.invoke(spec.function, event)
 
 

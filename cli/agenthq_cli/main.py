@@ -12,6 +12,7 @@ import typer
 from agenthq_cli import __version__
 from agenthq_cli.account import verify_email, whoami
 from agenthq_cli.admin import admin_app
+from agenthq_cli.approvals import approvals_app
 from agenthq_cli.mcp import mcp_app
 from agenthq_cli.schedules import schedules_app
 from agenthq_cli.user import agents_app, keys_app, login, runs_app, usage, workspaces
@@ -27,6 +28,7 @@ app.command("verify-email")(verify_email)
 app.add_typer(agents_app, name="agents")
 app.add_typer(runs_app, name="runs")
 app.add_typer(keys_app, name="keys")
+app.add_typer(approvals_app, name="approvals")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(mcp_app, name="mcp")
 

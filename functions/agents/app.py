@@ -4,19 +4,22 @@ from fastapi import Header, Query, Response
 
 from agenthq import agents, messaging
 from agenthq.agents import AgentCreate, AgentUpdate
+from agenthq.approvals import api as approvals
+from agenthq.approvals.api import ApprovalDecision, ApprovalStatus
 from agenthq.errors import Conflict, PlanLimit, ServiceUnavailable
 from agenthq.http import (
     AgentIdFilter,
     CurrentPrincipal,
     Cursor,
     Limit,
+    RunIdFilter,
     WorkspacePrincipal,
     create_app,
     documented,
     lambda_handler,
 )
 from agenthq.pagination import Page, limit_param
-from agenthq.responses import Agent, AgentVersion, ListOf, Message, Personality, Run, RunEvents
+from agenthq.responses import Agent, AgentVersion, Approval, ListOf, Message, Personality, Run, RunEvents
 from agenthq.runs import api as runs
 from agenthq.runs.api import IDEMPOTENCY_KEY, RunLaunchRequest, RunStatus
 from agenthq.services import get_services
@@ -116,6 +119,22 @@ def cancel_run(rid: str, principal: WorkspacePrincipal) -> dict:
 @app.post("/workspaces/{wid}/runs/{rid}/resume", status_code=202, response_model=Run, responses=documented(Conflict))
 def resume_run(rid: str, principal: WorkspacePrincipal) -> dict:
     return runs.resume_run(get_services(), principal, rid)
+
+
+@app.get("/workspaces/{wid}/approvals", response_model=ListOf[Approval])
+def list_approvals(principal: WorkspacePrincipal, status: ApprovalStatus | None = None,
+                   run_id: str | None = RunIdFilter, cursor: str | None = Cursor, limit: int | None = Limit) -> Page:
+    return approvals.list_approvals(principal, status, run_id, cursor, limit_param(limit))
+
+
+@app.get("/workspaces/{wid}/approvals/{apid}", response_model=Approval)
+def get_approval(apid: str, principal: WorkspacePrincipal) -> dict:
+    return approvals.get_approval(principal, apid)
+
+
+@app.post("/workspaces/{wid}/approvals/{apid}", response_model=Approval, responses=documented(Conflict))
+def decide_approval(apid: str, body: ApprovalDecision, principal: WorkspacePrincipal) -> dict:
+    return approvals.decide(get_services(), principal, apid, body)
 
 
 handler = lambda_handler(app)

@@ -10,6 +10,7 @@ no deadline, derandomized (the same cases every run), no shrinking."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -72,14 +73,27 @@ def fuzzed(cloud):
         schedule = tenant.post(f"/agents/{agent['id']}/schedules",
                                json={"cron": "0 9 * * *", "timezone": "UTC", "input": "Fuzzed."})
         assert schedule.status_code == 201, schedule.text
+        asking = create_agent(tenant, "asking", "sre", tools=["calculator"], tool_policies={"calculator": "ask"})
+        waiting = launch(tenant, asking["id"], '/tool calculator {"expression": "1 + 1"}').json()["id"]
+        approval = _pending_approval(tenant, waiting)
         spare = signup(api, "spare", workspace_name="Spare Parts")
         second_session = signup(api, "leaver", workspace_name="Leavers")
         server = tenant.post("/mcp-servers", json={"name": "fuzzed", "url": "http://127.0.0.1:9/mcp"})
         assert server.status_code == 201, server.text
         yield Fuzzed(tenant=tenant, path_ids={"aid": agent["id"], "rid": run["id"], "uid": tenant.user_id,
                                               "mid": server.json()["id"], "scid": schedule.json()["id"],
-                                              "version": "1"},
+                                              "version": "1", "apid": approval},
                      spare_workspace_id=spare.workspace_id, logout_token=second_session.access_token)
+
+
+def _pending_approval(tenant: Tenant, run_id: str) -> str:
+    """The approval ``run_id`` waits for (a decided one answers 409, which the contract documents)."""
+    for _ in range(300):
+        items = tenant.get("/approvals", params={"run_id": run_id}).json()["items"]
+        if items:
+            return str(items[0]["id"])
+        time.sleep(0.1)
+    raise AssertionError("the run never asked for approval")
 
 
 @pytest.fixture(scope="module")

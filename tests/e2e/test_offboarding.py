@@ -43,10 +43,10 @@ def _admin(api, workspace_id: str) -> dict:
 
 def _busy_workspace(api):
     """A workspace with members, an API key, agents (one changed: two versions), finished runs with events, usage, alerts
-    (3 runs of 3 a day), a note and a message between agents, its own usage plan, and a schedule
-    (in EventBridge Scheduler too)."""
+    (3 runs of 4 a day, then the one in flight), a note and a message between agents, a run waiting
+    for a person's approval, its own usage plan, and a schedule (in EventBridge Scheduler too)."""
     owner = with_api_key(signup(api, tag="leaving", tier="pro"))
-    plan = set_tier(api, owner.workspace_id, "enterprise", limit_overrides={"runs_per_day": 3, "api_rps": 500})
+    plan = set_tier(api, owner.workspace_id, "enterprise", limit_overrides={"runs_per_day": 4, "api_rps": 500})
     colleague = signup(api, tag="colleague")
     assert owner.post("/members", json={"email": colleague.email, "role": "admin"}).status_code == 201
     writer = create_agent(owner, "writer", "architect")
@@ -61,6 +61,10 @@ def _busy_workspace(api):
     schedule = owner.post(f"/agents/{reader['id']}/schedules",
                           json={"cron": "0 6 * * *", "timezone": "Europe/Berlin", "input": "Morning."})
     assert schedule.status_code == 201, schedule.text
+    careful = create_agent(owner, "careful", "sre", tools=["calculator"], tool_policies={"calculator": "ask"})
+    asking = launch(owner, careful["id"], '/tool calculator {"expression": "1 + 1"}').json()
+    _until(lambda: owner.get("/approvals", params={"run_id": asking["id"], "status": "pending"}).json()["items"],
+           "the approval its run waits for")
     server = owner.post("/mcp-servers", json={"name": "tickets", "url": "http://127.0.0.1:9/mcp",
                                               "headers": {"Authorization": "Bearer leaving-secret"}})
     assert server.status_code == 201, server.text  # unreachable: stored, with a failed status and its secret
@@ -98,7 +102,7 @@ def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
             assert len(_in_scheduler(cloud, owner.workspace_id)) == 1
             assert kinds >= {"Workspace", "Member", "WorkspaceSession", "SessionFamily", "ApiKey", "ApiKeyLookup",
                              "Agent", "Run", "RunEvent", "ConversationMessage", "LedgerEntry", "UsageCounter", "Alert",
-                             "Note", "AgentMessage", "WorkspaceDirectoryEntry", "AgentVersion", "Schedule",
+                             "Note", "AgentMessage", "WorkspaceDirectoryEntry", "AgentVersion", "Schedule", "Approval",
                              "McpServer", "McpServerName",
                              None}, kinds  # None: quota and run-slot counters, which only updates write
             assert len(_mcp_secrets(cloud, owner.workspace_id)) == 1

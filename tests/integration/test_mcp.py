@@ -43,8 +43,10 @@ def demo() -> Iterator[McpDemo]:
 
 
 def mcp_agent(tenant: Any, name: str, tools: list[str]) -> dict[str, Any]:
-    """An agent with these tools (MCP ones among them) that runs them without asking first."""
-    return create_agent(tenant, name, "sre", tools=tools)
+    """An agent with these tools (MCP ones among them) that runs them without asking first (MCP tools
+    ask by default: test_a_tool_call_waits_for_approval_and_the_model_receives_its_result)."""
+    return create_agent(tenant, name, "sre", tools=tools,
+                        tool_policies={t: "allow" for t in tools if t.startswith("mcp__")})
 
 
 def register(tenant: Any, name: str, url: str, headers: dict[str, str] | None = None) -> Any:

@@ -35,6 +35,7 @@ SAMPLE_BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/workspaces/{wid}/agents/{aid}/schedules"): {"cron": "0 * * * *", "timezone": "UTC",
                                                          "input": "Run B's agent for A."},
     ("PATCH", "/workspaces/{wid}/schedules/{scid}"): {"input": "Hijacked.", "enabled": True},
+    ("POST", "/workspaces/{wid}/approvals/{apid}"): {"decision": "approve", "reason": "A says yes."},
     ("POST", "/workspaces/{wid}/mcp-servers"): {"name": "implant", "url": "http://127.0.0.1:9/mcp"},
     ("POST", "/workspaces/{wid}/mcp-servers/{mid}/refresh"): {},
 }
@@ -77,11 +78,13 @@ def tenants(cloud):
                           json={"cron": "0 3 * * *", "timezone": "UTC", "input": "B's nightly work.", "enabled": False})
         assert schedule.status_code == 201, schedule.text
         b.extra["schedule_id"] = schedule.json()["id"]
+        b.extra["approval_id"] = _pending_approval(cloud, b)  # (its run waits, holding still, until the end)
         server = b.post("/mcp-servers", json={"name": "b-tools", "url": "http://127.0.0.1:9/mcp",
                                               "headers": {"Authorization": "Bearer b-secret"}})
         assert server.status_code == 201, server.text  # unreachable: stored with a failed status
         b.extra["mcp_server_id"] = server.json()["id"]
         yield a, b
+        b.post(f"/runs/{b.extra['approval_run_id']}/cancel")
 
 
 def _wait_until_ended(tenant, run_id: str) -> None:
@@ -94,11 +97,31 @@ def _wait_until_ended(tenant, run_id: str) -> None:
     raise AssertionError("B's run did not end")
 
 
+def _pending_approval(cloud, b) -> str:
+    """A run of B that waits for a person's approval of its tool call (its task token stored: from
+    then on B's data holds still): the approval's id."""
+    import time
+
+    agent = b.post("/agents", json={"name": "B's careful agent", "personality": "sre", "tools": ["calculator"],
+                                    "tool_policies": {"calculator": "ask"}})
+    assert agent.status_code == 201, agent.text
+    run = b.post(f"/agents/{agent.json()['id']}/runs", json={"input": '/tool calculator {"expression": "1+1"}'})
+    assert run.status_code == 202, run.text
+    b.extra["approval_run_id"] = run.json()["id"]
+    for _ in range(300):
+        stored = [i for i in snapshot(cloud, b.workspace_id) if i["sk"] == f"RUN#{run.json()['id']}"]
+        if stored and stored[0]["status"] == "waiting" and stored[0].get("task_token"):
+            (approval,) = b.get("/approvals", params={"status": "pending"}).json()["items"]
+            return str(approval["id"])
+        time.sleep(0.1)
+    raise AssertionError("B's run did not wait for an approval")
+
+
 def b_ids(b) -> dict[str, str]:
     """B's id for every path parameter a workspace route may have."""
     return {"wid": b.workspace_id, "uid": b.user_id, "kid": b.api_key_id, "aid": b.extra["agent_id"],
             "rid": b.extra["run_id"], "version": "1", "scid": b.extra["schedule_id"],
-            "mid": b.extra["mcp_server_id"]}
+            "mid": b.extra["mcp_server_id"], "apid": b.extra["approval_id"]}
 
 
 def fill(path: str, ids: dict[str, str]) -> str:

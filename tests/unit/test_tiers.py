@@ -19,6 +19,8 @@ DESIGN_TABLE = {
     "pro": (50, 2_000, 25, 20_000_000, "40", 100, 200, 200_000, "149", 500),
 }
 
+PENDING_APPROVALS = {"free": 10, "starter": 100, "pro": 1_000}  # DESIGN §9's limits table
+
 
 @pytest.mark.parametrize("tier", list(DESIGN_TABLE))
 def test_tier_numbers_match_the_design(tier):
@@ -26,7 +28,7 @@ def test_tier_numbers_match_the_design(tier):
     expected = dict(
         max_agents=agents, runs_per_day=runs, concurrent_runs=concurrent, tokens_per_month=tokens,
         budget_usd_per_month=Decimal(budget), api_rps=rps, api_burst=burst, api_calls_per_day=calls,
-        live_connections=live, price_usd_per_month=Decimal(price),
+        live_connections=live, pending_approvals=PENDING_APPROVALS[tier], price_usd_per_month=Decimal(price),
         mcp_servers=MCP[tier][0], mcp_calls_per_run=MCP[tier][1],
     )
     # the columns of this table (the other §9 columns have tests of their own: test_schedules_cron.py …)

@@ -39,7 +39,8 @@ def test_limits_are_measured_as_they_are_enforced():
     month = report.MonthQuota(used_tokens=1_000_000, committed_tokens=1_250_000, used_micro_usd=3_000_000,
                               committed_micro_usd=3_500_001)
     slots = report.Slots(running=5, waiting=3)
-    measured = {m.name: m.view() for m in report.measured_limits(limits, AT, 320, month, slots, 4, 7, 2)}
+    measured = {m.name: m.view() for m in report.measured_limits(limits, AT, 320, month, slots, 4, 7, 2,
+                                                                 pending_approvals=25)}
     assert measured == {
         "runs_per_day": {"period": "day", "used": 320, "limit": 400, "percent": 80.0,
                          "resets_at": "2027-01-01T00:00:00+00:00"},
@@ -52,6 +53,7 @@ def test_limits_are_measured_as_they_are_enforced():
         "live_connections": {"period": None, "used": 7, "limit": 100, "percent": 7.0, "resets_at": None},
         "schedules": {"period": None, "used": 2, "min_interval_seconds": 300, "limit": 10, "percent": 20.0,
                       "resets_at": None},
+        "pending_approvals": {"period": None, "used": 25, "limit": 100, "percent": 25.0, "resets_at": None},
         "mcp_servers": {"period": None, "used": 0, "limit": 5, "percent": 0.0, "resets_at": None},
     }
 

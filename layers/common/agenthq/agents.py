@@ -36,7 +36,7 @@ The run engine and the tools find an agent by id or by name with
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -46,9 +46,18 @@ from pynamodb.expressions.condition import Condition
 
 from agenthq import ids
 from agenthq.agent_lookup import MAX_NAME_CHARS, fold_name, load_agent, name_marker
+from agenthq.approvals.policies import (
+    DEFAULT_APPROVAL_TIMEOUT_SECONDS,
+    DEFAULT_ON_APPROVAL_TIMEOUT,
+    MAX_APPROVAL_TIMEOUT_SECONDS,
+    MIN_APPROVAL_TIMEOUT_SECONDS,
+    OnApprovalTimeout,
+    ToolPolicy,
+    unknown_tools,
+)
 from agenthq.clock import Clock
 from agenthq.context import Principal, Scope
-from agenthq.errors import Conflict, NotFound, PlanLimit
+from agenthq.errors import Conflict, InvalidRequest, NotFound, PlanLimit
 from agenthq.mcp import names as mcp_names
 from agenthq.mcp import tools as mcp_tools
 from agenthq.pagination import Page, workspace_page
@@ -106,6 +115,25 @@ def _tools(value: list[str]) -> list[str]:
     return value
 
 
+#: An agent's tool policies and approval settings (agenthq.approvals): on create and on update.
+POLICIES_FIELD = Field(default=None, max_length=MAX_TOOLS, description=(
+    "Per tool: `allow` (runs), `ask` (waits for a person's approval) or `deny` (refused). Only tools the "
+    "agent has; a tool left out has its default: `allow` for built-ins, `ask` for MCP tools (`mcp__…`)."))
+APPROVAL_TIMEOUT_FIELD = Field(default=None, ge=MIN_APPROVAL_TIMEOUT_SECONDS, le=MAX_APPROVAL_TIMEOUT_SECONDS,
+                               strict=True, description="How long an approval waits before `on_approval_timeout` "
+                               f"applies (default {DEFAULT_APPROVAL_TIMEOUT_SECONDS}, at most 7 days).")
+ON_TIMEOUT_FIELD = Field(default=None, description="What an approval nobody decided in time does: `deny` "
+                         "(the default) or `approve`.")
+
+
+def check_tool_policies(policies: Mapping[str, str] | None, tools: list[str]) -> None:
+    """A policy may name only a tool the agent has (400 otherwise: it would say nothing, or hide a typo)."""
+    unknown = unknown_tools(policies or {}, tools)
+    if unknown:
+        raise InvalidRequest(details=[{"field": "tool_policies", "message":
+                                       f"names tools the agent does not have: {', '.join(unknown)}"}])
+
+
 class _AgentFields(BaseModel):
     """The checks every agent field gets, on create and on update."""
 
@@ -148,6 +176,9 @@ class AgentCreate(_AgentFields):
     tools: list[str] | None = Field(default=None, max_length=MAX_TOOLS)
     max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1, le=MAX_STEPS, strict=True)
     budget_usd: Decimal = Field(default=DEFAULT_BUDGET_USD, gt=0, le=MAX_BUDGET_USD, decimal_places=6)
+    tool_policies: dict[str, ToolPolicy] | None = POLICIES_FIELD
+    approval_timeout_seconds: int | None = APPROVAL_TIMEOUT_FIELD
+    on_approval_timeout: OnApprovalTimeout | None = ON_TIMEOUT_FIELD
 
 
 class AgentUpdate(_AgentFields):
@@ -162,8 +193,12 @@ class AgentUpdate(_AgentFields):
     tools: list[str] | None = Field(default=None, max_length=MAX_TOOLS)
     max_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS, strict=True)
     budget_usd: Decimal | None = Field(default=None, gt=0, le=MAX_BUDGET_USD, decimal_places=6)
+    tool_policies: dict[str, ToolPolicy] | None = POLICIES_FIELD
+    approval_timeout_seconds: int | None = APPROVAL_TIMEOUT_FIELD
+    on_approval_timeout: OnApprovalTimeout | None = ON_TIMEOUT_FIELD
 
-    @field_validator("name", "personality", "model", "tools", "max_steps", "budget_usd", mode="before")
+    @field_validator("name", "personality", "model", "tools", "max_steps", "budget_usd", "tool_policies",
+                     "approval_timeout_seconds", "on_approval_timeout", mode="before")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         if value is None:
@@ -210,6 +245,9 @@ def agent_view(agent: Agent) -> dict[str, Any]:
         "tools": list(agent.tools),
         "max_steps": int(agent.max_steps),
         "budget_usd": agent.budget_usd,
+        "tool_policies": dict(agent.tool_policies or {}),
+        "approval_timeout_seconds": int(agent.approval_timeout_seconds or DEFAULT_APPROVAL_TIMEOUT_SECONDS),
+        "on_approval_timeout": agent.on_approval_timeout or DEFAULT_ON_APPROVAL_TIMEOUT,
         "version": versions.current_version(agent),
         "created_at": agent.created_at.isoformat(),
         "updated_at": agent.updated_at.isoformat(),
@@ -244,8 +282,10 @@ def create_agent(clock: Clock, principal: Principal, body: AgentCreate) -> dict[
                   personality=personality.id, system_prompt=body.system_prompt,
                   model=body.model or personality.default_model,
                   tools=list(body.tools if body.tools is not None else personality.default_tools),
-                  max_steps=body.max_steps, budget_usd=money(body.budget_usd), created_at=now, updated_at=now,
-                  version=1)
+                  max_steps=body.max_steps, budget_usd=money(body.budget_usd), tool_policies=body.tool_policies or None,
+                  approval_timeout_seconds=body.approval_timeout_seconds, on_approval_timeout=body.on_approval_timeout,
+                  created_at=now, updated_at=now, version=1)
+    check_tool_policies(body.tool_policies, list(agent.tools))
     ensure_fits(agent, "system_prompt", "The agent")  # 413 before anything is written
     first = versions.version_item(agent, 1, change=versions.CREATE, at=now, created_by=principal.subject)
     ensure_fits(first, "system_prompt", "The agent's version")
@@ -281,7 +321,9 @@ def update_agent(clock: Clock, principal: Principal, agent_id: str, change: Agen
 
     def changed(agent: Agent) -> Agent:  # given a copy of the agent as read: the agent as it will be
         for field, value in given.items():
-            setattr(agent, field, None if value is None else money(value) if field == "budget_usd" else value)
+            stored = None if value is None or value == {} else money(value) if field == "budget_usd" else value
+            setattr(agent, field, stored)  # (tool_policies: {} clears them)
+        check_tool_policies(agent.tool_policies, list(agent.tools))  # policies only for the tools it will have
         return agent
 
     if given.get("tools"):

@@ -130,6 +130,8 @@ Cursor = Query(default=None, max_length=2048, description="From the previous pag
 Limit = Query(default=None, ge=1, le=MAX_LIMIT, description=f"Items per page (default {DEFAULT_LIMIT}).")
 # `?agent_id=` on lists that can be narrowed to one agent.
 AgentIdFilter = Query(default=None, pattern=ids.ID_PATTERN, description="Only this agent's.")
+# `?run_id=` on approvals: a run's, and those of the runs it delegated to.
+RunIdFilter = Query(default=None, pattern=ids.ID_PATTERN, description="Only this run's (and its delegated runs').")
 
 
 # --------------------------------------------------------------------------- the error body

@@ -9,7 +9,7 @@ giving one is a failing test, not a silent break of the contract.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,6 +54,7 @@ class Limits(View):
     api_burst: int
     api_calls_per_day: int
     live_connections: int
+    pending_approvals: int
     schedules: int | None = None
     schedule_min_interval_seconds: int | None = None
     mcp_servers: int
@@ -183,6 +184,10 @@ class Agent(View):
     tools: list[str]
     max_steps: int
     budget_usd: Money
+    tool_policies: dict[str, Literal["allow", "ask", "deny"]] = Field(
+        description="Tools whose policy differs from their default (`allow` for built-ins, `ask` for MCP tools).")
+    approval_timeout_seconds: int
+    on_approval_timeout: Literal["approve", "deny"]
     version: int = Field(ge=1, description="Its current version: every change makes the next one.")
     created_at: Timestamp
     updated_at: Timestamp
@@ -226,6 +231,8 @@ class Run(View):
     agent_version: int | None = Field(description="The agent's version it runs (null: launched before versions).")
     parent_run_id: str | None
     status: RunStatus
+    waiting_for: Literal["approval"] | None = Field(
+        default=None, description="While `waiting` for its tool calls' approvals: `approval`.")
     input: str
     input_truncated: bool
     output: str | None
@@ -249,6 +256,28 @@ class RunEvent(View):
 class RunEvents(View):
     items: list[RunEvent]
     next_after: int | None = Field(description="Pass as `after` for the next page (null: the end).")
+
+
+class Approval(View):
+    """A tool call waiting for (or given) a person's decision (DESIGN §9)."""
+
+    id: str
+    workspace_id: str
+    run_id: str
+    root_run_id: str = Field(description="The run tree's root: a delegated child's approvals carry its root run.")
+    agent_id: str
+    tool: str
+    tool_use_id: str
+    input: dict[str, Any]
+    status: Literal["pending", "approved", "denied", "expired", "cancelled"]
+    on_timeout: Literal["approve", "deny"]
+    applied: Literal["approve", "deny"] | None = Field(
+        description="What the tool call did once decided: ran (`approve`) or got an is_error result (`deny`).")
+    reason: str | None
+    decided_by: str | None = Field(description="The user or API key that decided (null: expiry or a cancel).")
+    decided_at: Timestamp | None
+    expires_at: Timestamp
+    created_at: Timestamp
 
 
 class Message(View):

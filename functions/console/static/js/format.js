@@ -61,4 +61,5 @@ export const LIMIT_LABELS = {
   budget_usd_per_month: "Model budget this month",
   max_agents: "Agents",
   schedules: "Schedules",
+  pending_approvals: "Approvals pending",
 };

@@ -18,6 +18,7 @@ export class Live {
     this.opening = null;
     this.runs = new Map(); // run id → {next, held, onEvent, onError}
     this.workspaceListeners = new Set();
+    this.workspaceUnsubscribe = null; // a pending unsubscribe of the workspace (watchWorkspace)
     this.stopped = false;
     this.backoff = 1000;
     this.pinger = null;
@@ -41,13 +42,25 @@ export class Live {
     };
   }
 
-  /** Every run's status changes (run.* events) and usage alerts of the workspace. */
+  /** Every run's status changes (run.* events), approvals (approval.*) and usage alerts of the workspace. */
   watchWorkspace(listener) {
     this.workspaceListeners.add(listener);
-    if (this.workspaceListeners.size === 1) this.send({action: "subscribe", workspace: true});
+    if (this.workspaceListeners.size === 1 && !this.workspaceUnsubscribe) {
+      this.send({action: "subscribe", workspace: true});
+    }
+    clearTimeout(this.workspaceUnsubscribe);
+    this.workspaceUnsubscribe = null;
     return () => {
       this.workspaceListeners.delete(listener);
-      if (this.workspaceListeners.size === 0) this.send({action: "unsubscribe", workspace: true}, false);
+      if (this.workspaceListeners.size) return;
+      // Later, and only if no view watches by then: a view left for another that watches too would
+      // otherwise send unsubscribe and subscribe at once, and the WebSocket API does not keep the
+      // order in which one connection's messages are handled (the unsubscribe could come last).
+      clearTimeout(this.workspaceUnsubscribe);
+      this.workspaceUnsubscribe = setTimeout(() => {
+        this.workspaceUnsubscribe = null;
+        if (this.workspaceListeners.size === 0) this.send({action: "unsubscribe", workspace: true}, false);
+      }, 2000);
     };
   }
 
@@ -55,6 +68,7 @@ export class Live {
     this.stopped = true;
     clearInterval(this.pinger);
     clearTimeout(this.retryTimer);
+    clearTimeout(this.workspaceUnsubscribe);
     this.runs.clear();
     this.workspaceListeners.clear();
     if (this.socket) this.socket.close(1000, "signed out");
@@ -137,7 +151,7 @@ export class Live {
         if (frame.truncated) this.fetchWhole(frame.run_id, frame.seq, watch);
         else this.deliver(watch, frame.seq, frame.event);
       }
-      if (String(frame.event && frame.event.type).startsWith("run.")) this.tellWorkspace(frame);
+      if (/^(run|approval)\./.test(String(frame.event && frame.event.type))) this.tellWorkspace(frame);
     } else if (frame.type === "usage.alert") {
       this.tellWorkspace(frame);
     } else if (frame.type === "subscribed" && frame.run_id && frame.more) {

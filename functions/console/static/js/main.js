@@ -3,6 +3,7 @@
 // shows the view the location's hash names.
 
 import {Api} from "./api.js";
+import {approvalsView} from "./views/approvals.js";
 import {h, replace} from "./dom.js";
 import {Live} from "./live.js";
 import {agentView} from "./views/agent.js";
@@ -24,13 +25,15 @@ const ROUTES = [
   {pattern: /^#\/agents\/([0-9A-Za-z]+)$/, view: agentView, mode: "workspace", title: "Agent"},
   {pattern: /^#\/mcp$/, view: mcpView, mode: "workspace", title: "MCP servers"},
   {pattern: /^#\/usage$/, view: usageView, mode: "workspace", title: "Usage"},
+  {pattern: /^#\/approvals$/, view: approvalsView, mode: "workspace", title: "Approvals"},
   {pattern: /^#\/schedules$/, view: schedulesView, mode: "workspace", title: "Schedules"},
   {pattern: /^#\/operator$/, view: operatorView, mode: "operator", title: "Cost against price"},
   {pattern: /^#\/verify-email\/(ahv_[A-Za-z0-9_-]+)$/, view: verifyEmailView, mode: "any", title: "Verify your e-mail"},
 ];
 
 const NAV = {
-  workspace: [["#/runs", "Agents and runs"], ["#/schedules", "Schedules"], ["#/mcp", "MCP servers"],
+  workspace: [["#/runs", "Agents and runs"], ["#/approvals", "Approvals"], ["#/schedules", "Schedules"],
+              ["#/mcp", "MCP servers"],
               ["#/usage", "Usage"], ["#/health", "Health"]],
   operator: [["#/operator", "Cost against price"], ["#/health", "Health"]],
   null: [["#/signin", "Sign in"], ["#/health", "Health"]],

@@ -87,7 +87,7 @@ def delivery_of(new_image: dict[str, Any]) -> Delivery | None:
         workspace_id, run_id = parts[1], parts[3]
         view = event_view(RunEvent.from_raw_data(new_image))
         audiences = [LiveSubscription.prefix(run_id)]
-        if str(view["type"]).startswith("run."):
+        if str(view["type"]).startswith(("run.", "approval.")):  # status changes, and approvals to decide
             audiences.append(LiveSubscription.prefix(None))
         return Delivery(workspace_id, run_event_frame(run_id, view), tuple(audiences), seq=int(view["seq"]))
     if kind == "Alert" and len(parts) == 2 and parts[0] == "WS":

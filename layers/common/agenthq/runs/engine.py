@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,8 @@ from agenthq.adapters.model import (
     unanswered_call_id,
 )
 from agenthq.agent_lookup import find_agent
+from agenthq.approvals import gate
+from agenthq.approvals.policies import DENY, policy_of
 from agenthq.errors import InvalidRequest, NotFound, QuotaExceeded
 from agenthq.mcp import names as mcp_names
 from agenthq.mcp import tools as mcp_tools
@@ -69,7 +71,7 @@ from agenthq.runs.records import (
 )
 from agenthq.runs.statuses import TERMINAL
 from agenthq.store import tenant_scope, transaction
-from agenthq.store.items import ConversationMessage, LedgerEntry, Reservation, Run, RunBody, ToolCall
+from agenthq.store.items import Approval, ConversationMessage, LedgerEntry, Reservation, Run, RunBody, ToolCall
 from agenthq.tiers import TierLimits
 from agenthq.tools.registry import ToolContext, ToolResult
 from agenthq.tools.stateful import MAX_DELEGATE_INPUT_CHARS
@@ -79,7 +81,8 @@ if TYPE_CHECKING:
     from agenthq.services import Services
 
 #: What an ended run no longer holds (the outcome is written out as output / error by then).
-ENDED_RUN_DROPS = ("task_token", "pause_reason", "pause_hold", "paused_at", "slot", "outcome")
+ENDED_RUN_DROPS = ("task_token", "pause_reason", "pause_hold", "paused_at", "slot", "outcome", "waiting_for",
+                   "waiting_since")
 
 #: A slice that meters model calls reads the month's usage for its alerts at most this often, and
 #: once more before it hands back: an alert comes at most this late (decisions.md, 58).
@@ -436,7 +439,8 @@ def think(work: Slice, event: dict[str, Any]) -> str:
         settles=(reservation, usage),
     )
     uses = [b for b in response.content if b.get("type") == "tool_use"]
-    if next_step == ACT and uses and not _is_delegation(uses[0], agent) and services.now() < run.deadline:
+    if next_step == ACT and uses and not _is_delegation(uses[0], agent) and services.now() < run.deadline \
+            and not gate.asks(agent, uses):  # (a turn that asks for approval starts its tools once decided)
         # The first tool starts with the answer (unless a cancel is recorded; past the deadline, act ends the run).
         _with_tool_start(change, run, uses[0], services.now())
     try:
@@ -697,11 +701,20 @@ def act(work: Slice, event: dict[str, Any]) -> str:
     if run.cancel_requested:
         return FINISH
     agent = work.body().agent
+    if run.waiting_for == gate.APPROVAL:
+        if int(run.approvals_pending or 0) > 0:
+            return gate.APPROVAL  # a retried act that asked already: the wait state takes the token
+        if not _end_approval_wait(work):
+            return FINISH  # cancelled meanwhile
+    run = work.run
     if services.now() >= run.deadline:
         return _decide(work, step, "act", decisions.timed_out(run.created_at, run.deadline))
     uses = [b for b in work.conversation()[-1].content if b.get("type") == "tool_use"]
     calls = work.tool_calls()
     pending = [u for u in uses if calls.get(u["id"]) is None or calls[u["id"]].result is None]
+    approvals = _approvals_of_turn(work, step, pending)
+    if isinstance(approvals, str):
+        return approvals  # the run waits for them (or was cancelled)
     for position, use in enumerate(pending):
         if position and not work.goes_on(ACT):
             return ACT  # no time for another tool call: the next slice goes on with this act
@@ -710,9 +723,10 @@ def act(work: Slice, event: dict[str, Any]) -> str:
             call = _start_tool_call(work, use)
             if call is None:  # cancelled before it could start
                 return FINISH
-        if _is_delegation(use, agent):
+        refusal = _refusal(agent, use, approvals)
+        if refusal is None and _is_delegation(use, agent):
             return DELEGATE  # the state machine starts the child run and waits for it
-        result = _execute(services, work.run, use, agent["tools"], calls)
+        result = refusal or _execute(services, work.run, use, agent["tools"], calls)
         if position + 1 == len(pending):
             return _reply(work, step, uses, (call, result))
         following = pending[position + 1]
@@ -762,6 +776,128 @@ def _reply(work: Slice, step: int, uses: list[dict[str, Any]], last: tuple[ToolC
 
 def _is_delegation(use: dict[str, Any], agent: dict[str, Any]) -> bool:
     return bool(use.get("name") == "delegate" and "delegate" in agent["tools"])
+
+
+# --------------------------------------------------------------------------- approvals (agenthq.approvals)
+
+#: A tool call whose approval could not be asked for: the workspace has its tier's pending approvals.
+_OVER_LIMIT = "over_limit"
+
+
+def _approvals_of_turn(work: Slice, step: int, pending: list[dict[str, Any]]) -> dict[str, Approval | str] | str:
+    """The approvals of the turn's ``ask`` calls not yet run (tool_use_id → approval, or ``_OVER_LIMIT``
+    when the workspace's pending approvals are at its tier's limit: that call is refused, the run goes
+    on). Any still undecided: they are asked for (once) and the run waits for all (``APPROVAL``)."""
+    run, agent = work.run, work.body().agent
+    asked = gate.asks(agent, pending)
+    if not asked:
+        return {}
+    for _ in range(3):
+        found: dict[str, Approval | str] = dict(gate.approvals_of(work.run, asked))
+        missing = [u for u in asked if u["id"] not in found]
+        if not missing:
+            break
+        limit = work.limits().pending_approvals
+        if gate.pending_count(run.workspace_id) + len(missing) > limit:
+            return {**found, **dict.fromkeys((u["id"] for u in missing), _OVER_LIMIT)}
+        root = work.body().tree_root_run_id or run.id
+        change = gate.request_change(work.run, root, step, missing, agent, work.services.now(), limit)
+        try:
+            work.commit(change)
+            return gate.APPROVAL
+        except RunConflict:
+            if work.reload().cancel_requested or work.run.status not in ("running", "waiting"):
+                return FINISH
+            # asked by a concurrent attempt, or the workspace's count moved: read again
+    else:
+        raise RunConflict("the turn's approvals kept changing")  # Step Functions retries the slice
+    if any(isinstance(a, Approval) and a.status == gate.PENDING for a in found.values()):
+        return gate.APPROVAL  # (a retried act: the wait step takes the token again)
+    return found
+
+
+def _refusal(agent: dict[str, Any], use: dict[str, Any], approvals: dict[str, Approval | str]) -> ToolResult | None:
+    """The result of a call that does not run: the agent's policy denies its tool, or a person denied
+    it (or its approval expired with ``deny``), or it could not be asked for. None: it runs."""
+    name = str(use.get("name"))
+    if name in agent["tools"] and policy_of(agent, name) == DENY:
+        return ToolResult(content=f"The tool {name} is denied by this agent's tool policy; it did not run.",
+                          is_error=True)
+    approval = approvals.get(use["id"])
+    if approval is None:
+        return None
+    if approval == _OVER_LIMIT or not isinstance(approval, Approval):
+        return ToolResult(content=f"The call to {name} needs a person's approval, and the workspace has as many "
+                          "approvals pending as its plan allows; it did not run.", is_error=True)
+    if approval.applied == "approve":
+        return None
+    if approval.status == gate.EXPIRED:
+        why = "nobody decided on it in time (its approval expired and was denied)"
+    else:
+        why = "denied" + (f": {approval.reason}" if approval.reason else " (no reason given)")
+    return ToolResult(content=f"The call to {name} was not approved: {why}. It did not run.", is_error=True)
+
+
+def _end_approval_wait(work: Slice) -> bool:
+    """The run's approvals are decided: it runs again. The wait counts neither as agent time nor
+    against its timeout (its deadline moves by it). False when a cancel came first."""
+    run = work.run
+    waited = max(timedelta(0), work.services.now() - (run.waiting_since or work.services.now()))
+    seconds = int(waited.total_seconds())
+    try:
+        work.commit(Change(
+            events=[("run.resumed", {"after": gate.APPROVAL, "waited_seconds": seconds})],
+            run_set={"status": "running", "waiting_for": None, "waiting_since": None, "task_token": None},
+            run_actions=[Run.deadline.set(run.deadline + waited), Run.paused_seconds.add(seconds)],
+            run_condition=(Run.waiting_for == gate.APPROVAL) & (Run.cancel_requested == False)))  # noqa: E712
+    except RunConflict:
+        fresh = work.reload()
+        return not fresh.cancel_requested and fresh.waiting_for != gate.APPROVAL
+    return True
+
+
+def await_approval(work: Slice, event: dict[str, Any]) -> str:
+    """The WaitForApproval state: keep its task token on the run until every approval of the turn
+    is decided (the decision, or the expiry, that decides the last one answers it ``act``), or a
+    cancel (answered ``finish``). If they were all decided before the token was stored, at once."""
+    services, token = work.services, event.get("task_token")
+    if not isinstance(token, str) or not token:
+        raise RunStepRejected("approval needs the task token")
+    run = work.run
+    if run.status in TERMINAL or run.cancel_requested:
+        _send_task_success(services, token, FINISH)
+        return FINISH
+    if run.waiting_for != gate.APPROVAL:  # a retried wait after the run went on
+        _send_task_success(services, token, ACT)
+        return ACT
+    try:
+        run = work.commit(Change(run_set={"task_token": token}, run_condition=(Run.waiting_for == gate.APPROVAL)
+                                 & (Run.cancel_requested == False)))  # noqa: E712
+    except RunConflict:
+        fresh = work.reload()
+        next_step = FINISH if fresh.cancel_requested or fresh.status in TERMINAL else ACT
+        _send_task_success(services, token, next_step)
+        return next_step
+    if int(run.approvals_pending or 0) == 0:
+        _send_task_success(services, token, ACT)
+        return ACT
+    return gate.APPROVAL
+
+
+def _cancel_approvals(work: Slice) -> None:
+    """The run ends while approvals of its last turn are pending: each is cancelled (its event first)."""
+    run = work.run
+    last = list(ConversationMessage.query(Run.partition(run.workspace_id, run.id), ConversationMessage.sk.startswith(
+        "MSG#"), scan_index_forward=False, limit=1, consistent_read=True))
+    uses = [b for b in (last[0].content if last else []) if b.get("type") == "tool_use"]
+    for approval in gate.approvals_of(run, uses).values():
+        if approval.status != gate.PENDING:
+            continue
+        try:
+            work.commit(gate.decision_change(approval, gate.CANCELLED, "deny", work.services.now(), by=None,
+                                             reason="The run ended."))
+        except RunConflict:
+            work.reload()  # decided meanwhile
 
 
 def _tool_call(run: Run, tool_use_id: str) -> ToolCall | None:
@@ -991,6 +1127,8 @@ def _settle(work: Slice, outcome: Outcome, with_change: Change | None = None) ->
     ended_waiting = False
     if run.status in TERMINAL and with_change is not None:
         raise RunConflict("the run has ended already")
+    if run.status not in TERMINAL and int(run.approvals_pending or 0) > 0:
+        _cancel_approvals(work)  # (their events before the run's end)
     if run.status not in TERMINAL:
         for _ in range(5):  # the slots may change under the end (a hand-over, a run queued meanwhile): decide again
             before = work.run.status
@@ -1039,6 +1177,7 @@ def _end_change(run: Run, outcome: Outcome, at: datetime,
     status = outcome["status"]
     # agent time: from start to end, less the time it spent paused at a limit
     paused = int(run.paused_seconds or 0) + (int((at - run.paused_at).total_seconds()) if run.paused_at else 0)
+    paused += int((at - run.waiting_since).total_seconds()) if run.waiting_since else 0  # an approval wait
     seconds = max(0, int((at - run.started_at).total_seconds()) - paused) if run.started_at else 0
     error = None if status == "succeeded" else {"reason": outcome.get("reason", status),
                                                  "message": outcome.get("message", "")}
@@ -1091,6 +1230,9 @@ def cancel(services: Services, run: Run) -> None:
         _settle(Slice(services, run), decisions.final_outcome(run.outcome, True))
     elif run.status == "paused" and run.task_token:
         _send_task_success(services, run.task_token, FINISH)
+    elif run.status == "waiting" and run.waiting_for == gate.APPROVAL:
+        if run.task_token:  # (without one yet, its wait step finds the cancel)
+            _send_task_success(services, run.task_token, FINISH)
     elif run.status == "waiting":
         _cancel_children(services, run)
     # (a running run, or a queued one just handed a slot, sees the cancel at its next step)
@@ -1127,4 +1269,4 @@ def _recorded_or(work: Slice, step: int, kind: str, default: str) -> str:
 
 STEPS: dict[str, Callable[[Slice, dict[str, Any]], str]] = {
     "start": start, "queue": queue, "think": think, "act": act, "delegate": delegate, "pause": pause,
-    "finish": finish, "fail": fail}
+    "approval": await_approval, "finish": finish, "fail": fail}

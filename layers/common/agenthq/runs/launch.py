@@ -53,7 +53,9 @@ def agent_snapshot(workspace_id: str, agent: Agent) -> dict[str, Any]:
             for a in Agent.query(Workspace.key(workspace_id)[0], Agent.sk.startswith("AGENT#"))]
     return {"name": view["name"], "personality": view["personality"], "system_prompt": view["system_prompt"],
             "model": view["model"], "tools": view["tools"], "max_steps": view["max_steps"],
-            "budget_usd": view["budget_usd"], "team": team}
+            "budget_usd": view["budget_usd"], "team": team, "tool_policies": view["tool_policies"],
+            "approval_timeout_seconds": view["approval_timeout_seconds"],
+            "on_approval_timeout": view["on_approval_timeout"]}
 
 
 def create_run_record(services: Services, workspace_id: str, agent: Agent, text: str, *, created_by: str,

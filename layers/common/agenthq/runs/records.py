@@ -101,6 +101,7 @@ def run_view(run: Run, body: RunBody | None = None) -> dict[str, Any]:
         "agent_version": int(run.agent_version) if run.agent_version is not None else None,
         "parent_run_id": run.parent_run_id,
         "status": run.status,
+        "waiting_for": run.waiting_for,
         "input": text,
         "input_truncated": body is None and len(run.input_preview) >= INPUT_PREVIEW_CHARS,
         "output": run.output,

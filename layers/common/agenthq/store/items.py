@@ -298,6 +298,9 @@ class Agent(BaseItem, discriminator="Agent"):
     tools = Utf8JSONAttribute()  # allowed tool names, in order
     max_steps = NumberAttribute()
     budget_usd = UnicodeAttribute()  # per-run budget, a decimal string
+    tool_policies = Utf8JSONAttribute(null=True)  # {tool: allow|ask|deny} where it differs from the default
+    approval_timeout_seconds = NumberAttribute(null=True)  # absent: the default (agenthq.approvals.policies)
+    on_approval_timeout = UnicodeAttribute(null=True)  # deny | approve; absent: deny
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
     # Its current version (AgentVersion): every change advances it by one, on the condition that it is still
@@ -412,6 +415,9 @@ class Run(BaseItem, discriminator="Run"):
     pause_hold = Utf8JSONAttribute(null=True)  # what it could not reserve: {"tokens", "micro_usd"}
     paused_at = UTCDateTimeAttribute(null=True)
     paused_seconds = NumberAttribute(default=0)  # time spent paused: not agent time, not against the timeout
+    waiting_for = UnicodeAttribute(null=True)  # "approval" while it waits on its tool calls' approvals
+    waiting_since = UTCDateTimeAttribute(null=True)  # when that wait began (it is added to paused_seconds)
+    approvals_pending = NumberAttribute(default=0)  # its approvals not decided yet (agenthq.approvals)
     slot = UnicodeAttribute(null=True)  # "own" while it holds one of the workspace's run slots; "parent" for a child
     children_micro_usd = NumberAttribute(default=0)  # model cost of its finished child runs (its budget covers them)
     input_tokens = NumberAttribute(default=0)
@@ -744,6 +750,52 @@ class RunSlots(BaseItem, discriminator="RunSlots"):
     @staticmethod
     def key(workspace_id: str) -> tuple[str, str]:
         return ws_pk(workspace_id, "QUOTA"), "SLOTS"
+
+
+class Approval(BaseItem, discriminator="Approval"):
+    """pk WS#<id>, sk APPROVAL#<approval_id>: a tool call waiting for (or given) a person's decision
+    (``agenthq.approvals``). Its id is derived from its run and tool call, so a retried step asks once.
+    While pending it is in the sparse gsi1 partition ``APPROVALS_DUE`` sorted by when it expires,
+    so the expiry schedule finds the due ones with a Query; its decision removes it from there."""
+
+    id = UnicodeAttribute()
+    workspace_id = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    root_run_id = UnicodeAttribute()
+    agent_id = UnicodeAttribute()
+    tool_use_id = UnicodeAttribute()
+    tool = UnicodeAttribute()
+    input = Utf8JSONAttribute()
+    turn = NumberAttribute()
+    status = UnicodeAttribute()  # pending | approved | denied | expired | cancelled
+    on_timeout = UnicodeAttribute()  # deny | approve: what expiry applies
+    applied = UnicodeAttribute(null=True)  # approve | deny: what its decision (or expiry) let the tool call do
+    reason = UnicodeAttribute(null=True)
+    decided_by = UnicodeAttribute(null=True)
+    decided_at = UTCDateTimeAttribute(null=True)
+    due_at = UTCDateTimeAttribute()  # when it expires (not ``expires_at``: that is the table's TTL)
+    created_at = UTCDateTimeAttribute()
+
+    DUE = "APPROVALS_DUE"
+
+    @staticmethod
+    def key(workspace_id: str, approval_id: str) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"APPROVAL#{approval_id}"
+
+    @staticmethod
+    def due_key(workspace_id: str, approval_id: str, due_at: Any) -> str:
+        return f"{due_at.strftime('%Y-%m-%dT%H:%M:%S')}#{workspace_id}#{approval_id}"
+
+
+class PendingApprovals(BaseItem, discriminator="PendingApprovals"):
+    """pk WS#<id>#QUOTA, sk APPROVALS: the workspace's approvals not decided yet, at most its tier's
+    ``pending_approvals`` (each request adds on that condition; each decision, expiry or cancel takes one off)."""
+
+    pending = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(workspace_id: str) -> tuple[str, str]:
+        return ws_pk(workspace_id, "QUOTA"), "APPROVALS"
 
 
 class QueuedRun(BaseItem, discriminator="QueuedRun"):

@@ -7,7 +7,8 @@ its tenant scope. The arithmetic is in ``agenthq.usage.report``.
 Reads, no Scan:
 - summary: the Workspace item (tier, agent count), the day's and the month's
   ``Quota`` items, the ``RunSlots`` item (concurrent runs), the
-  ``LiveConnectionCount`` item (live connections), the period's usage
+  ``LiveConnectionCount`` item (live connections), the ``PendingApprovals``
+  item (approvals waiting for a decision), the period's usage
   counters (one Query over its shards);
 - daily: one Query over the range's day counters (``DAY#<from>`` … ``DAY#<to>``);
 - export: one Query over the runs made in the range — a ULID starts with its
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from agenthq.context import Principal, Scope
 from agenthq.pagination import Page
 from agenthq.store import tenant_scope, ws_pk
-from agenthq.store.items import Agent, LiveConnectionCount, Run, RunSlots, ScheduleCount, Workspace
+from agenthq.store.items import Agent, LiveConnectionCount, PendingApprovals, Run, RunSlots, ScheduleCount, Workspace
 from agenthq.tiers import limits_for
 from agenthq.usage import alerts, counters, quota, report
 from agenthq.usage.vector import Usage
@@ -46,6 +47,7 @@ def usage_summary(clock: Clock, principal: Principal, period: str) -> dict[str, 
         slots = RunSlots.get_or_none(*RunSlots.key(wid))
         metered = counters.read(wid, counters.day(at) if period == "day" else counters.month(at))
         live = LiveConnectionCount.get_or_none(*LiveConnectionCount.key(wid))
+        approvals = PendingApprovals.get_or_none(*PendingApprovals.key(wid))
         schedules = ScheduleCount.get_or_none(*ScheduleCount.key(wid))
     month_numbers = report.MonthQuota(
         used_tokens=int(month.used_tokens), committed_tokens=int(month.committed_tokens),
@@ -56,6 +58,7 @@ def usage_summary(clock: Clock, principal: Principal, period: str) -> dict[str, 
     measured = report.measured_limits(limits, at, runs_today, month_numbers, slot_numbers, int(workspace.agent_count),
                                       max(0, int(live.open)) if live is not None else 0,
                                       int(schedules.total) if schedules is not None else 0,
+                                      pending_approvals=max(0, int(approvals.pending)) if approvals else 0,
                                       mcp_servers=int(workspace.mcp_server_count or 0))
     return {"workspace_id": wid, **report.summary(period, at, workspace.tier, measured, metered)}
 
