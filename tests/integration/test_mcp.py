@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -105,6 +106,42 @@ def test_a_server_registered_with_a_bearer_header_lists_its_tools_and_the_header
     assert not leaked, leaked
     assert TOKEN not in out and TOKEN not in err and TOKEN not in caplog.text
     assert caplog.text or out or err, "the functions logged (else this proves nothing)"
+
+
+def pending_approval(tenant: Any, run_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = tenant.get("/approvals", params={"run_id": run_id, "status": "pending"})
+        run = tenant.get(f"/runs/{run_id}").json()
+        if listed.status_code == 200 and listed.json()["items"] and run["status"] == "waiting":
+            return dict(listed.json()["items"][0])
+        time.sleep(0.3)
+    raise AssertionError(f"run {run_id} has no pending approval after {timeout} s")
+
+
+def test_a_tool_call_waits_for_approval_and_the_model_receives_its_result(api, demo):
+    tenant = signup(api, tag="mcp-approve", tier="pro")
+    assert register(tenant, "demo", demo.url, {"Authorization": f"Bearer {TOKEN}"}).status_code == 201
+    agent = create_agent(tenant, "careful", "sre", tools=["mcp__demo__echo"])  # MCP tools ask by default
+    assert agent["tool_policies"] == {}
+    echoes = demo.calls.count("echo")
+    launched = launch(tenant, agent["id"], 'Ask first.\n/tool mcp__demo__echo {"text": "approved"}')
+    approval = pending_approval(tenant, launched.json()["id"])
+    assert approval["tool"] == "mcp__demo__echo" and approval["input"] == {"text": "approved"}
+    assert demo.calls.count("echo") == echoes, "nothing is called before the approval"
+    decided = tenant.post(f"/approvals/{approval['id']}", json={"decision": "approve"})
+    assert decided.status_code == 200, decided.text
+    run = wait_for(tenant, launched.json()["id"], timeout=120)
+    assert run["status"] == "succeeded", run
+    assert "mcp__demo__echo: echo: approved" in run["output"], "the model received the tool's result"
+    assert demo.calls.count("echo") == echoes + 1
+
+    denied_run = launch(tenant, agent["id"], 'Ask again.\n/tool mcp__demo__echo {"text": "no"}').json()
+    denied = pending_approval(tenant, denied_run["id"])
+    assert tenant.post(f"/approvals/{denied['id']}", json={"decision": "deny", "reason": "not now"}).status_code == 200
+    run = wait_for(tenant, denied_run["id"], timeout=120)
+    assert run["status"] == "succeeded" and tool_results(tenant, run["id"])[0]["is_error"]
+    assert demo.calls.count("echo") == echoes + 1, "a denied call never reaches the server"
 
 
 def test_a_server_that_refuses_without_its_header_is_stored_with_a_failed_status(api, demo):
