@@ -6,7 +6,10 @@ code path is unchanged. Tests start one per module (``OfflineModelServer``).
 
 Behaviour is deterministic and stateless across requests (except the prompt
 cache, the fault plan and the request log). It is driven by **directives**,
-lines in the text of the FIRST user message (the run's input)::
+lines in the text of the LATEST user turn — the last user message that carries
+text and no ``tool_result`` (a run's input; in a multi-turn conversation, such
+as a session's, the newest message the user sent; for a one-turn conversation,
+the first message)::
 
     /tool <name> <json-object>                 one turn calling one tool
     /tools [{"name": ..., "input": {...}}, ...] one turn with parallel tool calls
@@ -15,12 +18,16 @@ lines in the text of the FIRST user message (the run's input)::
                                                not a turn
 
 Any other line (including one that does not parse as a directive) is ordinary
-text. The n-th assistant turn of the conversation answers the n-th directive;
+text. The n-th assistant turn after the latest user turn answers its n-th directive;
 directives naming tools the request does not offer are skipped (in ``/tools``
 only the unknown calls are dropped). When the directives are exhausted the
 answer is ``end_turn`` with the text ``"Offline answer: " + <input text without
 directive lines, stripped>`` followed by one line ``"<tool name>: <result
-text>"`` per ``tool_result`` in the conversation.
+text>"`` per ``tool_result`` since the latest user turn. Earlier turns (their
+inputs, answers, tool calls and results) are context only: the same latest
+turn after the same history gets the same answer. ``server.requests`` keeps
+what each call received, so a test can assert a turn's prompt carried the
+turns before it.
 
 Usage: ``input_tokens`` = ceil(len(json.dumps({"system", "messages", "tools"
 present in the request})) / 4), ``output_tokens`` = ceil(len(json.dumps(content))
@@ -32,8 +39,11 @@ tool, a system block, a message block; or the request's top-level
 ``cache_control``, meaning the last block) is a breakpoint. The prefix up to the
 last breakpoint is cached: the longest part of it seen before (at a breakpoint,
 or up to 20 blocks before one, as the real API looks back) is
-``cache_read_input_tokens``, the rest ``cache_creation_input_tokens``; both are
-then left out of ``input_tokens``.
+``cache_read_input_tokens`` (as many tokens as when it was written), the rest
+``cache_creation_input_tokens``; both are then left out of ``input_tokens``, so
+that, as with the Messages API, only what follows the last breakpoint is input.
+A prefix's tokens are its blocks' share of the whole request's (the JSON around
+the blocks included): a breakpoint on the last block caches the whole prompt.
 
 Streaming: ``"stream": true`` answers with Server-Sent Events as the Messages
 API does (``message_start`` with the prompt's usage, ``content_block_start`` /
@@ -158,11 +168,11 @@ LATENCY_DIRECTIVE = re.compile(r"^/latency\s+(\d+(?:\.\d+)?)(?:\s+(\d+(?:\.\d+)?
 
 
 def latency_directive(body: Mapping[str, Any]) -> Pace | None:
-    """The pace a ``/latency`` line of the conversation's first user message sets, if any."""
+    """The pace a ``/latency`` line of the conversation's latest user turn sets, if any."""
     messages = body.get("messages")
-    if not isinstance(messages, list) or not messages or not isinstance(messages[0], dict):
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         return None
-    for line in _text_of(messages[0].get("content", "")).splitlines():
+    for line in _text_of(messages[latest_user_turn(messages)].get("content", "")).splitlines():
         found = LATENCY_DIRECTIVE.match(line.strip())
         if found:
             return Pace(float(found.group(1)), float(found.group(2) or 0.0))
@@ -503,10 +513,24 @@ def within_max_tokens(content: list[dict[str, Any]], stop_reason: str,
     return kept, "max_tokens"
 
 
+def latest_user_turn(messages: list[dict[str, Any]]) -> int:
+    """The index of the latest user turn: the last user message with text and no
+    ``tool_result`` (0 when there is none, as in a conversation of one turn)."""
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
+        blocks = message.get("content")
+        if message.get("role") != "user":
+            continue
+        if isinstance(blocks, str) or (_text_of(blocks) and not any(
+                b.get("type") == "tool_result" for b in _blocks(blocks))):
+            return index
+    return 0
+
+
 def _full_reply(body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
-    messages = body["messages"]
     if body["max_tokens"] == 0:
         return [], "max_tokens"
+    messages = body["messages"][latest_user_turn(body["messages"]):]  # the turn being answered
     turns, prose = parse_directives(_text_of(messages[0]["content"]))
     offered = {tool["name"] for tool in body.get("tools") or []}
     playable = [turn for turn in (_offered_part(t, offered) for t in turns) if turn is not None]
@@ -582,7 +606,7 @@ class PromptCache:
 
     def __init__(self, max_entries: int = 4096) -> None:
         self._lock = threading.Lock()
-        self._entries: OrderedDict[str, None] = OrderedDict()
+        self._entries: OrderedDict[str, int] = OrderedDict()  # prefix hash → its tokens, as first written
         self._max_entries = max_entries
 
     def seen(self, key: str) -> bool:
@@ -592,9 +616,14 @@ class PromptCache:
                 return True
             return False
 
-    def write(self, key: str) -> None:
+    def tokens(self, key: str) -> int:
+        """The tokens of a cached prefix (as counted when it was written: a prefix is the same size each time)."""
         with self._lock:
-            self._entries[key] = None
+            return self._entries.get(key, 0)
+
+    def write(self, key: str, tokens: int = 0) -> None:
+        with self._lock:
+            self._entries.setdefault(key, tokens)
             self._entries.move_to_end(key)
             while len(self._entries) > self._max_entries:
                 self._entries.popitem(last=False)
@@ -620,15 +649,22 @@ def usage_for(body: Mapping[str, Any], content: list[dict[str, Any]], cache: Pro
     cache_read = cache_write = 0
     if breakpoints:
         keys, sizes = _prefix_keys(str(body["model"]), [text for text, _ in segments])
+        whole = len(json.dumps({key: body[key] for key in ("system", "messages", "tools") if key in body}))
+
+        def prefix_tokens(index: int) -> int:
+            """The request's tokens up to and including block ``index`` (its share of the whole request,
+            the JSON around the blocks included: a breakpoint on the last block caches all of it)."""
+            return min(total, _tokens_of_size(round(whole * sizes[index] / max(1, sizes[-1]))))
+
         last = max(breakpoints)
         candidates = sorted(
             {i for b in breakpoints for i in range(max(0, b - CACHE_LOOKBACK_BLOCKS), b + 1)}, reverse=True
         )
         hit = next((i for i in candidates if cache.seen(keys[i])), None)
-        cache_read = _tokens_of_size(sizes[hit]) if hit is not None else 0
-        cache_write = max(0, _tokens_of_size(sizes[last]) - cache_read)
+        cache_read = min(cache.tokens(keys[hit]), prefix_tokens(last)) if hit is not None else 0
+        cache_write = max(0, prefix_tokens(last) - cache_read)
         for b in breakpoints:
-            cache.write(keys[b])
+            cache.write(keys[b], prefix_tokens(b))
     return {
         "input_tokens": max(0, total - cache_read - cache_write),
         "output_tokens": min(output_tokens(content), max(int(body["max_tokens"]), 0)),

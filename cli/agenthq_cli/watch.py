@@ -9,6 +9,9 @@ shown, so nothing is missed or shown twice. It sends ``ping`` well before the
 API's 10-minute idle limit. It follows a replay page by page (``more``), and
 when its subscribes are ``rate_limited`` it waits ``retry_after`` and subscribes
 again from the last seq shown. It stops after the run's last event.
+
+``SessionWatcher`` does the same for a session's one cursor (``session_id``,
+``session.event`` frames with the session's seq), until its ``until`` says so.
 """
 
 from __future__ import annotations
@@ -32,12 +35,15 @@ class WatchError(Exception):
 
 
 class RunWatcher:
+    #: The frame's field that names what is watched, and the type of its event frames.
+    target, frame_type = "run_id", "run.event"
+
     def __init__(self, ws_url: str, headers: dict[str, str], run_id: str, after: int = 0,
                  heartbeat_seconds: float = HEARTBEAT_SECONDS, max_reconnects: int = 20,
                  on_reconnect: Callable[[int], None] | None = None) -> None:
         self.ws_url = ws_url
         self.headers = headers
-        self.run_id = run_id
+        self.run_id = run_id  # (a session's id for a SessionWatcher)
         self.last = after
         self.heartbeat_seconds = heartbeat_seconds
         self.max_reconnects = max_reconnects
@@ -54,10 +60,10 @@ class RunWatcher:
             try:
                 with connect(self.ws_url, additional_headers=self.headers, proxy=None, open_timeout=30,
                              max_size=2 ** 20) as ws:
-                    ws.send(json.dumps({"action": "subscribe", "run_id": self.run_id, "after": self.last}))
+                    ws.send(json.dumps({"action": "subscribe", self.target: self.run_id, "after": self.last}))
                     for event in self._read(ws):
                         yield event
-                        if event["type"] in TERMINAL:
+                        if self.ends_with(event):
                             return
             except InvalidStatus as refused:
                 raise WatchError(f"the WebSocket API refused the connection ({refused.response.status_code})") \
@@ -85,16 +91,20 @@ class RunWatcher:
             kind = frame.get("type")
             if kind == "error" and frame.get("code") == "rate_limited":  # too many subscribes (pages) at once
                 time.sleep(min(30.0, float(frame.get("retry_after") or 1)))
-                ws.send(json.dumps({"action": "subscribe", "run_id": self.run_id, "after": self.last}))
+                ws.send(json.dumps({"action": "subscribe", self.target: self.run_id, "after": self.last}))
                 last_sent = time.monotonic()
                 continue
             if kind == "error":
                 raise WatchError(f"{frame.get('message')} ({frame.get('code')})")
             if kind == "subscribed" and frame.get("more"):  # the replay stopped at its page size: next page
-                ws.send(json.dumps({"action": "subscribe", "run_id": self.run_id, "after": frame["through"]}))
-            if kind != "run.event" or frame.get("run_id") != self.run_id:
+                ws.send(json.dumps({"action": "subscribe", self.target: self.run_id, "after": frame["through"]}))
+            if kind != self.frame_type or frame.get(self.target) != self.run_id:
                 continue
             yield from self._in_order(frame)
+
+    def ends_with(self, event: dict[str, Any]) -> bool:
+        """Whether the watch stops after ``event`` (a run's: after its last)."""
+        return event["type"] in TERMINAL
 
     def _in_order(self, frame: dict[str, Any]) -> Iterator[dict[str, Any]]:
         seq = int(frame["seq"])
@@ -104,3 +114,18 @@ class RunWatcher:
         while self.last + 1 in self._held:
             self.last += 1
             yield self._held.pop(self.last)
+
+
+class SessionWatcher(RunWatcher):
+    """A session's events (every run of it and their delegated children) under the session's seq,
+    in order, each once; it stops when ``until(event)`` is true (by default: never)."""
+
+    target, frame_type = "session_id", "session.event"
+
+    def __init__(self, ws_url: str, headers: dict[str, str], session_id: str, after: int = 0,
+                 until: Callable[[dict[str, Any]], bool] | None = None, **kwargs: Any) -> None:
+        super().__init__(ws_url, headers, session_id, after, **kwargs)
+        self.until = until or (lambda event: False)
+
+    def ends_with(self, event: dict[str, Any]) -> bool:
+        return self.until(event)

@@ -1,4 +1,4 @@
-"""Agents: the built-in personalities, a workspace's agents, and their messages."""
+"""Agents: the built-in personalities, a workspace's agents, their runs, sessions and messages."""
 
 from fastapi import Header, Query, Response
 
@@ -6,7 +6,7 @@ from agenthq import agents, messaging
 from agenthq.agents import AgentCreate, AgentUpdate
 from agenthq.approvals import api as approvals
 from agenthq.approvals.api import ApprovalDecision, ApprovalStatus
-from agenthq.errors import Conflict, PlanLimit, ServiceUnavailable
+from agenthq.errors import Conflict, PlanLimit, ServiceUnavailable, SessionBusy
 from agenthq.http import (
     AgentIdFilter,
     CurrentPrincipal,
@@ -19,10 +19,24 @@ from agenthq.http import (
     lambda_handler,
 )
 from agenthq.pagination import Page, limit_param
-from agenthq.responses import Agent, AgentVersion, Approval, ListOf, Message, Personality, Run, RunEvents
+from agenthq.responses import (
+    Agent,
+    AgentVersion,
+    Approval,
+    ListOf,
+    Message,
+    Personality,
+    Run,
+    RunEvents,
+    Session,
+    SessionEvents,
+    TranscriptMessage,
+)
 from agenthq.runs import api as runs
 from agenthq.runs.api import IDEMPOTENCY_KEY, RunLaunchRequest, RunStatus
 from agenthq.services import get_services
+from agenthq.sessions import api as sessions
+from agenthq.sessions.api import SessionCreate, SessionMessage, SessionUpdate
 from agenthq.verification import EmailUnverified
 from agenthq.versions import api as versions
 from agenthq.versions.api import RollbackRequest
@@ -135,6 +149,51 @@ def get_approval(apid: str, principal: WorkspacePrincipal) -> dict:
 @app.post("/workspaces/{wid}/approvals/{apid}", response_model=Approval, responses=documented(Conflict))
 def decide_approval(apid: str, body: ApprovalDecision, principal: WorkspacePrincipal) -> dict:
     return approvals.decide(get_services(), principal, apid, body)
+
+@app.post("/workspaces/{wid}/agents/{aid}/sessions", status_code=201, response_model=Session)
+def create_session(aid: str, body: SessionCreate, principal: WorkspacePrincipal) -> dict:
+    return sessions.create_session(get_services(), principal, aid, body)
+
+
+@app.get("/workspaces/{wid}/sessions", response_model=ListOf[Session])
+def list_sessions(principal: WorkspacePrincipal, agent_id: str | None = AgentIdFilter,
+                  cursor: str | None = Cursor, limit: int | None = Limit) -> Page:
+    return sessions.list_sessions(principal, agent_id, cursor, limit_param(limit))
+
+
+@app.get("/workspaces/{wid}/sessions/{sid}", response_model=Session)
+def get_session(sid: str, principal: WorkspacePrincipal) -> dict:
+    return sessions.get_session(principal, sid)
+
+
+@app.patch("/workspaces/{wid}/sessions/{sid}", response_model=Session)
+def rename_session(sid: str, body: SessionUpdate, principal: WorkspacePrincipal) -> dict:
+    return sessions.rename_session(get_services(), principal, sid, body)
+
+
+@app.delete("/workspaces/{wid}/sessions/{sid}", status_code=204, responses=documented(SessionBusy))
+def delete_session(sid: str, principal: WorkspacePrincipal) -> Response:
+    sessions.delete_session(principal, sid)
+    return Response(status_code=204)
+
+
+@app.post("/workspaces/{wid}/sessions/{sid}/messages", status_code=202, response_model=Run,
+          responses=documented(SessionBusy, EmailUnverified, ServiceUnavailable))
+def send_session_message(sid: str, body: SessionMessage, principal: WorkspacePrincipal,
+                         idempotency_key: str | None = IdempotencyKey) -> dict:
+    return sessions.send_message(get_services(), principal, sid, body, idempotency_key)
+
+
+@app.get("/workspaces/{wid}/sessions/{sid}/messages", response_model=ListOf[TranscriptMessage])
+def list_session_messages(sid: str, principal: WorkspacePrincipal, cursor: str | None = Cursor,
+                          limit: int | None = Limit) -> Page:
+    return sessions.list_transcript(principal, sid, cursor, limit_param(limit))
+
+
+@app.get("/workspaces/{wid}/sessions/{sid}/events", response_model=SessionEvents)
+def list_session_events(sid: str, principal: WorkspacePrincipal, after: int = Query(default=0, ge=0),
+                        limit: int = Query(default=100, ge=1, le=500)) -> dict:
+    return sessions.list_events(principal, sid, after, limit)
 
 
 handler = lambda_handler(app)

@@ -70,6 +70,7 @@ def fuzzed(cloud):
         set_tier(api, tenant.workspace_id, "enterprise", limit_overrides=FAST_LANE)
         agent = create_agent(tenant, "target", "sre")
         run = wait_for(tenant, launch(tenant, agent["id"], "Say hello.").json()["id"])
+        session = tenant.post(f"/agents/{agent['id']}/sessions", json={"title": "Fuzzed"}).json()
         schedule = tenant.post(f"/agents/{agent['id']}/schedules",
                                json={"cron": "0 9 * * *", "timezone": "UTC", "input": "Fuzzed."})
         assert schedule.status_code == 201, schedule.text
@@ -81,8 +82,8 @@ def fuzzed(cloud):
         server = tenant.post("/mcp-servers", json={"name": "fuzzed", "url": "http://127.0.0.1:9/mcp"})
         assert server.status_code == 201, server.text
         yield Fuzzed(tenant=tenant, path_ids={"aid": agent["id"], "rid": run["id"], "uid": tenant.user_id,
-                                              "mid": server.json()["id"], "scid": schedule.json()["id"],
-                                              "version": "1", "apid": approval},
+                                              "sid": session["id"], "scid": schedule.json()["id"], "version": "1",
+                                              "apid": approval, "mid": server.json()["id"]},
                      spare_workspace_id=spare.workspace_id, logout_token=second_session.access_token)
 
 

@@ -42,9 +42,9 @@ def _admin(api, workspace_id: str) -> dict:
 
 
 def _busy_workspace(api):
-    """A workspace with members, an API key, agents (one changed: two versions), finished runs with events, usage, alerts
-    (3 runs of 4 a day, then the one in flight), a note and a message between agents, a run waiting
-    for a person's approval, its own usage plan, and a schedule (in EventBridge Scheduler too)."""
+    """A workspace with members, an API key, agents (one changed: two versions), finished runs with events
+    (one a session's turn, with its transcript), usage, alerts, a note and a message between agents, a run
+    waiting for a person's approval, its own usage plan, and a schedule (in EventBridge Scheduler too)."""
     owner = with_api_key(signup(api, tag="leaving", tier="pro"))
     plan = set_tier(api, owner.workspace_id, "enterprise", limit_overrides={"runs_per_day": 4, "api_rps": 500})
     colleague = signup(api, tag="colleague")
@@ -56,7 +56,9 @@ def _busy_workspace(api):
     text = ('Keep a note and tell the reader.\n/tools [{"name": "notes_write", "input": {"name": "plan", '
             '"content": "ship it"}}, {"name": "send_message", "input": {"to_agent": "reader", "body": "hello"}}]')
     first = wait_for(owner, launch(owner, writer["id"], text).json()["id"])
-    second = wait_for(owner, launch(owner, reader["id"], "Read your messages.").json()["id"])
+    session = owner.post(f"/agents/{reader['id']}/sessions", json={"title": "Inbox"}).json()  # a session's turn
+    second = wait_for(owner, owner.post(f"/sessions/{session['id']}/messages",
+                                        json={"input": "Read your messages."}).json()["id"])
     assert (first["status"], second["status"]) == ("succeeded", "succeeded"), (first, second)
     schedule = owner.post(f"/agents/{reader['id']}/schedules",
                           json={"cron": "0 6 * * *", "timezone": "Europe/Berlin", "input": "Morning."})
@@ -103,6 +105,7 @@ def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
             assert kinds >= {"Workspace", "Member", "WorkspaceSession", "SessionFamily", "ApiKey", "ApiKeyLookup",
                              "Agent", "Run", "RunEvent", "ConversationMessage", "LedgerEntry", "UsageCounter", "Alert",
                              "Note", "AgentMessage", "WorkspaceDirectoryEntry", "AgentVersion", "Schedule", "Approval",
+                             "AgentSession", "SessionTurn", "TranscriptEntry",
                              "McpServer", "McpServerName",
                              None}, kinds  # None: quota and run-slot counters, which only updates write
             assert len(_mcp_secrets(cloud, owner.workspace_id)) == 1

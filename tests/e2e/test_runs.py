@@ -65,7 +65,9 @@ def test_coordinator_delegates_to_an_sre_who_uses_a_tool_and_sends_a_message(api
     # usage is on each run, and adds up from its model.called events
     for run, events in ((parent, parent_events), (child, child_events)):
         calls = [e for e in events if e["type"] == "model.called"]
-        assert run["usage"]["input_tokens"] == sum(e["data"]["usage"]["input_tokens"] for e in calls) > 0
+        for kind in ("input_tokens", "cache_write_tokens", "cache_read_tokens"):
+            assert run["usage"][kind] == sum(e["data"]["usage"][kind] for e in calls)
+        assert sum(run["usage"][kind] for kind in ("input_tokens", "cache_write_tokens", "cache_read_tokens")) > 0
         assert run["usage"]["output_tokens"] == sum(e["data"]["usage"]["output_tokens"] for e in calls) > 0
         assert Decimal(run["usage"]["cost_usd"]) == sum(Decimal(e["data"]["cost_usd"]) for e in calls) > 0
         assert run["steps"] == len(calls)

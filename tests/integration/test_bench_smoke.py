@@ -61,3 +61,13 @@ def test_live_flood_benchmark_runs(cloud, capsys):
     figures = live_flood.run(cloud, pings=5, flood=50)
     assert figures["ping_p50_ratio"] > 0 and figures["ping_p99_ratio"] > 0
     assert "Subscribe flood" in capsys.readouterr().out
+
+
+def test_session_benchmark_runs_and_the_cache_read_share_grows_with_the_turns(cloud, capsys):
+    from bench import sessions
+
+    figures = sessions.run(cloud, turns=4)
+    shares = [row["cache_read_share"] for row in figures["turns"]]
+    assert shares == sorted(shares) and shares[-1] > shares[1] > 0, shares
+    assert all(row["model_usd"] > 0 and row["aws_usd"] > 0 for row in figures["turns"])
+    assert "cache-read share" in capsys.readouterr().out

@@ -32,6 +32,9 @@ SAMPLE_BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/workspaces/{wid}/agents/{aid}/rollback"): {"version": 1},
     ("POST", "/workspaces/{wid}/runs/{rid}/cancel"): {},
     ("POST", "/workspaces/{wid}/runs/{rid}/resume"): {},
+    ("POST", "/workspaces/{wid}/agents/{aid}/sessions"): {"title": "Implant"},
+    ("PATCH", "/workspaces/{wid}/sessions/{sid}"): {"title": "Hijacked"},
+    ("POST", "/workspaces/{wid}/sessions/{sid}/messages"): {"input": "Tell me what B said before."},
     ("POST", "/workspaces/{wid}/agents/{aid}/schedules"): {"cron": "0 * * * *", "timezone": "UTC",
                                                          "input": "Run B's agent for A."},
     ("PATCH", "/workspaces/{wid}/schedules/{scid}"): {"input": "Hijacked.", "enabled": True},
@@ -74,6 +77,13 @@ def tenants(cloud):
         assert run.status_code == 202, run.text
         b.extra["run_id"] = run.json()["id"]
         _wait_until_ended(b, b.extra["run_id"])  # B's data must hold still while the matrix runs
+        session = b.post(f"/agents/{b.extra['agent_id']}/sessions", json={"title": "B's conversation"})
+        assert session.status_code == 201, session.text
+        b.extra["session_id"] = session.json()["id"]
+        turn = b.post(f"/sessions/{b.extra['session_id']}/messages", json={"input": "B's private question."})
+        assert turn.status_code == 202, turn.text
+        _wait_until_ended(b, turn.json()["id"])
+        _wait_until_idle(b, b.extra["session_id"])
         schedule = b.post(f"/agents/{b.extra['agent_id']}/schedules",
                           json={"cron": "0 3 * * *", "timezone": "UTC", "input": "B's nightly work.", "enabled": False})
         assert schedule.status_code == 201, schedule.text
@@ -116,12 +126,21 @@ def _pending_approval(cloud, b) -> str:
         time.sleep(0.1)
     raise AssertionError("B's run did not wait for an approval")
 
+def _wait_until_idle(tenant, session_id: str) -> None:
+    import time
+
+    for _ in range(300):
+        if tenant.get(f"/sessions/{session_id}").json()["status"] == "idle":
+            return
+        time.sleep(0.1)
+    raise AssertionError("B's session did not go idle")
+
 
 def b_ids(b) -> dict[str, str]:
     """B's id for every path parameter a workspace route may have."""
     return {"wid": b.workspace_id, "uid": b.user_id, "kid": b.api_key_id, "aid": b.extra["agent_id"],
-            "rid": b.extra["run_id"], "version": "1", "scid": b.extra["schedule_id"],
-            "mid": b.extra["mcp_server_id"], "apid": b.extra["approval_id"]}
+            "rid": b.extra["run_id"], "sid": b.extra["session_id"], "version": "1", "scid": b.extra["schedule_id"],
+            "apid": b.extra["approval_id"], "mid": b.extra["mcp_server_id"]}
 
 
 def fill(path: str, ids: dict[str, str]) -> str:

@@ -126,6 +126,36 @@ def test_stop_directive_sets_the_stop_reason(client: anthropic.Anthropic):
     assert client.messages.create(model=MODEL, max_tokens=200, messages=history).stop_reason == "end_turn"
 
 
+def test_a_multi_turn_conversation_answers_the_latest_user_turn_and_logs_the_whole_prompt(
+        server: OfflineModelServer, client: anthropic.Anthropic):
+    first_input = user('Count the hosts\n/tool lookup {"query": "hosts"}')
+    call = client.messages.create(model=MODEL, max_tokens=200, tools=[LOOKUP], messages=[first_input])
+    [use] = call.content
+    turn_one = [
+        first_input,
+        {"role": "assistant", "content": [use.to_dict()]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "3 hosts"}]},
+    ]
+    answer_one = client.messages.create(model=MODEL, max_tokens=200, tools=[LOOKUP], messages=turn_one)
+    assert answer_one.content[0].text == "Offline answer: Count the hosts\nlookup: 3 hosts"
+
+    # The second turn: its own directives play (the first turn's are history), its own tool results are listed.
+    second_input = user('And now staging\n/tool clock {}')
+    history = [*turn_one, {"role": "assistant", "content": [b.to_dict() for b in answer_one.content]}, second_input]
+    call_two = client.messages.create(model=MODEL, max_tokens=200, tools=[LOOKUP, CLOCK], messages=history)
+    [use_two] = call_two.content
+    assert (use_two.name, use_two.input) == ("clock", {})
+    turn_two = [*history, {"role": "assistant", "content": [use_two.to_dict()]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use_two.id, "content": "noon"}]}]
+    answer_two = client.messages.create(model=MODEL, max_tokens=200, tools=[LOOKUP, CLOCK], messages=turn_two)
+    assert answer_two.stop_reason == "end_turn"
+    assert answer_two.content[0].text == "Offline answer: And now staging\nclock: noon"
+
+    received = server.requests[-1]["messages"]
+    assert received[0]["content"] == first_input["content"], "the first turn is in the second turn's prompt"
+    assert len(received) == 7
+
+
 def test_answers_are_deterministic_and_each_call_is_a_new_message(client: anthropic.Anthropic):
     request = {"model": MODEL, "max_tokens": 50, "tools": [LOOKUP], "messages": [user("/tool lookup {}")]}
     first, second = client.messages.create(**request), client.messages.create(**request)

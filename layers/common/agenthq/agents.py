@@ -160,6 +160,18 @@ class _AgentFields(BaseModel):
         return None if value is None else _tools(value)
 
 
+#: A session turn's prompt (system, tools, earlier turns, its own messages) is kept within this many tokens
+#: by default: below the 200,000-token window of the models the price table knows, leaving room for the answer.
+DEFAULT_CONTEXT_BUDGET_TOKENS = 150_000
+MIN_CONTEXT_BUDGET_TOKENS, MAX_CONTEXT_BUDGET_TOKENS = 1_000, 190_000
+
+
+def _context_budget_field() -> Any:
+    return Field(default=None, ge=MIN_CONTEXT_BUDGET_TOKENS, le=MAX_CONTEXT_BUDGET_TOKENS, strict=True,
+                 description="In a session, when a turn's prompt would pass this many tokens the oldest turns "
+                             f"are summarised by a metered model call (default {DEFAULT_CONTEXT_BUDGET_TOKENS:,}).")
+
+
 class AgentCreate(_AgentFields):
     """A new agent. What it leaves out comes from its personality (prompt, model,
     tools) or from the defaults (20 steps and $1.00 per run)."""
@@ -180,6 +192,8 @@ class AgentCreate(_AgentFields):
     approval_timeout_seconds: int | None = APPROVAL_TIMEOUT_FIELD
     on_approval_timeout: OnApprovalTimeout | None = ON_TIMEOUT_FIELD
 
+    context_budget_tokens: int | None = _context_budget_field()
+
 
 class AgentUpdate(_AgentFields):
     """A partial change: only the fields given change. ``system_prompt: null``
@@ -196,6 +210,8 @@ class AgentUpdate(_AgentFields):
     tool_policies: dict[str, ToolPolicy] | None = POLICIES_FIELD
     approval_timeout_seconds: int | None = APPROVAL_TIMEOUT_FIELD
     on_approval_timeout: OnApprovalTimeout | None = ON_TIMEOUT_FIELD
+
+    context_budget_tokens: int | None = _context_budget_field()  # null: back to the default
 
     @field_validator("name", "personality", "model", "tools", "max_steps", "budget_usd", "tool_policies",
                      "approval_timeout_seconds", "on_approval_timeout", mode="before")
@@ -248,6 +264,8 @@ def agent_view(agent: Agent) -> dict[str, Any]:
         "tool_policies": dict(agent.tool_policies or {}),
         "approval_timeout_seconds": int(agent.approval_timeout_seconds or DEFAULT_APPROVAL_TIMEOUT_SECONDS),
         "on_approval_timeout": agent.on_approval_timeout or DEFAULT_ON_APPROVAL_TIMEOUT,
+
+        "context_budget_tokens": int(agent.context_budget_tokens or DEFAULT_CONTEXT_BUDGET_TOKENS),
         "version": versions.current_version(agent),
         "created_at": agent.created_at.isoformat(),
         "updated_at": agent.updated_at.isoformat(),
@@ -284,7 +302,7 @@ def create_agent(clock: Clock, principal: Principal, body: AgentCreate) -> dict[
                   tools=list(body.tools if body.tools is not None else personality.default_tools),
                   max_steps=body.max_steps, budget_usd=money(body.budget_usd), tool_policies=body.tool_policies or None,
                   approval_timeout_seconds=body.approval_timeout_seconds, on_approval_timeout=body.on_approval_timeout,
-                  created_at=now, updated_at=now, version=1)
+                  context_budget_tokens=body.context_budget_tokens, created_at=now, updated_at=now, version=1)
     check_tool_policies(body.tool_policies, list(agent.tools))
     ensure_fits(agent, "system_prompt", "The agent")  # 413 before anything is written
     first = versions.version_item(agent, 1, change=versions.CREATE, at=now, created_by=principal.subject)

@@ -82,3 +82,9 @@ def error_body(code: str, message: str, request_id: str, details: list[dict[str,
     if details:
         body["details"] = details
     return {"error": body}
+
+
+class SessionBusy(Conflict):
+    """A message to a session whose previous message is still being answered, sent with ``on_busy: reject``."""
+
+    code, message = "session_busy", "The session's previous message is still being answered; send it again when idle."

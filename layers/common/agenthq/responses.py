@@ -188,6 +188,8 @@ class Agent(View):
         description="Tools whose policy differs from their default (`allow` for built-ins, `ask` for MCP tools).")
     approval_timeout_seconds: int
     on_approval_timeout: Literal["approve", "deny"]
+
+    context_budget_tokens: int = Field(default=150_000, description="A session turn's prompt at most, in tokens.")
     version: int = Field(ge=1, description="Its current version: every change makes the next one.")
     created_at: Timestamp
     updated_at: Timestamp
@@ -230,6 +232,7 @@ class Run(View):
     agent_id: str
     agent_version: int | None = Field(description="The agent's version it runs (null: launched before versions).")
     parent_run_id: str | None
+    session_id: str | None = Field(default=None, description="The session this run is a turn of, if any.")
     status: RunStatus
     waiting_for: Literal["approval"] | None = Field(
         default=None, description="While `waiting` for its tool calls' approvals: `approval`.")
@@ -366,6 +369,50 @@ class Alert(View):
     at: Timestamp
     schedule_id: str | None = Field(default=None, description="A schedule's fire this limit refused (skipped).")
     reason: str | None = Field(default=None, examples=["quota_exceeded"])
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+class SessionUsage(RunUsage):
+    runs: int = Field(description="Runs (turns) whose usage is summed here: the turns that have ended.")
+
+
+class Session(View):
+    id: str
+    workspace_id: str
+    agent_id: str
+    agent_version: str = Field(description="The agent version the session runs (a number), or `latest`.",
+                               examples=["1", "latest"])
+    title: str | None
+    status: str = Field(description="`running` while a message is being answered or waits its turn; else `idle`.",
+                        examples=["idle"])
+    turns: int = Field(description="Messages sent to the session (each one run).")
+    usage: SessionUsage
+    last_run_id: str | None = Field(description="The run of the last turn that ended.")
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class TranscriptMessage(View):
+    role: str = Field(examples=["user", "assistant"])
+    text: str
+    run_id: str
+    at: Timestamp
+
+
+class SessionEvent(View):
+    seq: int = Field(ge=1, description="The session's own seq: dense from 1 over all its runs and their children.")
+    run_id: str
+    run_seq: int = Field(ge=1, description="The event's seq in its run.")
+    type: str = Field(examples=["model.called"])
+    at: Timestamp
+    data: dict[str, Any]
+
+
+class SessionEvents(View):
+    items: list[SessionEvent]
+    next_after: int | None = Field(description="Pass as `after` for the next page (null: the end).")
 
 
 # --------------------------------------------------------------------------- schedules

@@ -17,6 +17,7 @@ export class Live {
     this.socket = null;
     this.opening = null;
     this.runs = new Map(); // run id → {next, held, onEvent, onError}
+    this.sessions = new Map(); // session id → the same: a session's one cursor (its seq, every run of it)
     this.workspaceListeners = new Set();
     this.workspaceUnsubscribe = null; // a pending unsubscribe of the workspace (watchWorkspace)
     this.stopped = false;
@@ -38,6 +39,20 @@ export class Live {
       if (this.runs.get(runId) === watch) {
         this.runs.delete(runId);
         this.send({action: "unsubscribe", run_id: runId}, false);
+      }
+    };
+  }
+
+  /** Follow a session's events (every run of it and their children, under the session's seq) from
+   *  `after + 1`: onEvent(event) once per session seq, in order. */
+  watchSession(sessionId, onEvent, {after = 0, onError = () => {}} = {}) {
+    const watch = {next: after + 1, held: new Map(), onEvent, onError};
+    this.sessions.set(sessionId, watch);
+    this.send({action: "subscribe", session_id: sessionId, after});
+    return () => {
+      if (this.sessions.get(sessionId) === watch) {
+        this.sessions.delete(sessionId);
+        this.send({action: "unsubscribe", session_id: sessionId}, false);
       }
     };
   }
@@ -70,6 +85,7 @@ export class Live {
     clearTimeout(this.retryTimer);
     clearTimeout(this.workspaceUnsubscribe);
     this.runs.clear();
+    this.sessions.clear();
     this.workspaceListeners.clear();
     if (this.socket) this.socket.close(1000, "signed out");
     this.socket = null;
@@ -120,6 +136,9 @@ export class Live {
     for (const [runId, watch] of this.runs) {
       this.send({action: "subscribe", run_id: runId, after: watch.next - 1}, false);
     }
+    for (const [sessionId, watch] of this.sessions) {
+      this.send({action: "subscribe", session_id: sessionId, after: watch.next - 1}, false);
+    }
     if (this.workspaceListeners.size) this.send({action: "subscribe", workspace: true}, false);
   }
 
@@ -152,6 +171,14 @@ export class Live {
         else this.deliver(watch, frame.seq, frame.event);
       }
       if (/^(run|approval)\./.test(String(frame.event && frame.event.type))) this.tellWorkspace(frame);
+    } else if (frame.type === "session.event") {
+      const watch = this.sessions.get(frame.session_id);
+      if (watch) {
+        if (frame.truncated) this.fetchWholeSessionEvent(frame.session_id, frame.seq, watch);
+        else this.deliver(watch, frame.seq, frame.event);
+      }
+    } else if (frame.type === "subscribed" && frame.session_id && frame.more) {
+      this.send({action: "subscribe", session_id: frame.session_id, after: frame.through}, false);
     } else if (frame.type === "usage.alert") {
       this.tellWorkspace(frame);
     } else if (frame.type === "subscribed" && frame.run_id && frame.more) {
@@ -161,9 +188,13 @@ export class Live {
       // from the seq it shows next
       setTimeout(() => {
         for (const [runId, watch] of this.runs) this.send({action: "subscribe", run_id: runId, after: watch.next - 1}, false);
+        for (const [sessionId, watch] of this.sessions) {
+          this.send({action: "subscribe", session_id: sessionId, after: watch.next - 1}, false);
+        }
       }, 1000 * Math.min(30, frame.retry_after || 1));
     } else if (frame.type === "error") {
       for (const watch of this.runs.values()) watch.onError(frame);
+      for (const watch of this.sessions.values()) watch.onError(frame);
     }
   }
 
@@ -179,6 +210,17 @@ export class Live {
       watch.held.delete(watch.next);
       watch.next += 1;
       watch.onEvent(next);
+    }
+  }
+
+  /** A session event too large for a frame: read it whole from the session's cursor over REST. */
+  async fetchWholeSessionEvent(sessionId, seq, watch) {
+    try {
+      const page = await this.api.get(this.api.ws("sessions", sessionId, "events"), {after: seq - 1, limit: 1});
+      const event = page.items.find((item) => item.seq === seq);
+      if (event) this.deliver(watch, seq, event);
+    } catch (error) {
+      watch.onError({code: error.code, message: error.message});
     }
   }
 

@@ -13,6 +13,7 @@ import {operatorView} from "./views/operator.js";
 import {runView} from "./views/run.js";
 import {runsView} from "./views/runs.js";
 import {schedulesView} from "./views/schedules.js";
+import {sessionView, sessionsView} from "./views/sessions.js";
 import {signInView} from "./views/signin.js";
 import {usageView} from "./views/usage.js";
 import {verificationNotice, verifyEmailView} from "./views/verify.js";
@@ -23,6 +24,8 @@ const ROUTES = [
   {pattern: /^#\/runs$/, view: runsView, mode: "workspace", title: "Agents and runs"},
   {pattern: /^#\/runs\/([0-9A-Za-z]+)$/, view: runView, mode: "workspace", title: "Run"},
   {pattern: /^#\/agents\/([0-9A-Za-z]+)$/, view: agentView, mode: "workspace", title: "Agent"},
+  {pattern: /^#\/sessions$/, view: sessionsView, mode: "workspace", title: "Sessions"},
+  {pattern: /^#\/sessions\/([0-9A-Za-z]+)$/, view: sessionView, mode: "workspace", title: "Session"},
   {pattern: /^#\/mcp$/, view: mcpView, mode: "workspace", title: "MCP servers"},
   {pattern: /^#\/usage$/, view: usageView, mode: "workspace", title: "Usage"},
   {pattern: /^#\/approvals$/, view: approvalsView, mode: "workspace", title: "Approvals"},
@@ -32,8 +35,8 @@ const ROUTES = [
 ];
 
 const NAV = {
-  workspace: [["#/runs", "Agents and runs"], ["#/approvals", "Approvals"], ["#/schedules", "Schedules"],
-              ["#/mcp", "MCP servers"],
+  workspace: [["#/runs", "Agents and runs"], ["#/sessions", "Sessions"], ["#/approvals", "Approvals"],
+              ["#/schedules", "Schedules"], ["#/mcp", "MCP servers"],
               ["#/usage", "Usage"], ["#/health", "Health"]],
   operator: [["#/operator", "Cost against price"], ["#/health", "Health"]],
   null: [["#/signin", "Sign in"], ["#/health", "Health"]],

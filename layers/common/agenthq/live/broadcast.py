@@ -1,10 +1,12 @@
 """The broadcaster: a table stream record → frames to the connections subscribed to it.
 
-The stream's event-source mapping hands over only new RunEvent and Alert items
-(a filter in template.yaml). For each record:
+The stream's event-source mapping hands over only new RunEvent, SessionEvent and
+Alert items (a filter in template.yaml). For each record:
 
 - a RunEvent goes to every connection subscribed to its run, and — when it is
   a change of the run's status (``run.*``) — to the workspace's subscribers;
+- a SessionEvent (a session's copy of its runs' events, with the session's
+  seq) goes, as ``session.event``, to every connection subscribed to the session;
 - an Alert goes, as ``usage.alert``, to the workspace's subscribers.
 
 Subscribers are read with a consistent Query of the workspace's ``LIVE``
@@ -37,12 +39,13 @@ from typing import TYPE_CHECKING, Any
 from agenthq.adapters.connections import ConnectionGone, SendThrottled
 from agenthq.context import Scope
 from agenthq.live import limits, seam
-from agenthq.live.protocol import alert_frame, run_event_frame
+from agenthq.live.protocol import alert_frame, run_event_frame, session_event_frame
 from agenthq.live.standing import Holder, scopes_held
 from agenthq.observability import logger
+from agenthq.runs import session_events
 from agenthq.runs.records import event_view
 from agenthq.store import global_scope
-from agenthq.store.items import Alert, LiveConnection, LiveSubscription, RunEvent
+from agenthq.store.items import Alert, LiveConnection, LiveSubscription, RunEvent, SessionEvent
 from agenthq.usage.alerts import alert_view
 
 if TYPE_CHECKING:
@@ -90,6 +93,11 @@ def delivery_of(new_image: dict[str, Any]) -> Delivery | None:
         if str(view["type"]).startswith(("run.", "approval.")):  # status changes, and approvals to decide
             audiences.append(LiveSubscription.prefix(None))
         return Delivery(workspace_id, run_event_frame(run_id, view), tuple(audiences), seq=int(view["seq"]))
+    if kind == "SessionEvent" and len(parts) == 4 and parts[0] == "WS" and parts[2] == "CONVERSATION":
+        workspace_id, session_id = parts[1], parts[3]
+        event = session_events.event_view(SessionEvent.from_raw_data(new_image))
+        return Delivery(workspace_id, session_event_frame(session_id, event),
+                        (LiveSubscription.conversation_prefix(session_id),), seq=int(event["seq"]))
     if kind == "Alert" and len(parts) == 2 and parts[0] == "WS":
         return Delivery(parts[1], alert_frame(parts[1], alert_view(Alert.from_raw_data(new_image))),
                         (LiveSubscription.prefix(None),), needs=Scope.usage_read)
@@ -170,7 +178,7 @@ def _subscribers(delivery: Delivery, batch: Batch) -> list[LiveSubscription]:
                 if sub.connection_id in seen:
                     continue
                 seen.add(sub.connection_id)  # a connection's run subscription decides for it, not its workspace one
-                if sub.run_id and not seam.takes_live(sub, delivery.seq):
+                if (sub.run_id or sub.conversation_id) and not seam.takes_live(sub, delivery.seq):
                     continue  # it has this seq already, or its replay sends it
                 found.append(sub)
     return found

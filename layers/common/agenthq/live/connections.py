@@ -31,7 +31,7 @@ from agenthq.live.standing import API_KEY, USER, Holder, index_partition, scopes
 from agenthq.observability import logger
 from agenthq.runs.records import load_run
 from agenthq.store import BaseItem, tenant_scope
-from agenthq.store.items import LiveConnection, LiveSubscription
+from agenthq.store.items import AgentSession, LiveConnection, LiveSubscription
 from agenthq.usage.quota import workspace_limits
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def subscribe(services: Services, principal: Principal, connection_id: str, body
     LIVE_REPLAY_LIMIT of them; answers ``subscribed`` with the last seq replayed (``more``: send subscribe
     again from there). The connection's subscribe window was taken before (``limits.meter_message``)."""
     frame = parse_subscription(body)
-    run_id = frame.target()
+    run_id, session_id = frame.target(), frame.session()
     principal.require(Scope.runs_read)
     wid = principal.workspace_id
     with tenant_scope(wid):
@@ -120,24 +120,36 @@ def subscribe(services: Services, principal: Principal, connection_id: str, body
     require_standing(services, principal, connection)
     with tenant_scope(wid):
         run = load_run(wid, run_id) if run_id else None  # another workspace's run: NotFound, like a missing one
-        target = run_id or WORKSPACE
+        if session_id:  # a session's cursor: another workspace's session is NotFound too
+            AgentSession.get_or_404(*AgentSession.key(wid, session_id), "No such session.")
+        target = run_id or (LiveSubscription.SESSION_TARGET + session_id if session_id else WORKSPACE)
         current = connection.subscriptions or set()
         if target not in current and len(current) >= services.settings.live_max_subscriptions:
             raise PlanLimit(f"A connection holds at most {services.settings.live_max_subscriptions} subscriptions.")
-        subscription = LiveSubscription(*LiveSubscription.key(wid, run_id, connection_id), connection_id=connection_id,
-                                        run_id=run_id, after=frame.after if run_id else 0,
-                                        replaying=seam.new_token() if run_id else None,
+        replays = run_id is not None or session_id is not None
+        subscription = LiveSubscription(*LiveSubscription.target_key(wid, target, connection_id),
+                                        connection_id=connection_id, run_id=run_id, conversation_id=session_id,
+                                        after=frame.after if replays else 0,
+                                        replaying=seam.new_token() if replays else None,
                                         expires_at=connection.expires_at, **Holder.of(principal).fields())
         subscription.save()
         connection.update(actions=[LiveConnection.subscriptions.add({target})])
-        if run is None:
+        if not replays:
             return {"type": "subscribed", "workspace": True}
-        through, more, gone = seam.replay(run, subscription, services.settings.live_replay_limit,
-                                          lambda data: services.connections.send(connection_id, data))
+
+        def send(data: bytes) -> None:
+            services.connections.send(connection_id, data)
+
+        if run is not None:
+            through, more, gone = seam.replay(run, subscription, services.settings.live_replay_limit, send)
+        else:
+            through, more, gone = seam.replay_session(wid, str(session_id), subscription,
+                                                      services.settings.live_replay_limit, send)
         limits.count_replayed(services, wid, through - frame.after)  # seqs are dense: the frames just sent
+    named = {"run_id": run.id} if run is not None else {"session_id": session_id}
     if gone:
-        return {"type": "subscribed", "run_id": run.id, "after": frame.after, "through": through}
-    return {"type": "subscribed", "run_id": run.id, "after": frame.after, "through": through, "more": more}
+        return {"type": "subscribed", **named, "after": frame.after, "through": through}
+    return {"type": "subscribed", **named, "after": frame.after, "through": through, "more": more}
 
 
 def require_standing(services: Services, principal: Principal, connection: LiveConnection) -> None:
@@ -157,13 +169,15 @@ def require_standing(services: Services, principal: Principal, connection: LiveC
 
 def unsubscribe(services: Services, principal: Principal, connection_id: str, body: str | None) -> dict[str, Any]:
     frame = parse_subscription(body)
-    run_id = frame.target()
+    run_id, session_id = frame.target(), frame.session()
+    target = run_id or (LiveSubscription.SESSION_TARGET + session_id if session_id else WORKSPACE)
     wid = principal.workspace_id
     with tenant_scope(wid):
         connection = _connection(wid, connection_id)
-        LiveSubscription(*LiveSubscription.key(wid, run_id, connection_id)).delete()
-        connection.update(actions=[LiveConnection.subscriptions.delete({run_id or WORKSPACE})])
-    return {"type": "unsubscribed", **({"run_id": run_id} if run_id else {"workspace": True})}
+        LiveSubscription(*LiveSubscription.target_key(wid, target, connection_id)).delete()
+        connection.update(actions=[LiveConnection.subscriptions.delete({target})])
+    named = {"run_id": run_id} if run_id else {"session_id": session_id} if session_id else {"workspace": True}
+    return {"type": "unsubscribed", **named}
 
 
 def ping(services: Services, principal: Principal, connection_id: str, body: str | None) -> dict[str, Any]:

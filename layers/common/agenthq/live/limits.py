@@ -180,8 +180,8 @@ def forget_subscriptions(workspace_id: str, connection: LiveConnection) -> None:
     """Delete the connection's subscriptions (its ``subscriptions`` set names them)."""
     with LiveSubscription.batch_write() as batch:
         for target in connection.subscriptions or set():
-            batch.delete(LiveSubscription(*LiveSubscription.key(workspace_id, None if target == WORKSPACE else target,
-                                                                connection.connection_id)))
+            batch.delete(LiveSubscription(*LiveSubscription.target_key(workspace_id, target,
+                                                                       connection.connection_id)))
 
 
 def _alive(services: Services, connection_id: str) -> bool:

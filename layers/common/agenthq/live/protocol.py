@@ -1,8 +1,9 @@
 """The WebSocket API's frames (docs/api.md, "Live status").
 
 Client → server: ``{"action": "subscribe", "run_id": "…", "after": <seq>}``,
+``{"action": "subscribe", "session_id": "…", "after": <session seq>}``,
 ``{"action": "subscribe", "workspace": true}``, ``{"action": "unsubscribe", …}``,
-``{"action": "ping"}``. Server → client: ``run.event``, ``usage.alert``,
+``{"action": "ping"}``. Server → client: ``run.event``, ``session.event``, ``usage.alert``,
 ``subscribed``, ``unsubscribed``, ``pong``, ``error``.
 
 API Gateway's limits: a frame carries at most 32 KB; an event whose frame
@@ -31,22 +32,29 @@ class Subscription(BaseModel):
 
     action: str
     run_id: str | None = None
+    session_id: str | None = None
     after: StrictInt = Field(default=0, ge=0, le=9_999_999_999)
     workspace: StrictBool = False
 
-    @field_validator("run_id")
+    @field_validator("run_id", "session_id")
     @classmethod
     def _run_id(cls, value: str | None) -> str | None:
         if value is not None and not RUN_ID.match(value):
-            raise ValueError("must be a run id")
+            raise ValueError("must be an id")
         return value
 
     def target(self) -> str | None:
-        """The run id, or None for the workspace."""
-        if self.workspace == (self.run_id is not None):
-            raise InvalidRequest("Name either a run_id or \"workspace\": true.",
-                                 details=[{"field": "run_id", "message": "either run_id or workspace: true"}])
+        """The run id, or None for the workspace (a session's: :meth:`session`)."""
+        if [self.workspace, self.run_id is not None, self.session_id is not None].count(True) != 1:
+            raise InvalidRequest("Name one of a run_id, a session_id or \"workspace\": true.",
+                                 details=[{"field": "run_id",
+                                           "message": "one of run_id, session_id or workspace: true"}])
         return self.run_id
+
+    def session(self) -> str | None:
+        """The session id this frame names (after :meth:`target` checked it names one thing)."""
+        self.target()
+        return self.session_id
 
 
 def parse_subscription(body: str | None) -> Subscription:
@@ -69,6 +77,18 @@ def run_event_frame(run_id: str, event: dict[str, Any]) -> bytes:
         return data
     head = {k: v for k, v in event.items() if k != "data"}
     return encode({"type": "run.event", "run_id": run_id, "seq": event["seq"], "truncated": True, "event": head})
+
+
+def session_event_frame(session_id: str, event: dict[str, Any]) -> bytes:
+    """A session event (``{seq, run_id, run_seq, type, at, data}``, ``seq`` the session's) as a frame of
+    at most MAX_FRAME_BYTES (``truncated`` without its data if need be: fetch it with
+    ``GET …/sessions/{sid}/events?after=<seq - 1>``)."""
+    data = encode({"type": "session.event", "session_id": session_id, "seq": event["seq"], "event": event})
+    if len(data) <= MAX_FRAME_BYTES:
+        return data
+    head = {k: v for k, v in event.items() if k != "data"}
+    return encode({"type": "session.event", "session_id": session_id, "seq": event["seq"], "truncated": True,
+                   "event": head})
 
 
 def alert_frame(workspace_id: str, alert: dict[str, Any]) -> bytes:

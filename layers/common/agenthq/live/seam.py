@@ -27,6 +27,10 @@ Why each seq arrives once and in order: the broadcaster reads a subscription
 Only the subscription item is written: a run's own writes never wait on or
 conflict with its watchers.
 
+A session's cursor (``subscribe`` with ``session_id``) goes through the same
+seam (:func:`replay_session`): its events are the session's copies, with the
+session's dense seq.
+
 Left to the client: a second subscribe to the same run on the same connection
 while the first still replays replays twice (the later one wins the hand-over).
 """
@@ -39,7 +43,8 @@ from pynamodb.exceptions import UpdateError
 
 from agenthq import ids
 from agenthq.adapters.connections import ConnectionGone
-from agenthq.live.protocol import run_event_frame
+from agenthq.live.protocol import run_event_frame, session_event_frame
+from agenthq.runs import session_events
 from agenthq.runs.records import event_view, iter_events, load_run
 from agenthq.store.items import LiveSubscription, Run
 
@@ -59,21 +64,48 @@ def replay(run: Run, subscription: LiveSubscription, limit: int,
     """Send the run's stored events after the subscription's ``after`` (at most ``limit``), then hand
     the subscription over to the broadcaster. Returns (through: the last seq sent, more: the limit
     was reached first and the client must subscribe again from ``through``, gone: the client left)."""
+    current = [run]
+
+    def events_after(through: int, count: int) -> list[tuple[int, bytes]]:
+        return [(int(e.seq), run_event_frame(run.id, event_view(e))) for e in iter_events(current[0], through, count)]
+
+    def reread() -> None:  # the broadcaster left it a later event: read the run's last seq again
+        current[0] = load_run(run.workspace_id, run.id)
+
+    return replay_events(events_after, reread, subscription, limit, send)
+
+
+def replay_session(workspace_id: str, session_id: str, subscription: LiveSubscription, limit: int,
+                   send: Callable[[bytes], None]) -> tuple[int, bool, bool]:
+    """:func:`replay` for a session's cursor: its stored session events after ``after``, then live."""
+
+    def events_after(through: int, count: int) -> list[tuple[int, bytes]]:
+        return [(int(e.seq), session_event_frame(session_id, session_events.event_view(e)))
+                for e in session_events.events_after(workspace_id, session_id, through, count)]
+
+    return replay_events(events_after, lambda: None, subscription, limit, send)
+
+
+def replay_events(events_after: Callable[[int, int], list[tuple[int, bytes]]], reread: Callable[[], None],
+                  subscription: LiveSubscription, limit: int,
+                  send: Callable[[bytes], None]) -> tuple[int, bool, bool]:
+    """The replay of :func:`replay`, over any dense sequence: ``events_after(seq, count)`` gives the
+    stored (seq, frame) pairs after ``seq``, at most ``count`` of them."""
     token = subscription.replaying
     through, sent = int(subscription.after or 0), 0
     for _ in range(HAND_OVER_ATTEMPTS):
-        for event in iter_events(run, through, limit - sent + 1):
+        for seq, frame in events_after(through, limit - sent + 1):
             if sent == limit:
                 return through, True, False
             try:
-                send(run_event_frame(run.id, event_view(event)))
+                send(frame)
             except ConnectionGone:
                 return through, False, True
-            through, sent = int(event.seq), sent + 1
+            through, sent = seq, sent + 1
         handed = _hand_over(subscription, token, through)
         if handed is not None:
             return through, False, False
-        run = load_run(run.workspace_id, run.id)  # the broadcaster left it a later event: read again
+        reread()
     return through, True, False
 
 

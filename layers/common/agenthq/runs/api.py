@@ -24,10 +24,12 @@ from agenthq.runs.records import (
     run_view,
 )
 from agenthq.runs.statuses import ACTIVE, RUN_STATUSES, TERMINAL, RunStatus  # noqa: F401 - RunStatus: re-exported
+from agenthq.runs.turns import TurnClaim
 from agenthq.security.secrets import fingerprint
 from agenthq.store import tenant_scope
 from agenthq.store.items import Run, RunLaunch, Workspace
 from agenthq.text import NOT_BLANK
+from agenthq.versions.records import load_agent_version
 
 if TYPE_CHECKING:
     from agenthq.services import Services
@@ -54,12 +56,12 @@ class RunLaunchRequest(BaseModel):
 
 
 def launch_run(services: Services, principal: Principal, agent_id: str, request: RunLaunchRequest,
-               idempotency_key: str | None) -> dict[str, Any]:
+               idempotency_key: str | None, turn: TurnClaim | None = None) -> dict[str, Any]:
     """Create the run (status queued, event run.queued) and start its execution.
 
     With an ``Idempotency-Key``: the same key and the same body give back the
     same run (and never a second execution); the same key with another body
-    is a 409."""
+    is a 409. With ``turn``: the run is a session's next turn (``runs.turns``)."""
     principal.require(Scope.runs_write)
     if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
         raise InvalidRequest("The Idempotency-Key header is not valid.",
@@ -73,8 +75,11 @@ def launch_run(services: Services, principal: Principal, agent_id: str, request:
         raise InvalidRequest(details=[{"field": "timeout_seconds", "message": f"must be at most {longest}"}])
     workspace_id = principal.workspace_id
     with tenant_scope(workspace_id):
-        agent = load_agent(workspace_id, agent_id)
-        body_print = fingerprint("launch", agent.id, request.input, str(request.timeout_seconds))
+        # A session's turn runs the agent at the version its session is pinned to (runs.turns.TurnClaim).
+        agent = load_agent_version(workspace_id, agent_id, turn.agent_version) if turn is not None \
+            else load_agent(workspace_id, agent_id)
+        body_print = fingerprint("launch", agent.id, request.input, str(request.timeout_seconds),
+                                 *((turn.session_id,) if turn is not None else ()))
         if idempotency_key is not None:
             earlier = _launched(services, workspace_id, idempotency_key, body_print)
             if earlier is not None:
@@ -82,7 +87,8 @@ def launch_run(services: Services, principal: Principal, agent_id: str, request:
         try:
             run = create_run_record(services, workspace_id, agent, request.input, created_by=principal.subject,
                                     timeout_seconds=request.timeout_seconds,
-                                    idempotency=(idempotency_key, body_print) if idempotency_key else None)
+                                    idempotency=(idempotency_key, body_print) if idempotency_key else None,
+                                    turn=turn)
         except LaunchRace:
             earlier = _launched(services, workspace_id, idempotency_key or "", body_print)
             if earlier is None:

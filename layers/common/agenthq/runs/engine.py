@@ -49,6 +49,7 @@ from agenthq.adapters.model import (
     unanswered_call_id,
 )
 from agenthq.agent_lookup import find_agent
+from agenthq.agents import DEFAULT_CONTEXT_BUDGET_TOKENS
 from agenthq.approvals import gate
 from agenthq.approvals.policies import DENY, policy_of
 from agenthq.errors import InvalidRequest, NotFound, QuotaExceeded
@@ -56,7 +57,7 @@ from agenthq.mcp import names as mcp_names
 from agenthq.mcp import tools as mcp_tools
 from agenthq.messaging import take_inbox
 from agenthq.observability import RUNS_STARTED, MetricUnit, count, count_model_tokens, logger, metrics
-from agenthq.runs import decisions, pausing, slots, transcript
+from agenthq.runs import decisions, pausing, slots, transcript, turns
 from agenthq.runs.decisions import ACT, DELEGATE, DONE, FAILED, FINISH, PAUSE, QUEUE, START, THINK, Outcome
 from agenthq.runs.launch import create_run_record, forget_unstarted
 from agenthq.runs.records import (
@@ -108,6 +109,7 @@ class Slice:
         self.recovering = True
         self._body: RunBody | None = None
         self._conversation: list[ConversationMessage] | None = None
+        self._earlier: turns.EarlierTurns | None = None
         self._calls: dict[str, ToolCall] | None = None
         self._limits: TierLimits | None = None
         self.reserved: dict[int, Reservation] = {}  # reservations of model calls this slice knows of
@@ -136,6 +138,19 @@ class Slice:
                 c.tool_use_id: c for c in ToolCall.query(Run.partition(self.run.workspace_id, self.run.id),
                                                          ToolCall.sk.startswith("TOOL#"), consistent_read=True)}
         return self._calls
+
+    def earlier_turns(self) -> turns.EarlierTurns:
+        """The session's earlier turns this run's prompt begins with (none for a run not in a session)."""
+        if self._earlier is None:
+            self._earlier = turns.earlier_turns(self.run)
+        return self._earlier
+
+    def earlier(self) -> list[dict[str, Any]]:
+        return self.earlier_turns().messages()
+
+    def forget_earlier(self) -> None:
+        """The session's turns changed (a summary was made): read them again when next needed."""
+        self._earlier = None
 
     def begin_conversation(self) -> None:
         """The run's conversation begins in this slice (start): nothing to read."""
@@ -294,6 +309,8 @@ def start(work: Slice, event: dict[str, Any]) -> str:
         return done
     if run.status in TERMINAL or run.cancel_requested:
         return FINISH
+    if not turns.is_ready(run):
+        return QUEUE  # a session's turn waits for the turn before it to end (runs.turns), holding nothing
     needs_slot = not run.parent_run_id and run.slot is None
     if needs_slot and not slots.is_free(run.workspace_id, work.limits()):
         return QUEUE  # at once: the queue is first in, first out only among the runs in it
@@ -351,6 +368,8 @@ def queue(work: Slice, event: dict[str, Any]) -> str:
         if run.slot is not None or run.status != "queued":
             _send_task_success(services, token, START)
             return START
+        if run.session_turn and turns.wait(run, token):
+            return QUEUE  # the session's turn before it is still going (runs.turns answers the token)
         if slots.enqueue(run, token, limits):
             return QUEUE
         if slots.acquire(run, limits):
@@ -368,7 +387,7 @@ def _next_reservation(work: Slice, step: int, conversation: list[ConversationMes
     agent = work.body().agent
     if _ending_before_a_model_call(work.services, run, agent, steps=step - 1) is not None:
         return None
-    hold = quota.hold_for(_model_request(work.services, run, agent, conversation), at)
+    hold = quota.hold_for(_model_request(work.services, run, agent, [*work.earlier(), *conversation]), at)
     limits, tree = work.limits(), quota.RunTree.of(work.body())
     if hold.micro_usd > quota.run_budget_left(run, agent["budget_usd"]) or quota.beyond_limits(hold, limits, tree):
         return None
@@ -386,9 +405,12 @@ def think(work: Slice, event: dict[str, Any]) -> str:
     agent = work.body().agent
     if (ending := _ending_before_a_model_call(services, run, agent)) is not None:
         return _decide(work, step, "think", ending)
+    if step == 1 and run.session_turn and (stopped := _compact(work)) is not None:
+        return stopped  # (the compaction's call did not fit a limit: as a think step's would not)
+    run = work.run
 
     conversation = work.conversation()
-    request = _model_request(services, run, agent, conversation)
+    request = _model_request(services, run, agent, [*work.earlier(), *conversation])
     at = services.now()
     admitted = _admit_call(work, step, request, at)
     if isinstance(admitted, str):
@@ -452,6 +474,73 @@ def think(work: Slice, event: dict[str, Any]) -> str:
         return _keep_answer(work, step, exc, change, outcome, next_step)
     _after_metering(work, usage)
     return DONE if next_step == FINISH else next_step
+
+
+#: The reservation key a session turn's compaction call is held under (a run's model calls are steps 1 …).
+COMPACTION_STEP = 0
+
+
+def _compact(work: Slice) -> str | None:
+    """Before a session turn's first model call: when its prompt would pass the agent's context budget,
+    summarise the oldest earlier turns by a model call reserved and metered like any other, and store the
+    summary (``session.compacted`` with the turns it replaced) with its metering in one commit. None: the
+    turn goes on (with the summary, if one was made); else the next step (a limit stopped the call)."""
+    run, services = work.run, work.services
+    agent = work.body().agent
+    earlier = work.earlier_turns()
+    budget = int(agent.get("context_budget_tokens") or DEFAULT_CONTEXT_BUDGET_TOKENS)
+
+    def tokens_with(messages: list[dict[str, Any]]) -> int:
+        request = _model_request(services, run, agent, [*messages, *work.conversation()])
+        return turns.prompt_tokens(request.system, request.messages, request.tools)
+
+    through = turns.compaction_through(earlier, tokens_with, budget)
+    if through is None:
+        return None
+    if turns.summary_of(run.workspace_id, str(run.session_id), through) is not None:
+        work.forget_earlier()  # made by an earlier attempt of this step: read the turns again
+        return None
+    request = ModelRequest(model=agent["model"], system=[{"type": "text", "text": turns.SUMMARISE_SYSTEM}],
+                           messages=turns.summary_request(earlier, through), tools=[],
+                           max_tokens=min(services.settings.model_max_tokens, turns.SUMMARY_MAX_TOKENS),
+                           metadata_user_id=run.workspace_id)
+    at = services.now()
+    admitted = _admit_call(work, COMPACTION_STEP, request, at)
+    if isinstance(admitted, str):
+        return admitted
+    try:
+        response = services.model.create_message(request)
+    except ModelRequestRejected as exc:
+        _meter_unanswered(work, COMPACTION_STEP, request.model, request.max_tokens, exc.unanswered, admitted,
+                          settles=True)
+        return _decide(work, 1, "think", {"status": "failed", "reason": "model_rejected_request",
+                                          "message": exc.reason})
+    except ModelUnavailable as exc:
+        _meter_unanswered(work, COMPACTION_STEP, request.model, request.max_tokens, exc.unanswered, admitted,
+                          settles=True)
+        raise  # the state machine retries the slice, then fails the run with its reason
+    if response.unanswered:
+        _meter_unanswered(work, COMPACTION_STEP, request.model, request.max_tokens, response.unanswered, admitted,
+                          settles=False)
+    usage = Usage.model_call(request.model, response.usage, at.date())
+    text = "\n".join(b.get("text", "") for b in response.content if b.get("type") == "text").strip()
+    summary = turns.new_summary(run, through, earlier, text or "(no summary)", at)
+    entry = ledger.model_entry(response.id)
+    change = Change(
+        events=[("session.compacted", {"turns": list(summary.replaced_turns), "through_turn": through,
+                                       "model": request.model, "usage": usage.tokens.view(),
+                                       "cost_usd": f"{usage.cost_usd:.6f}", "budget_tokens": budget})],
+        run_condition=Run.status.is_in("running", "waiting"), puts=[summary],
+        metered={entry: usage}, entry_details={entry: {"step": COMPACTION_STEP, "model": request.model}},
+        settles=(admitted, usage))
+    try:
+        work.commit(change)
+    except RunConflict:  # answered, so billed: metered on its own; the summary is kept only with its event
+        _meter_model_call(work, COMPACTION_STEP, entry, request.model, usage, admitted)
+        work.reload()
+    _after_metering(work, usage)
+    work.forget_earlier()
+    return None
 
 
 class _NotAdmitted(Exception):
@@ -680,8 +769,11 @@ def _ending_before_a_model_call(services: Services, run: Run, agent: dict[str, A
 
 
 def _model_request(services: Services, run: Run, agent: dict[str, Any],
-                   conversation: list[ConversationMessage]) -> ModelRequest:
-    messages = decisions.with_cache_breakpoint([{"role": m.role, "content": m.content} for m in conversation])
+                   conversation: list[ConversationMessage | dict[str, Any]]) -> ModelRequest:
+    """The model call of a step: ``conversation`` is the session's earlier turns (``Slice.earlier``),
+    then the run's own messages."""
+    messages = decisions.with_cache_breakpoint([m if isinstance(m, dict) else {"role": m.role, "content": m.content}
+                                                for m in conversation])
     system = [{"type": "text", "text": decisions.system_prompt(run.agent_id, agent),
                "cache_control": {"type": "ephemeral"}}]
     return ModelRequest(model=agent["model"], system=system, messages=messages,
@@ -1162,6 +1254,8 @@ def _settle(work: Slice, outcome: Outcome, with_change: Change | None = None) ->
         pausing.forget(run.workspace_id, run.id)
     if ended_waiting or (run.status in TERMINAL and work.recovering):  # (a retried end: its children again)
         _cancel_children(services, run)
+    if run.session_id:  # the session's next turn may start
+        turns.on_end(services, run)
     if run.parent_run_id:
         _answer_parent(services, run)
         fresh = load_run(run.workspace_id, run.id)  # a retried parent step may have left a newer token

@@ -19,8 +19,9 @@ from agenthq import ids, pricing, verification
 from agenthq.agents import agent_view
 from agenthq.errors import ServiceUnavailable
 from agenthq.observability import logger
-from agenthq.runs import slots, transcript
+from agenthq.runs import session_events, slots, transcript
 from agenthq.runs.records import INPUT_PREVIEW_CHARS
+from agenthq.runs.turns import TurnClaim
 from agenthq.store import global_scope, retry_transaction, transaction
 from agenthq.store.items import Agent, Run, RunBody, RunEvent, RunLaunch, UnstartedRun, Workspace
 from agenthq.store.sizes import ensure_fits
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 LAUNCH_ATTEMPTS = 10  # transaction conflicts with concurrent launches are retried this often
+TURN_ATTEMPTS = 4  # a session's launches all want its next turn: so many times more (runs.turns)
 
 
 class LaunchRace(Exception):
@@ -55,13 +57,13 @@ def agent_snapshot(workspace_id: str, agent: Agent) -> dict[str, Any]:
             "model": view["model"], "tools": view["tools"], "max_steps": view["max_steps"],
             "budget_usd": view["budget_usd"], "team": team, "tool_policies": view["tool_policies"],
             "approval_timeout_seconds": view["approval_timeout_seconds"],
-            "on_approval_timeout": view["on_approval_timeout"]}
+            "on_approval_timeout": view["on_approval_timeout"], "context_budget_tokens": view["context_budget_tokens"]}
 
 
 def create_run_record(services: Services, workspace_id: str, agent: Agent, text: str, *, created_by: str,
                       run_id: str | None = None, parent: Run | None = None, parent_tool_use_id: str | None = None,
                       parent_task_token: str | None = None, timeout_seconds: int | None = None,
-                      idempotency: tuple[str, str] | None = None) -> Run:
+                      idempotency: tuple[str, str] | None = None, turn: TurnClaim | None = None) -> Run:
     """Write a new run (queued, with its run.queued event) of ``agent`` at its
     version (``agent_version``, the run's for good). For a child run the
     id is derived from the parent's call, so a retried delegation finds the same
@@ -69,7 +71,11 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
 
     With ``idempotency`` (key, request fingerprint) the launch record is written
     in the same transaction; :class:`LaunchRace` says another request won.
-    Past the tier's runs per day: :class:`QuotaExceeded` (429, Retry-After)."""
+    Past the tier's runs per day: :class:`QuotaExceeded` (429, Retry-After).
+
+    With ``turn`` the run is the next turn of a session, numbered in the same
+    transaction (``runs.turns``: a concurrent launch into the session is a
+    conflict, retried)."""
     at = services.now()
     run_id = run_id or ids.new_id()
     if parent is not None:
@@ -82,6 +88,7 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
         id=run_id, workspace_id=workspace_id, agent_id=agent.id, agent_version=current_version(agent), status="queued",
         input_preview=text[:INPUT_PREVIEW_CHARS], seq=1, created_by=created_by, created_at=at, updated_at=at,
         deadline=run_deadline(at, timeout_seconds or services.settings.run_timeout_seconds, parent),
+        session_id=parent.session_id if parent else None,  # a session's delegated child: in its event cursor
         depth=int(parent.depth) + 1 if parent else 0,
         parent_run_id=parent.id if parent else None, parent_tool_use_id=parent_tool_use_id,
         parent_task_token=parent_task_token, slot=slots.PARENT if parent else None,
@@ -108,12 +115,24 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
     ensure_fits(body, "input", "The input with the agent's settings (system prompt, tools, team)")
     transcript.ensure_input_fits(workspace_id, run_id, text)
 
+    child_cursor: int | None = None  # a session child's: the session's event count its attempt read
+
     def attempt() -> None:
+        nonlocal child_cursor
+        if turn is not None:
+            turn.read(run)
+        elif run.session_id:  # a session's delegated child: its run.queued is the session's next event too
+            child_cursor = session_events.counter(workspace_id, run.session_id)
         with transaction() as tx:
             if idempotency is not None:
                 key, body_print = idempotency
                 tx.save(RunLaunch(*RunLaunch.key(workspace_id, key), fingerprint=body_print, run_id=run_id,
                                   expires_at=at + IDEMPOTENCY_TTL), condition=RunLaunch.pk.does_not_exist())
+            if turn is not None:
+                turn.write(tx, run, text, at, (queued.event_type, queued.data))
+            elif child_cursor is not None and run.session_id:
+                session_events.write(tx, workspace_id, run.session_id, child_cursor, run_id,
+                                     [(1, queued.event_type, at, queued.data)])
             tx.save(run, condition=Run.pk.does_not_exist())
             tx.save(body, condition=RunBody.pk.does_not_exist())
             tx.save(queued, condition=RunEvent.pk.does_not_exist())
@@ -140,7 +159,7 @@ def create_run_record(services: Services, workspace_id: str, agent: Agent, text:
     if parent is None:  # until its execution has started, the period reset can find it (runs.unstarted)
         mark_unstarted(workspace_id, run_id, at)
     try:
-        retry_transaction(attempt, explain, attempts=LAUNCH_ATTEMPTS,
+        retry_transaction(attempt, explain, attempts=LAUNCH_ATTEMPTS * (TURN_ATTEMPTS if turn else 1),
                           exhausted=lambda: ServiceUnavailable("Too many launches at once; please retry."))
     except _ChildExists:
         return create_run_record(services, workspace_id, agent, text, created_by=created_by, run_id=run_id,

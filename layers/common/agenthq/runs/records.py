@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 
+from agenthq.runs import session_events
 from agenthq.store import BaseItem, transaction
 from agenthq.store.items import Reservation, Run, RunBody, RunEvent, StepRecord
 from agenthq.usage import Usage, counters, infra, ledger, quota
@@ -100,6 +101,7 @@ def run_view(run: Run, body: RunBody | None = None) -> dict[str, Any]:
         "agent_id": run.agent_id,
         "agent_version": int(run.agent_version) if run.agent_version is not None else None,
         "parent_run_id": run.parent_run_id,
+        "session_id": run.session_id,
         "status": run.status,
         "waiting_for": run.waiting_for,
         "input": text,
@@ -166,8 +168,17 @@ def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -
         if change.closes_infra:
             closing = Usage(infra_micro_usd=int(run.infra_micro_usd or 0) + infra_micro)
             counted = sum(change.metered.values(), Usage()) + closing  # the run's total infra, once
+        # A session's run (or its delegated child): its events are the session's next ones too.
+        cursor = session_events.counter(run.workspace_id, run.session_id) \
+            if run.session_id and change.events else None
+        session_writes = 0
         try:
             with transaction() as tx:
+                if cursor is not None and run.session_id:
+                    session_writes = session_events.write(
+                        tx, run.workspace_id, run.session_id, cursor, run.id,
+                        [(seq + offset, event_type, at, data)
+                         for offset, (event_type, data) in enumerate(change.events, start=1)])
                 for offset, (event_type, data) in enumerate(change.events, start=1):
                     event = RunEvent(*RunEvent.key(run.workspace_id, run.id, seq + offset), seq=seq + offset,
                                      event_type=event_type, at=at, data=data)
@@ -210,8 +221,12 @@ def commit(services: Services, run: Run, change: Change, *, attempts: int = 5) -
                     continue
                 infra.give_back(infra_micro)
                 raise  # DynamoDB failed the write (not a refusal): the step fails, and is retried
+            beyond = _failed_beyond_the_run(exc, len(change.events), skip=session_writes)
+            if session_writes and session_events.refused(exc, session_writes) and not beyond:
+                time.sleep(random.uniform(0.005, 0.03))  # nosec B311  # retry jitter, not a secret
+                continue  # another writer took the session's next seqs: again after them
             fresh = load_run(run.workspace_id, run.id)
-            if int(fresh.seq) != seq and not _failed_beyond_the_run(exc, len(change.events)):
+            if int(fresh.seq) != seq and not beyond:
                 run = fresh  # someone appended meanwhile: try again after them
                 continue
             infra.give_back(infra_micro)
@@ -239,11 +254,12 @@ def _reason_codes(exc: TransactWriteError) -> set[str]:
     return {str(reason.code) for reason in reasons if reason is not None and reason.code not in ("None", None)}
 
 
-def _failed_beyond_the_run(exc: TransactWriteError, event_count: int) -> bool:
-    """Whether an item other than the events and the run refused the write."""
+def _failed_beyond_the_run(exc: TransactWriteError, event_count: int, skip: int = 0) -> bool:
+    """Whether an item other than the events and the run refused the write (the first ``skip``
+    writes, a session's copies of the events, are not looked at)."""
     reasons = getattr(exc, "cancellation_reasons", None) or []
     return any(reason is not None and getattr(reason, "code", "None") not in ("None", None)
-               for reason in reasons[event_count + 1:])
+               for reason in reasons[skip + event_count + 1:])
 
 
 def iter_events(run: Run, after: int, limit: int) -> Iterable[RunEvent]:

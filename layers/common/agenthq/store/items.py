@@ -301,6 +301,8 @@ class Agent(BaseItem, discriminator="Agent"):
     tool_policies = Utf8JSONAttribute(null=True)  # {tool: allow|ask|deny} where it differs from the default
     approval_timeout_seconds = NumberAttribute(null=True)  # absent: the default (agenthq.approvals.policies)
     on_approval_timeout = UnicodeAttribute(null=True)  # deny | approve; absent: deny
+
+    context_budget_tokens = NumberAttribute(null=True)  # a session turn's prompt at most (None: the default)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
     # Its current version (AgentVersion): every change advances it by one, on the condition that it is still
@@ -434,6 +436,8 @@ class Run(BaseItem, discriminator="Run"):
     started_at = UTCDateTimeAttribute(null=True)
     finished_at = UTCDateTimeAttribute(null=True)
     deadline = UTCDateTimeAttribute()
+    session_id = UnicodeAttribute(null=True)  # a session's turn (agenthq.runs.turns): its session
+    session_turn = NumberAttribute(null=True)  # and its turn's number there
 
     @staticmethod
     def key(workspace_id: str, run_id: str) -> tuple[str, str]:
@@ -887,13 +891,128 @@ class LiveSubscription(BaseItem, discriminator="LiveSubscription"):
     session_id = UnicodeAttribute(null=True)
     role = UnicodeAttribute(null=True)
 
+    # A session's events (agenthq.sessions): sk CONVERSATION#<session id>#CONN#<connection id>, after: a session seq.
+    conversation_id = UnicodeAttribute(null=True)
+
     @staticmethod
     def prefix(run_id: str | None) -> str:
         return f"RUN#{run_id}#CONN#" if run_id else "WORKSPACE#CONN#"
 
+    @staticmethod
+    def conversation_prefix(session_id: str) -> str:
+        return f"CONVERSATION#{session_id}#CONN#"
+
     @classmethod
     def key(cls, workspace_id: str, run_id: str | None, connection_id: str) -> tuple[str, str]:
         return LiveConnection.partition(workspace_id), cls.prefix(run_id) + connection_id
+
+    #: How a session's subscription is named in ``LiveConnection.subscriptions`` (a run's: its id; the workspace's: *).
+    SESSION_TARGET = "session:"
+
+    @classmethod
+    def target_key(cls, workspace_id: str, target: str, connection_id: str) -> tuple[str, str]:
+        """The key of the subscription ``LiveConnection.subscriptions`` names ``target``."""
+        if target.startswith(cls.SESSION_TARGET):
+            return (LiveConnection.partition(workspace_id),
+                    cls.conversation_prefix(target.removeprefix(cls.SESSION_TARGET)) + connection_id)
+        return cls.key(workspace_id, None if target == "*" else target, connection_id)
+
+
+class AgentSession(BaseItem, UsageCounts, discriminator="AgentSession"):
+    """pk WS#<id>, sk CONVERSATION#<session id> (``SESSION#`` is a login's); gsi1:
+    WS#<id>#AGENT#<agent id>, CONVERSATION#<session id> → an agent's sessions. One
+    conversation with one agent across many runs (agenthq.sessions). ``launched``
+    turns were launched (each a run, numbered in the order its launch committed);
+    ``done_turns`` of them, from the first on, have ended (agenthq.runs.turns). Its
+    turns and transcript live in partition WS#<id>#CONVERSATION#<session id>. The
+    usage is its ended turns' runs' usage, added once as each turn is done."""
+
+    id = UnicodeAttribute()
+    workspace_id = UnicodeAttribute()
+    agent_id = UnicodeAttribute()
+    agent_version = UnicodeAttribute()  # the agent's version it runs ("latest": whatever the agent is at launch)
+    title = UnicodeAttribute(null=True)
+    launched = NumberAttribute(default=0)
+    done_turns = NumberAttribute(default=0)
+    event_seq = NumberAttribute(default=0)  # the last session event's seq (agenthq.runs.session_events)
+    last_run_id = UnicodeAttribute(null=True)
+    created_by = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, session_id: str) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"CONVERSATION#{session_id}"
+
+    @staticmethod
+    def partition(workspace_id: str, session_id: str) -> str:
+        return ws_pk(workspace_id, "CONVERSATION", session_id)
+
+    def owned_partitions(self) -> list[str]:
+        return [self.partition(self.workspace_id, self.id)]
+
+
+class SessionTurn(BaseItem, discriminator="SessionTurn"):
+    """pk WS#<id>#CONVERSATION#<session id>, sk TURN#<n, 6 digits>: the session's n-th
+    turn and its run, written by the launch that numbered it. ``task_token``: the
+    run's WaitForSlot task while it waits for the turn before to end."""
+
+    number = NumberAttribute()
+    run_id = UnicodeAttribute()
+    launched_at = UTCDateTimeAttribute()
+    task_token = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(workspace_id: str, session_id: str, number: int) -> tuple[str, str]:
+        return AgentSession.partition(workspace_id, session_id), f"TURN#{number:06d}"
+
+
+class TranscriptEntry(BaseItem, discriminator="TranscriptEntry"):
+    """pk WS#<id>#CONVERSATION#<session id>, sk MSG#<turn, 6 digits>#<1 user | 2 assistant>:
+    the session's transcript as people read it (every turn, even those compacted away)."""
+
+    role = UnicodeAttribute()
+    text = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, session_id: str, turn: int, role: str) -> tuple[str, str]:
+        return AgentSession.partition(workspace_id, session_id), f"MSG#{turn:06d}#{1 if role == 'user' else 2}"
+
+
+class SessionEvent(BaseItem, discriminator="SessionEvent"):
+    """pk WS#<id>#CONVERSATION#<session id>, sk EVT#<session seq, 10 digits>: every event of the
+    session's runs and their delegated children, under one dense session sequence from 1, written
+    in the same transaction as the run event it copies (agenthq.runs.session_events)."""
+
+    seq = NumberAttribute()
+    run_id = UnicodeAttribute()
+    run_seq = NumberAttribute()
+    event_type = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+    data = Utf8JSONAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, session_id: str, seq: int) -> tuple[str, str]:
+        return AgentSession.partition(workspace_id, session_id), f"EVT#{seq:010d}"
+
+
+class ConversationSummary(BaseItem, discriminator="ConversationSummary"):
+    """pk WS#<id>#CONVERSATION#<session id>, sk SUMMARY#<through turn, 6 digits>: a summary of the
+    session's turns 1 … ``through_turn`` (the earlier summary included), made by a metered model call of
+    the run ``run_id`` when its prompt would pass the agent's context budget. Later turns' prompts begin
+    with the newest summary instead of the turns it replaced; the transcript keeps them all."""
+
+    text = UnicodeAttribute()
+    through_turn = NumberAttribute()
+    replaced_turns = Utf8JSONAttribute()  # the turn numbers this summary newly folded in
+    run_id = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, session_id: str, through_turn: int) -> tuple[str, str]:
+        return AgentSession.partition(workspace_id, session_id), f"SUMMARY#{through_turn:06d}"
 
 
 class Schedule(BaseItem, discriminator="Schedule"):
