@@ -9,7 +9,8 @@ after :meth:`McpDemo.change_tools` (a server whose list changes).
 With a ``token``, a request without ``Authorization: Bearer <token>`` gets a 401.
 ``seen_authorization`` records the Authorization headers it received. Two more
 paths answer a redirect: ``/to-private`` (to the link-local metadata address) and
-``/to-self`` (to ``/mcp`` of the same origin).
+``/to-self`` (to ``/mcp`` of the same origin); with ``redirect_to`` set, every path answers a
+redirect there (a server that starts redirecting after it was registered).
 
 Run it for ``make dev``: ``python -m local.mcp_demo --port 8765 [--token T]``;
 register ``http://127.0.0.1:8765/mcp`` (the local cloud allows loopback).
@@ -36,6 +37,7 @@ class McpDemo:
         self.calls: list[str] = []
         self.server: MCPServer[Any] = MCPServer("agenthq-demo", log_level="WARNING")
         self.json_response = json_response
+        self.redirect_to: str | None = None  # when set, every request is answered with a 307 to it
         self._add_tools()
         self._uvicorn: Any = None
         self.port = 0
@@ -104,6 +106,9 @@ class McpDemo:
                 headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
                 authorization = headers.get("authorization", "")
                 demo.seen_authorization.append(authorization)
+                if demo.redirect_to:
+                    await RedirectResponse(demo.redirect_to, status_code=307)(scope, receive, send)
+                    return
                 if scope["path"] == "/to-private":
                     await RedirectResponse("http://169.254.169.254/mcp", status_code=307)(scope, receive, send)
                     return

@@ -265,6 +265,22 @@ def test_a_redirect_to_link_local_space_is_not_followed(api, demo):
     assert "not followed" in created.json()["status"]["message"]
 
 
+def test_a_server_that_redirects_to_link_local_space_at_call_time_is_not_followed(api, demo):
+    tenant = signup(api, tag="mcp-redirect-call", tier="pro")
+    assert register(tenant, "demo", demo.url, {"Authorization": f"Bearer {TOKEN}"}).json()["status"]["state"] == "ok"
+    agent = mcp_agent(tenant, "caller", ["mcp__demo__echo"])
+    echoes = demo.calls.count("echo")
+    demo.redirect_to = "http://169.254.169.254/latest/meta-data/"
+    try:
+        run = run_tools(tenant, agent["id"], [("mcp__demo__echo", {"text": "x"})])
+    finally:
+        demo.redirect_to = None
+    assert run["status"] == "succeeded", run
+    result = tool_results(tenant, run["id"])[0]
+    assert result["is_error"] and "169.254.169.254" in result["content"] and "not followed" in result["content"]
+    assert demo.calls.count("echo") == echoes
+
+
 class Rebinding:
     """A resolver for ``rebind.test``: loopback (allowed by the local cloud's setting) until
     ``flip``, then a private address — or private from the ``after``-th lookup on."""
