@@ -281,6 +281,18 @@ def test_a_server_that_redirects_to_link_local_space_at_call_time_is_not_followe
     assert demo.calls.count("echo") == echoes
 
 
+def test_a_server_whose_secret_is_gone_gives_an_is_error_result_not_a_failed_run(api, cloud, demo):
+    tenant = signup(api, tag="mcp-nosecret", tier="pro")
+    server = register(tenant, "demo", demo.url, {"Authorization": f"Bearer {TOKEN}"}).json()
+    agent = mcp_agent(tenant, "caller", ["mcp__demo__echo"])
+    [stored] = [i for i in table_items(cloud) if i.get("sk") == f"MCP#{server['id']}"]
+    cloud.client("secretsmanager").delete_secret(SecretId=stored["secret_arn"], ForceDeleteWithoutRecovery=True)
+    run = run_tools(tenant, agent["id"], [("mcp__demo__echo", {"text": "x"})])
+    assert run["status"] == "succeeded", run
+    result = tool_results(tenant, run["id"])[0]
+    assert result["is_error"] and "headers could not be read" in result["content"]
+
+
 class Rebinding:
     """A resolver for ``rebind.test``: loopback (allowed by the local cloud's setting) until
     ``flip``, then a private address — or private from the ``after``-th lookup on."""

@@ -10,15 +10,18 @@ oversized result — is an ``is_error`` result for the model, never a failed run
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from agenthq.errors import InvalidRequest
+from agenthq.errors import InvalidRequest, NotFound
 from agenthq.mcp.names import is_mcp_tool, split, tool_name
 from agenthq.mcp.servers import headers_of, servers_by_name
 from agenthq.store.items import McpServer, Workspace
 from agenthq.tiers import limits_for
 from agenthq.tools.registry import ToolResult
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from agenthq.mcp.connector import McpConnector
@@ -70,7 +73,10 @@ def execute(connector: McpConnector, vault: HeaderVault, workspace_id: str, name
     server_name, remote = parts
     if not isinstance(arguments, dict):
         return ToolResult("Invalid input: input must be a JSON object.", is_error=True)
-    workspace = Workspace.load(workspace_id)
+    try:
+        workspace = Workspace.load(workspace_id)
+    except NotFound:  # being offboarded: its runs are being cancelled
+        return ToolResult("The workspace is being deleted.", is_error=True)
     limit = limits_for(workspace.tier, workspace.limit_overrides).mcp_calls_per_run
     if calls_made >= limit:
         return ToolResult(f"This run has made {calls_made} MCP tool calls, the most its plan allows per run "
@@ -79,7 +85,13 @@ def execute(connector: McpConnector, vault: HeaderVault, workspace_id: str, name
     if server is None or not any(t["name"] == remote for t in server.tools or []):
         return ToolResult(f"The MCP tool '{name}' is not available (its server was removed or no longer "
                           "lists it).", is_error=True)
-    outcome = connector.call_tool(server.url, headers_of(vault, server), remote, arguments)
+    try:
+        headers = headers_of(vault, server)
+    except Exception:  # noqa: BLE001 - the secret is gone or unreadable: the model hears it, the run goes on
+        logger.warning("the headers of MCP server %s could not be read", server.id, exc_info=True)
+        return ToolResult(f"The MCP server '{server_name}' could not be called: its headers could not be read.",
+                          is_error=True)
+    outcome = connector.call_tool(server.url, headers, remote, arguments)
     return ToolResult(outcome.text, is_error=outcome.is_error)
 
 
