@@ -238,3 +238,26 @@ def test_a_fire_of_a_workspace_awaiting_email_verification_is_skipped(cloud, api
         assert fired == {"status": "skipped", "reason": "email_unverified"}
         assert owner.get("/runs").json()["items"] == []
         assert owner.get(f"/schedules/{schedule['id']}").json()["last_fire"]["reason"] == "email_unverified"
+
+
+def test_a_schedule_into_a_session_posts_the_sessions_next_message_once(cloud, tenant):
+    agent = tenant.extra["agent"]
+    session = tenant.post(f"/agents/{agent['id']}/sessions", json={"title": "Mornings"}).json()
+    other = create_agent(tenant, "someone else", "sre")
+    elsewhere = tenant.post(f"/agents/{other['id']}/schedules", json={
+        "cron": "0 4 29 2 *", "timezone": "UTC", "input": "x", "session_id": session["id"]})
+    assert_error(elsewhere, 400, "invalid_request")
+    schedule = tenant.post(f"/agents/{agent['id']}/schedules", json={
+        "cron": "0 4 29 2 *", "timezone": "UTC", "input": "Good morning.", "session_id": session["id"]}).json()
+    fire = {"workspace_id": tenant.workspace_id, "schedule_id": schedule["id"], "scheduled_time": "2026-12-09T04:00:00Z"}
+    first = cloud.runtime.invoke("ScheduleFireFunction", fire)
+    assert first["status"] == "launched" and cloud.runtime.invoke("ScheduleFireFunction", fire) == first
+    run = wait_for(tenant, first["run_id"])
+    assert run["session_id"] == session["id"] and run["status"] == "succeeded"
+    transcript = tenant.get(f"/sessions/{session['id']}/messages").json()["items"]
+    assert [(m["role"], m["run_id"]) for m in transcript] == [("user", run["id"]), ("assistant", run["id"])]
+    assert transcript[0]["text"] == "Good morning."
+
+    assert tenant.api.delete(tenant.path(f"/sessions/{session['id']}"), headers=tenant.headers).status_code == 204
+    gone = cloud.runtime.invoke("ScheduleFireFunction", {**fire, "scheduled_time": "2026-12-10T04:00:00Z"})
+    assert gone == {"status": "skipped", "reason": "not_found"}

@@ -189,13 +189,16 @@ def _duration(seconds: int) -> str:
     return f"{minutes:g} minute" + ("" if minutes == 1 else "s")
 
 
-def _check_session(workspace_id: str, session_id: str | None) -> None:
-    """A named session must be the workspace's (once this deployment keeps sessions: ``store.items.Session``)."""
-    session_item = getattr(store_items, "Session", None)
-    if session_id is None or session_item is None:
+def _check_session(workspace_id: str, agent_id: str, session_id: str | None) -> None:
+    """A named session must be the workspace's, and a conversation with the schedule's agent."""
+    if session_id is None:
         return
-    if session_item.get_or_none(*session_item.key(workspace_id, session_id)) is None:
+    session = store_items.AgentSession.get_or_none(*store_items.AgentSession.key(workspace_id, session_id))
+    if session is None:
         raise NotFound("No such session.")
+    if session.agent_id != agent_id:
+        raise InvalidRequest("The session is a conversation with another agent.",
+                             details=[{"field": "session_id", "message": "must be a session of this agent"}])
 
 
 def _check_input(services: Services, text: str) -> None:
@@ -226,7 +229,7 @@ def create_schedule(services: Services, principal: Principal, agent_id: str, bod
     with tenant_scope(wid):
         limits = _limits(wid)
         load_agent(wid, agent_id)
-        _check_session(wid, body.session_id)
+        _check_session(wid, agent_id, body.session_id)
         if limits.schedules <= 0:
             raise _plan_limit(limits.schedules)
         gap = check_interval(body.cron, body.timezone, limits, now)
@@ -292,7 +295,7 @@ def update_schedule(services: Services, principal: Principal, schedule_id: str,
     with tenant_scope(wid):
         schedule = load_schedule(wid, schedule_id)
         if "session_id" in given:
-            _check_session(wid, given["session_id"])
+            _check_session(wid, schedule.agent_id, given["session_id"])
         cron, timezone = given.get("cron", schedule.cron), given.get("timezone", schedule.timezone)
         if "cron" in given or "timezone" in given:
             given["shortest_gap_seconds"] = check_interval(cron, timezone, _limits(wid), now)

@@ -28,10 +28,11 @@ from pynamodb.exceptions import UpdateError
 
 from agenthq import ids
 from agenthq.context import Principal, PrincipalKind, Scope
-from agenthq.errors import AppError, Conflict, NotFound, PlanLimit
+from agenthq.errors import AppError, NotFound, PlanLimit
 from agenthq.observability import logger
 from agenthq.runs import api as runs_api
 from agenthq.schedules import api as schedules_api
+from agenthq.sessions import api as sessions_api
 from agenthq.store import tenant_scope
 from agenthq.store.items import Schedule, Workspace
 from agenthq.tiers import TierLimits, limits_for
@@ -41,10 +42,6 @@ if TYPE_CHECKING:
     from agenthq.services import Services
 
 LAUNCHED, SKIPPED, IGNORED = "launched", "skipped", "ignored"
-
-
-class SessionsUnavailable(Conflict):
-    code, message = "sessions_unavailable", "This deployment does not run sessions yet."
 
 
 def idempotency_key(schedule_id: str, at: datetime) -> str:
@@ -107,11 +104,12 @@ def past_the_tier(schedule: Schedule, limits: TierLimits) -> PlanLimit | None:
 
 def launch(services: Services, schedule: Schedule, key: str) -> dict[str, Any]:
     """The one place a fire becomes a run: the launch path of every run, as the workspace.
-    A schedule that names a session posts its input as that session's next message once this
-    deployment runs sessions; until then such a fire is refused (``sessions_unavailable``)."""
+    A schedule that names a session posts its input as that session's next message (``enqueue``: it
+    waits for a turn in progress); a session deleted since is a skipped fire (404)."""
     principal = schedule_principal(schedule.workspace_id, schedule.id)
     if schedule.session_id:
-        raise SessionsUnavailable()
+        return sessions_api.send_message(services, principal, schedule.session_id,
+                                         sessions_api.SessionMessage(input=schedule.input), key)
     return runs_api.launch_run(services, principal, schedule.agent_id,
                                runs_api.RunLaunchRequest(input=schedule.input), key)
 
