@@ -7,7 +7,7 @@ import sys
 
 from local.cloud import LocalCloud, LocalCloudConfig
 
-BENCHMARKS = ("handlers", "runs", "cost_control", "memory", "live", "live_flood", "sessions")
+BENCHMARKS = ("handlers", "runs", "cost_control", "memory", "live", "live_flood", "sessions", "webhooks")
 
 
 def main() -> int:
@@ -18,7 +18,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="timed agent runs (after one accounting run)")
     args = parser.parse_args()
     sys.path.insert(0, "layers/common")
-    from bench import cost_control, handlers, live, live_flood, memory, runs, sessions
+    from bench import cost_control, handlers, live, live_flood, memory, runs, sessions, webhooks
 
     selected = [args.only] if args.only else list(BENCHMARKS)
     with LocalCloud(LocalCloudConfig(rest_port=0, ws_port=0, data_dir=None)) as cloud:
@@ -37,6 +37,8 @@ def main() -> int:
             live_flood.run(cloud)
         if "sessions" in selected:
             sessions.run(cloud)
+        if "webhooks" in selected:
+            webhooks.run(cloud)
     return 0
 
 

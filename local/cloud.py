@@ -133,6 +133,7 @@ class LocalCloud:
         self.rest = None
         self.websocket: Any = None  # local.websocket.WebSocketFront
         self.stream_mappings: list[Any] = []  # local.streams.StreamMapping
+        self.queue_mappings: list[Any] = []  # local.queues.QueueMapping
         self.model_server: Any = None
         self.schedules: LocalSchedules | None = None
         self.scheduler: SchedulerSchedules | None = None  # EventBridge Scheduler's schedules (the API's)
@@ -166,6 +167,7 @@ class LocalCloud:
             self._create_event_buses()
             self._start_mail()
             self._create_schedule_groups()
+            self._create_queues()
             self._restore_gateway_keys()
             self._start_model()
             self._name_the_operator()
@@ -173,6 +175,7 @@ class LocalCloud:
             self._start_rest_api()
             self._start_websocket_api()
             self._start_stream_mappings()
+            self._start_queue_mappings()
             self._start_schedules()
             assert self.runtime is not None  # nosec B101  # type narrowing; started above
             self.runtime.warm()  # last: the functions' environment is complete (LIVE_URL …)
@@ -197,6 +200,9 @@ class LocalCloud:
         for mapping in self.stream_mappings:
             mapping.stop()
         self.stream_mappings = []
+        for mapping in self.queue_mappings:
+            mapping.stop()
+        self.queue_mappings = []
         if self.websocket is not None:
             self.websocket.stop()
             self.websocket = None
@@ -391,6 +397,21 @@ class LocalCloud:
         scheduler = self.client("scheduler")
         for logical_id in resources_of_type(self.template, "AWS::Scheduler::ScheduleGroup"):
             scheduler.create_schedule_group(Name=self.resolver.ref(logical_id))
+
+    def _create_queues(self) -> None:
+        from local.queues import create_queues
+
+        create_queues(self.template, self.resolver, self.client("sqs"))
+
+    def _start_queue_mappings(self) -> None:
+        """SQS event sources: pollers that invoke their functions as Lambda's event-source mapping does."""
+        from local.queues import QueueMapping, queue_arn, queue_mappings
+
+        assert self.runtime is not None  # nosec B101  # type narrowing; started before
+        for spec in queue_mappings(self.template):
+            self.queue_mappings.append(QueueMapping(spec, self.runtime, self.client("sqs"),
+                                                    self.resolver.ref(spec.queue), queue_arn(self.resolver, spec.queue),
+                                                    region=self.config.stack.region).start())
 
     def _start_schedules(self) -> None:
         assert self.runtime is not None  # nosec B101  # type narrowing; set by start()

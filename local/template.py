@@ -111,6 +111,8 @@ class Resolver:
             return str(self.resolve(resource.get("Properties", {}).get("Name", name)))
         if kind == "AWS::KMS::Key":  # a key id is a UUID
             return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.stack.stack_name}/{name}"))
+        if kind == "AWS::SQS::Queue":  # its URL (local.queues sets the real one when it creates the queue)
+            return f"https://sqs.{self.stack.region}.amazonaws.com/{ACCOUNT_ID}/{self._queue_name(name)}"
         if kind == "AWS::ApiGatewayV2::Api":
             return LIVE_API_ID
         if kind == "AWS::Serverless::Api":
@@ -134,7 +136,15 @@ class Resolver:
             return f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/{self.stack.stack_name}-{name}"
         if kind == "AWS::KMS::Key" and attribute == "Arn":
             return f"arn:{PARTITION}:kms:{self.stack.region}:{ACCOUNT_ID}:key/{self.ref(name)}"
+        if kind == "AWS::SQS::Queue" and attribute == "Arn":
+            return f"arn:{PARTITION}:sqs:{self.stack.region}:{ACCOUNT_ID}:{self._queue_name(name)}"
+        if kind == "AWS::SQS::Queue" and attribute == "QueueName":
+            return self._queue_name(name)
         return f"local-{name}-{attribute}"
+
+    def _queue_name(self, logical_id: str) -> str:
+        props = self.template["Resources"][logical_id].get("Properties", {})
+        return str(self.resolve(props.get("QueueName", f"{self.stack.stack_name}-{logical_id}")))
 
     def state_machine_name(self, logical_id: str) -> str:
         props = self.template["Resources"][logical_id].get("Properties", {})

@@ -17,6 +17,7 @@ from agenthq_cli.mcp import mcp_app
 from agenthq_cli.schedules import schedules_app
 from agenthq_cli.sessions import sessions_app
 from agenthq_cli.user import agents_app, keys_app, login, runs_app, usage, workspaces
+from agenthq_cli.webhooks import webhooks_app
 
 app = typer.Typer(name="agenthq", help="AgentHQ from the command line.", no_args_is_help=True,
                   add_completion=False)
@@ -32,6 +33,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(sessions_app, name="sessions")
+app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(mcp_app, name="mcp")
 
 

@@ -21,7 +21,8 @@ Other services: Step Functions, SSM, Secrets Manager, STS (AssumeRole, plus
 TagSession when tags are passed, with ``aws:RequestTag/…`` and
 ``aws:TagKeys``), API Gateway (``apigateway:<HTTP method>`` on the path),
 Lambda (``lambda:InvokeFunction``), EventBridge (``events:PutEvents`` per
-bus), EventBridge Scheduler (schedules, and ``iam:PassRole`` of a target's role), the WebSocket API's @connections API (``execute-api:ManageConnections``
+bus), EventBridge Scheduler (schedules, and ``iam:PassRole`` of a target's role), SQS (``sqs:<Operation>``
+on the queue its QueueUrl names), the WebSocket API's @connections API (``execute-api:ManageConnections``
 on the connection's ARN). Any other call is ``<service>:<Operation>`` on ``*``, which only a
 policy allowing every resource allows.
 """
@@ -346,6 +347,15 @@ def _scheduler(call: Call, lookups: Lookups) -> list[Check]:
     return [Check(f"scheduler:{call.operation}", "*")]
 
 
+def _sqs(call: Call, lookups: Lookups) -> list[Check]:
+    """``sqs:<Operation>`` on the queue the call's QueueUrl names (``…/<account>/<name>``)."""
+    parts = str(call.params.get("QueueUrl") or "").rstrip("/").split("/")
+    if len(parts) < 2 or not parts[-1]:
+        return [Check(f"sqs:{call.operation}", "*")]
+    resource = f"arn:aws:sqs:{call.region}:{parts[-2] or call.account}:{parts[-1]}"
+    return [Check(f"sqs:{call.operation}", resource)]
+
+
 _SERVICES: dict[str, Callable[[Call, Lookups], list[Check]]] = {
     "apigatewaymanagementapi": _connections,
     "dynamodb": _dynamodb,
@@ -358,4 +368,5 @@ _SERVICES: dict[str, Callable[[Call, Lookups], list[Check]]] = {
     "events": _events,
     "scheduler": _scheduler,
     "ses": _ses,
+    "sqs": _sqs,
 }

@@ -70,6 +70,8 @@ def fuzzed(cloud):
         set_tier(api, tenant.workspace_id, "enterprise", limit_overrides=FAST_LANE)
         agent = create_agent(tenant, "target", "sre")
         run = wait_for(tenant, launch(tenant, agent["id"], "Say hello.").json()["id"])
+        hook = tenant.post("/webhooks", json={"url": "http://127.0.0.1:9/fuzzed", "events": ["run.failed"]}).json()
+        ping = tenant.post(f"/webhooks/{hook['id']}/test").json()
         session = tenant.post(f"/agents/{agent['id']}/sessions", json={"title": "Fuzzed"}).json()
         schedule = tenant.post(f"/agents/{agent['id']}/schedules",
                                json={"cron": "0 9 * * *", "timezone": "UTC", "input": "Fuzzed."})
@@ -83,7 +85,8 @@ def fuzzed(cloud):
         assert server.status_code == 201, server.text
         yield Fuzzed(tenant=tenant, path_ids={"aid": agent["id"], "rid": run["id"], "uid": tenant.user_id,
                                               "sid": session["id"], "scid": schedule.json()["id"], "version": "1",
-                                              "apid": approval, "mid": server.json()["id"]},
+                                              "apid": approval, "webhook_id": hook["id"], "delivery_id": ping["id"],
+                                              "mid": server.json()["id"]},
                      spare_workspace_id=spare.workspace_id, logout_token=second_session.access_token)
 
 

@@ -44,9 +44,12 @@ def _admin(api, workspace_id: str) -> dict:
 def _busy_workspace(api):
     """A workspace with members, an API key, agents (one changed: two versions), finished runs with events
     (one a session's turn, with its transcript), usage, alerts, a note and a message between agents, a run
-    waiting for a person's approval, its own usage plan, and a schedule (in EventBridge Scheduler too)."""
+    waiting for a person's approval, its own usage plan, a schedule (in EventBridge Scheduler too), and a
+    webhook whose deliveries fail (queued for their next attempt)."""
     owner = with_api_key(signup(api, tag="leaving", tier="pro"))
     plan = set_tier(api, owner.workspace_id, "enterprise", limit_overrides={"runs_per_day": 4, "api_rps": 500})
+    hook = owner.post("/webhooks", json={"url": "http://127.0.0.1:9/nobody-listens", "events": ["run.succeeded"]})
+    assert hook.status_code == 201, hook.text
     colleague = signup(api, tag="colleague")
     assert owner.post("/members", json={"email": colleague.email, "role": "admin"}).status_code == 201
     writer = create_agent(owner, "writer", "architect")
@@ -63,6 +66,8 @@ def _busy_workspace(api):
     schedule = owner.post(f"/agents/{reader['id']}/schedules",
                           json={"cron": "0 6 * * *", "timezone": "Europe/Berlin", "input": "Morning."})
     assert schedule.status_code == 201, schedule.text
+    _until(lambda: [d for d in owner.get(f"/webhooks/{hook.json()['id']}/deliveries").json()["items"]
+                    if d["attempts"] and d["status"] == "pending"], "a delivery queued for its next attempt")
     careful = create_agent(owner, "careful", "sre", tools=["calculator"], tool_policies={"calculator": "ask"})
     asking = launch(owner, careful["id"], '/tool calculator {"expression": "1 + 1"}').json()
     _until(lambda: owner.get("/approvals", params={"run_id": asking["id"], "status": "pending"}).json()["items"],
@@ -105,7 +110,7 @@ def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
             assert kinds >= {"Workspace", "Member", "WorkspaceSession", "SessionFamily", "ApiKey", "ApiKeyLookup",
                              "Agent", "Run", "RunEvent", "ConversationMessage", "LedgerEntry", "UsageCounter", "Alert",
                              "Note", "AgentMessage", "WorkspaceDirectoryEntry", "AgentVersion", "Schedule", "Approval",
-                             "AgentSession", "SessionTurn", "TranscriptEntry",
+                             "AgentSession", "SessionTurn", "TranscriptEntry", "Webhook", "WebhookDelivery",
                              "McpServer", "McpServerName",
                              None}, kinds  # None: quota and run-slot counters, which only updates write
             assert len(_mcp_secrets(cloud, owner.workspace_id)) == 1

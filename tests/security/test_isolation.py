@@ -39,6 +39,9 @@ SAMPLE_BODIES: dict[tuple[str, str], dict] = {
                                                          "input": "Run B's agent for A."},
     ("PATCH", "/workspaces/{wid}/schedules/{scid}"): {"input": "Hijacked.", "enabled": True},
     ("POST", "/workspaces/{wid}/approvals/{apid}"): {"decision": "approve", "reason": "A says yes."},
+    ("POST", "/workspaces/{wid}/webhooks"): {"url": "http://127.0.0.1:9/a-listens", "events": ["run.succeeded"]},
+    ("POST", "/workspaces/{wid}/webhooks/{webhook_id}/test"): {},
+    ("POST", "/workspaces/{wid}/webhooks/{webhook_id}/deliveries/{delivery_id}/retry"): {},
     ("POST", "/workspaces/{wid}/mcp-servers"): {"name": "implant", "url": "http://127.0.0.1:9/mcp"},
     ("POST", "/workspaces/{wid}/mcp-servers/{mid}/refresh"): {},
 }
@@ -89,12 +92,31 @@ def tenants(cloud):
         assert schedule.status_code == 201, schedule.text
         b.extra["schedule_id"] = schedule.json()["id"]
         b.extra["approval_id"] = _pending_approval(cloud, b)  # (its run waits, holding still, until the end)
+        _with_a_webhook(b)
         server = b.post("/mcp-servers", json={"name": "b-tools", "url": "http://127.0.0.1:9/mcp",
                                               "headers": {"Authorization": "Bearer b-secret"}})
         assert server.status_code == 201, server.text  # unreachable: stored with a failed status
         b.extra["mcp_server_id"] = server.json()["id"]
         yield a, b
         b.post(f"/runs/{b.extra['approval_run_id']}/cancel")
+
+
+def _with_a_webhook(b) -> None:
+    """B's webhook (to nowhere: port 9) and its test ping, attempted once and failed before the matrix runs."""
+    import time
+
+    made = b.post("/webhooks", json={"url": "http://127.0.0.1:9/b-listens", "events": ["run.failed"]})
+    assert made.status_code == 201, made.text
+    b.extra["webhook_id"] = made.json()["id"]
+    ping = b.post(f"/webhooks/{b.extra['webhook_id']}/test")
+    assert ping.status_code == 202, ping.text
+    b.extra["delivery_id"] = ping.json()["id"]
+    for _ in range(300):
+        logged = b.get(f"/webhooks/{b.extra['webhook_id']}/deliveries").json()["items"]
+        if logged and logged[0]["status"] == "failed":
+            return
+        time.sleep(0.1)
+    raise AssertionError("B's test ping was not attempted")
 
 
 def _wait_until_ended(tenant, run_id: str) -> None:
@@ -140,7 +162,8 @@ def b_ids(b) -> dict[str, str]:
     """B's id for every path parameter a workspace route may have."""
     return {"wid": b.workspace_id, "uid": b.user_id, "kid": b.api_key_id, "aid": b.extra["agent_id"],
             "rid": b.extra["run_id"], "sid": b.extra["session_id"], "version": "1", "scid": b.extra["schedule_id"],
-            "apid": b.extra["approval_id"], "mid": b.extra["mcp_server_id"]}
+            "apid": b.extra["approval_id"], "webhook_id": b.extra["webhook_id"], "delivery_id": b.extra["delivery_id"],
+            "mid": b.extra["mcp_server_id"]}
 
 
 def fill(path: str, ids: dict[str, str]) -> str:

@@ -49,6 +49,8 @@ EXPECTED: dict[str, tuple[str, set[tuple[str, str, tuple[tuple[str, str], ...]]]
     "BudgetAlertsAlarm": ("budget alerts", {(APP, "BudgetAlerts", ())}),
     "PeriodResetDeadLetterAlarm": ("the period reset's dead letters", {
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", "PeriodResetDeadLetterQueue.QueueName"),))}),
+    "WebhookDeadLetterAlarm": ("webhook deliveries' dead letters", {
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", "WebhookDeadLetterQueue.QueueName"),))}),
 }
 
 

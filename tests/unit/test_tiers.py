@@ -18,6 +18,12 @@ DESIGN_TABLE = {
     "starter": (10, 400, 5, 5_000_000, "15", 20, 40, 20_000, "49", 100),
     "pro": (50, 2_000, 25, 20_000_000, "40", 100, 200, 200_000, "149", 500),
 }
+# §9's other columns, by name
+DESIGN_SECTION_9 = {
+    "free": {"webhooks": 2},
+    "starter": {"webhooks": 10},
+    "pro": {"webhooks": 50},
+}
 
 PENDING_APPROVALS = {"free": 10, "starter": 100, "pro": 1_000}  # DESIGN §9's limits table
 
@@ -29,6 +35,7 @@ def test_tier_numbers_match_the_design(tier):
         max_agents=agents, runs_per_day=runs, concurrent_runs=concurrent, tokens_per_month=tokens,
         budget_usd_per_month=Decimal(budget), api_rps=rps, api_burst=burst, api_calls_per_day=calls,
         live_connections=live, pending_approvals=PENDING_APPROVALS[tier], price_usd_per_month=Decimal(price),
+        **DESIGN_SECTION_9[tier],
         mcp_servers=MCP[tier][0], mcp_calls_per_run=MCP[tier][1],
     )
     # the columns of this table (the other §9 columns have tests of their own: test_schedules_cron.py …)

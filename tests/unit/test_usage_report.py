@@ -40,7 +40,7 @@ def test_limits_are_measured_as_they_are_enforced():
                               committed_micro_usd=3_500_001)
     slots = report.Slots(running=5, waiting=3)
     measured = {m.name: m.view() for m in report.measured_limits(limits, AT, 320, month, slots, 4, 7, 2,
-                                                                 pending_approvals=25)}
+                                                                 pending_approvals=25, webhooks=3)}
     assert measured == {
         "runs_per_day": {"period": "day", "used": 320, "limit": 400, "percent": 80.0,
                          "resets_at": "2027-01-01T00:00:00+00:00"},
@@ -54,6 +54,7 @@ def test_limits_are_measured_as_they_are_enforced():
         "schedules": {"period": None, "used": 2, "min_interval_seconds": 300, "limit": 10, "percent": 20.0,
                       "resets_at": None},
         "pending_approvals": {"period": None, "used": 25, "limit": 100, "percent": 25.0, "resets_at": None},
+        "webhooks": {"period": None, "used": 3, "limit": 10, "percent": 30.0, "resets_at": None},
         "mcp_servers": {"period": None, "used": 0, "limit": 5, "percent": 0.0, "resets_at": None},
     }
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from agenthq.adapters.events import OperatorEvents
     from agenthq.adapters.mail import Mailer
     from agenthq.adapters.model import ModelClient
+    from agenthq.adapters.queue import DeliveryQueue
     from agenthq.adapters.scheduler import Scheduler
     from agenthq.adapters.stepfunctions import Orchestrator
     from agenthq.mcp.connector import McpConnector
@@ -42,14 +43,16 @@ class Services:
                  operator_events: OperatorEvents | None = None, offboarding_jobs: Orchestrator | None = None,
                  connections: Connections | None = None, key_store: KeyStore | None = None,
                  mailer: Mailer | None = None, scheduler: Scheduler | None = None,
-                 mcp_connector: McpConnector | None = None, header_vault: HeaderVault | None = None) -> None:
+                 webhook_queue: DeliveryQueue | None = None, mcp_connector: McpConnector | None = None,
+                 header_vault: HeaderVault | None = None) -> None:
         self.settings = settings
         self.clock = clock
         configure(settings)
         given = {"orchestrator": orchestrator, "gateway_keys": gateway_keys, "model": model, "tools": tools,
                  "operator_events": operator_events, "offboarding_jobs": offboarding_jobs,
                  "connections": connections, "key_store": key_store, "mailer": mailer,
-                 "scheduler": scheduler, "mcp_connector": mcp_connector, "header_vault": header_vault}
+                 "scheduler": scheduler, "webhook_queue": webhook_queue, "mcp_connector": mcp_connector,
+                 "header_vault": header_vault}
         for name, adapter in given.items():
             if adapter is not None:
                 self.__dict__[name] = adapter  # what cached_property would have built
@@ -112,6 +115,13 @@ class Services:
         return ApiGatewayConnections(make_client("apigatewaymanagementapi", s, endpoint_url=s.live_connections_url or None,
                                                  max_attempts=1,
                                                  max_pool_connections=max(10, s.live_broadcast_parallelism)))
+
+    @cached_property
+    def webhook_queue(self) -> DeliveryQueue:
+        """The webhook delivery queue (WEBHOOK_QUEUE_URL)."""
+        from agenthq.adapters.queue import SqsDeliveryQueue
+
+        return SqsDeliveryQueue(self.client("sqs"), self.settings.webhook_queue_url)
 
     @cached_property
     def key_store(self) -> KeyStore:

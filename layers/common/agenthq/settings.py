@@ -88,6 +88,8 @@ class Settings(BaseModel):
     # The API's public base URL with its stage (https://api.example.com/v1): the links in mails point under it.
     # Empty: taken from the request as API Gateway received it (its domain name and stage or base path).
     public_api_url: str = Field(default="", alias="PUBLIC_API_URL", max_length=2048)
+    # Webhooks: the delivery queue (SQS) of agenthq.webhooks
+    webhook_queue_url: str = Field(default="", alias="WEBHOOK_QUEUE_URL")
 
     # Schedules (EventBridge Scheduler): the deployment's schedule group, the fire function each schedule
     # invokes, and the role Scheduler invokes it with (template.yaml's ScheduleGroup, ScheduleFireFunction,

@@ -46,6 +46,7 @@ class TierLimits(BaseModel):
     api_calls_per_day: int = Field(ge=0)
     live_connections: int = Field(ge=0)  # open WebSocket connections at once (DESIGN §9)
     pending_approvals: int = Field(ge=0)  # tool calls waiting for a person's decision at once (DESIGN §9)
+    webhooks: int = Field(ge=0)  # webhook endpoints registered at once (DESIGN §9)
     # Schedules (DESIGN §9): how many, and the shortest gap a schedule's cron may leave between two fires.
     schedules: int = Field(default=0, ge=0)
     schedule_min_interval_seconds: int = Field(default=3600, ge=60)
@@ -59,6 +60,7 @@ TIERS: dict[Tier, TierLimits] = {
         max_agents=3, runs_per_day=50, concurrent_runs=1, tokens_per_month=200_000,
         budget_usd_per_month=Decimal("1"), api_rps=5, api_burst=10, api_calls_per_day=1_000, live_connections=10,
         pending_approvals=10,
+        webhooks=2,
         schedules=1, schedule_min_interval_seconds=3600, mcp_servers=1, mcp_calls_per_run=20,
         price_usd_per_month=Decimal("0"),
     ),
@@ -67,6 +69,7 @@ TIERS: dict[Tier, TierLimits] = {
         max_agents=10, runs_per_day=400, concurrent_runs=5, tokens_per_month=5_000_000,
         budget_usd_per_month=Decimal("15"), api_rps=20, api_burst=40, api_calls_per_day=20_000, live_connections=100,
         pending_approvals=100,
+        webhooks=10,
         schedules=10, schedule_min_interval_seconds=300, mcp_servers=5, mcp_calls_per_run=50,
         price_usd_per_month=Decimal("49"),
     ),
@@ -74,6 +77,7 @@ TIERS: dict[Tier, TierLimits] = {
         max_agents=50, runs_per_day=2_000, concurrent_runs=25, tokens_per_month=20_000_000,
         budget_usd_per_month=Decimal("40"), api_rps=100, api_burst=200, api_calls_per_day=200_000, live_connections=500,
         pending_approvals=1_000,
+        webhooks=50,
         schedules=50, schedule_min_interval_seconds=300, mcp_servers=20, mcp_calls_per_run=100,
         price_usd_per_month=Decimal("149"),
     ),

@@ -62,4 +62,5 @@ export const LIMIT_LABELS = {
   max_agents: "Agents",
   schedules: "Schedules",
   pending_approvals: "Approvals pending",
+  webhooks: "Webhooks",
 };

@@ -17,6 +17,7 @@ import {sessionView, sessionsView} from "./views/sessions.js";
 import {signInView} from "./views/signin.js";
 import {usageView} from "./views/usage.js";
 import {verificationNotice, verifyEmailView} from "./views/verify.js";
+import {webhooksView} from "./views/webhooks.js";
 
 const ROUTES = [
   {pattern: /^#\/signin$/, view: signInView, mode: null, title: "Sign in"},
@@ -30,13 +31,14 @@ const ROUTES = [
   {pattern: /^#\/usage$/, view: usageView, mode: "workspace", title: "Usage"},
   {pattern: /^#\/approvals$/, view: approvalsView, mode: "workspace", title: "Approvals"},
   {pattern: /^#\/schedules$/, view: schedulesView, mode: "workspace", title: "Schedules"},
+  {pattern: /^#\/webhooks$/, view: webhooksView, mode: "workspace", title: "Webhooks"},
   {pattern: /^#\/operator$/, view: operatorView, mode: "operator", title: "Cost against price"},
   {pattern: /^#\/verify-email\/(ahv_[A-Za-z0-9_-]+)$/, view: verifyEmailView, mode: "any", title: "Verify your e-mail"},
 ];
 
 const NAV = {
   workspace: [["#/runs", "Agents and runs"], ["#/sessions", "Sessions"], ["#/approvals", "Approvals"],
-              ["#/schedules", "Schedules"], ["#/mcp", "MCP servers"],
+              ["#/schedules", "Schedules"], ["#/webhooks", "Webhooks"], ["#/mcp", "MCP servers"],
               ["#/usage", "Usage"], ["#/health", "Health"]],
   operator: [["#/operator", "Cost against price"], ["#/health", "Health"]],
   null: [["#/signin", "Sign in"], ["#/health", "Health"]],
