@@ -13,6 +13,7 @@ from agenthq_cli import __version__
 from agenthq_cli.account import verify_email, whoami
 from agenthq_cli.admin import admin_app
 from agenthq_cli.approvals import approvals_app
+from agenthq_cli.mcp import mcp_app
 from agenthq_cli.schedules import schedules_app
 from agenthq_cli.sessions import sessions_app
 from agenthq_cli.user import agents_app, keys_app, login, runs_app, usage, workspaces
@@ -33,6 +34,7 @@ app.add_typer(approvals_app, name="approvals")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(mcp_app, name="mcp")
 
 
 def _version(value: bool) -> None:

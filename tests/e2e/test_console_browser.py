@@ -356,3 +356,52 @@ def test_the_mailed_link_opens_the_console_which_verifies_the_address(cloud, api
 
         page.driver.get(link)  # used: refused
         page.until(lambda: "already used" in page.text("main .message"), message="a used link refused")
+
+
+def test_mcp_servers_show_their_tools_and_status_and_a_tool_is_given_to_an_agent(cloud, api, page):
+    from local.mcp_demo import McpDemo
+
+    token = "console-mcp-token-5f0c1e"
+    demo = McpDemo(token).start()
+    try:
+        owner = signup(api, workspace_name="Tools Inc", tier="pro")
+        agent = create_agent(owner, "helper", "sre")
+        page.sign_in(owner.email, PASSWORD)
+        page.go("MCP servers")
+        assert page.text("#mcp-servers") == "No MCP servers yet: register one below."
+
+        page.fill("#register-mcp input[name=mcp-name]", "demo")
+        page.fill("#register-mcp input[name=mcp-url]", demo.url)
+        page.fill("#register-mcp input[name=mcp-header-value]", f"Bearer {token}")
+        page.find("#register-mcp button[type=submit]").click()
+        section = page.until(lambda: page.find(".mcp-server[data-state='ok']"), message="the registered server")
+        assert page.text(".mcp-server .status").startswith("Connected") and "5 tools" in page.text(".mcp-server .status")
+        assert [row.get_attribute("data-tool") for row in page.all(".mcp-server tbody tr")] == [
+            "mcp__demo__echo", "mcp__demo__add", "mcp__demo__slow", "mcp__demo__fail", "mcp__demo__huge"]
+        assert "Authorization (values are never shown)" in section.text
+        assert token not in page.driver.page_source, "the header value is not on the page"
+        assert page.unlabelled_controls() == []
+        page.screenshot("mcp-registered")
+
+        page.choose("tr[data-tool='mcp__demo__echo'] select", "helper")
+        page.find("tr[data-tool='mcp__demo__echo'] button").click()
+        page.until(lambda: page.text("#mcp-message") == "helper can now use mcp__demo__echo.",
+                   message="the tool given")
+        assert owner.get(f"/agents/{agent['id']}").json()["tools"] == [*agent["tools"], "mcp__demo__echo"]
+
+        demo.change_tools()
+        page.find(".mcp-server[data-server] button[aria-label='Refresh demo']").click()
+        page.until(lambda: page.all("tr[data-tool='mcp__demo__extra']"), message="the changed tool list")
+        assert page.all("tr[data-tool='mcp__demo__add']") == []
+        page.screenshot("mcp-refreshed")
+
+        page.fill("#register-mcp input[name=mcp-name]", "inside")
+        page.fill("#register-mcp input[name=mcp-url]", "http://169.254.169.254/latest")
+        page.find("#register-mcp button[type=submit]").click()
+        page.until(lambda: "not allowed" in page.text("#mcp-message"), message="the refused address")
+
+        page.find("button[aria-label='Remove demo']").click()
+        page.until(lambda: page.text("#mcp-servers") == "No MCP servers yet: register one below.",
+                   message="the server removed")
+    finally:
+        demo.stop()

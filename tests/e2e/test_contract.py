@@ -81,9 +81,12 @@ def fuzzed(cloud):
         approval = _pending_approval(tenant, waiting)
         spare = signup(api, "spare", workspace_name="Spare Parts")
         second_session = signup(api, "leaver", workspace_name="Leavers")
+        server = tenant.post("/mcp-servers", json={"name": "fuzzed", "url": "http://127.0.0.1:9/mcp"})
+        assert server.status_code == 201, server.text
         yield Fuzzed(tenant=tenant, path_ids={"aid": agent["id"], "rid": run["id"], "uid": tenant.user_id,
                                               "sid": session["id"], "scid": schedule.json()["id"], "version": "1",
-                                              "apid": approval, "webhook_id": hook["id"], "delivery_id": ping["id"]},
+                                              "apid": approval, "webhook_id": hook["id"], "delivery_id": ping["id"],
+                                              "mid": server.json()["id"]},
                      spare_workspace_id=spare.workspace_id, logout_token=second_session.access_token)
 
 

@@ -72,6 +72,9 @@ def _busy_workspace(api):
     asking = launch(owner, careful["id"], '/tool calculator {"expression": "1 + 1"}').json()
     _until(lambda: owner.get("/approvals", params={"run_id": asking["id"], "status": "pending"}).json()["items"],
            "the approval its run waits for")
+    server = owner.post("/mcp-servers", json={"name": "tickets", "url": "http://127.0.0.1:9/mcp",
+                                              "headers": {"Authorization": "Bearer leaving-secret"}})
+    assert server.status_code == 201, server.text  # unreachable: stored, with a failed status and its secret
     return owner, colleague, reader, plan["usage_plan"]["id"]
 
 
@@ -80,6 +83,11 @@ def _in_scheduler(cloud, workspace_id: str) -> list[str]:
     scheduler = cloud.client("scheduler")
     return [s["Name"] for s in scheduler.list_schedules(GroupName=cloud.scheduler.groups[0])["Schedules"]
             if s["Name"].startswith(workspace_id)]
+
+
+def _mcp_secrets(cloud, workspace_id: str) -> list[str]:
+    listed = cloud.client("secretsmanager").list_secrets(Filters=[{"Key": "name", "Values": ["agenthq/mcp/"]}])
+    return [s["Name"] for s in listed["SecretList"] if f"/{workspace_id}/" in s["Name"]]
 
 
 def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
@@ -103,7 +111,9 @@ def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
                              "Agent", "Run", "RunEvent", "ConversationMessage", "LedgerEntry", "UsageCounter", "Alert",
                              "Note", "AgentMessage", "WorkspaceDirectoryEntry", "AgentVersion", "Schedule", "Approval",
                              "AgentSession", "SessionTurn", "TranscriptEntry", "Webhook", "WebhookDelivery",
+                             "McpServer", "McpServerName",
                              None}, kinds  # None: quota and run-slot counters, which only updates write
+            assert len(_mcp_secrets(cloud, owner.workspace_id)) == 1
             started = api.delete(owner.path(), headers=owner.headers)
             assert started.status_code == 202, started.text
             body = started.json()
@@ -125,6 +135,7 @@ def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
     assert job["items_deleted"] > 30 and job["finished_at"] >= job["started_at"]
     assert workspace_leftovers(cloud, owner.workspace_id) == []
     assert _in_scheduler(cloud, owner.workspace_id) == []  # its schedules left EventBridge Scheduler too
+    assert _mcp_secrets(cloud, owner.workspace_id) == [], "its MCP servers' header secrets are deleted"
     # the run in flight was cancelled and its execution has ended
     execution = cloud.client("stepfunctions").describe_execution(
         executionArn=f"arn:aws:states:us-east-1:123456789012:execution:agenthq-agent-run:{running['id']}")

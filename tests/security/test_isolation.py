@@ -42,6 +42,8 @@ SAMPLE_BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/workspaces/{wid}/webhooks"): {"url": "http://127.0.0.1:9/a-listens", "events": ["run.succeeded"]},
     ("POST", "/workspaces/{wid}/webhooks/{webhook_id}/test"): {},
     ("POST", "/workspaces/{wid}/webhooks/{webhook_id}/deliveries/{delivery_id}/retry"): {},
+    ("POST", "/workspaces/{wid}/mcp-servers"): {"name": "implant", "url": "http://127.0.0.1:9/mcp"},
+    ("POST", "/workspaces/{wid}/mcp-servers/{mid}/refresh"): {},
 }
 
 
@@ -91,6 +93,10 @@ def tenants(cloud):
         b.extra["schedule_id"] = schedule.json()["id"]
         b.extra["approval_id"] = _pending_approval(cloud, b)  # (its run waits, holding still, until the end)
         _with_a_webhook(b)
+        server = b.post("/mcp-servers", json={"name": "b-tools", "url": "http://127.0.0.1:9/mcp",
+                                              "headers": {"Authorization": "Bearer b-secret"}})
+        assert server.status_code == 201, server.text  # unreachable: stored with a failed status
+        b.extra["mcp_server_id"] = server.json()["id"]
         yield a, b
         b.post(f"/runs/{b.extra['approval_run_id']}/cancel")
 
@@ -156,7 +162,8 @@ def b_ids(b) -> dict[str, str]:
     """B's id for every path parameter a workspace route may have."""
     return {"wid": b.workspace_id, "uid": b.user_id, "kid": b.api_key_id, "aid": b.extra["agent_id"],
             "rid": b.extra["run_id"], "sid": b.extra["session_id"], "version": "1", "scid": b.extra["schedule_id"],
-            "apid": b.extra["approval_id"], "webhook_id": b.extra["webhook_id"], "delivery_id": b.extra["delivery_id"]}
+            "apid": b.extra["approval_id"], "webhook_id": b.extra["webhook_id"], "delivery_id": b.extra["delivery_id"],
+            "mid": b.extra["mcp_server_id"]}
 
 
 def fill(path: str, ids: dict[str, str]) -> str:

@@ -11,7 +11,8 @@ from agenthq.errors import InvalidRequest
 from agenthq.tiers import TIERS, Tier, TierLimits, limits_for
 
 # DESIGN.md §5: agents, runs/day, concurrent, tokens/month, budget/month, rps, burst, calls/day, price;
-# §9: live connections
+# §9: live connections; MCP servers (§9) and MCP calls per run (decision 263)
+MCP = {"free": (1, 20), "starter": (5, 50), "pro": (20, 100)}
 DESIGN_TABLE = {
     "free": (3, 50, 1, 200_000, "1", 5, 10, 1_000, "0", 10),
     "starter": (10, 400, 5, 5_000_000, "15", 20, 40, 20_000, "49", 100),
@@ -35,6 +36,7 @@ def test_tier_numbers_match_the_design(tier):
         budget_usd_per_month=Decimal(budget), api_rps=rps, api_burst=burst, api_calls_per_day=calls,
         live_connections=live, pending_approvals=PENDING_APPROVALS[tier], price_usd_per_month=Decimal(price),
         **DESIGN_SECTION_9[tier],
+        mcp_servers=MCP[tier][0], mcp_calls_per_run=MCP[tier][1],
     )
     # the columns of this table (the other §9 columns have tests of their own: test_schedules_cron.py …)
     assert limits_for(tier).model_dump(include=set(expected)) == TierLimits(**expected).model_dump(include=set(expected))

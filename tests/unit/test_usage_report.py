@@ -55,6 +55,7 @@ def test_limits_are_measured_as_they_are_enforced():
                       "resets_at": None},
         "pending_approvals": {"period": None, "used": 25, "limit": 100, "percent": 25.0, "resets_at": None},
         "webhooks": {"period": None, "used": 3, "limit": 10, "percent": 30.0, "resets_at": None},
+        "mcp_servers": {"period": None, "used": 0, "limit": 5, "percent": 0.0, "resets_at": None},
     }
 
 

@@ -58,6 +58,8 @@ from agenthq.approvals.policies import (
 from agenthq.clock import Clock
 from agenthq.context import Principal, Scope
 from agenthq.errors import Conflict, InvalidRequest, NotFound, PlanLimit
+from agenthq.mcp import names as mcp_names
+from agenthq.mcp import tools as mcp_tools
 from agenthq.pagination import Page, workspace_page
 from agenthq.personalities import PERSONALITIES, Personality, list_personalities
 from agenthq.pricing import KNOWN_MODELS
@@ -74,6 +76,7 @@ DEFAULT_MAX_STEPS = 20
 MAX_STEPS = 100
 DEFAULT_BUDGET_USD = Decimal("1.00")
 MAX_BUDGET_USD = Decimal("100")
+MAX_TOOLS = 64  # built-ins and MCP servers' tools
 
 _ATTEMPTS = 16  # transaction conflicts with concurrent writers are retried this often
 _T = TypeVar("_T")
@@ -101,9 +104,11 @@ def _model(value: str) -> str:
 
 
 def _tools(value: list[str]) -> list[str]:
-    unknown = [name for name in value if name not in BUILTIN_TOOL_NAMES]
+    # An MCP server's tool (mcp__<server>__<tool>) is checked against the workspace's servers on write.
+    unknown = [name for name in value if name not in BUILTIN_TOOL_NAMES and mcp_names.split(name) is None]
     if unknown:
-        raise ValueError(f"unknown tools {unknown}; must be among: {', '.join(BUILTIN_TOOL_NAMES)}")
+        raise ValueError(f"unknown tools {unknown}; must be among: {', '.join(BUILTIN_TOOL_NAMES)}, "
+                         "or an MCP server's tool mcp__<server>__<tool>")
     duplicates = sorted({name for name in value if value.count(name) > 1})
     if duplicates:
         raise ValueError(f"tools listed more than once: {duplicates}")
@@ -111,7 +116,7 @@ def _tools(value: list[str]) -> list[str]:
 
 
 #: An agent's tool policies and approval settings (agenthq.approvals): on create and on update.
-POLICIES_FIELD = Field(default=None, max_length=len(BUILTIN_TOOL_NAMES) * 2, description=(
+POLICIES_FIELD = Field(default=None, max_length=MAX_TOOLS, description=(
     "Per tool: `allow` (runs), `ask` (waits for a person's approval) or `deny` (refused). Only tools the "
     "agent has; a tool left out has its default: `allow` for built-ins, `ask` for MCP tools (`mcp__…`)."))
 APPROVAL_TIMEOUT_FIELD = Field(default=None, ge=MIN_APPROVAL_TIMEOUT_SECONDS, le=MAX_APPROVAL_TIMEOUT_SECONDS,
@@ -180,7 +185,7 @@ class AgentCreate(_AgentFields):
     personality: str = Field(max_length=64)
     system_prompt: str | None = Field(default=None, min_length=1, max_length=MAX_SYSTEM_PROMPT_CHARS)
     model: str | None = Field(default=None, max_length=100)
-    tools: list[str] | None = Field(default=None, max_length=len(BUILTIN_TOOL_NAMES) * 2)
+    tools: list[str] | None = Field(default=None, max_length=MAX_TOOLS)
     max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1, le=MAX_STEPS, strict=True)
     budget_usd: Decimal = Field(default=DEFAULT_BUDGET_USD, gt=0, le=MAX_BUDGET_USD, decimal_places=6)
     tool_policies: dict[str, ToolPolicy] | None = POLICIES_FIELD
@@ -199,7 +204,7 @@ class AgentUpdate(_AgentFields):
     personality: str | None = Field(default=None, max_length=64)
     system_prompt: str | None = Field(default=None, min_length=1, max_length=MAX_SYSTEM_PROMPT_CHARS)
     model: str | None = Field(default=None, max_length=100)
-    tools: list[str] | None = Field(default=None, max_length=len(BUILTIN_TOOL_NAMES) * 2)
+    tools: list[str] | None = Field(default=None, max_length=MAX_TOOLS)
     max_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS, strict=True)
     budget_usd: Decimal | None = Field(default=None, gt=0, le=MAX_BUDGET_USD, decimal_places=6)
     tool_policies: dict[str, ToolPolicy] | None = POLICIES_FIELD
@@ -305,6 +310,7 @@ def create_agent(clock: Clock, principal: Principal, body: AgentCreate) -> dict[
     folded = fold_name(body.name)
     marker = AgentName(*AgentName.key(workspace_id, folded), agent_id=agent_id)
     with tenant_scope(workspace_id):
+        mcp_tools.ensure_known(workspace_id, agent.tools)  # only this workspace's servers' tools
 
         def attempt() -> None:
             max_agents = _max_agents(workspace_id)
@@ -338,6 +344,10 @@ def update_agent(clock: Clock, principal: Principal, agent_id: str, change: Agen
         check_tool_policies(agent.tool_policies, list(agent.tools))  # policies only for the tools it will have
         return agent
 
+    if given.get("tools"):
+        principal.require(Scope.agents_write)
+        with tenant_scope(principal.workspace_id):  # only this workspace's MCP servers' tools
+            mcp_tools.ensure_known(principal.workspace_id, given["tools"])
     return change_agent(clock, principal, agent_id, changed, change=versions.UPDATE)
 
 

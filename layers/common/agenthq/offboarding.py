@@ -15,7 +15,8 @@ The state machine calls :func:`run_step` (functions/offboarding) for each step:
   sessions with their global families, memberships, schedules (each deleted
   from EventBridge Scheduler, then from the table); the WebSocket connections
   they opened are closed; then the workspace's API
-  Gateway key and, for an enterprise workspace, its own usage plan;
+  Gateway key and, for an enterprise workspace, its own usage plan; then its
+  MCP servers' header secrets (Secrets Manager);
 - ``cancel_runs``: every run that has not ended is cancelled as
   ``POST …/cancel`` does (queued, running, waiting on a child, paused at a
   limit), and waited for, so no step of it writes after the deletion; runs
@@ -266,7 +267,10 @@ def revoke(services: Services, workspace_id: str, event: dict[str, Any], time: T
         services.gateway_keys.delete_key(workspace.gateway_key_id)
     if workspace.gateway_plan_id:
         services.gateway_keys.delete_plan(workspace.gateway_plan_id)
-    logger.info("offboarding: access revoked")
+    # Its MCP servers' header secrets (credentials to the tenant's own systems), found by name: a secret
+    # whose server was never stored (a registration that failed midway) goes too.
+    secrets = services.header_vault.forget_workspace(workspace_id)
+    logger.info("offboarding: access revoked", extra={"mcp_secrets_deleted": secrets})
     return _progress(CANCEL_RUNS)
 
 

@@ -57,6 +57,8 @@ class Limits(View):
     pending_approvals: int
     schedules: int | None = None
     schedule_min_interval_seconds: int | None = None
+    mcp_servers: int
+    mcp_calls_per_run: int
     price_usd_per_month: Money
 
 
@@ -438,5 +440,39 @@ class Schedule(View):
     enabled: bool
     next_fire: Timestamp | None = Field(default=None, description="When it fires next (null: disabled).")
     last_fire: ScheduleFire | None = None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+# --------------------------------------------------------------------------- MCP servers (agenthq.mcp)
+
+
+class McpTool(View):
+    name: str = Field(description="What an agent lists in its tools: mcp__<server>__<tool>.",
+                      examples=["mcp__tickets__search"])
+    remote_name: str = Field(description="The tool's name on its server.")
+    description: str
+    input_schema: dict[str, Any]
+
+
+class McpServerStatus(View):
+    """The last connection (registration or refresh): whether it worked and, if not, why."""
+
+    state: str = Field(examples=["ok", "failed"])
+    checked_at: Timestamp
+    message: str | None = Field(description="Why the connection failed (never a header value).")
+    tool_count: int
+    skipped_tools: int = Field(description="Tools the server listed that were left out (see skipped).")
+    skipped: list[dict[str, str]] = Field(description="Up to 10 left-out tools: {name, reason}.")
+
+
+class McpServer(View):
+    id: str
+    workspace_id: str
+    name: str
+    url: str
+    header_names: list[str] = Field(description="The headers sent to the server; their values are never shown.")
+    tools: list[McpTool]
+    status: McpServerStatus
     created_at: Timestamp
     updated_at: Timestamp

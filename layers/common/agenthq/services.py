@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from agenthq.adapters.queue import DeliveryQueue
     from agenthq.adapters.scheduler import Scheduler
     from agenthq.adapters.stepfunctions import Orchestrator
+    from agenthq.mcp.connector import McpConnector
+    from agenthq.mcp.vault import HeaderVault
     from agenthq.security.tokens import KeyStore, TokenSigner, TokenVerifier
     from agenthq.tools.registry import ToolRegistry
 
@@ -41,14 +43,16 @@ class Services:
                  operator_events: OperatorEvents | None = None, offboarding_jobs: Orchestrator | None = None,
                  connections: Connections | None = None, key_store: KeyStore | None = None,
                  mailer: Mailer | None = None, scheduler: Scheduler | None = None,
-                 webhook_queue: DeliveryQueue | None = None) -> None:
+                 webhook_queue: DeliveryQueue | None = None, mcp_connector: McpConnector | None = None,
+                 header_vault: HeaderVault | None = None) -> None:
         self.settings = settings
         self.clock = clock
         configure(settings)
         given = {"orchestrator": orchestrator, "gateway_keys": gateway_keys, "model": model, "tools": tools,
                  "operator_events": operator_events, "offboarding_jobs": offboarding_jobs,
                  "connections": connections, "key_store": key_store, "mailer": mailer,
-                 "scheduler": scheduler, "webhook_queue": webhook_queue}
+                 "scheduler": scheduler, "webhook_queue": webhook_queue, "mcp_connector": mcp_connector,
+                 "header_vault": header_vault}
         for name, adapter in given.items():
             if adapter is not None:
                 self.__dict__[name] = adapter  # what cached_property would have built
@@ -155,6 +159,25 @@ class Services:
         from agenthq.tools.catalog import run_registry
 
         return run_registry()
+
+    @cached_property
+    def mcp_connector(self) -> McpConnector:
+        """MCP servers through the guarded HTTP client (agenthq.outbound)."""
+        from agenthq.mcp.connector import SdkConnector
+        from agenthq.outbound import OutboundPolicy
+
+        s = self.settings
+        policy = OutboundPolicy.from_settings(s, timeout_seconds=s.mcp_timeout_seconds,
+                                              max_response_bytes=s.mcp_max_response_bytes)
+        return SdkConnector(policy, timeout_seconds=s.mcp_timeout_seconds, max_result_chars=s.mcp_max_result_chars)
+
+    @cached_property
+    def header_vault(self) -> HeaderVault:
+        """MCP servers' headers: one Secrets Manager secret each."""
+        from agenthq.mcp.vault import SecretsManagerVault
+
+        return SecretsManagerVault(self.client("secretsmanager"), self.settings.mcp_secret_prefix,
+                                   self.settings.mcp_headers_key_id)
 
     def token_verifier(self, refresh: bool = False) -> TokenVerifier:
         from agenthq.security.tokens import TokenVerifier

@@ -97,6 +97,13 @@ class Settings(BaseModel):
     schedule_group_name: str = Field(default="", alias="SCHEDULE_GROUP_NAME")
     schedule_target_arn: str = Field(default="", alias="SCHEDULE_TARGET_ARN")
     schedule_role_arn: str = Field(default="", alias="SCHEDULE_ROLE_ARN")
+    # MCP servers (agenthq.mcp): their headers' secrets (<prefix><workspace>/<server>, under the KMS key
+    # MCP_HEADERS_KEY_ID), a call's time and size bounds.
+    mcp_secret_prefix: str = Field(default="agenthq/mcp/", alias="MCP_SECRET_PREFIX", min_length=1)
+    mcp_headers_key_id: str = Field(default="", alias="MCP_HEADERS_KEY_ID")
+    mcp_timeout_seconds: float = Field(default=20, alias="MCP_TIMEOUT_SECONDS", gt=0, le=120)
+    mcp_max_result_chars: int = Field(default=16_000, alias="MCP_MAX_RESULT_CHARS", ge=1, le=100_000)
+    mcp_max_response_bytes: int = Field(default=1_048_576, alias="MCP_MAX_RESPONSE_BYTES", ge=1024)
 
     # HTTP edge
     max_request_bytes: int = Field(default=256 * 1024, alias="MAX_REQUEST_BYTES", gt=0)

@@ -50,6 +50,8 @@ class TierLimits(BaseModel):
     # Schedules (DESIGN §9): how many, and the shortest gap a schedule's cron may leave between two fires.
     schedules: int = Field(default=0, ge=0)
     schedule_min_interval_seconds: int = Field(default=3600, ge=60)
+    mcp_servers: int = Field(ge=0)  # registered MCP servers (DESIGN §9)
+    mcp_calls_per_run: int = Field(ge=0)  # MCP tool calls one run may make (decision 263)
     price_usd_per_month: Decimal = Field(ge=0)
 
 
@@ -59,7 +61,8 @@ TIERS: dict[Tier, TierLimits] = {
         budget_usd_per_month=Decimal("1"), api_rps=5, api_burst=10, api_calls_per_day=1_000, live_connections=10,
         pending_approvals=10,
         webhooks=2,
-        schedules=1, schedule_min_interval_seconds=3600, price_usd_per_month=Decimal("0"),
+        schedules=1, schedule_min_interval_seconds=3600, mcp_servers=1, mcp_calls_per_run=20,
+        price_usd_per_month=Decimal("0"),
     ),
     Tier.starter: TierLimits(
         # 400 runs a day, not 500: at 5 s per model call its worst case would be 40.01% of its price (decision 184)
@@ -67,14 +70,16 @@ TIERS: dict[Tier, TierLimits] = {
         budget_usd_per_month=Decimal("15"), api_rps=20, api_burst=40, api_calls_per_day=20_000, live_connections=100,
         pending_approvals=100,
         webhooks=10,
-        schedules=10, schedule_min_interval_seconds=300, price_usd_per_month=Decimal("49"),
+        schedules=10, schedule_min_interval_seconds=300, mcp_servers=5, mcp_calls_per_run=50,
+        price_usd_per_month=Decimal("49"),
     ),
     Tier.pro: TierLimits(
         max_agents=50, runs_per_day=2_000, concurrent_runs=25, tokens_per_month=20_000_000,
         budget_usd_per_month=Decimal("40"), api_rps=100, api_burst=200, api_calls_per_day=200_000, live_connections=500,
         pending_approvals=1_000,
         webhooks=50,
-        schedules=50, schedule_min_interval_seconds=300, price_usd_per_month=Decimal("149"),
+        schedules=50, schedule_min_interval_seconds=300, mcp_servers=20, mcp_calls_per_run=100,
+        price_usd_per_month=Decimal("149"),
     ),
 }
 

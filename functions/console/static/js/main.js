@@ -8,6 +8,7 @@ import {h, replace} from "./dom.js";
 import {Live} from "./live.js";
 import {agentView} from "./views/agent.js";
 import {healthView} from "./views/health.js";
+import {mcpView} from "./views/mcp.js";
 import {operatorView} from "./views/operator.js";
 import {runView} from "./views/run.js";
 import {runsView} from "./views/runs.js";
@@ -26,6 +27,7 @@ const ROUTES = [
   {pattern: /^#\/agents\/([0-9A-Za-z]+)$/, view: agentView, mode: "workspace", title: "Agent"},
   {pattern: /^#\/sessions$/, view: sessionsView, mode: "workspace", title: "Sessions"},
   {pattern: /^#\/sessions\/([0-9A-Za-z]+)$/, view: sessionView, mode: "workspace", title: "Session"},
+  {pattern: /^#\/mcp$/, view: mcpView, mode: "workspace", title: "MCP servers"},
   {pattern: /^#\/usage$/, view: usageView, mode: "workspace", title: "Usage"},
   {pattern: /^#\/approvals$/, view: approvalsView, mode: "workspace", title: "Approvals"},
   {pattern: /^#\/schedules$/, view: schedulesView, mode: "workspace", title: "Schedules"},
@@ -36,7 +38,7 @@ const ROUTES = [
 
 const NAV = {
   workspace: [["#/runs", "Agents and runs"], ["#/sessions", "Sessions"], ["#/approvals", "Approvals"],
-              ["#/schedules", "Schedules"], ["#/webhooks", "Webhooks"],
+              ["#/schedules", "Schedules"], ["#/webhooks", "Webhooks"], ["#/mcp", "MCP servers"],
               ["#/usage", "Usage"], ["#/health", "Health"]],
   operator: [["#/operator", "Cost against price"], ["#/health", "Health"]],
   null: [["#/signin", "Sign in"], ["#/health", "Health"]],

@@ -54,6 +54,8 @@ from agenthq.agents import DEFAULT_CONTEXT_BUDGET_TOKENS
 from agenthq.approvals import gate
 from agenthq.approvals.policies import DENY, policy_of
 from agenthq.errors import InvalidRequest, NotFound, QuotaExceeded
+from agenthq.mcp import names as mcp_names
+from agenthq.mcp import tools as mcp_tools
 from agenthq.messaging import take_inbox
 from agenthq.observability import RUNS_STARTED, MetricUnit, count, count_model_tokens, logger, metrics
 from agenthq.runs import decisions, pausing, slots, transcript, turns
@@ -253,7 +255,8 @@ class Slice:
     def goes_on(self, next_step: str) -> bool:
         return decisions.goes_on_in_slice(next_step, seconds_left=self.seconds_left(),
                                           model_call_seconds=self.services.settings.model_call_budget_seconds,
-                                          tool_call_seconds=self.services.tools.longest_timeout())
+                                          tool_call_seconds=max(self.services.tools.longest_timeout(),
+                                                                self.services.settings.mcp_timeout_seconds))
 
     def disarm(self) -> None:
         """The slice ends (it hands back, or it fails) without the calls its commits marked: take each
@@ -815,7 +818,8 @@ def _model_request(services: Services, run: Run, agent: dict[str, Any],
     system = [{"type": "text", "text": decisions.system_prompt(run.agent_id, agent),
                "cache_control": {"type": "ephemeral"}}]
     return ModelRequest(model=agent["model"], system=system, messages=messages,
-                        tools=services.tools.definitions(agent["tools"]),
+                        tools=services.tools.definitions(agent["tools"]) + mcp_tools.definitions(run.workspace_id,
+                                                                                                agent["tools"]),
                         max_tokens=services.settings.model_max_tokens, metadata_user_id=run.workspace_id)
 
 
@@ -855,7 +859,7 @@ def act(work: Slice, event: dict[str, Any]) -> str:
         refusal = _refusal(agent, use, approvals)
         if refusal is None and _is_delegation(use, agent):
             return DELEGATE  # the state machine starts the child run and waits for it
-        result = refusal or _execute(services, work.run, use, agent["tools"])
+        result = refusal or _execute(services, work.run, use, agent["tools"], calls)
         if position + 1 == len(pending):
             return _reply(work, step, uses, (call, result))
         following = pending[position + 1]
@@ -1064,7 +1068,12 @@ def _start_tool_call(work: Slice, use: dict[str, Any]) -> ToolCall | None:
         return recorded
 
 
-def _execute(services: Services, run: Run, use: dict[str, Any], allowed: list[str]) -> ToolResult:
+def _execute(services: Services, run: Run, use: dict[str, Any], allowed: list[str],
+             calls: dict[str, ToolCall]) -> ToolResult:
+    if mcp_names.is_mcp_tool(use["name"]):  # a tool of the workspace's own MCP server (agenthq.mcp)
+        made = sum(1 for c in calls.values() if mcp_names.is_mcp_tool(c.name) and c.tool_use_id != use["id"])
+        return mcp_tools.execute(services.mcp_connector, services.header_vault, run.workspace_id, use["name"],
+                                 use.get("input", {}), allowed, made)
     context = ToolContext(workspace_id=run.workspace_id, run_id=run.id, agent_id=run.agent_id,
                           depth=int(run.depth), clock=services, call_id=use["id"])
     # Unknown or not-allowed tools (delegate included) come back as is_error results.
@@ -1085,7 +1094,7 @@ def _with_tool_result(change: Change, call: ToolCall, result: ToolResult, child_
         change.run_actions.append(Run.children_micro_usd.add(child_cost_micro_usd))
     change.extra.append(lambda tx: tx.update(call, actions=[ToolCall.result.set(outcome)],
                                              condition=ToolCall.result.does_not_exist()))
-    change.metered[ledger.tool_entry(call.tool_use_id)] = Usage(tool_calls=1)
+    change.metered[ledger.tool_entry(call.tool_use_id, mcp_tools.server_of(call.name))] = Usage(tool_calls=1)
 
 
 def _finish_tool_call(work: Slice, call: ToolCall, result: ToolResult, start: dict[str, Any] | None = None) -> bool:

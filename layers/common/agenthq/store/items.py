@@ -177,6 +177,7 @@ class Workspace(BaseItem, discriminator="Workspace"):
     signup_fingerprint = UnicodeAttribute(null=True)  # recognises a retried signup
     agent_count = NumberAttribute(default=0)  # kept in step with Agent items (tier max_agents)
     webhook_count = NumberAttribute(null=True)  # kept in step with Webhook items (tier webhooks; none yet: 0)
+    mcp_server_count = NumberAttribute(default=0)  # kept in step with McpServer items (tier mcp_servers)
     deleting = BooleanAttribute(default=False)  # offboarding: every workspace route answers 404
     # Signed up while e-mail verification was required, and its creator's address is not verified yet: it
     # launches no run (agenthq.verification). Absent on every other workspace.
@@ -359,6 +360,37 @@ class AgentName(BaseItem, discriminator="AgentName"):
     @staticmethod
     def key(workspace_id: str, folded_name: str) -> tuple[str, str]:
         return ws_pk(workspace_id), f"AGENTNAME#{folded_name}"
+
+
+class McpServer(BaseItem, discriminator="McpServer"):
+    """pk WS#<id>, sk MCP#<server_id>: a workspace's MCP server (agenthq.mcp). Its header
+    values are never here: ``secret_arn`` names the Secrets Manager secret that holds them."""
+
+    id = UnicodeAttribute()
+    workspace_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    url = UnicodeAttribute()
+    header_names = Utf8JSONAttribute()  # the names only, in order
+    secret_arn = UnicodeAttribute(null=True)  # None: no headers
+    tools = Utf8JSONAttribute()  # [{name, description, input_schema}], checked (agenthq.mcp.names)
+    status = Utf8JSONAttribute()  # {state: ok|failed, checked_at, message, skipped_tools, skipped}
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, server_id: str) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"MCP#{server_id}"
+
+
+class McpServerName(BaseItem, discriminator="McpServerName"):
+    """pk WS#<id>, sk MCPNAME#<name>: makes server names unique per workspace (agents name
+    tools ``mcp__<name>__<tool>``) and finds a server by name. Written with its server."""
+
+    server_id = UnicodeAttribute()
+
+    @staticmethod
+    def key(workspace_id: str, name: str) -> tuple[str, str]:
+        return ws_pk(workspace_id), f"MCPNAME#{name}"
 
 
 class Run(BaseItem, discriminator="Run"):

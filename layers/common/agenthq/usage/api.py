@@ -59,7 +59,8 @@ def usage_summary(clock: Clock, principal: Principal, period: str) -> dict[str, 
                                       max(0, int(live.open)) if live is not None else 0,
                                       int(schedules.total) if schedules is not None else 0,
                                       pending_approvals=max(0, int(approvals.pending)) if approvals else 0,
-                                      webhooks=int(workspace.webhook_count or 0))
+                                      webhooks=int(workspace.webhook_count or 0),
+                                      mcp_servers=int(workspace.mcp_server_count or 0))
     return {"workspace_id": wid, **report.summary(period, at, workspace.tier, measured, metered)}
 
 

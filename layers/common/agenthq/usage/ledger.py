@@ -9,7 +9,7 @@ answered — a step that calls the model twice pays twice, and both are here; a
 call whose answer never arrived is here too, marked ``estimated``, at the most
 it can cost: under its message id if its stream said it, else under
 ``unanswered_<hex>``, the adapter's id of that attempt),
-``tool#<tool use id>``, ``seconds`` (agent-seconds) and ``infra`` (the modelled
+``tool#<tool use id>`` (``tool#mcp#<server>#<tool use id>`` for an MCP server's tool), ``seconds`` (agent-seconds) and ``infra`` (the modelled
 AWS cost of its steps, accrued on the run as it goes), both when the run ends.
 """
 
@@ -32,8 +32,9 @@ def model_entry(message_id: str) -> str:
     return f"model#{message_id}"
 
 
-def tool_entry(tool_use_id: str) -> str:
-    return f"tool#{tool_use_id}"
+def tool_entry(tool_use_id: str, mcp_server: str | None = None) -> str:
+    """``tool#<tool use id>``; a call to a workspace's MCP server names it: ``tool#mcp#<server>#<tool use id>``."""
+    return f"tool#mcp#{mcp_server}#{tool_use_id}" if mcp_server else f"tool#{tool_use_id}"
 
 
 def record(tx: Any, workspace_id: str, run_id: str, entry: str, usage: Usage, at: datetime, shards: int, *,

@@ -174,7 +174,7 @@ class Slots:
 
 def measured_limits(limits: TierLimits, at: datetime, runs_today: int, month: MonthQuota, slots: Slots,
                     agents: int, live_connections: int = 0, schedules: int = 0,
-                    pending_approvals: int = 0, webhooks: int = 0) -> list[Measured]:
+                    pending_approvals: int = 0, webhooks: int = 0, mcp_servers: int = 0) -> list[Measured]:
     """Every limit enforced in code, measured the way it is enforced: runs per
     day from the day's quota; tokens and budget from the month's quota (used =
     settled model calls; reserved = held for calls under way); concurrent runs
@@ -193,6 +193,7 @@ def measured_limits(limits: TierLimits, at: datetime, runs_today: int, month: Mo
                  min_interval_seconds=limits.schedule_min_interval_seconds),
         Measured("pending_approvals", None, pending_approvals, limits.pending_approvals, None),
         Measured("webhooks", None, webhooks, limits.webhooks, None),
+        Measured("mcp_servers", None, mcp_servers, limits.mcp_servers, None),
     ]
 
 
