@@ -95,7 +95,7 @@ def test_an_agent_gets_its_personalitys_defaults_and_can_be_changed_and_deleted(
         "id": agent["id"], "workspace_id": owner.workspace_id, "name": "Ops", "personality": "sre",
         "system_prompt": sre.system_prompt, "own_system_prompt": False, "model": sre.default_model,
         "tools": list(sre.default_tools), "max_steps": 20, "budget_usd": "1.00", "version": 1,
-        "tool_policies": {}, "approval_timeout_seconds": 3600, "on_approval_timeout": "deny",
+        "tool_policies": {}, "approval_timeout_seconds": 3600, "on_approval_timeout": "deny", "context_budget_tokens": 150_000,
         "created_at": agent["created_at"], "updated_at": agent["created_at"],
     }
     assert owner.get(f"/agents/{agent['id']}").json() == agent

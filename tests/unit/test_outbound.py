@@ -68,6 +68,12 @@ def test_registration_refuses_urls_that_are_not_plain_https(url: str, reason: st
     assert refused.value.reason == reason
 
 
+def test_a_name_no_resolver_can_encode_is_unresolvable_not_a_crash() -> None:
+    with pytest.raises(OutboundRefused) as refused:
+        check_url("https://" + "a" * 64 + ".example.com/", AWS)
+    assert refused.value.reason == "unresolvable"
+
+
 def test_registration_refuses_a_host_with_any_private_address() -> None:
     resolve, _ = _resolver(["93.184.215.14", "10.1.2.3"])
     with pytest.raises(OutboundRefused) as refused:

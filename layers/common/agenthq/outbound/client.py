@@ -47,7 +47,7 @@ def _allowed_addresses(host: str, port: int, policy: OutboundPolicy, resolver: R
     """Every address ``host`` resolves to, when all of them may be reached; else OutboundRefused."""
     try:
         addresses = resolver(host, port)
-    except OSError:
+    except (OSError, UnicodeError):  # UnicodeError: a name IDNA cannot encode (a label over 63 characters)
         raise OutboundRefused("unresolvable", f"{host} does not resolve") from None
     if not addresses:
         raise OutboundRefused("unresolvable", f"{host} does not resolve")
