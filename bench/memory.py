@@ -80,24 +80,45 @@ def import_peak_mb(cloud: Any, spec: Any) -> float:
 
 
 def workload(cloud: Any, runs: int = 3) -> None:
-    """Invoke the functions as users do: over the REST API, and runs through the state machine."""
+    """Invoke the functions as users do: over the REST API, and runs through the state machine — with a
+    tool of an MCP server (the run worker imports the ``mcp`` SDK for it), a session's turns, a pending
+    approval, a schedule and a webhook."""
+    from local.mcp_demo import McpDemo
     from tests.support import PASSWORD, client_for, create_agent, launch, signup, wait_for
 
-    with client_for(cloud) as api:
-        tenant = signup(api, tag="bench-memory", tier="pro")
-        api.post("/auth/login", json={"email": tenant.email, "password": PASSWORD})
-        agent = create_agent(tenant, "bench-memory", "sre")
-        task = ("Check the disks.\n/tool current_time {}\n"
-                '/tools [{"name": "calculator", "input": {"expression": "6*7"}}, {"name": "current_time", "input": {}}]')
-        launched = [launch(tenant, agent["id"], f"{task}\nRun {i}.").json()["id"] for i in range(runs)]
-        for run_id in launched:
-            wait_for(tenant, run_id, timeout=240)
-            tenant.get(f"/runs/{run_id}/events")
-        tenant.get("/runs")
-        tenant.get("/usage", params={"period": "month"})
-        tenant.get("")
-        api.post("/ws-tickets", headers=tenant.headers)
-        api.get("/health")
+    demo = McpDemo().start()
+    try:
+        with client_for(cloud) as api:
+            tenant = signup(api, tag="bench-memory", tier="pro")
+            api.post("/auth/login", json={"email": tenant.email, "password": PASSWORD})
+            server = tenant.post("/mcp-servers", json={"name": "demo", "url": demo.url})
+            assert server.status_code == 201, server.text  # nosec B101  # a benchmark's sanity check
+            tools = ["calculator", "current_time", "mcp__demo__echo"]
+            agent = create_agent(tenant, "bench-memory", "sre", tools=tools,
+                                 tool_policies={"mcp__demo__echo": "allow", "calculator": "ask"})
+            task = ("Check the disks.\n/tool current_time {}\n/tool mcp__demo__echo {\"text\": \"disks\"}\n"
+                    '/tools [{"name": "current_time", "input": {}}, {"name": "mcp__demo__echo", "input": {"text": "ok"}}]')
+            launched = [launch(tenant, agent["id"], f"{task}\nRun {i}.").json()["id"] for i in range(runs)]
+            session = tenant.post(f"/agents/{agent['id']}/sessions", json={"title": "bench"}).json()
+            for text in ("First turn.\n/tool mcp__demo__echo {\"text\": \"one\"}", "Second turn."):
+                launched.append(tenant.post(f"/sessions/{session['id']}/messages", json={"input": text}).json()["id"])
+            for run_id in launched:
+                wait_for(tenant, run_id, timeout=240)
+                tenant.get(f"/runs/{run_id}/events")
+            asking = launch(tenant, agent["id"], '/tool calculator {"expression": "6*7"}').json()["id"]
+            tenant.post(f"/agents/{agent['id']}/schedules",
+                        json={"cron": "0 6 * * *", "timezone": "Europe/Berlin", "input": "Morning."})
+            tenant.post("/webhooks", json={"url": demo.url, "events": ["run.succeeded"]})
+            tenant.get(f"/sessions/{session['id']}/messages")
+            tenant.get("/approvals", params={"run_id": asking})
+            tenant.get("/mcp-servers")
+            tenant.get("/runs")
+            tenant.get("/usage", params={"period": "month"})
+            tenant.get("")
+            api.post("/ws-tickets", headers=tenant.headers)
+            api.get("/health")
+    finally:
+        demo.stop()
 
 
 def measure(cloud: Any, runs: int = 3) -> list[FunctionMemory]:

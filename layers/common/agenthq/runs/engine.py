@@ -980,7 +980,8 @@ def _end_approval_wait(work: Slice) -> bool:
     try:
         work.commit(Change(
             events=[("run.resumed", {"after": gate.APPROVAL, "waited_seconds": seconds})],
-            run_set={"status": "running", "waiting_for": None, "waiting_since": None, "task_token": None},
+            run_set={"status": "running", "waiting_for": None, "waiting_since": None,
+                     "task_token": None},  # nosec B105  # the wait's task token cleared, not a password
             run_actions=[Run.deadline.set(run.deadline + waited), Run.paused_seconds.add(seconds)],
             run_condition=(Run.waiting_for == gate.APPROVAL) & (Run.cancel_requested == False)))  # noqa: E712
     except RunConflict:
