@@ -69,7 +69,7 @@ def run(cloud: Any, pings: int = 60, flood: int = 900) -> dict[str, float]:
     throttled_before = cloud.websocket.throttle.throttled.get("subscribe", 0)
     # The flooder is a client of its own, in a process of its own (as it is on a machine of its own): its
     # sending and reading do not take this process's interpreter from the local cloud it floods.
-    with subprocess.Popen([sys.executable, "-m", "bench.live_flood"], cwd=ROOT, text=True,  # nosec B603
+    with subprocess.Popen([sys.executable, "-m", "bench.live_flood"], cwd=ROOT, text=True,  # nosec B603  # this interpreter, a fixed module
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE) as a:
         assert a.stdin is not None and a.stdout is not None  # nosec B101  # type narrowing: both piped
         a.stdin.write(json.dumps({"url": cloud.ws_url, "headers": flooder.headers, "flood": flood}) + "\n")

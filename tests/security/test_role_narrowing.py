@@ -88,7 +88,9 @@ def test_the_tenant_role_trusts_only_this_stacks_functions_with_one_workspace_ta
     # the functions that work on workspace data carry the path the trust policy names; the others do not
     on_path = {f for f, r in cloud.iam.roles.of_function.items() if r.path == "/agenthq/tenant-data/"}
     assert on_path == {"AuthFunction", "WorkspacesFunction", "AgentsFunction", "UsageFunction", "AdminFunction",
-                       "RunStepsFunction", "OffboardingFunction", "PeriodResetFunction", "LiveFunction"}
+                       "RunStepsFunction", "OffboardingFunction", "PeriodResetFunction", "LiveFunction",
+                       "SchedulesFunction", "ScheduleFireFunction", "WebhooksFunction", "WebhookDeliveryFunction",
+                       "McpServersFunction"}
 
 
 # --------------------------------------------------------------------------- the authorizers

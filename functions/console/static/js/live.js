@@ -179,7 +179,9 @@ export class Live {
       }
     } else if (frame.type === "subscribed" && frame.session_id && frame.more) {
       this.send({action: "subscribe", session_id: frame.session_id, after: frame.through}, false);
-    } else if (frame.type === "usage.alert") {
+    } else if (frame.type === "usage.alert" || (frame.type === "subscribed" && frame.workspace)) {
+      // (subscribed: from now on nothing of the workspace is missed — a view reads its list again, so that
+      // what happened between its first read and the subscription shows too)
       this.tellWorkspace(frame);
     } else if (frame.type === "subscribed" && frame.run_id && frame.more) {
       this.send({action: "subscribe", run_id: frame.run_id, after: frame.through}, false);
@@ -191,6 +193,7 @@ export class Live {
         for (const [sessionId, watch] of this.sessions) {
           this.send({action: "subscribe", session_id: sessionId, after: watch.next - 1}, false);
         }
+        if (this.workspaceListeners.size) this.send({action: "subscribe", workspace: true}, false);
       }, 1000 * Math.min(30, frame.retry_after || 1));
     } else if (frame.type === "error") {
       for (const watch of this.runs.values()) watch.onError(frame);

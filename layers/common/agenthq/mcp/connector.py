@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from agenthq.mcp.names import MAX_TOOLS, RemoteTool
 from agenthq.text import clip
@@ -122,9 +122,7 @@ class SdkConnector(McpConnector):
 
         async def session() -> Any:
             async with guarded_async_client(self.policy, resolver=self.resolver, headers=dict(headers)) as http:
-                # The guarded client is an httpx.AsyncClient; the SDK's transport types it as httpx2's, whose
-                # interface it is (tests/integration/test_mcp.py drives both JSON and SSE answers through it).
-                transport = streamable_http_client(url, http_client=cast(Any, http), terminate_on_close=False)
+                transport = streamable_http_client(url, http_client=http, terminate_on_close=False)
                 async with Client(transport, read_timeout_seconds=self.timeout_seconds) as client:
                     return await work(client)
 

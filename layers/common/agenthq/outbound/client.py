@@ -1,5 +1,6 @@
-"""The guarded HTTP client: httpx with a network backend that resolves, checks and
-connects to the checked address itself, and responses bounded in size and time."""
+"""The guarded HTTP client: httpx2 (the HTTP client the layer's SDKs use: anthropic, mcp) with a
+network backend that resolves, checks and connects to the checked address itself, and responses
+bounded in size and time."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import httpcore
-import httpx
+import httpcore2 as httpcore
+import httpx2 as httpx
 
 from agenthq.outbound.addresses import Resolver, address_refusal, system_resolver
 
@@ -63,6 +64,8 @@ def _check_scheme(url: httpx.URL, policy: OutboundPolicy) -> None:
         raise OutboundRefused("scheme", "only https URLs are allowed")
     if not url.host:
         raise OutboundRefused("host", "the URL has no host")
+    if len(url.host) > 253 or any(not 0 < len(label) <= 63 for label in url.host.rstrip(".").split(".")):
+        raise OutboundRefused("host", "the URL's host is not a valid host name")
     if url.userinfo:
         raise OutboundRefused("host", "credentials do not belong in the URL (send them as headers)")
 

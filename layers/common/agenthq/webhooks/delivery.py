@@ -184,7 +184,7 @@ def _post(services: Services, webhook: Webhook, delivery: WebhookDelivery, now: 
 
 
 def _failure(exc: Exception) -> str:
-    import httpx
+    import httpx2 as httpx
 
     if isinstance(exc, httpx.TimeoutException):
         return f"No answer within {TIMEOUT_SECONDS:.0f} s."

@@ -58,12 +58,12 @@ export async function approvalsView(app, view) {
       + "of its turn is decided."}),
     message, list);
 
-  // Requests and decisions of the workspace, live: the list is read again (at most every 500 ms).
+  // Requests and decisions of the workspace, live: the list is read again (at most every 500 ms), and
+  // once the subscription holds (a request made before it would otherwise show only on a reload).
   let pending = null;
   const stop = app.live.watchWorkspace((frame) => {
-    if (frame.type !== "run.event" || !String(frame.event && frame.event.type).startsWith("approval.") || pending) {
-      return;
-    }
+    const approval = frame.type === "run.event" && String(frame.event && frame.event.type).startsWith("approval.");
+    if (!(approval || frame.type === "subscribed") || pending) return;
     pending = setTimeout(async () => {
       pending = null;
       try {

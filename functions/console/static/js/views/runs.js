@@ -137,7 +137,7 @@ export async function runsView(app, view) {
   // Status changes of every run, live: the first page is read again (at most every 750 ms).
   let pending = null;
   const stop = app.live.watchWorkspace((frame) => {
-    if (frame.type !== "run.event" || pending) return;
+    if (!(frame.type === "run.event" || frame.type === "subscribed") || pending) return;
     pending = setTimeout(async () => {
       pending = null;
       try {
