@@ -72,7 +72,7 @@ def test_pending_approvals_appear_live_and_are_approved_and_denied_from_the_page
         assert frame["run_id"] == first["id"]
     finally:
         watcher.close()
-    page.until(lambda: list(shown(page).values()) == ["calculator"], timeout=30, message="the request, live")
+    page.until(lambda: list(shown(page).values()) == ["calculator"], timeout=90, message="the request, live")
     assert '"expression": "6 * 7"' in page.text("#approvals-list .approval-input")
     assert page.unlabelled_controls() == []
     page.screenshot("pending")

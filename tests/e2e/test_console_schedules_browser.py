@@ -55,7 +55,7 @@ def test_schedules_show_their_next_and_last_fire(cloud, api, page):  # noqa: F81
     wait_for(owner, run_id)
     # the list reloads as the run's status changes (live): every check reads it afresh
     page.until(lambda: page.text(f"{row} .last-fire").startswith(f"{_when(next_fire.isoformat())} launched"),
-               message="the fire, live")
+               timeout=90, message="the fire, live")  # (a loaded machine: the run's events, then a reload)
     page.until(lambda: page.find(f"{row} .last-fire a").get_attribute("title") == run_id, message="its run")
     page.until(lambda: page.text(f"{row} .next-fire") == _when((next_fire + timedelta(days=1)).isoformat()),
                message="the next fire, a day later")
