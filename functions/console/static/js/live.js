@@ -19,11 +19,12 @@ export class Live {
     this.runs = new Map(); // run id → {next, held, onEvent, onError}
     this.sessions = new Map(); // session id → the same: a session's one cursor (its seq, every run of it)
     this.workspaceListeners = new Set();
-    this.workspaceUnsubscribe = null; // a pending unsubscribe of the workspace (watchWorkspace)
+    this.workspaceSubscribed = false; // the workspace subscription was sent on this connection (watchWorkspace)
     this.stopped = false;
     this.backoff = 1000;
     this.pinger = null;
     this.retryTimer = null;
+    this.throttledRetry = null; // a resubscribe after API Gateway throttled a message (receive)
   }
 
   get available() {
@@ -60,22 +61,16 @@ export class Live {
   /** Every run's status changes (run.* events), approvals (approval.*) and usage alerts of the workspace. */
   watchWorkspace(listener) {
     this.workspaceListeners.add(listener);
-    if (this.workspaceListeners.size === 1 && !this.workspaceUnsubscribe) {
+    if (!this.workspaceSubscribed) {
+      this.workspaceSubscribed = true;
       this.send({action: "subscribe", workspace: true});
     }
-    clearTimeout(this.workspaceUnsubscribe);
-    this.workspaceUnsubscribe = null;
+    // Leaving a view never unsubscribes: the WebSocket API does not keep the order in which one
+    // connection's messages are handled, so an unsubscribe followed by the next view's subscribe could
+    // end unsubscribed (seen on a loaded machine, where the next view's first read is slow). Frames no
+    // view listens to are dropped here; the subscription ends with the connection.
     return () => {
       this.workspaceListeners.delete(listener);
-      if (this.workspaceListeners.size) return;
-      // Later, and only if no view watches by then: a view left for another that watches too would
-      // otherwise send unsubscribe and subscribe at once, and the WebSocket API does not keep the
-      // order in which one connection's messages are handled (the unsubscribe could come last).
-      clearTimeout(this.workspaceUnsubscribe);
-      this.workspaceUnsubscribe = setTimeout(() => {
-        this.workspaceUnsubscribe = null;
-        if (this.workspaceListeners.size === 0) this.send({action: "unsubscribe", workspace: true}, false);
-      }, 2000);
     };
   }
 
@@ -83,10 +78,11 @@ export class Live {
     this.stopped = true;
     clearInterval(this.pinger);
     clearTimeout(this.retryTimer);
-    clearTimeout(this.workspaceUnsubscribe);
+    clearTimeout(this.throttledRetry);
     this.runs.clear();
     this.sessions.clear();
     this.workspaceListeners.clear();
+    this.workspaceSubscribed = false;
     if (this.socket) this.socket.close(1000, "signed out");
     this.socket = null;
     this.onState("closed");
@@ -139,7 +135,8 @@ export class Live {
     for (const [sessionId, watch] of this.sessions) {
       this.send({action: "subscribe", session_id: sessionId, after: watch.next - 1}, false);
     }
-    if (this.workspaceListeners.size) this.send({action: "subscribe", workspace: true}, false);
+    this.workspaceSubscribed = this.workspaceListeners.size > 0;
+    if (this.workspaceSubscribed) this.send({action: "subscribe", workspace: true}, false);
   }
 
   dropped(socket) {
@@ -185,6 +182,11 @@ export class Live {
       this.tellWorkspace(frame);
     } else if (frame.type === "subscribed" && frame.run_id && frame.more) {
       this.send({action: "subscribe", run_id: frame.run_id, after: frame.through}, false);
+    } else if (frame.message === "Too Many Requests") {
+      // API Gateway throttled a message of ours (the stage's route limit): it reached no function, so a
+      // subscribe it carried never happened. Send every subscription again, a little later.
+      clearTimeout(this.throttledRetry);
+      this.throttledRetry = setTimeout(() => this.resubscribe(), 500 + Math.floor(Math.random() * 1000));
     } else if (frame.type === "error" && frame.code === "rate_limited") {
       // too many subscribes on this connection at once (a long replay's pages): each run again, later,
       // from the seq it shows next
