@@ -110,7 +110,10 @@ class DynamoDBLocal:
         self.log_path = log_dir / f"dynamodb-local-{self.port}.log"
         log = open(self.log_path, "wb")  # noqa: SIM115 - owned by the child process
         self.process = subprocess.Popen(  # nosec B603  # java with a fixed argv, no shell
-            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.jar_dir
+            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.jar_dir,
+            # A group of its own: the terminal's Ctrl-C reaches `python -m local`, which stops the components that
+            # use the table first and this process last (stop()); sent to the JVM too, it died under them.
+            process_group=0,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
