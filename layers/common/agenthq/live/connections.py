@@ -132,8 +132,13 @@ def subscribe(services: Services, principal: Principal, connection_id: str, body
                                         after=frame.after if replays else 0,
                                         replaying=seam.new_token() if replays else None,
                                         expires_at=connection.expires_at, **Holder.of(principal).fields())
-        subscription.save()
+        claimed = seam.claim(subscription, services.now().timestamp())
         connection.update(actions=[LiveConnection.subscriptions.add({target})])
+        named = {"run_id": run_id} if run_id else {"session_id": session_id} if session_id else {"workspace": True}
+        if not claimed:  # the connection follows it already: one stream, nothing sent twice (seam.claim)
+            joined = {"after": frame.after, "already_subscribed": True, "more": False} if replays else \
+                {"already_subscribed": True}
+            return {"type": "subscribed", **named, **joined}
         if not replays:
             return {"type": "subscribed", "workspace": True}
 
@@ -146,7 +151,6 @@ def subscribe(services: Services, principal: Principal, connection_id: str, body
             through, more, gone = seam.replay_session(wid, str(session_id), subscription,
                                                       services.settings.live_replay_limit, send)
         limits.count_replayed(services, wid, through - frame.after)  # seqs are dense: the frames just sent
-    named = {"run_id": run.id} if run is not None else {"session_id": session_id}
     if gone:
         return {"type": "subscribed", **named, "after": frame.after, "through": through}
     return {"type": "subscribed", **named, "after": frame.after, "through": through, "more": more}
