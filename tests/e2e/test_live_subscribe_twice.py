@@ -136,3 +136,45 @@ def test_a_run_followed_on_its_own_and_through_its_session_comes_once_in_each_st
         assert [f["event"]["run_seq"] for f in sessions if f["event"]["run_seq"] is not None] == run_seqs
     finally:
         client.close()
+
+
+def test_fifty_clients_each_subscribing_three_times_at_once_while_a_run_runs_get_exactly_the_stored_sequence(
+        api, cloud):
+    """Issue 17's figure (50 clients at ``after: 0`` while the run runs), each client sending its subscribe
+    three times at once, as a client that retries would: every one receives exactly the stored sequence."""
+    import threading
+
+    tenant = signup(api, "live-fifty-thrice", tier="pro")
+    agent = create_agent(tenant, "crowd", "sre")
+    tools = "\n".join(f'/tool calculator {{"expression": "{n} + 1"}}' for n in range(6))
+    clients = [LiveClient(cloud.ws_url, tenant.headers) for _ in range(50)]
+    try:
+        start = threading.Barrier(len(clients) + 1)
+
+        def subscribe(client: LiveClient) -> None:
+            start.wait()
+            for _ in range(3):
+                client.send({"action": "subscribe", "run_id": run["id"], "after": 0})
+
+        run = launch(tenant, agent["id"], f"Count.\n{tools}", key="fifty-1").json()
+        threads = [threading.Thread(target=subscribe, args=(client,)) for client in clients]
+        for thread in threads:
+            thread.start()
+        start.wait()
+        for thread in threads:
+            thread.join()
+        assert wait_for(tenant, run["id"])["status"] == "succeeded"
+        stored = [e["seq"] for e in events_of(tenant, run["id"])]
+        assert len(stored) >= 10
+        frames = [_frames(client, quiet=0, done=_ended(run["id"], 3)) for client in clients]
+        time.sleep(1.5)  # anything sent twice would have arrived by now
+        for got, client in zip(frames, clients, strict=True):
+            while not client.frames.empty():
+                got.append(client.frames.get())
+        received = [[f["seq"] for f in got if f["type"] == "run.event"] for got in frames]
+        exact = sum(1 for seqs in received if seqs == stored)
+        assert exact == len(clients), (f"{exact} of {len(clients)} got exactly {stored}; others got",
+                                       [seqs for seqs in received if seqs != stored][:5])
+    finally:
+        for client in clients:
+            client.close()
