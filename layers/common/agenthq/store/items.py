@@ -887,6 +887,10 @@ class LiveSubscription(BaseItem, discriminator="LiveSubscription"):
     # broadcaster leaves the subscription alone until the replay hands over (agenthq.live.seam).
     replaying = UnicodeAttribute(null=True)
     missed = NumberAttribute(null=True)  # the highest seq the broadcaster left to that replay
+    # Until when (epoch seconds) that subscribe's invocation may still be replaying: a later subscribe of
+    # the connection joins it rather than replaying too; absent (a replay that stopped at its page, or
+    # failed) or past, the next subscribe takes the replay over (agenthq.live.seam.claim).
+    replay_until = NumberAttribute(null=True)
     # Who the connection acts as (its $connect principal), re-checked as it is sent to (agenthq.live.standing).
     subject = UnicodeAttribute(null=True)
     kind = UnicodeAttribute(null=True)
