@@ -270,7 +270,7 @@ def hand_on_owed(run: Run, at: datetime) -> Callable[[Any], None] | None:
         return None
     marker = SessionHandOn(*SessionHandOn.key(run.workspace_id, run.session_id, run.id),
                            workspace_id=run.workspace_id, session_id=run.session_id, run_id=run.id, ended_at=at,
-                           gsi1pk=SessionHandOn.DUE,
+                           gsi1pk=SessionHandOn.shard_of(run.id),
                            gsi1sk=SessionHandOn.due_key(run.workspace_id, run.session_id, run.id, at))
     return lambda tx: tx.save(marker)
 

@@ -9,8 +9,10 @@ retries, a cancel request, a period reset — leaves the mark. The minute schedu
 would have: each of the hand-on's writes is conditional (a turn is done once, the session goes idle
 once) and answering a task token a second time is refused by Step Functions, so a hand-on done twice
 — by the schedule and a late ending process, or by two schedules — starts no turn twice. The marks
-are in the sparse gsi1 partition ``SESSION_HANDONS``, sorted by when the run ended: the schedule
-reads only the overdue ones (a Query), usually none."""
+are in the sparse gsi1 partitions ``SESSION_HANDONS#<0-7>`` (sharded by the run id: every session turn's
+end writes and deletes one, so a single partition would be a hot key at scale), sorted by when the run
+ended: the schedule reads only the overdue ones (eight Queries a minute), usually none. Its start, if
+it ever races a start the hand-on answers, is conditional too (``runs.engine.start``: on ``queued``)."""
 
 from __future__ import annotations
 
@@ -35,9 +37,11 @@ def hand_on_overdue(services: Services) -> dict[str, int]:
     """Hand on for every session run that ended more than :data:`GRACE` ago and whose hand-on was never
     finished; what it did."""
     bound = (services.now() - GRACE).strftime("%Y-%m-%dT%H:%M:%S") + "~"  # (``~`` sorts after ``#``)
+    owed: list[SessionHandOn] = []
     with global_scope():
-        owed = list(SessionHandOn.gsi1.query(SessionHandOn.DUE, SessionHandOn.gsi1sk < bound,
-                                             limit=MAX_PER_SWEEP))
+        for shard in range(SessionHandOn.SHARDS):
+            owed += SessionHandOn.gsi1.query(SessionHandOn.shard(shard), SessionHandOn.gsi1sk < bound,
+                                             limit=MAX_PER_SWEEP // SessionHandOn.SHARDS)
     done = {"sessions_handed_on": 0, "session_hand_on_failures": 0}
     for marker in owed:
         try:

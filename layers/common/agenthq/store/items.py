@@ -970,8 +970,9 @@ class SessionTurn(BaseItem, discriminator="SessionTurn"):
 
 
 class SessionHandOn(BaseItem, discriminator="SessionHandOn"):
-    """pk WS#<id>#CONVERSATION#<session id>, sk HANDON#<run id>; gsi1 (sparse, global):
-    SESSION_HANDONS / <ended at>#<wid>#<session id>#<run id>. A session turn's run has ended and
+    """pk WS#<id>#CONVERSATION#<session id>, sk HANDON#<run id>; gsi1 (sparse, global, in a few shards:
+    every session turn's end writes one): SESSION_HANDONS#<shard> / <ended at>#<wid>#<session id>#<run id>.
+    A session turn's run has ended and
     the hand-on after it (``runs.turns.on_end``: its turn done, the next turn started or the session
     idle) may not have happened yet: written in the run's ending transaction, deleted once the hand-on
     is through. The minute schedule hands on for those older than a minute (a crashed end or cancel)."""
@@ -981,7 +982,15 @@ class SessionHandOn(BaseItem, discriminator="SessionHandOn"):
     run_id = UnicodeAttribute()
     ended_at = UTCDateTimeAttribute()
 
-    DUE = "SESSION_HANDONS"
+    SHARDS = 8
+
+    @staticmethod
+    def shard(index: int) -> str:
+        return f"SESSION_HANDONS#{index}"
+
+    @staticmethod
+    def shard_of(run_id: str) -> str:
+        return SessionHandOn.shard(ord(run_id[-1]) % SessionHandOn.SHARDS)
 
     @staticmethod
     def key(workspace_id: str, session_id: str, run_id: str) -> tuple[str, str]:
