@@ -28,7 +28,6 @@ from tests.support import (
     services_with,
     set_tier,
     signup,
-    table_items,
     wait_for,
 )
 
@@ -92,8 +91,22 @@ def session_events(tenant: Tenant, session_id: str) -> list[dict[str, Any]]:
         after = response.json()["next_after"]
 
 
-def hand_on_marks(cloud: Any, session_id: str) -> list[dict[str, Any]]:
-    return [i for i in table_items(cloud, type="SessionHandOn") if i["session_id"] == session_id]
+def hand_on_marks(tenant: Tenant, session_id: str) -> list[str]:
+    """The runs of the session whose hand-on is owed (its ``SessionHandOn`` marks)."""
+    from agenthq.store import tenant_scope
+    from agenthq.store.items import AgentSession, SessionHandOn
+
+    with tenant_scope(tenant.workspace_id):
+        return [m.run_id for m in SessionHandOn.query(AgentSession.partition(tenant.workspace_id, session_id),
+                                                      SessionHandOn.sk.startswith("HANDON#"), consistent_read=True)]
+
+
+def in_slot_queue(tenant: Tenant, run_id: str) -> bool:
+    from agenthq.store import tenant_scope
+    from agenthq.store.items import QueuedRun
+
+    with tenant_scope(tenant.workspace_id):
+        return QueuedRun.get_or_none(*QueuedRun.key(tenant.workspace_id, run_id)) is not None
 
 
 def until(condition: Callable[[], Any], timeout: float = 120, message: str = "") -> Any:
@@ -138,7 +151,7 @@ def test_a_run_end_whose_hand_on_dies_is_handed_on_by_the_minute_schedule_once(c
     shown = tenant.get(f"/sessions/{session['id']}").json()
     assert shown["status"] == "running" and shown["turns"] == 2, shown
     assert tenant.get(f"/runs/{second['id']}").json()["status"] == "queued", "turn 2 waits on nobody"
-    assert [m["run_id"] for m in hand_on_marks(cloud, session["id"])] == [first["id"]], "the owed hand-on is kept"
+    assert hand_on_marks(tenant, session["id"]) == [first["id"]], "the owed hand-on is kept"
 
     # In its own worker, with its role's IAM: the hand-on is not overdue yet (the ending process may still be at it).
     (now,) = cloud.schedules.fire(*SCHEDULE)
@@ -160,7 +173,7 @@ def test_a_run_end_whose_hand_on_dies_is_handed_on_by_the_minute_schedule_once(c
     one = tenant.get(f"/runs/{first['id']}").json()
     assert Decimal(shown["usage"]["cost_usd"]) == Decimal(one["usage"]["cost_usd"]) + Decimal(done["usage"]["cost_usd"])
     assert [e["type"] for e in session_events(tenant, session["id"])].count("session.idle") == 1
-    assert hand_on_marks(cloud, session["id"]) == [], "every owed hand-on done"
+    assert hand_on_marks(tenant, session["id"]) == [], "every owed hand-on done"
 
 
 def test_a_cancel_that_dies_after_the_runs_end_is_handed_on_once_by_parallel_schedules(cloud, api):
@@ -177,7 +190,7 @@ def test_a_cancel_that_dies_after_the_runs_end_is_handed_on_once_by_parallel_sch
     dying = DyingOrchestrator("finish")
     with services_with(orchestrator=dying):
         turn = send(tenant, session["id"], "Never mind this one")
-        until(lambda: table_items(cloud, type="QueuedRun", run_id=turn["id"]), 60, "the turn waits for a slot")
+        until(lambda: in_slot_queue(tenant, turn["id"]), 60, "the turn waits for a slot")
         cancelled = tenant.post(f"/runs/{turn['id']}/cancel")
         dying.dying = False
     assert dying.died == 1 and cancelled.status_code == 500, cancelled.text  # the request died (JSON 500)
@@ -204,7 +217,7 @@ def test_a_cancel_that_dies_after_the_runs_end_is_handed_on_once_by_parallel_sch
     assert entries[1]["text"].startswith("(The run ended cancelled")
     kinds = [e["type"] for e in session_events(tenant, session["id"])]
     assert kinds.count("session.idle") == 1, kinds
-    assert hand_on_marks(cloud, session["id"]) == []
+    assert hand_on_marks(tenant, session["id"]) == []
 
 
 def test_a_turn_queued_longer_than_its_timeout_still_runs_its_timeout_counts_from_its_start(api):
