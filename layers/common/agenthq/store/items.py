@@ -973,6 +973,38 @@ class SessionTurn(BaseItem, discriminator="SessionTurn"):
         return AgentSession.partition(workspace_id, session_id), f"TURN#{number:06d}"
 
 
+class SessionHandOn(BaseItem, discriminator="SessionHandOn"):
+    """pk WS#<id>#CONVERSATION#<session id>, sk HANDON#<run id>; gsi1 (sparse, global, in a few shards:
+    every session turn's end writes one): SESSION_HANDONS#<shard> / <ended at>#<wid>#<session id>#<run id>.
+    A session turn's run has ended and
+    the hand-on after it (``runs.turns.on_end``: its turn done, the next turn started or the session
+    idle) may not have happened yet: written in the run's ending transaction, deleted once the hand-on
+    is through. The minute schedule hands on for those older than a minute (a crashed end or cancel)."""
+
+    workspace_id = UnicodeAttribute()
+    session_id = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    ended_at = UTCDateTimeAttribute()
+
+    SHARDS = 8
+
+    @staticmethod
+    def shard(index: int) -> str:
+        return f"SESSION_HANDONS#{index}"
+
+    @staticmethod
+    def shard_of(run_id: str) -> str:
+        return SessionHandOn.shard(ord(run_id[-1]) % SessionHandOn.SHARDS)
+
+    @staticmethod
+    def key(workspace_id: str, session_id: str, run_id: str) -> tuple[str, str]:
+        return AgentSession.partition(workspace_id, session_id), f"HANDON#{run_id}"
+
+    @staticmethod
+    def due_key(workspace_id: str, session_id: str, run_id: str, ended_at: Any) -> str:
+        return f"{ended_at.strftime('%Y-%m-%dT%H:%M:%S')}#{workspace_id}#{session_id}#{run_id}"
+
+
 class TranscriptEntry(BaseItem, discriminator="TranscriptEntry"):
     """pk WS#<id>#CONVERSATION#<session id>, sk MSG#<turn, 6 digits>#<1 user | 2 assistant>:
     the session's transcript as people read it (every turn, even those compacted away)."""
