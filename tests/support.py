@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -317,6 +318,34 @@ def events_of(tenant: Tenant, run_id: str) -> list[dict[str, Any]]:
 
 def assert_dense(events: list[dict[str, Any]]) -> None:
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+def session_events_of(tenant: Tenant, session_id: str) -> list[dict[str, Any]]:
+    """Every event of a session, in its order, read page by page."""
+    items: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = tenant.get(f"/sessions/{session_id}/events", params={"after": after}).json()
+        items += page["items"]
+        if page["next_after"] is None:
+            return items
+        after = page["next_after"]
+
+
+# --------------------------------------------------------------------------- the agenthq command
+
+
+def agenthq_cli(cloud: LocalCloud, home: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`agenthq` as a user runs it against the local cloud: a separate process with this worktree's CLI,
+    its home and configuration under ``home``. Call it with the command's arguments, ``stdin=`` for what
+    it reads, and extra environment variables as keywords."""
+    def run(*args: str, stdin: str | None = None, **env_extra: str) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+               "AGENTHQ_CONFIG_DIR": str(home / "config"), "PYTHONPATH": str(ROOT / "cli"),
+               "AGENTHQ_API_URL": cloud.rest_url, "AGENTHQ_WS_URL": cloud.ws_url, **env_extra}
+        return subprocess.run([sys.executable, "-m", "agenthq_cli", *args], env=env, capture_output=True,
+                              text=True, timeout=180, input=stdin)
+    return run
 
 
 # --------------------------------------------------------------------------- fakes

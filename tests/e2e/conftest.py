@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import ARTIFACTS, CHROMIUM_INSTALL, ConsolePage, chromium_paths, headless_chromium
+from tests.support import ARTIFACTS, CHROMIUM_INSTALL, ConsolePage, agenthq_cli, chromium_paths, headless_chromium
 
 
 @pytest.fixture()
@@ -27,3 +27,9 @@ def page(cloud, request) -> Iterator[ConsolePage]:
         yield console
         assert console.policy_violations() == [], "the page broke its Content-Security-Policy"
 
+
+@pytest.fixture()
+def agenthq(cloud, tmp_path):
+    """`agenthq` as a user runs it (tests.support.agenthq_cli), its home in the test's tmp_path. (test_cli.py
+    has its own: the operator's, with AWS credentials.)"""
+    return agenthq_cli(cloud, tmp_path)

@@ -14,6 +14,7 @@ from tests.support import (
     PASSWORD,
     ConsolePage,
     create_agent,
+    session_events_of,
     signup,
     tools_replaced_by,
 )
@@ -36,13 +37,7 @@ def chat_shown(page: ConsolePage) -> list[tuple[str, str]]:
 
 
 def stored_events(owner: Any, session_id: str) -> list[tuple[int, str]]:
-    items, after = [], 0
-    while True:
-        page = owner.get(f"/sessions/{session_id}/events", params={"after": after}).json()
-        items += page["items"]
-        if page["next_after"] is None:
-            return [(e["seq"], e["type"]) for e in items]
-        after = page["next_after"]
+    return [(e["seq"], e["type"]) for e in session_events_of(owner, session_id)]
 
 
 def test_an_owner_holds_a_conversation_in_the_session_view_with_its_events_live(cloud, api, page):
