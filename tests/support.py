@@ -581,6 +581,14 @@ class LiveClient:
             if type_ is None or frame.get("type") == type_:
                 return frame
 
+    def unread(self, settle: float = 1) -> list[dict[str, Any]]:
+        """The frames received and not read yet, once ``settle`` seconds have let late ones arrive."""
+        time.sleep(settle)
+        frames: list[dict[str, Any]] = []
+        while not self.frames.empty():
+            frames.append(self.frames.get())
+        return frames
+
     def run_events(self, run_id: str, until_seq: int | None = None, timeout: float = 90,
                    terminal: bool = True, after: int | None = 0) -> list[dict[str, Any]]:
         """``run.event`` frames of ``run_id`` as received (duplicates included), until ``until_seq``,
