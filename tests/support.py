@@ -305,15 +305,20 @@ def wait_for(tenant: Tenant, run_id: str, statuses: tuple[str, ...] = ("succeede
     raise AssertionError(f"run {run_id} still {run.get('status')} after {timeout} s")
 
 
-def events_of(tenant: Tenant, run_id: str) -> list[dict[str, Any]]:
+def _every_event(tenant: Tenant, path: str) -> list[dict[str, Any]]:
+    """Every event of an event cursor (``…/events``), in its order, read page by page."""
     items: list[dict[str, Any]] = []
     after = 0
     while True:
-        page = tenant.get(f"/runs/{run_id}/events", params={"after": after}).json()
+        page = tenant.get(path, params={"after": after}).json()
         items += page["items"]
         if page["next_after"] is None:
             return items
         after = page["next_after"]
+
+
+def events_of(tenant: Tenant, run_id: str) -> list[dict[str, Any]]:
+    return _every_event(tenant, f"/runs/{run_id}/events")
 
 
 def assert_dense(events: list[dict[str, Any]]) -> None:
@@ -322,14 +327,7 @@ def assert_dense(events: list[dict[str, Any]]) -> None:
 
 def session_events_of(tenant: Tenant, session_id: str) -> list[dict[str, Any]]:
     """Every event of a session, in its order, read page by page."""
-    items: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        page = tenant.get(f"/sessions/{session_id}/events", params={"after": after}).json()
-        items += page["items"]
-        if page["next_after"] is None:
-            return items
-        after = page["next_after"]
+    return _every_event(tenant, f"/sessions/{session_id}/events")
 
 
 # --------------------------------------------------------------------------- the agenthq command
