@@ -46,6 +46,15 @@ def asking_agent(tenant: Tenant, name: str = "careful", **extra: Any) -> dict[st
                                                 "tool_policies": {"calculator": "ask"}, **extra})
 
 
+def run_waiting_for_approval(api: Any) -> tuple[Tenant, dict[str, Any], dict[str, Any]]:
+    """A pro workspace's run of an asking agent, waiting for its one approval: (the tenant, the run, the approval)."""
+    tenant = signup(api, tier="pro")
+    agent = asking_agent(tenant)
+    run = launch(tenant, agent["id"], SIX_BY_SEVEN).json()
+    (approval,) = pending_approvals(tenant, run["id"])
+    return tenant, run, approval
+
+
 def pending_approvals(tenant: Tenant, run_id: str, count: int = 1, timeout: float = 60) -> list[dict[str, Any]]:
     """The run's pending approvals, once it waits for ``count`` of them with its task token stored."""
     deadline = time.monotonic() + timeout
@@ -108,10 +117,7 @@ def test_an_ask_tool_waits_and_runs_once_when_approved(api):
 
 
 def test_a_denied_call_gives_the_model_an_error_with_the_reason_and_the_run_goes_on(api):
-    tenant = signup(api, tier="pro")
-    agent = asking_agent(tenant)
-    run = launch(tenant, agent["id"], SIX_BY_SEVEN).json()
-    (approval,) = pending_approvals(tenant, run["id"])
+    tenant, run, approval = run_waiting_for_approval(api)
 
     denied = decide(tenant, approval["id"], "deny", reason="Use a spreadsheet instead.")
     assert denied.status_code == 200, denied.text
@@ -127,10 +133,7 @@ def test_a_denied_call_gives_the_model_an_error_with_the_reason_and_the_run_goes
 
 
 def test_of_ten_concurrent_decisions_exactly_one_wins(api):
-    tenant = signup(api, tier="pro")
-    agent = asking_agent(tenant)
-    run = launch(tenant, agent["id"], SIX_BY_SEVEN).json()
-    (approval,) = pending_approvals(tenant, run["id"])
+    tenant, run, approval = run_waiting_for_approval(api)
     start = threading.Barrier(10)
 
     def attempt(index: int) -> int:
@@ -180,10 +183,7 @@ def test_two_parallel_ask_calls_decided_in_the_opposite_order_each_resume_their_
 
 
 def test_cancel_during_the_wait_ends_the_run_and_cancels_the_approval(api):
-    tenant = signup(api, tier="pro")
-    agent = asking_agent(tenant)
-    run = launch(tenant, agent["id"], SIX_BY_SEVEN).json()
-    (approval,) = pending_approvals(tenant, run["id"])
+    tenant, run, approval = run_waiting_for_approval(api)
 
     cancelled = tenant.post(f"/runs/{run['id']}/cancel")
     assert cancelled.status_code == 202, cancelled.text
@@ -294,10 +294,7 @@ def test_a_delegated_childs_approvals_are_listed_with_the_root_run(api):
 
 
 def test_viewers_read_approvals_members_decide_and_keys_need_runs_write(api):
-    tenant = signup(api, tier="pro")
-    agent = asking_agent(tenant)
-    run = launch(tenant, agent["id"], SIX_BY_SEVEN).json()
-    (approval,) = pending_approvals(tenant, run["id"])
+    tenant, run, approval = run_waiting_for_approval(api)
     reader = with_api_key(tenant, scopes=("runs:read",))
     listed = tenant.api.get(tenant.path("/approvals"), headers=reader.key_headers)
     assert listed.status_code == 200 and [a["id"] for a in listed.json()["items"]] == [approval["id"]]
