@@ -5,9 +5,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from local.template import ROOT
 from tests.support import (
     PASSWORD,
     LiveClient,
     Tenant,
+    agenthq_cli,
     assert_dense,
     assert_error,
     create_agent,
@@ -397,13 +394,7 @@ def test_approval_requests_and_decisions_reach_the_workspace_and_run_subscribers
 def test_the_cli_lists_approves_and_denies(api, cloud, tmp_path):
     tenant = signup(api, tier="pro")
     agent = asking_agent(tenant, tool_policies={"calculator": "ask", "current_time": "ask"})
-
-    def agenthq(*args: str) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
-               "AGENTHQ_CONFIG_DIR": str(tmp_path / "config"), "PYTHONPATH": str(ROOT / "cli"),
-               "AGENTHQ_API_URL": cloud.rest_url, "AGENTHQ_WS_URL": cloud.ws_url}
-        return subprocess.run([sys.executable, "-m", "agenthq_cli", *args], env=env, capture_output=True,
-                              text=True, timeout=180)
+    agenthq = agenthq_cli(cloud, tmp_path)
 
     assert agenthq("login", "--email", tenant.email, "--password", PASSWORD).returncode == 0
     calls = [{"name": "calculator", "input": {"expression": "2 + 3"}}, {"name": "current_time", "input": {}}]
