@@ -74,6 +74,28 @@ export class Live {
     };
   }
 
+  /** Read a view's data again (`reload()`) on the workspace's frames that `when(frame)` accepts, at most
+   *  once every `everyMs`: a burst of changes makes one read. A read that fails is left to the next change.
+   *  Returns what ends it (for `app.onLeave`): no further frame is listened to and a pending read is dropped. */
+  reloadOnWorkspace(reload, {everyMs = 500, when = () => true} = {}) {
+    let pending = null;
+    const stop = this.watchWorkspace((frame) => {
+      if (!when(frame) || pending) return;
+      pending = setTimeout(async () => {
+        pending = null;
+        try {
+          await reload();
+        } catch {
+          // the next change tries again
+        }
+      }, everyMs);
+    });
+    return () => {
+      stop();
+      clearTimeout(pending);
+    };
+  }
+
   close() {
     this.stopped = true;
     clearInterval(this.pinger);
