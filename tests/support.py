@@ -743,12 +743,17 @@ class ConsolePage:
     def gauge(self, limit: str) -> dict[str, str]:
         """A usage gauge as a screen reader announces it (the meter's value, maximum and words) and as
         it reads on the page."""
-        gauge = self.until(lambda: self.find(f".gauge[data-limit='{limit}']"), message=f"the {limit} gauge")
-        meter = gauge.find_element("css selector", "[role=meter]")
-        return {"now": meter.get_attribute("aria-valuenow"), "max": meter.get_attribute("aria-valuemax"),
-                "words": meter.get_attribute("aria-valuetext"),
-                "label": gauge.find_element("css selector", ".gauge-label").text,
-                "shown": gauge.find_element("css selector", ".gauge-value").text}
+        self.until(lambda: self.find(f".gauge[data-limit='{limit}']"), message=f"the {limit} gauge")
+
+        def read() -> dict[str, str]:
+            gauge = self.find(f".gauge[data-limit='{limit}']")
+            meter = gauge.find_element("css selector", "[role=meter]")
+            return {"now": meter.get_attribute("aria-valuenow"), "max": meter.get_attribute("aria-valuemax"),
+                    "words": meter.get_attribute("aria-valuetext"),
+                    "label": gauge.find_element("css selector", ".gauge-label").text,
+                    "shown": gauge.find_element("css selector", ".gauge-value").text}
+
+        return dict(self.fresh(read))
 
     def run_events(self) -> list[tuple[int, str]]:
         """The run page's events as listed: the seq and type each line shows."""
@@ -758,7 +763,19 @@ class ConsolePage:
         return [(int(seq.lstrip("#")), kind) for seq, kind in rows]
 
     def text(self, css: str) -> str:
-        return str(self.find(css).text)
+        return str(self.fresh(lambda: self.find(css).text))
+
+    def fresh(self, read: Callable[[], Any], tries: int = 20) -> Any:
+        """``read()`` again when what it found was replaced by the page's live re-rendering before it was
+        read (Selenium's stale element): what the page shows now, as a person would read it."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        for _ in range(tries - 1):
+            try:
+                return read()
+            except StaleElementReferenceException:
+                continue
+        return read()
 
     def browser_logs(self) -> list[dict[str, Any]]:
         self.logs += self.driver.get_log("browser")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from local.lambda_runtime import InvocationFault
-from tests.e2e.test_console_browser import page  # noqa: F401 - the browser fixture
 from tests.support import PASSWORD, create_agent, events_of, launch, signup, wait_for
 
 pytestmark = pytest.mark.slow
