@@ -2,21 +2,30 @@
 
 Tenant B pings over its own connection, one ping at a time, in rounds: ``pings`` alone (the baseline),
 then ``pings`` while tenant A floods subscribes on one connection at ``rate`` a second (10x the
-subscribe route's throttle), from the first ping of the round to its last; three rounds, so that what
-the shared machine does to both is spread over both. Printed: B's ping/pong p50 and p99 during the
-flood as ratios to the baseline's (the done-when is at most 2x), and what happened to A's flood:
-answered, refused per connection (``rate_limited``), refused at the gateway's subscribe route
-throttle, throttled Lambda invocations. Never asserted: ratios, not timings.
+subscribe route's throttle) from the first ping of the round to its last, then ``pings`` beside a
+control: processes burning the cores the flood took from this machine (measured) and touching no
+AgentHQ. Three rounds, so that the machine's own noise falls on all three. On AWS the flooder's client,
+API Gateway and the Lambda environments that refuse the flood run on machines of their own; here they
+share two cores with B, and any load that large slows B's pings (a lone busy loop: p99 ~3x). The ratio
+to the control is what the flood does to B beyond taking the machine's CPU — queues, throttles,
+concurrency that tenants share (the done-when is at most 2x); the ratio to the baseline is printed
+beside it. Also printed: what happened to A's flood — answered, refused per connection
+(``rate_limited``), refused at the gateway's subscribe route throttle, throttled Lambda invocations.
+Never asserted: ratios, not timings.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import statistics
 import subprocess  # nosec B404  # the flooder: this interpreter on this module
 import sys
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, print_table
@@ -58,6 +67,35 @@ def _warm(ws: Any, cloud: Any, at_once: int = 8) -> None:
             return
 
 
+def _machine_busy() -> tuple[float, float] | None:
+    """(busy, total) CPU seconds of this whole machine so far, all cores; None where /proc is not."""
+    try:
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return None
+    total = sum(fields[:8]) / os.sysconf("SC_CLK_TCK")
+    return total - (fields[3] + fields[4]) / os.sysconf("SC_CLK_TCK"), total
+
+
+def _cores_busy(pings: Callable[[], list[float]]) -> tuple[list[float], float | None]:
+    """``pings()``, and how many of the machine's cores were busy meanwhile (on average)."""
+    before, began = _machine_busy(), time.perf_counter()
+    times = pings()
+    after, took = _machine_busy(), time.perf_counter() - began
+    return times, None if before is None or after is None else (after[0] - before[0]) / took
+
+
+BURNER = """
+import sys, time
+share = float(sys.argv[1])
+while True:
+    began = time.perf_counter()
+    while time.perf_counter() - began < 0.01:
+        pass
+    time.sleep(0.01 * (1 - share) / share)
+"""
+
+
 def run(cloud: Any, pings: int = 100, rate: float = 1000.0, rounds: int = 3) -> dict[str, float]:
     from websockets.sync.client import connect
 
@@ -70,7 +108,9 @@ def run(cloud: Any, pings: int = 100, rate: float = 1000.0, rounds: int = 3) -> 
     throttled_before = cloud.websocket.throttle.throttled.get("subscribe", 0)
     baseline: list[float] = []
     during: list[float] = []
+    control: list[float] = []
     answers: dict[str, int] = {}
+    shares: list[float] = []
     # The flooder is a client of its own, in a process of its own (as it is on a machine of its own): its
     # sending and reading do not take this process's interpreter from the local cloud it floods.
     with subprocess.Popen([sys.executable, "-m", "bench.live_flood"], cwd=ROOT, text=True,  # nosec B603  # this interpreter, a fixed module
@@ -85,21 +125,40 @@ def run(cloud: Any, pings: int = 100, rate: float = 1000.0, rounds: int = 3) -> 
             _pings(b, 10)
             cold_before = cloud.runtime.cold_starts("LiveFunction")
             for _ in range(rounds):
-                baseline += _pings(b, pings)
+                times, quiet = _cores_busy(lambda: _pings(b, pings))
+                baseline += times
                 a.stdin.write("go\n")
                 a.stdin.flush()
                 if a.stdout.readline().strip() != "flooding":
                     raise RuntimeError("the flooder stopped")
-                during += _pings(b, pings)
+                times, flooded = _cores_busy(lambda: _pings(b, pings))
+                during += times
                 a.stdin.write("stop\n")
                 a.stdin.flush()
                 for key, count in json.loads(a.stdout.readline() or "{}").items():
                     answers[key] = answers.get(key, 0) + count
+                if quiet is None or flooded is None:
+                    continue
+                # The control: burners taking the cores the flood took (client, front, functions), no AgentHQ.
+                extra = max(0.05, flooded - quiet)
+                shares.append(extra)
+                count = math.ceil(extra)
+                burners = [subprocess.Popen([sys.executable, "-c", BURNER, str(extra / count)])  # nosec B603  # this interpreter, a fixed program
+                           for _ in range(count)]
+                try:
+                    control += _pings(b, pings)
+                finally:
+                    for burner in burners:
+                        burner.kill()
+                        burner.wait()
             cold_during = cloud.runtime.cold_starts("LiveFunction") - cold_before
         a.stdin.close()
     p50, p99 = statistics.median(baseline), _percentile(baseline, 0.99)
     f50, f99 = statistics.median(during), _percentile(during, 0.99)
+    c50, c99 = (statistics.median(control), _percentile(control, 0.99)) if control else (p50, p99)
     figures = {"ping_p50_ratio": f50 / p50, "ping_p99_ratio": f99 / p99,
+               "ping_p50_vs_control": f50 / c50, "ping_p99_vs_control": f99 / c99,
+               "flood_cores": statistics.mean(shares) if shares else 0.0,
                "lambda_throttles": float(cloud.runtime.throttles("LiveFunction") - throttles_before),
                "route_throttled": float(cloud.websocket.throttle.throttled.get("subscribe", 0) - throttled_before),
                "cold_starts": float(cold_during), "flooded": float(sum(answers.values()))}
@@ -109,6 +168,13 @@ def run(cloud: Any, pings: int = 100, rate: float = 1000.0, rounds: int = 3) -> 
                     ("ping/pong p50 during the flood", figures["ping_p50_ratio"], f"{f50 * 1000:.1f} ms"),
                     ("ping/pong p99 during the flood", figures["ping_p99_ratio"], f"{f99 * 1000:.1f} ms"),
                 ])
+    if control:
+        print_table(f"The same pings beside the control (processes burning the {figures['flood_cores']:.2f} cores the "
+                    f"flood took from this machine — its client, the local API Gateway and Lambda — with no AgentHQ "
+                    f"in it: p50 {c50 * 1000:.1f} ms, p99 {c99 * 1000:.1f} ms); the flood's ratio to it", [
+                        ("ping/pong p50 during the flood", figures["ping_p50_vs_control"], "vs the control"),
+                        ("ping/pong p99 during the flood", figures["ping_p99_vs_control"], "vs the control"),
+                    ])
     print(f"  the flood's answers: {dict(sorted(answers.items()))}; refused at the subscribe route's throttle: "
           f"{int(figures['route_throttled'])}; ws invocations throttled by its reservation: "
           f"{int(figures['lambda_throttles'])}; ws cold starts during the pings: {cold_during}")

@@ -193,8 +193,12 @@ def test_a_key_without_usage_read_gets_no_usage_alert(cloud, api):
         usage_too.close()
 
 
-def test_fifty_clients_subscribing_at_zero_while_a_run_runs_each_get_exactly_the_stored_sequence(cloud, api):
-    tenant = signup(api, "live-seam", tier="pro")
+@pytest.mark.parametrize("subscribes", [1, 3], ids=["once", "thrice as a retrying client"])
+def test_fifty_clients_subscribing_at_zero_while_a_run_runs_each_get_exactly_the_stored_sequence(
+        cloud, api, subscribes):
+    """Issue 17's figure: 50 clients at ``after: 0`` while the run runs; and each sending its subscribe
+    three times at once, as a client that retries would (a repeat replays nothing: decision 320)."""
+    tenant = signup(api, f"live-seam-{subscribes}", tier="pro")
     agent = create_agent(tenant, "seam", "sre")
     tools = "\n".join(f'/tool calculator {{"expression": "{n} + 1"}}' for n in range(6))
     clients = [LiveClient(cloud.ws_url, tenant.headers) for _ in range(50)]
@@ -203,7 +207,8 @@ def test_fifty_clients_subscribing_at_zero_while_a_run_runs_each_get_exactly_the
 
         def subscribe(client: LiveClient) -> None:
             start.wait()
-            client.send({"action": "subscribe", "run_id": run["id"], "after": 0})
+            for _ in range(subscribes):
+                client.send({"action": "subscribe", "run_id": run["id"], "after": 0})
 
         run = launch(tenant, agent["id"], f"Count.\n{tools}", key="seam-1").json()
         threads = [threading.Thread(target=subscribe, args=(client,)) for client in clients]
