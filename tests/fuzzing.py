@@ -838,11 +838,16 @@ def approval_waits_are_not_agent_time(books: WorkspaceBooks, waited: dict[str, f
             f"{waited[run.id]:.0f} s for approvals")
 
 
+#: The demo MCP server's tools whose every call is an error for the model (fails, too large, too slow).
+FAILING_MCP_TOOLS = frozenset({"mcp__demo__fail", "mcp__demo__huge", "mcp__demo__slow"})
+
+
 def mcp_calls_stay_within_the_run_limit_and_are_metered_once(books: WorkspaceBooks, limit: int,
                                                               calls_before: dict[str, int],
                                                               run_events: dict[str, list[Any]]) -> dict[str, int]:
     """A run's MCP tool calls that reach the server (``tool.called`` and a result that is not the limit's
-    refusal) never pass the tier's ``mcp_calls_per_run`` as it is when they grow; every tool result,
+    refusal) never pass the tier's ``mcp_calls_per_run`` as it is when they grow; a tool that fails, answers
+    past the result bound or past the call's timeout is an ``is_error`` result; every tool result,
     MCP or not, is metered once (one ledger entry of one tool call under its tool use id). Returns the counts, for the next check."""
     counts = {}
     for run in books.runs:
@@ -851,6 +856,8 @@ def mcp_calls_stay_within_the_run_limit_and_are_metered_once(books: WorkspaceBoo
         made = sum(1 for d in results if str(d.get("name", "")).startswith("mcp__")
                    and "the most its plan allows per run" not in str(d.get("content")))
         counts[run.id] = made
+        unflagged = [d for d in results if d.get("name") in FAILING_MCP_TOOLS and not d.get("is_error")]
+        assert not unflagged, f"run {run.id}: a failing, oversized or slow MCP tool gave a result: {unflagged}"
         if made > calls_before.get(run.id, 0):
             assert made <= limit, f"run {run.id} made {made} MCP calls, the tier allows {limit} per run"
         tools = [e for e in books.ledger[run.id] if e.entry.startswith("tool#")]
