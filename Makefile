@@ -23,6 +23,8 @@ DYNAMODB_LOCAL_NPM_VERSION := 2.9.30
 DYNAMODB_LOCAL_JAR_SHA256 := 454305e9bc3e6ebcca5b62569869e31563b8d7e346474e94557b2600702146c7
 DYNAMODB_LOCAL_DIR := .cache/dynamodb-local
 PYTEST_ARGS ?=
+# make test runs the tests on this many workers, a test file each at a time, each worker with a local cloud of its own.
+TEST_WORKERS ?= 2
 FUZZ_MINUTES ?= 30
 # checkov runs from a virtualenv of its own: its pinned dependencies (requirements-checkov.txt)
 # conflict with the project's (older boto3/botocore, packaging, networkx). bandit fits in .venv.
@@ -37,7 +39,7 @@ dev: setup ## Run AgentHQ on the local cloud (REST API on :3000, WebSocket API o
 test: setup scan ## Every check: lint, types, security scanners, unit, integration, e2e, security, template lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 fuzz: setup ## The invariant fuzzer for FUZZ_MINUTES (default 30): random interleavings, every promise checked after each step
 	FUZZ_MINUTES=$(FUZZ_MINUTES) $(PY) -m pytest tests/integration/test_invariants.py -p no:xdist -s -q \

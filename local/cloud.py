@@ -709,5 +709,6 @@ def _reset_process_caches() -> None:
     if services is not None:
         services.set_services(None)
     store = sys.modules.get("agenthq.store.base")
-    if store is not None:  # its botocore session may predate the IAM hooks
+    if store is not None:  # its botocore session may predate the IAM hooks; its tenant role the environment
         store.BaseItem._connection = None
+        store._tenancy.forget()

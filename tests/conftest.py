@@ -28,6 +28,36 @@ def _lambda_like_powertools() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _process_state_put_back() -> Iterator[None]:
+    """What a test changes in this process's shared state is put back, whatever order tests run in
+    (``make test`` runs them on two workers): the local cloud's functions run in their workers again
+    (a test that leaves ``in_process`` on fails), and the process's services, settings and store are
+    those of its environment (a unit test's ``Services(settings)`` bound the store to a table and a
+    tenant role of its own; functions run in this process later used them: AccessDenied, 500s)."""
+    yield
+    import sys
+
+    runtime = sys.modules.get("local.lambda_runtime")
+    left_in_process = runtime is not None and runtime._in_process_depth != 0
+    if left_in_process:
+        runtime._in_process_depth = 0
+    settings_module, services_module = sys.modules.get("agenthq.settings"), sys.modules.get("agenthq.services")
+    if settings_module is not None and services_module is not None:
+        try:
+            environment = settings_module.Settings.from_env()
+        except Exception:  # noqa: BLE001 - an environment with no settings: nothing to compare
+            environment = None
+        services = services_module._services
+        if environment is not None and services is not None and services.settings != environment:
+            settings_module.get_settings.cache_clear()
+            services_module.set_services(None)
+        store = sys.modules["agenthq.store.base"]
+        if environment is not None and store._tenancy.settings not in (None, environment):
+            store.configure(environment)
+    assert not left_in_process, "the test left the local cloud's functions running in this process (in_process)"
+
+
 @pytest.fixture(scope="session")
 def dynamodb_endpoint() -> Iterator[str]:
     with DynamoDBLocal() as ddb:

@@ -219,6 +219,14 @@ class _Tenancy:
             self._sts = None
             self._connections.clear()
 
+    def forget(self) -> None:
+        """Unconfigured again: the next tenant scope configures itself from the process's settings."""
+        with self._lock:
+            self.settings = None
+            self.role_arn = ""
+            self._sts = None
+            self._connections.clear()
+
     def connection_for(self, workspace_id: str) -> TableConnection | None:
         if self.settings is None:  # first use in this process
             from agenthq.settings import get_settings
