@@ -867,3 +867,25 @@ def mcp_calls_stay_within_the_run_limit_and_are_metered_once(books: WorkspaceBoo
         assert sorted(by_use) == sorted(str(d["tool_use_id"]) for d in results), (
             f"run {run.id}: tool results {[d['tool_use_id'] for d in results]} ≠ metered {sorted(by_use)}")
     return counts
+
+
+def a_decided_wait_resumes_its_run_exactly_once(books: WorkspaceBooks, approvals: list[Any]) -> None:
+    """Once the orchestrator has nothing left to deliver: every approval wait whose approvals were all
+    decided by a person or by expiry, of a run not cancelled, was followed by exactly one
+    ``run.resumed`` — no run is left waiting on a decision that was made, none resumes twice."""
+    status = {a.id: a.status for a in approvals}
+    for run in books.runs:
+        if run.status == "cancelled":
+            continue  # a cancel that came after the decisions ends the wait without a resume
+        events = run_events(books.workspace_id, run.id)
+        waits = [i for i, e in enumerate(events) if e.event_type == "run.waiting"
+                 and e.data.get("waiting_for") == "approval"]
+        for n, index in enumerate(waits):
+            ids_ = events[index].data["approval_ids"]
+            if not all(status.get(a) in ("approved", "denied", "expired") for a in ids_):
+                continue
+            until = waits[n + 1] if n + 1 < len(waits) else len(events)
+            resumed = [e for e in events[index:until] if e.event_type == "run.resumed"
+                       and e.data.get("after") == "approval"]
+            assert len(resumed) == 1, (
+                f"run {run.id} ({run.status}): its wait for {ids_} (all decided) was resumed {len(resumed)} times")

@@ -75,6 +75,7 @@ from tests.fuzzing import (
     ScriptedModel,
     SessionBooks,
     WorkspaceBooks,
+    a_decided_wait_resumes_its_run_exactly_once,
     a_run_starts_only_within_the_concurrency_limit,
     a_run_that_has_not_ended_waits_for_a_cause,
     a_run_tree_spends_within_its_root_budget,
@@ -735,6 +736,7 @@ class Invariants(RuleBasedStateMachine):
             turn_before = {run_id: turns[number - 1][0] for turns in tenant.sessions.values()
                            for number, (run_id, _) in enumerate(turns) if number}
             a_run_that_has_not_ended_waits_for_a_cause(books, self.orchestrator, room, asking, turn_before)
+            a_decided_wait_resumes_its_run_exactly_once(books, approvals)
             self.world.stats.ends.update(f"{r.status}{'/child' if r.parent_run_id else ''}"
                                          f"{'/' + r.error['reason'] if r.error else ''}" for r in books.runs)
         # A cancel ends every run, wherever it waits.
