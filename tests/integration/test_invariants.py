@@ -561,6 +561,9 @@ class Invariants(RuleBasedStateMachine):
                  "mcp-server": "/mcp-servers"}
         status, listed = self.rest("GET", f"/workspaces/{wid}{paths[kind]}", principal)
         denied = principal.revoked or who == "stranger"
+        if who == "key" and kind == "mcp-server":  # the key's scopes are runs:read and runs:write
+            assert status in (401, 403), f"a key without agents:read listed MCP servers: {status} {listed}"
+            return
         if denied:
             assert status in (401, 403, 404), f"{who} without access listed {kind}s of {wid}: {status} {listed}"
         else:
