@@ -512,30 +512,36 @@ class Invariants(RuleBasedStateMachine):
 
     @precondition(lambda self: any(t.runs for t in self.tenants))
     @rule(w=st.integers(0, 1), a=st.integers(0, 9), decision=st.sampled_from(["approve", "deny"]),
-          who=st.sampled_from(["owner", "member", "key", "stranger"]), twice=st.booleans())
-    def decide(self, w: int, a: int, decision: str, who: str, twice: bool) -> None:
-        """A person decides a pending approval (listed as the API lists them): once; a second decision,
-        a stranger's or one whose access ended changes nothing."""
+          who=st.sampled_from(["owner", "member", "key", "stranger"]), twice=st.booleans(), every=st.booleans())
+    def decide(self, w: int, a: int, decision: str, who: str, twice: bool, every: bool = False) -> None:
+        """A person decides a pending approval (listed as the API lists them; with ``every``, each of
+        them): once; a second decision, a stranger's or one whose access ended changes nothing."""
+        for _ in range(10 if every else 1):
+            if not self._decide_one(w, a, decision, who, twice):
+                return
+
+    def _decide_one(self, w: int, a: int, decision: str, who: str, twice: bool) -> bool:
         tenant = self.tenant(w)
         status, listed = self.rest("GET", f"/workspaces/{tenant.workspace_id}/approvals?status=pending", tenant.owner)
         assert status == 200, listed
         assert all(item["workspace_id"] == tenant.workspace_id and item["status"] == "pending"
                    for item in listed["items"]), listed
         if not listed["items"]:
-            return
+            return False
         approval = listed["items"][a % len(listed["items"])]
         principal = self.tenant(w + 1).owner if who == "stranger" else getattr(tenant, who)
         path = f"/workspaces/{tenant.workspace_id}/approvals/{approval['id']}"
         status, decided = self.rest("POST", path, principal, {"decision": decision, "reason": "fuzz"})
         if principal.revoked or who == "stranger":
             assert status in (401, 403, 404), f"{who} without access decided {approval['id']}: {status} {decided}"
-            return
+            return False
         assert status == 200 and decided["status"] == ("approved" if decision == "approve" else "denied"), decided
         self.world.stats.decisions += 1
         if twice:
             status, again = self.rest("POST", path, principal, {"decision": "deny" if decision == "approve"
                                                                  else "approve"})
             assert status == 409 and again["error"]["code"] == "conflict", (status, again)
+        return True
 
     @rule()
     def approval_schedule(self) -> None:
