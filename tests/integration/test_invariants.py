@@ -821,3 +821,4 @@ def test_a_run_that_ends_before_its_reserved_model_call_gives_the_reservation_ba
     month = next(iter(books.quotas.values()))
     assert int(month.committed_micro_usd) == int(month.used_micro_usd) == 0
     machine.teardown()
+
