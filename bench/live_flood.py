@@ -1,11 +1,12 @@
 """A subscribe flood on one tenant's connection against another tenant's ping/pong.
 
-Tenant B pings over its own connection: first alone (the baseline, measured in this run), then while
-tenant A floods subscribes on one connection as fast as its socket takes them (900: below the
-local front's send queue of 1,000 frames, which would close A as a client that does not read). Printed: B's ping/pong
-p50 and p99 during the flood as ratios to the baseline's (the done-when is at most 2×), and what
-happened to A's flood — answered, refused per connection (``rate_limited``), refused at the gateway's
-subscribe route throttle, throttled Lambda invocations. Never asserted: ratios, not timings.
+Tenant B pings over its own connection, one ping at a time, in rounds: ``pings`` alone (the baseline),
+then ``pings`` while tenant A floods subscribes on one connection at ``rate`` a second (10x the
+subscribe route's throttle), from the first ping of the round to its last; three rounds, so that what
+the shared machine does to both is spread over both. Printed: B's ping/pong p50 and p99 during the
+flood as ratios to the baseline's (the done-when is at most 2x), and what happened to A's flood:
+answered, refused per connection (``rate_limited``), refused at the gateway's subscribe route
+throttle, throttled Lambda invocations. Never asserted: ratios, not timings.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def _warm(ws: Any, cloud: Any, at_once: int = 8) -> None:
             return
 
 
-def run(cloud: Any, pings: int = 60, flood: int = 900) -> dict[str, float]:
+def run(cloud: Any, pings: int = 100, rate: float = 1000.0, rounds: int = 3) -> dict[str, float]:
     from websockets.sync.client import connect
 
     from tests.support import client_for, signup
@@ -67,33 +68,44 @@ def run(cloud: Any, pings: int = 60, flood: int = 900) -> dict[str, float]:
         victim = signup(api, tag="bench-flood-b")
     throttles_before = cloud.runtime.throttles("LiveFunction")
     throttled_before = cloud.websocket.throttle.throttled.get("subscribe", 0)
+    baseline: list[float] = []
+    during: list[float] = []
+    answers: dict[str, int] = {}
     # The flooder is a client of its own, in a process of its own (as it is on a machine of its own): its
     # sending and reading do not take this process's interpreter from the local cloud it floods.
     with subprocess.Popen([sys.executable, "-m", "bench.live_flood"], cwd=ROOT, text=True,  # nosec B603  # this interpreter, a fixed module
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE) as a:
         assert a.stdin is not None and a.stdout is not None  # nosec B101  # type narrowing: both piped
-        a.stdin.write(json.dumps({"url": cloud.ws_url, "headers": flooder.headers, "flood": flood}) + "\n")
+        a.stdin.write(json.dumps({"url": cloud.ws_url, "headers": flooder.headers, "rate": rate}) + "\n")
         a.stdin.flush()
         if a.stdout.readline().strip() != "connected":
             raise RuntimeError("the flooder could not connect")
         with connect(cloud.ws_url, additional_headers=victim.headers, proxy=None, open_timeout=60) as b:
             _warm(b, cloud)
             _pings(b, 10)
-            baseline = _pings(b, pings)
             cold_before = cloud.runtime.cold_starts("LiveFunction")
-            a.stdin.write("go\n")
-            a.stdin.flush()
-            during = _pings(b, pings)
+            for _ in range(rounds):
+                baseline += _pings(b, pings)
+                a.stdin.write("go\n")
+                a.stdin.flush()
+                if a.stdout.readline().strip() != "flooding":
+                    raise RuntimeError("the flooder stopped")
+                during += _pings(b, pings)
+                a.stdin.write("stop\n")
+                a.stdin.flush()
+                for key, count in json.loads(a.stdout.readline() or "{}").items():
+                    answers[key] = answers.get(key, 0) + count
             cold_during = cloud.runtime.cold_starts("LiveFunction") - cold_before
-        answers: dict[str, int] = json.loads(a.stdout.readline() or "{}")
+        a.stdin.close()
     p50, p99 = statistics.median(baseline), _percentile(baseline, 0.99)
     f50, f99 = statistics.median(during), _percentile(during, 0.99)
     figures = {"ping_p50_ratio": f50 / p50, "ping_p99_ratio": f99 / p99,
                "lambda_throttles": float(cloud.runtime.throttles("LiveFunction") - throttles_before),
                "route_throttled": float(cloud.websocket.throttle.throttled.get("subscribe", 0) - throttled_before),
-               "cold_starts": float(cold_during)}
-    print_table(f"Subscribe flood on one connection ({flood} subscribes) vs another tenant's ping "
-                f"(ratio to its own baseline, p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms)", [
+               "cold_starts": float(cold_during), "flooded": float(sum(answers.values()))}
+    print_table(f"Subscribe flood on one connection ({rate:.0f}/s for the whole of each of {rounds} rounds of "
+                f"{pings} pings) vs another tenant's ping (ratio to its own baseline in the rounds between, "
+                f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms)", [
                     ("ping/pong p50 during the flood", figures["ping_p50_ratio"], f"{f50 * 1000:.1f} ms"),
                     ("ping/pong p99 during the flood", figures["ping_p99_ratio"], f"{f99 * 1000:.1f} ms"),
                 ])
@@ -104,34 +116,53 @@ def run(cloud: Any, pings: int = 60, flood: int = 900) -> dict[str, float]:
 
 
 def _flooder() -> None:
-    """The flooding tenant's client (``python -m bench.live_flood``): reads ``{url, headers, flood}``,
-    connects ("connected"), waits for "go", then sends ``flood`` subscribes as fast as its socket takes
-    them while it reads every answer, until all are answered or 10 s pass in silence; prints the
-    answers counted by kind (one JSON line)."""
+    """The flooding tenant's client (``python -m bench.live_flood``): reads ``{url, headers, rate}``,
+    connects ("connected"); then for each "go" says "flooding" and sends subscribes at ``rate`` a second
+    while it reads every answer, until "stop"; then, once the answers have stopped for 2 s, prints them
+    counted by kind (one JSON line). Ends when its input does."""
     from websockets.sync.client import connect
 
     setup = json.loads(sys.stdin.readline())
-    answers: dict[str, int] = {}
+    gap = 1.0 / float(setup["rate"])
+    subscribe = json.dumps({"action": "subscribe", "workspace": True})
     with connect(setup["url"], additional_headers=setup["headers"], proxy=None, open_timeout=60) as a:
         print("connected", flush=True)
-        sys.stdin.readline()
+        while sys.stdin.readline().strip() == "go":
+            answers: dict[str, int] = {}
+            stop = threading.Event()
 
-        def read() -> None:
-            while sum(answers.values()) < setup["flood"]:
-                try:
-                    frame = json.loads(a.recv(timeout=10))
-                except Exception:  # noqa: BLE001 - silent for 10 s, or closed
-                    return
-                key = frame.get("code") or frame.get("type") or frame.get("message") or "?"
-                answers[key] = answers.get(key, 0) + 1
+            def read(answers: dict[str, int] = answers, stop: threading.Event = stop) -> None:
+                while True:
+                    try:
+                        frame = json.loads(a.recv(timeout=2))
+                    except TimeoutError:
+                        if stop.is_set():
+                            return
+                        continue
+                    except Exception:  # noqa: BLE001 - closed
+                        return
+                    key = frame.get("code") or frame.get("type") or frame.get("message") or "?"
+                    answers[key] = answers.get(key, 0) + 1
 
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        subscribe = json.dumps({"action": "subscribe", "workspace": True})
-        for _ in range(setup["flood"]):
-            a.send(subscribe)
-        reader.join(300)
-    print(json.dumps(answers), flush=True)
+            def send(stop: threading.Event = stop) -> None:
+                began, sent = time.perf_counter(), 0
+                while not stop.is_set():
+                    a.send(subscribe)
+                    sent += 1
+                    ahead = began + sent * gap - time.perf_counter()
+                    if ahead > 0:
+                        time.sleep(ahead)
+
+            reader = threading.Thread(target=read, daemon=True)
+            sender = threading.Thread(target=send, daemon=True)
+            reader.start()
+            sender.start()
+            print("flooding", flush=True)
+            sys.stdin.readline()  # "stop"
+            stop.set()
+            sender.join(10)
+            reader.join(60)
+            print(json.dumps(answers), flush=True)
 
 
 if __name__ == "__main__":

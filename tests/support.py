@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -304,19 +305,45 @@ def wait_for(tenant: Tenant, run_id: str, statuses: tuple[str, ...] = ("succeede
     raise AssertionError(f"run {run_id} still {run.get('status')} after {timeout} s")
 
 
-def events_of(tenant: Tenant, run_id: str) -> list[dict[str, Any]]:
+def _every_event(tenant: Tenant, path: str) -> list[dict[str, Any]]:
+    """Every event of an event cursor (``…/events``), in its order, read page by page."""
     items: list[dict[str, Any]] = []
     after = 0
     while True:
-        page = tenant.get(f"/runs/{run_id}/events", params={"after": after}).json()
+        page = tenant.get(path, params={"after": after}).json()
         items += page["items"]
         if page["next_after"] is None:
             return items
         after = page["next_after"]
 
 
+def events_of(tenant: Tenant, run_id: str) -> list[dict[str, Any]]:
+    return _every_event(tenant, f"/runs/{run_id}/events")
+
+
 def assert_dense(events: list[dict[str, Any]]) -> None:
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+def session_events_of(tenant: Tenant, session_id: str) -> list[dict[str, Any]]:
+    """Every event of a session, in its order, read page by page."""
+    return _every_event(tenant, f"/sessions/{session_id}/events")
+
+
+# --------------------------------------------------------------------------- the agenthq command
+
+
+def agenthq_cli(cloud: LocalCloud, home: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`agenthq` as a user runs it against the local cloud: a separate process with this worktree's CLI,
+    its home and configuration under ``home``. Call it with the command's arguments, ``stdin=`` for what
+    it reads, and extra environment variables as keywords."""
+    def run(*args: str, stdin: str | None = None, **env_extra: str) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+               "AGENTHQ_CONFIG_DIR": str(home / "config"), "PYTHONPATH": str(ROOT / "cli"),
+               "AGENTHQ_API_URL": cloud.rest_url, "AGENTHQ_WS_URL": cloud.ws_url, **env_extra}
+        return subprocess.run([sys.executable, "-m", "agenthq_cli", *args], env=env, capture_output=True,
+                              text=True, timeout=180, input=stdin)
+    return run
 
 
 # --------------------------------------------------------------------------- fakes
@@ -552,6 +579,14 @@ class LiveClient:
             if type_ is None or frame.get("type") == type_:
                 return frame
 
+    def unread(self, settle: float = 1) -> list[dict[str, Any]]:
+        """The frames received and not read yet, once ``settle`` seconds have let late ones arrive."""
+        time.sleep(settle)
+        frames: list[dict[str, Any]] = []
+        while not self.frames.empty():
+            frames.append(self.frames.get())
+        return frames
+
     def run_events(self, run_id: str, until_seq: int | None = None, timeout: float = 90,
                    terminal: bool = True, after: int | None = 0) -> list[dict[str, Any]]:
         """``run.event`` frames of ``run_id`` as received (duplicates included), until ``until_seq``,
@@ -708,12 +743,17 @@ class ConsolePage:
     def gauge(self, limit: str) -> dict[str, str]:
         """A usage gauge as a screen reader announces it (the meter's value, maximum and words) and as
         it reads on the page."""
-        gauge = self.until(lambda: self.find(f".gauge[data-limit='{limit}']"), message=f"the {limit} gauge")
-        meter = gauge.find_element("css selector", "[role=meter]")
-        return {"now": meter.get_attribute("aria-valuenow"), "max": meter.get_attribute("aria-valuemax"),
-                "words": meter.get_attribute("aria-valuetext"),
-                "label": gauge.find_element("css selector", ".gauge-label").text,
-                "shown": gauge.find_element("css selector", ".gauge-value").text}
+        self.until(lambda: self.find(f".gauge[data-limit='{limit}']"), message=f"the {limit} gauge")
+
+        def read() -> dict[str, str]:
+            gauge = self.find(f".gauge[data-limit='{limit}']")
+            meter = gauge.find_element("css selector", "[role=meter]")
+            return {"now": meter.get_attribute("aria-valuenow"), "max": meter.get_attribute("aria-valuemax"),
+                    "words": meter.get_attribute("aria-valuetext"),
+                    "label": gauge.find_element("css selector", ".gauge-label").text,
+                    "shown": gauge.find_element("css selector", ".gauge-value").text}
+
+        return dict(self.fresh(read))
 
     def run_events(self) -> list[tuple[int, str]]:
         """The run page's events as listed: the seq and type each line shows."""
@@ -723,7 +763,19 @@ class ConsolePage:
         return [(int(seq.lstrip("#")), kind) for seq, kind in rows]
 
     def text(self, css: str) -> str:
-        return str(self.find(css).text)
+        return str(self.fresh(lambda: self.find(css).text))
+
+    def fresh(self, read: Callable[[], Any], tries: int = 20) -> Any:
+        """``read()`` again when what it found was replaced by the page's live re-rendering before it was
+        read (Selenium's stale element): what the page shows now, as a person would read it."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        for _ in range(tries - 1):
+            try:
+                return read()
+            except StaleElementReferenceException:
+                continue
+        return read()
 
     def browser_logs(self) -> list[dict[str, Any]]:
         self.logs += self.driver.get_log("browser")

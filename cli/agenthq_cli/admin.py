@@ -9,7 +9,6 @@ locally, ``make dev`` prints the credentials it accepts.
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +16,7 @@ import httpx
 import typer
 
 from agenthq_cli.endpoints import EndpointError, check_private
+from agenthq_cli.session import print_json
 from agenthq_cli.signing import NoCredentials, SigV4, credentials_from_chain
 
 DEFAULT_API_URL = "http://127.0.0.1:3000/v1"
@@ -80,10 +80,6 @@ def admin(ctx: typer.Context,
     ctx.obj = OperatorApi(api_url, region, profile)
 
 
-def _print(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2))
-
-
 def parse_override(text: str) -> tuple[str, Any]:
     """``key=value``: an integer stays an integer; anything else (money: ``2500.50``) is sent as text."""
     name, sep, value = text.partition("=")
@@ -104,13 +100,13 @@ def list_workspaces(ctx: typer.Context, limit: int = typer.Option(50, min=1, max
         cursor = page.get("next_cursor")
         if not cursor:
             break
-    _print({"items": items})
+    print_json({"items": items})
 
 
 @workspace_app.command("get")
 def get_workspace(ctx: typer.Context, workspace_id: str = typer.Argument(..., metavar="WID")) -> None:
     """A workspace: tier, overrides, limits, usage plan, and this month's cost against its price."""
-    _print(_api(ctx).request("GET", f"/admin/workspaces/{workspace_id}"))
+    print_json(_api(ctx).request("GET", f"/admin/workspaces/{workspace_id}"))
 
 
 @workspace_app.command("set-tier")
@@ -127,7 +123,7 @@ def set_tier(ctx: typer.Context, workspace_id: str = typer.Argument(..., metavar
         body["limit_overrides"] = dict(parse_override(o) for o in override)
     elif clear_overrides:
         body["limit_overrides"] = {}
-    _print(_api(ctx).request("PATCH", f"/admin/workspaces/{workspace_id}", json=body))
+    print_json(_api(ctx).request("PATCH", f"/admin/workspaces/{workspace_id}", json=body))
 
 
 @admin_app.command("usage")
@@ -146,7 +142,7 @@ def usage(ctx: typer.Context, month: str = typer.Option(None, help="YYYY-MM (def
     totals = {name: str(sum((Decimal(r[name]) for r in rows), Decimal("0")))
               for name in ("price_usd", "model_cost_usd", "infra_cost_usd", "cost_usd", "margin_usd")}
     if as_json:
-        _print({"period": "month", "month": report.get("month"), "items": rows, "totals": totals})
+        print_json({"period": "month", "month": report.get("month"), "items": rows, "totals": totals})
         return
     typer.echo(f"{'workspace':<28} {'tier':<10} {'price':>10} {'model':>12} {'infra':>12} {'margin':>12}")
     for r in rows:

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import typer
 
-from agenthq_cli.session import Api, Profile
+from agenthq_cli.session import print_json, workspace_api
 
 approvals_app = typer.Typer(help="Tool calls waiting for a person's approval.", no_args_is_help=True)
 
 STATUSES = ("pending", "approved", "denied", "expired", "cancelled")
-
-
-def _api() -> Api:
-    profile = Profile.load()
-    profile.workspace_id = os.environ.get("AGENTHQ_WORKSPACE_ID") or profile.workspace_id
-    return Api(profile)
 
 
 @approvals_app.command("list")
@@ -26,17 +19,11 @@ def approvals_list(status: str = typer.Option("pending", help=f"One of: {', '.jo
                    run: str = typer.Option("", "--run", help="Only this run's (and the runs it delegated to)."),
                    json_output: bool = typer.Option(False, "--json", help="The approvals as JSON.")) -> None:
     """The workspace's approvals, newest first (pending ones by default)."""
-    api = _api()
+    api = workspace_api()
     params: dict[str, Any] = {**({"status": status} if status != "all" else {}), **({"run_id": run} if run else {})}
-    items: list[dict[str, Any]] = []
-    while True:
-        page = api.call("GET", api.workspace_path("/approvals"), params=params)
-        items += page["items"]
-        if not page.get("next_cursor"):
-            break
-        params["cursor"] = page["next_cursor"]
+    items: list[dict[str, Any]] = api.every_item(api.workspace_path("/approvals"), params)
     if json_output:
-        typer.echo(json.dumps(items, indent=2))
+        print_json(items)
         return
     if not items:
         typer.echo("No approvals." if status == "all" else f"No {status} approvals.")
@@ -61,7 +48,7 @@ def approvals_deny(approval: str = typer.Argument(..., help="The approval's id."
 
 
 def _decide(approval: str, decision: str, reason: str) -> None:
-    api = _api()
+    api = workspace_api()
     body = {"decision": decision, **({"reason": reason} if reason else {})}
     decided = api.call("POST", api.workspace_path(f"/approvals/{approval}"), json=body)
     typer.echo(f"{decided['id']} {decided['status']} ({decided['tool']}, run {decided['run_id']})")

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import typer
 
-from agenthq_cli.session import Api, fail
+from agenthq_cli.session import Api, fail, print_json, workspace_api
 
 mcp_app = typer.Typer(help="The workspace's MCP servers, whose tools agents use as mcp__<server>__<tool>.",
                       no_args_is_help=True)
-
-
-def _api() -> Api:
-    from agenthq_cli.user import _api as api
-
-    return api()
 
 
 def _server_id(api: Api, server: str) -> str:
@@ -67,19 +60,19 @@ def mcp_add(name: str = typer.Argument(..., help="Lowercase letters, digits and 
         if not token:
             fail(f"${bearer_from_env} is not set")
         headers["Authorization"] = f"Bearer {token}"
-    api = _api()
+    api = workspace_api()
     body: dict[str, Any] = {"name": name, "url": url, **({"headers": headers} if headers else {})}
     server = api.call("POST", api.workspace_path("/mcp-servers"), json=body)
-    typer.echo(json.dumps(server, indent=2)) if json_output else _show(server)
+    print_json(server) if json_output else _show(server)
 
 
 @mcp_app.command("list")
 def mcp_list(json_output: bool = typer.Option(False, "--json", help="The servers as JSON.")) -> None:
     """The workspace's MCP servers, their tools and whether the last connection worked."""
-    api = _api()
+    api = workspace_api()
     servers = api.call("GET", api.workspace_path("/mcp-servers"), params={"limit": 100})["items"]
     if json_output:
-        typer.echo(json.dumps(servers, indent=2))
+        print_json(servers)
         return
     if not servers:
         typer.echo("no MCP servers")
@@ -91,15 +84,15 @@ def mcp_list(json_output: bool = typer.Option(False, "--json", help="The servers
 def mcp_refresh(server: str = typer.Argument(..., help="The server's name or id."),
                 json_output: bool = typer.Option(False, "--json", help="The server as JSON.")) -> None:
     """Connect again and take the tool list the server has now."""
-    api = _api()
+    api = workspace_api()
     refreshed = api.call("POST", api.workspace_path(f"/mcp-servers/{_server_id(api, server)}/refresh"))
-    typer.echo(json.dumps(refreshed, indent=2)) if json_output else _show(refreshed)
+    print_json(refreshed) if json_output else _show(refreshed)
 
 
 @mcp_app.command("remove")
 def mcp_remove(server: str = typer.Argument(..., help="The server's name or id.")) -> None:
     """Delete the server and its headers' secret."""
-    api = _api()
+    api = workspace_api()
     server_id = _server_id(api, server)
     api.call("DELETE", api.workspace_path(f"/mcp-servers/{server_id}"))
     typer.echo(f"removed {server} ({server_id})")

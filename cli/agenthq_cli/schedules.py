@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
 import typer
 
-from agenthq_cli.session import Api, Profile
+from agenthq_cli.session import print_json, workspace_api
 
 schedules_app = typer.Typer(help="Runs of an agent on a cron, in a time zone.", no_args_is_help=True)
-
-
-def _api() -> Api:
-    profile = Profile.load()
-    profile.workspace_id = os.environ.get("AGENTHQ_WORKSPACE_ID") or profile.workspace_id
-    return Api(profile)
-
-
-def _print(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2))
 
 
 def _last(schedule: dict[str, Any]) -> str:
@@ -39,28 +27,21 @@ def schedules_add(agent: str = typer.Argument(..., help="The agent's id."),
                   session: str = typer.Option("", help="Post it into this session instead (its id)."),
                   disabled: bool = typer.Option(False, "--disabled", help="Create it switched off.")) -> None:
     """Add a schedule; it fires at its cron's times in its time zone."""
-    api = _api()
+    api = workspace_api()
     body: dict[str, Any] = {"cron": cron, "timezone": timezone, "input": input, "enabled": not disabled}
     if session:
         body["session_id"] = session
-    _print(api.call("POST", api.workspace_path(f"/agents/{agent}/schedules"), json=body))
+    print_json(api.call("POST", api.workspace_path(f"/agents/{agent}/schedules"), json=body))
 
 
 @schedules_app.command("list")
 def schedules_list(agent: str = typer.Option("", help="Only this agent's."),
                    json_output: bool = typer.Option(False, "--json", help="The schedules as JSON.")) -> None:
     """The workspace's schedules, with their next and last fire."""
-    api = _api()
-    items: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"agent_id": agent} if agent else {}
-    while True:
-        page = api.call("GET", api.workspace_path("/schedules"), params=params)
-        items += page["items"]
-        if not page.get("next_cursor"):
-            break
-        params["cursor"] = page["next_cursor"]
+    api = workspace_api()
+    items: list[dict[str, Any]] = api.every_item(api.workspace_path("/schedules"), {"agent_id": agent} if agent else {})
     if json_output:
-        _print(items)
+        print_json(items)
         return
     for s in items:
         state = "on " if s["enabled"] else "off"
@@ -70,25 +51,25 @@ def schedules_list(agent: str = typer.Option("", help="Only this agent's."),
 
 @schedules_app.command("show")
 def schedules_show(schedule: str) -> None:
-    api = _api()
-    _print(api.call("GET", api.workspace_path(f"/schedules/{schedule}")))
+    api = workspace_api()
+    print_json(api.call("GET", api.workspace_path(f"/schedules/{schedule}")))
 
 
 @schedules_app.command("enable")
 def schedules_enable(schedule: str) -> None:
-    api = _api()
-    _print(api.call("PATCH", api.workspace_path(f"/schedules/{schedule}"), json={"enabled": True}))
+    api = workspace_api()
+    print_json(api.call("PATCH", api.workspace_path(f"/schedules/{schedule}"), json={"enabled": True}))
 
 
 @schedules_app.command("disable")
 def schedules_disable(schedule: str) -> None:
-    api = _api()
-    _print(api.call("PATCH", api.workspace_path(f"/schedules/{schedule}"), json={"enabled": False}))
+    api = workspace_api()
+    print_json(api.call("PATCH", api.workspace_path(f"/schedules/{schedule}"), json={"enabled": False}))
 
 
 @schedules_app.command("remove")
 def schedules_remove(schedule: str) -> None:
     """Delete a schedule (from EventBridge Scheduler too)."""
-    api = _api()
+    api = workspace_api()
     api.call("DELETE", api.workspace_path(f"/schedules/{schedule}"))
     typer.echo(f"removed {schedule}")

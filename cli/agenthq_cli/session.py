@@ -71,6 +71,11 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def print_json(value: Any) -> None:
+    """What a command answers, as indented JSON (for people and for `jq`)."""
+    typer.echo(json.dumps(value, indent=2))
+
+
 class Api:
     """The REST API as the logged-in user (or API key); errors end the command with their message."""
 
@@ -104,6 +109,17 @@ class Api:
                 fail(f"{response.status_code} {response.text[:200]}")
         return response.json() if response.content else None
 
+    def every_item(self, path: str, params: dict[str, Any] | None = None) -> list[Any]:
+        """Every item of a list, page after page (``params`` with each page's ``cursor``)."""
+        params = dict(params or {})
+        items: list[Any] = []
+        while True:
+            page = self.call("GET", path, params=params)
+            items += page["items"]
+            if not page.get("next_cursor"):
+                return items
+            params["cursor"] = page["next_cursor"]
+
     def _refresh(self) -> bool:
         if os.environ.get("AGENTHQ_API_KEY") or not self.profile.refresh_token:
             return False
@@ -114,3 +130,10 @@ class Api:
         self.profile.access_token, self.profile.refresh_token = tokens["access_token"], tokens["refresh_token"]
         self.profile.save()
         return True
+
+
+def workspace_api() -> Api:
+    """The API as the logged-in profile, acting on its workspace (or on $AGENTHQ_WORKSPACE_ID's)."""
+    profile = Profile.load()
+    profile.workspace_id = os.environ.get("AGENTHQ_WORKSPACE_ID") or profile.workspace_id
+    return Api(profile)

@@ -14,22 +14,12 @@ from typing import Any
 import typer
 
 from agenthq_cli.endpoints import EndpointError, live_url_of
-from agenthq_cli.session import Api, fail
+from agenthq_cli.session import Api, fail, print_json, workspace_api
 from agenthq_cli.watch import TERMINAL, SessionWatcher, WatchError
 
 sessions_app = typer.Typer(help="Conversations with an agent across runs.", no_args_is_help=True)
 
 RUN_ENDS = ("succeeded", "failed", "cancelled", "timed_out")
-
-
-def _api() -> Api:
-    from agenthq_cli.user import _api as user_api
-
-    return user_api()
-
-
-def _print(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2))
 
 
 @sessions_app.command("new")
@@ -41,26 +31,19 @@ def sessions_new(agent: str = typer.Argument(..., help="The agent's id."),
     body: dict[str, Any] = {**({"title": title} if title else {})}
     if agent_version:
         body["agent_version"] = agent_version if agent_version == "latest" else int(agent_version)
-    api = _api()
-    _print(api.call("POST", api.workspace_path(f"/agents/{agent}/sessions"), json=body))
+    api = workspace_api()
+    print_json(api.call("POST", api.workspace_path(f"/agents/{agent}/sessions"), json=body))
 
 
 @sessions_app.command("list")
 def sessions_list(agent: str = typer.Option("", help="Only this agent's."),
                   json_output: bool = typer.Option(False, "--json", help="Every session as JSON.")) -> None:
     """The workspace's sessions, newest first."""
-    api = _api()
-    found: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while True:
-        params = {"limit": 100, **({"agent_id": agent} if agent else {}), **({"cursor": cursor} if cursor else {})}
-        page = api.call("GET", api.workspace_path("/sessions"), params=params)
-        found += page["items"]
-        cursor = page.get("next_cursor")
-        if not cursor:
-            break
+    api = workspace_api()
+    found: list[dict[str, Any]] = api.every_item(api.workspace_path("/sessions"),
+                                                 {"limit": 100, **({"agent_id": agent} if agent else {})})
     if json_output:
-        _print(found)
+        print_json(found)
         return
     for session in found:
         typer.echo(f"{session['id']}  {session['status']:<8} {session['turns']:>3} turns  "
@@ -76,7 +59,7 @@ def sessions_send(session: str = typer.Argument(..., help="The session's id."),
                   watch: bool = typer.Option(False, "--watch", help="Stream the turn's events as they happen."),
                   timeout: float = typer.Option(600.0, help="Seconds to wait for the answer.")) -> None:
     """Send the next message and print the agent's answer when its run ends (exit 1 if it failed)."""
-    api = _api()
+    api = workspace_api()
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     run = api.call("POST", api.workspace_path(f"/sessions/{session}/messages"),
                    json={"input": input, "on_busy": on_busy}, headers=headers)
@@ -115,7 +98,7 @@ def sessions_watch(session: str = typer.Argument(..., help="The session's id."),
                                                         "it has so far was shown.")) -> None:
     """Print the session's events live — every run of it and their delegated children, under one
     seq — reconnecting where it left off."""
-    _watch(_api(), session, after, json_lines=json_lines, until_idle=until_idle)
+    _watch(workspace_api(), session, after, json_lines=json_lines, until_idle=until_idle)
 
 
 def _watch(api: Api, session: str, after: int, json_lines: bool = False, until_idle: bool = False,

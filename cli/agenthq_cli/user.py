@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from typing import Any
 
 import httpx
 import typer
 
 from agenthq_cli.endpoints import EndpointError, announced_live_url, check_private, host_of, is_loopback, live_url_of
-from agenthq_cli.session import DEFAULT_API_URL, Api, Profile, fail
+from agenthq_cli.session import DEFAULT_API_URL, Api, Profile, fail, print_json, workspace_api
 from agenthq_cli.watch import RunWatcher, WatchError, exit_status
 
 agents_app = typer.Typer(help="A workspace's agents.", no_args_is_help=True)
 runs_app = typer.Typer(help="Launch runs and watch them live.", no_args_is_help=True)
 keys_app = typer.Typer(help="The workspace's API keys (admins).", no_args_is_help=True)
-
-
-def _api() -> Api:
-    profile = Profile.load()
-    profile.workspace_id = os.environ.get("AGENTHQ_WORKSPACE_ID") or profile.workspace_id
-    return Api(profile)
-
-
-def _print(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2))
 
 
 def _workspace_of(token: str) -> str:
@@ -75,16 +64,16 @@ def login(email: str = typer.Option(..., prompt=True, help="Your e-mail."),
 
 def workspaces() -> None:
     """Your workspaces and roles."""
-    _print(_api().call("GET", "/me")["memberships"])
+    print_json(workspace_api().call("GET", "/me")["memberships"])
 
 
 def usage(period: str = typer.Option("month", help="day or month."),
           json_output: bool = typer.Option(False, "--json", help="The whole answer as JSON.")) -> None:
     """What the workspace used against each limit of its tier."""
-    api = _api()
+    api = workspace_api()
     summary = api.call("GET", api.workspace_path("/usage"), params={"period": period})
     if json_output:
-        _print(summary)
+        print_json(summary)
         return
     typer.echo(f"{summary.get('tier', '')} tier, {period} to {summary.get('as_of', '')}")
     for name, limit in summary.get("limits", {}).items():
@@ -100,33 +89,25 @@ def usage(period: str = typer.Option("month", help="day or month."),
 @agents_app.command("list")
 def agents_list() -> None:
     """The workspace's agents."""
-    api = _api()
-    _print(api.call("GET", api.workspace_path("/agents"))["items"])
+    api = workspace_api()
+    print_json(api.call("GET", api.workspace_path("/agents"))["items"])
 
 
 @agents_app.command("create")
 def agents_create(name: str, personality: str = typer.Option(..., help="coordinator, architect, sre, …")) -> None:
     """Create an agent from a personality."""
-    api = _api()
-    _print(api.call("POST", api.workspace_path("/agents"), json={"name": name, "personality": personality}))
+    api = workspace_api()
+    print_json(api.call("POST", api.workspace_path("/agents"), json={"name": name, "personality": personality}))
 
 
 @agents_app.command("versions")
 def agents_versions(agent: str = typer.Argument(..., help="The agent's id."),
                     json_output: bool = typer.Option(False, "--json", help="Every version as JSON.")) -> None:
     """The agent's versions, newest first: every change to an agent makes one."""
-    api = _api()
-    versions: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while True:
-        page = api.call("GET", api.workspace_path(f"/agents/{agent}/versions"),
-                        params={"limit": 100, **({"cursor": cursor} if cursor else {})})
-        versions += page["items"]
-        cursor = page.get("next_cursor")
-        if not cursor:
-            break
+    api = workspace_api()
+    versions: list[dict[str, Any]] = api.every_item(api.workspace_path(f"/agents/{agent}/versions"), {"limit": 100})
     if json_output:
-        _print(versions)
+        print_json(versions)
         return
     for version in versions:
         made = version["change"] + (f" to v{version['restored_version']}" if version.get("restored_version") else "")
@@ -141,11 +122,11 @@ def agents_rollback(agent: str = typer.Argument(..., help="The agent's id."),
                     version: int = typer.Argument(..., min=1, help="The version to make current again."),
                     json_output: bool = typer.Option(False, "--json", help="The agent as JSON.")) -> None:
     """Make an earlier version current again: a new version equal to it (the history only grows)."""
-    api = _api()
+    api = workspace_api()
     before = api.call("GET", api.workspace_path(f"/agents/{agent}"))
     after = api.call("POST", api.workspace_path(f"/agents/{agent}/rollback"), json={"version": version})
     if json_output:
-        _print(after)
+        print_json(after)
     elif after["version"] == before["version"]:
         typer.echo(f"{after['name']} is already as version {version} was (version {after['version']}): "
                    "nothing changed.")
@@ -161,11 +142,11 @@ def runs_launch(agent: str = typer.Argument(..., help="The agent's id."),
                 json_lines: bool = typer.Option(False, "--json", help="With --watch: one JSON event per line."),
                 exit_with_status: bool = typer.Option(False, "--exit-status", help="With --watch: exit 0/1/2.")) -> None:
     """Launch a run of an agent."""
-    api = _api()
+    api = workspace_api()
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     run = api.call("POST", api.workspace_path(f"/agents/{agent}/runs"), json={"input": input}, headers=headers)
     if not watch:
-        _print(run)
+        print_json(run)
         return
     if not json_lines:
         typer.echo(f"run {run['id']}")
@@ -180,7 +161,7 @@ def runs_watch(run: str = typer.Argument(..., help="The run's id."),
                                                      help="Exit 0 if it succeeds, 1 if it fails, 2 if cancelled.")
                ) -> None:
     """Print a run's events live until it ends (reconnecting where it left off)."""
-    _watch(_api(), run, after, json_lines, exit_with_status)
+    _watch(workspace_api(), run, after, json_lines, exit_with_status)
 
 
 def _watch(api: Api, run_id: str, after: int, json_lines: bool, exit_with_status: bool) -> None:
@@ -228,7 +209,7 @@ def _line(event: dict[str, Any]) -> str:
 @runs_app.command("events")
 def runs_events(run: str, after: int = typer.Option(0, min=0)) -> None:
     """A run's stored events (all of them, in seq order)."""
-    api = _api()
+    api = workspace_api()
     items: list[dict[str, Any]] = []
     while True:
         page = api.call("GET", api.workspace_path(f"/runs/{run}/events"), params={"after": after})
@@ -236,32 +217,32 @@ def runs_events(run: str, after: int = typer.Option(0, min=0)) -> None:
         if page["next_after"] is None:
             break
         after = page["next_after"]
-    _print(items)
+    print_json(items)
 
 
 @runs_app.command("cancel")
 def runs_cancel(run: str) -> None:
     """Cancel a run (it ends at its next step)."""
-    api = _api()
-    _print(api.call("POST", api.workspace_path(f"/runs/{run}/cancel")))
+    api = workspace_api()
+    print_json(api.call("POST", api.workspace_path(f"/runs/{run}/cancel")))
 
 
 @keys_app.command("create")
 def keys_create(name: str, scope: list[str] = typer.Option(["runs:read", "runs:write", "agents:read"], "--scope")
                 ) -> None:
     """Create an API key; its secret is shown only now."""
-    api = _api()
-    _print(api.call("POST", api.workspace_path("/api-keys"), json={"name": name, "scopes": scope}))
+    api = workspace_api()
+    print_json(api.call("POST", api.workspace_path("/api-keys"), json={"name": name, "scopes": scope}))
 
 
 @keys_app.command("list")
 def keys_list() -> None:
-    api = _api()
-    _print(api.call("GET", api.workspace_path("/api-keys"))["items"])
+    api = workspace_api()
+    print_json(api.call("GET", api.workspace_path("/api-keys"))["items"])
 
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: str) -> None:
-    api = _api()
+    api = workspace_api()
     api.call("DELETE", api.workspace_path(f"/api-keys/{key_id}"))
     typer.echo(f"revoked {key_id}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from agenthq_cli.user import _api, _print
+from agenthq_cli.session import print_json, workspace_api
 
 webhooks_app = typer.Typer(help="The workspace's webhooks and their deliveries (admins).", no_args_is_help=True)
 
@@ -18,20 +18,20 @@ def webhooks_add(url: str,
                                                  help=f"An event type to receive (repeat it): {', '.join(EVENTS)}."),
                  description: str = typer.Option("", help="What the endpoint is for.")) -> None:
     """Register an endpoint; its signing secret (whsec_…) is shown only now."""
-    api = _api()
+    api = workspace_api()
     body = {"url": url, "events": event, **({"description": description} if description else {})}
-    _print(api.call("POST", api.workspace_path("/webhooks"), json=body))
+    print_json(api.call("POST", api.workspace_path("/webhooks"), json=body))
 
 
 @webhooks_app.command("list")
 def webhooks_list() -> None:
-    api = _api()
-    _print(api.call("GET", api.workspace_path("/webhooks"))["items"])
+    api = workspace_api()
+    print_json(api.call("GET", api.workspace_path("/webhooks"))["items"])
 
 
 @webhooks_app.command("remove")
 def webhooks_remove(webhook_id: str) -> None:
-    api = _api()
+    api = workspace_api()
     api.call("DELETE", api.workspace_path(f"/webhooks/{webhook_id}"))
     typer.echo(f"removed {webhook_id}")
 
@@ -39,16 +39,16 @@ def webhooks_remove(webhook_id: str) -> None:
 @webhooks_app.command("test")
 def webhooks_test(webhook_id: str) -> None:
     """Send a webhook.test event (one attempt); `deliveries` shows how it went."""
-    api = _api()
-    _print(api.call("POST", api.workspace_path(f"/webhooks/{webhook_id}/test")))
+    api = workspace_api()
+    print_json(api.call("POST", api.workspace_path(f"/webhooks/{webhook_id}/test")))
 
 
 @webhooks_app.command("deliveries")
 def webhooks_deliveries(webhook_id: str, retry: str = typer.Option("", help="Deliver this delivery id again.")
                         ) -> None:
     """The endpoint's delivery log, newest first (or, with --retry, one more attempt of a delivery)."""
-    api = _api()
+    api = workspace_api()
     if retry:
-        _print(api.call("POST", api.workspace_path(f"/webhooks/{webhook_id}/deliveries/{retry}/retry")))
+        print_json(api.call("POST", api.workspace_path(f"/webhooks/{webhook_id}/deliveries/{retry}/retry")))
         return
-    _print(api.call("GET", api.workspace_path(f"/webhooks/{webhook_id}/deliveries"))["items"])
+    print_json(api.call("GET", api.workspace_path(f"/webhooks/{webhook_id}/deliveries"))["items"])

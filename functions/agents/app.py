@@ -1,6 +1,6 @@
 """Agents: the built-in personalities, a workspace's agents, their runs, sessions and messages."""
 
-from fastapi import Header, Query, Response
+from fastapi import Header, Response
 
 from agenthq import agents, messaging
 from agenthq.agents import AgentCreate, AgentUpdate
@@ -11,6 +11,8 @@ from agenthq.http import (
     AgentIdFilter,
     CurrentPrincipal,
     Cursor,
+    EventsAfter,
+    EventsLimit,
     Limit,
     RunIdFilter,
     WorkspacePrincipal,
@@ -120,8 +122,8 @@ def get_run(rid: str, principal: WorkspacePrincipal) -> dict:
 
 
 @app.get("/workspaces/{wid}/runs/{rid}/events", response_model=RunEvents)
-def list_run_events(rid: str, principal: WorkspacePrincipal, after: int = Query(default=0, ge=0),
-                    limit: int = Query(default=100, ge=1, le=500)) -> dict:
+def list_run_events(rid: str, principal: WorkspacePrincipal, after: int = EventsAfter,
+                    limit: int = EventsLimit) -> dict:
     return runs.list_events(principal, rid, after, limit)
 
 
@@ -191,8 +193,8 @@ def list_session_messages(sid: str, principal: WorkspacePrincipal, cursor: str |
 
 
 @app.get("/workspaces/{wid}/sessions/{sid}/events", response_model=SessionEvents)
-def list_session_events(sid: str, principal: WorkspacePrincipal, after: int = Query(default=0, ge=0),
-                        limit: int = Query(default=100, ge=1, le=500)) -> dict:
+def list_session_events(sid: str, principal: WorkspacePrincipal, after: int = EventsAfter,
+                        limit: int = EventsLimit) -> dict:
     return sessions.list_events(principal, sid, after, limit)
 
 

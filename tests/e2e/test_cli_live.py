@@ -5,28 +5,13 @@ with its exit status and JSON lines, events, cancel, keys."""
 from __future__ import annotations
 
 import json
-import os
 import stat
-import subprocess
-import sys
 
 import pytest
 
-from local.template import ROOT
 from tests.support import PASSWORD, events_of, signup, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture()
-def agenthq(cloud, tmp_path):
-    def run(*args: str, stdin: str | None = None, **env_extra: str) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
-               "AGENTHQ_CONFIG_DIR": str(tmp_path / "config"), "PYTHONPATH": str(ROOT / "cli"),
-               "AGENTHQ_API_URL": cloud.rest_url, "AGENTHQ_WS_URL": cloud.ws_url, **env_extra}
-        return subprocess.run([sys.executable, "-m", "agenthq_cli", *args], env=env, capture_output=True,
-                              text=True, timeout=180, input=stdin)
-    return run
 
 
 def test_login_launch_and_watch_a_run_with_its_exit_status(api, agenthq, tmp_path):

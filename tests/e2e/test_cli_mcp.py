@@ -4,30 +4,15 @@ process), with local/mcp_demo.py's MCP server behind a bearer token."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from local.mcp_demo import McpDemo
-from local.template import ROOT
 from tests.support import PASSWORD, signup
 
 pytestmark = pytest.mark.slow
 
 TOKEN = "cli-demo-token-0123456789"
-
-
-@pytest.fixture()
-def agenthq(cloud, tmp_path):
-    def run(*args: str, **env_extra: str) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
-               "AGENTHQ_CONFIG_DIR": str(tmp_path / "config"), "PYTHONPATH": str(ROOT / "cli"),
-               "AGENTHQ_API_URL": cloud.rest_url, "AGENTHQ_WS_URL": cloud.ws_url, **env_extra}
-        return subprocess.run([sys.executable, "-m", "agenthq_cli", *args], env=env, capture_output=True,
-                              text=True, timeout=180)
-    return run
 
 
 def test_add_list_refresh_and_remove_an_mcp_server(api, agenthq):

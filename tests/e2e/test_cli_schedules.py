@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from local.template import ROOT
 from tests.support import PASSWORD, create_agent, signup
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture()
-def agenthq(cloud, tmp_path):
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
-               "AGENTHQ_CONFIG_DIR": str(tmp_path / "config"), "PYTHONPATH": str(ROOT / "cli"),
-               "AGENTHQ_API_URL": cloud.rest_url, "AGENTHQ_WS_URL": cloud.ws_url}
-        return subprocess.run([sys.executable, "-m", "agenthq_cli", *args], env=env, capture_output=True,
-                              text=True, timeout=180)
-    return run
 
 
 def test_schedules_are_added_listed_switched_and_removed_from_the_cli(cloud, api, agenthq):

@@ -5,37 +5,12 @@ list."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from local.template import ROOT
-from tests.support import PASSWORD, signup
+from tests.support import PASSWORD, session_events_of, signup
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture()
-def agenthq(cloud, tmp_path):
-    def run(*args: str, **env_extra: str) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
-               "AGENTHQ_CONFIG_DIR": str(tmp_path / "config"), "PYTHONPATH": str(ROOT / "cli"),
-               "AGENTHQ_API_URL": cloud.rest_url, "AGENTHQ_WS_URL": cloud.ws_url, **env_extra}
-        return subprocess.run([sys.executable, "-m", "agenthq_cli", *args], env=env, capture_output=True,
-                              text=True, timeout=180)
-    return run
-
-
-def session_events(owner, session_id: str) -> list[dict]:
-    items, after = [], 0
-    while True:
-        page = owner.get(f"/sessions/{session_id}/events", params={"after": after}).json()
-        items += page["items"]
-        if page["next_after"] is None:
-            return items
-        after = page["next_after"]
 
 
 def test_new_send_watch_and_list_a_session(api, agenthq):
@@ -62,7 +37,7 @@ def test_new_send_watch_and_list_a_session(api, agenthq):
     watched = agenthq("sessions", "watch", session["id"], "--json", "--until-idle")
     assert watched.returncode == 0, watched.stderr
     shown = [json.loads(line) for line in watched.stdout.splitlines()]
-    stored = session_events(owner, session["id"])
+    stored = session_events_of(owner, session["id"])
     assert shown == stored, "every event of both turns, each once, in the session's order"
     assert [e["seq"] for e in shown] == list(range(1, len(shown) + 1))
 

@@ -6,42 +6,21 @@ Approve lets it run, Deny with a reason gives the model that reason, and a decis
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
 from tests.support import (
-    ARTIFACTS,
-    CHROMIUM_INSTALL,
     PASSWORD,
     ConsolePage,
     LiveClient,
-    chromium_paths,
     create_agent,
     events_of,
-    headless_chromium,
     launch,
     signup,
     wait_for,
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture()
-def page(cloud, request) -> Iterator[ConsolePage]:
-    paths = chromium_paths()
-    if paths is None:
-        pytest.skip(f"the browser tests need Chromium and its driver, which are not installed: run "
-                    f"`{CHROMIUM_INSTALL}` (as root, or with sudo) to run them")
-    with headless_chromium(*paths) as driver:
-        screenshots = ARTIFACTS / "console" / request.node.name
-        for old in screenshots.glob("*.png"):
-            old.unlink()
-        console = ConsolePage(driver, cloud.console_url, screenshots)
-        console.open()
-        yield console
-        assert console.policy_violations() == [], "the page broke its Content-Security-Policy"
 
 
 def shown(page: ConsolePage) -> dict[str, str]:

@@ -15,20 +15,14 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 
 from tests.support import (
-    ARTIFACTS,
-    CHROMIUM_INSTALL,
     PASSWORD,
-    ConsolePage,
-    chromium_paths,
     create_agent,
     events_of,
-    headless_chromium,
     launch,
     set_tier,
     signup,
@@ -41,22 +35,6 @@ from tests.support import (
 pytestmark = pytest.mark.slow
 
 CALCULATION = 'What is our monthly error budget?\n/tool calculator {"expression": "(1 - 0.999) * 30 * 24 * 60"}'
-
-
-@pytest.fixture()
-def page(cloud, request) -> Iterator[ConsolePage]:
-    paths = chromium_paths()
-    if paths is None:
-        pytest.skip(f"the browser tests need Chromium and its driver, which are not installed: run "
-                    f"`{CHROMIUM_INSTALL}` (as root, or with sudo) to run them")
-    with headless_chromium(*paths) as driver:
-        screenshots = ARTIFACTS / "console" / request.node.name
-        for old in screenshots.glob("*.png"):
-            old.unlink()
-        console = ConsolePage(driver, cloud.console_url, screenshots)
-        console.open()
-        yield console
-        assert console.policy_violations() == [], "the page broke its Content-Security-Policy"
 
 
 def wait_until(condition, what: str, timeout: float = 30) -> None:

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.e2e.test_console_browser import page  # noqa: F401 - the browser fixture
 from tests.support import PASSWORD, create_agent, signup, wait_for
 
 pytestmark = pytest.mark.slow
@@ -20,7 +19,7 @@ def _when(iso: str) -> str:
     return f"{iso.replace('T', ' ')[:19]} UTC"
 
 
-def test_schedules_show_their_next_and_last_fire(cloud, api, page):  # noqa: F811 - the fixture
+def test_schedules_show_their_next_and_last_fire(cloud, api, page):
     owner = signup(api, workspace_name="Cron Works", tier="starter")
     create_agent(owner, "night-owl", "sre")
     page.sign_in(owner.email, PASSWORD)

@@ -6,40 +6,20 @@ it, so they can only have come over the WebSocket API), then the answers in the 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.support import (
-    ARTIFACTS,
-    CHROMIUM_INSTALL,
     PASSWORD,
     ConsolePage,
-    chromium_paths,
     create_agent,
-    headless_chromium,
+    session_events_of,
     signup,
     tools_replaced_by,
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture()
-def page(cloud, request) -> Iterator[ConsolePage]:
-    paths = chromium_paths()
-    if paths is None:
-        pytest.skip(f"the browser tests need Chromium and its driver, which are not installed: run "
-                    f"`{CHROMIUM_INSTALL}` (as root, or with sudo) to run them")
-    with headless_chromium(*paths) as driver:
-        screenshots = ARTIFACTS / "console" / request.node.name
-        for old in screenshots.glob("*.png"):
-            old.unlink()
-        console = ConsolePage(driver, cloud.console_url, screenshots)
-        console.open()
-        yield console
-        assert console.policy_violations() == [], "the page broke its Content-Security-Policy"
 
 
 def session_events_shown(page: ConsolePage) -> list[tuple[int, str]]:
@@ -57,13 +37,7 @@ def chat_shown(page: ConsolePage) -> list[tuple[str, str]]:
 
 
 def stored_events(owner: Any, session_id: str) -> list[tuple[int, str]]:
-    items, after = [], 0
-    while True:
-        page = owner.get(f"/sessions/{session_id}/events", params={"after": after}).json()
-        items += page["items"]
-        if page["next_after"] is None:
-            return [(e["seq"], e["type"]) for e in items]
-        after = page["next_after"]
+    return [(e["seq"], e["type"]) for e in session_events_of(owner, session_id)]
 
 
 def test_an_owner_holds_a_conversation_in_the_session_view_with_its_events_live(cloud, api, page):

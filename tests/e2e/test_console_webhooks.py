@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.test_console_browser import page  # noqa: F401  # the browser fixture
 from tests.e2e.test_webhooks import Receiver
 from tests.support import PASSWORD, ConsolePage, signup
 
@@ -22,7 +21,7 @@ def receiver() -> Iterator[Receiver]:
     running.stop()
 
 
-def test_an_owner_adds_a_webhook_tests_it_and_reads_its_delivery_log(api, page: ConsolePage,  # noqa: F811
+def test_an_owner_adds_a_webhook_tests_it_and_reads_its_delivery_log(api, page: ConsolePage,
                                                                       receiver: Receiver) -> None:
     owner = signup(api, "console-hooks", tier="pro")
     page.sign_in(owner.email, PASSWORD)

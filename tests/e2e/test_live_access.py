@@ -12,7 +12,6 @@ clients (the ``websockets`` package, not the CLI's watcher).
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from typing import Any
@@ -61,15 +60,6 @@ def _watching(cloud: Any, headers: dict[str, str], run_id: str) -> LiveClient:
     return client
 
 
-def _drain(client: LiveClient) -> list[dict[str, Any]]:
-    frames = []
-    while True:
-        try:
-            frames.append(client.frames.get_nowait())
-        except queue.Empty:
-            return frames
-
-
 def _wait_closed(client: LiveClient, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while client.closed is None and time.monotonic() < deadline:
@@ -81,7 +71,7 @@ def _frames_of_a_run_launched_now(cloud: Any, owner: Tenant, agent_id: str, clie
                                   key: str) -> list[dict]:
     """Launch a run as the owner, wait for its end and for the broadcaster to have fanned out its
     last event (the owner's own watcher receives it), then every frame ``client`` got meanwhile."""
-    _drain(client)
+    client.unread(settle=0)
     witness = LiveClient(cloud.ws_url, owner.headers)
     try:
         witness.send({"action": "subscribe", "workspace": True})
@@ -92,7 +82,7 @@ def _frames_of_a_run_launched_now(cloud: Any, owner: Tenant, agent_id: str, clie
     finally:
         witness.close()
     time.sleep(0.5)  # a frame posted to `client` in the same fan-out has reached its reader thread
-    return [f for f in _drain(client) if f.get("run_id") == run["id"] or f.get("type") == "usage.alert"]
+    return [f for f in client.unread(settle=0) if f.get("run_id") == run["id"] or f.get("type") == "usage.alert"]
 
 
 @pytest.fixture()
@@ -173,7 +163,7 @@ def test_when_the_close_fails_the_connection_still_gets_nothing_and_cannot_subsc
         while answered[-1].get("type") not in ("error", "subscribed"):
             answered.append(client.next())
         assert answered[-1]["type"] == "error" and answered[-1]["code"] == "unauthorized", answered
-        assert [f for f in answered + _drain(client) if f.get("run_id") == first["id"]] == [], "no replay"
+        assert [f for f in answered + client.unread(settle=0) if f.get("run_id") == first["id"]] == [], "no replay"
     finally:
         cloud.websocket.failing_closes = False
         client.close()
@@ -195,7 +185,7 @@ def test_a_key_without_usage_read_gets_no_usage_alert(cloud, api):
         alerts = [usage_too.next(type_="usage.alert", timeout=60) for _ in range(2)]
         assert sorted(a["alert"]["threshold_percent"] for a in alerts) == [80, 100]
         time.sleep(0.5)
-        got = _drain(runs_only)
+        got = runs_only.unread(settle=0)
         assert [f for f in got if f.get("type") == "usage.alert"] == []
         assert any(f.get("type") == "run.event" for f in got), "it still gets the runs' status changes"
     finally:
@@ -228,7 +218,7 @@ def test_fifty_clients_subscribing_at_zero_while_a_run_runs_each_get_exactly_the
         received = [[f["seq"] for f in _until_the_end(client, run["id"])] for client in clients]
         time.sleep(1.0)  # anything sent twice would have arrived by now
         for seqs, client in zip(received, clients, strict=True):
-            seqs += [f["seq"] for f in _drain(client) if f.get("type") == "run.event"]
+            seqs += [f["seq"] for f in client.unread(settle=0) if f.get("type") == "run.event"]
         exact = sum(1 for seqs in received if seqs == stored)
         assert exact == len(clients), (f"{exact} of {len(clients)} got exactly {stored}; others got",
                                        [seqs for seqs in received if seqs != stored][:5])

@@ -31,6 +31,25 @@ def _live_used(tenant: Any) -> dict[str, Any]:
     return response.json()["limits"]["live_connections"]
 
 
+def _close_with_its_disconnect_lost(cloud: Any, tenant: Any, ws: Any) -> None:
+    """Close a connection of the tenant's workspace while its $disconnect fails before it runs (lost, as
+    when the function is throttled or times out): the connection's place is left held."""
+    from local.lambda_runtime import InvocationFault
+
+    lost = InvocationFault(function="LiveFunction", times=1, when="before",
+                           match=lambda event: event.get("requestContext", {}).get("routeKey") == "$disconnect"
+                           and event["requestContext"]["authorizer"].get("workspace_id") == tenant.workspace_id)
+    cloud.runtime.faults.append(lost)
+    try:
+        ws.close()
+        deadline = time.monotonic() + 30
+        while lost.fired == 0:
+            assert time.monotonic() < deadline, "the $disconnect ran (and failed)"
+            time.sleep(0.1)
+    finally:
+        cloud.runtime.faults.remove(lost)
+
+
 def test_sixty_connects_of_a_free_workspace_admit_its_live_connections_and_a_closed_ones_place_comes_back(api, cloud):
     tenant = signup(api, "live-sixty")  # free: live_connections 10
     opened: list[Any] = []
@@ -94,7 +113,6 @@ def test_a_subscribe_flood_is_rate_limited_per_connection_and_the_connection_sta
 
 
 def test_a_connection_whose_disconnect_was_lost_gives_its_place_back_when_the_broadcaster_meets_its_410(api, cloud):
-    from local.lambda_runtime import InvocationFault
     from tests.support import create_agent, launch, wait_for
 
     tenant = signup(api, "live-lost")
@@ -104,18 +122,7 @@ def test_a_connection_whose_disconnect_was_lost_gives_its_place_back_when_the_br
     ws.send(json.dumps({"action": "subscribe", "workspace": True}))
     assert json.loads(ws.recv(timeout=30))["type"] == "subscribed"
     assert _live_used(tenant)["used"] == 1
-    lost = InvocationFault(function="LiveFunction", times=1, when="before",
-                           match=lambda event: event.get("requestContext", {}).get("routeKey") == "$disconnect"
-                           and event["requestContext"]["authorizer"].get("workspace_id") == tenant.workspace_id)
-    cloud.runtime.faults.append(lost)
-    try:
-        ws.close()
-        deadline = time.monotonic() + 30
-        while lost.fired == 0:
-            assert time.monotonic() < deadline, "the $disconnect ran (and failed)"
-            time.sleep(0.1)
-    finally:
-        cloud.runtime.faults.remove(lost)
+    _close_with_its_disconnect_lost(cloud, tenant, ws)
     assert _live_used(tenant)["used"] == 1, "its $disconnect was lost: the place is still held"
 
     run = launch(tenant, agent["id"], "Hello.", key="lost-1").json()  # its status changes go to the subscriber
@@ -127,23 +134,10 @@ def test_a_connection_whose_disconnect_was_lost_gives_its_place_back_when_the_br
 
 
 def test_a_full_workspace_gets_a_lost_connections_place_back_from_the_connections_api(api, cloud):
-    from local.lambda_runtime import InvocationFault
-
     tenant = signup(api, "live-repair")
     opened = [_open(cloud.ws_url, tenant.headers)[0] for _ in range(10)]
     assert all(opened) and _live_used(tenant)["used"] == 10
-    lost = InvocationFault(function="LiveFunction", times=1, when="before",
-                           match=lambda event: event.get("requestContext", {}).get("routeKey") == "$disconnect"
-                           and event["requestContext"]["authorizer"].get("workspace_id") == tenant.workspace_id)
-    cloud.runtime.faults.append(lost)
-    try:
-        opened.pop().close()
-        deadline = time.monotonic() + 30
-        while lost.fired == 0:
-            assert time.monotonic() < deadline, "the $disconnect ran (and failed)"
-            time.sleep(0.1)
-    finally:
-        cloud.runtime.faults.remove(lost)
+    _close_with_its_disconnect_lost(cloud, tenant, opened.pop())
     # Every connection is older than a $connect can take (as it would be minutes later).
     ddb = cloud.client("dynamodb")
     table = cloud.config.stack.table_name

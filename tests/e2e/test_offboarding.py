@@ -45,7 +45,7 @@ def _busy_workspace(api):
     """A workspace with members, an API key, agents (one changed: two versions), finished runs with events
     (one a session's turn, with its transcript), usage, alerts, a note and a message between agents, a run
     waiting for a person's approval, its own usage plan, a schedule (in EventBridge Scheduler too), and a
-    webhook whose deliveries fail (queued for their next attempt)."""
+    webhook whose deliveries fail (queued for their next attempt), and a session turn's hand-on left behind."""
     owner = with_api_key(signup(api, tag="leaving", tier="pro"))
     plan = set_tier(api, owner.workspace_id, "enterprise", limit_overrides={"runs_per_day": 4, "api_rps": 500})
     hook = owner.post("/webhooks", json={"url": "http://127.0.0.1:9/nobody-listens", "events": ["run.succeeded"]})
@@ -75,7 +75,22 @@ def _busy_workspace(api):
     server = owner.post("/mcp-servers", json={"name": "tickets", "url": "http://127.0.0.1:9/mcp",
                                               "headers": {"Authorization": "Bearer leaving-secret"}})
     assert server.status_code == 201, server.text  # unreachable: stored, with a failed status and its secret
+    _hand_on_left_behind(owner.workspace_id, session["id"], second["id"])
     return owner, colleague, reader, plan["usage_plan"]["id"]
+
+
+def _hand_on_left_behind(workspace_id: str, session_id: str, run_id: str) -> None:
+    """The mark a session turn's end leaves when its ending process dies before the hand-on (decision 310)."""
+    from datetime import UTC, datetime
+
+    from agenthq.store import tenant_scope
+    from agenthq.store.items import SessionHandOn
+
+    at = datetime.now(UTC)
+    with tenant_scope(workspace_id):
+        SessionHandOn(*SessionHandOn.key(workspace_id, session_id, run_id), workspace_id=workspace_id,
+                      session_id=session_id, run_id=run_id, ended_at=at, gsi1pk=SessionHandOn.shard_of(run_id),
+                      gsi1sk=SessionHandOn.due_key(workspace_id, session_id, run_id, at)).save()
 
 
 def _in_scheduler(cloud, workspace_id: str) -> list[str]:
@@ -111,7 +126,7 @@ def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
                              "Agent", "Run", "RunEvent", "ConversationMessage", "LedgerEntry", "UsageCounter", "Alert",
                              "Note", "AgentMessage", "WorkspaceDirectoryEntry", "AgentVersion", "Schedule", "Approval",
                              "AgentSession", "SessionTurn", "TranscriptEntry", "Webhook", "WebhookDelivery",
-                             "McpServer", "McpServerName",
+                             "McpServer", "McpServerName", "SessionHandOn",
                              None}, kinds  # None: quota and run-slot counters, which only updates write
             assert len(_mcp_secrets(cloud, owner.workspace_id)) == 1
             started = api.delete(owner.path(), headers=owner.headers)

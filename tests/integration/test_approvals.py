@@ -5,9 +5,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from local.template import ROOT
 from tests.support import (
     PASSWORD,
     LiveClient,
     Tenant,
+    agenthq_cli,
     assert_dense,
     assert_error,
     create_agent,
@@ -44,6 +41,15 @@ SIX_BY_SEVEN = 'Compute it.\n/tool calculator {"expression": "6 * 7"}'
 def asking_agent(tenant: Tenant, name: str = "careful", **extra: Any) -> dict[str, Any]:
     return create_agent(tenant, name, "sre", **{"tools": ["calculator", "current_time"],
                                                 "tool_policies": {"calculator": "ask"}, **extra})
+
+
+def run_waiting_for_approval(api: Any) -> tuple[Tenant, dict[str, Any], dict[str, Any]]:
+    """A pro workspace's run of an asking agent, waiting for its one approval: (the tenant, the run, the approval)."""
+    tenant = signup(api, tier="pro")
+    agent = asking_agent(tenant)
+    run = launch(tenant, agent["id"], SIX_BY_SEVEN).json()
+    (approval,) = pending_approvals(tenant, run["id"])
+    return tenant, run, approval
 
 
 def pending_approvals(tenant: Tenant, run_id: str, count: int = 1, timeout: float = 60) -> list[dict[str, Any]]:
@@ -108,10 +114,7 @@ def test_an_ask_tool_waits_and_runs_once_when_approved(api):
 
 
 def test_a_denied_call_gives_the_model_an_error_with_the_reason_and_the_run_goes_on(api):
-    tenant = signup(api, tier="pro")
-    agent = asking_agent(tenant)
-    run = launch(tenant, agent["id"], SIX_BY_SEVEN).json()
-    (approval,) = pending_approvals(tenant, run["id"])
+    tenant, run, approval = run_waiting_for_approval(api)
 
     denied = decide(tenant, approval["id"], "deny", reason="Use a spreadsheet instead.")
     assert denied.status_code == 200, denied.text
@@ -127,10 +130,7 @@ def test_a_denied_call_gives_the_model_an_error_with_the_reason_and_the_run_goes
 
 
 def test_of_ten_concurrent_decisions_exactly_one_wins(api):
-    tenant = signup(api, tier="pro")
-    agent = asking_agent(tenant)
-    run = launch(tenant, agent["id"], SIX_BY_SEVEN).json()
-    (approval,) = pending_approvals(tenant, run["id"])
+    tenant, run, approval = run_waiting_for_approval(api)
     start = threading.Barrier(10)
 
     def attempt(index: int) -> int:
@@ -180,10 +180,7 @@ def test_two_parallel_ask_calls_decided_in_the_opposite_order_each_resume_their_
 
 
 def test_cancel_during_the_wait_ends_the_run_and_cancels_the_approval(api):
-    tenant = signup(api, tier="pro")
-    agent = asking_agent(tenant)
-    run = launch(tenant, agent["id"], SIX_BY_SEVEN).json()
-    (approval,) = pending_approvals(tenant, run["id"])
+    tenant, run, approval = run_waiting_for_approval(api)
 
     cancelled = tenant.post(f"/runs/{run['id']}/cancel")
     assert cancelled.status_code == 202, cancelled.text
@@ -249,7 +246,8 @@ def test_expiry_applies_on_approval_timeout_once(cloud, api, on_timeout):
     run = launch(tenant, agent["id"], SIX_BY_SEVEN).json()
     (approval,) = pending_approvals(tenant, run["id"])
     # in its own worker, with its role's IAM: nothing is due yet
-    assert cloud.schedules.fire("PeriodResetFunction", "ApprovalExpiry") == [{"expired": 0, "already_decided": 0}]
+    (nothing,) = cloud.schedules.fire("PeriodResetFunction", "ApprovalExpiry")
+    assert {k: nothing[k] for k in ("expired", "already_decided")} == {"expired": 0, "already_decided": 0}
     with moved_clock() as clock:
         clock.offset += timedelta(seconds=61)
         fired = [cloud.schedules.fire("PeriodResetFunction", "ApprovalExpiry") for _ in range(3)]
@@ -294,10 +292,7 @@ def test_a_delegated_childs_approvals_are_listed_with_the_root_run(api):
 
 
 def test_viewers_read_approvals_members_decide_and_keys_need_runs_write(api):
-    tenant = signup(api, tier="pro")
-    agent = asking_agent(tenant)
-    run = launch(tenant, agent["id"], SIX_BY_SEVEN).json()
-    (approval,) = pending_approvals(tenant, run["id"])
+    tenant, run, approval = run_waiting_for_approval(api)
     reader = with_api_key(tenant, scopes=("runs:read",))
     listed = tenant.api.get(tenant.path("/approvals"), headers=reader.key_headers)
     assert listed.status_code == 200 and [a["id"] for a in listed.json()["items"]] == [approval["id"]]
@@ -400,13 +395,7 @@ def test_approval_requests_and_decisions_reach_the_workspace_and_run_subscribers
 def test_the_cli_lists_approves_and_denies(api, cloud, tmp_path):
     tenant = signup(api, tier="pro")
     agent = asking_agent(tenant, tool_policies={"calculator": "ask", "current_time": "ask"})
-
-    def agenthq(*args: str) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
-               "AGENTHQ_CONFIG_DIR": str(tmp_path / "config"), "PYTHONPATH": str(ROOT / "cli"),
-               "AGENTHQ_API_URL": cloud.rest_url, "AGENTHQ_WS_URL": cloud.ws_url}
-        return subprocess.run([sys.executable, "-m", "agenthq_cli", *args], env=env, capture_output=True,
-                              text=True, timeout=180)
+    agenthq = agenthq_cli(cloud, tmp_path)
 
     assert agenthq("login", "--email", tenant.email, "--password", PASSWORD).returncode == 0
     calls = [{"name": "calculator", "input": {"expression": "2 + 3"}}, {"name": "current_time", "input": {}}]

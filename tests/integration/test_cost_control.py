@@ -462,15 +462,17 @@ def test_a_cancelled_queued_run_leaves_the_queue_and_a_failed_run_frees_its_slot
     agent = create_agent(tenant, "unlucky", "sre")
     marker = "marker-slot-" + tenant.workspace_id
     cloud.model_server.faults.add({"status": 400, "times": 1, "match": marker})  # the third run fails for good
-    cloud.model_server.latency_seconds = 0.5
+    # The first run holds the slot while the others are launched and one cancelled: its first model call
+    # takes 8 s (a loaded machine took more than the 2 s that a 0.5 s pace gave it).
+    holder = "holder-" + tenant.workspace_id
+    cloud.model_server.faults.add({"stall_seconds": 8, "times": 1, "match": holder})
     try:
-        first = launch(tenant, agent["id"], TOOLS).json()["id"]  # holds the slot for a few model calls
+        first = launch(tenant, agent["id"], f"{holder}\n{TOOLS}").json()["id"]
         second, third, fourth = (launch(tenant, agent["id"], text).json()["id"]
                                  for text in ("Wait your turn.", f"Fail {marker}.", "Then me."))
         assert tenant.post(f"/runs/{second}/cancel").status_code == 202
         ended = {rid: wait_for(tenant, rid, timeout=120) for rid in (first, second, third, fourth)}
     finally:
-        cloud.model_server.latency_seconds = 0.0
         cloud.model_server.faults.clear()
     assert ended[first]["status"] == "succeeded"
     assert ended[second]["status"] == "cancelled" and ended[second]["started_at"] is None, "it never started"

@@ -9,6 +9,8 @@ and runs the same protocol on the same items)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -55,6 +57,16 @@ def _replaying(tenant, run_id: str, connection_id: str, session_id: str) -> Live
     return item
 
 
+@contextmanager
+def _replaying_on_a_connection(cloud, tenant, run_id: str) -> Iterator[LiveSubscription]:
+    """The tenant's run subscription (``_replaying``) on a WebSocket connection of its own, closed after."""
+    client, connection_id = _connection(cloud, tenant)
+    try:
+        yield _replaying(tenant, run_id, connection_id, _session_of(tenant))
+    finally:
+        client.close()
+
+
 def _append(tenant, run_id: str, seq: int) -> None:
     """A new event, as the run's commit stores it."""
     with tenant_scope(tenant.workspace_id), transaction() as tx:
@@ -76,9 +88,7 @@ def _session_of(tenant) -> str:
 
 def test_an_event_the_broadcaster_leaves_during_the_replay_is_sent_by_the_replay_once(cloud, ended_run):
     tenant, run_id, stored = ended_run
-    client, connection_id = _connection(cloud, tenant)
-    try:
-        sub = _replaying(tenant, run_id, connection_id, _session_of(tenant))
+    with _replaying_on_a_connection(cloud, tenant, run_id) as sub:
         sent: list[int] = []
 
         def send(data: bytes) -> None:
@@ -104,15 +114,11 @@ def test_an_event_the_broadcaster_leaves_during_the_replay_is_sent_by_the_replay
         with tenant_scope(tenant.workspace_id):
             assert not seam.takes_live(_read(tenant, sub), stored + 1)
             assert seam.takes_live(_read(tenant, sub), stored + 2)
-    finally:
-        client.close()
 
 
 def test_a_broadcaster_that_read_the_subscription_before_the_hand_over_sends_what_comes_after(cloud, ended_run):
     tenant, run_id, stored = ended_run
-    client, connection_id = _connection(cloud, tenant)
-    try:
-        sub = _replaying(tenant, run_id, connection_id, _session_of(tenant))
+    with _replaying_on_a_connection(cloud, tenant, run_id) as sub:
         stale = _read(tenant, sub)  # the broadcaster's read, while it replays
         with tenant_scope(tenant.workspace_id):
             through, more, _ = seam.replay(load_run(tenant.workspace_id, run_id), sub, 1000,
@@ -122,15 +128,11 @@ def test_a_broadcaster_that_read_the_subscription_before_the_hand_over_sends_wha
         with tenant_scope(tenant.workspace_id):
             assert not seam.takes_live(_read(tenant, sub) or stale, stored), "the replay sent it"
             assert seam.takes_live(stale, stored + 1), "its mark fails, it reads again: handed over, it sends"
-    finally:
-        client.close()
 
 
 def test_a_replay_that_reaches_its_limit_stays_off_the_live_feed(cloud, ended_run):
     tenant, run_id, stored = ended_run
-    client, connection_id = _connection(cloud, tenant)
-    try:
-        sub = _replaying(tenant, run_id, connection_id, _session_of(tenant))
+    with _replaying_on_a_connection(cloud, tenant, run_id) as sub:
         with tenant_scope(tenant.workspace_id):
             through, more, _ = seam.replay(load_run(tenant.workspace_id, run_id), sub, 3,
                                            lambda data: None)
@@ -138,8 +140,6 @@ def test_a_replay_that_reaches_its_limit_stays_off_the_live_feed(cloud, ended_ru
         _append(tenant, run_id, stored + 1)
         with tenant_scope(tenant.workspace_id):
             assert not seam.takes_live(_read(tenant, sub), stored + 1), "no live event before the replay ends"
-    finally:
-        client.close()
 
 
 def test_a_connections_run_subscription_decides_for_it_before_its_workspace_one(cloud, ended_run):

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from agenthq.ids import new_id
 from agenthq.services import get_services
 from agenthq.store.items import Workspace
 from local.cloud import LocalCloud
@@ -21,7 +22,7 @@ from local.cloud import LocalCloud
 
 def put_workspace(tier: str, **attributes) -> Workspace:
     get_services()  # binds the models to the local cloud's table
-    workspace_id = "01REST" + secrets.token_hex(8).upper()
+    workspace_id = new_id()  # a ULID as every workspace has (the operator's role reads only WS#<26 characters>)
     workspace = Workspace(*Workspace.key(workspace_id), id=workspace_id, name="Restored", tier=tier,
                           usage_key=secrets.token_urlsafe(24), created_at=datetime.now(timezone.utc),
                           created_by="01USER", **attributes)

@@ -127,6 +127,16 @@ def step(tenant, name: str, run_id: str, **event: Any) -> dict[str, Any]:
                                             **event})
 
 
+def delegating_parent(tenant) -> str:
+    """A coordinator's run, started, whose next step delegates to a helper agent: its id."""
+    coordinator = create_agent(tenant, "lead", "coordinator")
+    create_agent(tenant, "helper", "sre")
+    task = "Plan it.\n/tool delegate " + json.dumps({"agent": "helper", "input": "Compute."})
+    parent = new_run(tenant, coordinator["id"], task)
+    assert step(tenant, "start", parent) == {"next": "delegate", "turn": 1}
+    return parent
+
+
 def run_of(tenant, run_id: str) -> Run:
     with tenant_scope(tenant.workspace_id):
         return load_run(tenant.workspace_id, run_id)
@@ -322,11 +332,7 @@ def test_a_cancel_racing_a_pause_ends_the_run_and_frees_its_slot(tenant, orchest
 
 
 def test_a_child_paused_past_its_parents_wait_is_cancelled_when_the_parent_ends(tenant, orchestrator):
-    coordinator = create_agent(tenant, "lead", "coordinator")
-    create_agent(tenant, "helper", "sre")
-    task = "Plan it.\n/tool delegate " + json.dumps({"agent": "helper", "input": "Compute."})
-    parent = new_run(tenant, coordinator["id"], task)
-    assert step(tenant, "start", parent) == {"next": "delegate", "turn": 1}
+    parent = delegating_parent(tenant)
     wait_token = orchestrator.issue("wait-for-child")
     assert step(tenant, "delegate", parent, task_token=wait_token, turn=1)["next"] == "delegate"
     (child,) = orchestrator.started
@@ -350,11 +356,7 @@ def test_a_child_paused_past_its_parents_wait_is_cancelled_when_the_parent_ends(
 
 
 def test_cancelling_a_parent_ends_a_child_whose_execution_never_started(tenant, orchestrator):
-    coordinator = create_agent(tenant, "lead", "coordinator")
-    create_agent(tenant, "helper", "sre")
-    task = "Plan it.\n/tool delegate " + json.dumps({"agent": "helper", "input": "Compute."})
-    parent = new_run(tenant, coordinator["id"], task)
-    assert step(tenant, "start", parent) == {"next": "delegate", "turn": 1}
+    parent = delegating_parent(tenant)
     orchestrator.refuse_starts = 1  # the child is written, its execution does not start: the task fails ...
     wait_token = orchestrator.issue("wait-for-child")
     with pytest.raises(StartRefused) as refused:

@@ -5,8 +5,20 @@ burst waiting for them must not hold up another connection's message (bench/live
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from local.websocket import _Turns
+
+
+def _messaging(turns: _Turns, order: list[str], release: asyncio.Event) -> Callable[..., Awaitable[None]]:
+    """A connection's message as the front handles it: it waits for its lane's turn, is recorded in
+    ``order`` when it gets it, and (``hold=True``) keeps its place until ``release`` is set."""
+    async def message(lane: str, name: str, hold: bool = False) -> None:
+        async with turns.turn(lane):
+            order.append(name)
+            if hold:
+                await release.wait()
+    return message
 
 
 def test_a_connections_burst_waits_in_turns_with_another_connections_message():
@@ -15,12 +27,7 @@ def test_a_connections_burst_waits_in_turns_with_another_connections_message():
     async def main() -> None:
         turns = _Turns(1)
         release = asyncio.Event()
-
-        async def message(lane: str, name: str, hold: bool = False) -> None:
-            async with turns.turn(lane):
-                order.append(name)
-                if hold:
-                    await release.wait()
+        message = _messaging(turns, order, release)
 
         first = asyncio.create_task(message("flood", "flood-0", hold=True))
         await asyncio.sleep(0)
@@ -43,12 +50,7 @@ def test_a_waiter_cancelled_after_it_was_handed_a_place_hands_it_on():
         turns = _Turns(1)
         order: list[str] = []
         release = asyncio.Event()
-
-        async def message(lane: str, name: str, hold: bool = False) -> None:
-            async with turns.turn(lane):
-                order.append(name)
-                if hold:
-                    await release.wait()
+        message = _messaging(turns, order, release)
 
         holder = asyncio.create_task(message("a", "a", hold=True))
         await asyncio.sleep(0)

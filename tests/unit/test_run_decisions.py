@@ -20,7 +20,7 @@ AGENT = {"name": "sre-bot", "system_prompt": "You keep systems up.", "max_steps"
 
 
 def ending(**change):
-    state = {"cancel_requested": False, "now": START + timedelta(seconds=10), "created_at": START,
+    state = {"cancel_requested": False, "now": START + timedelta(seconds=10), "started_at": START,
              "deadline": START + timedelta(minutes=15), "steps": 2, "spent": Usage(cost_micro_usd=100_000),
              "agent": AGENT, **change}
     return decisions.ending_before_a_model_call(**state)

@@ -132,6 +132,9 @@ Limit = Query(default=None, ge=1, le=MAX_LIMIT, description=f"Items per page (de
 AgentIdFilter = Query(default=None, pattern=ids.ID_PATTERN, description="Only this agent's.")
 # `?run_id=` on approvals: a run's, and those of the runs it delegated to.
 RunIdFilter = Query(default=None, pattern=ids.ID_PATTERN, description="Only this run's (and its delegated runs').")
+# The query parameters of an event cursor (a run's or a session's): `?after=<seq>&limit=…`.
+EventsAfter = Query(default=0, ge=0)
+EventsLimit = Query(default=100, ge=1, le=500)
 
 
 # --------------------------------------------------------------------------- the error body

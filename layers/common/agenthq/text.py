@@ -8,6 +8,13 @@ import unicodedata
 NOT_BLANK = r"\S"
 
 
+def not_blank(value: str) -> str:
+    """``value`` as it is; ``ValueError`` (a 400 at the edge) if it is only white space."""
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
 def clip(text: str, limit: int) -> str:
     """``text`` cut to its first ``limit`` characters, saying how much was left out."""
     if len(text) <= limit:

@@ -74,6 +74,28 @@ export class Live {
     };
   }
 
+  /** Read a view's data again (`reload()`) on the workspace's frames that `when(frame)` accepts, at most
+   *  once every `everyMs`: a burst of changes makes one read. A read that fails is left to the next change.
+   *  Returns what ends it (for `app.onLeave`): no further frame is listened to and a pending read is dropped. */
+  reloadOnWorkspace(reload, {everyMs = 500, when = () => true} = {}) {
+    let pending = null;
+    const stop = this.watchWorkspace((frame) => {
+      if (!when(frame) || pending) return;
+      pending = setTimeout(async () => {
+        pending = null;
+        try {
+          await reload();
+        } catch {
+          // the next change tries again
+        }
+      }, everyMs);
+    });
+    return () => {
+      stop();
+      clearTimeout(pending);
+    };
+  }
+
   close() {
     this.stopped = true;
     clearInterval(this.pinger);
@@ -174,6 +196,12 @@ export class Live {
         if (frame.truncated) this.fetchWholeSessionEvent(frame.session_id, frame.seq, watch);
         else this.deliver(watch, frame.seq, frame.event);
       }
+    } else if (frame.type === "subscribed" && frame.already_subscribed && (frame.run_id || frame.session_id)) {
+      // The connection already followed it (a subscribe sent again, or handled before this view's earlier
+      // unsubscribe): nothing is replayed, so what this view has not shown yet is read over REST.
+      const [kind, id] = frame.run_id ? ["runs", frame.run_id] : ["sessions", frame.session_id];
+      const watch = (frame.run_id ? this.runs : this.sessions).get(id);
+      if (watch) this.catchUp(kind, id, watch);
     } else if (frame.type === "subscribed" && frame.session_id && frame.more) {
       this.send({action: "subscribe", session_id: frame.session_id, after: frame.through}, false);
     } else if (frame.type === "usage.alert" || (frame.type === "subscribed" && frame.workspace)) {
@@ -215,6 +243,20 @@ export class Live {
       watch.held.delete(watch.next);
       watch.next += 1;
       watch.onEvent(next);
+    }
+  }
+
+  /** The stored events of a run (or a session's cursor) this watch has not shown, read over REST. */
+  async catchUp(kind, id, watch) {
+    try {
+      let after = watch.next - 1;
+      while (after !== null) {
+        const page = await this.api.get(this.api.ws(kind, id, "events"), {after, limit: 500});
+        for (const event of page.items) this.deliver(watch, event.seq, event);
+        after = page.next_after;
+      }
+    } catch (error) {
+      watch.onError({code: error.code, message: error.message});
     }
   }
 

@@ -9,7 +9,9 @@ API Gateway's 2-hour connection limit ($disconnect is best effort).
 Replay without gap or duplicate: ``subscribe`` records the subscription as
 replaying *before* it reads the backlog, sends the backlog, then hands the
 subscription over to the broadcaster (``agenthq.live.seam`` says how and why
-each seq then arrives exactly once, in order).
+each seq then arrives exactly once, in order). A subscribe to what the
+connection already follows sends nothing (``seam.claim``): one stream per
+subscription, however many subscribes arrive at once.
 
 Access: the principal is fixed at ``$connect``, so ``subscribe`` checks it
 again against the items that grant it (``agenthq.live.standing``); one whose
@@ -132,8 +134,15 @@ def subscribe(services: Services, principal: Principal, connection_id: str, body
                                         after=frame.after if replays else 0,
                                         replaying=seam.new_token() if replays else None,
                                         expires_at=connection.expires_at, **Holder.of(principal).fields())
-        subscription.save()
+        # named on the connection first: a subscribe that dies between the two writes leaves no item that
+        # its connection's disconnect would not find (limits.forget_subscriptions)
         connection.update(actions=[LiveConnection.subscriptions.add({target})])
+        claimed = seam.claim(subscription, services.now().timestamp())
+        named = {"run_id": run_id} if run_id else {"session_id": session_id} if session_id else {"workspace": True}
+        if not claimed:  # the connection follows it already: one stream, nothing sent twice (seam.claim)
+            joined = {"after": frame.after, "already_subscribed": True, "more": False} if replays else \
+                {"already_subscribed": True}
+            return {"type": "subscribed", **named, **joined}
         if not replays:
             return {"type": "subscribed", "workspace": True}
 
@@ -146,7 +155,6 @@ def subscribe(services: Services, principal: Principal, connection_id: str, body
             through, more, gone = seam.replay_session(wid, str(session_id), subscription,
                                                       services.settings.live_replay_limit, send)
         limits.count_replayed(services, wid, through - frame.after)  # seqs are dense: the frames just sent
-    named = {"run_id": run.id} if run is not None else {"session_id": session_id}
     if gone:
         return {"type": "subscribed", **named, "after": frame.after, "through": through}
     return {"type": "subscribed", **named, "after": frame.after, "through": through, "more": more}

@@ -28,7 +28,7 @@ from agenthq.runs.turns import TurnClaim
 from agenthq.security.secrets import fingerprint
 from agenthq.store import tenant_scope
 from agenthq.store.items import Run, RunLaunch, Workspace
-from agenthq.text import NOT_BLANK
+from agenthq.text import NOT_BLANK, not_blank
 from agenthq.versions.records import load_agent_version
 
 if TYPE_CHECKING:
@@ -47,9 +47,7 @@ class RunLaunchRequest(BaseModel):
     @field_validator("input")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
+        return not_blank(value)
 
 
 # --------------------------------------------------------------------------- launch

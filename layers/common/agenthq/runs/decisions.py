@@ -36,7 +36,7 @@ FAILURE_REASONS = {"ModelUnavailable": "model_unavailable", "States.Timeout": "s
 MAX_ERROR_MESSAGE_CHARS = 1000
 
 
-def ending_before_a_model_call(*, cancel_requested: bool, now: datetime, created_at: datetime, deadline: datetime,
+def ending_before_a_model_call(*, cancel_requested: bool, now: datetime, started_at: datetime, deadline: datetime,
                                steps: int, spent: Usage, agent: dict[str, Any]) -> Outcome | None:
     """How the run ends instead of calling the model, or None to call it.
     In this order: a recorded cancel, the run's deadline, the agent's step
@@ -44,7 +44,7 @@ def ending_before_a_model_call(*, cancel_requested: bool, now: datetime, created
     if cancel_requested:
         return {"status": "cancelled"}
     if now >= deadline:
-        return timed_out(created_at, deadline)
+        return timed_out(started_at, deadline)
     if steps >= int(agent["max_steps"]):
         return {"status": "failed", "reason": "max_steps",
                 "message": f"The run reached its limit of {agent['max_steps']} steps."}
@@ -90,9 +90,9 @@ def goes_on_in_slice(next_step: str, *, seconds_left: float, model_call_seconds:
     return seconds_left >= COMMIT_MARGIN_SECONDS
 
 
-def timed_out(created_at: datetime, deadline: datetime) -> Outcome:
-    """The outcome of a run past its deadline."""
-    allowed = int((deadline - created_at).total_seconds())
+def timed_out(started_at: datetime, deadline: datetime) -> Outcome:
+    """The outcome of a run past its deadline (its timeout counts from its start: ``runs.engine.start``)."""
+    allowed = int((deadline - started_at).total_seconds())
     return {"status": "timed_out", "reason": "run_timeout", "message": f"The run did not finish within {allowed} s."}
 
 

@@ -355,7 +355,7 @@ def start(work: Slice, event: dict[str, Any]) -> str:
     for attempt in (reserves, None):  # without the reservation if the month has no room (think pauses then)
         change = Change(
             events=[("run.started", {"messages_delivered": len(inbox)})],
-            run_set={"status": "running", "started_at": at},
+            run_set={"status": "running", "started_at": at, **_timeout_from(run, at)},
             run_condition=Run.status == "queued",
             puts=[first],
             step=StepMark(0, "start", THINK),
@@ -379,6 +379,14 @@ def start(work: Slice, event: dict[str, Any]) -> str:
                 break
             work.begin_conversation()
     return QUEUE  # a slot was taken meanwhile (the messages taken stay this run's: it gets them when it starts)
+
+
+def _timeout_from(run: Run, at: datetime) -> dict[str, Any]:
+    """A run's timeout counts from its start: a root run's deadline moves by the time it waited ``queued``
+    (for a slot, or for its session's turn before). A child's stays as launched, within its parent's."""
+    if run.parent_run_id:
+        return {}
+    return {"deadline": at + (run.deadline - run.created_at)}
 
 
 def queue(work: Slice, event: dict[str, Any]) -> str:
@@ -804,7 +812,7 @@ def _pause_at(work: Slice, limit: str, hold: quota.Hold) -> str:
 def _ending_before_a_model_call(services: Services, run: Run, agent: dict[str, Any],
                                 steps: int | None = None) -> Outcome | None:
     return decisions.ending_before_a_model_call(
-        cancel_requested=bool(run.cancel_requested), now=services.now(), created_at=run.created_at,
+        cancel_requested=bool(run.cancel_requested), now=services.now(), started_at=run.started_at or run.created_at,
         deadline=run.deadline, steps=int(run.steps) if steps is None else steps,
         spent=Usage.of(run) + Usage(cost_micro_usd=int(run.children_micro_usd or 0)), agent=agent)
 
@@ -841,7 +849,7 @@ def act(work: Slice, event: dict[str, Any]) -> str:
             return FINISH  # cancelled meanwhile
     run = work.run
     if services.now() >= run.deadline:
-        return _decide(work, step, "act", decisions.timed_out(run.created_at, run.deadline))
+        return _decide(work, step, "act", decisions.timed_out(run.started_at or run.created_at, run.deadline))
     uses = [b for b in work.conversation()[-1].content if b.get("type") == "tool_use"]
     calls = work.tool_calls()
     pending = [u for u in uses if calls.get(u["id"]) is None or calls[u["id"]].result is None]
@@ -1329,6 +1337,7 @@ def _end_change(run: Run, outcome: Outcome, at: datetime,
                      "tool_calls": totals.tool_calls, "agent_seconds": seconds}
     release = slots.on_end(run)
     ending = Run.status.is_in("queued", "running", "paused", "waiting") & release.run_condition
+    owed = turns.hand_on_owed(run, at)  # a session's turn: its hand-on is owed until on_end is through
     change = Change(
         events=[*base.events, (f"run.{status}", data)],
         run_set={**base.run_set, "status": status, "finished_at": at, "output": outcome.get("output"),
@@ -1336,7 +1345,7 @@ def _end_change(run: Run, outcome: Outcome, at: datetime,
         run_actions=base.run_actions,
         run_condition=ending if base.run_condition is None else base.run_condition & ending,
         puts=base.puts,
-        extra=[*base.extra, *release.writes],
+        extra=[*base.extra, *release.writes, *([owed] if owed is not None else [])],
         metered={**base.metered, ledger.SECONDS: Usage(agent_seconds=seconds)},
         entry_details=base.entry_details,
         settles=base.settles,

@@ -22,6 +22,11 @@
   exactly once); then the next turn's waiting task, if any, is answered
   ``start``. A run that ended while waiting for its turn (a cancel) has its own
   task answered ``finish``, and is done only when the turns before it are.
+- **Owed hand-ons** (:func:`hand_on_owed`): the run's ending transaction also
+  writes a ``SessionHandOn`` mark, deleted once :func:`on_end` is through. A
+  process that dies between the two (a worker past its retries, a cancel
+  request) leaves the mark; the minute schedule (``agenthq.sessions.healing``)
+  hands on for it, so a session never stays ``running`` behind an ended run.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from agenthq.store.items import (
     ConversationMessage,
     ConversationSummary,
     Run,
+    SessionHandOn,
     SessionTurn,
     TranscriptEntry,
 )
@@ -257,9 +263,22 @@ def turn_messages(workspace_id: str, run_id: str) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- the end of a turn
 
 
+def hand_on_owed(run: Run, at: datetime) -> Callable[[Any], None] | None:
+    """For a session turn's ending transaction (``Change.extra``): the mark that its hand-on is owed,
+    deleted by :func:`on_end` once it is through. None for a run that is no session's turn."""
+    if not run.session_id or not run.session_turn:
+        return None
+    marker = SessionHandOn(*SessionHandOn.key(run.workspace_id, run.session_id, run.id),
+                           workspace_id=run.workspace_id, session_id=run.session_id, run_id=run.id, ended_at=at,
+                           gsi1pk=SessionHandOn.shard_of(run.id),
+                           gsi1sk=SessionHandOn.due_key(run.workspace_id, run.session_id, run.id, at))
+    return lambda tx: tx.save(marker)
+
+
 def on_end(services: Services, run: Run) -> None:
     """After a session run's end (idempotent): its own waiting task goes on to
-    finish; the session's done turns move on; the next turn starts."""
+    finish; the session's done turns move on; the next turn starts. Then the
+    mark that this hand-on was owed (:func:`hand_on_owed`) goes."""
     if not run.session_id or not run.session_turn:
         return
     own = SessionTurn.get_or_none(*SessionTurn.key(run.workspace_id, run.session_id, int(run.session_turn)),
@@ -267,6 +286,7 @@ def on_end(services: Services, run: Run) -> None:
     if own is not None and own.task_token and run.started_at is None:  # it ended while waiting for its turn
         _answer(services, own.task_token, FINISH)
     hand_on(services, run.workspace_id, run.session_id)
+    SessionHandOn(*SessionHandOn.key(run.workspace_id, run.session_id, run.id)).delete()
 
 
 def hand_on(services: Services, workspace_id: str, session_id: str) -> None:

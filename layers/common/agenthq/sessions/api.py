@@ -26,7 +26,7 @@ from agenthq.runs.turns import TurnClaim
 from agenthq.sessions.versions import launch_version, pinned_version
 from agenthq.store import partition_page, tenant_scope
 from agenthq.store.items import AgentSession, TranscriptEntry, Workspace
-from agenthq.text import NOT_BLANK
+from agenthq.text import NOT_BLANK, not_blank
 from agenthq.usage import Usage
 from agenthq.versions.records import current_version
 
@@ -72,9 +72,7 @@ class SessionMessage(BaseModel):
     @field_validator("input")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
+        return not_blank(value)
 
 
 # --------------------------------------------------------------------------- views

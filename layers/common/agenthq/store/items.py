@@ -887,6 +887,10 @@ class LiveSubscription(BaseItem, discriminator="LiveSubscription"):
     # broadcaster leaves the subscription alone until the replay hands over (agenthq.live.seam).
     replaying = UnicodeAttribute(null=True)
     missed = NumberAttribute(null=True)  # the highest seq the broadcaster left to that replay
+    # Until when (epoch seconds) that subscribe's invocation may still be replaying: a later subscribe of
+    # the connection joins it rather than replaying too; absent (a replay that stopped at its page, or
+    # failed) or past, the next subscribe takes the replay over (agenthq.live.seam.claim).
+    replay_until = NumberAttribute(null=True)
     # Who the connection acts as (its $connect principal), re-checked as it is sent to (agenthq.live.standing).
     subject = UnicodeAttribute(null=True)
     kind = UnicodeAttribute(null=True)
@@ -967,6 +971,38 @@ class SessionTurn(BaseItem, discriminator="SessionTurn"):
     @staticmethod
     def key(workspace_id: str, session_id: str, number: int) -> tuple[str, str]:
         return AgentSession.partition(workspace_id, session_id), f"TURN#{number:06d}"
+
+
+class SessionHandOn(BaseItem, discriminator="SessionHandOn"):
+    """pk WS#<id>#CONVERSATION#<session id>, sk HANDON#<run id>; gsi1 (sparse, global, in a few shards:
+    every session turn's end writes one): SESSION_HANDONS#<shard> / <ended at>#<wid>#<session id>#<run id>.
+    A session turn's run has ended and
+    the hand-on after it (``runs.turns.on_end``: its turn done, the next turn started or the session
+    idle) may not have happened yet: written in the run's ending transaction, deleted once the hand-on
+    is through. The minute schedule hands on for those older than a minute (a crashed end or cancel)."""
+
+    workspace_id = UnicodeAttribute()
+    session_id = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    ended_at = UTCDateTimeAttribute()
+
+    SHARDS = 8
+
+    @staticmethod
+    def shard(index: int) -> str:
+        return f"SESSION_HANDONS#{index}"
+
+    @staticmethod
+    def shard_of(run_id: str) -> str:
+        return SessionHandOn.shard(ord(run_id[-1]) % SessionHandOn.SHARDS)
+
+    @staticmethod
+    def key(workspace_id: str, session_id: str, run_id: str) -> tuple[str, str]:
+        return AgentSession.partition(workspace_id, session_id), f"HANDON#{run_id}"
+
+    @staticmethod
+    def due_key(workspace_id: str, session_id: str, run_id: str, ended_at: Any) -> str:
+        return f"{ended_at.strftime('%Y-%m-%dT%H:%M:%S')}#{workspace_id}#{session_id}#{run_id}"
 
 
 class TranscriptEntry(BaseItem, discriminator="TranscriptEntry"):

@@ -8,6 +8,8 @@ member (docs/decisions.md, 240). A URL is checked when it is registered (the gua
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -154,12 +156,9 @@ def _delete_log(workspace_id: str, webhook_id: str) -> None:
 
 def test_webhook(services: Services, principal: Principal, webhook_id: str) -> dict[str, Any]:
     """A ``webhook.test`` event to this endpoint, through the queue like any delivery (one attempt)."""
-    principal.require(Scope.workspace_write)
     workspace_id = principal.workspace_id
     now = services.now()
-    with tenant_scope(workspace_id):
-        Workspace.load(workspace_id)
-        webhook = _load_webhook(workspace_id, webhook_id)
+    with _endpoint_of(principal, webhook_id) as webhook:
         event = events.Event(workspace_id, events.TEST_EVENT, ids.new_id(), now.isoformat(),
                              {"workspace_id": workspace_id, "webhook_id": webhook.id, "status": "test"})
         delivery = new_delivery(webhook, event, now, attempt_limit=1)
@@ -170,23 +169,17 @@ def test_webhook(services: Services, principal: Principal, webhook_id: str) -> d
 
 def list_deliveries(principal: Principal, webhook_id: str, cursor: str | None, limit: int) -> Page:
     """The endpoint's delivery log, newest first."""
-    principal.require(Scope.workspace_write)
     workspace_id = principal.workspace_id
-    with tenant_scope(workspace_id):
-        Workspace.load(workspace_id)
-        _load_webhook(workspace_id, webhook_id)
+    with _endpoint_of(principal, webhook_id):
         return workspace_page(WebhookDelivery, workspace_id, WebhookDelivery.prefix(webhook_id), delivery_view,
                               cursor, limit, scan_index_forward=False)
 
 
 def retry_delivery(services: Services, principal: Principal, webhook_id: str, delivery_id: str) -> dict[str, Any]:
     """Deliver again (one more attempt, now) a delivery that ended, delivered or failed; 409 while pending."""
-    principal.require(Scope.workspace_write)
     workspace_id = principal.workspace_id
     now = services.now()
-    with tenant_scope(workspace_id):
-        Workspace.load(workspace_id)
-        webhook = _load_webhook(workspace_id, webhook_id)
+    with _endpoint_of(principal, webhook_id) as webhook:
         if webhook.status != "active":
             raise Conflict("This endpoint is disabled; register it again to receive deliveries.")
         delivery = WebhookDelivery.get_or_404(*WebhookDelivery.key(workspace_id, webhook_id, delivery_id))
@@ -202,6 +195,16 @@ def retry_delivery(services: Services, principal: Principal, webhook_id: str, de
             raise Conflict("This delivery is still pending; it is attempted again on its own.") from None
     enqueue(services, delivery)
     return delivery_view(delivery)
+
+
+@contextmanager
+def _endpoint_of(principal: Principal, webhook_id: str) -> Iterator[Webhook]:
+    """The workspace's endpoint ``webhook_id`` for an admin (403 for others; 404 for no such workspace or
+    endpoint), inside the workspace's tenant scope."""
+    principal.require(Scope.workspace_write)
+    with tenant_scope(principal.workspace_id):
+        Workspace.load(principal.workspace_id)
+        yield _load_webhook(principal.workspace_id, webhook_id)
 
 
 def _load_webhook(workspace_id: str, webhook_id: str) -> Webhook:

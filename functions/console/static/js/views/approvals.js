@@ -60,21 +60,6 @@ export async function approvalsView(app, view) {
 
   // Requests and decisions of the workspace, live: the list is read again (at most every 500 ms), and
   // once the subscription holds (a request made before it would otherwise show only on a reload).
-  let pending = null;
-  const stop = app.live.watchWorkspace((frame) => {
-    const approval = frame.type === "run.event" && String(frame.event && frame.event.type).startsWith("approval.");
-    if (!(approval || frame.type === "subscribed") || pending) return;
-    pending = setTimeout(async () => {
-      pending = null;
-      try {
-        await refresh();
-      } catch {
-        // the next change tries again
-      }
-    }, 500);
-  });
-  app.onLeave(() => {
-    stop();
-    clearTimeout(pending);
-  });
+  const approval = (frame) => frame.type === "run.event" && String(frame.event && frame.event.type).startsWith("approval.");
+  app.onLeave(app.live.reloadOnWorkspace(refresh, {when: (frame) => approval(frame) || frame.type === "subscribed"}));
 }

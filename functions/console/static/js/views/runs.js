@@ -135,22 +135,9 @@ export async function runsView(app, view) {
       agentForm));
 
   // Status changes of every run, live: the first page is read again (at most every 750 ms).
-  let pending = null;
-  const stop = app.live.watchWorkspace((frame) => {
-    if (!(frame.type === "run.event" || frame.type === "subscribed") || pending) return;
-    pending = setTimeout(async () => {
-      pending = null;
-      try {
-        const page = await api.get(api.ws("runs"), {limit: PAGE});
-        cursor = page.next_cursor;
-        renderRuns(page.items);
-      } catch {
-        // the next change tries again
-      }
-    }, 750);
-  });
-  app.onLeave(() => {
-    stop();
-    clearTimeout(pending);
-  });
+  app.onLeave(app.live.reloadOnWorkspace(async () => {
+    const page = await api.get(api.ws("runs"), {limit: PAGE});
+    cursor = page.next_cursor;
+    renderRuns(page.items);
+  }, {everyMs: 750, when: (frame) => frame.type === "run.event" || frame.type === "subscribed"}));
 }

@@ -82,20 +82,6 @@ export async function usageView(app, view) {
   }
   await load();
 
-  let pending = null;
-  const stop = app.live.watchWorkspace(() => {
-    if (pending) return;
-    pending = setTimeout(async () => {
-      pending = null;
-      try {
-        await load();
-      } catch {
-        // the next change tries again
-      }
-    }, 500);
-  });
-  app.onLeave(() => {
-    stop();
-    clearTimeout(pending);
-  });
+  // Every change of the workspace, live: the page is read again (at most every 500 ms).
+  app.onLeave(app.live.reloadOnWorkspace(load));
 }
