@@ -226,15 +226,21 @@ def lambda_context(seconds: float) -> LambdaContext:
 # --------------------------------------------------------------------------- the model
 
 
-ANSWER, TOOL, DELEGATE, THROTTLED, OVERLOADED, TIMEOUT, STALL, CRASH = (
-    "answer", "tool", "delegate", "throttled", "overloaded", "timeout", "stall", "crash")
+ANSWER, TOOL, DELEGATE, THROTTLED, OVERLOADED, TIMEOUT, STALL, CRASH, MCP = (
+    "answer", "tool", "delegate", "throttled", "overloaded", "timeout", "stall", "crash", "mcp")
 BEHAVIOURS = (ANSWER, TOOL, DELEGATE, THROTTLED, OVERLOADED, TIMEOUT, STALL, CRASH)
+#: What an MCP call of the model asks of the demo MCP server (local/mcp_demo.py), by ``Behaviour.target``:
+#: an answer, a tool that fails, one whose result is past the bound, one slower than the call's timeout.
+MCP_CALLS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("echo", {"text": "hello"}), ("fail", {}), ("huge", {"chars": 40_000}), ("slow", {"seconds": 4}),
+    ("echo", {"text": "again"}))
 
 
 @dataclass(frozen=True)
 class Behaviour:
     """What the model does with one request: ``kind``, the answer's length (``long``: all of
-    ``max_tokens``), and for a delegation the agent it names (an index into the workspace's agents)."""
+    ``max_tokens``), and for a delegation the agent it names (an index into the workspace's agents),
+    for an MCP call the tool it calls (an index into ``MCP_CALLS``)."""
 
     kind: str = ANSWER
     long: bool = False
@@ -332,6 +338,11 @@ class ScriptedModel:
             target = names[behaviour.target % len(names)]
             return [{"type": "tool_use", "id": use_id, "name": "delegate",
                      "input": {"agent": target, "input": "Please handle this part."}}]
+        mcp = sorted(name for name in offered if name.startswith("mcp__"))
+        if behaviour.kind == MCP and mcp:
+            tool, arguments = MCP_CALLS[behaviour.target % len(MCP_CALLS)]
+            server = mcp[0].split("__")[1]
+            return [{"type": "tool_use", "id": use_id, "name": f"mcp__{server}__{tool}", "input": arguments}]
         return [{"type": "text", "text": "Done: 42."}]
 
 
@@ -590,12 +601,18 @@ def metering_is_never_below_billing(books: WorkspaceBooks, billed: list[Billed])
 
 
 def a_run_that_has_not_ended_waits_for_a_cause(books: WorkspaceBooks, orchestrator: FakeOrchestrator,
-                                               month_has_room: Callable[[dict[str, Any]], bool]) -> None:
+                                               month_has_room: Callable[[dict[str, Any]], bool],
+                                               asking: frozenset[str] = frozenset(),
+                                               turn_before: dict[str, str] | None = None) -> None:
     """Nothing stays queued, waiting or paused for ever: once the orchestrator has nothing left to
     deliver, a run that has not ended is paused at a limit that is still used up, waits for a child
-    that is itself held for such a cause, or is queued behind slot holders that are."""
+    that is itself held for such a cause, waits for a person to decide an approval still pending
+    (``asking``: the runs that have one), is a session's turn waiting for the turn before it
+    (``turn_before``: run id → the previous turn's run id) that is itself held, or is queued behind
+    slot holders that are."""
     by_id = {r.id: r for r in books.runs}
     queued = {q.run_id for q in books.queued}
+    turn_before = turn_before or {}
 
     def held(run: Any, seen: frozenset[str] = frozenset()) -> str | None:
         """Why ``run`` legitimately has not ended, or None."""
@@ -603,6 +620,12 @@ def a_run_that_has_not_ended_waits_for_a_cause(books: WorkspaceBooks, orchestrat
             return None
         if run.status == "paused":
             return "paused" if run.task_token and not month_has_room(run.pause_hold or {}) else None
+        if run.status == "waiting" and run.waiting_for == "approval":
+            return "approval" if run.id in asking and run.task_token else None
+        if run.status == "queued" and run.started_at is None and run.id in turn_before:
+            previous = by_id.get(turn_before[run.id])
+            if previous is not None and previous.status not in TERMINAL:
+                return "turn" if held(previous, seen | {run.id}) else None
         if run.status == "waiting":
             children = [r for r in books.runs if r.parent_run_id == run.id and r.status not in TERMINAL]
             return "waiting" if any(held(c, seen | {run.id}) for c in children) else None
@@ -615,3 +638,254 @@ def a_run_that_has_not_ended_waits_for_a_cause(books: WorkspaceBooks, orchestrat
     assert not stuck, f"runs neither ended nor held for a cause: {stuck}; executions: " + "; ".join(
         f"{e.name}:{e.state}/{e.status}{' waiting' if e.waiting else ''}"
         for e in orchestrator.executions.values() if e.payload.get("workspace_id") == books.workspace_id)
+
+
+# --------------------------------------------------------------------------- sessions, approvals, MCP tools
+
+
+@dataclass
+class SessionBooks:
+    """One session as the table holds it: the session item, its turns, its transcript and its events."""
+
+    session: Any
+    turns: list[Any]  # SessionTurn, in number order
+    transcript: list[Any]  # TranscriptEntry, in key order
+    events: list[Any]  # SessionEvent, in seq order
+
+    @classmethod
+    def read_all(cls, workspace_id: str) -> dict[str, SessionBooks]:
+        from agenthq.store.items import AgentSession, SessionEvent, SessionTurn, TranscriptEntry, Workspace
+
+        found = {}
+        for session in AgentSession.query(Workspace.key(workspace_id)[0], AgentSession.sk.startswith("CONVERSATION#"),
+                                          consistent_read=True):
+            partition = AgentSession.partition(workspace_id, session.id)
+            found[session.id] = cls(
+                session,
+                list(SessionTurn.query(partition, SessionTurn.sk.startswith("TURN#"), consistent_read=True)),
+                list(TranscriptEntry.query(partition, TranscriptEntry.sk.startswith("MSG#"), consistent_read=True)),
+                list(SessionEvent.query(partition, SessionEvent.sk.startswith("EVT#"), consistent_read=True)))
+        return found
+
+
+def run_events(workspace_id: str, run_id: str) -> list[Any]:
+    from agenthq.store.items import Run, RunEvent
+
+    return list(RunEvent.query(Run.partition(workspace_id, run_id), RunEvent.sk.startswith("EVT#"),
+                               consistent_read=True))
+
+
+def approvals_of_workspace(workspace_id: str) -> tuple[list[Any], int | None]:
+    """The workspace's approvals and its ``PendingApprovals`` count (None: never written)."""
+    from agenthq.store.items import Approval, PendingApprovals, Workspace
+
+    approvals = list(Approval.query(Workspace.key(workspace_id)[0], Approval.sk.startswith("APPROVAL#"),
+                                    consistent_read=True))
+    counter = PendingApprovals.get_or_none(*PendingApprovals.key(workspace_id), consistent_read=True)
+    return approvals, (int(counter.pending) if counter is not None else None)
+
+
+def a_session_runs_one_turn_at_a_time_in_launch_order(books: WorkspaceBooks, sessions: dict[str, SessionBooks],
+                                                      launched: dict[str, list[tuple[str, str]]]) -> None:
+    """DESIGN §9: a session's runs go one at a time, in the order their launches committed: its turns
+    are 1…``launched`` with no gap, each naming the run the API answered for it, in the order the
+    messages were sent; a turn's run starts only once every earlier turn's run has ended; ``done_turns``
+    counts exactly the first turns whose runs ended; the transcript has each turn's input (as sent)
+    and, for each done turn only, its answer."""
+    by_id = {r.id: r for r in books.runs}
+    for sid, found in sessions.items():
+        session = found.session
+        count, done = int(session.launched or 0), int(session.done_turns or 0)
+        numbers = [int(t.number) for t in found.turns]
+        assert numbers == list(range(1, count + 1)), f"session {sid}: turns {numbers}, {count} launched"
+        expected = launched.get(sid, [])
+        assert [t.run_id for t in found.turns] == [run_id for run_id, _ in expected], (
+            f"session {sid}: turns' runs {[t.run_id for t in found.turns]} ≠ the launches, in order, "
+            f"{[run_id for run_id, _ in expected]}")
+        runs = [by_id[t.run_id] for t in found.turns]
+        for number, run in enumerate(runs, start=1):
+            assert run.session_id == sid and int(run.session_turn) == number, (
+                f"run {run.id} is turn {run.session_turn} of {run.session_id}, session {sid} has it as turn {number}")
+            if run.started_at is not None:
+                earlier = [(r.id, r.status) for r in runs[:number - 1] if r.status not in TERMINAL]
+                assert not earlier, f"session {sid}: turn {number} ({run.id}) started before turns {earlier} ended"
+        in_flight = [r.id for r in runs if r.started_at is not None and r.status not in TERMINAL]
+        assert len(in_flight) <= 1, f"session {sid} has runs in flight at once: {in_flight}"
+        ended_prefix = next((i for i, r in enumerate(runs) if r.status not in TERMINAL), len(runs))
+        assert done <= ended_prefix, f"session {sid}: {done} turns done, only the first {ended_prefix} runs ended"
+        users = [(e.run_id, e.text) for e in found.transcript if e.role == "user"]
+        answers = [e.run_id for e in found.transcript if e.role == "assistant"]
+        assert users == expected, f"session {sid}: transcript inputs {users} ≠ the messages sent {expected}"
+        assert answers == [t.run_id for t in found.turns[:done]], (
+            f"session {sid}: answers in the transcript for {answers}, {done} turns done")
+        assert [e.role for e in found.transcript] == [role for number in range(1, count + 1)
+                                                      for role in (("user", "assistant") if number <= done
+                                                                   else ("user",))], (
+            f"session {sid}: the transcript is out of turn order: {[(e.sk, e.role) for e in found.transcript]}")
+
+
+def a_session_cursor_is_dense_and_is_its_runs_events(books: WorkspaceBooks, sessions: dict[str, SessionBooks],
+                                                      events: dict[str, list[Any]]) -> None:
+    """DESIGN §9: a session's event cursor is 1…N with no gap or duplicate (N its ``event_seq``), and
+    its events are exactly the events of its runs and their delegated children (each once, with its
+    run's seq and type) and one ``session.idle`` for each time its last launched turn was done; an
+    idle session's last event is ``session.idle``."""
+    for sid, found in sessions.items():
+        seqs = [int(e.seq) for e in found.events]
+        last = int(found.session.event_seq or 0)
+        assert seqs == list(range(1, last + 1)), f"session {sid}: event seqs {seqs[:5]}…{seqs[-5:]}, counter {last}"
+        copies = [(e.run_id, int(e.run_seq), e.event_type) for e in found.events if int(e.run_seq)]
+        assert len(copies) == len(set(copies)), f"session {sid}: an event indexed twice: {Counter(copies).most_common(2)}"
+        own = [(r.id, int(e.seq), e.event_type) for r in books.runs if r.session_id == sid
+               for e in events[r.id]]
+        assert sorted(copies) == sorted(own), (
+            f"session {sid}: its cursor ≠ its runs' events: missing {sorted(set(own) - set(copies))[:5]}, "
+            f"extra {sorted(set(copies) - set(own))[:5]}")
+        idles = [e for e in found.events if not int(e.run_seq)]
+        assert all(e.event_type == "session.idle" for e in idles), [e.event_type for e in idles]
+        done, count = int(found.session.done_turns or 0), int(found.session.launched or 0)
+        assert len(idles) <= done, f"session {sid}: {len(idles)} session.idle events, {done} turns done"
+        if count and done == count:
+            assert found.events and found.events[-1].event_type == "session.idle", (
+                f"session {sid} is idle ({done} turns done); its last event is "
+                f"{found.events[-1].event_type if found.events else None}")
+            assert int(found.events[-1].data["turns"]) == count, found.events[-1].data
+
+
+def a_session_counts_the_usage_of_its_done_turns(books: WorkspaceBooks, sessions: dict[str, SessionBooks]) -> None:
+    """A session's usage is the sum of its done turns' runs (each counted once, as it was done)."""
+    from agenthq.usage.vector import Usage
+
+    by_id = {r.id: r for r in books.runs}
+    for sid, found in sessions.items():
+        done = int(found.session.done_turns or 0)
+        summed = sum((Usage.of(by_id[t.run_id]) + Usage(runs=1) for t in found.turns[:done]), Usage())
+        assert Usage.of(found.session) == summed, (
+            f"session {sid}: usage {Usage.of(found.session).view()} ≠ its "
+            f"{done} done turns' runs {summed.view()}")
+
+
+DECISIONS = {"approved": "approval.approved", "denied": "approval.denied", "expired": "approval.expired",
+             "cancelled": "approval.cancelled"}
+
+
+def each_approval_is_decided_once_and_resumes_its_run_once(books: WorkspaceBooks, approvals: list[Any],
+                                                           pending_counter: int | None, limit: int,
+                                                           seen: dict[str, str], pending_before: int,
+                                                           run_events: dict[str, list[Any]]) -> None:
+    """DESIGN §9: an approval leaves ``pending`` once and never changes after (``seen``: the statuses
+    at the last check); its run has its ``approval.requested`` once and exactly one decision event
+    when decided (none while pending); the run resumes from an approval wait once per wait, only after
+    every approval of that wait was decided; a call has one result at most once decided (none while
+    pending): an approved one's is the tool's, a refused one's tells the model it did not run; the workspace's pending count is its pending approvals, within the tier's
+    ``pending_approvals`` when it grew."""
+    by_run: dict[str, list[Any]] = {}
+    for approval in approvals:
+        before = seen.get(approval.id)
+        assert before in (None, "pending", approval.status), (
+            f"approval {approval.id} was {before}, is now {approval.status}: a decision is final")
+        by_run.setdefault(approval.run_id, []).append(approval)
+    pending = sum(1 for a in approvals if a.status == "pending")
+    assert (pending_counter or 0) == pending, f"the pending count is {pending_counter}, {pending} approvals pending"
+    if pending > pending_before:
+        assert pending <= limit, f"{pending} approvals pending, the tier allows {limit}"
+    for run_id, asked in by_run.items():
+        events = run_events[run_id]
+        kinds = Counter((e.event_type, (e.data or {}).get("approval_id")) for e in events)
+        for approval in asked:
+            assert kinds[("approval.requested", approval.id)] == 1, (approval.id, kinds)
+            decided = sum(kinds[(kind, approval.id)] for kind in DECISIONS.values())
+            assert decided == (0 if approval.status == "pending" else 1), (
+                f"approval {approval.id} is {approval.status}; its run has {decided} decision events")
+            results = [e.data for e in events if e.event_type == "tool.result"
+                       and e.data.get("tool_use_id") == approval.tool_use_id]
+            assert len(results) <= (0 if approval.status == "pending" else 1), (
+                f"approval {approval.id} ({approval.status}): its call has {len(results)} results")
+            if approval.applied == "deny":  # the model is told it did not run
+                assert all(r["is_error"] and "did not run" in r["content"] for r in results), (approval.id, results)
+            elif approval.applied == "approve":
+                assert not any("did not run" in str(r["content"]) for r in results), (approval.id, results)
+        decided_at: dict[str, int] = {}
+        for event in events:
+            if event.event_type in DECISIONS.values():
+                decided_at[event.data["approval_id"]] = int(event.seq)
+        waits = [e for e in events if e.event_type == "run.waiting" and e.data.get("waiting_for") == "approval"]
+        resumes = [e for e in events if e.event_type == "run.resumed" and e.data.get("after") == "approval"]
+        assert len(resumes) <= len(waits), f"run {run_id} resumed {len(resumes)} times from {len(waits)} approval waits"
+        for wait, resume in zip(waits, resumes, strict=False):
+            undecided = [a for a in wait.data["approval_ids"] if decided_at.get(a, 1 << 40) > int(resume.seq)]
+            assert not undecided, f"run {run_id} resumed (seq {resume.seq}) before approvals {undecided} were decided"
+
+
+def a_run_waiting_for_approval_holds_its_slot(books: WorkspaceBooks) -> None:
+    """DESIGN §9: a run that waits for a person keeps its concurrency slot (a child: its parent's)."""
+    loose = [(r.id, r.slot) for r in books.runs if r.status == "waiting" and r.waiting_for == "approval"
+             and r.slot != ("parent" if r.parent_run_id else "own")]
+    assert not loose, f"runs waiting for an approval without their slot: {loose}"
+
+
+def approval_waits_are_not_agent_time(books: WorkspaceBooks, waited: dict[str, float]) -> None:
+    """DESIGN §9: the time a run waits for a person is not agent time: an ended run's metered
+    agent-seconds are at most its time from start to end less the time it was seen waiting
+    (``waited``: run id → seconds the clock moved while it waited for an approval)."""
+    for run in books.runs:
+        if run.status not in TERMINAL or run.started_at is None or not waited.get(run.id):
+            continue
+        metered = sum(int(e.agent_seconds or 0) for e in books.ledger[run.id])
+        wall = (run.finished_at - run.started_at).total_seconds()
+        assert metered <= wall - waited[run.id] + 1, (
+            f"run {run.id} metered {metered} agent-seconds; it ran {wall:.0f} s of which it waited "
+            f"{waited[run.id]:.0f} s for approvals")
+
+
+#: The demo MCP server's tools whose every call is an error for the model (fails, too large, too slow).
+FAILING_MCP_TOOLS = frozenset({"mcp__demo__fail", "mcp__demo__huge", "mcp__demo__slow"})
+
+
+def mcp_calls_stay_within_the_run_limit_and_are_metered_once(books: WorkspaceBooks, limit: int,
+                                                              calls_before: dict[str, int],
+                                                              run_events: dict[str, list[Any]]) -> dict[str, int]:
+    """A run's MCP tool calls that reach the server (``tool.called`` and a result that is not the limit's
+    refusal) never pass the tier's ``mcp_calls_per_run`` as it is when they grow; a tool that fails, answers
+    past the result bound or past the call's timeout is an ``is_error`` result; every tool result,
+    MCP or not, is metered once (one ledger entry of one tool call under its tool use id). Returns the counts, for the next check."""
+    counts = {}
+    for run in books.runs:
+        events = run_events[run.id]
+        results = [e.data for e in events if e.event_type == "tool.result"]
+        made = sum(1 for d in results if str(d.get("name", "")).startswith("mcp__")
+                   and "the most its plan allows per run" not in str(d.get("content")))
+        counts[run.id] = made
+        unflagged = [d for d in results if d.get("name") in FAILING_MCP_TOOLS and not d.get("is_error")]
+        assert not unflagged, f"run {run.id}: a failing, oversized or slow MCP tool gave a result: {unflagged}"
+        if made > calls_before.get(run.id, 0):
+            assert made <= limit, f"run {run.id} made {made} MCP calls, the tier allows {limit} per run"
+        tools = [e for e in books.ledger[run.id] if e.entry.startswith("tool#")]
+        by_use = Counter(e.entry.rsplit("#", 1)[1] for e in tools)
+        assert all(n == 1 for n in by_use.values()) and all(int(e.tool_calls or 0) == 1 for e in tools), (
+            f"run {run.id}: tool entries {[(e.entry, e.tool_calls) for e in tools]}")
+        assert sorted(by_use) == sorted(str(d["tool_use_id"]) for d in results), (
+            f"run {run.id}: tool results {[d['tool_use_id'] for d in results]} ≠ metered {sorted(by_use)}")
+    return counts
+
+
+def a_decided_wait_resumes_its_run_exactly_once(books: WorkspaceBooks, approvals: list[Any]) -> None:
+    """Once the orchestrator has nothing left to deliver: every approval wait whose approvals were all
+    decided by a person or by expiry, of a run not cancelled, was followed by exactly one
+    ``run.resumed`` — no run is left waiting on a decision that was made, none resumes twice."""
+    status = {a.id: a.status for a in approvals}
+    for run in books.runs:
+        if run.status == "cancelled":
+            continue  # a cancel that came after the decisions ends the wait without a resume
+        events = run_events(books.workspace_id, run.id)
+        waits = [i for i, e in enumerate(events) if e.event_type == "run.waiting"
+                 and e.data.get("waiting_for") == "approval"]
+        for n, index in enumerate(waits):
+            ids_ = events[index].data["approval_ids"]
+            if not all(status.get(a) in ("approved", "denied", "expired") for a in ids_):
+                continue
+            until = waits[n + 1] if n + 1 < len(waits) else len(events)
+            resumed = [e for e in events[index:until] if e.event_type == "run.resumed"
+                       and e.data.get("after") == "approval"]
+            assert len(resumed) == 1, (
+                f"run {run.id} ({run.status}): its wait for {ids_} (all decided) was resumed {len(resumed)} times")

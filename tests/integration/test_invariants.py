@@ -43,6 +43,7 @@ from hypothesis.stateful import (
 from agenthq import services as services_module
 from agenthq.accounts import LoginRequest, SignupRequest, login, signup
 from agenthq.admin.workspaces import TierChange, change_tier
+from agenthq.approvals import expiry
 from agenthq.authorizer import authorize, principal_from_headers
 from agenthq.context import Scope
 from agenthq.errors import Unauthorized
@@ -52,32 +53,47 @@ from agenthq.operators import Operator
 from agenthq.runs import pausing
 from agenthq.services import Services
 from agenthq.settings import Settings
-from agenthq.store import tenant_scope
+from agenthq.store import global_scope, tenant_scope
+from agenthq.store.items import Approval
 from agenthq.usage import counters
 from agenthq.usage import quota as quota_module
 from agenthq.usage.api import _exported_runs
 from agenthq.usage.report import run_id_bounds
 from local.bootstrap import ensure_table
 from local.events import rest_proxy_event
+from local.mcp_demo import McpDemo
 from local.template import load_template
 from tests.fuzzing import (
     BEHAVIOURS,
+    MCP,
+    MCP_CALLS,
     TERMINAL,
     Behaviour,
     FakeOrchestrator,
     InMemoryGatewayKeys,
     InMemoryKeyStore,
     ScriptedModel,
+    SessionBooks,
     WorkspaceBooks,
+    a_decided_wait_resumes_its_run_exactly_once,
     a_run_starts_only_within_the_concurrency_limit,
     a_run_that_has_not_ended_waits_for_a_cause,
     a_run_tree_spends_within_its_root_budget,
+    a_run_waiting_for_approval_holds_its_slot,
+    a_session_counts_the_usage_of_its_done_turns,
+    a_session_cursor_is_dense_and_is_its_runs_events,
+    a_session_runs_one_turn_at_a_time_in_launch_order,
     an_ended_run_holds_no_reservation,
+    approval_waits_are_not_agent_time,
+    approvals_of_workspace,
+    each_approval_is_decided_once_and_resumes_its_run_once,
     lambda_context,
     ledger_counters_and_export_agree,
+    mcp_calls_stay_within_the_run_limit_and_are_metered_once,
     metering_is_never_below_billing,
     module_path,
     no_slot_is_held_by_an_ended_run,
+    run_events,
     the_month_stays_within_its_tokens_and_budget,
 )
 from tests.support import PASSWORD, unique_email
@@ -98,13 +114,21 @@ OPERATOR = Operator(arn="arn:aws:iam::123456789012:user/fuzzer", caller="AIDAFUZ
 TIERS: dict[str, TierChange] = {
     "free": TierChange(tier="free"), "starter": TierChange(tier="starter"), "pro": TierChange(tier="pro"),
     "tight": TierChange(tier="enterprise", limit_overrides={
-        "concurrent_runs": 2, "budget_usd_per_month": "0.08", "tokens_per_month": 20_000}),
+        "concurrent_runs": 2, "budget_usd_per_month": "0.08", "tokens_per_month": 20_000,
+        "pending_approvals": 1, "mcp_calls_per_run": 2}),
 }
-#: How the model answers the calls of a delivery: mostly work (tools, delegations, long answers), sometimes faults.
-ANSWERS = st.lists(st.builds(Behaviour, kind=st.sampled_from([*BEHAVIOURS, "tool", "delegate", "tool"]),
-                             long=st.booleans(), target=st.integers(0, 2)), max_size=4)
+#: How the model answers the calls of a delivery: mostly work (tools, delegations, MCP calls, long
+#: answers), sometimes faults.
+ANSWERS = st.lists(st.builds(Behaviour, kind=st.sampled_from([*BEHAVIOURS, "tool", "delegate", "tool", MCP, MCP]),
+                             long=st.booleans(), target=st.integers(0, len(MCP_CALLS) - 1)), max_size=4)
 #: A model call reserves about $0.05 (its prompt and 2,048 tokens of output): the reviewer's budget fits one.
 AGENTS = (("lead", "coordinator", "0.30"), ("reviewer", "architect", "0.08"), ("ops", "sre", "1.00"))
+#: The ops agent's tools: the demo MCP server's (each runs without asking but ``fail``: MCP tools ask by
+#: default); its calculator asks too, and an approval nobody decides is applied as approved.
+CLERK_MCP = ("echo", "fail", "huge", "slow")
+CLERK = {"tools": ["calculator", "delegate", *(f"mcp__demo__{t}" for t in CLERK_MCP)],
+         "tool_policies": {"calculator": "ask", **{f"mcp__demo__{t}": "allow" for t in CLERK_MCP if t != "fail"}},
+         "on_approval_timeout": "approve", "approval_timeout_seconds": 3_600}
 
 
 # --------------------------------------------------------------------------- the world
@@ -127,6 +151,9 @@ class Stats:
     deliveries: int = 0
     runs: int = 0
     model_calls: int = 0
+    messages: int = 0  # session messages accepted (each a run)
+    decisions: int = 0  # approvals decided through the API
+    expired: int = 0  # approvals the approval schedule expired
     ends: Counter[str] = field(default_factory=Counter)  # how runs stood before the teardown's cancel
 
 
@@ -137,6 +164,7 @@ class World:
 
     settings: Settings
     handlers: dict[str, Any]
+    mcp_url: str
     now: float = field(default_factory=time.time)
     services: Services | None = None
     orchestrator: FakeOrchestrator | None = None
@@ -165,7 +193,14 @@ def _load(name: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def world(dynamodb_endpoint: str) -> Iterator[World]:
+def mcp_demo() -> Iterator[McpDemo]:
+    server = McpDemo().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def world(dynamodb_endpoint: str, mcp_demo: McpDemo) -> Iterator[World]:
     environment = {"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local",
                    "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local", "TABLE_NAME": TABLE,
                    "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint, "POWERTOOLS_METRICS_DISABLED": "true",
@@ -178,10 +213,14 @@ def world(dynamodb_endpoint: str) -> Iterator[World]:
             patch.setenv(name, value)
         ensure_table(boto3.client("dynamodb", region_name="us-east-1", endpoint_url=dynamodb_endpoint),
                      load_template(), TABLE)
-        config = Settings.model_validate({"TABLE_NAME": TABLE, "MODEL_MAX_TOKENS": 2048})
-        handlers = {name: _load(name) for name in ("agents", "workspaces", "run_steps")}
+        # MCP calls go to the demo server on loopback (as the local cloud allows); the slow tool outlasts
+        # the call's timeout, the huge one its result bound.
+        config = Settings.model_validate({"TABLE_NAME": TABLE, "MODEL_MAX_TOKENS": 2048,
+                                          "OUTBOUND_ALLOW_LOOPBACK": True, "MCP_TIMEOUT_SECONDS": 2,
+                                          "MCP_MAX_RESULT_CHARS": 20_000})
+        handlers = {name: _load(name) for name in ("agents", "workspaces", "run_steps", "mcp_servers")}
         try:
-            yield World(config, handlers)
+            yield World(config, handlers, mcp_demo.url)
         finally:
             services_module.set_services(previous)
             logger.setLevel(level)
@@ -211,6 +250,14 @@ class Tenant:
     agents: list[str]  # ids, in AGENTS order
     tier: str = "free"
     runs: list[str] = field(default_factory=list)
+    sessions: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # id → its turns (run id, input) as launched
+    approvals: dict[str, str] = field(default_factory=dict)  # id → status at the last check
+    pending_approvals: int = 0  # at the last check
+    asking: set[str] = field(default_factory=set)  # runs waiting for an approval at the last check
+    waited: dict[str, float] = field(default_factory=dict)  # run id → seconds the clock moved while it waited for one
+    mcp_calls: dict[str, int] = field(default_factory=dict)  # run id → MCP calls made at the last check
+    mcp_server_id: str = ""
+    ended_events: dict[str, list[Any]] = field(default_factory=dict)  # an ended run's events, as last read
     held: set[str] = field(default_factory=set)  # runs holding a slot at the last check
     committed: dict[str, tuple[int, int]] = field(default_factory=dict)  # MONTH# → (tokens, µ$) at the last check
 
@@ -229,6 +276,7 @@ class Invariants(RuleBasedStateMachine):
         assert self.orchestrator is not None and self.model is not None
         self.months = {counters.month(self.services.now())}
         self.crossed_month = False
+        self.attempts = 0  # messages sent (each with an Idempotency-Key of its own)
         self.tenants = [self._tenant(), self._tenant()]
         world.stats.examples += 1
 
@@ -251,11 +299,20 @@ class Invariants(RuleBasedStateMachine):
         status, key = self.rest("POST", f"/workspaces/{wid}/api-keys", owner,
                                 {"name": "ci", "scopes": ["runs:read", "runs:write"]})
         assert status == 201, key
+        status, server = self.rest("POST", f"/workspaces/{wid}/mcp-servers", owner,
+                                   {"name": "demo", "url": self.world.mcp_url})
+        assert status == 201, server
+        for _ in range(5):  # listing its tools timed out on a loaded machine: a refresh tries again
+            if server["status"]["state"] == "ok":
+                break
+            status, server = self.rest("POST", f"/workspaces/{wid}/mcp-servers/{server['id']}/refresh", owner)
+        assert server["status"]["state"] == "ok", server
         agents = []
         for name, personality, budget in AGENTS:
+            tools = CLERK if name == "ops" else {"tools": ["delegate", "calculator"]}
             status, agent = self.rest("POST", f"/workspaces/{wid}/agents", owner,
                                       {"name": name, "personality": personality, "budget_usd": budget,
-                                       "tools": ["delegate", "calculator"], "max_steps": 6})
+                                       "max_steps": 6, **tools})
             assert status == 201, agent
             agents.append(agent["id"])
         self.world.agent_names[wid] = [name for name, _, _ in AGENTS]
@@ -263,13 +320,15 @@ class Invariants(RuleBasedStateMachine):
         api_key = Principal("key", {"x-api-key": key["key"]})
         for principal in (owner, member, api_key):
             principal.granted = principal_from_headers(services, principal.headers)[0]
-        return Tenant(wid, owner, member, member_id, api_key, key["id"], agents)
+        return Tenant(wid, owner, member, member_id, api_key, key["id"], agents, mcp_server_id=server["id"])
 
     def rest(self, method: str, path: str, principal: Principal, body: Any = None) -> tuple[int, Any]:
         """A request as API Gateway makes it: the real authorizer, then the function, with the
         authorizer's context. Returns the status and the JSON body."""
-        function = "workspaces" if "/members" in path or "/api-keys" in path else "agents"
-        event = rest_proxy_event(method, path, headers=principal.headers, body=body)
+        function = ("workspaces" if "/members" in path or "/api-keys" in path else
+                    "mcp_servers" if "/mcp-servers" in path else "agents")
+        path, _, query = path.partition("?")
+        event = rest_proxy_event(method, path, headers=principal.headers, body=body, query=query)
         arn = f"arn:aws:execute-api:us-east-1:123456789012:api/v1/{method}{path}"
         try:
             allowed = authorize(self.services, {"type": "REQUEST", "methodArn": arn, **event})
@@ -293,12 +352,16 @@ class Invariants(RuleBasedStateMachine):
     # ------------------------------------------------------------------ what tenants do
 
     @initialize(launches=st.lists(st.tuples(st.integers(0, 1), st.integers(0, 2)), min_size=1, max_size=4),
-                tier=st.sampled_from(sorted(TIERS)))
-    def begin(self, launches: list[tuple[int, int]], tier: str) -> None:
-        """The first tenant's tier as the operator set it, and a few runs launched."""
+                tier=st.sampled_from(sorted(TIERS)), conversation=st.sampled_from([None, 0, 2, 2]))
+    def begin(self, launches: list[tuple[int, int]], tier: str, conversation: int | None) -> None:
+        """The first tenant's tier as the operator set it, a few runs launched, and mostly a
+        conversation begun (with the lead, or with ops, who asks before its calculator)."""
         self.change_tier(0, tier)
         for w, agent in launches:
             self.launch(w, agent, "owner", False)
+        if conversation is not None:
+            self.create_session(0, conversation, "owner")
+            self.send_messages(0, 0, "member", "enqueue", 2, False)
 
     @rule(w=st.integers(0, 1), agent=st.integers(0, 2), times=st.integers(1, 3))
     def launch_several(self, w: int, agent: int, times: int) -> None:
@@ -382,6 +445,147 @@ class Invariants(RuleBasedStateMachine):
             assert status == 204, status
             tenant.key.revoked = True
 
+    # ------------------------------------------------------------------ sessions and approvals
+
+    def session_of(self, tenant: Tenant, index: int) -> str | None:
+        return sorted(tenant.sessions)[index % len(tenant.sessions)] if tenant.sessions else None
+
+    @rule(w=st.integers(0, 1), agent=st.sampled_from([0, 2]), who=st.sampled_from(["owner", "member", "key"]))
+    def create_session(self, w: int, agent: int, who: str) -> None:
+        """A conversation with the lead or ops (who asks before its calculator)."""
+        tenant = self.tenant(w)
+        principal = getattr(tenant, who)
+        status, session = self.rest("POST", f"/workspaces/{tenant.workspace_id}/agents/{tenant.agents[agent]}/sessions",
+                                    principal, {"title": f"Fuzz {len(tenant.sessions)}"})
+        if principal.revoked:
+            assert status in (401, 403, 404), f"a {who} whose access ended created a session: {status}"
+        else:
+            assert status == 201 and session["status"] == "idle" and session["turns"] == 0, (status, session)
+            tenant.sessions[session["id"]] = []
+
+    @precondition(lambda self: any(t.sessions for t in self.tenants))
+    @rule(w=st.integers(0, 1), s=st.integers(0, 9), who=st.sampled_from(["owner", "member", "key"]),
+          on_busy=st.sampled_from(["enqueue", "enqueue", "reject"]), times=st.integers(1, 3), replay=st.booleans())
+    def send_messages(self, w: int, s: int, who: str, on_busy: str, times: int, replay: bool) -> None:
+        """Messages to a session, one after the other: ``enqueue`` waits its turn, ``reject`` is a 409
+        ``session_busy`` while a turn is in flight; ``replay`` sends the last one again with its
+        Idempotency-Key (the same run, no new turn)."""
+        tenant = self.tenant(w)
+        session_id = self.session_of(tenant, s)
+        if session_id is None:
+            return
+        principal = getattr(tenant, who)
+        turns = tenant.sessions[session_id]
+        for _ in range(times):
+            text = f"Message {self.world.stats.messages} to {session_id[-6:]}: plan the next step."
+            self.attempts += 1
+            key = f"msg-{session_id}-{self.attempts}"
+            status, run = self._message(tenant, principal, session_id, text, on_busy, key)
+            if principal.revoked:
+                assert status in (401, 403, 404), f"a {who} whose access ended sent a message: {status}"
+                return
+            if status == 409:
+                assert on_busy == "reject" and run["error"]["code"] == "session_busy", run
+                assert any(r.status not in TERMINAL for r in self.books(tenant).runs if r.session_id == session_id)
+                continue
+            if status == 429:
+                continue  # refused at a limit: no turn
+            assert status == 202 and run["session_id"] == session_id, (status, run)
+            assert run["id"] not in tenant.runs, f"a new message answered with an old run: {run['id']}"
+            turns.append((run["id"], text))
+            tenant.runs.append(run["id"])
+            self.world.stats.runs += 1
+            self.world.stats.messages += 1
+            if replay:
+                again_status, again = self._message(tenant, principal, session_id, text, on_busy, key)
+                assert again_status == 202 and again["id"] == run["id"], (again_status, again)
+
+    def _message(self, tenant: Tenant, principal: Principal, session_id: str, text: str, on_busy: str,
+                 key: str) -> tuple[int, Any]:
+        saved = principal.headers
+        principal.headers = {**saved, "Idempotency-Key": key}
+        try:
+            return self.rest("POST", f"/workspaces/{tenant.workspace_id}/sessions/{session_id}/messages", principal,
+                             {"input": text, "on_busy": on_busy})
+        finally:
+            principal.headers = saved
+
+    @precondition(lambda self: any(t.runs for t in self.tenants))
+    @rule(w=st.integers(0, 1), a=st.integers(0, 9), decision=st.sampled_from(["approve", "deny"]),
+          who=st.sampled_from(["owner", "member", "key", "stranger"]), twice=st.booleans(), every=st.booleans())
+    def decide(self, w: int, a: int, decision: str, who: str, twice: bool, every: bool = False) -> None:
+        """A person decides a pending approval (listed as the API lists them; with ``every``, each of
+        them): once; a second decision, a stranger's or one whose access ended changes nothing."""
+        for _ in range(10 if every else 1):
+            if not self._decide_one(w, a, decision, who, twice):
+                return
+
+    def _decide_one(self, w: int, a: int, decision: str, who: str, twice: bool) -> bool:
+        tenant = self.tenant(w)
+        status, listed = self.rest("GET", f"/workspaces/{tenant.workspace_id}/approvals?status=pending", tenant.owner)
+        assert status == 200, listed
+        assert all(item["workspace_id"] == tenant.workspace_id and item["status"] == "pending"
+                   for item in listed["items"]), listed
+        if not listed["items"]:
+            return False
+        approval = listed["items"][a % len(listed["items"])]
+        principal = self.tenant(w + 1).owner if who == "stranger" else getattr(tenant, who)
+        path = f"/workspaces/{tenant.workspace_id}/approvals/{approval['id']}"
+        status, decided = self.rest("POST", path, principal, {"decision": decision, "reason": "fuzz"})
+        if principal.revoked or who == "stranger":
+            assert status in (401, 403, 404), f"{who} without access decided {approval['id']}: {status} {decided}"
+            return False
+        assert status == 200 and decided["status"] == ("approved" if decision == "approve" else "denied"), decided
+        self.world.stats.decisions += 1
+        if twice:
+            status, again = self.rest("POST", path, principal, {"decision": "deny" if decision == "approve"
+                                                                 else "approve"})
+            assert status == 409 and again["error"]["code"] == "conflict", (status, again)
+        return True
+
+    @rule()
+    def approval_schedule(self) -> None:
+        """The approval schedule's minute: every due approval of this example's workspaces expires (as
+        ``expiry.expire_due`` does for the whole table, whose other tests' approvals are left alone)."""
+        bound = self.services.now().strftime("%Y-%m-%dT%H:%M:%S") + "~"
+        ours = {t.workspace_id for t in self.tenants}
+        with global_scope():
+            due = [m for m in Approval.gsi1.query(Approval.DUE, Approval.gsi1sk < bound) if m.workspace_id in ours]
+        for marker in due:
+            with tenant_scope(marker.workspace_id):
+                self.world.stats.expired += int(expiry.expire(self.services, marker.workspace_id, marker.id))
+
+    @rule(w=st.integers(0, 1), kind=st.sampled_from(["session", "transcript", "events", "approval", "mcp-server"]),
+          who=st.sampled_from(["owner", "member", "key", "stranger"]))
+    def read_conversation(self, w: int, kind: str, who: str) -> None:
+        """Sessions, their transcripts and events, approvals and MCP servers: served to the workspace's
+        own principals, never to a stranger or one whose access ended; lists hold only the workspace's own."""
+        tenant = self.tenant(w)
+        wid = tenant.workspace_id
+        principal = self.tenant(w + 1).owner if who == "stranger" else getattr(tenant, who)
+        paths = {"session": "/sessions", "transcript": "/sessions", "events": "/sessions", "approval": "/approvals",
+                 "mcp-server": "/mcp-servers"}
+        status, listed = self.rest("GET", f"/workspaces/{wid}{paths[kind]}", principal)
+        denied = principal.revoked or who == "stranger"
+        if who == "key" and kind == "mcp-server":  # the key's scopes are runs:read and runs:write
+            assert status in (401, 403), f"a key without agents:read listed MCP servers: {status} {listed}"
+            return
+        if denied:
+            assert status in (401, 403, 404), f"{who} without access listed {kind}s of {wid}: {status} {listed}"
+        else:
+            assert status == 200 and all(i["workspace_id"] == wid for i in listed["items"]), (status, listed)
+        session_id = self.session_of(tenant, 0)
+        one = {"session": f"/sessions/{session_id}", "transcript": f"/sessions/{session_id}/messages",
+               "events": f"/sessions/{session_id}/events", "mcp-server": f"/mcp-servers/{tenant.mcp_server_id}",
+               "approval": f"/approvals/{next(iter(tenant.approvals), '0' * 26)}"}[kind]
+        if "None" in one or one.endswith("0" * 26):
+            return
+        status, body = self.rest("GET", f"/workspaces/{wid}{one}", principal)
+        if denied:
+            assert status in (401, 403, 404), f"{who} without access read {one} of {wid}: {status} {body}"
+        else:
+            assert status == 200, (status, body)
+
     # ------------------------------------------------------------------ what the operator does
 
     @rule(w=st.integers(0, 1), tier=st.sampled_from(sorted(TIERS)))
@@ -446,6 +650,9 @@ class Invariants(RuleBasedStateMachine):
             target = at + {"a minute": timedelta(minutes=1), "an hour": timedelta(hours=1),
                            "a day": timedelta(days=1)}[by]
         if target > at:
+            for tenant in self.tenants:  # runs that wait for a person do not spend agent time meanwhile
+                for run_id in tenant.asking:
+                    tenant.waited[run_id] = tenant.waited.get(run_id, 0.0) + (target - at).total_seconds()
             self.world.now = target.timestamp()
         self.months.add(counters.month(self.services.now()))
         assert self.orchestrator is not None
@@ -479,9 +686,33 @@ class Invariants(RuleBasedStateMachine):
             a_run_tree_spends_within_its_root_budget(books)
             ledger_counters_and_export_agree(books, self.export(tenant), all_ended=False)
             metering_is_never_below_billing(books, self.model.billed)
+            self.conversations_hold(tenant, books, limits)
             tenant.held = books.slot_holders
             tenant.committed = {m: (int(q.committed_tokens), int(q.committed_micro_usd))
                                 for m, q in books.quotas.items()}
+
+    def conversations_hold(self, tenant: Tenant, books: WorkspaceBooks, limits: Any) -> None:
+        """The promises of sessions, approvals and MCP tool calls (DESIGN §9)."""
+        sessions = SessionBooks.read_all(tenant.workspace_id)
+        assert set(sessions) == set(tenant.sessions), (sorted(sessions), sorted(tenant.sessions))
+        events = {}  # each run's events (an ended run's, read once: it has no more)
+        for run in books.runs:
+            events[run.id] = tenant.ended_events.get(run.id) or run_events(tenant.workspace_id, run.id)
+            if run.status in TERMINAL:
+                tenant.ended_events[run.id] = events[run.id]
+        a_session_runs_one_turn_at_a_time_in_launch_order(books, sessions, tenant.sessions)
+        a_session_cursor_is_dense_and_is_its_runs_events(books, sessions, events)
+        a_session_counts_the_usage_of_its_done_turns(books, sessions)
+        approvals, pending = approvals_of_workspace(tenant.workspace_id)
+        each_approval_is_decided_once_and_resumes_its_run_once(books, approvals, pending, limits.pending_approvals,
+                                                               tenant.approvals, tenant.pending_approvals, events)
+        a_run_waiting_for_approval_holds_its_slot(books)
+        approval_waits_are_not_agent_time(books, tenant.waited)
+        tenant.mcp_calls = mcp_calls_stay_within_the_run_limit_and_are_metered_once(
+            books, limits.mcp_calls_per_run, tenant.mcp_calls, events)
+        tenant.approvals = {a.id: a.status for a in approvals}
+        tenant.pending_approvals = sum(1 for a in approvals if a.status == "pending")
+        tenant.asking = {r.id for r in books.runs if r.status == "waiting" and r.waiting_for == "approval"}
 
     def drain(self, most: int = 400) -> None:
         """Deliver every pending task (plain answers from the model) until none is left."""
@@ -509,7 +740,12 @@ class Invariants(RuleBasedStateMachine):
                                              limits, self.services.now())
 
             assert self.orchestrator is not None
-            a_run_that_has_not_ended_waits_for_a_cause(books, self.orchestrator, room)
+            approvals, _ = approvals_of_workspace(tenant.workspace_id)
+            asking = frozenset(a.run_id for a in approvals if a.status == "pending")
+            turn_before = {run_id: turns[number - 1][0] for turns in tenant.sessions.values()
+                           for number, (run_id, _) in enumerate(turns) if number}
+            a_run_that_has_not_ended_waits_for_a_cause(books, self.orchestrator, room, asking, turn_before)
+            a_decided_wait_resumes_its_run_exactly_once(books, approvals)
             self.world.stats.ends.update(f"{r.status}{'/child' if r.parent_run_id else ''}"
                                          f"{'/' + r.error['reason'] if r.error else ''}" for r in books.runs)
         # A cancel ends every run, wherever it waits.
@@ -526,6 +762,15 @@ class Invariants(RuleBasedStateMachine):
             ledger_counters_and_export_agree(books, self.export(tenant), all_ended=True)
             metering_is_never_below_billing(books, self.model.billed)
             assert not books.reservations, f"reservations left after every run ended: {books.reservations}"
+            # A cancel cancels the run's approvals; every session is idle again, its last event session.idle.
+            approvals, pending = approvals_of_workspace(tenant.workspace_id)
+            assert not [a.id for a in approvals if a.status == "pending"] and not pending, (
+                [(a.id, a.status) for a in approvals], pending)
+            self.conversations_hold(tenant, books, self.limits(tenant))
+            sessions = SessionBooks.read_all(tenant.workspace_id)
+            busy = [(sid, s.session.done_turns, s.session.launched) for sid, s in sessions.items()
+                    if int(s.session.done_turns or 0) != int(s.session.launched or 0)]
+            assert not busy, f"sessions not idle once every run ended: {busy}"
 
 
 @pytest.mark.timeout(int(FUZZ_MINUTES * 60) + 900)  # hypothesis shrinks a failure for up to 5 minutes
@@ -547,7 +792,8 @@ def test_the_promises_hold_under_random_interleavings(world: World) -> None:
     finally:
         stats = world.stats
         print(f"\ninvariant fuzzer: {stats.examples} examples, {stats.steps} steps, {stats.deliveries} deliveries "
-              f"of run steps, {stats.runs} runs launched, {stats.model_calls} model calls, in {rounds} round(s) of "
+              f"of run steps, {stats.runs} runs launched ({stats.messages} session messages), {stats.model_calls} "
+              f"model calls, {stats.decisions} approvals decided and {stats.expired} expired, in {rounds} round(s) of "
               f"{profile.max_examples} examples; runs ended: {dict(stats.ends.most_common())}")
 
 
@@ -575,3 +821,4 @@ def test_a_run_that_ends_before_its_reserved_model_call_gives_the_reservation_ba
     month = next(iter(books.quotas.values()))
     assert int(month.committed_micro_usd) == int(month.used_micro_usd) == 0
     machine.teardown()
+
