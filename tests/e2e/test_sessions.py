@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from local.lambda_runtime import InvocationFault
 from tests.support import Tenant, assert_error, create_agent, events_of, signup, wait_for
 
 pytestmark = pytest.mark.slow
@@ -339,3 +340,44 @@ def test_a_turn_cancelled_while_it_waits_ends_at_once_and_the_next_turn_still_wa
     assert entries[3]["text"].startswith("(The run ended cancelled")
     shown = tenant.get(f"/sessions/{session['id']}").json()
     assert shown["status"] == "idle" and shown["turns"] == 3 and shown["last_run_id"] == after["id"]
+
+
+def test_a_turn_that_fails_while_its_delegated_run_works_is_done_only_when_that_run_has_ended(cloud, api):
+    """A parent that ends while it waits for its child (here every attempt of its delegate step fails after
+    starting the child, so it ends failed; in the fuzzer, its 24-hour wait timed out) cancels the child,
+    which ends after it (its model call in flight finishes first): the turn is done, the session idle and
+    the next turn started only once the whole tree has ended (the invariant fuzzer found `session.idle`
+    written before the child's end, and the next turn could start beside the child)."""
+    tenant = signup(api, tier="pro")
+    lead = create_agent(tenant, "lead", "coordinator")
+    helper = create_agent(tenant, "helper", "sre")
+    session = new_session(tenant, lead["id"])
+    slow = "slow-child-" + tenant.workspace_id
+    cloud.model_server.faults.add({"stall_seconds": 8, "times": 1, "match": slow})  # the child's first call
+    broken = InvocationFault(function="RunStepsFunction", when="after", times=4,  # the first try and 3 retries
+                             match=lambda e: e.get("step") == "delegate" and e.get("workspace_id") == tenant.workspace_id)
+    cloud.runtime.faults.append(broken)
+    try:
+        # (the marker escaped in the parent's text, so that only the child's own call matches it)
+        first = send(tenant, session["id"], "Ask the helper.\n/tool delegate "
+                     + json.dumps({"agent": "helper", "input": f"{slow}: add them up."}).replace(
+                         "slow-child", "slow\\u002dchild")).json()
+        second = send(tenant, session["id"], "Never mind.").json()
+        ended_first = wait_for(tenant, first["id"])
+        [child] = tenant.get("/runs", params={"agent_id": helper["id"]}).json()["items"]
+        ended_child = wait_for(tenant, child["id"])
+        ended_second = wait_for(tenant, second["id"])
+    finally:
+        cloud.runtime.faults.remove(broken)
+        cloud.model_server.faults.clear()
+    assert (ended_first["status"], ended_second["status"]) == ("failed", "succeeded"), ended_first
+    assert ended_child["status"] in ("cancelled", "succeeded")  # asked to stop, it may finish its last step first
+    assert ended_child["finished_at"] > ended_first["finished_at"], "the child ended after its parent"
+    assert ended_second["started_at"] >= ended_child["finished_at"], "the next turn waited for the whole tree"
+    events = session_events(tenant, session["id"])
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    child_end = next(e["seq"] for e in events
+                     if e["run_id"] == child["id"] and e["type"] == f"run.{ended_child['status']}")
+    idle = [e["seq"] for e in events if e["type"] == "session.idle"]
+    assert idle and all(seq > child_end for seq in idle), ("idle only after the child's end",
+                                                           [(e["seq"], e["type"], e["run_id"]) for e in events])

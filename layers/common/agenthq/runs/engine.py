@@ -1311,6 +1311,22 @@ def _settle(work: Slice, outcome: Outcome, with_change: Change | None = None) ->
         fresh = load_run(run.workspace_id, run.id)  # a retried parent step may have left a newer token
         if fresh.parent_task_token:
             _send_task_success(services, fresh.parent_task_token, ACT)
+        _hand_on_its_session(services, run)
+
+
+def _hand_on_its_session(services: Services, child: Run) -> None:
+    """A delegated run has ended: when every run above it has ended too and the top one is a session's
+    turn (a cancelled parent's children end after it), that turn may be done now, and the next one start."""
+    run = child
+    for _ in range(16):  # deeper than any delegation may go
+        if not run.parent_run_id:
+            break
+        parent = Run.get_or_none(*Run.key(run.workspace_id, run.parent_run_id), consistent_read=True)
+        if parent is None or parent.status not in TERMINAL:  # a parent still going hands on at its own end
+            return
+        run = parent
+    if run is not child and run.session_id and not run.parent_run_id:
+        turns.on_end(services, run)
 
 
 def _end_change(run: Run, outcome: Outcome, at: datetime,

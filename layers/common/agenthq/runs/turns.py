@@ -52,6 +52,7 @@ from agenthq.store.items import (
     Run,
     SessionHandOn,
     SessionTurn,
+    ToolCall,
     TranscriptEntry,
 )
 from agenthq.usage import Usage
@@ -286,7 +287,22 @@ def on_end(services: Services, run: Run) -> None:
     if own is not None and own.task_token and run.started_at is None:  # it ended while waiting for its turn
         _answer(services, own.task_token, FINISH)
     hand_on(services, run.workspace_id, run.session_id)
-    SessionHandOn(*SessionHandOn.key(run.workspace_id, run.session_id, run.id)).delete()
+    if tree_ended(run):  # else a delegated run of it is still going: its end hands on (the mark stays meanwhile)
+        SessionHandOn(*SessionHandOn.key(run.workspace_id, run.session_id, run.id)).delete()
+
+
+def tree_ended(run: Run) -> bool:
+    """``run`` has ended, and so has every run it delegated to, and theirs (a cancelled parent's children
+    end after it: a turn is done only when its whole tree is)."""
+    if run.status not in TERMINAL:
+        return False
+    for call in ToolCall.query(Run.partition(run.workspace_id, run.id), ToolCall.sk.startswith("TOOL#"),
+                               consistent_read=True):
+        if call.child_run_id:
+            child = Run.get_or_none(*Run.key(run.workspace_id, call.child_run_id), consistent_read=True)
+            if child is not None and not tree_ended(child):
+                return False
+    return True
 
 
 def hand_on(services: Services, workspace_id: str, session_id: str) -> None:
@@ -302,6 +318,8 @@ def hand_on(services: Services, workspace_id: str, session_id: str) -> None:
         if run is None or run.status not in TERMINAL:
             if turn.task_token:  # the next turn waits: it starts (an answered token is refused, harmlessly)
                 _answer(services, turn.task_token, START)
+            return
+        if not tree_ended(run):  # a run it delegated to is still going (being cancelled): its end hands on
             return
         _mark_done(session, run, done + 1, services.now())
 
