@@ -665,6 +665,17 @@ def headless_chromium(browser: str, driver: str) -> Iterator[Any]:
         chrome.quit()
 
 
+def served(request: Callable[[], httpx.Response], tries: int = 5) -> httpx.Response:
+    """``request()``, sent again after ``Retry-After`` while it is throttled (429), as the docs tell a client
+    to: a page open on the free tier's 5 requests a second takes a share of them."""
+    for _ in range(tries - 1):
+        response = request()
+        if response.status_code != 429:
+            return response
+        time.sleep(float(response.headers.get("Retry-After", "1")))
+    return request()
+
+
 class ConsolePage:
     """The web console as a person uses it: fields filled in, buttons clicked, and what the page shows
     read back (visible text, and the ARIA values a screen reader announces). Every wait is a
