@@ -26,6 +26,7 @@ from tests.support import (
     events_of,
     launch,
     services_with,
+    session_events_of,
     set_tier,
     signup,
     wait_for,
@@ -77,18 +78,6 @@ def send(tenant: Tenant, session_id: str, text: str, **body: Any) -> dict[str, A
     response = tenant.post(f"/sessions/{session_id}/messages", json={"input": text, **body})
     assert response.status_code == 202, response.text
     return response.json()
-
-
-def session_events(tenant: Tenant, session_id: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        response = tenant.get(f"/sessions/{session_id}/events", params={"after": after, "limit": 100})
-        assert response.status_code == 200, response.text
-        items += response.json()["items"]
-        if response.json()["next_after"] is None:
-            return items
-        after = response.json()["next_after"]
 
 
 def hand_on_marks(tenant: Tenant, session_id: str) -> list[str]:
@@ -172,7 +161,7 @@ def test_a_run_end_whose_hand_on_dies_is_handed_on_by_the_minute_schedule_once(c
     assert shown["usage"]["runs"] == 2
     one = tenant.get(f"/runs/{first['id']}").json()
     assert Decimal(shown["usage"]["cost_usd"]) == Decimal(one["usage"]["cost_usd"]) + Decimal(done["usage"]["cost_usd"])
-    assert [e["type"] for e in session_events(tenant, session["id"])].count("session.idle") == 1
+    assert [e["type"] for e in session_events_of(tenant, session["id"])].count("session.idle") == 1
     assert hand_on_marks(tenant, session["id"]) == [], "every owed hand-on done"
 
 
@@ -215,7 +204,7 @@ def test_a_cancel_that_dies_after_the_runs_end_is_handed_on_once_by_parallel_sch
     assert [(e["role"], e["run_id"]) for e in entries] == [
         ("user", turn["id"]), ("assistant", turn["id"]), ("user", after["id"]), ("assistant", after["id"])]
     assert entries[1]["text"].startswith("(The run ended cancelled")
-    kinds = [e["type"] for e in session_events(tenant, session["id"])]
+    kinds = [e["type"] for e in session_events_of(tenant, session["id"])]
     assert kinds.count("session.idle") == 1, kinds
     assert hand_on_marks(tenant, session["id"]) == []
 
