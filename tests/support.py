@@ -665,6 +665,16 @@ def headless_chromium(browser: str, driver: str) -> Iterator[Any]:
         chrome.quit()
 
 
+def until(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    """What ``condition()`` returns once it is true, asked every 0.1 s; fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := condition():
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not after {timeout} s")
+
+
 def served(request: Callable[[], httpx.Response], tries: int = 5) -> httpx.Response:
     """``request()``, sent again after ``Retry-After`` while it is throttled (429), as the docs tell a client
     to: a page open on the free tier's 5 requests a second takes a share of them."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from decimal import Decimal
 
 import pytest
@@ -29,6 +28,7 @@ from tests.support import (
     signup,
     table_items,
     tools_replaced_by,
+    until,
     wait_for,
     with_api_key,
 )
@@ -36,13 +36,6 @@ from tests.support import (
 pytestmark = pytest.mark.slow
 
 CALCULATION = 'What is our monthly error budget?\n/tool calculator {"expression": "(1 - 0.999) * 30 * 24 * 60"}'
-
-
-def wait_until(condition, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not after {timeout} s"
-        time.sleep(0.2)
 
 
 def usd_shown(value: str) -> str:
@@ -302,7 +295,7 @@ def test_the_console_takes_only_temporary_credentials_and_keeps_nothing_in_the_b
     # leaving the page ends its session on the server: the refresh token the page held is dead with it
     assert len(sessions()) == 2 and not [s for s in sessions() if s.get("revoked_at")]
     page.driver.get("about:blank")  # pagehide: a keepalive logout
-    wait_until(lambda: [s.get("revoked_reason") for s in sessions()].count("logout") == 1,
+    until(lambda: [s.get("revoked_reason") for s in sessions()].count("logout") == 1,
                "the console's session revoked when the page was left")
     assert api.get("/me", headers=owner.headers).status_code == 200  # the signup's own session still works
 

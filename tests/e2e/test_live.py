@@ -18,6 +18,7 @@ from tests.support import (
     launch,
     shown_in_order,
     signup,
+    until,
     wait_for,
     with_api_key,
 )
@@ -113,15 +114,19 @@ def test_two_hundred_subscribers_all_receive_everything_and_a_stuck_client_delay
         with lock:
             clients.append(client)
 
+    before = set(cloud.websocket.connections)
     threads = [threading.Thread(target=join) for _ in range(200)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    # (the front registers a connection just after its handshake: each of the 200 is known before the next)
+    until(lambda: len(set(cloud.websocket.connections) - before) >= 200, "the 200 connections registered")
     known = set(cloud.websocket.connections)
     stuck = LiveClient(cloud.ws_url, tenant.headers)
     stuck.reading = False  # subscribed during the whole run, and reads nothing
     stuck.send({"action": "subscribe", "run_id": run["id"], "after": 0})
+    until(lambda: set(cloud.websocket.connections) - known, "the stuck client's connection registered")
     stuck_id = next(c for c in cloud.websocket.connections if c not in known)
     try:
         wait_for(tenant, run["id"])

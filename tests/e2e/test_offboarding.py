@@ -6,7 +6,6 @@ job that failed midway is finished by repeating the DELETE."""
 from __future__ import annotations
 
 import json
-import time
 
 from local.lambda_runtime import InvocationFault
 from tests.support import (
@@ -19,20 +18,12 @@ from tests.support import (
     set_tier,
     signup,
     step_faults,
+    until,
     wait_for,
     wait_for_offboarding,
     with_api_key,
     workspace_leftovers,
 )
-
-
-def _until(condition, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (found := condition()):
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not after {timeout} s")
 
 
 def _admin(api, workspace_id: str) -> dict:
@@ -66,11 +57,11 @@ def _busy_workspace(api):
     schedule = owner.post(f"/agents/{reader['id']}/schedules",
                           json={"cron": "0 6 * * *", "timezone": "Europe/Berlin", "input": "Morning."})
     assert schedule.status_code == 201, schedule.text
-    _until(lambda: [d for d in owner.get(f"/webhooks/{hook.json()['id']}/deliveries").json()["items"]
+    until(lambda: [d for d in owner.get(f"/webhooks/{hook.json()['id']}/deliveries").json()["items"]
                     if d["attempts"] and d["status"] == "pending"], "a delivery queued for its next attempt")
     careful = create_agent(owner, "careful", "sre", tools=["calculator"], tool_policies={"calculator": "ask"})
     asking = launch(owner, careful["id"], '/tool calculator {"expression": "1 + 1"}').json()
-    _until(lambda: owner.get("/approvals", params={"run_id": asking["id"], "status": "pending"}).json()["items"],
+    until(lambda: owner.get("/approvals", params={"run_id": asking["id"], "status": "pending"}).json()["items"],
            "the approval its run waits for")
     server = owner.post("/mcp-servers", json={"name": "tickets", "url": "http://127.0.0.1:9/mcp",
                                               "headers": {"Authorization": "Bearer leaving-secret"}})
@@ -118,7 +109,7 @@ def test_offboarding_a_busy_workspace_leaves_nothing_of_it(api, cloud):
     try:
         with step_faults(hold_run):
             running = launch(owner, reader["id"], "Work slowly.").json()
-            _until(lambda: hold_run.fired, "the run's first model call")
+            until(lambda: hold_run.fired, "the run's first model call")
 
             kinds = {item.get("type") for item in workspace_leftovers(cloud, owner.workspace_id)}
             assert len(_in_scheduler(cloud, owner.workspace_id)) == 1
@@ -185,7 +176,7 @@ def test_an_offboarding_interrupted_midway_finishes_when_the_delete_is_repeated(
     cloud.runtime.faults += crashes
     try:
         assert api.delete(owner.path(), headers=owner.headers).status_code == 202
-        failed = _until(lambda: (w := _admin(api, owner.workspace_id))["offboarding"]["status"] == "failed" and w,
+        failed = until(lambda: (w := _admin(api, owner.workspace_id))["offboarding"]["status"] == "failed" and w,
                         "the job's failure", timeout=90)
     finally:
         for fault in crashes:
