@@ -29,6 +29,7 @@ from tests.support import (
     session_events_of,
     set_tier,
     signup,
+    until,
     wait_for,
 )
 
@@ -98,15 +99,6 @@ def in_slot_queue(tenant: Tenant, run_id: str) -> bool:
         return QueuedRun.get_or_none(*QueuedRun.key(tenant.workspace_id, run_id)) is not None
 
 
-def until(condition: Callable[[], Any], timeout: float = 120, message: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := condition():
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"timed out: {message}")
-
-
 def turn_token(tenant: Tenant, session_id: str, number: int) -> Callable[[str], bool]:
     """Whether a task token is the one turn ``number`` of the session waits on (read as the engine does)."""
     from agenthq.store.items import SessionTurn
@@ -131,8 +123,8 @@ def test_a_run_end_whose_hand_on_dies_is_handed_on_by_the_minute_schedule_once(c
         first = send(tenant, session["id"], "Take a while\n/latency 2")
         second = send(tenant, session["id"], "And then this")
         assert wait_for(tenant, first["id"])["status"] == "succeeded"
-        until(lambda: (e := dying.describe(first["id"])) is not None and e.status != RUNNING, 180,
-              "turn 1's execution ends (its retries died)")
+        until(lambda: (e := dying.describe(first["id"])) is not None and e.status != RUNNING,
+              "turn 1's execution ends (its retries died)", 180)
         dying.dying = False
     assert dying.died >= 2, "the hand-on died, and so did its retry"
 
@@ -174,12 +166,12 @@ def test_a_cancel_that_dies_after_the_runs_end_is_handed_on_once_by_parallel_sch
     set_tier(api, tenant.workspace_id, "enterprise", limit_overrides={"concurrent_runs": 1})
     agent = create_agent(tenant, "patient", "sre")
     holder = launch(tenant, agent["id"], "Hold the only slot\n/latency 4").json()
-    until(lambda: tenant.get(f"/runs/{holder['id']}").json()["status"] == "running", 60, "the holder starts")
+    until(lambda: tenant.get(f"/runs/{holder['id']}").json()["status"] == "running", "the holder starts", 60)
     session = new_session(tenant, agent["id"])
     dying = DyingOrchestrator("finish")
     with services_with(orchestrator=dying):
         turn = send(tenant, session["id"], "Never mind this one")
-        until(lambda: in_slot_queue(tenant, turn["id"]), 60, "the turn waits for a slot")
+        until(lambda: in_slot_queue(tenant, turn["id"]), "the turn waits for a slot", 60)
         cancelled = tenant.post(f"/runs/{turn['id']}/cancel")
         dying.dying = False
     assert dying.died == 1 and cancelled.status_code == 500, cancelled.text  # the request died (JSON 500)
