@@ -243,6 +243,15 @@ class _Worker:
         _, error_type, text, stack = message
         raise FunctionError(error_type, text, stack)
 
+    def died_idle(self) -> bool:
+        """An idle environment that is gone (killed from outside). Its pipe says so at once (an idle one has
+        nothing to say, so anything readable is the end of the pipe); its process object only once the fork
+        server has reaped it and reported, which can come later."""
+        try:
+            return not self.process.is_alive() or self.conn.poll(0)
+        except (EOFError, OSError):
+            return True
+
     def kill(self) -> None:
         if self.process.is_alive():
             self.process.kill()
@@ -573,7 +582,7 @@ class LambdaRuntime:
         timeout = self.timeout_of(spec)
         worker, waited = environments.take(spec.logical_id, lambda: self._start_worker(spec), patience=timeout,
                                            lane=lane)
-        while not worker.process.is_alive():  # an idle environment that died (killed from outside): another
+        while worker.died_idle():  # an idle environment that died (killed from outside): another
             worker.kill()
             environments.give_back(None)
             worker, more = environments.take(spec.logical_id, lambda: self._start_worker(spec),

@@ -14,19 +14,9 @@ import pytest
 
 from agenthq.store.items import UserEmail
 from local.lambda_runtime import FunctionError, InvocationFault
-from tests.support import PASSWORD, assert_error, table_items, unique_email
+from tests.support import PASSWORD, assert_error, table_items, unique_email, until
 
 PROBE = "tests.handlers:whereabouts"
-
-
-def _until(condition, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_each_function_runs_in_a_process_of_its_own_with_its_own_environment(cloud):
@@ -86,7 +76,7 @@ def test_one_callers_burst_does_not_hold_up_another_callers_invocation(cloud):
     with runtime.handler_replaced("HealthFunction", PROBE), ThreadPoolExecutor(3 * limit + 1) as pool:
         burst = [pool.submit(runtime.invoke, "HealthFunction", {"hold_seconds": 0.4}, lane="flooding connection")
                  for _ in range(3 * limit)]
-        _until(lambda: len(runtime._environments["HealthFunction"].queue) == 2 * limit, "the burst waiting")
+        until(lambda: len(runtime._environments["HealthFunction"].queue) == 2 * limit, "the burst waiting")
         other = runtime.invoke("HealthFunction", {"hold_seconds": 0.4}, lane="another connection")
         flooded = [f.result(60) for f in burst]
     # first come first served would have run all 3 × limit of the burst first; in turns, at least the
@@ -107,7 +97,21 @@ def test_an_environment_that_died_while_idle_is_replaced_by_a_new_one(cloud):
     with runtime.handler_replaced("HealthFunction", PROBE):
         first = runtime.invoke("HealthFunction", {})
         os.kill(first["pid"], signal.SIGKILL)
-        _until(lambda: not _alive(first["pid"]), "the environment's end")
+        until(lambda: not _alive(first["pid"]), "the environment's end")
+        second = runtime.invoke("HealthFunction", {})
+    assert second["pid"] != first["pid"] and second["served"] == 1
+
+
+def test_an_environment_dead_before_its_process_is_reported_dead_is_not_handed_an_invocation(cloud):
+    """The fork server reports a child's end only once it has reaped it; the pipe ends at once. An
+    invocation in between went to the dead environment (Runtime.ExitError): it must get another."""
+    runtime = cloud.runtime
+    with runtime.handler_replaced("HealthFunction", PROBE):
+        first = runtime.invoke("HealthFunction", {})
+        [idle] = [worker for worker in runtime._environments["HealthFunction"].idle if worker.pid == first["pid"]]
+        os.kill(first["pid"], signal.SIGKILL)
+        until(lambda: not _alive(first["pid"]), "the environment's end")
+        idle.process.is_alive = lambda: True  # the fork server has not reported it yet
         second = runtime.invoke("HealthFunction", {})
     assert second["pid"] != first["pid"] and second["served"] == 1
 
@@ -159,7 +163,7 @@ def test_a_signup_past_its_timeout_is_killed_before_it_creates_anything(cloud, a
             assert_error(response, status, "internal_error")
             assert answered < min(function_timeout, gateway_timeout) + 1.5
             # its execution environment is killed at the function's timeout, the process with it
-            killed = _until(lambda: [t for t in cloud.runtime.timed_out[killed_before:]
+            killed = until(lambda: [t for t in cloud.runtime.timed_out[killed_before:]
                                      if t.function == "AuthFunction"], "the environment's end")
     finally:
         cloud.runtime.faults.remove(fault)
@@ -198,7 +202,7 @@ def test_reserved_concurrency_holds_as_on_lambda_the_one_past_it_is_throttled(cl
     runtime = LambdaRuntime({"HealthFunction": spec})  # in this process: the reservation holds here too
     with runtime.handler_replaced("HealthFunction", PROBE), ThreadPoolExecutor(2) as pool:
         held = [pool.submit(runtime.invoke, "HealthFunction", {"hold_seconds": 1.5}) for _ in range(2)]
-        _until(lambda: runtime._reservations["HealthFunction"].in_flight == 2, "two invocations under way")
+        until(lambda: runtime._reservations["HealthFunction"].in_flight == 2, "two invocations under way")
         with pytest.raises(Throttled) as throttled:
             runtime.invoke("HealthFunction", {})
         assert throttled.value.error_type == "TooManyRequestsException"
