@@ -4,14 +4,14 @@ Tenant B pings over its own connection, one ping at a time, in rounds: ``pings``
 then ``pings`` while tenant A floods subscribes on one connection at ``rate`` a second (10x the
 subscribe route's throttle) from the first ping of the round to its last, then ``pings`` beside a
 control: processes burning the cores the flood took from this machine (measured) and touching no
-AgentHQ. Three rounds, so that the machine's own noise falls on all three. On AWS the flooder's client,
-API Gateway and the Lambda environments that refuse the flood run on machines of their own; here they
-share two cores with B, and any load that large slows B's pings (a lone busy loop: p99 ~3x). The ratio
-to the control is what the flood does to B beyond taking the machine's CPU — queues, throttles,
-concurrency that tenants share (the done-when is at most 2x); the ratio to the baseline is printed
-beside it. Also printed: what happened to A's flood — answered, refused per connection
-(``rate_limited``), refused at the gateway's subscribe route throttle, throttled Lambda invocations.
-Never asserted: ratios, not timings.
+AgentHQ. Three rounds, so that the machine's own noise falls on all three. Both tenants' clients run
+in processes of their own, as they do on machines of their own. On AWS API Gateway and the Lambda
+environments that refuse the flood run on machines of their own too; here they share two cores with B,
+and any load that large slows B's pings (a lone busy loop: p99 ~3x). The ratio to the control is what
+the flood does to B beyond taking the machine's CPU — queues, throttles, concurrency that tenants share
+(the done-when is at most 2x); the ratio to the baseline is printed beside it. Also printed: what
+happened to A's flood — answered, refused per connection (``rate_limited``), refused at the gateway's
+subscribe route throttle, throttled Lambda invocations. Never asserted: ratios, not timings.
 """
 
 from __future__ import annotations
@@ -51,20 +51,42 @@ def _pings(ws: Any, n: int, gap: float = 0.02) -> list[float]:
     return times
 
 
-def _warm(ws: Any, cloud: Any, at_once: int = 8) -> None:
-    """Pings sent ``at_once`` until the ws function starts no more environments: every one this machine
+def _warm(b: _Client, cloud: Any) -> None:
+    """Pings sent 8 at once until the ws function starts no more environments: every one this machine
     gives it is warm, as on a function that has served traffic (a cold start is not the flood's doing:
     any burst of messages scales a function out, on Lambda too; bench.handlers measures cold starts)."""
     for _ in range(5):
         before = cloud.runtime.cold_starts("LiveFunction")
-        for _ in range(at_once):
-            ws.send(json.dumps({"action": "ping"}))
-        pongs = 0
-        while pongs < at_once:
-            if json.loads(ws.recv(timeout=120)).get("type") == "pong":
-                pongs += 1
+        b.ask("burst")
         if cloud.runtime.cold_starts("LiveFunction") == before:
             return
+
+
+class _Client:
+    """A tenant's client in a process of its own (``python -m bench.live_flood <role>``), as it is on a
+    machine of its own: its sending and reading do not take the local cloud's interpreter (and its GIL)
+    from the front it talks to. Told what to do a line at a time; answers a line."""
+
+    def __init__(self, role: str, url: str, headers: dict[str, str], **setup: Any) -> None:
+        self.role = role
+        self.process = subprocess.Popen([sys.executable, "-m", "bench.live_flood", role], cwd=ROOT,  # nosec B603  # this interpreter, a fixed module
+                                        text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        if self.ask(json.dumps({"url": url, "headers": headers, **setup})) != "connected":
+            raise RuntimeError(f"the {role} could not connect")
+
+    def ask(self, line: str) -> str:
+        assert self.process.stdin is not None and self.process.stdout is not None  # nosec B101  # both piped
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline().strip()
+        if not answer:
+            raise RuntimeError(f"the {self.role} stopped")
+        return answer
+
+    def close(self) -> None:
+        assert self.process.stdin is not None  # nosec B101  # piped
+        self.process.stdin.close()
+        self.process.wait(30)
 
 
 def _machine_busy() -> tuple[float, float] | None:
@@ -96,14 +118,12 @@ while True:
 """
 
 
-def run(cloud: Any, pings: int = 100, rate: float = 1000.0, rounds: int = 3) -> dict[str, float]:
-    from websockets.sync.client import connect
-
+def run(cloud: Any, pings: int = 300, rate: float = 1000.0, rounds: int = 3) -> dict[str, float]:
     from tests.support import client_for, signup
 
     with client_for(cloud) as api:
-        flooder = signup(api, tag="bench-flood-a")  # free tier, both
-        victim = signup(api, tag="bench-flood-b")
+        flooder = signup(api, tag="bench-flood-a")  # free tier
+        victim = signup(api, tag="bench-flood-b", tier="starter")  # its pings are API calls: more than free's 1,000 a day
     throttles_before = cloud.runtime.throttles("LiveFunction")
     throttled_before = cloud.websocket.throttle.throttled.get("subscribe", 0)
     baseline: list[float] = []
@@ -111,48 +131,43 @@ def run(cloud: Any, pings: int = 100, rate: float = 1000.0, rounds: int = 3) -> 
     control: list[float] = []
     answers: dict[str, int] = {}
     shares: list[float] = []
-    # The flooder is a client of its own, in a process of its own (as it is on a machine of its own): its
-    # sending and reading do not take this process's interpreter from the local cloud it floods.
-    with subprocess.Popen([sys.executable, "-m", "bench.live_flood"], cwd=ROOT, text=True,  # nosec B603  # this interpreter, a fixed module
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as a:
-        assert a.stdin is not None and a.stdout is not None  # nosec B101  # type narrowing: both piped
-        a.stdin.write(json.dumps({"url": cloud.ws_url, "headers": flooder.headers, "rate": rate}) + "\n")
-        a.stdin.flush()
-        if a.stdout.readline().strip() != "connected":
-            raise RuntimeError("the flooder could not connect")
-        with connect(cloud.ws_url, additional_headers=victim.headers, proxy=None, open_timeout=60) as b:
-            _warm(b, cloud)
-            _pings(b, 10)
-            cold_before = cloud.runtime.cold_starts("LiveFunction")
-            for _ in range(rounds):
-                times, quiet = _cores_busy(lambda: _pings(b, pings))
-                baseline += times
-                a.stdin.write("go\n")
-                a.stdin.flush()
-                if a.stdout.readline().strip() != "flooding":
-                    raise RuntimeError("the flooder stopped")
-                times, flooded = _cores_busy(lambda: _pings(b, pings))
-                during += times
-                a.stdin.write("stop\n")
-                a.stdin.flush()
-                for key, count in json.loads(a.stdout.readline() or "{}").items():
-                    answers[key] = answers.get(key, 0) + count
-                if quiet is None or flooded is None:
-                    continue
-                # The control: burners taking the cores the flood took (client, front, functions), no AgentHQ.
-                extra = max(0.05, flooded - quiet)
-                shares.append(extra)
-                count = math.ceil(extra)
-                burners = [subprocess.Popen([sys.executable, "-c", BURNER, str(extra / count)])  # nosec B603  # this interpreter, a fixed program
-                           for _ in range(count)]
-                try:
-                    control += _pings(b, pings)
-                finally:
-                    for burner in burners:
-                        burner.kill()
-                        burner.wait()
-            cold_during = cloud.runtime.cold_starts("LiveFunction") - cold_before
-        a.stdin.close()
+
+    def ping(n: int) -> list[float]:
+        return [float(t) for t in json.loads(b.ask(f"ping {n}"))]
+
+    a = _Client("flooder", cloud.ws_url, flooder.headers, rate=rate)
+    b = _Client("pinger", cloud.ws_url, victim.headers)
+    try:
+        _warm(b, cloud)
+        ping(10)
+        cold_before = cloud.runtime.cold_starts("LiveFunction")
+        for _ in range(rounds):
+            times, quiet = _cores_busy(lambda: ping(pings))
+            baseline += times
+            if a.ask("go") != "flooding":
+                raise RuntimeError("the flooder stopped")
+            times, flooded = _cores_busy(lambda: ping(pings))
+            during += times
+            for key, count in json.loads(a.ask("stop")).items():
+                answers[key] = answers.get(key, 0) + count
+            if quiet is None or flooded is None:
+                continue
+            # The control: burners taking the cores the flood took (client, front, functions), no AgentHQ.
+            extra = max(0.05, flooded - quiet)
+            shares.append(extra)
+            count = math.ceil(extra)
+            burners = [subprocess.Popen([sys.executable, "-c", BURNER, str(extra / count)])  # nosec B603  # this interpreter, a fixed program
+                       for _ in range(count)]
+            try:
+                control += ping(pings)
+            finally:
+                for burner in burners:
+                    burner.kill()
+                    burner.wait()
+        cold_during = cloud.runtime.cold_starts("LiveFunction") - cold_before
+    finally:
+        a.close()
+        b.close()
     p50, p99 = statistics.median(baseline), _percentile(baseline, 0.99)
     f50, f99 = statistics.median(during), _percentile(during, 0.99)
     c50, c99 = (statistics.median(control), _percentile(control, 0.99)) if control else (p50, p99)
@@ -181,14 +196,32 @@ def run(cloud: Any, pings: int = 100, rate: float = 1000.0, rounds: int = 3) -> 
     return figures
 
 
-def _flooder() -> None:
-    """The flooding tenant's client (``python -m bench.live_flood``): reads ``{url, headers, rate}``,
-    connects ("connected"); then for each "go" says "flooding" and sends subscribes at ``rate`` a second
-    while it reads every answer, until "stop"; then, once the answers have stopped for 2 s, prints them
-    counted by kind (one JSON line). Ends when its input does."""
+def _pinger(setup: dict[str, Any]) -> None:
+    """The other tenant's client: "ping N" → the N round trips' seconds (a JSON list); "burst" → 8 pings
+    sent at once, "done" when their pongs are back. Ends when its input does."""
     from websockets.sync.client import connect
 
-    setup = json.loads(sys.stdin.readline())
+    with connect(setup["url"], additional_headers=setup["headers"], proxy=None, open_timeout=60) as b:
+        print("connected", flush=True)
+        for line in sys.stdin:
+            if line.strip() == "burst":
+                for _ in range(8):
+                    b.send(json.dumps({"action": "ping"}))
+                pongs = 0
+                while pongs < 8:
+                    if json.loads(b.recv(timeout=120)).get("type") == "pong":
+                        pongs += 1
+                print("done", flush=True)
+            else:
+                print(json.dumps(_pings(b, int(line.split()[1]))), flush=True)
+
+
+def _flooder(setup: dict[str, Any]) -> None:
+    """The flooding tenant's client: for each "go" says "flooding" and sends subscribes at ``rate`` a
+    second while it reads every answer, until "stop"; then, once the answers have stopped for 2 s, prints
+    them counted by kind (one JSON line). Ends when its input does."""
+    from websockets.sync.client import connect
+
     gap = 1.0 / float(setup["rate"])
     subscribe = json.dumps({"action": "subscribe", "workspace": True})
     with connect(setup["url"], additional_headers=setup["headers"], proxy=None, open_timeout=60) as a:
@@ -231,5 +264,5 @@ def _flooder() -> None:
             print(json.dumps(answers), flush=True)
 
 
-if __name__ == "__main__":
-    _flooder()
+if __name__ == "__main__":  # a tenant's client: its role, then its setup ``{url, headers, …}`` on stdin
+    {"flooder": _flooder, "pinger": _pinger}[sys.argv[1]](json.loads(sys.stdin.readline()))

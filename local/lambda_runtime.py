@@ -299,13 +299,22 @@ class _Environments:
         self.limit = limit
         self.idle: list[_Worker] = []
         self.count = 0  # idle + busy + starting
-        self.changed = threading.Condition()
+        self._lock = threading.Lock()
         self.cold_starts = 0
         self.generation = 0  # moves on when the function's code changes (a test replaces its handler)
-        self.queue: list[tuple[int, int]] = []  # invocations waiting for an environment: (turn, arrival), sorted
+        #: invocations waiting for an environment, sorted: (turn, arrival) -> the condition it waits on.
+        #: Only the first is woken when an environment frees (not every waiting thread: under a burst that
+        #: woke dozens of threads for each invocation, which took the interpreter from everything else).
+        self.queue: list[tuple[int, int]] = []
+        self._waiting: dict[tuple[int, int], threading.Condition] = {}
         self._turn = 0  # the turn of the last invocation that got an environment
         self._lanes: dict[object, int] = {}  # a lane with invocations waiting -> the turn of its last one
         self._arrivals = itertools.count()
+
+    def _wake_first(self) -> None:
+        """The first waiting invocation looks again (the lock held)."""
+        if self.queue:
+            self._waiting[self.queue[0]].notify()
 
     def take(self, function: str, start: Callable[[], _Worker], patience: float,
              lane: object = None) -> tuple[_Worker, float]:
@@ -313,23 +322,25 @@ class _Environments:
         for one. It waits at most ``patience`` (its timeout: on Lambda it would have run at once), for its
         turn (see the class)."""
         began = time.monotonic()
-        with self.changed:
+        with self._lock:
             turn = max(self._turn, self._lanes.get(lane, 0)) + 1
             self._lanes[lane] = turn
             ticket = (turn, next(self._arrivals))
             bisect.insort(self.queue, ticket)
+            self._waiting[ticket] = waiting = threading.Condition(self._lock)
             try:
                 while self.queue[0] != ticket or (not self.idle and self.count >= self.limit):
                     left = began + patience - time.monotonic()
                     if left <= 0:
                         raise FunctionError("Sandbox.Timedout", f"Task timed out after {patience:.2f} seconds "
                                             f"(waited for one of {self.limit} busy execution environments)")
-                    self.changed.wait(left)
+                    waiting.wait(left)
             finally:
                 self.queue.remove(ticket)
+                del self._waiting[ticket]
                 if self._lanes.get(lane) == turn:  # the lane's last waiting one: it starts afresh next time
                     del self._lanes[lane]
-                self.changed.notify_all()  # the next in line looks again
+                self._wake_first()  # the next in line looks again
             self._turn = max(self._turn, turn)
             waited = time.monotonic() - began
             if self.idle:
@@ -345,7 +356,7 @@ class _Environments:
     def give_back(self, worker: _Worker | None) -> None:
         """A worker done with its invocation (None: it is gone)."""
         retired = None
-        with self.changed:
+        with self._lock:
             if worker is None:
                 self.count -= 1
             elif worker.generation != self.generation:
@@ -353,18 +364,18 @@ class _Environments:
                 retired = worker
             else:
                 self.idle.append(worker)
-            self.changed.notify_all()
+            self._wake_first()
         if retired is not None:
             retired.kill()
 
     def drain(self, new_generation: bool = False) -> list[_Worker]:
         """Take every idle worker out (to be killed); ``new_generation``: busy ones will not be reused."""
-        with self.changed:
+        with self._lock:
             idle, self.idle = self.idle, []
             self.count -= len(idle)
             if new_generation:
                 self.generation += 1
-            self.changed.notify_all()
+            self._wake_first()
             return idle
 
 
