@@ -286,8 +286,9 @@ def on_end(services: Services, run: Run) -> None:
                                   consistent_read=True)
     if own is not None and own.task_token and run.started_at is None:  # it ended while waiting for its turn
         _answer(services, own.task_token, FINISH)
-    hand_on(services, run.workspace_id, run.session_id)
-    if tree_ended(run):  # else a delegated run of it is still going: its end hands on (the mark stays meanwhile)
+    ended = tree_ended(run)  # else a delegated run of it is still going: its end hands on (the mark stays meanwhile)
+    hand_on(services, run.workspace_id, run.session_id, ended_trees=frozenset({run.id}) if ended else frozenset())
+    if ended:
         SessionHandOn(*SessionHandOn.key(run.workspace_id, run.session_id, run.id)).delete()
 
 
@@ -305,7 +306,10 @@ def tree_ended(run: Run) -> bool:
     return True
 
 
-def hand_on(services: Services, workspace_id: str, session_id: str) -> None:
+def hand_on(services: Services, workspace_id: str, session_id: str,
+            ended_trees: frozenset[str] = frozenset()) -> None:
+    """The session's done turns move on as far as their run trees have ended; the next turn waiting starts.
+    ``ended_trees``: runs the caller saw end with their whole tree (an end is for good: not walked again)."""
     for _ in range(MOST_TURNS_PER_HAND_ON):
         session = AgentSession.get_or_none(*AgentSession.key(workspace_id, session_id), consistent_read=True)
         if session is None:
@@ -319,7 +323,7 @@ def hand_on(services: Services, workspace_id: str, session_id: str) -> None:
             if turn.task_token:  # the next turn waits: it starts (an answered token is refused, harmlessly)
                 _answer(services, turn.task_token, START)
             return
-        if not tree_ended(run):  # a run it delegated to is still going (being cancelled): its end hands on
+        if run.id not in ended_trees and not tree_ended(run):  # a run it delegated to still goes: its end hands on
             return
         _mark_done(session, run, done + 1, services.now())
 
