@@ -75,7 +75,7 @@ class _Client:
             raise RuntimeError(f"the {role} could not connect")
 
     def ask(self, line: str) -> str:
-        assert self.process.stdin is not None and self.process.stdout is not None  # nosec B101  # both piped
+        assert self.process.stdin is not None and self.process.stdout is not None  # nosec B101  # type narrowing: both piped
         self.process.stdin.write(line + "\n")
         self.process.stdin.flush()
         answer = self.process.stdout.readline().strip()
@@ -84,7 +84,7 @@ class _Client:
         return answer
 
     def close(self) -> None:
-        assert self.process.stdin is not None  # nosec B101  # piped
+        assert self.process.stdin is not None  # nosec B101  # type narrowing: piped
         self.process.stdin.close()
         self.process.wait(30)
 
