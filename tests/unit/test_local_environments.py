@@ -51,8 +51,8 @@ def test_an_invocation_that_gives_up_waiting_hands_its_turn_on():
         assert raised.value.error_type == "Sandbox.Timedout"
         assert environments.queue and not patient.done()  # still waits: the environment is held
         environments.give_back(held)  # type: ignore[arg-type]
-        got, waited = patient.result(5)
-    assert got is held and waited >= 0.3
+        got, _ = patient.result(5)
+    assert got is held
 
 
 def test_waiting_invocations_are_served_in_turns_by_lane():
