@@ -28,8 +28,8 @@ from agenthq.runs.cancel import request_cancel
 from agenthq.runs.launch import create_run_record
 from agenthq.runs.records import iter_events, load_run
 from agenthq.services import get_services
-from agenthq.store import tenant_scope
-from agenthq.store.items import QueuedRun, Run, RunSlots
+from agenthq.store import global_scope, tenant_scope
+from agenthq.store.items import PausedRun, QueuedRun, Run, RunSlots
 from tests.support import (
     UnreachableStepFunctions,
     assert_error,
@@ -329,6 +329,29 @@ def test_a_cancel_racing_a_pause_ends_the_run_and_frees_its_slot(tenant, orchest
     step(tenant, "finish", run_id, turn=1)
     assert run_of(tenant, run_id).status == "cancelled"
     assert slots_of(tenant) == (0, 0, 0)
+
+
+def test_a_tier_raised_between_the_pause_decision_and_the_pause_resumes_the_run(tenant, orchestrator):
+    """The think step records the limit and the state machine goes to its Paused task; a tier raise that
+    lands before that task marks the run paused finds nothing paused to resume. The invariant fuzzer
+    found such a run paused for ever at a limit that had room (make fuzz, 30 minutes)."""
+    limit_to(tenant, 1, tokens_per_month=1)  # no model call fits: the run pauses at its first
+    agent = create_agent(tenant, "thrifty", "sre")
+    run_id = new_run(tenant, agent["id"])
+    assert step(tenant, "start", run_id) == {"next": "pause", "turn": 1}
+    limit_to(tenant, 1)  # the raise (its resume of the workspace's paused runs finds none) ...
+    token = orchestrator.issue("paused")
+    step(tenant, "pause", run_id, task_token=token, turn=1)  # ... then the Paused task runs
+    assert orchestrator.answers.get(token) == "think", "the limit has room: the run thinks again"
+    run = run_of(tenant, run_id)
+    assert run.status == "running" and run.task_token is None and run.pause_reason is None
+    with tenant_scope(tenant.workspace_id):
+        events = [e.event_type for e in iter_events(run, 0, 100)]
+    assert events[-2:] == ["run.paused", "run.resumed"]
+    with tenant_scope(tenant.workspace_id):
+        assert list(iter_events(run, 0, 100))[-1].data["by"] == "limit"
+    with global_scope():
+        assert PausedRun.get_or_none(*PausedRun.key(tenant.workspace_id, run_id)) is None, "not listed as paused"
 
 
 def test_a_child_paused_past_its_parents_wait_is_cancelled_when_the_parent_ends(tenant, orchestrator):

@@ -44,7 +44,7 @@ def mark_paused(services: Services, run: Run, task_token: str) -> bool:
                   reason=reason, paused_at=at).save()
     first = run.status != "paused"
     try:
-        commit(services, run, Change(
+        run = commit(services, run, Change(
             events=[("run.paused", {"reason": reason, "limit": LIMIT_NAMES.get(reason, reason)})] if first else [],
             run_actions=[Run.status.set("paused"), Run.task_token.set(task_token),
                          *([Run.paused_at.set(at)] if first else [])],
@@ -56,6 +56,12 @@ def mark_paused(services: Services, run: Run, task_token: str) -> bool:
         if fresh is not None and fresh.status in ("running", "paused") and not fresh.cancel_requested:
             raise
         return False
+    # A tier raise (or the period reset) between the think step's pause decision and now found nothing
+    # paused to resume, and nothing else would: where the month has room now, the run resumes at once.
+    try:
+        resume(services, run, by="limit")
+    except Conflict:
+        pass  # still used up: it waits for a resume
     return True
 
 
