@@ -14,6 +14,7 @@ from agenthq_cli.account import verify_email, whoami
 from agenthq_cli.admin import admin_app
 from agenthq_cli.approvals import approvals_app
 from agenthq_cli.mcp import mcp_app
+from agenthq_cli.members import members_app
 from agenthq_cli.schedules import schedules_app
 from agenthq_cli.sessions import sessions_app
 from agenthq_cli.user import agents_app, keys_app, login, runs_app, usage, workspaces
@@ -30,6 +31,7 @@ app.command("verify-email")(verify_email)
 app.add_typer(agents_app, name="agents")
 app.add_typer(runs_app, name="runs")
 app.add_typer(keys_app, name="keys")
+app.add_typer(members_app, name="members")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(sessions_app, name="sessions")

@@ -33,6 +33,11 @@ def list_members(principal: WorkspacePrincipal, cursor: str | None = Cursor, lim
     return workspaces.list_members(principal, cursor, limit_param(limit))
 
 
+@app.get("/workspaces/{wid}/invitations", response_model=ListOf[Invitation])
+def list_invitations(principal: WorkspacePrincipal, cursor: str | None = Cursor, limit: int | None = Limit) -> Page:
+    return workspaces.list_invitations(get_services(), principal, cursor, limit_param(limit))
+
+
 @app.post("/workspaces/{wid}/members", status_code=201, response_model=Invitation, responses=documented(Conflict))
 def add_member(body: MemberInvite, principal: WorkspacePrincipal) -> dict:
     return workspaces.add_member(get_services(), principal, body)

@@ -84,3 +84,47 @@ def test_parallel_logins_accept_an_invitation_once(cloud, api):
     memberships = table_items(cloud, type="Member", workspace_id=owner.workspace_id, user_id=invitee.user_id)
     assert [m["role"] for m in memberships] == ["member"]
     assert table_items(cloud, type="Invitation", workspace_id=owner.workspace_id) == []
+
+
+def invitations(owner, **params) -> dict[str, str]:
+    """The workspace's pending invitations, every page of them: e-mail address -> role."""
+    found: dict[str, str] = {}
+    params = {"limit": 100, **params}
+    while True:
+        page = owner.get("/invitations", params=params)
+        assert page.status_code == 200, page.text
+        found.update({i["email"]: i["role"] for i in page.json()["items"]})
+        if not page.json().get("next_cursor"):
+            return found
+        params["cursor"] = page.json()["next_cursor"]
+
+
+def test_pending_invitations_are_listed_until_accepted_withdrawn_or_lapsed(cloud, api):
+    owner = signup(api, tier="pro")
+    accepting, withdrawn, lapsing = (unique_email(tag) for tag in ("accepting", "withdrawn", "lapsing"))
+    for email, role in ((accepting, "viewer"), (withdrawn, "member"), (lapsing, "admin")):
+        assert owner.post("/members", json={"email": email, "role": role}).status_code == 201
+    assert invitations(owner, limit=1) == {accepting: "viewer", withdrawn: "member", lapsing: "admin"}  # 3 pages
+    [one] = owner.get("/invitations", params={"limit": 1}).json()["items"]
+    assert one["status"] == "invited" and one["expires_at"] > one["invited_at"]
+
+    # accepted: the invitee signs up and logs in naming the workspace — a member now, not an invitation
+    assert api.post("/auth/signup", json={"email": accepting, "password": PASSWORD,
+                                          "workspace_name": "Own"}).status_code == 201
+    joined = login(api, accepting, owner.workspace_id)
+    assert joined.status_code == 200, joined.text
+    # withdrawn
+    assert api.delete(owner.path(f"/members/{withdrawn}"), headers=owner.headers).status_code == 204
+    # lapsed: its 7 days are over, DynamoDB's TTL has not swept it yet (it deletes lazily)
+    import boto3
+
+    table = boto3.resource("dynamodb", region_name=cloud.config.stack.region).Table(cloud.config.stack.table_name)
+    table.update_item(Key={"pk": f"WS#{owner.workspace_id}", "sk": f"INVITE#{lapsing}"},
+                      UpdateExpression="SET expires_at = :past", ExpressionAttributeValues={":past": 1_000_000})
+    assert invitations(owner) == {}
+    assert members(owner) == {owner.email: "owner", accepting: "viewer"}
+
+    # those who cannot invite do not see whom others invited
+    viewer = {"Authorization": f"Bearer {joined.json()['access_token']}"}
+    assert owner.post("/members", json={"email": unique_email("later"), "role": "member"}).status_code == 201
+    assert_error(api.get(owner.path("/invitations"), headers=viewer), 403, "forbidden")

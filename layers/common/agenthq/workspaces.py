@@ -144,6 +144,15 @@ def list_members(principal: Principal, cursor: str | None, limit: int) -> Page:
         return workspace_page(Member, principal.workspace_id, "MEMBER#", member_view, cursor, limit)
 
 
+def list_invitations(services: Services, principal: Principal, cursor: str | None, limit: int) -> Page:
+    """The pending invitations, by e-mail address; for those who may invite and withdraw (members:write).
+    A lapsed one (its 7 days past, its TTL not yet swept) is not pending: left out."""
+    principal.require(Scope.members_write)
+    with tenant_scope(principal.workspace_id):
+        return workspace_page(Invitation, principal.workspace_id, "INVITE#", invitation_view, cursor, limit,
+                              filter_condition=Invitation.expires_at > services.now())
+
+
 def invitation_view(invitation: Invitation) -> dict[str, Any]:
     expires = invitation.expires_at.isoformat() if invitation.expires_at else None
     return {"email": invitation.email, "role": invitation.role, "status": "invited",
