@@ -603,16 +603,17 @@ def metering_is_never_below_billing(books: WorkspaceBooks, billed: list[Billed])
 def a_run_that_has_not_ended_waits_for_a_cause(books: WorkspaceBooks, orchestrator: FakeOrchestrator,
                                                month_has_room: Callable[[dict[str, Any]], bool],
                                                asking: frozenset[str] = frozenset(),
-                                               turn_before: dict[str, str] | None = None) -> None:
+                                               turns_before: dict[str, list[str]] | None = None) -> None:
     """Nothing stays queued, waiting or paused for ever: once the orchestrator has nothing left to
     deliver, a run that has not ended is paused at a limit that is still used up, waits for a child
     that is itself held for such a cause, waits for a person to decide an approval still pending
-    (``asking``: the runs that have one), is a session's turn waiting for the turn before it
-    (``turn_before``: run id → the previous turn's run id) that is itself held, or is queued behind
+    (``asking``: the runs that have one), is a session's turn waiting for a turn before it
+    (``turns_before``: run id → the run ids of the session's earlier turns; it waits for the last of
+    them not ended, a cancelled turn between them frees nothing) that is itself held, or is queued behind
     slot holders that are."""
     by_id = {r.id: r for r in books.runs}
     queued = {q.run_id for q in books.queued}
-    turn_before = turn_before or {}
+    turns_before = turns_before or {}
 
     def held(run: Any, seen: frozenset[str] = frozenset()) -> str | None:
         """Why ``run`` legitimately has not ended, or None."""
@@ -622,10 +623,10 @@ def a_run_that_has_not_ended_waits_for_a_cause(books: WorkspaceBooks, orchestrat
             return "paused" if run.task_token and not month_has_room(run.pause_hold or {}) else None
         if run.status == "waiting" and run.waiting_for == "approval":
             return "approval" if run.id in asking and run.task_token else None
-        if run.status == "queued" and run.started_at is None and run.id in turn_before:
-            previous = by_id.get(turn_before[run.id])
-            if previous is not None and previous.status not in TERMINAL:
-                return "turn" if held(previous, seen | {run.id}) else None
+        if run.status == "queued" and run.started_at is None and run.id in turns_before:
+            going = [r for r in (by_id.get(i) for i in turns_before[run.id]) if r is not None and r.status not in TERMINAL]
+            if going:
+                return "turn" if held(going[-1], seen | {run.id}) else None
         if run.status == "waiting":
             children = [r for r in books.runs if r.parent_run_id == run.id and r.status not in TERMINAL]
             return "waiting" if any(held(c, seen | {run.id}) for c in children) else None

@@ -746,9 +746,9 @@ class Invariants(RuleBasedStateMachine):
             assert self.orchestrator is not None
             approvals, _ = approvals_of_workspace(tenant.workspace_id)
             asking = frozenset(a.run_id for a in approvals if a.status == "pending")
-            turn_before = {run_id: turns[number - 1][0] for turns in tenant.sessions.values()
-                           for number, (run_id, _) in enumerate(turns) if number}
-            a_run_that_has_not_ended_waits_for_a_cause(books, self.orchestrator, room, asking, turn_before)
+            turns_before = {run_id: [earlier for earlier, _ in turns[:number]] for turns in tenant.sessions.values()
+                            for number, (run_id, _) in enumerate(turns) if number}
+            a_run_that_has_not_ended_waits_for_a_cause(books, self.orchestrator, room, asking, turns_before)
             a_decided_wait_resumes_its_run_exactly_once(books, approvals)
             self.world.stats.ends.update(f"{r.status}{'/child' if r.parent_run_id else ''}"
                                          f"{'/' + r.error['reason'] if r.error else ''}" for r in books.runs)
